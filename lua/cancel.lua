@@ -1,0 +1,36 @@
+-- cancel: cancel a run. Queued, scheduled and waiting runs end at once (waiters and timers
+-- removed; a child it waits for is cancelled too, down to 32 levels); a running run gets a
+-- cancel flag and stops at its next step.
+-- KEYS[1] run  keys.run(run_id)  HASH
+-- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] reason  ARGV[4] retention_ms
+-- Returns the status after the call ('cancelled', 'running' when flagged, or a final
+-- status left as it was), or false when there is no such run.
+-- @include key.lua
+-- @include now_ms.lua
+-- @include timeline.lua
+-- @include drop_wait.lua
+-- @include finish_run.lua
+local prefix, reason, keep = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local now = now_ms()
+local id, rk = ARGV[2], KEYS[1]
+local first = nil
+for _ = 1, 32 do
+  local w = redis.call('HMGET', rk, 'wk', 'ws', 'we', 'wsh', 'wv', 'queue', 'status', 'job', 'wc')
+  local status = w[7]
+  if not status then return first or false end
+  local child = nil
+  if status == 'running' then
+    redis.call('HSET', rk, 'cancel', reason)
+    timeline(rk, now, 'cancel_requested', {reason = reason})
+  elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
+    if w[1] == 'child' then child = w[9] end
+    drop_wait(prefix, rk, id, w)
+    timeline(rk, now, 'cancelled', {reason = reason})
+    finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep)
+    status = 'cancelled'
+  end
+  first = first or status
+  if not child then break end
+  id, rk = child, key(prefix, 'run', child)
+end
+return first

@@ -1,0 +1,65 @@
+-- claim: lease the runs of stream entries delivered to a worker (XREADGROUP), in one call.
+-- KEYS[1] stream  keys.stream(queue)      STREAM entries are acked and deleted here
+-- KEYS[2] leases  keys.leases(queue)      ZSET run id -> lease expiry ms
+-- KEYS[3] conf    keys.queue_conf(queue)  HASH concurrency limit (field concurrency)
+-- KEYS[3+i] run   keys.run(run_id_i)      HASH
+-- ARGV[1] prefix  ARGV[2] group  ARGV[3] lease_ms  ARGV[4] max_deliveries  ARGV[5] retention_ms
+-- ARGV[4+2i] entry_id_i  ARGV[5+2i] run_id_i
+-- Returns per entry {run_id, outcome, token, attempt, job, payload, trigger event, steps, base}:
+-- outcome 'ok' (leased; token = entry id), 'skip' (not queued: a duplicate entry, dropped),
+-- 'defer' (queue at its concurrency limit: entry left pending) or 'poison' (failed).
+-- @include key.lua
+-- @include now_ms.lua
+-- @include timeline.lua
+-- @include set_status.lua
+-- @include notify_done.lua
+local prefix, group = ARGV[1], ARGV[2]
+local lease_ms, max_deliv, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limit = tonumber(redis.call('HGET', KEYS[3], 'concurrency') or '0') or 0
+local now = now_ms()
+local out = {}
+local i = 1
+while ARGV[4 + 2 * i] do
+  local eid, id, rk = ARGV[4 + 2 * i], ARGV[5 + 2 * i], KEYS[3 + i]
+  local st = redis.call('HMGET', rk, 'status', 'job', 'deliv')
+  if st[1] ~= 'queued' then
+    redis.call('XACK', KEYS[1], group, eid)
+    redis.call('XDEL', KEYS[1], eid)
+    out[i] = {id, 'skip'}
+  elseif limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then
+    out[i] = {id, 'defer'}
+  else
+    redis.call('XACK', KEYS[1], group, eid)
+    redis.call('XDEL', KEYS[1], eid)
+    local deliv = tonumber(st[3] or '0') + 1
+    if deliv > max_deliv then
+      local err = {type = 'PoisonRunError',
+        message = 'delivered ' .. (deliv - 1) .. ' times without finishing', traceback = ''}
+      redis.call('HSET', rk, 'error', cjson.encode(err), 'finished', now)
+      redis.call('HDEL', rk, 'token')
+      timeline(rk, now, 'failed', {error = err.message})
+      set_status(prefix, rk, id, st[2], 'queued', 'failed', now, keep_ms)
+      notify_done(key(prefix, 'done'), rk, id)
+      out[i] = {id, 'poison'}
+    else
+      local attempt = redis.call('HINCRBY', rk, 'attempts', 1)
+      redis.call('HSET', rk, 'token', eid, 'deliv', deliv)
+      redis.call('HSETNX', rk, 'started', now)
+      redis.call('ZADD', KEYS[2], now + lease_ms, id)
+      timeline(rk, now, 'started', {attempt = attempt})
+      set_status(prefix, rk, id, st[2], 'queued', 'running', now, 0)
+      local steps = {}
+      local all = redis.call('HGETALL', rk)
+      for j = 1, #all, 2 do
+        if string.sub(all[j], 1, 2) == 's:' then
+          steps[#steps + 1] = string.sub(all[j], 3)
+          steps[#steps + 1] = all[j + 1]
+        end
+      end
+      local f = redis.call('HMGET', rk, 'payload', 'evt', 'abase')
+      out[i] = {id, 'ok', eid, attempt, st[2], f[1], f[2] or '', steps, f[3] or '0'}
+    end
+  end
+  i = i + 1
+end
+return out

@@ -1,0 +1,61 @@
+-- start: create runs of one job and enqueue them, idempotently; one call, N runs.
+-- KEYS[1] stream   keys.stream(queue)    STREAM run ids ready to execute
+-- KEYS[2] delayed  keys.delayed(queue)   ZSET run id -> due ms
+-- KEYS[1+2i] run   keys.run(id_i)        HASH the i-th run
+-- KEYS[2+2i] idem  keys.idem(job, key_i) STRING key -> run id (the run key again when none)
+-- ARGV[1] prefix  ARGV[2] job  ARGV[3] queue  ARGV[4] delay_ms  ARGV[5] at_ms (0: none)
+-- ARGV[6] idem_ttl_ms  ARGV[7] extra fields (JSON object, may be '')  ARGV[8] n
+-- ARGV[6+3i] run_id_i  ARGV[7+3i] has_idem_i ('1' | '0')  ARGV[8+3i] payload_i
+-- Returns {run_id_1, deduplicated_1, ...}; a retried call returns its own runs, not deduplicated.
+-- @include key.lua
+-- @include now_ms.lua
+-- @include timeline.lua
+-- @include set_status.lua
+local prefix, job, queue = ARGV[1], ARGV[2], ARGV[3]
+local delay_ms, at_ms, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local extra = {}
+if ARGV[7] ~= '' then extra = cjson.decode(ARGV[7]) end
+local n = tonumber(ARGV[8])
+local now = now_ms()
+local due = now + delay_ms
+if at_ms > 0 then due = at_ms end
+local out = {}
+for i = 1, n do
+  local rk, ik = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local id, has_idem, payload = ARGV[6 + 3 * i], ARGV[7 + 3 * i] == '1', ARGV[8 + 3 * i]
+  local existing = false
+  if has_idem then
+    existing = redis.call('GET', ik)
+    if existing and redis.call('EXISTS', key(prefix, 'run', existing)) == 0 then
+      existing = false
+    end
+  end
+  if existing then
+    out[#out + 1] = existing
+    out[#out + 1] = 1
+  elseif redis.call('EXISTS', rk) == 1 then
+    out[#out + 1] = id
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', rk, 'job', job, 'queue', queue, 'payload', payload,
+      'created', now, 'attempts', 0)
+    for f, v in pairs(extra) do redis.call('HSET', rk, f, v) end
+    if has_idem then
+      redis.call('SET', ik, id, 'PX', idem_ttl)
+      redis.call('HSET', rk, 'ikey', ik)
+    end
+    local status = 'queued'
+    if due > now then
+      status = 'scheduled'
+      redis.call('ZADD', KEYS[2], due, id)
+      timeline(rk, now, 'scheduled', {due = due})
+    else
+      redis.call('XADD', KEYS[1], '*', 'r', id)
+      timeline(rk, now, 'queued')
+    end
+    set_status(prefix, rk, id, job, nil, status, now, 0)
+    out[#out + 1] = id
+    out[#out + 1] = 0
+  end
+end
+return out

@@ -1,0 +1,42 @@
+"""stackshift-redis: Redis-native durable job orchestration.
+
+Jobs, runs, memoized steps, queues, durable state and events on one Redis (or Redis
+Cluster), every state transition one atomic Lua script.
+"""
+
+from .app import StackShift
+from .context import RunContext
+from .errors import (
+    LockError,
+    NonRetriableError,
+    PayloadError,
+    RetryAfterError,
+    RunCancelled,
+    RunFailed,
+    StackShiftError,
+    UnknownJobError,
+)
+from .records import Event, RunInfo, RunStatus, SendEventResult
+from .runs import RunHandle
+
+__all__ = [
+    "Event",
+    "LockError",
+    "NonRetriableError",
+    "PayloadError",
+    "RetryAfterError",
+    "RunCancelled",
+    "RunContext",
+    "RunFailed",
+    "RunHandle",
+    "RunInfo",
+    "RunStatus",
+    "SendEventResult",
+    "StackShift",
+    "StackShiftError",
+    "UnknownJobError",
+]
+__version__ = "0.1.0"
+
+for _name in __all__:  # reprs and docs show stackshift_redis.X, as httpx does
+    setattr(globals()[_name], "__module__", __name__)

@@ -1,0 +1,108 @@
+"""The exception tree of stackshift_redis.
+
+    StackShiftError
+    ├── NonRetriableError        raised by a handler: fail the run at once
+    ├── RetryAfterError          raised by a handler: retry after `delay`
+    ├── RunFailed                a run (or a child run) ended as failed
+    ├── RunCancelled             a run ended as cancelled
+    ├── UnknownJobError          (LookupError) no such job, or no queue known for it
+    ├── PayloadError             (ValueError) a value does not serialize, or is too large
+    ├── InvalidArgumentError     (ValueError) a bad name, duration or option
+    ├── LockError                a lock was not acquired, or was lost
+    ├── LeaseLostError           a worker's claim on a run was taken over
+    └── ResultTimeout            (TimeoutError) `result()` waited too long
+
+Lua scripts report errors as `CODE detail`; `from_redis_error` maps the code.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+__all__ = [
+    "InvalidArgumentError",
+    "LeaseLostError",
+    "LockError",
+    "NonRetriableError",
+    "PayloadError",
+    "ResultTimeout",
+    "RetryAfterError",
+    "RunCancelled",
+    "RunFailed",
+    "StackShiftError",
+    "UnknownJobError",
+]
+
+
+class StackShiftError(Exception):
+    """Base of every error raised by stackshift_redis."""
+
+
+class NonRetriableError(StackShiftError):
+    """Raise in a handler to fail the run now, without further retries."""
+
+
+class RetryAfterError(StackShiftError):
+    """Raise in a handler to retry the run after `delay` (seconds or timedelta)."""
+
+    def __init__(self, delay: float | timedelta, message: str = "") -> None:
+        self.delay = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        super().__init__(message or f"retry after {self.delay:g}s")
+
+
+class RunFailed(StackShiftError):
+    """A run ended as failed; `error` holds its recorded error, if any."""
+
+    def __init__(self, message: str, *, run_id: str = "", error: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.error = error or {}
+
+
+class RunCancelled(StackShiftError):
+    """A run ended as cancelled."""
+
+    def __init__(self, message: str = "run cancelled", *, run_id: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class UnknownJobError(StackShiftError, LookupError):
+    """The job is not registered here and no queue is known for it."""
+
+
+class PayloadError(StackShiftError, ValueError):
+    """A value does not serialize with the app's serializer, or is too large."""
+
+
+class InvalidArgumentError(StackShiftError, ValueError):
+    """A bad name, duration or option was passed."""
+
+
+class LockError(StackShiftError):
+    """A lock was not acquired within its wait, or was lost while held."""
+
+
+class LeaseLostError(StackShiftError):
+    """This worker no longer holds the run: another worker recovered it."""
+
+
+class ResultTimeout(StackShiftError, TimeoutError):
+    """`RunHandle.result()` did not see the run finish in time."""
+
+
+_CODES: dict[str, type[StackShiftError]] = {
+    "LEASE_LOST": LeaseLostError,
+    "NOT_FOUND": StackShiftError,
+    "BAD_STATE": StackShiftError,
+    "CANCELLED": RunCancelled,
+}
+
+
+def from_redis_error(exc: Exception) -> Exception:
+    """Map a `CODE detail` error reply from a script to our exception, else return it."""
+    text = str(exc)
+    code, _, detail = text.partition(" ")
+    cls = _CODES.get(code)
+    return cls(detail or code) if cls else exc

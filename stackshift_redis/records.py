@@ -1,0 +1,185 @@
+"""Pure data: run statuses, RunInfo, Event, step records and durations (no I/O)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import msgpack
+
+from .errors import InvalidArgumentError
+from .serializer import Serializer
+
+Duration = float | int | timedelta
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for completed, failed and cancelled."""
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def seconds(value: Duration, what: str = "duration") -> float:
+    """A duration in seconds from int/float seconds or a timedelta; rejects negatives."""
+    if isinstance(value, timedelta):
+        out = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = float(value)
+    else:
+        raise InvalidArgumentError(f"{what} must be seconds or a timedelta, not {value!r}")
+    if out < 0 or out != out:
+        raise InvalidArgumentError(f"{what} must not be negative: {value!r}")
+    return out
+
+
+def millis(value: Duration, what: str = "duration") -> int:
+    """A duration in whole milliseconds."""
+    return round(seconds(value, what) * 1000)
+
+
+def epoch_ms(when: datetime) -> int:
+    """Milliseconds since the epoch; naive datetimes are taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return round(when.timestamp() * 1000)
+
+
+def from_ms(value: Any) -> datetime | None:
+    """An aware UTC datetime from epoch milliseconds (bytes, str or int), or None."""
+    if value is None or value == b"" or value is False:
+        return None
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def new_run_id() -> str:
+    """A unique id sortable by creation time: 11 hex digits of ms, 13 of randomness."""
+    return f"{time.time_ns() // 1_000_000:011x}{os.urandom(7).hex()[:13]}"
+
+
+def error_json(exc: BaseException, *, type_name: str | None = None) -> str:
+    """The error record of a failed attempt: type, message, traceback."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return json.dumps(
+        {"type": type_name or type(exc).__name__, "message": str(exc), "traceback": tb[-8000:]}
+    )
+
+
+# Step records are msgpack maps {"status", "at", "result" | "error"}; the value comes
+# last so Lua can finish a record by appending a msgpack bin/str (lua/lib/mp_pack.lua).
+def record_prefix(status: str, last_key: str) -> bytes:
+    """A record up to (not including) its last value."""
+    head: bytes = msgpack.packb({"status": status, "at": time.time_ns() // 1_000_000})
+    return bytes([head[0] + 1]) + head[1:] + msgpack.packb(last_key)
+
+
+def step_completed(value: bytes) -> bytes:
+    """A completed step's record holding serialized `value`."""
+    return record_prefix("completed", "result") + msgpack.packb(value, use_bin_type=True)
+
+
+def step_failed(error: dict[str, Any] | str) -> bytes:
+    """A failed step's record."""
+    return record_prefix("failed", "error") + msgpack.packb(error)
+
+
+def read_step(record: bytes, serializer: Serializer) -> dict[str, Any]:
+    """A step record as {"status", "at", "result" | "error"} with the result deserialized."""
+    raw: dict[str, Any] = msgpack.unpackb(record, raw=False)
+    out: dict[str, Any] = {"status": raw["status"], "at": from_ms(raw.get("at"))}
+    if "result" in raw:
+        out["result"] = serializer.loads(raw["result"])
+    if "error" in raw:
+        out["error"] = raw["error"]
+    return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event: name, id, data and when it was sent."""
+
+    name: str
+    id: str
+    data: Any
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class SendEventResult:
+    """What `send_event` did: runs it resumed and runs it started."""
+
+    id: str
+    resumed: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A snapshot of a run as stored in Redis."""
+
+    id: str
+    status: RunStatus
+    job: str
+    queue: str
+    payload: Any
+    result: Any
+    error: dict[str, Any] | None
+    attempts: int
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    steps: dict[str, dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    parent_id: str | None = None
+
+
+def _s(v: bytes | None) -> str:
+    return v.decode() if v is not None else ""
+
+
+def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> RunInfo:
+    """A RunInfo from the run hash (HGETALL)."""
+    steps: dict[str, dict[str, Any]] = {}
+    entries: list[tuple[int, dict[str, Any]]] = []
+    for k, v in h.items():
+        if k.startswith(b"s:"):
+            steps[k[2:].decode()] = read_step(v, serializer)
+        elif k.startswith(b"t:"):
+            e = json.loads(v)
+            e["at"] = from_ms(e["at"])
+            entries.append((int(k[2:]), e))
+    result = serializer.loads(h[b"result"]) if b"result" in h else None
+    error = json.loads(h[b"error"]) if b"error" in h else None
+    return RunInfo(
+        id=run_id,
+        status=RunStatus(_s(h.get(b"status"))),
+        job=_s(h.get(b"job")),
+        queue=_s(h.get(b"queue")),
+        payload=serializer.loads(h[b"payload"]) if b"payload" in h else None,
+        result=result,
+        error=error,
+        attempts=int(h.get(b"attempts", 0)),
+        created_at=from_ms(h.get(b"created")),
+        started_at=from_ms(h.get(b"started")),
+        finished_at=from_ms(h.get(b"finished")),
+        steps=steps,
+        timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
+        parent_id=_s(h[b"parent"]) if b"parent" in h else None,
+    )

@@ -1,0 +1,141 @@
+"""Run handles and the shared result waiter (one blocking reader per process, no polling)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from .errors import ResultTimeout, RunCancelled, RunFailed, StackShiftError
+from .records import Duration, RunInfo, RunStatus, seconds
+
+if TYPE_CHECKING:
+    from .app import StackShift
+
+_SAFETY_CHECK_S = 5.0
+
+
+class RunHandle:
+    """A started run: its id, whether it was deduplicated, and ways to await it."""
+
+    def __init__(self, app: StackShift, run_id: str, deduplicated: bool = False) -> None:
+        self._app = app
+        self.id = run_id
+        self.deduplicated = deduplicated
+
+    def __repr__(self) -> str:
+        return f"RunHandle(id={self.id!r}, deduplicated={self.deduplicated})"
+
+    async def status(self) -> str:
+        """The run's status now; StackShiftError when the run is unknown (or expired)."""
+        value = await self._app.redis.hget(self._app.keys.run(self.id), "status")
+        if value is None:
+            raise StackShiftError(f"no run {self.id}")
+        return str(value.decode())
+
+    async def info(self) -> RunInfo | None:
+        """The run's RunInfo, as `app.get_run(id)`."""
+        return await self._app.get_run(self.id)
+
+    async def result(self, timeout: Duration | None = None) -> Any:
+        """The return value once completed; RunFailed, RunCancelled or TimeoutError."""
+        limit = seconds(timeout, "timeout") if timeout is not None else None
+        status, result, error = await self._app._waiter.wait(self.id, limit)
+        if status == RunStatus.COMPLETED:
+            return self._app.serializer.loads(result) if result is not None else None
+        err = json.loads(error) if error else {}
+        if status == RunStatus.CANCELLED:
+            raise RunCancelled(err.get("message") or "run cancelled", run_id=self.id)
+        raise RunFailed(
+            f"run {self.id} failed: {err.get('type', '?')}: {err.get('message', '')}",
+            run_id=self.id,
+            error=err,
+        )
+
+
+class ResultWaiter:
+    """Resolves result() waits from keys.done(): one XREAD BLOCK loop for all waiters."""
+
+    def __init__(self, app: StackShift) -> None:
+        self._app = app
+        self._futures: dict[str, list[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_id = b"0-0"
+
+    async def wait(self, run_id: str, timeout: float | None) -> tuple[str, Any, Any]:
+        """(status, result bytes, error json) once the run is final."""
+        await self._ensure_reader()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._futures.setdefault(run_id, []).append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    reply = await self._app.scripts.watch(run_id)
+                    if reply is None:
+                        raise StackShiftError(f"no run {run_id}")
+                    status = reply[0].decode()
+                    if RunStatus(status).is_final:
+                        return status, reply[1], reply[2]
+                    await fut
+                    fut = asyncio.get_running_loop().create_future()
+                    self._futures.setdefault(run_id, []).append(fut)
+        except TimeoutError:
+            raise ResultTimeout(f"run {run_id} did not finish within {timeout}s") from None
+        finally:
+            waiters = self._futures.get(run_id, [])
+            if fut in waiters:
+                waiters.remove(fut)
+            if not waiters:
+                self._futures.pop(run_id, None)
+
+    async def _ensure_reader(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        last = await self._app.redis.xrevrange(self._app.keys.done(), count=1)
+        self._last_id = last[0][0] if last else b"0-0"
+        self._task = asyncio.create_task(self._read(), name="stackshift-result-waiter")
+
+    def _resolve(self, run_id: str) -> None:
+        for fut in self._futures.pop(run_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _read(self) -> None:
+        redis, key = self._app.redis, self._app.keys.done()
+        while self._futures:
+            try:
+                reply = await redis.xread({key: self._last_id}, count=1000,
+                                          block=int(_SAFETY_CHECK_S * 1000))  # fmt: skip
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # connection trouble: back off, then re-check everything
+                await asyncio.sleep(0.5)
+                reply = None
+            if not reply:
+                await self._recheck()
+                continue
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    self._resolve(fields[b"r"].decode())
+
+    async def _recheck(self) -> None:
+        """Quiet (or a notification lost to a reconnect): one pipelined status check."""
+        ids = list(self._futures)
+        with contextlib.suppress(Exception):
+            async with self._app.redis.pipeline(transaction=False) as pipe:
+                for run_id in ids:
+                    pipe.hget(self._app.keys.run(run_id), "status")
+                statuses = await pipe.execute()
+            for run_id, status in zip(ids, statuses, strict=True):
+                if status is None or RunStatus(status.decode()).is_final:
+                    self._resolve(run_id)
+
+    async def close(self) -> None:
+        """Stop the reader task."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None

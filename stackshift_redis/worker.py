@@ -1,0 +1,262 @@
+"""Worker: reads queues through a consumer group, claims runs, executes them, keeps leases.
+
+Background duties are small loops: promote due runs, renew leases, reclaim expired
+leases and stale deliveries, heartbeat. Finishing scripts are batched into pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ResponseError
+
+from .context import Execution
+from .errors import InvalidArgumentError, from_redis_error
+from .executor import Outcome, build_execution, run_attempt
+from .keys import GROUP, check_name
+from .upkeep import Upkeep
+
+if TYPE_CHECKING:
+    from .app import StackShift
+    from .state import SyncState
+
+log = logging.getLogger("stackshift.worker")
+
+
+class Worker:
+    """Executes runs of `queues` with at most `concurrency` attempts at once."""
+
+    def __init__(
+        self,
+        app: StackShift,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        *,
+        grace: float = 30.0,
+        block_ms: int = 1000,
+        poll_interval: float = 0.2,
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError("concurrency must be a positive int")
+        self.app = app
+        names = list(queues) if queues else sorted({j.queue for j in app.jobs.values()})
+        self.queues = [check_name("queue", q) for q in names or ["default"]]
+        self.concurrency = concurrency
+        self.grace = grace
+        self.block_ms = block_ms
+        self.poll_interval = poll_interval
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.running: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
+        self.backlog: dict[str, list[tuple[str, str]]] = {q: [] for q in self.queues}
+        self.upkeep = Upkeep(self)
+        self._stream_queue = {app.keys.stream(q): q for q in self.queues}
+        self._stopping = asyncio.Event()
+        self._forced = False
+        self._slot_freed = asyncio.Event()
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self._sync_state: SyncState | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._burst = False
+        self._done = asyncio.Event()
+
+    @property
+    def sync_state(self) -> SyncState:
+        """State with blocking methods, for plain-function handlers running in threads."""
+        if self._sync_state is None:
+            from .state import SyncState
+
+            loop = self._loop
+            assert loop is not None
+
+            def runner(coro: Any) -> Any:
+                return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+            self._sync_state = SyncState(self.app.state, runner)
+        return self._sync_state
+
+    # lifecycle
+    async def run(self, burst: bool = False) -> None:
+        """Process runs until stop() (or, with burst, until nothing is queued, running or due)."""
+        self._loop = asyncio.get_running_loop()
+        self._burst = burst
+        self._done.clear()
+        await self.upkeep.setup()
+        fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
+        duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
+        try:
+            await self._stopping.wait()
+        finally:
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+            await self._drain()
+            duties.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await duties
+            await self.upkeep.teardown()
+            self._done.set()
+
+    def request_stop(self, force: bool = False) -> None:
+        """Ask the worker to stop (safe from a signal handler); `force` skips the grace period."""
+        self._forced = self._forced or force
+        self._stopping.set()
+        if force:
+            for _, task in list(self.running.values()):
+                task.cancel()
+
+    async def stop(self, force: bool = False) -> None:
+        """Stop fetching, let running attempts finish within the grace period, then return."""
+        self.request_stop(force)
+        if self._loop is not None:
+            await self._done.wait()
+
+    async def _drain(self) -> None:
+        tasks = [task for _, task in self.running.values()]
+        if tasks and not self._forced:
+            log.info("worker %s: waiting up to %.0fs for %d runs", self.id, self.grace, len(tasks))
+            await asyncio.wait(tasks, timeout=self.grace)
+        for _, task in list(self.running.values()):
+            task.cancel()  # left to be recovered when its lease expires
+        if self.running:
+            await asyncio.wait([t for _, t in self.running.values()], timeout=5)
+        await self._flush()
+        for queue, entries in self.backlog.items():
+            if entries:
+                with contextlib.suppress(Exception):
+                    await self.app.scripts.release(queue, entries)
+                entries.clear()
+
+    # fetching and claiming
+    async def _fetch_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._fetch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker %s: fetch failed; retrying", self.id)
+                await asyncio.sleep(1.0)
+
+    def free_slots(self) -> int:
+        """How many more attempts this worker may start now."""
+        return self.concurrency - len(self.running)
+
+    async def _fetch_once(self) -> None:
+        free = self.free_slots()
+        if free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+            return
+        deferred = [q for q, entries in self.backlog.items() if entries]
+        for queue in deferred:
+            free -= await self._claim(queue, [])
+        if free <= 0:
+            return
+        open_queues = [q for q in self.queues if not self.backlog[q]]
+        if not open_queues:
+            await asyncio.sleep(0.05)
+            return
+        block = 50 if deferred else self.block_ms
+        streams = {self.app.keys.stream(q): ">" for q in open_queues}
+        reply = await self.app.redis.xreadgroup(GROUP, self.id, streams, count=free, block=block)
+        if not reply:
+            if self._burst and await self.upkeep.idle():
+                self._stopping.set()
+            return
+        for stream, entries in reply:
+            queue = self._stream_queue[stream.decode() if isinstance(stream, bytes) else stream]
+            pairs = [(e.decode(), f[b"r"].decode()) for e, f in entries if f]
+            free -= await self._claim(queue, pairs)
+
+    async def _claim(self, queue: str, new: list[tuple[str, str]]) -> int:
+        """Claim backlog + new entries of a queue up to the free slots; returns runs started."""
+        entries = self.backlog[queue] + new
+        free = self.free_slots()
+        take, rest = entries[:free], entries[free:]
+        self.backlog[queue] = rest
+        if not take:
+            return 0
+        conf = self.app.queue_config(queue)
+        replies = await self.app.scripts.claim(
+            queue, take, lease_ms=round(conf.visibility_timeout * 1000),
+            max_deliveries=self.app.max_deliveries, retention_ms=self.app.retention_ms,
+        )  # fmt: skip
+        started = 0
+        for (entry_id, run_id), reply in zip(take, replies, strict=True):
+            outcome = reply[1].decode()
+            if outcome == "ok":
+                self._start(queue, reply)
+                started += 1
+            elif outcome == "defer":
+                self.backlog[queue].append((entry_id, run_id))
+            elif outcome == "poison":
+                log.error("run %s delivered too many times: failed as poison", run_id)
+        return started
+
+    def _start(self, queue: str, reply: list[Any]) -> None:
+        ex = build_execution(self, queue, reply)
+        task = asyncio.create_task(self._execute(ex), name=f"stackshift-run-{ex.run_id}")
+        self.running[ex.run_id] = (ex, task)
+
+    async def _execute(self, ex: Execution) -> None:
+        try:
+            outcome = await run_attempt(self, ex)
+            if outcome is not None and not ex.lost:
+                await self._finish(outcome)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set() and not ex.lost:
+                raise
+        except Exception:
+            log.exception("run %s: could not record its outcome", ex.run_id)
+        finally:
+            self.running.pop(ex.run_id, None)
+            self._slot_freed.set()
+
+    # finishing, batched: one pipeline for the outcomes ready in one loop iteration
+    async def _finish(self, outcome: Outcome) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+        await fut
+
+    async def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        scripts = self.app.scripts
+        results: list[Any]
+        try:
+            if len(batch) == 1:
+                o = batch[0][0]
+                results = [await self._safe_call(o)]
+            else:
+                async with self.app.redis.pipeline(transaction=False) as pipe:
+                    for o, _ in batch:
+                        scripts.queue_call(pipe, o.script, o.keys, o.args)
+                    results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for (o, fut), res in zip(batch, results, strict=True):
+            if isinstance(res, ResponseError):
+                res = from_redis_error(res)
+            if isinstance(res, Exception):
+                log.warning("recording %s for run %s failed: %s", o.script, o.args[1], res)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _safe_call(self, o: Outcome) -> Any:
+        try:
+            return await self.app.scripts.call(o.script, o.keys, o.args)
+        except Exception as exc:
+            return exc
