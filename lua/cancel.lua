@@ -3,8 +3,9 @@
 -- cancel flag and stops at its next step.
 -- KEYS[1] run  keys.run(run_id)  HASH
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] reason  ARGV[4] retention_ms
--- Returns the status after the call ('cancelled', 'running' when flagged, or a final
--- status left as it was), or false when there is no such run.
+-- Workers learn of a flagged run from keys.control() (derived: key(prefix, 'ctl')).
+-- Returns {status after the call, 1 if this call cancelled or flagged it else 0},
+-- or false when there is no such run.
 -- @include key.lua
 -- @include now_ms.lua
 -- @include timeline.lua
@@ -14,13 +15,17 @@ local prefix, reason, keep = ARGV[1], ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local id, rk = ARGV[2], KEYS[1]
 local first = nil
+local changed = 0
 for _ = 1, 32 do
   local w = redis.call('HMGET', rk, 'wk', 'ws', 'we', 'wsh', 'wv', 'queue', 'status', 'job', 'wc')
   local status = w[7]
-  if not status then return first or false end
+  if not status then break end
   local child = nil
+  local final = status == 'completed' or status == 'failed' or status == 'cancelled'
+  if first == nil and not final then changed = 1 end
   if status == 'running' then
     redis.call('HSET', rk, 'cancel', reason)
+    redis.call('XADD', key(prefix, 'ctl'), 'MAXLEN', '~', '1000', '*', 'cancel', id)
     timeline(rk, now, 'cancel_requested', {reason = reason})
   elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
     if w[1] == 'child' then child = w[9] end
@@ -33,4 +38,5 @@ for _ = 1, 32 do
   if not child then break end
   id, rk = child, key(prefix, 'run', child)
 end
-return first
+if not first then return false end
+return {first, changed}

@@ -5,7 +5,7 @@
 local created = redis.call('EXISTS', KEYS[1]) == 0
 local value = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(value) == 'table' and value.err then
-  return redis.error_reply('NOT_INTEGER ' .. value.err)
+  return redis.error_reply('NOT_INTEGER ' .. tostring(value.err))
 end
 local ttl = tonumber(ARGV[2])
 if created and ttl > 0 then

@@ -29,6 +29,13 @@ DAY = 86400.0
 MAX_IDEMPOTENCY_KEY = 512
 
 
+def client_from_url(url: str, max_connections: int = 64) -> Any:
+    """An asyncio client whose pool waits for a free connection instead of failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections,
+                                                    timeout=None)  # fmt: skip
+    return aioredis.Redis(connection_pool=pool)
+
+
 class QueueConfig:
     """Settings of one queue, published to Redis by workers so every process agrees."""
 
@@ -85,7 +92,7 @@ class StackShift:
         """The redis.asyncio client (created on first use from redis_url)."""
         if self._redis is None:
             assert self.redis_url is not None
-            self._redis = aioredis.Redis.from_url(self.redis_url)
+            self._redis = client_from_url(self.redis_url)
         return self._redis
 
     @property
@@ -95,11 +102,17 @@ class StackShift:
             self._scripts = Scripts(self.redis, self.keys)
         return self._scripts
 
+    def use_redis_url(self, redis_url: str) -> None:
+        """Point the app at another Redis (before first use; the CLI's --redis-url)."""
+        self.redis_url, self._redis, self._scripts = redis_url, None, None
+
     async def close(self) -> None:
         """Stop background readers and close the client this app created."""
+        if self._sync is not None:
+            self._sync.close()
         await self._waiter.close()
         if self._redis is not None and self.redis_url is not None:
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
             self._redis = None
             self._scripts = None
 
@@ -249,8 +262,8 @@ class StackShift:
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a run: waiting/queued at once, running at its next step. False if final."""
-        status = await self.scripts.cancel(run_id, reason, self.retention_ms)
-        return status in ("cancelled", "running")
+        reply = await self.scripts.cancel(run_id, reason, self.retention_ms)
+        return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
         """Queue a failed run again; its completed steps are reused."""

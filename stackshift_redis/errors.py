@@ -97,6 +97,7 @@ _CODES: dict[str, type[StackShiftError]] = {
     "NOT_FOUND": StackShiftError,
     "BAD_STATE": StackShiftError,
     "CANCELLED": RunCancelled,
+    "NOT_INTEGER": InvalidArgumentError,
 }
 
 

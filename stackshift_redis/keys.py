@@ -54,6 +54,10 @@ class Keys:
         """STREAM: ids of finished runs that somebody awaits (capped)."""
         return self._k("done")
 
+    def control(self) -> str:
+        """STREAM: cancel requests for running runs, read by every worker (capped)."""
+        return self._k("ctl")
+
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
         return self._k("jobs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -68,9 +69,23 @@ def from_ms(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value) / 1000, UTC)
 
 
+_id_lock = threading.Lock()
+_id_last = [0, 0]
+
+
 def new_run_id() -> str:
-    """A unique id sortable by creation time: 11 hex digits of ms, 13 of randomness."""
-    return f"{time.time_ns() // 1_000_000:011x}{os.urandom(7).hex()[:13]}"
+    """A unique id sortable by creation time: 11 hex digits of ms, 5 of a per-process
+    sequence (monotonic within a millisecond), 8 random."""
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _id_last[0]:
+            ms, seq = _id_last[0], _id_last[1] + 1
+            if seq > 0xFFFFF:
+                ms, seq = ms + 1, 0
+        else:
+            seq = 0
+        _id_last[:] = [ms, seq]
+    return f"{ms:011x}{seq:05x}{os.urandom(4).hex()}"
 
 
 def error_json(exc: BaseException, *, type_name: str | None = None) -> str:
@@ -148,6 +163,7 @@ class RunInfo:
     steps: dict[str, dict[str, Any]]
     timeline: list[dict[str, Any]]
     parent_id: str | None = None
+    progress: Any = None
 
 
 def _s(v: bytes | None) -> str:
@@ -182,4 +198,5 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
         steps=steps,
         timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
         parent_id=_s(h[b"parent"]) if b"parent" in h else None,
+        progress=serializer.loads(h[b"progress"]) if b"progress" in h else None,
     )

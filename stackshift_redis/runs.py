@@ -61,15 +61,17 @@ class ResultWaiter:
         self._app = app
         self._futures: dict[str, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
         self._last_id = b"0-0"
 
     async def wait(self, run_id: str, timeout: float | None) -> tuple[str, Any, Any]:
         """(status, result bytes, error json) once the run is final."""
-        await self._ensure_reader()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._futures.setdefault(run_id, []).append(fut)
         try:
             async with asyncio.timeout(timeout):
+                await self._ensure_reader()
                 while True:
                     reply = await self._app.scripts.watch(run_id)
                     if reply is None:
@@ -78,7 +80,7 @@ class ResultWaiter:
                     if RunStatus(status).is_final:
                         return status, reply[1], reply[2]
                     await fut
-                    fut = asyncio.get_running_loop().create_future()
+                    fut = loop.create_future()
                     self._futures.setdefault(run_id, []).append(fut)
         except TimeoutError:
             raise ResultTimeout(f"run {run_id} did not finish within {timeout}s") from None
@@ -90,19 +92,26 @@ class ResultWaiter:
                 self._futures.pop(run_id, None)
 
     async def _ensure_reader(self) -> None:
-        if self._task is not None and not self._task.done():
-            return
-        last = await self._app.redis.xrevrange(self._app.keys.done(), count=1)
-        self._last_id = last[0][0] if last else b"0-0"
-        self._task = asyncio.create_task(self._read(), name="stackshift-result-waiter")
+        """Start the reader once; it learns the stream's last id before anyone watches."""
+        if self._task is None or self._task.done():
+            self._ready = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._read(self._ready), name="stackshift-results")
+        await asyncio.shield(self._ready)
 
     def _resolve(self, run_id: str) -> None:
         for fut in self._futures.pop(run_id, []):
             if not fut.done():
                 fut.set_result(None)
 
-    async def _read(self) -> None:
+    async def _read(self, ready: asyncio.Future[None]) -> None:
         redis, key = self._app.redis, self._app.keys.done()
+        try:
+            last = await redis.xrevrange(key, count=1)
+        except Exception as exc:
+            ready.set_exception(exc)
+            return
+        self._last_id = last[0][0] if last else b"0-0"
+        ready.set_result(None)
         while self._futures:
             try:
                 reply = await redis.xread({key: self._last_id}, count=1000,

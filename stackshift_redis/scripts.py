@@ -54,7 +54,7 @@ def source(name: str) -> str:
 SCRIPT_NAMES = (
     "start", "claim", "complete", "fail", "record_step", "promote", "reclaim", "renew",
     "cancel", "retry", "watch", "release", "suspend", "send_event", "wait_event",
-    "state_set", "state_incr", "lock_acquire", "lock_release", "lock_extend",
+    "state_incr", "lock_release", "lock_extend",
 )  # fmt: skip
 
 
@@ -78,9 +78,11 @@ class Scripts:
         except ResponseError as exc:
             raise from_redis_error(exc) from exc
 
-    def queue_call(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+    async def queue_call(
+        self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> None:
         """Add one script call to a pipeline (redis-py loads missing scripts first)."""
-        self._scripts[name](keys=list(keys), args=list(args), client=pipe)
+        await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
 
     # runs
     def start_call(
@@ -170,11 +172,11 @@ class Scripts:
             args += [run_id, token]
         return [_str(s) for s in await self.call("renew", keys, args)]
 
-    async def cancel(self, run_id: str, reason: str, retention_ms: int) -> str | None:
-        """Cancel a run; its status afterwards, or None when unknown."""
+    async def cancel(self, run_id: str, reason: str, retention_ms: int) -> tuple[str, bool] | None:
+        """Cancel a run: (status afterwards, whether this call changed it), None if unknown."""
         k = self.keys
         reply = await self.call("cancel", [k.run(run_id)], [k.prefix, run_id, reason, retention_ms])
-        return _str(reply) if reply else None
+        return (_str(reply[0]), bool(int(reply[1]))) if reply else None
 
     async def retry(self, run_id: str) -> bool:
         """Queue a failed run again; False when unknown."""

@@ -34,6 +34,7 @@ class Upkeep:
         self.w = worker
         self.app = worker.app
         self._next: dict[str, float] = {}
+        self._control_id: Any = "0-0"
 
     async def setup(self) -> None:
         """Check the server, create consumer groups, publish jobs and queue settings."""
@@ -60,6 +61,8 @@ class Upkeep:
                 else:
                     pipe.hdel(k.queue_conf(q), "concurrency")
             await pipe.execute()
+        last = await r.xrevrange(k.control(), count=1)
+        self._control_id = last[0][0] if last else "0-0"
         await self.heartbeat()
 
     async def check_server(self) -> None:
@@ -105,6 +108,8 @@ class Upkeep:
         """One round of duties; returns seconds until the next round."""
         wait = self.w.poll_interval
         scripts = self.app.scripts
+        if self.w.running:
+            await self.read_control()
         for q in self.w.queues:
             _, next_ms = await scripts.promote(q)
             if next_ms >= 0:
@@ -121,6 +126,16 @@ class Upkeep:
         if self._due("hygiene", HYGIENE_S):
             await self.hygiene()
         return max(wait, 0.005)
+
+    async def read_control(self) -> None:
+        """Flag running attempts whose runs were cancelled (they stop at their next step)."""
+        reply = await self.app.redis.xread({self.app.keys.control(): self._control_id}, count=500)
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                self._control_id = entry_id
+                held = self.w.running.get(fields.get(b"cancel", b"").decode())
+                if held is not None:
+                    held[0].cancel_requested = True
 
     async def renew(self, queue: str, vt: float) -> None:
         """Extend the leases of runs this worker holds in `queue`."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from .context import Execution
@@ -232,31 +233,40 @@ class Worker:
     async def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        if not batch:
-            return
-        scripts = self.app.scripts
-        results: list[Any]
         try:
-            if len(batch) == 1:
-                o = batch[0][0]
-                results = [await self._safe_call(o)]
-            else:
+            if batch:
+                results = await self._send([o for o, _ in batch])
+                for (o, _), res in zip(batch, results, strict=True):
+                    if isinstance(res, Exception):
+                        log.warning("recording %s of run %s failed: %s", o.script, o.args[1], res)
+        finally:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _send(self, outcomes: list[Outcome]) -> list[Any]:
+        """One call, or one pipeline; connection errors are retried (the scripts are
+        idempotent: a repeated finish fails its lease check and changes nothing)."""
+        for attempt in range(4):
+            try:
+                if len(outcomes) == 1:
+                    return [await self._safe_call(outcomes[0])]
                 async with self.app.redis.pipeline(transaction=False) as pipe:
-                    for o, _ in batch:
-                        scripts.queue_call(pipe, o.script, o.keys, o.args)
+                    for o in outcomes:
+                        await self.app.scripts.queue_call(pipe, o.script, o.keys, o.args)
                     results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            results = [exc] * len(batch)
-        for (o, fut), res in zip(batch, results, strict=True):
-            if isinstance(res, ResponseError):
-                res = from_redis_error(res)
-            if isinstance(res, Exception):
-                log.warning("recording %s for run %s failed: %s", o.script, o.args[1], res)
-            if not fut.done():
-                fut.set_result(None)
+                return [from_redis_error(r) if isinstance(r, ResponseError) else r
+                        for r in results]  # fmt: skip
+            except (ConnectionError, TimeoutError, RedisConnectionError) as exc:
+                if attempt == 3:
+                    return [exc] * len(outcomes)
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _safe_call(self, o: Outcome) -> Any:
         try:
             return await self.app.scripts.call(o.script, o.keys, o.args)
+        except (ConnectionError, TimeoutError, RedisConnectionError):
+            raise
         except Exception as exc:
             return exc

@@ -112,3 +112,20 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+async def running_worker() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: start `app.worker(...)` in a task; stopped at teardown."""
+    started: list[tuple[Any, asyncio.Task[None]]] = []
+
+    def factory(app: StackShift, **kwargs: Any) -> Any:
+        kwargs.setdefault("poll_interval", 0.05)
+        worker = app.worker(**kwargs)
+        started.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    yield factory
+    for worker, task in started:
+        await worker.stop(force=True)
+        await asyncio.wait_for(task, 10)

@@ -1,0 +1,103 @@
+"""stackshift-redis driver (main environment), written against shared/API.md:
+`app.start(job, payload)`, bulk = `app.start_many(job, payloads)`, worker =
+`app.worker(queues=["bench"])` at its default concurrency, stopped on SIGTERM.
+
+Extra flag `--job noop|steps3`: steps3 runs three memoized steps (`ctx.step.run`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, if not installed
+
+from _common import Peer, main, mark
+
+from stackshift_redis import StackShift
+
+QUEUE = "bench"
+NAMESPACE = "bench"
+
+
+def _one(x: int) -> int:
+    return x + 1
+
+
+def make_app(url: str) -> StackShift:
+    app = StackShift(redis_url=url, namespace=NAMESPACE)
+
+    @app.job("noop", queue=QUEUE)
+    async def noop(ctx: Any) -> None:
+        mark(b"S")
+        mark(b"E")
+
+    @app.job("steps3", queue=QUEUE)
+    async def steps3(ctx: Any) -> int:
+        mark(b"S")
+        a = await ctx.step.run("a", _one, 0)
+        b = await ctx.step.run("b", _one, a)
+        c = await ctx.step.run("c", _one, b)
+        mark(b"E")
+        return int(c)
+
+    return app
+
+
+def job_name() -> str:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--job", choices=["noop", "steps3"], default="noop")
+    return str(p.parse_known_args()[0].job)
+
+
+async def connect(url: str) -> StackShift:
+    return make_app(url)
+
+
+async def enqueue(app: StackShift, i: int) -> None:
+    await app.start(JOB, {"i": i})
+
+
+async def bulk(app: StackShift, items: list[int]) -> None:
+    await app.start_many(JOB, [{"i": i} for i in items])
+
+
+async def close(app: StackShift) -> None:
+    closer = getattr(app, "close", None)  # not in API.md; present in the implementation
+    if closer is not None:
+        await closer()
+
+
+async def _work(url: str) -> None:
+    app = make_app(url)
+    worker = app.worker(queues=[QUEUE])
+    task = asyncio.create_task(worker.run(burst=False))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
+    await task
+    await close(app)
+
+
+def run_worker(url: str) -> None:
+    asyncio.run(_work(url))
+
+
+def lib_version() -> str:
+    try:
+        return version("stackshift-redis")
+    except PackageNotFoundError:
+        import stackshift_redis
+
+        return str(getattr(stackshift_redis, "__version__", "source"))
+
+
+JOB = job_name()
+
+if __name__ == "__main__":
+    name = "stackshift" if JOB == "noop" else f"stackshift[{JOB}]"
+    main(Peer(name, lib_version(), connect, enqueue, bulk, close, run_worker))

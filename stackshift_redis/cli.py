@@ -1,0 +1,79 @@
+"""The `stackshift-worker` command: run a worker for an app given as `module:attribute`."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+
+import click
+
+from .app import StackShift
+from .errors import StackShiftError
+
+log = logging.getLogger("stackshift.worker")
+
+
+def load_app(target: str) -> StackShift:
+    """Import `module:attribute` (the current directory is importable) and check its type."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter("expected module:attribute, e.g. myapp.jobs:stackshift")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    module = importlib.import_module(module_name)
+    app = getattr(module, attr, None)
+    if not isinstance(app, StackShift):
+        raise click.BadParameter(f"{target} is not a StackShift app")
+    return app
+
+
+async def _serve(app: StackShift, queues: list[str], concurrency: int, burst: bool,
+                 grace: float) -> None:  # fmt: skip
+    worker = app.worker(queues=queues or None, concurrency=concurrency, grace=grace)
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(sig: signal.Signals) -> None:  # a flag only; a second signal forces
+        signals["count"] += 1
+        force = signals["count"] > 1
+        log.info("%s: %s", sig.name, "stopping now" if force else "finishing running attempts")
+        worker.request_stop(force=force)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    log.info("worker %s: queues %s, concurrency %d", worker.id, worker.queues, concurrency)
+    try:
+        await worker.run(burst=burst)
+    finally:
+        await app.close()
+
+
+@click.command()
+@click.argument("app_path", metavar="MODULE:APP")
+@click.option("--queue", "-q", "queues", multiple=True, help="Queue to consume (repeatable).")
+@click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--redis-url", default=None, help="Overrides the app's Redis URL.")
+@click.option("--burst", is_flag=True, help="Exit 0 once nothing is queued, running or due.")
+@click.option("--grace", default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
+def main(app_path: str, queues: tuple[str, ...], concurrency: int, redis_url: str | None,
+         burst: bool, grace: float, log_level: str) -> None:  # fmt: skip
+    """Run a stackshift worker for the app MODULE:APP (e.g. myapp.jobs:stackshift)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = load_app(app_path)
+    if redis_url:
+        app.use_redis_url(redis_url)
+    try:
+        asyncio.run(_serve(app, list(queues), concurrency, burst, grace))
+    except StackShiftError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

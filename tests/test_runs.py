@@ -1,0 +1,274 @@
+"""Runs: retry policy, timeouts, results, cancel, manual retry, listing, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from stackshift_redis import (
+    NonRetriableError,
+    RetryAfterError,
+    RunCancelled,
+    RunContext,
+    RunFailed,
+    StackShift,
+)
+
+
+async def test_retries_exhausted_fail_with_error_details(
+    app: StackShift, running_worker: Any
+) -> None:
+    @app.job("always", retries=2, backoff=0.01)
+    async def always(ctx: RunContext) -> None:
+        raise KeyError(f"attempt {ctx.attempt}")
+
+    run = await app.start("always")
+    running_worker(app)
+    with pytest.raises(RunFailed) as caught:
+        await run.result(timeout=10)
+    info = await app.get_run(run.id)
+    assert info is not None and info.status == "failed" and info.attempts == 3
+    assert info.error is not None and info.error["type"] == "KeyError"
+    assert "attempt 3" in info.error["message"] and "Traceback" in info.error["traceback"]
+    assert caught.value.error["type"] == "KeyError"
+    assert info.finished_at is not None and info.started_at is not None
+
+
+async def test_non_retriable_fails_at_once(app: StackShift, running_worker: Any) -> None:
+    @app.job("j", retries=5)
+    async def j(ctx: RunContext) -> None:
+        raise NonRetriableError("card declined")
+
+    run = await app.start("j")
+    running_worker(app)
+    with pytest.raises(RunFailed, match="card declined"):
+        await run.result(timeout=10)
+    info = await app.get_run(run.id)
+    assert info is not None and info.attempts == 1
+
+
+async def test_retry_after_uses_its_delay(app: StackShift, running_worker: Any) -> None:
+    stamps: list[float] = []
+
+    @app.job("j", retries=2, backoff=100)
+    async def j(ctx: RunContext) -> str:
+        stamps.append(time.monotonic())
+        if ctx.attempt == 1:
+            raise RetryAfterError(0.5)
+        return "done"
+
+    run = await app.start("j")
+    running_worker(app)
+    assert await run.result(timeout=10) == "done"
+    assert 0.45 <= stamps[1] - stamps[0] < 3
+
+
+async def test_custom_backoff_callable(app: StackShift, running_worker: Any) -> None:
+    seen: list[int] = []
+
+    def backoff(attempt: int) -> float:
+        seen.append(attempt)
+        return 0.01
+
+    @app.job("j", retries=2, backoff=backoff)
+    async def j(ctx: RunContext) -> None:
+        raise RuntimeError("x")
+
+    run = await app.start("j")
+    running_worker(app)
+    with pytest.raises(RunFailed):
+        await run.result(timeout=10)
+    assert seen == [1, 2]
+
+
+async def test_timeout_counts_as_failed_attempt(app: StackShift, running_worker: Any) -> None:
+    @app.job("slow", retries=1, backoff=0.01, timeout=0.2)
+    async def slow(ctx: RunContext) -> str:
+        if ctx.attempt == 1:
+            await asyncio.sleep(5)
+        return "second"
+
+    run = await app.start("slow")
+    running_worker(app)
+    assert await run.result(timeout=10) == "second"
+    info = await app.get_run(run.id)
+    assert info is not None and info.attempts == 2
+    retrying = [e for e in info.timeline if e["type"] == "retrying"]
+    assert "timeout" in retrying[0]["error"]
+
+
+async def test_result_timeout_is_a_timeout_error(app: StackShift) -> None:
+    app.job("j", lambda ctx: None)
+    run = await app.start("j")
+    with pytest.raises(TimeoutError):
+        await run.result(timeout=0.2)
+
+
+async def test_thousand_waiters_do_not_poll(app: StackShift, running_worker: Any) -> None:
+    gate = asyncio.Event()
+
+    @app.job("j")
+    async def j(ctx: RunContext) -> int:
+        await gate.wait()
+        return int(ctx.payload)
+
+    runs = await app.start_many("j", list(range(1000)))
+    waits = [asyncio.create_task(r.result(timeout=30)) for r in runs]
+    await asyncio.sleep(1.0)  # every waiter has registered
+    before = (await app.redis.info("stats"))["total_commands_processed"]
+    await asyncio.sleep(1.0)
+    during = (await app.redis.info("stats"))["total_commands_processed"] - before
+    stats = {k: v["calls"] for k, v in (await app.redis.info("commandstats")).items()}
+    assert during < 20, f"{during} commands while 1000 results were awaited {stats}"
+    running_worker(app, concurrency=100)
+    gate.set()
+    assert await asyncio.gather(*waits) == list(range(1000))
+
+
+async def test_cancel_queued_and_scheduled(app: StackShift, running_worker: Any) -> None:
+    ran: list[str] = []
+    app.job("j", lambda ctx: ran.append(ctx.run_id))
+    queued = await app.start("j")
+    scheduled = await app.start("j", delay=0.3)
+    assert await app.cancel(queued.id, reason="user asked") is True
+    assert await app.cancel(scheduled.id) is True
+    assert await app.redis.zcard(app.keys.delayed("default")) == 0
+    running_worker(app)
+    with pytest.raises(RunCancelled):
+        await queued.result(timeout=5)
+    await asyncio.sleep(0.6)
+    assert ran == [] and await scheduled.status() == "cancelled"
+    assert await app.cancel(queued.id) is False  # already final
+    info = await app.get_run(queued.id)
+    assert info is not None and info.timeline[-1]["reason"] == "user asked"
+
+
+async def test_cancel_running_stops_at_next_step(app: StackShift, running_worker: Any) -> None:
+    started, proceed = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+
+    @app.job("long")
+    async def long(ctx: RunContext) -> None:
+        await ctx.step.run("one", lambda: done.append("one"))
+        started.set()
+        await proceed.wait()
+        await ctx.step.run("two", lambda: done.append("two"))
+
+    run = await app.start("long")
+    running_worker(app)
+    await asyncio.wait_for(started.wait(), 10)
+    assert await app.cancel(run.id) is True
+    assert await run.status() == "running"
+    await asyncio.sleep(0.3)  # workers read cancel requests every poll interval
+    proceed.set()
+    with pytest.raises(RunCancelled):
+        await run.result(timeout=10)
+    assert done == ["one"]
+
+
+async def test_manual_retry_reuses_completed_steps(app: StackShift, running_worker: Any) -> None:
+    calls: list[str] = []
+    broken = {"yes": True}
+
+    @app.job("j", retries=0)
+    async def j(ctx: RunContext) -> str:
+        await ctx.step.run("expensive", lambda: calls.append("expensive"))
+        if broken["yes"]:
+            raise RuntimeError("dependency down")
+        return "recovered"
+
+    run = await app.start("j")
+    running_worker(app)
+    with pytest.raises(RunFailed):
+        await run.result(timeout=10)
+    broken["yes"] = False
+    again = await app.retry(run.id)
+    assert again.id == run.id
+    assert await again.result(timeout=10) == "recovered"
+    assert calls == ["expensive"]
+    info = await app.get_run(run.id)
+    assert info is not None and info.attempts == 2 and info.error is None
+
+
+async def test_list_runs_by_status_and_job(app: StackShift, running_worker: Any) -> None:
+    app.job("ok", lambda ctx: 1, retries=0)
+
+    def boom(ctx: RunContext) -> None:
+        raise RuntimeError("x")
+
+    app.job("bad", boom, retries=0)
+    oks = await app.start_many("ok", [None] * 3)
+    bads = await app.start_many("bad", [None] * 2)
+    pending = await app.start("ok", delay=60)
+    running_worker(app)
+    for r in oks:
+        await r.result(timeout=10)
+    for r in bads:
+        with pytest.raises(RunFailed):
+            await r.result(timeout=10)
+    failed = await app.list_runs(status="failed")
+    assert {r.id for r in failed} == {r.id for r in bads}
+    assert [r.id for r in await app.list_runs(status="completed", job="ok", limit=2)] == [
+        oks[2].id, oks[1].id,
+    ]  # fmt: skip
+    assert [r.id for r in await app.list_runs(status="scheduled")] == [pending.id]
+    assert len(await app.list_runs(job="ok")) == 4
+    assert len(await app.list_runs(limit=3)) == 3
+
+
+async def test_finished_runs_expire_and_streams_stay_empty(
+    make_app: Any, running_worker: Any
+) -> None:
+    app: StackShift = make_app(retention=1)
+    app.job("j", lambda ctx: "x")
+    runs = await app.start_many("j", [None] * 20)
+    running_worker(app)
+    for r in runs:
+        await r.result(timeout=10)
+    assert await app.redis.xlen(app.keys.stream("default")) == 0
+    ttl = await app.redis.pttl(app.keys.run(runs[0].id))
+    assert 0 < ttl <= 1000
+    await asyncio.sleep(1.2)
+    assert await app.get_run(runs[0].id) is None
+    last = await app.start("j")
+    await last.result(timeout=10)  # finishing trims the index of expired entries
+    assert await app.redis.zcard(app.keys.idx_status("completed")) == 1
+
+
+async def test_duplicate_stream_entry_never_runs_twice(
+    app: StackShift, running_worker: Any
+) -> None:
+    ran: list[int] = []
+    app.job("once", lambda ctx: ran.append(1))
+    run = await app.start("once")
+    await app.redis.xadd(app.keys.stream("default"), {"r": run.id})  # a client retry's echo
+    running_worker(app)
+    await run.result(timeout=10)
+    await asyncio.sleep(0.3)
+    assert ran == [1]
+    assert await app.redis.xlen(app.keys.stream("default")) == 0
+
+
+async def test_worker_without_the_job_fails_the_run_clearly(
+    make_app: Any, running_worker: Any
+) -> None:
+    producer: StackShift = make_app()
+    consumer: StackShift = make_app(namespace=producer.namespace)
+    producer.job("only-here", lambda ctx: None, queue="shared")
+    consumer.job("other", lambda ctx: None, queue="shared")
+    run = await producer.start("only-here")
+    running_worker(consumer)
+    with pytest.raises(RunFailed, match="not registered"):
+        await run.result(timeout=10)
+
+
+async def test_burst_worker_exits_when_idle(app: StackShift) -> None:
+    app.job("j", lambda ctx: ctx.payload)
+    runs = await app.start_many("j", list(range(50)))
+    worker = app.worker(concurrency=8, poll_interval=0.05)
+    await asyncio.wait_for(worker.run(burst=True), 20)
+    for r in runs:
+        assert await r.status() == "completed"
