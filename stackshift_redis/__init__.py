@@ -39,4 +39,4 @@ __all__ = [
 __version__ = "0.1.0"
 
 for _name in __all__:  # reprs and docs show stackshift_redis.X, as httpx does
-    setattr(globals()[_name], "__module__", __name__)
+    globals()[_name].__module__ = __name__

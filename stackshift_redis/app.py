@@ -118,9 +118,18 @@ class StackShift:
 
     # registry
     @overload
-    def job(self, name: str, fn: F, *, queue: str = ..., retries: int = ...,
-            backoff: BackoffFn | Duration | None = ..., timeout: Duration | None = ...,
-            on_event: str | None = ..., idempotency_ttl: Duration | None = ...) -> F: ...
+    def job(
+        self,
+        name: str,
+        fn: F,
+        *,
+        queue: str = ...,
+        retries: int = ...,
+        backoff: BackoffFn | Duration | None = ...,
+        timeout: Duration | None = ...,
+        on_event: str | None = ...,
+        idempotency_ttl: Duration | None = ...,
+    ) -> F: ...
     @overload
     def job(self, name: str, fn: None = ..., *, queue: str = ..., retries: int = ...,
             backoff: BackoffFn | Duration | None = ..., timeout: Duration | None = ...,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _MISSING = object()
 
 
-class Suspended(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Suspended(BaseException):
     """The run was suspended (sleep, event or child wait): its attempt ends, nothing to record."""
 
 
@@ -181,6 +181,4 @@ class SyncRunContext(RunContext):
 
 def parse_steps(raw: list[Any], app: StackShift) -> dict[str, dict[str, Any]]:
     """Step records from the claim reply's flat [name, record, ...] list."""
-    return {
-        raw[i].decode(): read_step(raw[i + 1], app.serializer) for i in range(0, len(raw), 2)
-    }
+    return {raw[i].decode(): read_step(raw[i + 1], app.serializer) for i in range(0, len(raw), 2)}

@@ -13,8 +13,8 @@ from .context import (
     Execution,
     RunContext,
     Step,
-    SyncRunContext,
     Suspended,
+    SyncRunContext,
     SyncStep,
     parse_steps,
 )
@@ -67,8 +67,8 @@ async def run_attempt(worker: Worker, ex: Execution) -> Outcome | None:
     app = worker.app
     job = app.jobs.get(ex.job)
     if job is None:
-        exc = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
-        return _failure(worker, ex, None, exc, retry_delay=None)
+        missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
+        return _failure(worker, ex, None, missing, retry_delay=None)
     timer = asyncio.timeout(job.timeout)
     try:
         async with timer:
@@ -79,12 +79,14 @@ async def run_attempt(worker: Worker, ex: Execution) -> Outcome | None:
         log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id)
         return None
     except CancelRequested:
-        return _failure(worker, ex, job, CancelRequested("cancelled while running"), None, "cancelled")
+        return _failure(
+            worker, ex, job, CancelRequested("cancelled while running"), None, "cancelled"
+        )
     except NonRetriableError as exc:
         return _failure(worker, ex, job, exc, retry_delay=None)
     except RetryAfterError as exc:
         return _failure(worker, ex, job, exc, retry_delay=exc.delay)
-    except TimeoutError as exc:
+    except TimeoutError:
         if timer.expired():
             exc = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
         return _failure(worker, ex, job, exc, retry_delay=-1)

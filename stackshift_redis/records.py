@@ -101,17 +101,20 @@ def error_json(exc: BaseException, *, type_name: str | None = None) -> str:
 def record_prefix(status: str, last_key: str) -> bytes:
     """A record up to (not including) its last value."""
     head: bytes = msgpack.packb({"status": status, "at": time.time_ns() // 1_000_000})
-    return bytes([head[0] + 1]) + head[1:] + msgpack.packb(last_key)
+    key: bytes = msgpack.packb(last_key)
+    return bytes([head[0] + 1]) + head[1:] + key
 
 
 def step_completed(value: bytes) -> bytes:
     """A completed step's record holding serialized `value`."""
-    return record_prefix("completed", "result") + msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return record_prefix("completed", "result") + packed
 
 
 def step_failed(error: dict[str, Any] | str) -> bytes:
     """A failed step's record."""
-    return record_prefix("failed", "error") + msgpack.packb(error)
+    packed: bytes = msgpack.packb(error)
+    return record_prefix("failed", "error") + packed
 
 
 def read_step(record: bytes, serializer: Serializer) -> dict[str, Any]:

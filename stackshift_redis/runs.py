@@ -96,6 +96,7 @@ class ResultWaiter:
         if self._task is None or self._task.done():
             self._ready = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._read(self._ready), name="stackshift-results")
+        assert self._ready is not None
         await asyncio.shield(self._ready)
 
     def _resolve(self, run_id: str) -> None:

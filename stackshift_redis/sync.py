@@ -94,9 +94,17 @@ class SyncStackShift:
     def _target(self) -> StackShift:
         return self._ensure()[1]
 
-    def start(self, job: str, payload: Any = None, *, queue_name: str | None = None,
-              idempotency_key: str | None = None, idempotency_ttl: Duration | None = None,
-              delay: Duration | None = None, run_at: datetime | None = None) -> SyncRunHandle:  # fmt: skip
+    def start(
+        self,
+        job: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl: Duration | None = None,
+        delay: Duration | None = None,
+        run_at: datetime | None = None,
+    ) -> SyncRunHandle:
         """Start a run (see StackShift.start)."""
         handle = self._run(self._target.start(
             job, payload, queue_name=queue_name, idempotency_key=idempotency_key,

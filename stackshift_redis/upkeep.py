@@ -49,7 +49,7 @@ class Upkeep:
         async with r.pipeline(transaction=False) as pipe:
             jobs = {j.name: j.queue for j in self.app.jobs.values()}
             if jobs:
-                pipe.hset(k.jobs(), mapping=jobs)  # type: ignore[arg-type]
+                pipe.hset(k.jobs(), mapping=jobs)
             for j in self.app.jobs.values():
                 if j.on_event:
                     pipe.hset(k.triggers(j.on_event), j.name, j.queue)
