@@ -5,7 +5,8 @@
 -- KEYS[3+i] run   keys.run(run_id_i)      HASH
 -- ARGV[1] prefix  ARGV[2] group  ARGV[3] lease_ms  ARGV[4] max_deliveries  ARGV[5] retention_ms
 -- ARGV[4+2i] entry_id_i  ARGV[5+2i] run_id_i
--- Returns per entry {run_id, outcome, token, attempt, job, payload, trigger event, steps, base}:
+-- Returns per entry {run_id, outcome, token, executions, job, payload, trigger event, steps,
+-- failed tries so far}:
 -- outcome 'ok' (leased; token = entry id), 'skip' (not queued: a duplicate entry, dropped),
 -- 'defer' (queue at its concurrency limit: entry left pending) or 'poison' (failed).
 -- @include key.lua
@@ -56,7 +57,7 @@ while ARGV[4 + 2 * i] do
           steps[#steps + 1] = all[j + 1]
         end
       end
-      local f = redis.call('HMGET', rk, 'payload', 'evt', 'abase')
+      local f = redis.call('HMGET', rk, 'payload', 'evt', 'fails')
       out[i] = {id, 'ok', eid, attempt, st[2], f[1], f[2] or '', steps, f[3] or '0'}
     end
   end

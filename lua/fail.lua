@@ -22,6 +22,7 @@ redis.call('HSET', rk, 'error', ARGV[4], 'deliv', 0)
 if outcome == 'retry' then
   local due = now + tonumber(ARGV[6])
   redis.call('HDEL', rk, 'token')
+  redis.call('HINCRBY', rk, 'fails', 1)
   redis.call('ZADD', KEYS[3], due, id)
   timeline(rk, now, 'retrying', {error = err.message, due = due})
   set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)

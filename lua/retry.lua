@@ -7,13 +7,13 @@
 -- @include timeline.lua
 -- @include set_status.lua
 local prefix, id, rk = ARGV[1], ARGV[2], KEYS[1]
-local f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'attempts')
+local f = redis.call('HMGET', rk, 'status', 'job', 'queue')
 if not f[1] then return false end
 if f[1] ~= 'failed' then
   return error({err = 'BAD_STATE run ' .. id .. ' is ' .. f[1] .. ', not failed'})
 end
 local now = now_ms()
-redis.call('HSET', rk, 'abase', f[4], 'deliv', 0)
+redis.call('HSET', rk, 'fails', 0, 'deliv', 0)
 redis.call('HDEL', rk, 'finished', 'error')
 redis.call('XADD', key(prefix, 'q', f[3], 'stream'), '*', 'r', id)
 timeline(rk, now, 'retried')

@@ -9,8 +9,7 @@
 -- Returns {run_id_1, deduplicated_1, ...}; a retried call returns its own runs, not deduplicated.
 -- @include key.lua
 -- @include now_ms.lua
--- @include timeline.lua
--- @include set_status.lua
+-- @include create_run.lua
 local prefix, job, queue = ARGV[1], ARGV[2], ARGV[3]
 local delay_ms, at_ms, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local extra = {}
@@ -37,23 +36,12 @@ for i = 1, n do
     out[#out + 1] = id
     out[#out + 1] = 0
   else
-    redis.call('HSET', rk, 'job', job, 'queue', queue, 'payload', payload,
-      'created', now, 'attempts', 0)
-    for f, v in pairs(extra) do redis.call('HSET', rk, f, v) end
     if has_idem then
       redis.call('SET', ik, id, 'PX', idem_ttl)
-      redis.call('HSET', rk, 'ikey', ik)
+      extra['ikey'] = ik
     end
-    local status = 'queued'
-    if due > now then
-      status = 'scheduled'
-      redis.call('ZADD', KEYS[2], due, id)
-      timeline(rk, now, 'scheduled', {due = due})
-    else
-      redis.call('XADD', KEYS[1], '*', 'r', id)
-      timeline(rk, now, 'queued')
-    end
-    set_status(prefix, rk, id, job, nil, status, now, 0)
+    create_run(prefix, id, job, queue, payload, now, due, extra)
+    extra['ikey'] = nil
     out[#out + 1] = id
     out[#out + 1] = 0
   end

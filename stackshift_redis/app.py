@@ -31,8 +31,9 @@ MAX_IDEMPOTENCY_KEY = 512
 
 def client_from_url(url: str, max_connections: int = 64) -> Any:
     """An asyncio client whose pool waits for a free connection instead of failing."""
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections,
-                                                    timeout=None)  # fmt: skip
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=None
+    )
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -131,10 +132,18 @@ class StackShift:
         idempotency_ttl: Duration | None = ...,
     ) -> F: ...
     @overload
-    def job(self, name: str, fn: None = ..., *, queue: str = ..., retries: int = ...,
-            backoff: BackoffFn | Duration | None = ..., timeout: Duration | None = ...,
-            on_event: str | None = ..., idempotency_ttl: Duration | None = ...
-            ) -> Callable[[F], F]: ...  # fmt: skip
+    def job(
+        self,
+        name: str,
+        fn: None = ...,
+        *,
+        queue: str = ...,
+        retries: int = ...,
+        backoff: BackoffFn | Duration | None = ...,
+        timeout: Duration | None = ...,
+        on_event: str | None = ...,
+        idempotency_ttl: Duration | None = ...,
+    ) -> Callable[[F], F]: ...
     def job(
         self,
         name: str,
@@ -153,9 +162,15 @@ class StackShift:
             if name in self.jobs:
                 raise InvalidArgumentError(f"job {name!r} is already registered")
             self.jobs[name] = make_job(
-                name, func, queue=queue, retries=retries, backoff=backoff, timeout=timeout,
-                on_event=on_event, idempotency_ttl=idempotency_ttl,
-            )  # fmt: skip
+                name,
+                func,
+                queue=queue,
+                retries=retries,
+                backoff=backoff,
+                timeout=timeout,
+                on_event=on_event,
+                idempotency_ttl=idempotency_ttl,
+            )
             return func
 
         return register(fn) if fn is not None else register
@@ -203,10 +218,14 @@ class StackShift:
     ) -> RunHandle:
         """Start a run of `job`; with an idempotency key, duplicates return the same run."""
         runs = await self.start_many(
-            job, [payload], queue_name=queue_name,
+            job,
+            [payload],
+            queue_name=queue_name,
             idempotency_keys=None if idempotency_key is None else [idempotency_key],
-            idempotency_ttl=idempotency_ttl, delay=delay, run_at=run_at,
-        )  # fmt: skip
+            idempotency_ttl=idempotency_ttl,
+            delay=delay,
+            run_at=run_at,
+        )
         return runs[0]
 
     async def start_many(
@@ -243,8 +262,9 @@ class StackShift:
         extra = json.dumps(_extra) if _extra else ""
         out: list[RunHandle] = []
         for lo in range(0, len(encoded), 500):
-            batch = [(new_run_id(), keys[i], encoded[i]) for i in range(lo, lo + 500)
-                     if i < len(encoded)]  # fmt: skip
+            batch = [
+                (new_run_id(), keys[i], encoded[i]) for i in range(lo, lo + 500) if i < len(encoded)
+            ]
             replies = await self.scripts.start(
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms, extra=extra
             )
@@ -337,8 +357,9 @@ class StackShift:
             self._sync = SyncStackShift(self)
         return self._sync
 
-    def worker(self, queues: Sequence[str] | None = None, concurrency: int = 10,
-               **options: Any) -> Worker:  # fmt: skip
+    def worker(
+        self, queues: Sequence[str] | None = None, concurrency: int = 10, **options: Any
+    ) -> Worker:
         """A worker for `queues` (default: every queue of the registered jobs)."""
         from .worker import Worker
 

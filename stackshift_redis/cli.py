@@ -30,8 +30,9 @@ def load_app(target: str) -> StackShift:
     return app
 
 
-async def _serve(app: StackShift, queues: list[str], concurrency: int, burst: bool,
-                 grace: float) -> None:  # fmt: skip
+async def _serve(
+    app: StackShift, queues: list[str], concurrency: int, burst: bool, grace: float
+) -> None:
     worker = app.worker(queues=queues or None, concurrency=concurrency, grace=grace)
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
@@ -58,10 +59,21 @@ async def _serve(app: StackShift, queues: list[str], concurrency: int, burst: bo
 @click.option("--redis-url", default=None, help="Overrides the app's Redis URL.")
 @click.option("--burst", is_flag=True, help="Exit 0 once nothing is queued, running or due.")
 @click.option("--grace", default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))  # fmt: skip
-def main(app_path: str, queues: tuple[str, ...], concurrency: int, redis_url: str | None,
-         burst: bool, grace: float, log_level: str) -> None:  # fmt: skip
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def main(
+    app_path: str,
+    queues: tuple[str, ...],
+    concurrency: int,
+    redis_url: str | None,
+    burst: bool,
+    grace: float,
+    log_level: str,
+) -> None:
     """Run a stackshift worker for the app MODULE:APP (e.g. myapp.jobs:stackshift)."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -7,10 +7,11 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import NonRetriableError, PayloadError, RunCancelled
-from .records import Event, read_step, step_completed, step_failed
+from .records import Duration, Event, read_step, step_completed, step_failed
 
 if TYPE_CHECKING:
     from .app import StackShift
@@ -40,7 +41,6 @@ class Execution:
     payload: Any
     event: Event | None
     steps: dict[str, dict[str, Any]]
-    attempt_base: int = 0
     cancel_requested: bool = False
     lost: bool = False
     seen: dict[str, int] = field(default_factory=dict)
@@ -53,14 +53,20 @@ class Execution:
         self.seen[name] = n
         return name if n == 1 else f"{name}#{n}"
 
-    def lookup(self, name: str) -> tuple[str, Any]:
-        """(stored name, memoized result or _MISSING); raises when a cancel is pending."""
+    def lookup_record(self, name: str) -> tuple[str, dict[str, Any] | None]:
+        """(stored name, its record if any); raises when a cancel is pending and the step
+        has not completed."""
         key = self.unique(name)
         rec = self.steps.get(key)
+        if self.cancel_requested and (rec is None or rec["status"] != "completed"):
+            raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
+        return key, rec
+
+    def lookup(self, name: str) -> tuple[str, Any]:
+        """(stored name, memoized result or _MISSING)."""
+        key, rec = self.lookup_record(name)
         if rec is not None and rec["status"] == "completed":
             return key, rec.get("result")
-        if self.cancel_requested:
-            raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
         return key, _MISSING
 
     async def record(self, key: str, value: Any) -> Any:
@@ -106,6 +112,35 @@ class Step:
             raise
         return await self._ex.record(key, value)
 
+    async def sleep(self, name: str, duration: Duration) -> None:
+        """Suspend the run for `duration` without holding a worker slot."""
+        await waits.sleep(self._ex, name, duration)
+
+    async def sleep_until(self, name: str, when: datetime) -> None:
+        """Suspend the run until `when` (naive datetimes are UTC)."""
+        await waits.sleep(self._ex, name, until=when)
+
+    async def wait_for_event(
+        self,
+        name: str,
+        event: str,
+        match: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+        lookback: Duration = 0,
+    ) -> Event | None:
+        """Suspend until a matching event arrives (its Event), or None after `timeout`."""
+        return await waits.wait_for_event(self._ex, name, event, match, timeout, lookback)
+
+    async def invoke(
+        self, name: str, job: str, payload: Any = None, timeout: Duration | None = None
+    ) -> Any:
+        """Run `job` as a child run and return its result (RunFailed if it fails)."""
+        return await waits.invoke(self._ex, name, job, payload, timeout)
+
+    async def send_event(self, name: str, event: str, data: Any = None) -> dict[str, Any]:
+        """Send an event exactly once for this run; {id, resumed, started}."""
+        return await waits.send_event(self._ex, name, event, data)
+
 
 class SyncStep:
     """Steps inside a plain-function handler (running in a worker thread)."""
@@ -128,6 +163,35 @@ class SyncStep:
             self._wait(self._ex.record_failure(key, exc))
             raise
         return self._wait(self._ex.record(key, value))
+
+    def sleep(self, name: str, duration: Duration) -> None:
+        """Suspend the run for `duration` (see Step.sleep)."""
+        self._wait(waits.sleep(self._ex, name, duration))
+
+    def sleep_until(self, name: str, when: datetime) -> None:
+        """Suspend the run until `when`."""
+        self._wait(waits.sleep(self._ex, name, until=when))
+
+    def wait_for_event(
+        self,
+        name: str,
+        event: str,
+        match: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+        lookback: Duration = 0,
+    ) -> Event | None:
+        """Suspend until a matching event arrives, or None after `timeout`."""
+        return self._wait(waits.wait_for_event(self._ex, name, event, match, timeout, lookback))  # type: ignore[no-any-return]
+
+    def invoke(
+        self, name: str, job: str, payload: Any = None, timeout: Duration | None = None
+    ) -> Any:
+        """Run `job` as a child run and return its result."""
+        return self._wait(waits.invoke(self._ex, name, job, payload, timeout))
+
+    def send_event(self, name: str, event: str, data: Any = None) -> dict[str, Any]:
+        """Send an event exactly once for this run."""
+        return self._wait(waits.send_event(self._ex, name, event, data))  # type: ignore[no-any-return]
 
 
 class RunContext:
@@ -163,8 +227,13 @@ class RunContext:
 class SyncRunContext(RunContext):
     """The context of a plain-function handler: `progress` is synchronous."""
 
-    def __init__(self, execution: Execution, step: SyncStep, state: Callable[[], SyncState],
-                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+    def __init__(
+        self,
+        execution: Execution,
+        step: SyncStep,
+        state: Callable[[], SyncState],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         super().__init__(execution, step)
         self._sync_state = state
         self._loop = loop
@@ -182,3 +251,6 @@ class SyncRunContext(RunContext):
 def parse_steps(raw: list[Any], app: StackShift) -> dict[str, dict[str, Any]]:
     """Step records from the claim reply's flat [name, record, ...] list."""
     return {raw[i].decode(): read_step(raw[i + 1], app.serializer) for i in range(0, len(raw), 2)}
+
+
+from . import waits  # noqa: E402  (waits builds on Execution and Suspended above)

@@ -19,8 +19,9 @@ from .context import (
     parse_steps,
 )
 from .errors import LeaseLostError, NonRetriableError, PayloadError, RetryAfterError
+from .events import decode_event
 from .jobs import JobDef
-from .records import Event, error_json, from_ms
+from .records import Event, error_json
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -38,27 +39,23 @@ class Outcome:
 
 
 def _event(raw: bytes, app: Any) -> Event | None:
-    if not raw:
-        return None
-    data = app.serializer.loads(raw)
-    return Event(name=data["name"], id=data["id"], data=data["data"], ts=from_ms(data["ts"]))  # type: ignore[arg-type]
+    return decode_event(app.serializer.loads(raw)) if raw else None
 
 
 def build_execution(worker: Worker, queue: str, reply: list[Any]) -> Execution:
     """An Execution from one `ok` entry of the claim reply."""
     app = worker.app
-    run_id, _, token, attempt, job, payload, event, steps, base = reply
+    run_id, _, token, _executions, job, payload, event, steps, fails = reply
     return Execution(
         app=app,
         run_id=run_id.decode(),
         job=job.decode(),
         queue=queue,
         token=token.decode(),
-        attempt=int(attempt),
+        attempt=int(fails or 0) + 1,
         payload=app.serializer.loads(payload),
         event=_event(event, app),
         steps=parse_steps(steps, app),
-        attempt_base=int(base),
     )
 
 
@@ -86,10 +83,9 @@ async def run_attempt(worker: Worker, ex: Execution) -> Outcome | None:
         return _failure(worker, ex, job, exc, retry_delay=None)
     except RetryAfterError as exc:
         return _failure(worker, ex, job, exc, retry_delay=exc.delay)
-    except TimeoutError:
-        if timer.expired():
-            exc = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
-        return _failure(worker, ex, job, exc, retry_delay=-1)
+    except TimeoutError as exc:
+        expired = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
+        return _failure(worker, ex, job, expired if timer.expired() else exc, retry_delay=-1)
     except Exception as exc:
         return _failure(worker, ex, job, exc, retry_delay=-1)
     try:
@@ -119,9 +115,9 @@ def _failure(
     """retry_delay: None = no retry, -1 = the job's backoff, else that many seconds."""
     app = worker.app
     delay_ms = 0
-    used = ex.attempt - ex.attempt_base
-    if outcome == "failed" and retry_delay is not None and job is not None and used <= job.retries:
-        delay = job.backoff(used) if retry_delay < 0 else retry_delay
+    tries = ex.attempt
+    if outcome == "failed" and retry_delay is not None and job is not None and tries <= job.retries:
+        delay = job.backoff(tries) if retry_delay < 0 else retry_delay
         outcome, delay_ms = "retry", max(0, round(delay * 1000))
     if outcome != "retry":
         log.info("run %s (%s) %s: %s", ex.run_id, ex.job, outcome, exc)

@@ -58,6 +58,10 @@ class Keys:
         """STREAM: cancel requests for running runs, read by every worker (capped)."""
         return self._k("ctl")
 
+    def seq(self) -> str:
+        """STRING: counter for run ids made inside scripts (event-started runs)."""
+        return self._k("seq")
+
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
         return self._k("jobs")
@@ -100,6 +104,10 @@ class Keys:
     def event_shapes(self, event: str) -> str:
         """HASH: match shape (paths) -> number of waiters with that shape."""
         return self._k("ev", event, "shapes")
+
+    def event_waiters(self, event: str, shape: str, values_key: str) -> str:
+        """SET: run ids waiting for `event` whose match on paths `shape` has these values."""
+        return self._k("ev", event, "w", shape, values_key)
 
     def event_log(self, event: str) -> str:
         """ZSET: recent event ids of that name by time (ms), for lookback."""

@@ -115,8 +115,9 @@ class ResultWaiter:
         ready.set_result(None)
         while self._futures:
             try:
-                reply = await redis.xread({key: self._last_id}, count=1000,
-                                          block=int(_SAFETY_CHECK_S * 1000))  # fmt: skip
+                reply = await redis.xread(
+                    {key: self._last_id}, count=1000, block=int(_SAFETY_CHECK_S * 1000)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:  # connection trouble: back off, then re-check everything

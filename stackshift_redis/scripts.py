@@ -51,11 +51,9 @@ def source(name: str) -> str:
     return "\n".join(_render(lua_dir() / f"{name}.lua", set())) + "\n"
 
 
-SCRIPT_NAMES = (
-    "start", "claim", "complete", "fail", "record_step", "promote", "reclaim", "renew",
-    "cancel", "retry", "watch", "release", "suspend", "send_event", "wait_event",
-    "state_incr", "lock_release", "lock_extend",
-)  # fmt: skip
+def script_names() -> list[str]:
+    """Every atomic operation: the top-level lua/*.lua files."""
+    return sorted(p.stem for p in lua_dir().glob("*.lua"))
 
 
 def _str(v: Any) -> str:
@@ -68,8 +66,7 @@ class Scripts:
     def __init__(self, redis: Any, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        names = [n for n in SCRIPT_NAMES if (lua_dir() / f"{n}.lua").is_file()]
-        self._scripts = {n: redis.register_script(source(n)) for n in names}
+        self._scripts = {n: redis.register_script(source(n)) for n in script_names()}
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; error replies become stackshift errors."""
@@ -105,17 +102,32 @@ class Scripts:
             args += [run_id, "1" if idem is not None else "0", payload]
         return keys, args
 
-    async def start(self, job: str, queue: str, runs: Sequence[tuple[str, str | None, bytes]],
-                    *, delay_ms: int, at_ms: int, idem_ttl_ms: int,
-                    extra: str = "") -> list[tuple[str, bool]]:  # fmt: skip
+    async def start(
+        self,
+        job: str,
+        queue: str,
+        runs: Sequence[tuple[str, str | None, bytes]],
+        *,
+        delay_ms: int,
+        at_ms: int,
+        idem_ttl_ms: int,
+        extra: str = "",
+    ) -> list[tuple[str, bool]]:
         """Create and enqueue runs; returns (run_id, deduplicated) per run."""
         keys, args = self.start_call(
             job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms, extra=extra
         )
         return parse_start(await self.call("start", keys, args))
 
-    async def claim(self, queue: str, entries: Sequence[tuple[str, str]], *, lease_ms: int,
-                    max_deliveries: int, retention_ms: int) -> list[list[Any]]:  # fmt: skip
+    async def claim(
+        self,
+        queue: str,
+        entries: Sequence[tuple[str, str]],
+        *,
+        lease_ms: int,
+        max_deliveries: int,
+        retention_ms: int,
+    ) -> list[list[Any]]:
         """Lease the runs of delivered (entry_id, run_id) pairs."""
         k = self.keys
         keys = [k.stream(queue), k.leases(queue), k.queue_conf(queue)]
@@ -126,21 +138,31 @@ class Scripts:
         result: list[list[Any]] = await self.call("claim", keys, args)
         return result
 
-    def complete_call(self, queue: str, run_id: str, token: str, result: bytes,
-                      retention_ms: int) -> tuple[list[str], list[Any]]:  # fmt: skip
+    def complete_call(
+        self, queue: str, run_id: str, token: str, result: bytes, retention_ms: int
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of `complete`."""
         k = self.keys
         return [k.run(run_id), k.leases(queue)], [k.prefix, run_id, token, result, retention_ms]
 
-    def fail_call(self, queue: str, run_id: str, token: str, error_json: str, outcome: str,
-                  delay_ms: int, retention_ms: int) -> tuple[list[str], list[Any]]:  # fmt: skip
+    def fail_call(
+        self,
+        queue: str,
+        run_id: str,
+        token: str,
+        error_json: str,
+        outcome: str,
+        delay_ms: int,
+        retention_ms: int,
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of `fail` (outcome: retry | failed | cancelled)."""
         k = self.keys
         keys = [k.run(run_id), k.leases(queue), k.delayed(queue)]
         return keys, [k.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
 
-    async def record_step(self, run_id: str, token: str, name: str, record: bytes,
-                          kind: str) -> bool:  # fmt: skip
+    async def record_step(
+        self, run_id: str, token: str, name: str, record: bytes, kind: str
+    ) -> bool:
         """Store a step record; True when a cancel was requested for the run."""
         reply = await self.call(
             "record_step", [self.keys.run(run_id)], [run_id, token, name, record, kind]

@@ -77,8 +77,9 @@ class SyncStackShift:
         with self._lock:
             if self._loop is None or self._clone is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="stackshift-sync",
-                                 daemon=True).start()  # fmt: skip
+                threading.Thread(
+                    target=loop.run_forever, name="stackshift-sync", daemon=True
+                ).start()
                 clone = copy.copy(self._app)  # shares jobs, queues and settings
                 clone._redis, clone._scripts, clone.redis_url = clone_client(self._app), None, None
                 clone._state = clone._events = clone._sync = None
@@ -106,19 +107,42 @@ class SyncStackShift:
         run_at: datetime | None = None,
     ) -> SyncRunHandle:
         """Start a run (see StackShift.start)."""
-        handle = self._run(self._target.start(
-            job, payload, queue_name=queue_name, idempotency_key=idempotency_key,
-            idempotency_ttl=idempotency_ttl, delay=delay, run_at=run_at))  # fmt: skip
+        handle = self._run(
+            self._target.start(
+                job,
+                payload,
+                queue_name=queue_name,
+                idempotency_key=idempotency_key,
+                idempotency_ttl=idempotency_ttl,
+                delay=delay,
+                run_at=run_at,
+            )
+        )
         return SyncRunHandle(self, handle)
 
-    def start_many(self, job: str, payloads: Sequence[Any], *, queue_name: str | None = None,
-                   idempotency_keys: Sequence[str] | None = None,
-                   idempotency_ttl: Duration | None = None, delay: Duration | None = None,
-                   run_at: datetime | None = None) -> list[SyncRunHandle]:  # fmt: skip
+    def start_many(
+        self,
+        job: str,
+        payloads: Sequence[Any],
+        *,
+        queue_name: str | None = None,
+        idempotency_keys: Sequence[str] | None = None,
+        idempotency_ttl: Duration | None = None,
+        delay: Duration | None = None,
+        run_at: datetime | None = None,
+    ) -> list[SyncRunHandle]:
         """Start many runs (see StackShift.start_many)."""
-        handles = self._run(self._target.start_many(
-            job, payloads, queue_name=queue_name, idempotency_keys=idempotency_keys,
-            idempotency_ttl=idempotency_ttl, delay=delay, run_at=run_at))  # fmt: skip
+        handles = self._run(
+            self._target.start_many(
+                job,
+                payloads,
+                queue_name=queue_name,
+                idempotency_keys=idempotency_keys,
+                idempotency_ttl=idempotency_ttl,
+                delay=delay,
+                run_at=run_at,
+            )
+        )
         return [SyncRunHandle(self, h) for h in handles]
 
     def run(self, run_id: str) -> SyncRunHandle:
@@ -137,8 +161,9 @@ class SyncStackShift:
         """Queue a failed run again."""
         return SyncRunHandle(self, self._run(self._target.retry(run_id)))
 
-    def list_runs(self, status: str | None = None, job: str | None = None,
-                  limit: int = 50) -> list[RunInfo]:  # fmt: skip
+    def list_runs(
+        self, status: str | None = None, job: str | None = None, limit: int = 50
+    ) -> list[RunInfo]:
         """Runs from the status indexes, most recently changed first."""
         return self._run(self._target.list_runs(status=status, job=job, limit=limit))
 

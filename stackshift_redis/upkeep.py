@@ -35,6 +35,7 @@ class Upkeep:
         self.app = worker.app
         self._next: dict[str, float] = {}
         self._control_id: Any = "0-0"
+        self.stopped = asyncio.Event()
 
     async def setup(self) -> None:
         """Check the server, create consumer groups, publish jobs and queue settings."""
@@ -82,8 +83,9 @@ class Upkeep:
         if policy != "noeviction":
             log.warning(
                 "Redis maxmemory-policy is %r: Redis may evict runs, steps and state under "
-                "memory pressure. Set maxmemory-policy noeviction for durable runs.", policy
-            )  # fmt: skip
+                "memory pressure. Set maxmemory-policy noeviction for durable runs.",
+                policy,
+            )
 
     def _due(self, name: str, every: float) -> bool:
         now = time.monotonic()
@@ -93,8 +95,8 @@ class Upkeep:
         return False
 
     async def loop(self) -> None:
-        """Run the duties until cancelled."""
-        while True:
+        """Run the duties until `stopped` is set (after the worker drained its runs)."""
+        while not self.stopped.is_set():
             try:
                 wait = await self.tick()
             except asyncio.CancelledError:
@@ -102,7 +104,8 @@ class Upkeep:
             except Exception:
                 log.exception("worker %s: upkeep failed; retrying", self.w.id)
                 wait = 1.0
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), wait)
 
     async def tick(self) -> float:
         """One round of duties; returns seconds until the next round."""
@@ -157,9 +160,13 @@ class Upkeep:
     async def autoclaim(self, queue: str, vt: float) -> None:
         """Take over entries delivered to a consumer that never claimed them (died)."""
         reply = await self.app.redis.xautoclaim(
-            self.app.keys.stream(queue), GROUP, self.w.id, min_idle_time=round(vt * 1000),
-            start_id="0-0", count=100,
-        )  # fmt: skip
+            self.app.keys.stream(queue),
+            GROUP,
+            self.w.id,
+            min_idle_time=round(vt * 1000),
+            start_id="0-0",
+            count=100,
+        )
         entries = reply[1] if len(reply) > 1 else []
         pairs = [(e.decode(), f[b"r"].decode()) for e, f in entries if f]
         known = {e for e, _ in self.w.backlog[queue]}

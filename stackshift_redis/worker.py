@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("stackshift.worker")
 
 
+async def _finish_task(task: asyncio.Task[None], wait: float) -> None:
+    """Let a loop that watches a stop flag end by itself; cancel it if it does not."""
+    done, _ = await asyncio.wait([task], timeout=wait)
+    if not done:
+        task.cancel()
+        await asyncio.wait([task], timeout=2)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.error("worker task %s failed: %r", task.get_name(), task.exception())
+
+
 class Worker:
     """Executes runs of `queues` with at most `concurrency` attempts at once."""
 
@@ -94,15 +104,15 @@ class Worker:
         try:
             await self._stopping.wait()
         finally:
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetch
-            await self._drain()
-            duties.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await duties
-            await self.upkeep.teardown()
-            self._done.set()
+            self._stopping.set()
+            try:
+                await _finish_task(fetch, self.block_ms / 1000 + 1)
+                await self._drain()
+                self.upkeep.stopped.set()
+                await _finish_task(duties, 5)
+                await self.upkeep.teardown()
+            finally:
+                self._done.set()
 
     def request_stop(self, force: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler); `force` skips the grace period."""
@@ -186,9 +196,12 @@ class Worker:
             return 0
         conf = self.app.queue_config(queue)
         replies = await self.app.scripts.claim(
-            queue, take, lease_ms=round(conf.visibility_timeout * 1000),
-            max_deliveries=self.app.max_deliveries, retention_ms=self.app.retention_ms,
-        )  # fmt: skip
+            queue,
+            take,
+            lease_ms=round(conf.visibility_timeout * 1000),
+            max_deliveries=self.app.max_deliveries,
+            retention_ms=self.app.retention_ms,
+        )
         started = 0
         for (entry_id, run_id), reply in zip(take, replies, strict=True):
             outcome = reply[1].decode()
@@ -254,8 +267,7 @@ class Worker:
                     for o in outcomes:
                         await self.app.scripts.queue_call(pipe, o.script, o.keys, o.args)
                     results = await pipe.execute(raise_on_error=False)
-                return [from_redis_error(r) if isinstance(r, ResponseError) else r
-                        for r in results]  # fmt: skip
+                return [from_redis_error(r) if isinstance(r, ResponseError) else r for r in results]
             except (ConnectionError, TimeoutError, RedisConnectionError) as exc:
                 if attempt == 3:
                     return [exc] * len(outcomes)

@@ -33,10 +33,23 @@ def _start_redis(args: list[str]) -> tuple[subprocess.Popen[bytes], int, str]:
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="ss-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", workdir, *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = syncredis.Redis(port=port)
     for _ in range(100):
         try:
@@ -121,11 +134,12 @@ async def running_worker() -> AsyncIterator[Callable[..., Any]]:
 
     def factory(app: StackShift, **kwargs: Any) -> Any:
         kwargs.setdefault("poll_interval", 0.05)
+        kwargs.setdefault("block_ms", 200)
         worker = app.worker(**kwargs)
         started.append((worker, asyncio.create_task(worker.run())))
         return worker
 
     yield factory
     for worker, task in started:
-        await worker.stop(force=True)
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(worker.stop(force=True), 15)
+        await asyncio.wait_for(task, 5)

@@ -212,8 +212,9 @@ async def test_list_runs_by_status_and_job(app: StackShift, running_worker: Any)
     failed = await app.list_runs(status="failed")
     assert {r.id for r in failed} == {r.id for r in bads}
     assert [r.id for r in await app.list_runs(status="completed", job="ok", limit=2)] == [
-        oks[2].id, oks[1].id,
-    ]  # fmt: skip
+        oks[2].id,
+        oks[1].id,
+    ]
     assert [r.id for r in await app.list_runs(status="scheduled")] == [pending.id]
     assert len(await app.list_runs(job="ok")) == 4
     assert len(await app.list_runs(limit=3)) == 3

@@ -64,8 +64,9 @@ async def test_start_many_is_bulk_and_deduplicates(app: StackShift) -> None:
     runs = await app.start_many("img", [{"i": i} for i in range(1200)])
     assert len({r.id for r in runs}) == 1200
     assert await app.redis.xlen(app.keys.stream("media")) == 1200
-    keyed = await app.start_many("img", [{"i": 1}, {"i": 2}, {"i": 3}],
-                                 idempotency_keys=["x", "y", "x"])  # fmt: skip
+    keyed = await app.start_many(
+        "img", [{"i": 1}, {"i": 2}, {"i": 3}], idempotency_keys=["x", "y", "x"]
+    )
     assert keyed[0].id == keyed[2].id and keyed[2].deduplicated
     assert keyed[1].id != keyed[0].id
 
@@ -98,9 +99,14 @@ async def test_bad_payload_writes_nothing(app: StackShift, payload: Any) -> None
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"delay": -1}, {"delay": "soon"}, {"queue_name": "bad queue"}, {"idempotency_key": ""},
-     {"delay": 1, "run_at": datetime.now(UTC)}],
-)  # fmt: skip
+    [
+        {"delay": -1},
+        {"delay": "soon"},
+        {"queue_name": "bad queue"},
+        {"idempotency_key": ""},
+        {"delay": 1, "run_at": datetime.now(UTC)},
+    ],
+)
 async def test_bad_arguments_write_nothing(app: StackShift, kwargs: dict[str, Any]) -> None:
     app.job("j", lambda ctx: None)
     with pytest.raises(InvalidArgumentError):

@@ -31,9 +31,24 @@ def st_app(request: pytest.FixtureRequest) -> StackShift:
 async def test_set_get_delete_with_ttl(st_app: StackShift) -> None:
     st, r, k = st_app.state, st_app.redis, st_app.keys
     values: list[Any] = [
-        {"a": [1, 2.5, None]}, "text", "123", b"\x00bin", 0.5, True, False, None, [],
-        datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), 0, 7, 48, 57, -1, 2**62, -(2**63),
-    ]  # fmt: skip
+        {"a": [1, 2.5, None]},
+        "text",
+        "123",
+        b"\x00bin",
+        0.5,
+        True,
+        False,
+        None,
+        [],
+        datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        0,
+        7,
+        48,
+        57,
+        -1,
+        2**62,
+        -(2**63),
+    ]
     for i, value in enumerate(values):
         await st.set(f"v{i}", value)
         assert await st.get(f"v{i}", default="missing") == value

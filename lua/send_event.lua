@@ -1,0 +1,63 @@
+-- send_event: record an event once per id: resume every run waiting for a matching event
+-- and start the runs of jobs triggered by its name (on_event), atomically.
+-- KEYS[1] seen      keys.event_seen(id)     STRING dedupe marker (dedupe window)
+-- KEYS[2] log       keys.event_log(e)       ZSET recent event ids by time ms (lookback)
+-- KEYS[3] data      keys.event_data(e)      HASH id -> event bytes; id..':m' -> flat JSON
+-- KEYS[4] shapes    keys.event_shapes(e)    HASH match shape -> number of waiters
+-- KEYS[5] triggers  keys.triggers(e)        HASH job -> queue (published by workers)
+-- ARGV[1] prefix  ARGV[2] event name  ARGV[3] event id  ARGV[4] event bytes
+-- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
+-- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
+-- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}.
+-- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
+-- @include key.lua
+-- @include now_ms.lua
+-- @include wake.lua
+-- @include create_run.lua
+-- @include lua_run_id.lua
+-- @include values_key.lua
+local prefix, name, eid, bytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[7]) then
+  return {1, {}, {}}
+end
+local now = now_ms()
+local window = tonumber(ARGV[8])
+if window > 0 then
+  redis.call('ZADD', KEYS[2], now, eid)
+  redis.call('HSET', KEYS[3], eid, bytes, eid .. ':m', ARGV[5])
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - window, 'LIMIT', 0, 200)
+  if redis.call('ZCARD', KEYS[2]) > 10000 then
+    old = redis.call('ZRANGE', KEYS[2], 0, 199)
+  end
+  for _, o in ipairs(old) do
+    redis.call('ZREM', KEYS[2], o)
+    redis.call('HDEL', KEYS[3], o, o .. ':m')
+  end
+  redis.call('PEXPIRE', KEYS[2], window)
+  redis.call('PEXPIRE', KEYS[3], window)
+end
+local flat = cjson.decode(ARGV[5])
+local resumed = {}
+for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
+  local vkey = values_key(shape, flat)
+  if vkey then
+    for _, rid in ipairs(redis.call('SMEMBERS', key(prefix, 'ev', name, 'w', shape, vkey))) do
+      local queue = redis.call('HGET', key(prefix, 'run', rid), 'queue')
+      if queue and wake(prefix, key(prefix, 'q', queue, 'stream'), rid, now, 'event', bytes) then
+        resumed[#resumed + 1] = rid
+      end
+    end
+  end
+end
+local jobs = cjson.decode(ARGV[9])
+local stored = redis.call('HGETALL', KEYS[5])
+for i = 1, #stored, 2 do
+  if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
+end
+local started = {}
+for job, queue in pairs(jobs) do
+  local rid = lua_run_id(prefix, now)
+  create_run(prefix, rid, job, queue, ARGV[6], now, now, {evt = bytes})
+  started[#started + 1] = rid
+end
+return {0, resumed, started}

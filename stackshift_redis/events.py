@@ -1,0 +1,136 @@
+"""Events: sending (with dedupe, correlation and on_event triggers) and match encoding.
+
+A waiter's `match` {path: value} becomes a *shape* (its sorted paths joined by ',') and a
+*values key* (sha1 of the canonical JSON of the values, joined by \\x1f). An event's data
+is flattened to {path: canonical JSON} so lua/send_event.lua finds the waiters of each
+shape by one set lookup: the cost grows with shapes and matches, not with waiters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidArgumentError
+from .keys import check_name
+from .records import Event, SendEventResult, from_ms
+
+if TYPE_CHECKING:
+    from .app import StackShift
+
+PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+MAX_PATHS = 8
+MAX_FLAT = 1000
+MAX_DEPTH = 16
+Scalar = str | int | float | bool | None
+
+
+def canonical(value: Any) -> str:
+    """The JSON text a match value is compared by (1 and 1.0 are equal; True is not 1)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def match_key(match: Mapping[str, Any]) -> tuple[str, str]:
+    """(shape, values key) of a wait_for_event match."""
+    if not isinstance(match, Mapping) or len(match) > MAX_PATHS:
+        raise InvalidArgumentError(f"match must be a dict of at most {MAX_PATHS} paths")
+    for path, value in match.items():
+        if not isinstance(path, str) or not PATH_RE.match(path):
+            raise InvalidArgumentError(f"invalid match path {path!r}: use dotted names")
+        if not _is_scalar(value):
+            raise InvalidArgumentError(f"match value at {path!r} must be a scalar")
+    paths = sorted(match)
+    return ",".join(paths), values_key([canonical(match[p]) for p in paths])
+
+
+def values_key(canonical_values: list[str]) -> str:
+    """sha1 hex of the canonical values joined by \\x1f (as lua/lib/values_key.lua)."""
+    return hashlib.sha1("\x1f".join(canonical_values).encode()).hexdigest()
+
+
+def flatten(data: Any) -> dict[str, str]:
+    """{dotted path: canonical JSON} for every scalar reachable through dict keys."""
+    out: dict[str, str] = {}
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack and len(out) < MAX_FLAT:
+        prefix, node, depth = stack.pop()
+        if not isinstance(node, Mapping) or depth >= MAX_DEPTH:
+            continue
+        for k, v in node.items():
+            if not isinstance(k, str) or not PATH_RE.match(k):
+                continue
+            path = f"{prefix}{k}"
+            if _is_scalar(v):
+                out[path] = canonical(v)
+            elif isinstance(v, Mapping):
+                stack.append((path + ".", v, depth + 1))
+    return out
+
+
+def decode_event(value: Any) -> Event | None:
+    """An Event from its stored form (a dict), or None."""
+    if not isinstance(value, Mapping):
+        return None
+    ts = from_ms(value.get("ts"))
+    assert ts is not None
+    return Event(name=value["name"], id=value["id"], data=value.get("data"), ts=ts)
+
+
+class EventBus:
+    """Sends events for an app."""
+
+    def __init__(self, app: StackShift) -> None:
+        self.app = app
+
+    def encode(self, name: str, data: Any, event_id: str) -> bytes:
+        """The stored form of an event (a step result when a waiting run receives it)."""
+        ts = time.time_ns() // 1_000_000
+        return self.app.serializer.dumps({"name": name, "id": event_id, "data": data, "ts": ts})
+
+    async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:
+        """Record the event once per id; resume matching waiters; start on_event jobs."""
+        check_name("event", name)
+        if event_id is None:
+            event_id = uuid.uuid4().hex
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= 256:
+            raise InvalidArgumentError(f"invalid event id {event_id!r}")
+        app, k = self.app, self.app.keys
+        payload = app.serializer.dumps(data)
+        encoded = self.encode(name, data, event_id)
+        local = {j.name: j.queue for j in app.jobs.values() if j.on_event == name}
+        keys = [
+            k.event_seen(event_id),
+            k.event_log(name),
+            k.event_data(name),
+            k.event_shapes(name),
+            k.triggers(name),
+        ]
+        args = [
+            k.prefix,
+            name,
+            event_id,
+            encoded,
+            json.dumps(flatten(data)),
+            payload,
+            app.event_dedupe_ms,
+            app.event_log_ms,
+            json.dumps(local),
+        ]
+        duplicate, resumed, started = await app.scripts.call("send_event", keys, args)
+        return SendEventResult(
+            id=event_id,
+            resumed=[r.decode() for r in resumed],
+            started=[r.decode() for r in started],
+            duplicate=bool(duplicate),
+        )

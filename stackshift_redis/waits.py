@@ -1,0 +1,152 @@
+"""Durable waits inside a handler: sleep, wait_for_event, invoke. Each either returns the
+step's stored outcome or parks the run in one script and raises Suspended, ending the
+attempt without holding a worker slot; the run re-executes when its time, event or child
+arrives, and the step then returns its stored outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .context import Execution, Suspended
+from .errors import InvalidArgumentError, RunFailed
+from .events import decode_event, match_key
+from .keys import check_name
+from .records import (
+    Duration,
+    Event,
+    epoch_ms,
+    millis,
+    new_run_id,
+    read_step,
+    record_prefix,
+    step_completed,
+    step_failed,
+)
+
+
+def _none_record(ex: Execution) -> bytes:
+    return step_completed(ex.app.serializer.dumps(None))
+
+
+def _stored(ex: Execution, key: str, rec: dict[str, Any]) -> Any:
+    if rec["status"] == "completed":
+        return rec.get("result")
+    raise RunFailed(f"step {key!r}: {rec.get('error')}", run_id=ex.run_id)
+
+
+def _park(ex: Execution, key: str, outcome: str) -> None:
+    if outcome == "waiting":
+        ex.steps.pop(key, None)
+        raise Suspended(key)
+
+
+async def sleep(
+    ex: Execution, name: str, duration: Duration | None = None, until: datetime | None = None
+) -> None:
+    """Suspend the run for `duration` or until `until` (server clock)."""
+    key, rec = ex.lookup_record(name)
+    if rec is not None and rec["status"] == "completed":
+        return
+    rel = millis(duration, "sleep") if duration is not None else -1
+    if until is not None and not isinstance(until, datetime):
+        raise InvalidArgumentError("sleep_until needs a datetime")
+    absolute = epoch_ms(until) if until is not None else -1
+    record = _none_record(ex)
+    k = ex.app.keys
+    outcome = await ex.app.scripts.call(
+        "suspend", [k.run(ex.run_id)], [k.prefix, ex.run_id, ex.token, key, rel, absolute, record]
+    )
+    _park(ex, key, outcome.decode())
+    ex.steps[key] = {"status": "completed", "result": None}
+
+
+async def wait_for_event(
+    ex: Execution,
+    name: str,
+    event: str,
+    match: dict[str, Any] | None = None,
+    timeout: Duration | None = None,
+    lookback: Duration = 0,
+) -> Event | None:
+    """Suspend until an event `event` whose data matches `match` arrives; None on timeout."""
+    key, rec = ex.lookup_record(name)
+    if rec is not None:
+        return decode_event(_stored(ex, key, rec))
+    check_name("event", event)
+    shape, vkey = match_key(match or {})
+    timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
+    k = ex.app.keys
+    keys = [
+        k.run(ex.run_id),
+        k.event_log(event),
+        k.event_data(event),
+        k.event_shapes(event),
+        k.event_waiters(event, shape, vkey),
+    ]
+    args = [
+        k.prefix,
+        ex.run_id,
+        ex.token,
+        key,
+        event,
+        shape,
+        vkey,
+        timeout_ms,
+        millis(lookback, "lookback"),
+        _none_record(ex),
+        record_prefix("completed", "result"),
+    ]
+    reply = await ex.app.scripts.call("wait_event", keys, args)
+    _park(ex, key, reply[0].decode())
+    value = ex.app.serializer.loads(reply[1])
+    ex.steps[key] = {"status": "completed", "result": value}
+    return decode_event(value)
+
+
+async def invoke(
+    ex: Execution, name: str, job: str, payload: Any = None, timeout: Duration | None = None
+) -> Any:
+    """Start `job` as a child run (once) and suspend until it finishes; its result, or
+    RunFailed when it failed, was cancelled or timed out."""
+    key, rec = ex.lookup_record(name)
+    if rec is not None and (rec["status"] == "completed" or isinstance(rec.get("error"), str)):
+        return _stored(ex, key, rec)
+    app, k = ex.app, ex.app.keys
+    check_name("job", job)
+    queue = await app._queue_for(job, None)
+    data = app.serializer.dumps(payload)
+    timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
+    idem = k.idem(job, f"invoke:{ex.run_id}:{key}")
+    args = [
+        k.prefix,
+        ex.run_id,
+        ex.token,
+        key,
+        job,
+        queue,
+        new_run_id(),
+        data,
+        timeout_ms,
+        app.retention_ms,
+        step_failed("child run timed out"),
+        record_prefix("completed", "result"),
+        record_prefix("failed", "error"),
+    ]
+    reply = await app.scripts.call("invoke", [k.run(ex.run_id), idem], args)
+    _park(ex, key, reply[0].decode())
+    record = await app.redis.hget(k.run(ex.run_id), f"s:{key}")
+    stored = read_step(record, app.serializer)
+    ex.steps[key] = stored
+    return _stored(ex, key, stored)
+
+
+async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> dict[str, Any]:
+    """Send an event once for this run (a memoized step with a deterministic event id)."""
+    key, memo_rec = ex.lookup_record(name)
+    if memo_rec is not None and memo_rec["status"] == "completed":
+        result: dict[str, Any] = memo_rec["result"]
+        return result
+    sent = await ex.app.send_event(event, data, id=f"{ex.run_id}:{key}")
+    value = {"id": sent.id, "resumed": sent.resumed, "started": sent.started}
+    return dict(await ex.record(key, value))
