@@ -1,0 +1,82 @@
+"""The synchronous facade, as a WSGI app or script uses it (no event loop in the caller)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stackshift_redis import RunContext, RunFailed, StackShift
+
+
+def _jobs(app: StackShift) -> None:
+    app.job("add", lambda ctx: ctx.payload["a"] + ctx.payload["b"], queue="sync-q")
+
+    @app.job("waits", queue="sync-q")
+    async def waits(ctx: RunContext) -> Any:
+        evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
+        return evt.data["v"] if evt else None
+
+    def boom(ctx: RunContext) -> None:
+        raise RuntimeError("sync boom")
+
+    app.job("boom", boom, queue="sync-q", retries=0)
+
+
+@pytest.fixture
+def apps(redis_url: str, is_cluster: bool) -> Iterator[tuple[StackShift, StackShift]]:
+    if is_cluster:
+        pytest.skip("the sync facade's cluster client is covered by the async suite")
+    ns = f"s{uuid.uuid4().hex[:10]}"
+    client, server = StackShift(redis_url, namespace=ns), StackShift(redis_url, namespace=ns)
+    _jobs(client)
+    _jobs(server)
+    worker = server.worker(concurrency=4, poll_interval=0.05, block_ms=100)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(),))
+    thread.start()
+    yield client, server
+    loop.call_soon_threadsafe(worker.request_stop, True)
+    thread.join(15)
+    assert not thread.is_alive()
+    loop.run_until_complete(server.close())
+    loop.close()
+    client.sync.close()
+
+
+def test_sync_start_result_and_inspect(apps: tuple[StackShift, StackShift]) -> None:
+    client, _ = apps
+    run = client.sync.start("add", {"a": 2, "b": 3}, idempotency_key="k1")
+    assert client.sync.start("add", {"a": 9, "b": 9}, idempotency_key="k1").id == run.id
+    assert run.result(timeout=10) == 5
+    info = client.sync.get_run(run.id)
+    assert info is not None and info.status == "completed"
+    assert [r.id for r in client.sync.list_runs(status="completed", job="add")] == [run.id]
+    many = client.sync.start_many("add", [{"a": i, "b": 0} for i in range(5)])
+    assert [h.result(timeout=10) for h in many] == list(range(5))
+
+
+def test_sync_failure_events_cancel_and_state(apps: tuple[StackShift, StackShift]) -> None:
+    client, _ = apps
+    with pytest.raises(RunFailed, match="sync boom"):
+        client.sync.start("boom").result(timeout=10)
+    waiting = client.sync.start("waits", "x1")
+    for _ in range(100):
+        if waiting.status() == "waiting":
+            break
+        threading.Event().wait(0.05)
+    sent = client.sync.send_event("go", {"id": "x1", "v": 42})
+    assert sent.resumed == [waiting.id]
+    assert waiting.result(timeout=10) == 42
+    later = client.sync.start("add", {"a": 1, "b": 1}, delay=60)
+    assert client.sync.cancel(later.id) is True and later.status() == "cancelled"
+    client.sync.state.set("progress", 0.5, ttl=60)
+    assert client.sync.state.get("progress") == 0.5
+    assert client.sync.state.incr("n") == 1
+    with client.sync.state.lock("l", ttl=5, wait=1):
+        assert client.sync.state.mark("once", ttl=60) is True
+    assert client.sync.state.mark("once", ttl=60) is False
