@@ -15,6 +15,7 @@ end
 local now = now_ms()
 redis.call('HSET', rk, 'fails', 0, 'deliv', 0)
 redis.call('HDEL', rk, 'finished', 'error')
+redis.call('PERSIST', rk)
 redis.call('XADD', key(prefix, 'q', f[3], 'stream'), '*', 'r', id)
 timeline(rk, now, 'retried')
 set_status(prefix, rk, id, f[2], 'failed', 'queued', now, 0)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import redis.asyncio as aioredis
 
+from .coalesce import StartCoalescer
 from .errors import InvalidArgumentError, StackShiftError, UnknownJobError
 from .jobs import BackoffFn, JobDef, make_job
 from .keys import STATUSES, Keys, check_name
@@ -79,6 +80,7 @@ class StackShift:
         self.queues: dict[str, QueueConfig] = {}
         self._scripts: Scripts | None = None
         self._waiter = ResultWaiter(self)
+        self._coalescer = StartCoalescer(self)
         self._queue_cache: dict[str, str] = {}
         self._state: State | None = None
         self._events: EventBus | None = None
@@ -261,10 +263,13 @@ class StackShift:
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         extra = json.dumps(_extra) if _extra else ""
         out: list[RunHandle] = []
+        if len(encoded) == 1:  # a single start: coalesced with concurrent ones
+            group = (job, queue, delay_ms, at_ms, ttl_ms, extra)
+            run_id, dedup = await self._coalescer.start(group, (new_run_id(), keys[0], encoded[0]))
+            return [RunHandle(self, run_id, dedup)]
         for lo in range(0, len(encoded), 500):
-            batch = [
-                (new_run_id(), keys[i], encoded[i]) for i in range(lo, lo + 500) if i < len(encoded)
-            ]
+            hi = min(lo + 500, len(encoded))
+            batch = [(new_run_id(), keys[i], encoded[i]) for i in range(lo, hi)]
             replies = await self.scripts.start(
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms, extra=extra
             )

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from .app import client_from_url
+from .coalesce import StartCoalescer
 from .records import Duration, RunInfo, SendEventResult
 from .runs import ResultWaiter, RunHandle
 
@@ -84,6 +85,7 @@ class SyncStackShift:
                 clone._redis, clone._scripts, clone.redis_url = clone_client(self._app), None, None
                 clone._state = clone._events = clone._sync = None
                 clone._waiter = ResultWaiter(clone)
+                clone._coalescer = StartCoalescer(clone)
                 self._loop, self._clone = loop, clone
             return self._loop, self._clone
 

@@ -72,6 +72,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._flush_scheduled = False
+        self._flush_tasks: set[asyncio.Future[None]] = set()
         self._sync_state: SyncState | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._burst = False
@@ -239,8 +240,13 @@ class Worker:
         self._pending.append((outcome, fut))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+            asyncio.get_running_loop().call_soon(self._start_flush)
         await fut
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
 
     async def _flush(self) -> None:
         self._flush_scheduled = False

@@ -1,5 +1,6 @@
 -- set_status: move a run between status indexes; keep_ms > 0 marks a final status:
--- the run expires after keep_ms and older entries of that index are trimmed. Needs key().
+-- the run expires after keep_ms and older entries of that index are trimmed. (A final run
+-- made live again must PERSIST its key: see retry.lua.)
 -- @include key.lua
 local function set_status(prefix, rk, id, job, old, new, now, keep_ms)
   if old and old ~= '' then
@@ -16,7 +17,5 @@ local function set_status(prefix, rk, id, job, old, new, now, keep_ms)
     redis.call('ZREMRANGEBYSCORE', by_status, '-inf', horizon)
     redis.call('ZREMRANGEBYSCORE', by_job, '-inf', horizon)
     redis.call('PEXPIRE', rk, keep_ms)
-  else
-    redis.call('PERSIST', rk)
   end
 end
