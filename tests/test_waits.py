@@ -267,3 +267,28 @@ async def test_sync_handler_can_sleep(app: StackShift, running_worker: Any) -> N
     run = await app.start("sync-sleeper")
     running_worker(app)
     assert await run.result(timeout=10) == 6
+
+
+async def test_waiting_run_survives_its_worker_dying(app: StackShift) -> None:
+    @app.job("j")
+    async def j(ctx: RunContext) -> Any:
+        first = await ctx.step.run("first", lambda: "kept")
+        evt = await ctx.step.wait_for_event("w", event="resume-me", match={"id": 7})
+        return [first, evt.data["v"] if evt else None]
+
+    run = await app.start("j")
+    doomed = app.worker(poll_interval=0.05, block_ms=100)
+    task = asyncio.create_task(doomed.run())
+    await wait_for(lambda: _is(run, "waiting"))
+    task.cancel()  # the worker dies without any shutdown
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    survivor = app.worker(poll_interval=0.05, block_ms=100)
+    survivor_task = asyncio.create_task(survivor.run())
+    try:
+        sent = await app.send_event("resume-me", {"id": 7, "v": "late"})
+        assert sent.resumed == [run.id]
+        assert await run.result(timeout=10) == ["kept", "late"]
+    finally:
+        await survivor.stop(force=True)
+        await survivor_task
