@@ -1,0 +1,177 @@
+"""Model-based test of run transitions (Hypothesis state machine over the Lua scripts).
+
+Random sequences of start (with and without idempotency keys), claim, complete, fail
+(retry or final), promote, cancel, manual retry and lease expiry run against real Redis;
+after every step each run's status, its status indexes, the lease set and the schedule
+must agree with a simple model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from stackshift_redis import StackShift
+from stackshift_redis.keys import GROUP, STATUSES
+from stackshift_redis.records import new_run_id
+
+FINAL = {"completed", "failed", "cancelled"}
+ERR = json.dumps({"type": "E", "message": "m", "traceback": ""})
+
+
+def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine]:
+    class RunModel(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loop = asyncio.new_event_loop()
+            if is_cluster:
+                from redis.asyncio.cluster import RedisCluster
+
+                host, port = redis_url.split("//")[1].split("/")[0].split(":")
+                client: Any = RedisCluster(host=host, port=int(port))
+                self.app = StackShift(redis=client, namespace=f"m{uuid.uuid4().hex[:10]}")
+            else:
+                self.app = StackShift(redis_url, namespace=f"m{uuid.uuid4().hex[:10]}")
+            self.s = self.app.scripts
+            self.k = self.app.keys
+            self.status: dict[str, str] = {}
+            self.tokens: dict[str, str] = {}
+            self.idem: dict[str, str] = {}
+            self.do(self.app.redis.xgroup_create(self.k.stream("q"), GROUP, id="0", mkstream=True))
+
+        def do(self, coro: Any) -> Any:
+            return self.loop.run_until_complete(coro)
+
+        def teardown(self) -> None:
+            self.do(self.app.close())
+            self.loop.close()
+
+        def _in(self, *statuses: str) -> list[str]:
+            return sorted(r for r, s in self.status.items() if s in statuses)
+
+        @rule(idem=st.sampled_from([None, "a", "b"]), delay=st.booleans())
+        def start(self, idem: str | None, delay: bool) -> None:
+            run = (new_run_id(), idem, b"\xc0")
+            [(run_id, dedup)] = self.do(self.s.start("job", "q", [run], delay_ms=60_000 if delay else 0,
+                                                     at_ms=0, idem_ttl_ms=60_000))  # fmt: skip
+            if idem is not None and idem in self.idem:
+                assert dedup and run_id == self.idem[idem]
+                return
+            assert not dedup and run_id == run[0]
+            if idem is not None:
+                self.idem[idem] = run_id
+            self.status[run_id] = "scheduled" if delay else "queued"
+
+        @rule()
+        def claim(self) -> None:
+            reply = self.do(self.app.redis.xreadgroup(GROUP, "c1", {self.k.stream("q"): ">"},
+                                                      count=5))  # fmt: skip
+            entries = [(e.decode(), f[b"r"].decode()) for _, es in reply or [] for e, f in es]
+            if not entries:
+                return
+            out = self.do(self.s.claim("q", entries, lease_ms=60_000, max_deliveries=100,
+                                       retention_ms=60_000))  # fmt: skip
+            for (entry_id, run_id), r in zip(entries, out, strict=True):
+                outcome = r[1].decode()
+                if self.status[run_id] == "queued":
+                    assert outcome == "ok"
+                    self.status[run_id] = "running"
+                    self.tokens[run_id] = entry_id
+                else:
+                    assert outcome == "skip"
+
+        @rule(data=st.data())
+        def complete(self, data: st.DataObject) -> None:
+            running = self._in("running")
+            if running:
+                run_id = data.draw(st.sampled_from(running))
+                keys, args = self.s.complete_call("q", run_id, self.tokens[run_id], b"\xc0", 60_000)
+                self.do(self.s.call("complete", keys, args))
+                self.status[run_id] = "completed"
+
+        @rule(data=st.data(), retry=st.booleans())
+        def fail(self, data: st.DataObject, retry: bool) -> None:
+            running = self._in("running")
+            if running:
+                run_id = data.draw(st.sampled_from(running))
+                outcome = "retry" if retry else "failed"
+                keys, args = self.s.fail_call("q", run_id, self.tokens[run_id], ERR, outcome, 0,
+                                              60_000)  # fmt: skip
+                self.do(self.s.call("fail", keys, args))
+                self.status[run_id] = "scheduled" if retry else "failed"
+
+        @rule()
+        def promote_due(self) -> None:
+            self.do(self.s.promote("q"))
+            due = self.do(self.app.redis.zrange(self.k.delayed("q"), 0, -1, withscores=True))
+            for member, score in due:
+                assert score > 0
+            # retries were scheduled with delay 0: they are due and now queued
+            for run_id in self._in("scheduled"):
+                if self.do(self.app.redis.zscore(self.k.delayed("q"), run_id)) is None:
+                    self.status[run_id] = "queued"
+
+        @rule(data=st.data())
+        def cancel(self, data: st.DataObject) -> None:
+            if self.status:
+                run_id = data.draw(st.sampled_from(sorted(self.status)))
+                changed = self.do(self.app.cancel(run_id))
+                before = self.status[run_id]
+                assert changed == (before not in FINAL)
+                if before in ("queued", "scheduled", "waiting"):
+                    self.status[run_id] = "cancelled"
+
+        @rule(data=st.data())
+        def manual_retry(self, data: st.DataObject) -> None:
+            failed = self._in("failed")
+            if failed:
+                run_id = data.draw(st.sampled_from(failed))
+                self.do(self.app.retry(run_id))
+                self.status[run_id] = "queued"
+
+        @rule(data=st.data())
+        def lease_expires(self, data: st.DataObject) -> None:
+            running = self._in("running")
+            if running:
+                run_id = data.draw(st.sampled_from(running))
+                cancel_pending = self.do(self.app.redis.hexists(self.k.run(run_id), "cancel"))
+                self.do(self.app.redis.zadd(self.k.leases("q"), {run_id: 1}))
+                recovered = self.do(self.s.reclaim("q", 60_000))
+                assert (run_id in recovered) != cancel_pending
+                self.status[run_id] = "queued" if run_id in recovered else "cancelled"
+
+        @invariant()
+        def stored_state_matches_the_model(self) -> None:
+            r, k = self.app.redis, self.k
+            for run_id, expected in self.status.items():
+                actual = self.do(r.hget(k.run(run_id), "status"))
+                assert actual is not None and actual.decode() == expected, (run_id, expected)
+                for s in STATUSES:
+                    member = self.do(r.zscore(k.idx_status(s), run_id)) is not None
+                    by_job = self.do(r.zscore(k.idx_job_status("job", s), run_id)) is not None
+                    assert member == by_job == (s == expected), (run_id, s, expected)
+            leased = {m.decode() for m in self.do(r.zrange(k.leases("q"), 0, -1))}
+            assert leased == set(self._in("running"))
+            delayed = {m.decode() for m in self.do(r.zrange(k.delayed("q"), 0, -1))}
+            assert set(self._in("scheduled")) <= delayed
+
+    return RunModel
+
+
+def test_run_transitions_follow_the_model(redis_url: str, is_cluster: bool) -> None:
+    machine = make_machine(redis_url, is_cluster)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),  # fmt: skip
+    )
