@@ -58,8 +58,11 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
         @rule(idem=st.sampled_from([None, "a", "b"]), delay=st.booleans())
         def start(self, idem: str | None, delay: bool) -> None:
             run = (new_run_id(), idem, b"\xc0")
-            [(run_id, dedup)] = self.do(self.s.start("job", "q", [run], delay_ms=60_000 if delay else 0,
-                                                     at_ms=0, idem_ttl_ms=60_000))  # fmt: skip
+            [(run_id, dedup)] = self.do(
+                self.s.start(
+                    "job", "q", [run], delay_ms=60_000 if delay else 0, at_ms=0, idem_ttl_ms=60_000
+                )
+            )
             if idem is not None and idem in self.idem:
                 assert dedup and run_id == self.idem[idem]
                 return
@@ -70,13 +73,15 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
 
         @rule()
         def claim(self) -> None:
-            reply = self.do(self.app.redis.xreadgroup(GROUP, "c1", {self.k.stream("q"): ">"},
-                                                      count=5))  # fmt: skip
+            reply = self.do(
+                self.app.redis.xreadgroup(GROUP, "c1", {self.k.stream("q"): ">"}, count=5)
+            )
             entries = [(e.decode(), f[b"r"].decode()) for _, es in reply or [] for e, f in es]
             if not entries:
                 return
-            out = self.do(self.s.claim("q", entries, lease_ms=60_000, max_deliveries=100,
-                                       retention_ms=60_000))  # fmt: skip
+            out = self.do(
+                self.s.claim("q", entries, lease_ms=60_000, max_deliveries=100, retention_ms=60_000)
+            )
             for (entry_id, run_id), r in zip(entries, out, strict=True):
                 outcome = r[1].decode()
                 if self.status[run_id] == "queued":
@@ -101,8 +106,9 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             if running:
                 run_id = data.draw(st.sampled_from(running))
                 outcome = "retry" if retry else "failed"
-                keys, args = self.s.fail_call("q", run_id, self.tokens[run_id], ERR, outcome, 0,
-                                              60_000)  # fmt: skip
+                keys, args = self.s.fail_call(
+                    "q", run_id, self.tokens[run_id], ERR, outcome, 0, 60_000
+                )
                 self.do(self.s.call("fail", keys, args))
                 self.status[run_id] = "scheduled" if retry else "failed"
 
@@ -110,7 +116,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
         def promote_due(self) -> None:
             self.do(self.s.promote("q"))
             due = self.do(self.app.redis.zrange(self.k.delayed("q"), 0, -1, withscores=True))
-            for member, score in due:
+            for _member, score in due:
                 assert score > 0
             # retries were scheduled with delay 0: they are due and now queued
             for run_id in self._in("scheduled"):
@@ -173,5 +179,5 @@ def test_run_transitions_follow_the_model(redis_url: str, is_cluster: bool) -> N
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=list(HealthCheck),
-        ),  # fmt: skip
+        ),
     )
