@@ -7,7 +7,9 @@
 -- ARGV[4+2i] entry_id_i  ARGV[5+2i] run_id_i
 -- Returns per entry {run_id, outcome, token, executions, job, payload, trigger event, steps,
 -- failed tries so far}:
--- outcome 'ok' (leased; token = entry id), 'skip' (not queued: a duplicate entry, dropped),
+-- outcome 'ok' (leased; token = entry id), 'skip' (dropped: the run is not queued, e.g. a
+-- duplicate entry, or the entry is no longer pending, i.e. a stale copy of an entry already
+-- claimed or released: so each entry id is a lease token at most once),
 -- 'defer' (queue at its concurrency limit: entry left pending) or 'poison' (failed).
 -- @include key.lua
 -- @include now_ms.lua
@@ -23,7 +25,9 @@ local i = 1
 while ARGV[4 + 2 * i] do
   local eid, id, rk = ARGV[4 + 2 * i], ARGV[5 + 2 * i], KEYS[3 + i]
   local st = redis.call('HMGET', rk, 'status', 'job', 'deliv')
-  if st[1] ~= 'queued' then
+  if #redis.call('XPENDING', KEYS[1], group, eid, eid, 1) == 0 then
+    out[i] = {id, 'skip'}
+  elseif st[1] ~= 'queued' then
     redis.call('XACK', KEYS[1], group, eid)
     redis.call('XDEL', KEYS[1], eid)
     out[i] = {id, 'skip'}

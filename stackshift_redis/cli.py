@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
 
@@ -23,8 +24,15 @@ def load_app(target: str) -> StackShift:
         raise click.BadParameter("expected module:attribute, e.g. myapp.jobs:stackshift")
     if "" not in sys.path:
         sys.path.insert(0, "")
-    module = importlib.import_module(module_name)
-    app = getattr(module, attr, None)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:  # the target itself; errors inside it keep a traceback
+        if exc.name is None or not f"{module_name}.".startswith(f"{exc.name}."):
+            raise
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from None
+    if not hasattr(module, attr):
+        raise click.BadParameter(f"module {module_name!r} has no attribute {attr!r}")
+    app = getattr(module, attr)
     if not isinstance(app, StackShift):
         raise click.BadParameter(f"{target} is not a StackShift app")
     return app
@@ -50,6 +58,14 @@ async def _serve(
         await worker.run(burst=burst)
     finally:
         await app.close()
+    if worker.threads_busy:  # threads cannot be cancelled: do not wait for them to return
+        log.warning(
+            "%d plain-function handlers still running: exiting without them "
+            "(their runs are recovered when their leases expire)",
+            worker.threads_busy,
+        )
+        logging.shutdown()
+        os._exit(0)
 
 
 @click.command()

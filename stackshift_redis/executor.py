@@ -101,7 +101,17 @@ async def _call(worker: Worker, job: JobDef, ex: Execution) -> Any:
         return await job.fn(RunContext(ex, Step(ex)))
     loop = asyncio.get_running_loop()
     ctx = SyncRunContext(ex, SyncStep(ex, loop), lambda: worker.sync_state, loop)
-    return await asyncio.to_thread(job.fn, ctx)
+
+    def body() -> Any:  # counted until the thread returns, even if the attempt was cancelled
+        try:
+            return job.fn(ctx)
+        finally:
+            with worker.threads_lock:
+                worker.threads_busy -= 1
+
+    with worker.threads_lock:
+        worker.threads_busy += 1
+    return await asyncio.to_thread(body)
 
 
 def _failure(

@@ -67,19 +67,26 @@ class Upkeep:
         await self.heartbeat()
 
     async def check_server(self) -> None:
-        """Refuse Redis older than 6.2; warn loudly unless maxmemory-policy is noeviction."""
+        """Refuse Redis older than 6.2; warn loudly unless maxmemory-policy is noeviction.
+        INFO or CONFIG denied (ACLs, managed services) skips that check."""
+        r = self.app.redis
         try:
-            info = await self.app.redis.info("server")
+            info = await r.info("server")
             version = str(info.get("redis_version", "0.0"))
+            if "redis_version" in info and _version(version) < MIN_REDIS:
+                raise StackShiftError(f"Redis {version} is too old: stackshift-redis needs 6.2+")
         except (NoPermissionError, ResponseError):
+            pass
+        policy: str | None = None
+        with contextlib.suppress(NoPermissionError, ResponseError):
+            policy = (await r.info("memory")).get("maxmemory_policy")
+        if policy is None:
+            with contextlib.suppress(NoPermissionError, ResponseError):
+                policy = (await r.config_get("maxmemory-policy")).get("maxmemory-policy")
+        if policy is None:
+            log.info("could not read maxmemory-policy (INFO and CONFIG denied): not checked")
             return
-        if "redis_version" in info and _version(version) < MIN_REDIS:
-            raise StackShiftError(f"Redis {version} is too old: stackshift-redis needs 6.2+")
-        try:
-            mem = await self.app.redis.info("memory")
-            policy = str(mem.get("maxmemory_policy", "noeviction"))
-        except (NoPermissionError, ResponseError):
-            return
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
         if policy != "noeviction":
             log.warning(
                 "Redis maxmemory-policy is %r: Redis may evict runs, steps and state under "
@@ -142,13 +149,14 @@ class Upkeep:
 
     async def renew(self, queue: str, vt: float) -> None:
         """Extend the leases of runs this worker holds in `queue`."""
-        held = [(rid, ex.token) for rid, (ex, _) in self.w.running.items() if ex.queue == queue]
+        held = [(rid, ex) for rid, (ex, _) in self.w.running.items() if ex.queue == queue]
         for lo in range(0, len(held), 200):
             chunk = held[lo : lo + 200]
-            states = await self.app.scripts.renew(queue, chunk, round(vt * 1000))
-            for (run_id, _), state in zip(chunk, states, strict=True):
+            pairs = [(run_id, ex.token) for run_id, ex in chunk]
+            states = await self.app.scripts.renew(queue, pairs, round(vt * 1000))
+            for (run_id, ex), state in zip(chunk, states, strict=True):
                 entry = self.w.running.get(run_id)
-                if entry is None:
+                if entry is None or entry[0] is not ex:  # finished, or a newer attempt
                     continue
                 if state == "cancel":
                     entry[0].cancel_requested = True
@@ -172,9 +180,14 @@ class Upkeep:
         known = {e for e, _ in self.w.backlog[queue]}
         self.w.backlog[queue] += [p for p in pairs if p[0] not in known]
 
+    async def _now_ms(self) -> float:
+        """The Redis server clock (workers' clocks may disagree)."""
+        secs, micros = await self.app.redis.time()
+        return float(secs) * 1000 + float(micros) / 1000
+
     async def heartbeat(self) -> None:
-        """Record this worker as alive (keys.workers(), expiring entries)."""
-        now_ms = time.time() * 1000
+        """Record this worker as alive (keys.workers(), expiring entries; server clock)."""
+        now_ms = await self._now_ms()
         key = self.app.keys.workers()
         async with self.app.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {self.w.id: now_ms + 3 * HEARTBEAT_S * 1000})
@@ -182,13 +195,17 @@ class Upkeep:
             await pipe.execute()
 
     async def hygiene(self) -> None:
-        """Delete consumers with nothing pending that have been idle for long."""
+        """Delete consumers with nothing pending whose worker is gone (its heartbeat expired;
+        a consumer is named by its worker id) or that have been idle for long."""
         r, k = self.app.redis, self.app.keys
+        live = set(await self.live_workers())
         for q in self.w.queues:
             vt_ms = self.app.queue_config(q).visibility_timeout * 1000
             for c in await r.xinfo_consumers(k.stream(q), GROUP):
                 name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
-                if name != self.w.id and c["pending"] == 0 and c["idle"] > max(600_000, 10 * vt_ms):
+                if name == self.w.id or c["pending"] != 0:
+                    continue
+                if name not in live or c["idle"] > max(600_000, 10 * vt_ms):
                     await r.xgroup_delconsumer(k.stream(q), GROUP, name)
 
     async def idle(self) -> bool:
@@ -214,6 +231,6 @@ class Upkeep:
     async def live_workers(self) -> list[str]:
         """Ids of workers whose heartbeat has not expired."""
         ids: list[Any] = await self.app.redis.zrangebyscore(
-            self.app.keys.workers(), time.time() * 1000, "+inf"
+            self.app.keys.workers(), await self._now_ms(), "+inf"
         )
         return [i.decode() for i in ids]

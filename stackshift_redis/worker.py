@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._burst = False
         self._done = asyncio.Event()
+        self.threads_busy = 0  # plain-function handlers still running in threads
+        self.threads_lock = threading.Lock()
 
     @property
     def sync_state(self) -> SyncState:
@@ -217,6 +220,11 @@ class Worker:
 
     def _start(self, queue: str, reply: list[Any]) -> None:
         ex = build_execution(self, queue, reply)
+        stale = self.running.get(ex.run_id)
+        if stale is not None:  # this worker stalled past its lease and got the run again
+            stale[0].lost = True
+            stale[1].cancel()
+            log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id)
         task = asyncio.create_task(self._execute(ex), name=f"stackshift-run-{ex.run_id}")
         self.running[ex.run_id] = (ex, task)
 
@@ -231,7 +239,9 @@ class Worker:
         except Exception:
             log.exception("run %s: could not record its outcome", ex.run_id)
         finally:
-            self.running.pop(ex.run_id, None)
+            held = self.running.get(ex.run_id)
+            if held is not None and held[0] is ex:  # not a newer attempt of the same run
+                del self.running[ex.run_id]
             self._slot_freed.set()
 
     # finishing, batched: one pipeline for the outcomes ready in one loop iteration

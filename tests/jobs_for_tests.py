@@ -1,0 +1,172 @@
+"""An app that `stackshift-worker tests.jobs_for_tests:app` subprocesses load in tests.
+
+Configured from the environment: REDIS_URL, STACKSHIFT_NAMESPACE and
+STACKSHIFT_MAX_DELIVERIES. Jobs record what they observe in plain Redis keys named by
+`obs_key(namespace, name)`, so the test process can assert on them. The helpers at the
+bottom start and stop worker subprocesses (they are used by the tests, not by workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from stackshift_redis import RunContext, StackShift
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = os.environ.get("STACKSHIFT_NAMESPACE", "default")
+
+app = StackShift(
+    os.environ.get("REDIS_URL", "redis://localhost:6379/0"),
+    namespace=NAMESPACE,
+    max_deliveries=int(os.environ.get("STACKSHIFT_MAX_DELIVERIES", "5")),
+)
+app.queue("recovery", visibility_timeout=2)
+app.queue("long", visibility_timeout=1)
+app.queue("limited", concurrency=3, visibility_timeout=2)
+app.queue("poison", visibility_timeout=1)
+app.queue("cli", visibility_timeout=30)
+
+# INCR a "current" counter and keep its maximum in another key, atomically.
+_ENTER = """
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return n
+"""
+
+
+def obs_key(namespace: str, name: str) -> str:
+    """The Redis key where jobs of `namespace` record the observation `name`."""
+    return f"obs:{namespace}:{name}"
+
+
+def _obs(name: str) -> str:
+    return obs_key(NAMESPACE, name)
+
+
+@app.job("two_steps", queue="recovery")
+async def two_steps(ctx: RunContext) -> str:
+    """Step A is quick; step B hangs on its first execution (the test kills the worker)."""
+
+    async def step_a() -> str:
+        await app.redis.incr(_obs("a"))
+        return "a"
+
+    async def step_b() -> str:
+        n = await app.redis.incr(_obs("b"))
+        await app.redis.set(_obs("b_pid"), os.getpid())
+        if n == 1:
+            await asyncio.sleep(60)
+        return "b"
+
+    a = await ctx.step.run("A", step_a)
+    b = await ctx.step.run("B", step_b)
+    return str(a) + str(b)
+
+
+@app.job("long_run", queue="long", retries=0)
+async def long_run(ctx: RunContext) -> str:
+    """Runs `payload` seconds, counting its executions."""
+    await app.redis.incr(_obs("execs"))
+    await app.redis.rpush(_obs("pids"), os.getpid())
+    await asyncio.sleep(float(ctx.payload))
+    return "long"
+
+
+@app.job("hold", queue="limited")
+async def hold(ctx: RunContext) -> int:
+    """Holds a slot of the limited queue for a while, tracking concurrent executions."""
+    await app.redis.eval(_ENTER, 2, _obs("current"), _obs("max"))
+    try:
+        await asyncio.sleep(0.3)
+    finally:
+        await app.redis.decr(_obs("current"))
+    await app.redis.incr(_obs("held"))
+    return int(ctx.payload)
+
+
+@app.job("crash", queue="poison")
+async def crash(ctx: RunContext) -> None:
+    """Kills its worker process, every time."""
+    await app.redis.incr(_obs("crashes"))
+    os._exit(1)
+
+
+@app.job("sleepy", queue="cli", retries=0)
+async def sleepy(ctx: RunContext) -> str:
+    """Signals it started, then sleeps `payload` seconds."""
+    await app.redis.incr(_obs("started"))
+    await asyncio.sleep(float(ctx.payload))
+    await app.redis.incr(_obs("finished"))
+    return "slept"
+
+
+@app.job("sleepy_sync", queue="cli", retries=0)
+def sleepy_sync(ctx: Any) -> str:
+    """A plain-function handler (runs in a thread): signals it started, then sleeps."""
+    ctx.state.incr("started")  # state: keys.state("started") of the namespace
+    time.sleep(float(ctx.payload))
+    ctx.state.incr("finished")
+    return "slept"
+
+
+@app.job("quick", queue="cli")
+async def quick(ctx: RunContext) -> Any:
+    """Returns its payload."""
+    await app.redis.incr(_obs("quick"))
+    return ctx.payload
+
+
+# helpers for the tests (not used by the workers)
+def spawn_worker(
+    redis_url: str,
+    namespace: str,
+    *args: str,
+    log: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
+    target: str = "tests.jobs_for_tests:app",
+) -> subprocess.Popen[bytes]:
+    """Start `stackshift-worker target args...` for `namespace` (cwd: the repository)."""
+    full_env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "STACKSHIFT_NAMESPACE": namespace,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "stackshift_redis.cli", target, *args],
+        cwd=ROOT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=log if log is not None else subprocess.DEVNULL,
+    )
+
+
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL and reap every process still running."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(10)
+
+
+async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """The process's exit code once it exits within `timeout` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            return code
+        await asyncio.sleep(0.05)
+    return proc.poll()

@@ -1,0 +1,209 @@
+"""The `stackshift-worker` command as a process: burst mode, signals, bad targets, and
+startup checks on the server (eviction policy warning, INFO/CONFIG denied by ACL)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis as syncredis
+from conftest import wait_for
+from jobs_for_tests import ROOT, kill_all, obs_key, spawn_worker, wait_exit
+
+from stackshift_redis import StackShift
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker subprocesses of a test; all killed at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    kill_all(started)
+
+
+async def _count(app: StackShift, name: str) -> int:
+    return int(await app.redis.get(obs_key(app.namespace, name)) or 0)
+
+
+def _log(tmp_path: Path, name: str = "worker.log") -> Any:
+    return (tmp_path / name).open("wb")
+
+
+async def test_burst_processes_queued_runs_and_exits_zero(
+    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+) -> None:
+    client = make_app()
+    runs = await client.start_many("quick", list(range(7)), queue_name="cli")
+    with _log(tmp_path) as log:
+        procs.append(
+            spawn_worker(
+                redis_url,
+                client.namespace,
+                "--queue",
+                "cli",
+                "--concurrency",
+                "2",
+                "--burst",
+                log=log,
+            )
+        )
+        code = await wait_exit(procs[0], 20)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert [await r.status() for r in runs] == ["completed"] * 7
+    assert [await r.result(timeout=1) for r in runs] == list(range(7))
+    assert await _count(client, "quick") == 7
+
+
+async def _seen(app: StackShift, job: str, name: str) -> int:
+    """A counter of `sleepy` (plain key) or `sleepy_sync` (the namespace's state)."""
+    if job == "sleepy_sync":
+        return int(await app.state.get(name, default=0))
+    return await _count(app, name)
+
+
+@pytest.mark.parametrize("job", ["sleepy", "sleepy_sync"])
+async def test_sigterm_lets_the_running_attempt_finish(
+    make_app: Callable[..., StackShift],
+    redis_url: str,
+    procs: list[Any],
+    tmp_path: Path,
+    job: str,
+) -> None:
+    client = make_app()
+    with _log(tmp_path) as log:
+        proc = spawn_worker(redis_url, client.namespace, "--queue", "cli", log=log)
+        procs.append(proc)
+        run = await client.start(job, 1.5, queue_name="cli")
+        await wait_for(lambda: _seen(client, job, "started"), timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        code = await wait_exit(proc, 15)
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert await run.status() == "completed"
+    assert await _seen(client, job, "finished") == 1
+    info = await client.get_run(run.id)
+    assert info is not None and info.attempts == 1
+
+
+@pytest.mark.parametrize("job", ["sleepy", "sleepy_sync"])
+async def test_second_signal_forces_exit(
+    make_app: Callable[..., StackShift],
+    redis_url: str,
+    procs: list[Any],
+    tmp_path: Path,
+    job: str,
+) -> None:
+    client = make_app()
+    with _log(tmp_path) as log:
+        proc = spawn_worker(redis_url, client.namespace, "--queue", "cli", log=log)
+        procs.append(proc)
+        run = await client.start(job, 60, queue_name="cli")
+        await wait_for(lambda: _seen(client, job, "started"), timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        assert proc.poll() is None  # still within its grace period
+        proc.send_signal(signal.SIGINT)
+        code = await wait_exit(proc, 8)
+    text = (tmp_path / "worker.log").read_text()
+    assert code == 0, f"worker did not exit after a second signal: {code}\n{text}"
+    assert await _seen(client, job, "finished") == 0
+    assert await run.status() == "running"  # recovered by another worker after its lease
+
+
+def _cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stackshift_redis.cli", *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("no_such_module_xyz:app", "no_such_module_xyz"),
+        ("tests.jobs_for_tests:nope", "nope"),
+        ("tests.jobs_for_tests:spawn_worker", "not a StackShift app"),
+        ("tests.jobs_for_tests", "module:attribute"),
+    ],
+)
+def test_bad_target_is_a_clear_error(target: str, expected: str) -> None:
+    done = _cli(target, "--burst", "--redis-url", "redis://127.0.0.1:1/0")
+    assert done.returncode != 0
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_warns_when_maxmemory_policy_evicts(
+    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+) -> None:
+    client = make_app()
+    admin = syncredis.Redis.from_url(redis_url)
+    before = str(admin.config_get("maxmemory-policy")["maxmemory-policy"])
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        run = await client.start("quick", "x", queue_name="cli")
+        with _log(tmp_path) as log:
+            procs.append(
+                spawn_worker(redis_url, client.namespace, "--queue", "cli", "--burst", log=log)
+            )
+            code = await wait_exit(procs[0], 20)
+    finally:
+        admin.config_set("maxmemory-policy", before)
+        admin.close()
+    text = (tmp_path / "worker.log").read_text()
+    assert code == 0, text
+    assert "WARNING" in text and "maxmemory-policy is 'allkeys-lru'" in text
+    assert "noeviction" in text
+    assert await run.result(timeout=1) == "x"
+
+
+async def test_works_when_info_and_config_are_denied(
+    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+) -> None:
+    admin = syncredis.Redis.from_url(redis_url)
+    user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    try:
+        admin.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            keys=["~*"],
+            channels=["&*"],
+            commands=["+@all", "-info", "-config"],
+        )
+    except syncredis.ResponseError as exc:  # e.g. an external test server without ACL rights
+        admin.close()
+        pytest.skip(f"cannot create an ACL user: {exc}")
+    try:
+        parts = urlsplit(redis_url)
+        limited_url = f"redis://{user}:{password}@{parts.hostname}:{parts.port}{parts.path}"
+        limited = syncredis.Redis.from_url(limited_url)
+        with pytest.raises(syncredis.exceptions.NoPermissionError):
+            limited.info()
+        limited.close()
+
+        client = make_app()
+        runs = await client.start_many("quick", [1, 2, 3], queue_name="cli")
+        with _log(tmp_path) as log:
+            procs.append(
+                spawn_worker(limited_url, client.namespace, "--queue", "cli", "--burst", log=log)
+            )
+            code = await wait_exit(procs[0], 20)
+        text = (tmp_path / "worker.log").read_text()
+        assert code == 0, text
+        assert "Traceback" not in text and "maxmemory-policy" in text  # "not checked"
+        assert [await r.result(timeout=1) for r in runs] == [1, 2, 3]
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
