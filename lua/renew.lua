@@ -1,7 +1,7 @@
 -- renew: extend the leases a live worker holds (fenced by each lease token).
 -- KEYS[1] leases  keys.leases(queue)  ZSET run id -> lease expiry ms
 -- KEYS[1+i] run   keys.run(run_id_i)  HASH
--- ARGV[1] lease_ms  ARGV[2i] run_id_i  ARGV[2i+1] token_i
+-- ARGV[1] lease_ms (negative: expire now, to hand runs back)  ARGV[2i] run_id_i  ARGV[2i+1] token_i
 -- Returns per run 'ok', 'cancel' (renewed; a cancel is pending) or 'lost'.
 -- @include now_ms.lua
 local expiry = now_ms() + tonumber(ARGV[1])

@@ -103,7 +103,7 @@ _CODES: dict[str, type[StackShiftError]] = {
 
 def from_redis_error(exc: Exception) -> Exception:
     """Map a `CODE detail` error reply from a script to our exception, else return it."""
-    text = str(exc)
+    text = str(exc).split(" script: ", 1)[0]  # drop redis's "script: <sha>, on @user_script…"
     code, _, detail = text.partition(" ")
     cls = _CODES.get(code)
     return cls(detail or code) if cls else exc

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from .errors import from_redis_error
@@ -78,8 +79,16 @@ class Scripts:
     async def queue_call(
         self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]
     ) -> None:
-        """Add one script call to a pipeline (redis-py loads missing scripts first)."""
-        await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
+        """Add one script call to a pipeline.
+
+        A Redis pipeline loads missing scripts before it runs (redis-py). A RedisCluster
+        pipeline refuses EVALSHA and could not reload a script after NOSCRIPT, so there
+        the call is queued as EVAL with the script's text (the server caches it too).
+        """
+        if isinstance(pipe, Pipeline):
+            await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
+        else:
+            pipe.eval(source(name), len(keys), *keys, *args)
 
     # runs
     def start_call(
@@ -209,6 +218,10 @@ class Scripts:
         """Mark a run as awaited; its (status, result, error) or None."""
         reply = await self.call("watch", [self.keys.run(run_id)], [])
         return list(reply) if reply else None
+
+    async def drop_consumer(self, queue: str, consumer: str) -> bool:
+        """Delete a consumer of the queue's group if nothing is pending for it."""
+        return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
 
     async def release(self, queue: str, entries: Sequence[tuple[str, str]]) -> int:
         """Give back (entry_id, run_id) entries read but not started."""

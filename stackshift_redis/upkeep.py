@@ -206,7 +206,7 @@ class Upkeep:
                 if name == self.w.id or c["pending"] != 0:
                     continue
                 if name not in live or c["idle"] > max(600_000, 10 * vt_ms):
-                    await r.xgroup_delconsumer(k.stream(q), GROUP, name)
+                    await self.app.scripts.drop_consumer(q, name)
 
     async def idle(self) -> bool:
         """For burst mode, after a read found nothing new: nothing running or due here."""
@@ -224,9 +224,7 @@ class Upkeep:
         with contextlib.suppress(Exception):
             await r.zrem(k.workers(), self.w.id)
             for q in self.w.queues:
-                pending = await r.xpending_range(k.stream(q), GROUP, "-", "+", 1, self.w.id)
-                if not pending:
-                    await r.xgroup_delconsumer(k.stream(q), GROUP, self.w.id)
+                await self.app.scripts.drop_consumer(q, self.w.id)
 
     async def live_workers(self) -> list[str]:
         """Ids of workers whose heartbeat has not expired."""

@@ -73,6 +73,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._flush_scheduled = False
+        self._cut_off: list[tuple[str, str, str]] = []
         self._flush_tasks: set[asyncio.Future[None]] = set()
         self._sync_state: SyncState | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,15 +139,29 @@ class Worker:
             log.info("worker %s: waiting up to %.0fs for %d runs", self.id, self.grace, len(tasks))
             await asyncio.wait(tasks, timeout=self.grace)
         for _, task in list(self.running.values()):
-            task.cancel()  # left to be recovered when its lease expires
+            task.cancel()
         if self.running:
             await asyncio.wait([t for _, t in self.running.values()], timeout=5)
+        cut_off = self._cut_off + [
+            (ex.queue, ex.run_id, ex.token) for ex, _ in self.running.values()
+        ]
+        self._cut_off = []
+        await self._hand_back(cut_off)
         await self._flush()
         for queue, entries in self.backlog.items():
             if entries:
                 with contextlib.suppress(Exception):
                     await self.app.scripts.release(queue, entries)
                 entries.clear()
+
+    async def _hand_back(self, cut_off: list[tuple[str, str, str]]) -> None:
+        """Re-queue attempts cut off by the stop now, instead of after their lease expires:
+        expire our (token-checked) leases, then reclaim."""
+        for queue in {q for q, _, _ in cut_off}:
+            held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
+            with contextlib.suppress(Exception):
+                await self.app.scripts.renew(queue, held, -1)
+                await self.app.scripts.reclaim(queue, self.app.retention_ms)
 
     # fetching and claiming
     async def _fetch_loop(self) -> None:
@@ -236,6 +251,8 @@ class Worker:
         except asyncio.CancelledError:
             if not self._stopping.is_set() and not ex.lost:
                 raise
+            if not ex.lost:  # cut off by a stop: handed back in _drain
+                self._cut_off.append((ex.queue, ex.run_id, ex.token))
         except Exception:
             log.exception("run %s: could not record its outcome", ex.run_id)
         finally:

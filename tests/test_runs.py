@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import node_of
 
 from stackshift_redis import (
     NonRetriableError,
@@ -118,10 +119,11 @@ async def test_thousand_waiters_do_not_poll(app: StackShift, running_worker: Any
     runs = await app.start_many("j", list(range(1000)))
     waits = [asyncio.create_task(r.result(timeout=30)) for r in runs]
     await asyncio.sleep(1.0)  # every waiter has registered
-    before = (await app.redis.info("stats"))["total_commands_processed"]
+    node = node_of(app)  # on a cluster: the node holding the namespace's slot
+    before = (await app.redis.info("stats", **node))["total_commands_processed"]
     await asyncio.sleep(1.0)
-    during = (await app.redis.info("stats"))["total_commands_processed"] - before
-    stats = {k: v["calls"] for k, v in (await app.redis.info("commandstats")).items()}
+    during = (await app.redis.info("stats", **node))["total_commands_processed"] - before
+    stats = {k: v["calls"] for k, v in (await app.redis.info("commandstats", **node)).items()}
     assert during < 20, f"{during} commands while 1000 results were awaited {stats}"
     running_worker(app, concurrency=100)
     gate.set()
@@ -273,3 +275,31 @@ async def test_burst_worker_exits_when_idle(app: StackShift) -> None:
     await asyncio.wait_for(worker.run(burst=True), 20)
     for r in runs:
         assert await r.status() == "completed"
+
+
+async def test_forced_stop_hands_cut_off_runs_back_at_once(app: StackShift) -> None:
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    @app.job("long")
+    async def long(ctx: RunContext) -> str:
+        calls.append(ctx.attempt)
+        if len(calls) == 1:
+            started.set()
+            await asyncio.sleep(60)
+        return "finished elsewhere"
+
+    run = await app.start("long")  # default visibility timeout: 30 s
+    first = app.worker(poll_interval=0.05, block_ms=100)
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(started.wait(), 10)
+    await first.stop(force=True)
+    await first_task
+    assert await run.status() == "queued"  # handed back, not left to its lease
+    second = app.worker(poll_interval=0.05, block_ms=100)
+    second_task = asyncio.create_task(second.run())
+    try:
+        assert await run.result(timeout=5) == "finished elsewhere"
+    finally:
+        await second.stop(force=True)
+        await second_task
