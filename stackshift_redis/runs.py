@@ -14,6 +14,21 @@ if TYPE_CHECKING:
     from .app import StackShift
 
 _SAFETY_CHECK_S = 5.0
+_DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's, when the client does not set one
+_MAX_WATCHES = 32  # concurrent watch calls: a RedisCluster client fails, not waits, when
+# its pool (100 connections per node by default) runs out, and a namespace is one node
+
+
+def _block_ms(client: Any) -> int:
+    """An XREAD BLOCK well inside the client's socket timeout (redis-py 8 defaults it to
+    5 s): a read outlasting it fails, and RedisCluster then retries it for about a minute."""
+    kwargs = getattr(client, "connection_kwargs", None)  # RedisCluster
+    if kwargs is None:
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout", _DEFAULT_SOCKET_TIMEOUT_S)
+    if timeout is None:
+        return int(_SAFETY_CHECK_S * 1000)
+    return max(50, min(int(_SAFETY_CHECK_S * 1000), int(float(timeout) * 500)))
 
 
 class RunHandle:
@@ -63,6 +78,15 @@ class ResultWaiter:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._last_id = b"0-0"
+        self._watch_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    async def _watch(self, run_id: str) -> list[Any] | None:
+        """`scripts.watch`, with at most _MAX_WATCHES in flight (a thousand waiters at once)."""
+        loop = asyncio.get_running_loop()
+        if self._watch_slots is None or self._watch_slots[0] is not loop:
+            self._watch_slots = (loop, asyncio.Semaphore(_MAX_WATCHES))
+        async with self._watch_slots[1]:
+            return await self._app.scripts.watch(run_id)
 
     async def wait(self, run_id: str, timeout: float | None) -> tuple[str, Any, Any]:
         """(status, result bytes, error json) once the run is final."""
@@ -73,7 +97,7 @@ class ResultWaiter:
             async with asyncio.timeout(timeout):
                 await self._ensure_reader()
                 while True:
-                    reply = await self._app.scripts.watch(run_id)
+                    reply = await self._watch(run_id)
                     if reply is None:
                         raise StackShiftError(f"no run {run_id}")
                     status = reply[0].decode()
@@ -113,18 +137,20 @@ class ResultWaiter:
             return
         self._last_id = last[0][0] if last else b"0-0"
         ready.set_result(None)
+        loop, block = asyncio.get_running_loop(), _block_ms(redis)
+        next_check = loop.time() + _SAFETY_CHECK_S
         while self._futures:
             try:
-                reply = await redis.xread(
-                    {key: self._last_id}, count=1000, block=int(_SAFETY_CHECK_S * 1000)
-                )
+                reply = await redis.xread({key: self._last_id}, count=1000, block=block)
             except asyncio.CancelledError:
                 raise
             except Exception:  # connection trouble: back off, then re-check everything
                 await asyncio.sleep(0.5)
-                reply = None
+                reply, next_check = None, 0.0
             if not reply:
-                await self._recheck()
+                if loop.time() >= next_check:
+                    await self._recheck()
+                    next_check = loop.time() + _SAFETY_CHECK_S
                 continue
             for _stream, entries in reply:
                 for entry_id, fields in entries:
@@ -144,9 +170,16 @@ class ResultWaiter:
                     self._resolve(run_id)
 
     async def close(self) -> None:
-        """Stop the reader task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        """Stop the reader task.
+
+        redis-py can lose a cancellation that lands mid-command (the blocking XREAD is then
+        re-sent, redis/redis-py#2028), so the cancel is repeated until the task ends.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from .app import client_from_url
 from .coalesce import StartCoalescer
@@ -28,14 +28,44 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+_CLUSTER_OPTIONS = (
+    "max_connections",
+    "credential_provider",
+    "username",
+    "password",
+    "client_name",
+    "health_check_interval",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "socket_keepalive_options",
+    "socket_read_size",
+    "socket_timeout",
+    "protocol",
+)
+
+
+def _clone_cluster(client: RedisCluster) -> RedisCluster:
+    """A RedisCluster to the same nodes with the same credentials, TLS and timeouts."""
+    kw = client.connection_kwargs
+    options = {k: kw[k] for k in _CLUSTER_OPTIONS if k in kw}
+    if issubclass(kw.get("connection_class", aioredis.Connection), aioredis.SSLConnection):
+        options.update({k: v for k, v in kw.items() if k.startswith("ssl_")}, ssl=True)
+    manager = client.nodes_manager
+    return RedisCluster(
+        startup_nodes=[ClusterNode(n.host, n.port) for n in manager.startup_nodes.values()],
+        require_full_coverage=manager.require_full_coverage,
+        address_remap=manager.address_remap,
+        **options,
+    )
+
+
 def clone_client(app: StackShift) -> Any:
     """A new client to the same server(s) as the app's, for use on another event loop."""
     if app.redis_url is not None:
         return client_from_url(app.redis_url)
     client = app.redis
     if isinstance(client, RedisCluster):
-        node = client.get_default_node()
-        return RedisCluster(host=node.host, port=node.port)
+        return _clone_cluster(client)
     pool = client.connection_pool
     kwargs = dict(pool.connection_kwargs)
     return type(client)(
@@ -82,7 +112,12 @@ class SyncStackShift:
                     target=loop.run_forever, name="stackshift-sync", daemon=True
                 ).start()
                 clone = copy.copy(self._app)  # shares jobs, queues and settings
-                clone._redis, clone._scripts, clone.redis_url = clone_client(self._app), None, None
+                client = clone_client(self._app)
+                if isinstance(client, RedisCluster):
+                    # learn the slot map before concurrent first calls (from many threads):
+                    # redis-py may otherwise misroute them and retry some (run twice)
+                    asyncio.run_coroutine_threadsafe(client.initialize(), loop).result(30)
+                clone._redis, clone._scripts, clone.redis_url = client, None, None
                 clone._state = clone._events = clone._sync = None
                 clone._waiter = ResultWaiter(clone)
                 clone._coalescer = StartCoalescer(clone)
@@ -188,5 +223,15 @@ class SyncStackShift:
             loop, clone = self._loop, self._clone
             self._loop = self._clone = None
         if loop is not None and clone is not None:
-            asyncio.run_coroutine_threadsafe(clone.close(), loop).result(10)
+            asyncio.run_coroutine_threadsafe(_close_clone(clone), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
+
+
+async def _close_clone(clone: StackShift) -> None:
+    """Close the facade's app copy and the client it was given (clone_client's)."""
+    client = clone._redis
+    await clone.close()
+    if isinstance(client, RedisCluster):
+        await client.aclose()
+    elif client is not None:
+        await client.aclose(close_connection_pool=True)

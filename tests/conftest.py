@@ -1,10 +1,17 @@
 """Test fixtures: a real redis-server per session (or $STACKSHIFT_TEST_REDIS_URL), fakeredis,
-and a factory of apps with a unique namespace per test."""
+and a factory of apps with a unique namespace per test.
+
+With STACKSHIFT_TEST_CLUSTER=1 the session instead starts a local 3-master Redis Cluster
+(loopback ports, one temp dir per node) and `make_app`/`app` build apps on a
+`redis.asyncio.RedisCluster` client each. Tests that truly cannot run on a cluster ask
+for `is_cluster` (or use `skip_on_cluster`) and skip themselves with the reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -12,26 +19,62 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import redis as syncredis
+from redis.asyncio.cluster import RedisCluster
 
 from stackshift_redis import StackShift
+from stackshift_redis.app import client_from_url
+
+CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
+CLUSTER_NODES = 3
+skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
 
 
-def _free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-def _start_redis(args: list[str]) -> tuple[subprocess.Popen[bytes], int, str]:
+def _free_port(cluster: bool = False) -> int:
+    """A free loopback port; for a cluster node, its bus port (port + 10000) is free too."""
+    if not cluster:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(200):
+        port = random.randint(20000, 50000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    pytest.exit("no free port pair for a cluster node", 2)
+
+
+def _start_redis(
+    args: list[str], cluster: bool = False
+) -> tuple[subprocess.Popen[bytes], int, str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.exit("redis-server not found: install it (apt-get install redis-server)", 2)
-    port = _free_port()
+    port = _free_port(cluster)
     workdir = tempfile.mkdtemp(prefix="ss-redis-")
+    if cluster:
+        conf = os.path.join(workdir, f"nodes-{port}.conf")
+        args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            conf,
+            "--cluster-node-timeout",
+            "5000",
+            *args,
+        ]
     proc = subprocess.Popen(
         [
             binary,
@@ -51,30 +94,161 @@ def _start_redis(args: list[str]) -> tuple[subprocess.Popen[bytes], int, str]:
         stderr=subprocess.DEVNULL,
     )
     client = syncredis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except syncredis.ConnectionError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.exit(f"redis-server did not start on port {port}", 2)
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except syncredis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            proc.kill()
+            pytest.exit(f"redis-server did not start on port {port}", 2)
+    finally:
+        client.close()
     return proc, port, workdir
 
 
+def _stop_redis(nodes: list[tuple[subprocess.Popen[bytes], int, str]]) -> None:
+    for proc, _, _ in nodes:
+        proc.terminate()
+    for proc, _, workdir in nodes:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _create_cluster(ports: list[int]) -> None:
+    """`redis-cli --cluster create`, then wait for cluster_state:ok on every node."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.exit("redis-cli not found: install it (apt-get install redis-tools)", 2)
+    done = subprocess.run(
+        [
+            cli,
+            "--cluster",
+            "create",
+            *[f"127.0.0.1:{p}" for p in ports],
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        pytest.exit(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}", 2)
+    clients = [syncredis.Redis(port=p) for p in ports]
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            infos = [c.cluster("info") for c in clients]
+            if all(str(i.get("cluster_state")) == "ok" for i in infos):
+                return
+            if time.monotonic() > deadline:
+                pytest.exit(f"the cluster did not reach cluster_state:ok: {infos}", 2)
+            time.sleep(0.1)
+    finally:
+        for c in clients:
+            c.close()
+
+
+class ClusterClient(RedisCluster):
+    """A RedisCluster that initializes (learns the slot map) before its first command.
+
+    redis-py 8.1 routes keyed commands sent before initialization to random primaries;
+    the MOVED replies trigger a topology refresh that drops other in-flight commands,
+    which it then retries, so a burst of first commands (50 concurrent INCRs) may run
+    some twice. Applications should likewise use an initialized client
+    (`await rc.initialize()` or `async with RedisCluster(...)`).
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+@dataclass
+class RedisServer:
+    """The Redis the suite runs against: a standalone server, or a cluster's seed node."""
+
+    url: str
+    cluster_ports: list[int] = field(default_factory=list)
+
+    @property
+    def is_cluster(self) -> bool:
+        """True for a Redis Cluster."""
+        return bool(self.cluster_ports)
+
+    @property
+    def node_urls(self) -> list[str]:
+        """A URL per server process (one, or every cluster node): for per-node admin
+        commands such as CONFIG SET or ACL SETUSER through a plain client."""
+        if self.is_cluster:
+            return [f"redis://127.0.0.1:{p}/0" for p in self.cluster_ports]
+        return [self.url]
+
+    def client(self) -> Any:
+        """A new asyncio client (Redis or RedisCluster); the caller closes it (aclose)."""
+        if self.is_cluster:
+            return ClusterClient(host="127.0.0.1", port=self.cluster_ports[0])
+        return client_from_url(self.url)
+
+    def app(self, namespace: str | None = None, **kwargs: Any) -> StackShift:
+        """An app in `namespace` (fresh by default); close it with `close_app`."""
+        ns = namespace or f"t{uuid.uuid4().hex[:12]}"
+        if self.is_cluster:
+            return StackShift(redis=self.client(), namespace=ns, **kwargs)
+        return StackShift(self.url, namespace=ns, **kwargs)
+
+    async def close_app(self, app: StackShift) -> None:
+        """Close the app, and its client when the app did not create it."""
+        client = app._redis
+        await app.close()
+        if app.redis_url is None and client is not None:
+            await client.aclose()
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """URL of a real Redis: $STACKSHIFT_TEST_REDIS_URL, or a redis-server we start."""
+def redis_server() -> Iterator[RedisServer]:
+    """The session's Redis: $STACKSHIFT_TEST_REDIS_URL, a redis-server we start, or (with
+    STACKSHIFT_TEST_CLUSTER=1) a 3-master cluster on loopback ports that we create."""
     given = os.environ.get("STACKSHIFT_TEST_REDIS_URL")
-    if given:
-        yield given
+    if CLUSTER:
+        nodes = [_start_redis([], cluster=True) for _ in range(CLUSTER_NODES)]
+        try:
+            ports = [port for _, port, _ in nodes]
+            _create_cluster(ports)
+            yield RedisServer(f"redis://127.0.0.1:{ports[0]}/0", ports)
+        finally:
+            _stop_redis(nodes)
         return
-    proc, port, workdir = _start_redis([])
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
-    shutil.rmtree(workdir, ignore_errors=True)
+    if given:
+        yield RedisServer(given)
+        return
+    node = _start_redis([])
+    try:
+        yield RedisServer(f"redis://127.0.0.1:{node[1]}/0")
+    finally:
+        _stop_redis([node])
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the real Redis (on a cluster: its seed node; use `redis_server.client()`)."""
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def is_cluster(redis_server: RedisServer) -> bool:
+    """True when the suite runs against a Redis Cluster."""
+    return redis_server.is_cluster
 
 
 @pytest.fixture
@@ -84,24 +258,39 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def make_app(redis_url: str) -> AsyncIterator[Callable[..., StackShift]]:
-    """Factory: StackShift apps on the real Redis, each in a fresh namespace by default."""
+async def make_app(redis_server: RedisServer) -> AsyncIterator[Callable[..., StackShift]]:
+    """Factory: StackShift apps on the real Redis (or cluster), each in a fresh namespace
+    by default; on a cluster each app gets its own RedisCluster client."""
     apps: list[StackShift] = []
 
     def factory(namespace: str | None = None, **kwargs: Any) -> StackShift:
-        app = StackShift(redis_url, namespace=namespace or f"t{uuid.uuid4().hex[:12]}", **kwargs)
+        app = redis_server.app(namespace, **kwargs)
         apps.append(app)
         return app
 
     yield factory
     for app in apps:
-        await app.close()
+        await redis_server.close_app(app)
 
 
 @pytest.fixture
 async def app(make_app: Callable[..., StackShift]) -> StackShift:
     """One app on the real Redis in a fresh namespace."""
     return make_app()
+
+
+async def namespace_keys(app: StackShift) -> list[bytes]:
+    """Every key of the app's namespace, sorted (SCAN; on a cluster, every primary)."""
+    found = [k async for k in app.redis.scan_iter(match=app.keys.prefix + "*", count=1000)]
+    return sorted(set(found))
+
+
+def node_of(app: StackShift) -> Any:
+    """Kwargs that send a node-level command (INFO...) to the node holding the namespace."""
+    client = app.redis
+    if isinstance(client, RedisCluster):
+        return {"target_nodes": client.get_node_from_key(app.keys.prefix)}
+    return {}
 
 
 @pytest.fixture

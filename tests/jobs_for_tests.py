@@ -18,13 +18,20 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from stackshift_redis import RunContext, StackShift
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = os.environ.get("STACKSHIFT_NAMESPACE", "default")
 
+_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+if os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1":
+    _server: dict[str, Any] = {"redis": RedisCluster.from_url(_URL)}
+else:
+    _server = {"redis_url": _URL}
 app = StackShift(
-    os.environ.get("REDIS_URL", "redis://localhost:6379/0"),
+    **_server,
     namespace=NAMESPACE,
     max_deliveries=int(os.environ.get("STACKSHIFT_MAX_DELIVERIES", "5")),
 )
@@ -44,7 +51,7 @@ return n
 
 def obs_key(namespace: str, name: str) -> str:
     """The Redis key where jobs of `namespace` record the observation `name`."""
-    return f"obs:{namespace}:{name}"
+    return f"obs:{{{namespace}}}:{name}"
 
 
 def _obs(name: str) -> str:

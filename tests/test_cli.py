@@ -145,12 +145,17 @@ def test_bad_target_is_a_clear_error(target: str, expected: str) -> None:
 
 
 async def test_warns_when_maxmemory_policy_evicts(
-    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+    make_app: Callable[..., StackShift],
+    redis_url: str,
+    redis_server: Any,
+    procs: list[Any],
+    tmp_path: Path,
 ) -> None:
     client = make_app()
-    admin = syncredis.Redis.from_url(redis_url)
-    before = str(admin.config_get("maxmemory-policy")["maxmemory-policy"])
-    admin.config_set("maxmemory-policy", "allkeys-lru")
+    admins = [syncredis.Redis.from_url(u) for u in redis_server.node_urls]
+    before = str(admins[0].config_get("maxmemory-policy")["maxmemory-policy"])
+    for admin in admins:
+        admin.config_set("maxmemory-policy", "allkeys-lru")
     try:
         run = await client.start("quick", "x", queue_name="cli")
         with _log(tmp_path) as log:
@@ -159,8 +164,9 @@ async def test_warns_when_maxmemory_policy_evicts(
             )
             code = await wait_exit(procs[0], 20)
     finally:
-        admin.config_set("maxmemory-policy", before)
-        admin.close()
+        for admin in admins:
+            admin.config_set("maxmemory-policy", before)
+            admin.close()
     text = (tmp_path / "worker.log").read_text()
     assert code == 0, text
     assert "WARNING" in text and "maxmemory-policy is 'allkeys-lru'" in text
@@ -169,21 +175,27 @@ async def test_warns_when_maxmemory_policy_evicts(
 
 
 async def test_works_when_info_and_config_are_denied(
-    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+    make_app: Callable[..., StackShift],
+    redis_url: str,
+    redis_server: Any,
+    procs: list[Any],
+    tmp_path: Path,
 ) -> None:
-    admin = syncredis.Redis.from_url(redis_url)
+    admins = [syncredis.Redis.from_url(u) for u in redis_server.node_urls]
     user, password = f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     try:
-        admin.acl_setuser(
-            user,
-            enabled=True,
-            passwords=[f"+{password}"],
-            keys=["~*"],
-            channels=["&*"],
-            commands=["+@all", "-info", "-config"],
-        )
+        for admin in admins:  # ACLs are per server: every cluster node
+            admin.acl_setuser(
+                user,
+                enabled=True,
+                passwords=[f"+{password}"],
+                keys=["~*"],
+                channels=["&*"],
+                commands=["+@all", "-info", "-config"],
+            )
     except syncredis.ResponseError as exc:  # e.g. an external test server without ACL rights
-        admin.close()
+        for admin in admins:
+            admin.close()
         pytest.skip(f"cannot create an ACL user: {exc}")
     try:
         parts = urlsplit(redis_url)
@@ -205,5 +217,6 @@ async def test_works_when_info_and_config_are_denied(
         assert "Traceback" not in text and "maxmemory-policy" in text  # "not checked"
         assert [await r.result(timeout=1) for r in runs] == [1, 2, 3]
     finally:
-        admin.acl_deluser(user)
-        admin.close()
+        for admin in admins:
+            admin.acl_deluser(user)
+            admin.close()

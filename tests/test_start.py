@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from conftest import namespace_keys
 
 from stackshift_redis import PayloadError, StackShift, UnknownJobError
 from stackshift_redis.errors import InvalidArgumentError
 
 
 async def _keys(app: StackShift) -> list[bytes]:
-    return sorted(await app.redis.keys(app.keys.prefix + "*"))
+    return await namespace_keys(app)  # SCAN of every node (KEYS reaches one cluster node)
 
 
 async def test_start_creates_a_queued_run(app: StackShift) -> None:

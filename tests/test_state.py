@@ -6,12 +6,12 @@ import asyncio
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from conftest import RedisServer
 
 from stackshift_redis import LockError, PayloadError, StackShift
 from stackshift_redis.errors import InvalidArgumentError
@@ -261,8 +261,8 @@ def loop_runner() -> Iterator[Runner]:
     loop.close()
 
 
-def test_sync_state(redis_url: str, loop_runner: Runner) -> None:
-    app = StackShift(redis_url, namespace=f"t{uuid.uuid4().hex[:12]}")
+def test_sync_state(redis_server: RedisServer, loop_runner: Runner) -> None:
+    app = redis_server.app()
     st = SyncState(State(app), loop_runner)
     try:
         st.set("k", {"a": 1}, ttl=10)
@@ -280,7 +280,7 @@ def test_sync_state(redis_url: str, loop_runner: Runner) -> None:
         assert not lock.held
         assert loop_runner(app.redis.exists(app.keys.lock("L"))) == 0
     finally:
-        loop_runner(app.close())
+        loop_runner(redis_server.close_app(app))
 
 
 @pytest.mark.parametrize("name", ["state_incr", "lock_release", "lock_extend"])

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import RedisServer
 
 from stackshift_redis import RunContext, RunFailed, StackShift
 
@@ -28,11 +29,9 @@ def _jobs(app: StackShift) -> None:
 
 
 @pytest.fixture
-def apps(redis_url: str, is_cluster: bool) -> Iterator[tuple[StackShift, StackShift]]:
-    if is_cluster:
-        pytest.skip("the sync facade's cluster client is covered by the async suite")
+def apps(redis_server: RedisServer) -> Iterator[tuple[StackShift, StackShift]]:
     ns = f"s{uuid.uuid4().hex[:10]}"
-    client, server = StackShift(redis_url, namespace=ns), StackShift(redis_url, namespace=ns)
+    client, server = redis_server.app(ns), redis_server.app(ns)
     _jobs(client)
     _jobs(server)
     worker = server.worker(concurrency=4, poll_interval=0.05, block_ms=100)
@@ -43,7 +42,7 @@ def apps(redis_url: str, is_cluster: bool) -> Iterator[tuple[StackShift, StackSh
     loop.call_soon_threadsafe(worker.request_stop, True)
     thread.join(15)
     assert not thread.is_alive()
-    loop.run_until_complete(server.close())
+    loop.run_until_complete(redis_server.close_app(server))
     loop.close()
     client.sync.close()
 

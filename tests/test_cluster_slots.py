@@ -1,0 +1,182 @@
+"""Every script call touches one hash slot, so it runs unchanged on Redis Cluster.
+
+Records each `Scripts.call` / `Scripts.queue_call` (the only ways the library runs Lua)
+during a workload covering starts, steps, waits, events, invoke, failures, cancel, retry
+and state, and checks with `redis.crc.key_slot` that all KEYS of a call, and the
+namespace prefix a script derives more keys from (ARGV), map to the namespace's slot.
+Runs on standalone Redis too: no cluster needed to catch a cross-slot call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from conftest import wait_for
+from redis.crc import key_slot
+
+from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis.scripts import Scripts
+
+Call = tuple[str, list[str], list[Any]]
+
+# scripts the workload must reach; the rest (e.g. release, run at shutdown with a backlog)
+# are checked whenever they happen to run
+REQUIRED = {
+    "start",
+    "claim",
+    "complete",
+    "fail",
+    "record_step",
+    "suspend",
+    "promote",
+    "wait_event",
+    "send_event",
+    "invoke",
+    "cancel",
+    "retry",
+    "watch",
+    "renew",
+    "reclaim",
+    "state_incr",
+    "lock_extend",
+    "lock_release",
+}
+
+
+@pytest.fixture
+def script_calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
+    """Every script call made while the test runs: (name, KEYS, ARGV)."""
+    calls: list[Call] = []
+    call, queue_call = Scripts.call, Scripts.queue_call
+
+    async def recording_call(
+        self: Scripts, name: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        calls.append((name, list(keys), list(args)))
+        return await call(self, name, keys, args)
+
+    async def recording_queue_call(
+        self: Scripts, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> None:
+        calls.append((name, list(keys), list(args)))
+        await queue_call(self, pipe, name, keys, args)
+
+    monkeypatch.setattr(Scripts, "call", recording_call)
+    monkeypatch.setattr(Scripts, "queue_call", recording_queue_call)
+    return calls
+
+
+def _slot(key: str | bytes) -> int:
+    return int(key_slot(key.encode() if isinstance(key, str) else key))
+
+
+def test_keys_of_a_namespace_share_its_slot() -> None:
+    from stackshift_redis.keys import Keys
+
+    k = Keys("shop")
+    slot = _slot(k.prefix)
+    names = [
+        k.run("r1"),
+        k.idem("job", "key{with}braces"),
+        k.idx_status("failed"),
+        k.idx_job_status("job", "failed"),
+        k.done(),
+        k.control(),
+        k.seq(),
+        k.jobs(),
+        k.stream("q"),
+        k.delayed("q"),
+        k.leases("q"),
+        k.queue_conf("q"),
+        k.workers(),
+        k.state("{other}"),
+        k.lock("{other}"),
+        k.event_seen("e{1}"),
+        k.event_shapes("ev"),
+        k.event_waiters("ev", "a,b", "ff"),
+        k.event_log("ev"),
+        k.event_data("ev"),
+        k.triggers("ev"),
+    ]
+    assert {_slot(n) for n in names} == {slot}
+    assert _slot(Keys("other").prefix) != slot  # the tag really is the namespace
+
+
+async def test_every_script_call_touches_one_slot(
+    app: StackShift, running_worker: Any, script_calls: list[Call]
+) -> None:
+    app.queue("default", visibility_timeout=1)  # renew and reclaim run every ~0.3 s
+    attempts: dict[str, int] = {}
+
+    app.job("child", lambda ctx: ctx.payload * 2)
+
+    @app.job("flow")
+    async def flow(ctx: RunContext) -> Any:
+        a = await ctx.step.run("a", lambda: 1)
+        await ctx.step.sleep("nap", 0.05)
+        evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
+        kid = await ctx.step.invoke("kid", job="child", payload=21)
+        await ctx.step.run("slow", asyncio.sleep, 0.5)  # outlives a renew interval
+        assert evt is not None
+        return a + kid + evt.data["v"]
+
+    @app.job("flaky", retries=1, backoff=0.01)
+    def flaky(ctx: RunContext) -> str:
+        attempts[ctx.run_id] = attempts.get(ctx.run_id, 0) + 1
+        if attempts[ctx.run_id] == 1:
+            raise RuntimeError("first attempt fails")
+        return "ok"
+
+    @app.job("broken", retries=0)
+    def broken(ctx: RunContext) -> str:
+        attempts[ctx.run_id] = attempts.get(ctx.run_id, 0) + 1
+        if attempts[ctx.run_id] == 1:
+            raise RuntimeError("fails until retried by hand")
+        return "fixed"
+
+    app.job("parked", lambda ctx: None)
+
+    flow_run = await app.start("flow", "o1", idempotency_key="flow-o1")
+    many = await app.start_many("child", [1, 2, 3], idempotency_keys=["a", "b", "a"])
+    flaky_run = await app.start("flaky")
+    broken_run = await app.start("broken")
+    parked = await app.start("parked", delay=60)
+    assert await app.cancel(parked.id) is True
+
+    running_worker(app, concurrency=4)
+    await wait_for(lambda: _waits_for_event(flow_run), 10)
+    sent = await app.send_event("go", {"id": "o1", "v": 100})
+    assert sent.resumed == [flow_run.id]
+    assert await flow_run.result(timeout=15) == 1 + 42 + 100
+    assert [await r.result(timeout=10) for r in many] == [2, 4, 2]
+    assert await flaky_run.result(timeout=10) == "ok"
+    with pytest.raises(RunFailed):
+        await broken_run.result(timeout=10)
+    await app.retry(broken_run.id)
+    assert await broken_run.result(timeout=10) == "fixed"
+
+    st = app.state
+    await st.set("k", {"a": 1})
+    assert await st.incr("n", 2, ttl=60) == 2
+    assert await st.mark("m", ttl=60) is True
+    async with st.lock("L", ttl=0.3, wait=1):
+        await asyncio.sleep(0.35)  # extended by lock_extend while held
+
+    assert script_calls, "no script call was recorded"
+    prefix_slot = _slot(app.keys.prefix)
+    for name, keys, args in script_calls:
+        assert keys, f"{name}: a script call without KEYS cannot be routed by slot"
+        slots = {_slot(key) for key in keys}
+        assert slots == {prefix_slot}, f"{name} touches slots {slots}: {keys}"
+        derived = [a for a in args if isinstance(a, str) and a.startswith("ss:{")]
+        assert all(_slot(a) == prefix_slot for a in derived), f"{name}: ARGV {derived}"
+    missing = REQUIRED - {name for name, _, _ in script_calls}
+    assert not missing, f"the workload did not exercise {sorted(missing)}"
+
+
+async def _waits_for_event(run: Any) -> bool:
+    info = await run.info()  # waiting again after its sleep: for the event
+    return bool(info is not None and info.status == "waiting" and "nap" in info.steps)
