@@ -30,8 +30,7 @@ for _ = 1, 32 do
   elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
     if w[1] == 'child' then child = w[9] end
     drop_wait(prefix, rk, id, w)
-    timeline(rk, now, 'cancelled', {reason = reason})
-    finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep)
+    finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason}, nil)
     status = 'cancelled'
   end
   first = first or status

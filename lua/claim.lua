@@ -13,9 +13,8 @@
 -- 'defer' (queue at its concurrency limit: entry left pending) or 'poison' (failed).
 -- @include key.lua
 -- @include now_ms.lua
--- @include timeline.lua
--- @include set_status.lua
--- @include notify_done.lua
+-- @include move_index.lua
+-- @include finish_run.lua
 local prefix, group = ARGV[1], ARGV[2]
 local lease_ms, max_deliv, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local limit = tonumber(redis.call('HGET', KEYS[3], 'concurrency') or '0') or 0
@@ -40,29 +39,36 @@ while ARGV[4 + 2 * i] do
     if deliv > max_deliv then
       local err = {type = 'PoisonRunError',
         message = 'delivered ' .. (deliv - 1) .. ' times without finishing', traceback = ''}
-      redis.call('HSET', rk, 'error', cjson.encode(err), 'finished', now)
-      redis.call('HDEL', rk, 'token')
-      timeline(rk, now, 'failed', {error = err.message})
-      set_status(prefix, rk, id, st[2], 'queued', 'failed', now, keep_ms)
-      notify_done(key(prefix, 'done'), rk, id)
+      finish_run(prefix, rk, id, st[2], 'queued', 'failed', now, keep_ms,
+        {error = cjson.encode(err)}, {error = err.message}, nil)
       out[i] = {id, 'poison'}
     else
-      local attempt = redis.call('HINCRBY', rk, 'attempts', 1)
-      redis.call('HSET', rk, 'token', eid, 'deliv', deliv)
-      redis.call('HSETNX', rk, 'started', now)
-      redis.call('ZADD', KEYS[2], now + lease_ms, id)
-      timeline(rk, now, 'started', {attempt = attempt})
-      set_status(prefix, rk, id, st[2], 'queued', 'running', now, 0)
-      local steps = {}
-      local all = redis.call('HGETALL', rk)
-      for j = 1, #all, 2 do
-        if string.sub(all[j], 1, 2) == 's:' then
-          steps[#steps + 1] = string.sub(all[j], 3)
-          steps[#steps + 1] = all[j + 1]
+      -- one read of the whole hash (fields and step records), one write of the transition
+      local h = redis.call('HGETALL', rk)
+      local v, steps = {}, {}
+      for j = 1, #h, 2 do
+        local pre = string.sub(h[j], 1, 2)
+        if pre == 's:' then
+          steps[#steps + 1] = string.sub(h[j], 3)
+          steps[#steps + 1] = h[j + 1]
+        elseif pre ~= 't:' then
+          v[h[j]] = h[j + 1]
         end
       end
-      local f = redis.call('HMGET', rk, 'payload', 'evt', 'fails')
-      out[i] = {id, 'ok', eid, attempt, st[2], f[1], f[2] or '', steps, f[3] or '0'}
+      local attempt = tonumber(v['attempts'] or '0') + 1
+      local n = tonumber(v['tn'] or '0') + 1
+      local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', eid,
+        'deliv', deliv, 'tn', n, 't:' .. n,
+        cjson.encode({type = 'started', at = now, attempt = attempt})}
+      if not v['started'] then
+        args[#args + 1] = 'started'
+        args[#args + 1] = now
+      end
+      redis.call(unpack(args))
+      redis.call('ZADD', KEYS[2], now + lease_ms, id)
+      move_index(prefix, id, st[2], 'queued', 'running', now, 0)
+      out[i] = {id, 'ok', eid, attempt, st[2], v['payload'], v['evt'] or '', steps,
+        v['fails'] or '0'}
     end
   end
   i = i + 1

@@ -3,18 +3,12 @@
 -- KEYS[2] leases  keys.leases(queue)  ZSET the run's lease is removed
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] result (bytes)  ARGV[5] retention_ms
 -- Returns 1.  Errors: LEASE_LOST when another worker holds the run now.
--- @include key.lua
 -- @include now_ms.lua
--- @include timeline.lua
--- @include set_status.lua
--- @include notify_done.lua
 -- @include check_lease.lua
 -- @include finish_run.lua
 local prefix, id = ARGV[1], ARGV[2]
 local f = check_lease(KEYS[1], id, ARGV[3])
-local now = now_ms()
-redis.call('HSET', KEYS[1], 'result', ARGV[4])
 redis.call('ZREM', KEYS[2], id)
-timeline(KEYS[1], now, 'completed')
-finish_run(prefix, KEYS[1], id, f[2], 'running', 'completed', now, tonumber(ARGV[5]))
+finish_run(prefix, KEYS[1], id, f[2], 'running', 'completed', now_ms(), tonumber(ARGV[5]),
+  {result = ARGV[4]}, {}, {tn = f[5], w = f[6], parent = f[7]})
 return 1

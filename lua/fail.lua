@@ -9,7 +9,6 @@
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include set_status.lua
--- @include notify_done.lua
 -- @include check_lease.lua
 -- @include finish_run.lua
 local prefix, id, outcome = ARGV[1], ARGV[2], ARGV[5]
@@ -18,8 +17,8 @@ local f = check_lease(rk, id, ARGV[3])
 local now = now_ms()
 local err = cjson.decode(ARGV[4])
 redis.call('ZREM', KEYS[2], id)
-redis.call('HSET', rk, 'error', ARGV[4], 'deliv', 0)
 if outcome == 'retry' then
+  redis.call('HSET', rk, 'error', ARGV[4], 'deliv', 0)
   local due = now + tonumber(ARGV[6])
   redis.call('HDEL', rk, 'token')
   redis.call('HINCRBY', rk, 'fails', 1)
@@ -28,6 +27,6 @@ if outcome == 'retry' then
   set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)
   return 'scheduled'
 end
-timeline(rk, now, outcome, {error = err.message})
-finish_run(prefix, rk, id, f[2], 'running', outcome, now, tonumber(ARGV[7]))
+finish_run(prefix, rk, id, f[2], 'running', outcome, now, tonumber(ARGV[7]),
+  {error = ARGV[4], deliv = 0}, {error = err.message}, {tn = f[5], w = f[6], parent = f[7]})
 return outcome

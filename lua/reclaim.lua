@@ -7,7 +7,6 @@
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include set_status.lua
--- @include notify_done.lua
 -- @include finish_run.lua
 local prefix = ARGV[1]
 local now = now_ms()
@@ -19,8 +18,8 @@ for _, id in ipairs(expired) do
   local f = redis.call('HMGET', rk, 'status', 'job', 'cancel')
   if f[1] == 'running' then
     if f[3] then
-      timeline(rk, now, 'cancelled', {reason = f[3]})
-      finish_run(prefix, rk, id, f[2], 'running', 'cancelled', now, tonumber(ARGV[3]))
+      finish_run(prefix, rk, id, f[2], 'running', 'cancelled', now, tonumber(ARGV[3]), {},
+        {reason = f[3]}, nil)
     else
       redis.call('HDEL', rk, 'token')
       redis.call('XADD', KEYS[2], '*', 'r', id)

@@ -72,6 +72,8 @@ class StackShift:
         self._redis = redis
         self.serializer: Serializer = serializer or MsgpackSerializer(max_payload_bytes)
         self.retention_ms = millis(retention, "retention")
+        if self.retention_ms < 1000:
+            raise InvalidArgumentError("retention must be at least 1 second")
         self.idempotency_ttl_ms = millis(idempotency_ttl, "idempotency_ttl")
         self.event_dedupe_ms = millis(event_dedupe_window, "event_dedupe_window")
         self.event_log_ms = millis(event_log_window, "event_log_window")

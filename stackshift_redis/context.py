@@ -43,6 +43,7 @@ class Execution:
     steps: dict[str, dict[str, Any]]
     cancel_requested: bool = False
     lost: bool = False
+    finished: bool = False  # its outcome is being recorded: no lease to renew
     seen: dict[str, int] = field(default_factory=dict)
 
     def unique(self, name: str) -> str:

@@ -149,14 +149,18 @@ class Upkeep:
 
     async def renew(self, queue: str, vt: float) -> None:
         """Extend the leases of runs this worker holds in `queue`."""
-        held = [(rid, ex) for rid, (ex, _) in self.w.running.items() if ex.queue == queue]
+        held = [
+            (rid, ex)
+            for rid, (ex, _) in self.w.running.items()
+            if ex.queue == queue and not ex.finished
+        ]
         for lo in range(0, len(held), 200):
             chunk = held[lo : lo + 200]
             pairs = [(run_id, ex.token) for run_id, ex in chunk]
             states = await self.app.scripts.renew(queue, pairs, round(vt * 1000))
             for (run_id, ex), state in zip(chunk, states, strict=True):
                 entry = self.w.running.get(run_id)
-                if entry is None or entry[0] is not ex:  # finished, or a newer attempt
+                if entry is None or entry[0] is not ex or ex.finished:  # done, or a newer attempt
                     continue
                 if state == "cancel":
                     entry[0].cancel_requested = True

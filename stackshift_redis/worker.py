@@ -246,6 +246,7 @@ class Worker:
     async def _execute(self, ex: Execution) -> None:
         try:
             outcome = await run_attempt(self, ex)
+            ex.finished = True
             if outcome is not None and not ex.lost:
                 await self._finish(outcome)
         except asyncio.CancelledError:
