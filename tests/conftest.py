@@ -332,3 +332,13 @@ async def running_worker() -> AsyncIterator[Callable[..., Any]]:
     for worker, task in started:
         await asyncio.wait_for(worker.stop(force=True), 15)
         await asyncio.wait_for(task, 5)
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker subprocesses of a test; all killed at teardown."""
+    from jobs_for_tests import kill_all
+
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    kill_all(started)

@@ -54,6 +54,11 @@ def obs_key(namespace: str, name: str) -> str:
     return f"obs:{{{namespace}}}:{name}"
 
 
+async def observed(app: StackShift, name: str) -> int:
+    """The count jobs of `app`'s namespace recorded under `name`."""
+    return int(await app.redis.get(obs_key(app.namespace, name)) or 0)
+
+
 def _obs(name: str) -> str:
     return obs_key(NAMESPACE, name)
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,21 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 import redis as syncredis
 from conftest import wait_for
-from jobs_for_tests import ROOT, kill_all, obs_key, spawn_worker, wait_exit
+from jobs_for_tests import ROOT, observed, spawn_worker, wait_exit
 
 from stackshift_redis import StackShift
 
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Worker subprocesses of a test; all killed at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    kill_all(started)
-
-
-async def _count(app: StackShift, name: str) -> int:
-    return int(await app.redis.get(obs_key(app.namespace, name)) or 0)
+_count = observed
 
 
 def _log(tmp_path: Path, name: str = "worker.log") -> Any:

@@ -9,29 +9,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import wait_for
-from jobs_for_tests import kill_all, obs_key, spawn_worker, wait_exit
+from jobs_for_tests import obs_key, observed, spawn_worker, wait_exit
 
 from stackshift_redis import RunContext, RunFailed, StackShift
 from stackshift_redis.errors import LeaseLostError
 from stackshift_redis.keys import GROUP
 
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Worker subprocesses of a test; all killed at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    kill_all(started)
-
-
-async def _count(app: StackShift, name: str) -> int:
-    return int(await app.redis.get(obs_key(app.namespace, name)) or 0)
+_count = observed
 
 
 async def _consumers(app: StackShift, queue: str) -> set[str]:
