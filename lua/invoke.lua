@@ -6,8 +6,8 @@
 -- ARGV[6] child queue  ARGV[7] new child id  ARGV[8] child payload  ARGV[9] timeout ms (-1)
 -- ARGV[10] idempotency ttl ms  ARGV[11] timed-out record  ARGV[12] completed-record prefix
 -- ARGV[13] failed-record prefix
--- Returns {'done', child id} (the child had already finished: step recorded) or
--- {'waiting', child id}.  Errors: LEASE_LOST.
+-- Returns {'done', child id, step record} (the child had already finished: step recorded)
+-- or {'waiting', child id}.  Errors: LEASE_LOST.
 -- @include key.lua
 -- @include now_ms.lua
 -- @include timeline.lua
@@ -30,15 +30,17 @@ end
 local ck = key(prefix, 'run', child)
 local c = redis.call('HMGET', ck, 'status', 'result', 'error')
 if c[1] == 'completed' then
-  redis.call('HSET', rk, 's:' .. step, ARGV[12] .. mp_pack(c[2], true))
+  local record = ARGV[12] .. mp_pack(c[2], true)
+  redis.call('HSET', rk, 's:' .. step, record)
   timeline(rk, now, 'child_completed', {step = step, child = child})
-  return {'done', child}
+  return {'done', child, record}
 elseif c[1] == 'failed' or c[1] == 'cancelled' then
   local msg = 'child run ' .. child .. ' ' .. c[1]
   if c[3] then msg = msg .. ': ' .. tostring(cjson.decode(c[3]).message) end
-  redis.call('HSET', rk, 's:' .. step, ARGV[13] .. mp_pack(msg, false))
+  local record = ARGV[13] .. mp_pack(msg, false)
+  redis.call('HSET', rk, 's:' .. step, record)
   timeline(rk, now, 'child_failed', {step = step, child = child})
-  return {'done', child}
+  return {'done', child, record}
 end
 local due = 0
 if tonumber(ARGV[9]) >= 0 then due = now + tonumber(ARGV[9]) end

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .app import StackShift
     from .state import State, SyncState
 
-_MISSING = object()
+MISSING = object()  # lookup(): the step has no stored result yet
 
 
 class Suspended(BaseException):
@@ -64,11 +64,11 @@ class Execution:
         return key, rec
 
     def lookup(self, name: str) -> tuple[str, Any]:
-        """(stored name, memoized result or _MISSING)."""
+        """(stored name, memoized result or MISSING)."""
         key, rec = self.lookup_record(name)
         if rec is not None and rec["status"] == "completed":
             return key, rec.get("result")
-        return key, _MISSING
+        return key, MISSING
 
     async def record(self, key: str, value: Any) -> Any:
         """Store a completed step; returns the value as a later attempt will see it."""
@@ -102,7 +102,7 @@ class Step:
     async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run `fn(*args, **kwargs)` once for this run (sync or async) and store its result."""
         key, memo = self._ex.lookup(name)
-        if memo is not _MISSING:
+        if memo is not MISSING:
             return memo
         try:
             value = fn(*args, **kwargs)
@@ -156,7 +156,7 @@ class SyncStep:
     def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run `fn(*args, **kwargs)` once for this run, in this thread, and store its result."""
         key, memo = self._ex.lookup(name)
-        if memo is not _MISSING:
+        if memo is not MISSING:
             return memo
         try:
             value = fn(*args, **kwargs)

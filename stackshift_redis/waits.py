@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .context import Execution, Suspended
+from .context import MISSING, Execution, Suspended
 from .errors import InvalidArgumentError, RunFailed
 from .events import decode_event, match_key
 from .keys import check_name
@@ -45,8 +45,8 @@ async def sleep(
     ex: Execution, name: str, duration: Duration | None = None, until: datetime | None = None
 ) -> None:
     """Suspend the run for `duration` or until `until` (server clock)."""
-    key, rec = ex.lookup_record(name)
-    if rec is not None and rec["status"] == "completed":
+    key, memo = ex.lookup(name)
+    if memo is not MISSING:
         return
     rel = millis(duration, "sleep") if duration is not None else -1
     if until is not None and not isinstance(until, datetime):
@@ -135,18 +135,16 @@ async def invoke(
     ]
     reply = await app.scripts.call("invoke", [k.run(ex.run_id), idem], args)
     _park(ex, key, reply[0].decode())
-    record = await app.redis.hget(k.run(ex.run_id), f"s:{key}")
-    stored = read_step(record, app.serializer)
+    stored = read_step(reply[2], app.serializer)  # the record the script just stored
     ex.steps[key] = stored
     return _stored(ex, key, stored)
 
 
 async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> dict[str, Any]:
     """Send an event once for this run (a memoized step with a deterministic event id)."""
-    key, memo_rec = ex.lookup_record(name)
-    if memo_rec is not None and memo_rec["status"] == "completed":
-        result: dict[str, Any] = memo_rec["result"]
-        return result
+    key, memo = ex.lookup(name)
+    if memo is not MISSING:
+        return dict(memo)
     sent = await ex.app.send_event(event, data, id=f"{ex.run_id}:{key}")
     value = {"id": sent.id, "resumed": sent.resumed, "started": sent.started}
     return dict(await ex.record(key, value))

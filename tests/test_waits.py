@@ -292,3 +292,29 @@ async def test_waiting_run_survives_its_worker_dying(app: StackShift) -> None:
     finally:
         await survivor.stop(force=True)
         await survivor_task
+
+
+async def test_invoke_of_an_already_finished_child_returns_at_once(
+    app: StackShift, running_worker: Any
+) -> None:
+    from stackshift_redis.records import new_run_id
+
+    app.job("double", lambda ctx: ctx.payload * 2)
+
+    @app.job("parent")
+    async def parent(ctx: RunContext) -> Any:
+        return await ctx.step.invoke("child", job="double", payload=21)
+
+    parent_id = new_run_id()
+    child = await app.start("double", 21, idempotency_key=f"invoke:{parent_id}:child")
+    await app.worker(poll_interval=0.05, block_ms=100).run(burst=True)
+    assert await child.result(timeout=5) == 42
+    payload = app.serializer.dumps(None)
+    await app.scripts.start(
+        "parent", "default", [(parent_id, None, payload)], delay_ms=0, at_ms=0, idem_ttl_ms=1000
+    )
+    running_worker(app)
+    assert await app.run(parent_id).result(timeout=10) == 42
+    info = await app.get_run(parent_id)
+    assert info is not None and "waiting" not in [e["type"] for e in info.timeline]
+    assert len(await app.list_runs(job="double")) == 1  # no second child
