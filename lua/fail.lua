@@ -1,32 +1,33 @@
 -- fail: end a failed attempt: schedule a retry, or finish the run as failed or cancelled.
--- KEYS[1] run      keys.run(id)         HASH
--- KEYS[2] leases   keys.leases(queue)   ZSET the run's lease is removed
--- KEYS[3] delayed  keys.delayed(queue)  ZSET run id -> due ms (retries)
+-- KEYS[1] run  keys.run(id)  HASH
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] error (JSON)
 -- ARGV[5] outcome ('retry' | 'failed' | 'cancelled')  ARGV[6] retry delay ms  ARGV[7] retention_ms
 -- Returns the new status.  Errors: LEASE_LOST when another worker holds the run now.
--- @include key.lua
+-- @include keys.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include set_status.lua
 -- @include check_lease.lua
+-- @include release_lease.lua
 -- @include finish_run.lua
 local prefix, id, outcome = ARGV[1], ARGV[2], ARGV[5]
 local rk = KEYS[1]
-local f = check_lease(rk, id, ARGV[3])
+local f, lost = check_lease(rk, id, ARGV[3])
+if not f then return redis.error_reply(lost) end
 local now = now_ms()
 local err = cjson.decode(ARGV[4])
-redis.call('ZREM', KEYS[2], id)
+release_lease(prefix, f[3], id)
 if outcome == 'retry' then
-  redis.call('HSET', rk, 'error', ARGV[4], 'deliv', 0)
+  redis.call('HSET', rk, 'error', ARGV[4], 'deliveries', 0)
   local due = now + tonumber(ARGV[6])
   redis.call('HDEL', rk, 'token')
   redis.call('HINCRBY', rk, 'fails', 1)
-  redis.call('ZADD', KEYS[3], due, id)
+  redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
   timeline(rk, now, 'retrying', {error = err.message, due = due})
   set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)
   return 'scheduled'
 end
 finish_run(prefix, rk, id, f[2], 'running', outcome, now, tonumber(ARGV[7]),
-  {error = ARGV[4], deliv = 0}, {error = err.message}, {tn = f[5], w = f[6], parent = f[7]})
+  {error = ARGV[4], deliveries = 0}, {error = err.message},
+  {tl_len = f[5], awaited = f[6], parent = f[7]})
 return outcome

@@ -8,7 +8,7 @@
 -- ARGV[13] failed-record prefix
 -- Returns {'done', child id, step record} (the child had already finished: step recorded)
 -- or {'waiting', child id}.  Errors: LEASE_LOST.
--- @include key.lua
+-- @include keys.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include mp_pack.lua
@@ -17,18 +17,18 @@
 -- @include suspend_run.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
-local f = check_lease(rk, id, ARGV[3])
+local f, err = check_lease(rk, id, ARGV[3])
+if not f then return redis.error_reply(err) end
 local now = now_ms()
 local child = redis.call('GET', KEYS[2])
-if not child or redis.call('EXISTS', key(prefix, 'run', child)) == 0 then
+if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then
   child = ARGV[7]
   create_run(prefix, child, ARGV[5], ARGV[6], ARGV[8], now, now,
-    {parent = id, pstep = step, ikey = KEYS[2]})
+    {parent = id, parent_step = step, idem_key = KEYS[2]})
   redis.call('SET', KEYS[2], child, 'PX', ARGV[10])
   timeline(rk, now, 'child_started', {step = step, child = child})
 end
-local ck = key(prefix, 'run', child)
-local c = redis.call('HMGET', ck, 'status', 'result', 'error')
+local c = redis.call('HMGET', K.run(prefix, child), 'status', 'result', 'error')
 if c[1] == 'completed' then
   local record = ARGV[12] .. mp_pack(c[2], true)
   redis.call('HSET', rk, 's:' .. step, record)
@@ -44,6 +44,7 @@ elseif c[1] == 'failed' or c[1] == 'cancelled' then
 end
 local due = 0
 if tonumber(ARGV[9]) >= 0 then due = now + tonumber(ARGV[9]) end
-suspend_run(prefix, rk, id, f[2], f[3], now, due, {wk = 'child', ws = step, wc = child,
-  wtim = ARGV[11], wrec = ARGV[12], wfail = ARGV[13]})
+suspend_run(prefix, rk, id, f[2], f[3], now, due, {wait_kind = 'child', wait_step = step,
+  wait_child = child, wait_timeout_rec = ARGV[11], wait_ok_rec = ARGV[12],
+  wait_fail_rec = ARGV[13]})
 return {'waiting', child}

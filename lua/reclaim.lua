@@ -1,30 +1,28 @@
--- reclaim: re-queue runs whose lease expired (their worker died or stalled); bounded batch.
+-- reclaim: make runs whose lease expired (their worker died or stalled) ready again;
+-- bounded batch. A run with a pending cancel is cancelled instead.
 -- KEYS[1] leases  keys.leases(queue)  ZSET run id -> lease expiry ms
--- KEYS[2] stream  keys.stream(queue)  STREAM
--- ARGV[1] prefix  ARGV[2] limit  ARGV[3] retention_ms
--- Returns the recovered run ids. A run with a pending cancel is cancelled instead.
--- @include key.lua
+-- ARGV[1] prefix  ARGV[2] queue  ARGV[3] limit  ARGV[4] retention_ms
+-- Returns the recovered run ids.
+-- @include keys.lua
 -- @include now_ms.lua
--- @include timeline.lua
--- @include set_status.lua
+-- @include release_lease.lua
+-- @include make_ready.lua
 -- @include finish_run.lua
-local prefix = ARGV[1]
+local prefix, queue = ARGV[1], ARGV[2]
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], id)
-  local rk = key(prefix, 'run', id)
-  local f = redis.call('HMGET', rk, 'status', 'job', 'cancel')
+  release_lease(prefix, queue, id)
+  local rk = K.run(prefix, id)
+  local f = redis.call('HMGET', rk, 'status', 'job', 'cancel', 'group', 'priority')
   if f[1] == 'running' then
     if f[3] then
-      finish_run(prefix, rk, id, f[2], 'running', 'cancelled', now, tonumber(ARGV[3]), {},
+      finish_run(prefix, rk, id, f[2], 'running', 'cancelled', now, tonumber(ARGV[4]), {},
         {reason = f[3]}, nil)
     else
       redis.call('HDEL', rk, 'token')
-      redis.call('XADD', KEYS[2], '*', 'r', id)
-      timeline(rk, now, 'recovered')
-      set_status(prefix, rk, id, f[2], 'running', 'queued', now, 0)
+      make_ready(prefix, rk, id, f[2], queue, f[4], f[5], 'running', now, 'recovered', nil)
       out[#out + 1] = id
     end
   end

@@ -7,7 +7,8 @@
 -- @include timeline.lua
 -- @include check_lease.lua
 local rk = KEYS[1]
-check_lease(rk, ARGV[1], ARGV[2])
+local f, err = check_lease(rk, ARGV[1], ARGV[2])
+if not f then return redis.error_reply(err) end
 redis.call('HSET', rk, 's:' .. ARGV[3], ARGV[4])
 timeline(rk, now_ms(), ARGV[5], {step = ARGV[3]})
 if redis.call('HEXISTS', rk, 'cancel') == 1 then return 1 end

@@ -10,7 +10,7 @@
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
 -- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
--- @include key.lua
+-- @include keys.lua
 -- @include now_ms.lua
 -- @include wake.lua
 -- @include create_run.lua
@@ -41,9 +41,9 @@ local resumed = {}
 for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
   local vkey = values_key(shape, flat)
   if vkey then
-    for _, rid in ipairs(redis.call('SMEMBERS', key(prefix, 'ev', name, 'w', shape, vkey))) do
-      local queue = redis.call('HGET', key(prefix, 'run', rid), 'queue')
-      if queue and wake(prefix, key(prefix, 'q', queue, 'stream'), rid, now, 'event', bytes) then
+    for _, rid in ipairs(redis.call('SMEMBERS', K.event_waiters(prefix, name, shape, vkey))) do
+      local queue = redis.call('HGET', K.run(prefix, rid), 'queue')
+      if queue and wake(prefix, queue, rid, now, 'event', bytes) then
         resumed[#resumed + 1] = rid
       end
     end
@@ -57,7 +57,7 @@ end
 local started = {}
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
-  create_run(prefix, rid, job, queue, ARGV[6], now, now, {evt = bytes})
+  create_run(prefix, rid, job, queue, ARGV[6], now, now, {event = bytes})
   started[#started + 1] = rid
 end
 return {0, resumed, started}

@@ -1,13 +1,12 @@
--- start: create runs of one job and enqueue them, idempotently; one call, N runs.
--- KEYS[1] stream   keys.stream(queue)    STREAM run ids ready to execute
--- KEYS[2] delayed  keys.delayed(queue)   ZSET run id -> due ms
--- KEYS[1+2i] run   keys.run(id_i)        HASH the i-th run
--- KEYS[2+2i] idem  keys.idem(job, key_i) STRING key -> run id (the run key again when none)
+-- start: create runs of one job and make them ready (or schedule them), idempotently; one
+-- call, N runs. Queue keys are derived with K (the run's group decides its ready set).
+-- KEYS[2i-1] run   keys.run(id_i)         HASH the i-th run
+-- KEYS[2i]   idem  keys.idem(job, key_i)  STRING key -> run id (the run key again when none)
 -- ARGV[1] prefix  ARGV[2] job  ARGV[3] queue  ARGV[4] delay_ms  ARGV[5] at_ms (0: none)
 -- ARGV[6] idem_ttl_ms  ARGV[7] extra fields (JSON object, may be '')  ARGV[8] n
 -- ARGV[6+3i] run_id_i  ARGV[7+3i] has_idem_i ('1' | '0')  ARGV[8+3i] payload_i
 -- Returns {run_id_1, deduplicated_1, ...}; a retried call returns its own runs, not deduplicated.
--- @include key.lua
+-- @include keys.lua
 -- @include now_ms.lua
 -- @include create_run.lua
 local prefix, job, queue = ARGV[1], ARGV[2], ARGV[3]
@@ -20,12 +19,12 @@ local due = now + delay_ms
 if at_ms > 0 then due = at_ms end
 local out = {}
 for i = 1, n do
-  local rk, ik = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local rk, ik = KEYS[2 * i - 1], KEYS[2 * i]
   local id, has_idem, payload = ARGV[6 + 3 * i], ARGV[7 + 3 * i] == '1', ARGV[8 + 3 * i]
   local existing = false
   if has_idem then
     existing = redis.call('GET', ik)
-    if existing and redis.call('EXISTS', key(prefix, 'run', existing)) == 0 then
+    if existing and redis.call('EXISTS', K.run(prefix, existing)) == 0 then
       existing = false
     end
   end
@@ -38,10 +37,10 @@ for i = 1, n do
   else
     if has_idem then
       redis.call('SET', ik, id, 'PX', idem_ttl)
-      extra['ikey'] = ik
+      extra['idem_key'] = ik
     end
     create_run(prefix, id, job, queue, payload, now, due, extra)
-    extra['ikey'] = nil
+    extra['idem_key'] = nil
     out[#out + 1] = id
     out[#out + 1] = 0
   end

@@ -5,14 +5,14 @@
 -- ARGV[7] the step's completed record (stored when the sleep is over)
 -- Returns 'done' (already due: the step is recorded, go on) or 'waiting'.
 -- Errors: LEASE_LOST.
--- @include key.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include check_lease.lua
 -- @include suspend_run.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
-local f = check_lease(rk, id, ARGV[3])
+local f, err = check_lease(rk, id, ARGV[3])
+if not f then return redis.error_reply(err) end
 local now = now_ms()
 local due = tonumber(ARGV[6])
 if due < 0 then due = now + tonumber(ARGV[5]) end
@@ -21,5 +21,6 @@ if due <= now then
   timeline(rk, now, 'sleep_done', {step = step})
   return 'done'
 end
-suspend_run(prefix, rk, id, f[2], f[3], now, due, {wk = 'sleep', ws = step, wtim = ARGV[7]})
+suspend_run(prefix, rk, id, f[2], f[3], now, due,
+  {wait_kind = 'sleep', wait_step = step, wait_timeout_rec = ARGV[7]})
 return 'waiting'

@@ -9,7 +9,6 @@
 -- ARGV[6] shape  ARGV[7] values key  ARGV[8] timeout ms (-1: none)  ARGV[9] lookback ms
 -- ARGV[10] timed-out record (complete)  ARGV[11] received-record prefix
 -- Returns {'done', event bytes} (a recent event matched) or {'waiting'}.  Errors: LEASE_LOST.
--- @include key.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include mp_pack.lua
@@ -19,7 +18,8 @@
 local prefix, id, step, event = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local shape, vkey = ARGV[6], ARGV[7]
 local rk = KEYS[1]
-local f = check_lease(rk, id, ARGV[3])
+local f, err = check_lease(rk, id, ARGV[3])
+if not f then return redis.error_reply(err) end
 local now = now_ms()
 local lookback = tonumber(ARGV[9])
 if lookback > 0 then
@@ -38,6 +38,7 @@ redis.call('SADD', KEYS[5], id)
 redis.call('HINCRBY', KEYS[4], shape, 1)
 local due = 0
 if tonumber(ARGV[8]) >= 0 then due = now + tonumber(ARGV[8]) end
-suspend_run(prefix, rk, id, f[2], f[3], now, due, {wk = 'event', ws = step, wtim = ARGV[10],
-  wrec = ARGV[11], we = event, wsh = shape, wv = vkey})
+suspend_run(prefix, rk, id, f[2], f[3], now, due, {wait_kind = 'event', wait_step = step,
+  wait_timeout_rec = ARGV[10], wait_ok_rec = ARGV[11], wait_event = event, wait_shape = shape,
+  wait_values = vkey})
 return {'waiting'}

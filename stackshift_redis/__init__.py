@@ -5,7 +5,7 @@ Cluster), every state transition one atomic Lua script.
 """
 
 from .app import StackShift
-from .context import RunContext
+from .context import RunContext, SyncRunContext
 from .errors import (
     LockError,
     NonRetriableError,
@@ -34,6 +34,7 @@ __all__ = [
     "SendEventResult",
     "StackShift",
     "StackShiftError",
+    "SyncRunContext",
     "UnknownJobError",
 ]
 __version__ = "0.1.0"

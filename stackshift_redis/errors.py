@@ -8,11 +8,14 @@
     ├── UnknownJobError          (LookupError) no such job, or no queue known for it
     ├── PayloadError             (ValueError) a value does not serialize, or is too large
     ├── InvalidArgumentError     (ValueError) a bad name, duration or option
+    ├── RunNotFoundError         (LookupError) no such run (or it expired)
+    ├── InvalidRunStateError     the run's status does not allow the operation
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
-Lua scripts report errors as `CODE detail`; `from_redis_error` maps the code.
+Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
+one place that maps codes to this tree, is called by `scripts.py` alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "InvalidArgumentError",
+    "InvalidRunStateError",
     "LeaseLostError",
     "LockError",
     "NonRetriableError",
@@ -30,6 +34,7 @@ __all__ = [
     "RetryAfterError",
     "RunCancelled",
     "RunFailed",
+    "RunNotFoundError",
     "StackShiftError",
     "UnknownJobError",
 ]
@@ -80,6 +85,14 @@ class InvalidArgumentError(StackShiftError, ValueError):
     """A bad name, duration or option was passed."""
 
 
+class RunNotFoundError(StackShiftError, LookupError):
+    """No run with that id exists (it was never started, or it expired after retention)."""
+
+
+class InvalidRunStateError(StackShiftError):
+    """The run's status does not allow the operation (for example retrying a completed run)."""
+
+
 class LockError(StackShiftError):
     """A lock was not acquired within its wait, or was lost while held."""
 
@@ -94,8 +107,8 @@ class ResultTimeout(StackShiftError, TimeoutError):
 
 _CODES: dict[str, type[StackShiftError]] = {
     "LEASE_LOST": LeaseLostError,
-    "NOT_FOUND": StackShiftError,
-    "BAD_STATE": StackShiftError,
+    "NOT_FOUND": RunNotFoundError,
+    "BAD_STATE": InvalidRunStateError,
     "CANCELLED": RunCancelled,
     "NOT_INTEGER": InvalidArgumentError,
 }

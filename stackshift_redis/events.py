@@ -14,14 +14,12 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .core import Namespace
 from .errors import InvalidArgumentError
 from .keys import check_name
 from .records import Event, SendEventResult, from_ms
-
-if TYPE_CHECKING:
-    from .app import StackShift
 
 PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 MAX_PATHS = 8
@@ -88,15 +86,15 @@ def decode_event(value: Any) -> Event | None:
 
 
 class EventBus:
-    """Sends events for an app."""
+    """Sends events in one namespace."""
 
-    def __init__(self, app: StackShift) -> None:
-        self.app = app
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
 
     def encode(self, name: str, data: Any, event_id: str) -> bytes:
         """The stored form of an event (a step result when a waiting run receives it)."""
         ts = time.time_ns() // 1_000_000
-        return self.app.serializer.dumps({"name": name, "id": event_id, "data": data, "ts": ts})
+        return self._ns.serializer.dumps({"name": name, "id": event_id, "data": data, "ts": ts})
 
     async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:
         """Record the event once per id; resume matching waiters; start on_event jobs."""
@@ -105,32 +103,13 @@ class EventBus:
             event_id = uuid.uuid4().hex
         if not isinstance(event_id, str) or not 0 < len(event_id) <= 256:
             raise InvalidArgumentError(f"invalid event id {event_id!r}")
-        app, k = self.app, self.app.keys
-        payload = app.serializer.dumps(data)
+        ns = self._ns
+        payload = ns.serializer.dumps(data)
         encoded = self.encode(name, data, event_id)
-        local = {j.name: j.queue for j in app.jobs.values() if j.on_event == name}
-        keys = [
-            k.event_seen(event_id),
-            k.event_log(name),
-            k.event_data(name),
-            k.event_shapes(name),
-            k.triggers(name),
-        ]
-        args = [
-            k.prefix,
-            name,
-            event_id,
-            encoded,
-            json.dumps(flatten(data)),
-            payload,
-            app.event_dedupe_ms,
-            app.event_log_ms,
-            json.dumps(local),
-        ]
-        duplicate, resumed, started = await app.scripts.call("send_event", keys, args)
+        reply = await ns.scripts.send_event(
+            name, event_id, encoded, json.dumps(flatten(data)), payload,
+            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, ns.registry.triggers(name),
+        )  # fmt: skip
         return SendEventResult(
-            id=event_id,
-            resumed=[r.decode() for r in resumed],
-            started=[r.decode() for r in started],
-            duplicate=bool(duplicate),
+            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate
         )

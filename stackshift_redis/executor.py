@@ -1,140 +1,145 @@
-"""Runs one claimed attempt: builds the context, calls the handler, records the outcome."""
+"""Runs one taken attempt: builds the context, calls the handler (inside the hook chain),
+and prepares the script call that records the outcome."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import Any
 
-from .context import (
-    CancelRequested,
-    Execution,
-    RunContext,
-    Step,
-    Suspended,
-    SyncRunContext,
-    SyncStep,
-    parse_steps,
-)
+from .context import RunContext, SyncRunContext
+from .core import Namespace
 from .errors import LeaseLostError, NonRetriableError, PayloadError, RetryAfterError
 from .events import decode_event
+from .execution import CancelRequested, Execution, Suspended, parse_steps
+from .hooks import AttemptInput
 from .jobs import JobDef
-from .records import Event, error_json
-
-if TYPE_CHECKING:
-    from .worker import Worker
+from .records import error_json
+from .scripts import ScriptCall, TakenRun
+from .state import State, SyncState
 
 log = logging.getLogger("stackshift.worker")
 
 
-@dataclass
-class Outcome:
-    """What the attempt ended with, to be recorded by one script call."""
+class Executor:
+    """Executes attempts for one worker on its event loop."""
 
-    script: str
-    keys: list[str]
-    args: list[Any]
+    def __init__(self, ns: Namespace, state: State, loop: asyncio.AbstractEventLoop) -> None:
+        self.ns = ns
+        self.state = state
+        self.loop = loop
+        self.threads_busy = 0  # plain-function handlers still running in threads
+        self._threads_lock = threading.Lock()
+        self._sync_state: SyncState | None = None
 
+    @property
+    def sync_state(self) -> SyncState:
+        """State with blocking methods, for plain-function handlers running in threads."""
+        if self._sync_state is None:
+            loop = self.loop
 
-def _event(raw: bytes, app: Any) -> Event | None:
-    return decode_event(app.serializer.loads(raw)) if raw else None
+            def runner(coro: Any) -> Any:
+                return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
+            self._sync_state = SyncState(self.state, runner)
+        return self._sync_state
 
-def build_execution(worker: Worker, queue: str, reply: list[Any]) -> Execution:
-    """An Execution from one `ok` entry of the claim reply."""
-    app = worker.app
-    run_id, _, token, _executions, job, payload, event, steps, fails = reply
-    return Execution(
-        app=app,
-        run_id=run_id.decode(),
-        job=job.decode(),
-        queue=queue,
-        token=token.decode(),
-        attempt=int(fails or 0) + 1,
-        payload=app.serializer.loads(payload),
-        event=_event(event, app),
-        steps=parse_steps(steps, app),
-    )
-
-
-async def run_attempt(worker: Worker, ex: Execution) -> Outcome | None:
-    """Execute the handler; the outcome to record, or None when nothing may be recorded."""
-    app = worker.app
-    job = app.jobs.get(ex.job)
-    if job is None:
-        missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
-        return _failure(worker, ex, None, missing, retry_delay=None)
-    timer = asyncio.timeout(job.timeout)
-    try:
-        async with timer:
-            result = await _call(worker, job, ex)
-    except Suspended:
-        return None
-    except LeaseLostError:
-        log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id)
-        return None
-    except CancelRequested:
-        return _failure(
-            worker, ex, job, CancelRequested("cancelled while running"), None, "cancelled"
+    def build(self, run: TakenRun) -> Execution:
+        """An Execution from one taken run."""
+        ns = self.ns
+        event = decode_event(ns.serializer.loads(run.event)) if run.event else None
+        hook_input = AttemptInput(
+            run.run_id, run.job, run.queue, run.attempt, run.resumed, run.fields
         )
-    except NonRetriableError as exc:
-        return _failure(worker, ex, job, exc, retry_delay=None)
-    except RetryAfterError as exc:
-        return _failure(worker, ex, job, exc, retry_delay=exc.delay)
-    except TimeoutError as exc:
-        expired = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
-        return _failure(worker, ex, job, expired if timer.expired() else exc, retry_delay=-1)
-    except Exception as exc:
-        return _failure(worker, ex, job, exc, retry_delay=-1)
-    try:
-        data = app.serializer.dumps(result)
-    except PayloadError as exc:
-        return _failure(worker, ex, job, exc, retry_delay=None)
-    keys, args = app.scripts.complete_call(ex.queue, ex.run_id, ex.token, data, app.retention_ms)
-    return Outcome("complete", keys, args)
+        return Execution(
+            ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
+            token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
+            event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
+        )  # fmt: skip
 
-
-async def _call(worker: Worker, job: JobDef, ex: Execution) -> Any:
-    if job.is_async:
-        return await job.fn(RunContext(ex, Step(ex)))
-    loop = asyncio.get_running_loop()
-    ctx = SyncRunContext(ex, SyncStep(ex, loop), lambda: worker.sync_state, loop)
-
-    def body() -> Any:  # counted until the thread returns, even if the attempt was cancelled
+    async def run(self, ex: Execution) -> ScriptCall | None:
+        """Execute the handler; the outcome to record, or None when nothing may be recorded."""
+        ns = self.ns
+        job = ns.registry.jobs.get(ex.job)
+        if job is None:
+            missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
+            return self._failure(ex, None, missing, retry_delay=None)
+        timer = asyncio.timeout(job.timeout)
         try:
-            return job.fn(ctx)
-        finally:
-            with worker.threads_lock:
-                worker.threads_busy -= 1
+            async with timer:
+                if ns.hooks:
+                    result = await ns.hooks.attempt(ex.hook_input, lambda: self._call(job, ex))
+                else:
+                    result = await self._call(job, ex)
+        except Suspended:
+            return None
+        except LeaseLostError:
+            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id)
+            self._notify(ex, "lost", None)
+            return None
+        except CancelRequested:
+            cancelled = CancelRequested("cancelled while running")
+            return self._failure(ex, job, cancelled, None, "cancelled")
+        except NonRetriableError as exc:
+            return self._failure(ex, job, exc, retry_delay=None)
+        except RetryAfterError as exc:
+            return self._failure(ex, job, exc, retry_delay=exc.delay)
+        except TimeoutError as exc:
+            expired = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
+            return self._failure(ex, job, expired if timer.expired() else exc, retry_delay=-1)
+        except Exception as exc:
+            return self._failure(ex, job, exc, retry_delay=-1)
+        try:
+            data = ns.serializer.dumps(result)
+        except PayloadError as exc:
+            return self._failure(ex, job, exc, retry_delay=None)
+        self._notify(ex, "completed", None)
+        return ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
 
-    with worker.threads_lock:
-        worker.threads_busy += 1
-    return await asyncio.to_thread(body)
+    async def _call(self, job: JobDef, ex: Execution) -> Any:
+        if job.is_async:
+            return await job.fn(RunContext(ex))
+        ctx = SyncRunContext(ex, self.loop, self.sync_state)
 
+        def body() -> Any:  # counted until the thread returns, even if the attempt was cancelled
+            try:
+                return job.fn(ctx)
+            finally:
+                with self._threads_lock:
+                    self.threads_busy -= 1
 
-def _failure(
-    worker: Worker,
-    ex: Execution,
-    job: JobDef | None,
-    exc: BaseException,
-    retry_delay: float | None,
-    outcome: str = "failed",
-) -> Outcome:
-    """retry_delay: None = no retry, -1 = the job's backoff, else that many seconds."""
-    app = worker.app
-    delay_ms = 0
-    tries = ex.attempt
-    if outcome == "failed" and retry_delay is not None and job is not None and tries <= job.retries:
-        delay = job.backoff(tries) if retry_delay < 0 else retry_delay
-        outcome, delay_ms = "retry", max(0, round(delay * 1000))
-    if outcome != "retry":
-        log.info("run %s (%s) %s: %s", ex.run_id, ex.job, outcome, exc)
-    err = error_json(exc)
-    if outcome == "cancelled":
-        err = json.dumps({"type": "RunCancelled", "message": str(exc), "traceback": ""})
-    keys, args = app.scripts.fail_call(
-        ex.queue, ex.run_id, ex.token, err, outcome, delay_ms, app.retention_ms
-    )
-    return Outcome("fail", keys, args)
+        with self._threads_lock:
+            self.threads_busy += 1
+        return await asyncio.to_thread(body)
+
+    def _notify(self, ex: Execution, outcome: str, error: BaseException | None) -> None:
+        if self.ns.hooks:
+            self.ns.hooks.finished(ex.hook_input, outcome, error)
+
+    def _failure(
+        self,
+        ex: Execution,
+        job: JobDef | None,
+        exc: BaseException,
+        retry_delay: float | None,
+        outcome: str = "failed",
+    ) -> ScriptCall:
+        """retry_delay: None = no retry, -1 = the job's backoff, else that many seconds."""
+        ns = self.ns
+        delay_ms = 0
+        tries = ex.attempt
+        retriable = outcome == "failed" and retry_delay is not None and job is not None
+        if retriable and job is not None and retry_delay is not None and tries <= job.retries:
+            delay = job.backoff(tries) if retry_delay < 0 else retry_delay
+            outcome, delay_ms = "retry", max(0, round(delay * 1000))
+        if outcome != "retry":
+            log.info("run %s (%s) %s: %s", ex.run_id, ex.job, outcome, exc)
+        err = error_json(exc)
+        if outcome == "cancelled":
+            err = json.dumps({"type": "RunCancelled", "message": str(exc), "traceback": ""})
+        self._notify(ex, outcome, exc)
+        return ns.scripts.fail_call(
+            ex.run_id, ex.token, err, outcome, delay_ms, ns.settings.retention_ms
+        )

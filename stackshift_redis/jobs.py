@@ -1,11 +1,11 @@
-"""Job definitions: the registry entry behind `@app.job(...)` and retry backoff."""
+"""The registry: job definitions behind `@app.job(...)`, queue settings, retry backoff."""
 
 from __future__ import annotations
 
 import inspect
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgumentError
@@ -84,3 +84,48 @@ def make_job(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
     )
+
+
+@dataclass
+class QueueConfig:
+    """Settings of one queue, published to Redis by workers so every process agrees."""
+
+    name: str
+    concurrency: int | None = None
+    visibility_timeout: float = 30.0
+
+
+def make_queue(name: str, concurrency: int | None, visibility_timeout: Duration) -> QueueConfig:
+    """Validate queue options and build a QueueConfig."""
+    check_name("queue", name)
+    if concurrency is not None and (
+        not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+    ):
+        raise InvalidArgumentError("concurrency must be a positive int or None")
+    vt = seconds(visibility_timeout, "visibility_timeout")
+    if vt < 1:
+        raise InvalidArgumentError("visibility_timeout must be at least 1 second")
+    return QueueConfig(name, concurrency, vt)
+
+
+@dataclass
+class Registry:
+    """The jobs and queues this process knows (shared by the app, its sync facade and its
+    workers)."""
+
+    jobs: dict[str, JobDef] = field(default_factory=dict)
+    queues: dict[str, QueueConfig] = field(default_factory=dict)
+
+    def add_job(self, job: JobDef) -> None:
+        """Register a job; InvalidArgumentError when the name is taken."""
+        if job.name in self.jobs:
+            raise InvalidArgumentError(f"job {job.name!r} is already registered")
+        self.jobs[job.name] = job
+
+    def queue(self, name: str) -> QueueConfig:
+        """The queue's settings (defaults when not configured here)."""
+        return self.queues.get(name) or QueueConfig(name)
+
+    def triggers(self, event: str) -> dict[str, str]:
+        """{job: queue} of the jobs this process starts on `event`."""
+        return {j.name: j.queue for j in self.jobs.values() if j.on_event == event}

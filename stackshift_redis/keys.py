@@ -1,8 +1,11 @@
-"""The only place Redis key names are built.
+"""The only place Redis key names are built, for Python and for Lua.
 
-Every key of a namespace carries the hash tag `{namespace}`, so every script is
-atomic over the whole namespace and runs unchanged on Redis Cluster. Keys are
-`ss:{ns}:` + parts joined by `:`; `lua/lib/key.lua` renders the same strings.
+Every key of a namespace carries the hash tag `{namespace}`, so every script is atomic
+over the whole namespace and runs unchanged on Redis Cluster. A key is `ss:{ns}:` plus
+the parts of its shape in `SHAPES` joined by `:`. `Keys` renders them in Python;
+`lua_keys()` renders the same shapes as the Lua table `K` that scripts include with
+`-- @include keys.lua`, so a script that must find a key at run time (a run id read from a
+sorted set) spells no key name itself.
 """
 
 from __future__ import annotations
@@ -15,6 +18,38 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 GROUP = "workers"
 STATUSES = ("queued", "scheduled", "running", "waiting", "completed", "failed", "cancelled")
 
+# name -> parts; a part in braces is an argument. One line per key: its type and meaning.
+SHAPES: dict[str, tuple[str, ...]] = {
+    # runs
+    "run": ("run", "{run_id}"),  # HASH a run: fields in lua/README.md
+    "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
+    "idx": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
+    "idxj": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
+    "done": ("done",),  # STREAM ids of finished runs somebody awaits (capped)
+    "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
+    "seq": ("seq",),  # STRING counter for run ids made inside scripts
+    "jobs": ("jobs",),  # HASH job -> queue, published by workers
+    # queues
+    "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
+    "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
+    "ring": ("q", "{queue}", "ring"),  # ZSET groups with ready runs, by turn (round robin)
+    "qstat": ("q", "{queue}", "stat"),  # HASH queue counters: seq, starved
+    "delayed": ("q", "{queue}", "delayed"),  # ZSET run id -> due ms (delays, retries, timers)
+    "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
+    "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
+    "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    # state
+    "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
+    "lock": ("lock", "{name}"),  # STRING a lock's token
+    # events
+    "event_seen": ("evid", "{event_id}"),  # STRING marks an event id as recorded
+    "event_shapes": ("ev", "{event}", "shapes"),  # HASH match shape -> number of waiters
+    "event_waiters": ("ev", "{event}", "w", "{shape}", "{values}"),  # SET waiting run ids
+    "event_log": ("ev", "{event}", "log"),  # ZSET recent event ids by time ms (lookback)
+    "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
+    "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
+}
+
 
 def check_name(kind: str, name: object) -> str:
     """Validate a job, queue, namespace or event name: `[A-Za-z0-9_.:-]{1,128}`."""
@@ -23,100 +58,138 @@ def check_name(kind: str, name: object) -> str:
     return name
 
 
+def _render(prefix: str, shape: str, args: tuple[str, ...]) -> str:
+    parts = SHAPES[shape]
+    values = iter(args)
+    return prefix + ":".join(next(values) if p.startswith("{") else p for p in parts)
+
+
 class Keys:
-    """Key names of one namespace."""
+    """Key names of one namespace (see SHAPES for each key's type and meaning)."""
 
     def __init__(self, namespace: str) -> None:
         self.namespace = check_name("namespace", namespace)
         self.prefix = f"ss:{{{namespace}}}:"
 
-    def _k(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
+    def render(self, shape: str, *args: str) -> str:
+        """The key of `shape` with its arguments."""
+        return _render(self.prefix, shape, args)
 
     # runs
     def run(self, run_id: str) -> str:
         """HASH: a run's fields, step results (`s:<name>`) and timeline (`t:<n>`)."""
-        return self._k("run", run_id)
+        return _render(self.prefix, "run", (run_id,))
 
     def idem(self, job: str, key: str) -> str:
         """STRING: idempotency key -> run id."""
-        return self._k("idem", job, key)
+        return _render(self.prefix, "idem", (job, key))
 
     def idx_status(self, status: str) -> str:
         """ZSET: run ids with that status, scored by when they entered it (ms)."""
-        return self._k("idx", status)
+        return _render(self.prefix, "idx", (status,))
 
     def idx_job_status(self, job: str, status: str) -> str:
         """ZSET: run ids of a job with that status."""
-        return self._k("idxj", job, status)
+        return _render(self.prefix, "idxj", (job, status))
 
     def done(self) -> str:
         """STREAM: ids of finished runs that somebody awaits (capped)."""
-        return self._k("done")
+        return _render(self.prefix, "done", ())
 
     def control(self) -> str:
         """STREAM: cancel requests for running runs, read by every worker (capped)."""
-        return self._k("ctl")
-
-    def seq(self) -> str:
-        """STRING: counter for run ids made inside scripts (event-started runs)."""
-        return self._k("seq")
+        return _render(self.prefix, "ctl", ())
 
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
-        return self._k("jobs")
+        return _render(self.prefix, "jobs", ())
 
     # queues
     def stream(self, queue: str) -> str:
-        """STREAM: run ids ready to execute; consumer group `workers`."""
-        return self._k("q", queue, "stream")
+        """STREAM: wake-up tickets for workers blocked on the queue (consumer group)."""
+        return _render(self.prefix, "stream", (queue,))
+
+    def ready(self, queue: str, group: str) -> str:
+        """ZSET: ready run ids of one group, scored by priority then arrival."""
+        return _render(self.prefix, "ready", (queue, group))
+
+    def ring(self, queue: str) -> str:
+        """ZSET: groups that have ready runs, scored by their turn (round robin)."""
+        return _render(self.prefix, "ring", (queue,))
+
+    def queue_stat(self, queue: str) -> str:
+        """HASH: queue counters kept by the scripts (seq, starved)."""
+        return _render(self.prefix, "qstat", (queue,))
 
     def delayed(self, queue: str) -> str:
         """ZSET: run id -> due time (ms) for delayed runs, retries and timers."""
-        return self._k("q", queue, "delayed")
+        return _render(self.prefix, "delayed", (queue,))
 
     def leases(self, queue: str) -> str:
         """ZSET: run id -> lease expiry (ms) of claimed runs."""
-        return self._k("q", queue, "leases")
+        return _render(self.prefix, "leases", (queue,))
 
     def queue_conf(self, queue: str) -> str:
         """HASH: queue settings shared by every process (concurrency, visibility)."""
-        return self._k("q", queue, "conf")
+        return _render(self.prefix, "conf", (queue,))
 
     def workers(self) -> str:
         """ZSET: worker id -> heartbeat expiry (ms)."""
-        return self._k("workers")
+        return _render(self.prefix, "workers", ())
 
     # state
     def state(self, name: str) -> str:
-        """STRING: a state value (msgpack) or counter."""
-        return self._k("st", name)
+        """STRING: a state value (serialized) or counter."""
+        return _render(self.prefix, "state", (name,))
 
     def lock(self, name: str) -> str:
         """STRING: lock token."""
-        return self._k("lock", name)
+        return _render(self.prefix, "lock", (name,))
 
     # events
     def event_seen(self, event_id: str) -> str:
         """STRING: marks an event id as recorded (dedupe window)."""
-        return self._k("evid", event_id)
+        return _render(self.prefix, "event_seen", (event_id,))
 
     def event_shapes(self, event: str) -> str:
         """HASH: match shape (paths) -> number of waiters with that shape."""
-        return self._k("ev", event, "shapes")
+        return _render(self.prefix, "event_shapes", (event,))
 
     def event_waiters(self, event: str, shape: str, values_key: str) -> str:
         """SET: run ids waiting for `event` whose match on paths `shape` has these values."""
-        return self._k("ev", event, "w", shape, values_key)
+        return _render(self.prefix, "event_waiters", (event, shape, values_key))
 
     def event_log(self, event: str) -> str:
         """ZSET: recent event ids of that name by time (ms), for lookback."""
-        return self._k("ev", event, "log")
+        return _render(self.prefix, "event_log", (event,))
 
     def event_data(self, event: str) -> str:
         """HASH: recent event id -> recorded event, for lookback."""
-        return self._k("ev", event, "data")
+        return _render(self.prefix, "event_data", (event,))
 
     def triggers(self, event: str) -> str:
         """HASH: job -> queue of jobs started by that event."""
-        return self._k("trig", event)
+        return _render(self.prefix, "triggers", (event,))
+
+
+def lua_keys() -> str:
+    """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does."""
+    lines = ["-- keys: rendered from stackshift_redis/keys.py SHAPES", "local K = {}"]
+    for name, parts in SHAPES.items():
+        args = [p[1:-1] for p in parts if p.startswith("{")]
+        pieces: list[str] = []
+        literal = ""
+        for i, part in enumerate(parts):
+            sep = ":" if i < len(parts) - 1 else ""
+            if part.startswith("{"):
+                if literal:
+                    pieces.append(f"'{literal}'")
+                pieces.append(part[1:-1])
+                literal = sep
+            else:
+                literal += part + sep
+        if literal:
+            pieces.append(f"'{literal}'")
+        params = "".join(f", {a}" for a in args)
+        lines.append(f"function K.{name}(p{params}) return {' .. '.join(['p', *pieces])} end")
+    return "\n".join(lines)

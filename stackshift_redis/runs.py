@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import ResultTimeout, RunCancelled, RunFailed, StackShiftError
+from .core import Namespace
+from .errors import ResultTimeout, RunCancelled, RunFailed, RunNotFoundError
+from .reads import get_run, run_status
 from .records import Duration, RunInfo, RunStatus, seconds
-
-if TYPE_CHECKING:
-    from .app import StackShift
 
 _SAFETY_CHECK_S = 5.0
 _DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's, when the client does not set one
@@ -34,8 +33,11 @@ def _block_ms(client: Any) -> int:
 class RunHandle:
     """A started run: its id, whether it was deduplicated, and ways to await it."""
 
-    def __init__(self, app: StackShift, run_id: str, deduplicated: bool = False) -> None:
-        self._app = app
+    def __init__(
+        self, ns: Namespace, waiter: ResultWaiter, run_id: str, deduplicated: bool = False
+    ) -> None:
+        self._ns = ns
+        self._waiter = waiter
         self.id = run_id
         self.deduplicated = deduplicated
 
@@ -43,22 +45,22 @@ class RunHandle:
         return f"RunHandle(id={self.id!r}, deduplicated={self.deduplicated})"
 
     async def status(self) -> str:
-        """The run's status now; StackShiftError when the run is unknown (or expired)."""
-        value = await self._app.redis.hget(self._app.keys.run(self.id), "status")
+        """The run's status now; RunNotFoundError when the run is unknown (or expired)."""
+        value = await run_status(self._ns, self.id)
         if value is None:
-            raise StackShiftError(f"no run {self.id}")
-        return str(value.decode())
+            raise RunNotFoundError(f"no run {self.id}")
+        return value
 
     async def info(self) -> RunInfo | None:
         """The run's RunInfo, as `app.get_run(id)`."""
-        return await self._app.get_run(self.id)
+        return await get_run(self._ns, self.id)
 
     async def result(self, timeout: Duration | None = None) -> Any:
         """The return value once completed; RunFailed, RunCancelled or TimeoutError."""
         limit = seconds(timeout, "timeout") if timeout is not None else None
-        status, result, error = await self._app._waiter.wait(self.id, limit)
+        status, result, error = await self._waiter.wait(self.id, limit)
         if status == RunStatus.COMPLETED:
-            return self._app.serializer.loads(result) if result is not None else None
+            return self._ns.serializer.loads(result) if result is not None else None
         err = json.loads(error) if error else {}
         if status == RunStatus.CANCELLED:
             raise RunCancelled(err.get("message") or "run cancelled", run_id=self.id)
@@ -72,21 +74,21 @@ class RunHandle:
 class ResultWaiter:
     """Resolves result() waits from keys.done(): one XREAD BLOCK loop for all waiters."""
 
-    def __init__(self, app: StackShift) -> None:
-        self._app = app
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
         self._futures: dict[str, list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._last_id = b"0-0"
         self._watch_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
-    async def _watch(self, run_id: str) -> list[Any] | None:
+    async def _watch(self, run_id: str) -> tuple[str, Any, Any] | None:
         """`scripts.watch`, with at most _MAX_WATCHES in flight (a thousand waiters at once)."""
         loop = asyncio.get_running_loop()
         if self._watch_slots is None or self._watch_slots[0] is not loop:
             self._watch_slots = (loop, asyncio.Semaphore(_MAX_WATCHES))
         async with self._watch_slots[1]:
-            return await self._app.scripts.watch(run_id)
+            return await self._ns.scripts.watch(run_id)
 
     async def wait(self, run_id: str, timeout: float | None) -> tuple[str, Any, Any]:
         """(status, result bytes, error json) once the run is final."""
@@ -99,10 +101,9 @@ class ResultWaiter:
                 while True:
                     reply = await self._watch(run_id)
                     if reply is None:
-                        raise StackShiftError(f"no run {run_id}")
-                    status = reply[0].decode()
-                    if RunStatus(status).is_final:
-                        return status, reply[1], reply[2]
+                        raise RunNotFoundError(f"no run {run_id}")
+                    if RunStatus(reply[0]).is_final:
+                        return reply
                     await fut
                     fut = loop.create_future()
                     self._futures.setdefault(run_id, []).append(fut)
@@ -129,7 +130,7 @@ class ResultWaiter:
                 fut.set_result(None)
 
     async def _read(self, ready: asyncio.Future[None]) -> None:
-        redis, key = self._app.redis, self._app.keys.done()
+        redis, key = self._ns.redis, self._ns.keys.done()
         try:
             last = await redis.xrevrange(key, count=1)
         except Exception as exc:
@@ -161,9 +162,9 @@ class ResultWaiter:
         """Quiet (or a notification lost to a reconnect): one pipelined status check."""
         ids = list(self._futures)
         with contextlib.suppress(Exception):
-            async with self._app.redis.pipeline(transaction=False) as pipe:
+            async with self._ns.redis.pipeline(transaction=False) as pipe:
                 for run_id in ids:
-                    pipe.hget(self._app.keys.run(run_id), "status")
+                    pipe.hget(self._ns.keys.run(run_id), "status")
                 statuses = await pipe.execute()
             for run_id, status in zip(ids, statuses, strict=True):
                 if status is None or RunStatus(status.decode()).is_final:

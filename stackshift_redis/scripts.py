@@ -1,68 +1,93 @@
-"""Loads lua/*.lua (inlining `-- @include` lines) and wraps each script in one typed method.
+"""The only door to Lua: one typed method per script in lua/, typed replies, one error map.
 
 redis-py's `Script` does SHA caching, EVALSHA and reload on NOSCRIPT: no cache of our own.
-Every call passes the namespace prefix as ARGV[1] where the script derives keys
-(lua/lib/key.lua); all keys share the namespace hash tag, so each call is one slot.
+Every call passes the namespace prefix in ARGV where the script derives keys with `K`
+(lua/README.md); all keys share the namespace hash tag, so each call is one slot.
+Error replies (`CODE detail`) become stackshift errors here and nowhere else.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Sequence
-from functools import cache
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import from_redis_error
 from .keys import GROUP, Keys
+from .luasrc import script_names, source
 
-_INCLUDE = re.compile(r"^-- @include ([a-z_]+\.lua)\s*$")
-_HERE = Path(__file__).resolve().parent
-
-
-def lua_dir() -> Path:
-    """The Lua sources: inside the wheel, or the repo's top-level lua/ in a checkout."""
-    packaged = _HERE / "lua"
-    return packaged if packaged.is_dir() else _HERE.parent / "lua"
-
-
-def _render(path: Path, seen: set[str]) -> list[str]:
-    out: list[str] = []
-    for line in path.read_text().splitlines():
-        m = _INCLUDE.match(line)
-        if not m:
-            out.append(line)
-            continue
-        name = m.group(1)
-        lib = lua_dir() / "lib" / name
-        if not lib.is_file():
-            raise FileNotFoundError(f"{path.name}: missing include {name}")
-        if name not in seen:
-            seen.add(name)
-            out.extend(_render(lib, seen))
-    return out
-
-
-@cache
-def source(name: str) -> str:
-    """The full text of lua/<name>.lua with its includes inlined (each once, deps first)."""
-    return "\n".join(_render(lua_dir() / f"{name}.lua", set())) + "\n"
-
-
-def script_names() -> list[str]:
-    """Every atomic operation: the top-level lua/*.lua files."""
-    return sorted(p.stem for p in lua_dir().glob("*.lua"))
+CONNECTION_ERRORS = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)
 
 
 def _str(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {_str(flat[i]): _str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One prepared script call (batched by the worker into one pipeline)."""
+
+    script: str
+    run_id: str
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class TakenRun:
+    """A run leased by `take`: what the worker needs to execute one attempt."""
+
+    run_id: str
+    queue: str
+    token: str
+    attempt: int  # executions so far, this one included
+    job: str
+    payload: bytes
+    event: bytes  # the triggering event (serialized) or b""
+    steps: list[bytes]  # flat [name, record, ...]
+    fails: int  # failed attempts so far
+    resumed: bool  # the run waited and this attempt continues it
+    fields: dict[str, str]  # fields stored by hooks at start (x:<name>)
+
+
+@dataclass(frozen=True)
+class TakeReply:
+    """Runs leased by one `take`, and runs it failed as poison (delivered too often)."""
+
+    taken: list[TakenRun]
+    poisoned: list[tuple[str, str]]  # (run id, queue)
+
+
+@dataclass(frozen=True)
+class WaitReply:
+    """A durable wait's outcome: parked ('waiting') or settled at once ('done', value)."""
+
+    parked: bool
+    value: bytes | None = None  # wait_event: the event; invoke: the step record
+    child: str | None = None  # invoke: the child run id
+
+
+@dataclass(frozen=True)
+class SendReply:
+    """What `send_event` did."""
+
+    duplicate: bool
+    resumed: list[str]
+    started: list[str]
+
+
 class Scripts:
-    """One method per Lua script. `client` may be a Redis, RedisCluster or pipeline."""
+    """One method per Lua script. `redis` may be a Redis or RedisCluster client."""
 
     def __init__(self, redis: Any, keys: Keys) -> None:
         self.redis = redis
@@ -90,7 +115,24 @@ class Scripts:
         else:
             pipe.eval(source(name), len(keys), *keys, *args)
 
-    # runs
+    async def run_batch(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run prepared calls in one round trip; per call its reply or its exception.
+        Connection errors propagate (the caller decides whether to retry)."""
+        if len(calls) == 1:
+            c = calls[0]
+            try:
+                return [await self.call(c.script, c.keys, c.args)]
+            except CONNECTION_ERRORS:
+                raise
+            except Exception as exc:
+                return [exc]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in calls:
+                await self.queue_call(pipe, c.script, c.keys, c.args)
+            results = await pipe.execute(raise_on_error=False)
+        return [from_redis_error(r) if isinstance(r, ResponseError) else r for r in results]
+
+    # starting runs
     def start_call(
         self,
         job: str,
@@ -100,12 +142,13 @@ class Scripts:
         delay_ms: int,
         at_ms: int,
         idem_ttl_ms: int,
-        extra: str = "",
+        extra: dict[str, str] | None = None,
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of `start` for runs of (run_id, idempotency key or None, payload)."""
         k = self.keys
-        keys = [k.stream(queue), k.delayed(queue)]
-        args: list[Any] = [k.prefix, job, queue, delay_ms, at_ms, idem_ttl_ms, extra, len(runs)]
+        keys: list[str] = []
+        fields = json.dumps(extra) if extra else ""
+        args: list[Any] = [k.prefix, job, queue, delay_ms, at_ms, idem_ttl_ms, fields, len(runs)]
         for run_id, idem, payload in runs:
             keys += [k.run(run_id), k.idem(job, idem) if idem is not None else k.run(run_id)]
             args += [run_id, "1" if idem is not None else "0", payload]
@@ -120,78 +163,67 @@ class Scripts:
         delay_ms: int,
         at_ms: int,
         idem_ttl_ms: int,
-        extra: str = "",
+        extra: dict[str, str] | None = None,
     ) -> list[tuple[str, bool]]:
-        """Create and enqueue runs; returns (run_id, deduplicated) per run."""
+        """Create runs and make them ready (or schedule them); (run_id, deduplicated) each."""
         keys, args = self.start_call(
             job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms, extra=extra
         )
-        return parse_start(await self.call("start", keys, args))
+        reply = await self.call("start", keys, args)
+        return [(_str(reply[i]), bool(int(reply[i + 1]))) for i in range(0, len(reply), 2)]
 
-    async def claim(
-        self,
-        queue: str,
-        entries: Sequence[tuple[str, str]],
-        *,
-        lease_ms: int,
-        max_deliveries: int,
+    # the take path and finishing
+    async def take(
+        self, queues: Sequence[tuple[str, int]], n: int, *, max_deliveries: int,
         retention_ms: int,
-    ) -> list[list[Any]]:
-        """Lease the runs of delivered (entry_id, run_id) pairs."""
+    ) -> TakeReply:  # fmt: skip
+        """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order."""
         k = self.keys
-        keys = [k.stream(queue), k.leases(queue), k.queue_conf(queue)]
-        keys += [k.run(run_id) for _, run_id in entries]
-        args: list[Any] = [k.prefix, GROUP, lease_ms, max_deliveries, retention_ms]
-        for entry_id, run_id in entries:
-            args += [entry_id, run_id]
-        result: list[list[Any]] = await self.call("claim", keys, args)
-        return result
+        keys: list[str] = []
+        args: list[Any] = [k.prefix, n, max_deliveries, retention_ms]
+        for q, lease_ms in queues:
+            keys += [k.ring(q), k.leases(q), k.queue_conf(q), k.queue_stat(q), k.stream(q)]
+            args += [q, lease_ms]
+        taken: list[TakenRun] = []
+        poisoned: list[tuple[str, str]] = []
+        for r in await self.call("take", keys, args):
+            if r[1] == b"poison":
+                poisoned.append((_str(r[0]), _str(r[2])))
+                continue
+            taken.append(
+                TakenRun(
+                    run_id=_str(r[0]), token=_str(r[2]), attempt=int(r[3]), job=_str(r[4]),
+                    payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
+                    resumed=bool(r[9]), fields=_pairs(r[10]), queue=_str(r[11]),
+                )
+            )  # fmt: skip
+        return TakeReply(taken, poisoned)
 
     def complete_call(
-        self, queue: str, run_id: str, token: str, result: bytes, retention_ms: int
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of `complete`."""
-        k = self.keys
-        return [k.run(run_id), k.leases(queue)], [k.prefix, run_id, token, result, retention_ms]
+        self, run_id: str, token: str, result: bytes, retention_ms: int
+    ) -> ScriptCall:
+        """A prepared `complete`."""
+        args = [self.keys.prefix, run_id, token, result, retention_ms]
+        return ScriptCall("complete", run_id, [self.keys.run(run_id)], args)
 
     def fail_call(
-        self,
-        queue: str,
-        run_id: str,
-        token: str,
-        error_json: str,
-        outcome: str,
-        delay_ms: int,
+        self, run_id: str, token: str, error_json: str, outcome: str, delay_ms: int,
         retention_ms: int,
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of `fail` (outcome: retry | failed | cancelled)."""
-        k = self.keys
-        keys = [k.run(run_id), k.leases(queue), k.delayed(queue)]
-        return keys, [k.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
-
-    async def record_step(
-        self, run_id: str, token: str, name: str, record: bytes, kind: str
-    ) -> bool:
-        """Store a step record; True when a cancel was requested for the run."""
-        reply = await self.call(
-            "record_step", [self.keys.run(run_id)], [run_id, token, name, record, kind]
-        )
-        return bool(reply)
+    ) -> ScriptCall:  # fmt: skip
+        """A prepared `fail` (outcome: retry | failed | cancelled)."""
+        args = [self.keys.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
+        return ScriptCall("fail", run_id, [self.keys.run(run_id)], args)
 
     async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
-        """Move due runs into the stream: (moved, ms to next due or -1)."""
+        """Make due runs ready: (moved, ms to next due or -1)."""
         k = self.keys
-        moved, wait = await self.call(
-            "promote", [k.delayed(queue), k.stream(queue)], [k.prefix, limit]
-        )
+        moved, wait = await self.call("promote", [k.delayed(queue)], [k.prefix, queue, limit])
         return int(moved), int(wait)
 
     async def reclaim(self, queue: str, retention_ms: int, limit: int = 100) -> list[str]:
-        """Re-queue runs with expired leases; returns their ids."""
+        """Make runs with expired leases ready again; returns their ids."""
         k = self.keys
-        ids = await self.call(
-            "reclaim", [k.leases(queue), k.stream(queue)], [k.prefix, limit, retention_ms]
-        )
+        ids = await self.call("reclaim", [k.leases(queue)], [k.prefix, queue, limit, retention_ms])
         return [_str(i) for i in ids]
 
     async def renew(self, queue: str, held: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
@@ -203,6 +235,62 @@ class Scripts:
             args += [run_id, token]
         return [_str(s) for s in await self.call("renew", keys, args)]
 
+    async def drop_consumer(self, queue: str, consumer: str) -> bool:
+        """Delete a consumer of the queue's group if nothing is pending for it."""
+        return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
+
+    # steps and durable waits (fenced by the lease token)
+    async def record_step(
+        self, run_id: str, token: str, name: str, record: bytes, kind: str
+    ) -> bool:
+        """Store a step record; True when a cancel was requested for the run."""
+        reply = await self.call(
+            "record_step", [self.keys.run(run_id)], [run_id, token, name, record, kind]
+        )
+        return bool(reply)
+
+    async def sleep(
+        self, run_id: str, token: str, step: str, rel_ms: int, until_ms: int, record: bytes
+    ) -> bool:
+        """Park the run until a time; False when already due (step recorded, go on)."""
+        k = self.keys
+        args = [k.prefix, run_id, token, step, rel_ms, until_ms, record]
+        return _str(await self.call("suspend", [k.run(run_id)], args)) == "waiting"
+
+    async def wait_event(
+        self, run_id: str, token: str, step: str, event: str, shape: str, values_key: str,
+        timeout_ms: int, lookback_ms: int, timed_out_record: bytes, received_prefix: bytes,
+    ) -> WaitReply:  # fmt: skip
+        """Match a recent event or park the run until one arrives (or the timeout)."""
+        k = self.keys
+        keys = [
+            k.run(run_id), k.event_log(event), k.event_data(event), k.event_shapes(event),
+            k.event_waiters(event, shape, values_key),
+        ]  # fmt: skip
+        args = [
+            k.prefix, run_id, token, step, event, shape, values_key, timeout_ms, lookback_ms,
+            timed_out_record, received_prefix,
+        ]  # fmt: skip
+        reply = await self.call("wait_event", keys, args)
+        return WaitReply(parked=True) if reply[0] == b"waiting" else WaitReply(False, reply[1])
+
+    async def invoke(
+        self, run_id: str, token: str, step: str, job: str, queue: str, child_id: str,
+        payload: bytes, timeout_ms: int, idem_ttl_ms: int, records: tuple[bytes, bytes, bytes],
+    ) -> WaitReply:  # fmt: skip
+        """Start a child run once per (parent, step) and park the parent until it ends.
+        records: (timed-out record, completed-record prefix, failed-record prefix)."""
+        k = self.keys
+        idem = k.idem(job, f"invoke:{run_id}:{step}")
+        args = [k.prefix, run_id, token, step, job, queue, child_id, payload, timeout_ms,
+                idem_ttl_ms, *records]  # fmt: skip
+        reply = await self.call("invoke", [k.run(run_id), idem], args)
+        child = _str(reply[1])
+        if reply[0] == b"waiting":
+            return WaitReply(parked=True, child=child)
+        return WaitReply(parked=False, value=reply[2], child=child)
+
+    # control
     async def cancel(self, run_id: str, reason: str, retention_ms: int) -> tuple[str, bool] | None:
         """Cancel a run: (status afterwards, whether this call changed it), None if unknown."""
         k = self.keys
@@ -210,27 +298,39 @@ class Scripts:
         return (_str(reply[0]), bool(int(reply[1]))) if reply else None
 
     async def retry(self, run_id: str) -> bool:
-        """Queue a failed run again; False when unknown."""
+        """Make a failed run ready again; False when unknown. InvalidRunStateError if not
+        failed."""
         k = self.keys
         return bool(await self.call("retry", [k.run(run_id)], [k.prefix, run_id]))
 
-    async def watch(self, run_id: str) -> list[Any] | None:
-        """Mark a run as awaited; its (status, result, error) or None."""
+    async def watch(self, run_id: str) -> tuple[str, bytes | None, bytes | None] | None:
+        """Mark a run as awaited; its (status, result, error) or None when unknown."""
         reply = await self.call("watch", [self.keys.run(run_id)], [])
-        return list(reply) if reply else None
+        return (_str(reply[0]), reply[1], reply[2]) if reply else None
 
-    async def drop_consumer(self, queue: str, consumer: str) -> bool:
-        """Delete a consumer of the queue's group if nothing is pending for it."""
-        return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
+    # events
+    async def send_event(
+        self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
+        dedupe_ms: int, log_ms: int, local_triggers: dict[str, str],
+    ) -> SendReply:  # fmt: skip
+        """Record an event once; resume matching waiters; start triggered jobs."""
+        k = self.keys
+        keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
+                k.event_shapes(name), k.triggers(name)]  # fmt: skip
+        args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
+                json.dumps(local_triggers)]  # fmt: skip
+        duplicate, resumed, started = await self.call("send_event", keys, args)
+        return SendReply(bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started])
 
-    async def release(self, queue: str, entries: Sequence[tuple[str, str]]) -> int:
-        """Give back (entry_id, run_id) entries read but not started."""
-        args: list[Any] = [GROUP]
-        for entry_id, run_id in entries:
-            args += [entry_id, run_id]
-        return int(await self.call("release", [self.keys.stream(queue)], args))
+    # state
+    async def state_incr(self, name: str, amount: int, ttl_ms: int) -> int:
+        """Add to a counter (TTL only on creation). InvalidArgumentError if not an int."""
+        return int(await self.call("state_incr", [self.keys.state(name)], [amount, ttl_ms, name]))
 
+    async def lock_extend(self, name: str, token: str, ttl_ms: int) -> bool:
+        """Reset a lock's TTL while it holds `token`."""
+        return bool(await self.call("lock_extend", [self.keys.lock(name)], [token, ttl_ms]))
 
-def parse_start(reply: Sequence[Any]) -> list[tuple[str, bool]]:
-    """(run_id, deduplicated) pairs from a `start` reply."""
-    return [(_str(reply[i]), bool(int(reply[i + 1]))) for i in range(0, len(reply), 2)]
+    async def lock_release(self, name: str, token: str) -> bool:
+        """Delete a lock while it holds `token`."""
+        return bool(await self.call("lock_release", [self.keys.lock(name)], [token]))

@@ -30,15 +30,11 @@ import secrets
 import time
 from collections.abc import Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from redis.exceptions import ResponseError
-
+from .core import Namespace
 from .errors import InvalidArgumentError, LockError, PayloadError
 from .records import Duration, millis, seconds
-
-if TYPE_CHECKING:
-    from .app import StackShift
 
 __all__ = ["Lock", "Runner", "State", "SyncLock", "SyncState"]
 
@@ -69,14 +65,14 @@ def _ttl_ms(ttl: Duration | None, what: str = "ttl") -> int:
 class State:
     """Durable values of one namespace: `set/get/delete/incr/mark` and `lock`."""
 
-    def __init__(self, app: StackShift) -> None:
-        self._app = app
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
 
     def _encode(self, value: Any) -> bytes:
         if isinstance(value, int) and not isinstance(value, bool):
-            self._app.serializer.dumps(value)  # the app's serializer decides what is valid
+            self._ns.serializer.dumps(value)  # the app's serializer decides what is valid
             return str(int(value)).encode()
-        data = self._app.serializer.dumps(value)
+        data = self._ns.serializer.dumps(value)
         if _DECIMAL.fullmatch(data):
             raise PayloadError("serialized value looks like an integer counter; refusing it")
         return data
@@ -85,7 +81,7 @@ class State:
         if _DECIMAL.fullmatch(data):
             return int(data)
         try:
-            return self._app.serializer.loads(data)
+            return self._ns.serializer.loads(data)
         except PayloadError:
             raise
         except Exception as exc:
@@ -93,19 +89,19 @@ class State:
 
     async def set(self, name: str, value: Any, ttl: Duration | None = None) -> None:
         """Store `value` under `name`, expiring after `ttl` (None: never; clears an old TTL)."""
-        key = self._app.keys.state(_check_name(name))
+        key = self._ns.keys.state(_check_name(name))
         ttl_ms = _ttl_ms(ttl)
         data = self._encode(value)
-        await self._app.redis.set(key, data, px=ttl_ms or None)
+        await self._ns.redis.set(key, data, px=ttl_ms or None)
 
     async def get(self, name: str, default: Any = None) -> Any:
         """The value stored under `name` (an int for counters), or `default` when absent."""
-        data = await self._app.redis.get(self._app.keys.state(_check_name(name)))
+        data = await self._ns.redis.get(self._ns.keys.state(_check_name(name)))
         return default if data is None else self._decode(name, data)
 
     async def delete(self, name: str) -> bool:
         """Remove `name`; True when it existed."""
-        return bool(await self._app.redis.delete(self._app.keys.state(_check_name(name))))
+        return bool(await self._ns.redis.delete(self._ns.keys.state(_check_name(name))))
 
     async def incr(self, name: str, amount: int = 1, ttl: Duration | None = None) -> int:
         """Add `amount` to the counter `name` (created at 0) and return the new value.
@@ -113,27 +109,21 @@ class State:
         `ttl` applies only when this call creates the counter (atomically, in Lua); later
         calls keep the expiry it got. InvalidArgumentError if `name` holds a non-integer.
         """
-        key = self._app.keys.state(_check_name(name))
+        _check_name(name)
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise InvalidArgumentError(f"amount must be an int, not {amount!r}")
         if not INT64[0] <= amount <= INT64[1]:
             raise InvalidArgumentError(f"amount {amount} is outside the 64-bit range")
         ttl_ms = _ttl_ms(ttl)
-        try:
-            value = await self._app.scripts.call("state_incr", [key], [amount, ttl_ms])
-        except ResponseError as exc:
-            if str(exc).startswith("NOT_INTEGER"):
-                raise InvalidArgumentError(f"state {name!r} is not an integer counter") from exc
-            raise
-        return int(value)
+        return await self._ns.scripts.state_incr(name, amount, ttl_ms)
 
     async def mark(self, name: str, ttl: Duration) -> bool:
         """Set a dedupe marker for `ttl`; True only for the first call while it lives."""
-        key = self._app.keys.state(_check_name(name))
+        key = self._ns.keys.state(_check_name(name))
         ttl_ms = _ttl_ms(ttl)
         if ttl_ms == 0:
             raise InvalidArgumentError("mark needs a ttl")
-        return bool(await self._app.redis.set(key, self._encode(True), px=ttl_ms, nx=True))
+        return bool(await self._ns.redis.set(key, self._encode(True), px=ttl_ms, nx=True))
 
     def lock(self, name: str, ttl: Duration = 30, wait: Duration | None = 5) -> Lock:
         """A distributed lock: `async with st.lock("invoice:42", ttl=30, wait=5): ...`.
@@ -142,13 +132,13 @@ class State:
         While held, the TTL is extended every ttl/3; if the lock is lost anyway, LockError
         is raised when the block exits.
         """
-        return Lock(self._app, _check_name(name), ttl, wait)
+        return Lock(self._ns, _check_name(name), ttl, wait)
 
 
 class Lock:
     """A token-fenced Redis lock, automatically extended while held (from `State.lock`)."""
 
-    def __init__(self, app: StackShift, name: str, ttl: Duration, wait: Duration | None) -> None:
+    def __init__(self, ns: Namespace, name: str, ttl: Duration, wait: Duration | None) -> None:
         self.name = name
         self.ttl_ms = _ttl_ms(ttl)
         if not self.ttl_ms:
@@ -156,8 +146,8 @@ class Lock:
         self.wait = None if wait is None else seconds(wait, "wait")
         self.token = secrets.token_hex(16)
         self.lost = False
-        self._app = app
-        self._key = app.keys.lock(name)
+        self._ns = ns
+        self._key = ns.keys.lock(name)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -173,7 +163,7 @@ class Lock:
         pause = _FIRST_PAUSE
         while True:
             sent = time.monotonic()
-            if await self._app.redis.set(self._key, self.token, px=self.ttl_ms, nx=True):
+            if await self._ns.redis.set(self._key, self.token, px=self.ttl_ms, nx=True):
                 break
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -205,8 +195,7 @@ class Lock:
             valid_until = sent + self.ttl_ms / 1000
 
     async def _extend(self) -> bool:
-        args = [self.token, self.ttl_ms]
-        return bool(await self._app.scripts.call("lock_extend", [self._key], args))
+        return await self._ns.scripts.lock_extend(self.name, self.token, self.ttl_ms)
 
     async def release(self) -> bool:
         """Stop extending and delete the lock if it still holds our token; True if it did."""
@@ -214,7 +203,7 @@ class Lock:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        released = bool(await self._app.scripts.call("lock_release", [self._key], [self.token]))
+        released = await self._ns.scripts.lock_release(self.name, self.token)
         if not released:
             self.lost = True
         return released

@@ -1,29 +1,26 @@
 """The synchronous facade (`app.sync`): the client surface for WSGI apps and scripts.
 
-Calls run on a private event loop in a daemon thread, with a client of their own (an
-asyncio client belongs to one loop), sharing the app's registry and settings.
+Calls run on a private event loop in a daemon thread, through a `Client` of their own on
+the app's namespace rebound to a new Redis client (an asyncio client belongs to one loop):
+registry, hooks and settings are shared, nothing is copied.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from .app import client_from_url
-from .coalesce import StartCoalescer
+from .client import Client
+from .core import Namespace, client_from_url
 from .records import Duration, RunInfo, SendEventResult
-from .runs import ResultWaiter, RunHandle
-
-if TYPE_CHECKING:
-    from .app import StackShift
-    from .state import SyncState
+from .runs import RunHandle
+from .state import SyncState
 
 T = TypeVar("T")
 
@@ -59,11 +56,11 @@ def _clone_cluster(client: RedisCluster) -> RedisCluster:
     )
 
 
-def clone_client(app: StackShift) -> Any:
-    """A new client to the same server(s) as the app's, for use on another event loop."""
-    if app.redis_url is not None:
-        return client_from_url(app.redis_url)
-    client = app.redis
+def clone_client(ns: Namespace) -> Any:
+    """A new client to the same server(s) as the namespace's, for another event loop."""
+    if ns.redis_url is not None:
+        return client_from_url(ns.redis_url)
+    client = ns.redis
     if isinstance(client, RedisCluster):
         return _clone_cluster(client)
     pool = client.connection_pool
@@ -97,39 +94,34 @@ class SyncRunHandle:
 class SyncStackShift:
     """Blocking twins of start, start_many, get_run, cancel, retry, list_runs, send_event, state."""
 
-    def __init__(self, app: StackShift) -> None:
-        self._app = app
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clone: StackShift | None = None
+        self._client: Client | None = None
         self._lock = threading.Lock()
         self._state: SyncState | None = None
 
-    def _ensure(self) -> tuple[asyncio.AbstractEventLoop, StackShift]:
+    def _ensure(self) -> tuple[asyncio.AbstractEventLoop, Client]:
         with self._lock:
-            if self._loop is None or self._clone is None:
+            if self._loop is None or self._client is None:
                 loop = asyncio.new_event_loop()
                 threading.Thread(
                     target=loop.run_forever, name="stackshift-sync", daemon=True
                 ).start()
-                clone = copy.copy(self._app)  # shares jobs, queues and settings
-                client = clone_client(self._app)
-                if isinstance(client, RedisCluster):
+                redis = clone_client(self._ns)
+                if isinstance(redis, RedisCluster):
                     # learn the slot map before concurrent first calls (from many threads):
                     # redis-py may otherwise misroute them and retry some (run twice)
-                    asyncio.run_coroutine_threadsafe(client.initialize(), loop).result(30)
-                clone._redis, clone._scripts, clone.redis_url = client, None, None
-                clone._state = clone._events = clone._sync = None
-                clone._waiter = ResultWaiter(clone)
-                clone._coalescer = StartCoalescer(clone)
-                self._loop, self._clone = loop, clone
-            return self._loop, self._clone
+                    asyncio.run_coroutine_threadsafe(redis.initialize(), loop).result(30)
+                self._loop, self._client = loop, Client(self._ns.rebind(redis))
+            return self._loop, self._client
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         loop, _ = self._ensure()
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     @property
-    def _target(self) -> StackShift:
+    def _target(self) -> Client:
         return self._ensure()[1]
 
     def start(
@@ -184,7 +176,7 @@ class SyncStackShift:
 
     def run(self, run_id: str) -> SyncRunHandle:
         """A handle for an existing run id."""
-        return SyncRunHandle(self, RunHandle(self._target, run_id))
+        return SyncRunHandle(self, self._target.run(run_id))
 
     def get_run(self, run_id: str) -> RunInfo | None:
         """The run's RunInfo, or None."""
@@ -212,26 +204,24 @@ class SyncStackShift:
     def state(self) -> SyncState:
         """The namespace's state store, blocking."""
         if self._state is None:
-            from .state import SyncState
-
             self._state = SyncState(self._target.state, self._run)
         return self._state
 
     def close(self) -> None:
         """Close the facade's client and stop its loop thread."""
         with self._lock:
-            loop, clone = self._loop, self._clone
-            self._loop = self._clone = None
-        if loop is not None and clone is not None:
-            asyncio.run_coroutine_threadsafe(_close_clone(clone), loop).result(10)
+            loop, client = self._loop, self._client
+            self._loop = self._client = None
+        if loop is not None and client is not None:
+            asyncio.run_coroutine_threadsafe(_close(client), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
 
 
-async def _close_clone(clone: StackShift) -> None:
-    """Close the facade's app copy and the client it was given (clone_client's)."""
-    client = clone._redis
-    await clone.close()
-    if isinstance(client, RedisCluster):
-        await client.aclose()
-    elif client is not None:
-        await client.aclose(close_connection_pool=True)
+async def _close(client: Client) -> None:
+    """Close the facade's Client and the Redis client it was given (clone_client's)."""
+    redis = client.core.redis
+    await client.close()
+    if isinstance(redis, RedisCluster):
+        await redis.aclose()
+    elif not client.core.owns_client:
+        await redis.aclose(close_connection_pool=True)

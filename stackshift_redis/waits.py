@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .context import MISSING, Execution, Suspended
 from .errors import InvalidArgumentError, RunFailed
-from .events import decode_event, match_key
+from .events import EventBus, decode_event, match_key
+from .execution import MISSING, Execution, Suspended
 from .keys import check_name
 from .records import (
     Duration,
@@ -26,7 +26,7 @@ from .records import (
 
 
 def _none_record(ex: Execution) -> bytes:
-    return step_completed(ex.app.serializer.dumps(None))
+    return step_completed(ex.ns.serializer.dumps(None))
 
 
 def _stored(ex: Execution, key: str, rec: dict[str, Any]) -> Any:
@@ -35,10 +35,11 @@ def _stored(ex: Execution, key: str, rec: dict[str, Any]) -> Any:
     raise RunFailed(f"step {key!r}: {rec.get('error')}", run_id=ex.run_id)
 
 
-def _park(ex: Execution, key: str, outcome: str) -> None:
-    if outcome == "waiting":
-        ex.steps.pop(key, None)
-        raise Suspended(key)
+def _park(ex: Execution, key: str, kind: str) -> None:
+    ex.steps.pop(key, None)
+    if ex.ns.hooks:
+        ex.ns.hooks.suspended(ex.hook_input, key, kind)
+    raise Suspended(key)
 
 
 async def sleep(
@@ -52,12 +53,8 @@ async def sleep(
     if until is not None and not isinstance(until, datetime):
         raise InvalidArgumentError("sleep_until needs a datetime")
     absolute = epoch_ms(until) if until is not None else -1
-    record = _none_record(ex)
-    k = ex.app.keys
-    outcome = await ex.app.scripts.call(
-        "suspend", [k.run(ex.run_id)], [k.prefix, ex.run_id, ex.token, key, rel, absolute, record]
-    )
-    _park(ex, key, outcome.decode())
+    if await ex.ns.scripts.sleep(ex.run_id, ex.token, key, rel, absolute, _none_record(ex)):
+        _park(ex, key, "sleep")
     ex.steps[key] = {"status": "completed", "result": None}
 
 
@@ -76,30 +73,14 @@ async def wait_for_event(
     check_name("event", event)
     shape, vkey = match_key(match or {})
     timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
-    k = ex.app.keys
-    keys = [
-        k.run(ex.run_id),
-        k.event_log(event),
-        k.event_data(event),
-        k.event_shapes(event),
-        k.event_waiters(event, shape, vkey),
-    ]
-    args = [
-        k.prefix,
-        ex.run_id,
-        ex.token,
-        key,
-        event,
-        shape,
-        vkey,
-        timeout_ms,
-        millis(lookback, "lookback"),
-        _none_record(ex),
-        record_prefix("completed", "result"),
-    ]
-    reply = await ex.app.scripts.call("wait_event", keys, args)
-    _park(ex, key, reply[0].decode())
-    value = ex.app.serializer.loads(reply[1])
+    reply = await ex.ns.scripts.wait_event(
+        ex.run_id, ex.token, key, event, shape, vkey, timeout_ms, millis(lookback, "lookback"),
+        _none_record(ex), record_prefix("completed", "result"),
+    )  # fmt: skip
+    if reply.parked:
+        _park(ex, key, "event")
+    assert reply.value is not None
+    value = ex.ns.serializer.loads(reply.value)
     ex.steps[key] = {"status": "completed", "result": value}
     return decode_event(value)
 
@@ -112,30 +93,24 @@ async def invoke(
     key, rec = ex.lookup_record(name)
     if rec is not None and (rec["status"] == "completed" or isinstance(rec.get("error"), str)):
         return _stored(ex, key, rec)
-    app, k = ex.app, ex.app.keys
+    ns = ex.ns
     check_name("job", job)
-    queue = await app._queue_for(job, None)
-    data = app.serializer.dumps(payload)
+    queue = await ns.queue_for(job)
+    data = ns.serializer.dumps(payload)
     timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
-    idem = k.idem(job, f"invoke:{ex.run_id}:{key}")
-    args = [
-        k.prefix,
-        ex.run_id,
-        ex.token,
-        key,
-        job,
-        queue,
-        new_run_id(),
-        data,
-        timeout_ms,
-        app.retention_ms,
+    records = (
         step_failed("child run timed out"),
         record_prefix("completed", "result"),
         record_prefix("failed", "error"),
-    ]
-    reply = await app.scripts.call("invoke", [k.run(ex.run_id), idem], args)
-    _park(ex, key, reply[0].decode())
-    stored = read_step(reply[2], app.serializer)  # the record the script just stored
+    )
+    reply = await ns.scripts.invoke(
+        ex.run_id, ex.token, key, job, queue, new_run_id(), data, timeout_ms,
+        ns.settings.retention_ms, records,
+    )  # fmt: skip
+    if reply.parked:
+        _park(ex, key, "child")
+    assert reply.value is not None
+    stored = read_step(reply.value, ns.serializer)  # the record the script just stored
     ex.steps[key] = stored
     return _stored(ex, key, stored)
 
@@ -145,6 +120,6 @@ async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> 
     key, memo = ex.lookup(name)
     if memo is not MISSING:
         return dict(memo)
-    sent = await ex.app.send_event(event, data, id=f"{ex.run_id}:{key}")
+    sent = await EventBus(ex.ns).send(event, data, event_id=f"{ex.run_id}:{key}")
     value = {"id": sent.id, "resumed": sent.resumed, "started": sent.started}
     return dict(await ex.record(key, value))

@@ -1,7 +1,9 @@
-"""Worker: reads queues through a consumer group, claims runs, executes them, keeps leases.
+"""Worker: takes ready runs of its queues, executes them, keeps their leases.
 
-Background duties are small loops: promote due runs, renew leases, reclaim expired
-leases and stale deliveries, heartbeat. Finishing scripts are batched into pipelines.
+The fetch loop takes as many runs as it has free slots (one script call); when a take
+comes back short it blocks on the queues' ticket streams. Background duties (upkeep.py)
+promote due runs, renew leases, recover expired ones and heartbeat. Finishing scripts
+are batched into pipelines.
 """
 
 from __future__ import annotations
@@ -11,22 +13,17 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-
-from .context import Execution
-from .errors import InvalidArgumentError, from_redis_error
-from .executor import Outcome, build_execution, run_attempt
-from .keys import GROUP, check_name
+from .core import Namespace
+from .dispatch import Dispatcher
+from .errors import InvalidArgumentError
+from .execution import Execution
+from .executor import Executor
+from .keys import check_name
+from .scripts import CONNECTION_ERRORS, ScriptCall, TakenRun
+from .state import State
 from .upkeep import Upkeep
-
-if TYPE_CHECKING:
-    from .app import StackShift
-    from .state import SyncState
 
 log = logging.getLogger("stackshift.worker")
 
@@ -46,7 +43,7 @@ class Worker:
 
     def __init__(
         self,
-        app: StackShift,
+        ns: Namespace,
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
         *,
@@ -54,56 +51,48 @@ class Worker:
         block_ms: int = 1000,
         poll_interval: float = 0.2,
     ) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
-        self.app = app
-        names = list(queues) if queues else sorted({j.queue for j in app.jobs.values()})
+        self.ns = ns
+        names = list(queues) if queues else sorted({j.queue for j in ns.registry.jobs.values()})
         self.queues = [check_name("queue", q) for q in names or ["default"]]
         self.concurrency = concurrency
         self.grace = grace
         self.block_ms = block_ms
-        self.poll_interval = poll_interval
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.running: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
-        self.backlog: dict[str, list[tuple[str, str]]] = {q: [] for q in self.queues}
-        self.upkeep = Upkeep(self)
-        self._stream_queue = {app.keys.stream(q): q for q in self.queues}
+        self.dispatcher = Dispatcher(ns, self.queues, self.id)
+        self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval)
+        self.state = State(ns)
+        self._executor: Executor | None = None
         self._stopping = asyncio.Event()
         self._forced = False
         self._slot_freed = asyncio.Event()
-        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._pending: list[tuple[ScriptCall, asyncio.Future[None]]] = []
         self._flush_scheduled = False
         self._cut_off: list[tuple[str, str, str]] = []
         self._flush_tasks: set[asyncio.Future[None]] = set()
-        self._sync_state: SyncState | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._burst = False
         self._done = asyncio.Event()
-        self.threads_busy = 0  # plain-function handlers still running in threads
-        self.threads_lock = threading.Lock()
 
     @property
-    def sync_state(self) -> SyncState:
-        """State with blocking methods, for plain-function handlers running in threads."""
-        if self._sync_state is None:
-            from .state import SyncState
+    def threads_busy(self) -> int:
+        """Plain-function handlers still running in threads."""
+        return self._executor.threads_busy if self._executor is not None else 0
 
-            loop = self._loop
-            assert loop is not None
-
-            def runner(coro: Any) -> Any:
-                return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-            self._sync_state = SyncState(self.app.state, runner)
-        return self._sync_state
+    def _held(self) -> list[tuple[Execution, asyncio.Task[None]]]:
+        return list(self.running.values())
 
     # lifecycle
     async def run(self, burst: bool = False) -> None:
         """Process runs until stop() (or, with burst, until nothing is queued, running or due)."""
         self._loop = asyncio.get_running_loop()
+        self._executor = Executor(self.ns, self.state, self._loop)
         self._burst = burst
         self._done.clear()
         await self.upkeep.setup()
+        await self.dispatcher.setup()
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
         try:
@@ -148,22 +137,17 @@ class Worker:
         self._cut_off = []
         await self._hand_back(cut_off)
         await self._flush()
-        for queue, entries in self.backlog.items():
-            if entries:
-                with contextlib.suppress(Exception):
-                    await self.app.scripts.release(queue, entries)
-                entries.clear()
 
     async def _hand_back(self, cut_off: list[tuple[str, str, str]]) -> None:
-        """Re-queue attempts cut off by the stop now, instead of after their lease expires:
+        """Make attempts cut off by the stop ready now, instead of after their lease expires:
         expire our (token-checked) leases, then reclaim."""
         for queue in {q for q, _, _ in cut_off}:
             held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
             with contextlib.suppress(Exception):
-                await self.app.scripts.renew(queue, held, -1)
-                await self.app.scripts.reclaim(queue, self.app.retention_ms)
+                await self.ns.scripts.renew(queue, held, -1)
+                await self.ns.scripts.reclaim(queue, self.ns.settings.retention_ms)
 
-    # fetching and claiming
+    # taking runs
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -184,57 +168,20 @@ class Worker:
             self._slot_freed.clear()
             await self._slot_freed.wait()
             return
-        deferred = [q for q, entries in self.backlog.items() if entries]
-        for queue in deferred:
-            free -= await self._claim(queue, [])
-        if free <= 0:
-            return
-        open_queues = [q for q in self.queues if not self.backlog[q]]
-        if not open_queues:
-            await asyncio.sleep(0.05)
-            return
-        block = 50 if deferred else self.block_ms
-        streams = {self.app.keys.stream(q): ">" for q in open_queues}
-        reply = await self.app.redis.xreadgroup(GROUP, self.id, streams, count=free, block=block)
-        if not reply:
-            if self._burst and await self.upkeep.idle():
-                self._stopping.set()
-            return
-        for stream, entries in reply:
-            queue = self._stream_queue[stream.decode() if isinstance(stream, bytes) else stream]
-            pairs = [(e.decode(), f[b"r"].decode()) for e, f in entries if f]
-            free -= await self._claim(queue, pairs)
+        reply = await self.dispatcher.take(free)
+        for run_id, queue in reply.poisoned:
+            log.error("run %s (queue %s) delivered too many times: failed as poison", run_id, queue)
+        for run in reply.taken:
+            self._start(run)
+        if len(reply.taken) >= free or self._stopping.is_set():
+            return  # more may be ready: take again as soon as slots are free
+        woke = await self.dispatcher.wait(free, self.block_ms)
+        if not woke and self._burst and not self.running and await self.upkeep.nothing_due():
+            self._stopping.set()
 
-    async def _claim(self, queue: str, new: list[tuple[str, str]]) -> int:
-        """Claim backlog + new entries of a queue up to the free slots; returns runs started."""
-        entries = self.backlog[queue] + new
-        free = self.free_slots()
-        take, rest = entries[:free], entries[free:]
-        self.backlog[queue] = rest
-        if not take:
-            return 0
-        conf = self.app.queue_config(queue)
-        replies = await self.app.scripts.claim(
-            queue,
-            take,
-            lease_ms=round(conf.visibility_timeout * 1000),
-            max_deliveries=self.app.max_deliveries,
-            retention_ms=self.app.retention_ms,
-        )
-        started = 0
-        for (entry_id, run_id), reply in zip(take, replies, strict=True):
-            outcome = reply[1].decode()
-            if outcome == "ok":
-                self._start(queue, reply)
-                started += 1
-            elif outcome == "defer":
-                self.backlog[queue].append((entry_id, run_id))
-            elif outcome == "poison":
-                log.error("run %s delivered too many times: failed as poison", run_id)
-        return started
-
-    def _start(self, queue: str, reply: list[Any]) -> None:
-        ex = build_execution(self, queue, reply)
+    def _start(self, run: TakenRun) -> None:
+        assert self._executor is not None
+        ex = self._executor.build(run)
         stale = self.running.get(ex.run_id)
         if stale is not None:  # this worker stalled past its lease and got the run again
             stale[0].lost = True
@@ -244,8 +191,9 @@ class Worker:
         self.running[ex.run_id] = (ex, task)
 
     async def _execute(self, ex: Execution) -> None:
+        assert self._executor is not None
         try:
-            outcome = await run_attempt(self, ex)
+            outcome = await self._executor.run(ex)
             ex.finished = True
             if outcome is not None and not ex.lost:
                 await self._finish(outcome)
@@ -263,7 +211,7 @@ class Worker:
             self._slot_freed.set()
 
     # finishing, batched: one pipeline for the outcomes ready in one loop iteration
-    async def _finish(self, outcome: Outcome) -> None:
+    async def _finish(self, outcome: ScriptCall) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((outcome, fut))
         if not self._flush_scheduled:
@@ -284,34 +232,20 @@ class Worker:
                 results = await self._send([o for o, _ in batch])
                 for (o, _), res in zip(batch, results, strict=True):
                     if isinstance(res, Exception):
-                        log.warning("recording %s of run %s failed: %s", o.script, o.args[1], res)
+                        log.warning("recording %s of run %s failed: %s", o.script, o.run_id, res)
         finally:
             for _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _send(self, outcomes: list[Outcome]) -> list[Any]:
+    async def _send(self, calls: list[ScriptCall]) -> list[object]:
         """One call, or one pipeline; connection errors are retried (the scripts are
         idempotent: a repeated finish fails its lease check and changes nothing)."""
         for attempt in range(4):
             try:
-                if len(outcomes) == 1:
-                    return [await self._safe_call(outcomes[0])]
-                async with self.app.redis.pipeline(transaction=False) as pipe:
-                    for o in outcomes:
-                        await self.app.scripts.queue_call(pipe, o.script, o.keys, o.args)
-                    results = await pipe.execute(raise_on_error=False)
-                return [from_redis_error(r) if isinstance(r, ResponseError) else r for r in results]
-            except (ConnectionError, TimeoutError, RedisConnectionError) as exc:
+                return await self.ns.scripts.run_batch(calls)
+            except CONNECTION_ERRORS as exc:
                 if attempt == 3:
-                    return [exc] * len(outcomes)
+                    return [exc] * len(calls)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
-
-    async def _safe_call(self, o: Outcome) -> Any:
-        try:
-            return await self.app.scripts.call(o.script, o.keys, o.args)
-        except (ConnectionError, TimeoutError, RedisConnectionError):
-            raise
-        except Exception as exc:
-            return exc

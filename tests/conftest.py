@@ -27,7 +27,7 @@ import redis as syncredis
 from redis.asyncio.cluster import RedisCluster
 
 from stackshift_redis import StackShift
-from stackshift_redis.app import client_from_url
+from stackshift_redis.core import client_from_url
 
 CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
 CLUSTER_NODES = 3
@@ -209,9 +209,9 @@ class RedisServer:
 
     async def close_app(self, app: StackShift) -> None:
         """Close the app, and its client when the app did not create it."""
-        client = app._redis
+        client = None if app.core.owns_client else app.core.redis
         await app.close()
-        if app.redis_url is None and client is not None:
+        if client is not None:
             await client.aclose()
 
 

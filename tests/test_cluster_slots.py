@@ -22,11 +22,10 @@ from stackshift_redis.scripts import Scripts
 
 Call = tuple[str, list[str], list[Any]]
 
-# scripts the workload must reach; the rest (e.g. release, run at shutdown with a backlog)
-# are checked whenever they happen to run
+# scripts the workload must reach; the rest (drop_consumer) are checked when they run
 REQUIRED = {
     "start",
-    "claim",
+    "take",
     "complete",
     "fail",
     "record_step",
@@ -74,33 +73,16 @@ def _slot(key: str | bytes) -> int:
 
 
 def test_keys_of_a_namespace_share_its_slot() -> None:
-    from stackshift_redis.keys import Keys
+    from stackshift_redis.keys import SHAPES, Keys
 
     k = Keys("shop")
     slot = _slot(k.prefix)
+    odd = ("key{with}braces", "{other}", "e{1}", "a,b")
     names = [
-        k.run("r1"),
-        k.idem("job", "key{with}braces"),
-        k.idx_status("failed"),
-        k.idx_job_status("job", "failed"),
-        k.done(),
-        k.control(),
-        k.seq(),
-        k.jobs(),
-        k.stream("q"),
-        k.delayed("q"),
-        k.leases("q"),
-        k.queue_conf("q"),
-        k.workers(),
-        k.state("{other}"),
-        k.lock("{other}"),
-        k.event_seen("e{1}"),
-        k.event_shapes("ev"),
-        k.event_waiters("ev", "a,b", "ff"),
-        k.event_log("ev"),
-        k.event_data("ev"),
-        k.triggers("ev"),
+        k.render(shape, *(odd[i % len(odd)] for i in range(sum(p[0] == "{" for p in parts))))
+        for shape, parts in SHAPES.items()
     ]
+    assert len(names) == len(SHAPES) > 20
     assert {_slot(n) for n in names} == {slot}
     assert _slot(Keys("other").prefix) != slot  # the tag really is the namespace
 

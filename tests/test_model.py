@@ -1,9 +1,9 @@
 """Model-based test of run transitions (Hypothesis state machine over the Lua scripts).
 
-Random sequences of start (with and without idempotency keys), claim, complete, fail
+Random sequences of start (with and without idempotency keys), take, complete, fail
 (retry or final), promote, cancel, manual retry and lease expiry run against real Redis;
-after every step each run's status, its status indexes, the lease set and the schedule
-must agree with a simple model.
+after every step each run's status, its status indexes, the lease set, the ready set
+and the schedule must agree with a simple model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from stackshift_redis import StackShift
-from stackshift_redis.keys import GROUP, STATUSES
+from stackshift_redis.keys import STATUSES
 from stackshift_redis.records import new_run_id
 
 FINAL = {"completed", "failed", "cancelled"}
@@ -43,7 +43,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             self.status: dict[str, str] = {}
             self.tokens: dict[str, str] = {}
             self.idem: dict[str, str] = {}
-            self.do(self.app.redis.xgroup_create(self.k.stream("q"), GROUP, id="0", mkstream=True))
+            self.order: list[str] = []  # queued runs in the order they became ready
 
         def do(self, coro: Any) -> Any:
             return self.loop.run_until_complete(coro)
@@ -69,36 +69,35 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             assert not dedup and run_id == run[0]
             if idem is not None:
                 self.idem[idem] = run_id
-            self.status[run_id] = "scheduled" if delay else "queued"
+            self._set(run_id, "scheduled" if delay else "queued")
 
-        @rule()
-        def claim(self) -> None:
+        def _set(self, run_id: str, status: str) -> None:
+            if run_id in self.order:
+                self.order.remove(run_id)
+            if status == "queued":
+                self.order.append(run_id)
+            self.status[run_id] = status
+
+        @rule(n=st.integers(1, 5))
+        def take(self, n: int) -> None:
             reply = self.do(
-                self.app.redis.xreadgroup(GROUP, "c1", {self.k.stream("q"): ">"}, count=5)
+                self.s.take([("q", 60_000)], n, max_deliveries=100, retention_ms=60_000)
             )
-            entries = [(e.decode(), f[b"r"].decode()) for _, es in reply or [] for e, f in es]
-            if not entries:
-                return
-            out = self.do(
-                self.s.claim("q", entries, lease_ms=60_000, max_deliveries=100, retention_ms=60_000)
-            )
-            for (entry_id, run_id), r in zip(entries, out, strict=True):
-                outcome = r[1].decode()
-                if self.status[run_id] == "queued":
-                    assert outcome == "ok"
-                    self.status[run_id] = "running"
-                    self.tokens[run_id] = entry_id
-                else:
-                    assert outcome == "skip"
+            assert reply.poisoned == []
+            expected = self.order[:n]  # FIFO: the oldest ready runs, at most n
+            assert [t.run_id for t in reply.taken] == expected
+            for t in reply.taken:
+                self._set(t.run_id, "running")
+                self.tokens[t.run_id] = t.token
 
         @rule(data=st.data())
         def complete(self, data: st.DataObject) -> None:
             running = self._in("running")
             if running:
                 run_id = data.draw(st.sampled_from(running))
-                keys, args = self.s.complete_call("q", run_id, self.tokens[run_id], b"\xc0", 60_000)
-                self.do(self.s.call("complete", keys, args))
-                self.status[run_id] = "completed"
+                call = self.s.complete_call(run_id, self.tokens[run_id], b"\xc0", 60_000)
+                self.do(self.s.run_batch([call]))
+                self._set(run_id, "completed")
 
         @rule(data=st.data(), retry=st.booleans())
         def fail(self, data: st.DataObject, retry: bool) -> None:
@@ -106,11 +105,9 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             if running:
                 run_id = data.draw(st.sampled_from(running))
                 outcome = "retry" if retry else "failed"
-                keys, args = self.s.fail_call(
-                    "q", run_id, self.tokens[run_id], ERR, outcome, 0, 60_000
-                )
-                self.do(self.s.call("fail", keys, args))
-                self.status[run_id] = "scheduled" if retry else "failed"
+                call = self.s.fail_call(run_id, self.tokens[run_id], ERR, outcome, 0, 60_000)
+                self.do(self.s.run_batch([call]))
+                self._set(run_id, "scheduled" if retry else "failed")
 
         @rule()
         def promote_due(self) -> None:
@@ -119,9 +116,15 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             for _member, score in due:
                 assert score > 0
             # retries were scheduled with delay 0: they are due and now queued
-            for run_id in self._in("scheduled"):
-                if self.do(self.app.redis.zscore(self.k.delayed("q"), run_id)) is None:
-                    self.status[run_id] = "queued"
+            promoted = [
+                run_id
+                for run_id in self._in("scheduled")
+                if self.do(self.app.redis.zscore(self.k.delayed("q"), run_id)) is None
+            ]
+            ready = self.do(self.app.redis.zrange(self.k.ready("q", "0"), 0, -1))
+            for member in ready:  # promoted runs became ready in one script: in its order
+                if member.decode() in promoted:
+                    self._set(member.decode(), "queued")
 
         @rule(data=st.data())
         def cancel(self, data: st.DataObject) -> None:
@@ -131,7 +134,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
                 before = self.status[run_id]
                 assert changed == (before not in FINAL)
                 if before in ("queued", "scheduled", "waiting"):
-                    self.status[run_id] = "cancelled"
+                    self._set(run_id, "cancelled")
 
         @rule(data=st.data())
         def manual_retry(self, data: st.DataObject) -> None:
@@ -139,7 +142,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             if failed:
                 run_id = data.draw(st.sampled_from(failed))
                 self.do(self.app.retry(run_id))
-                self.status[run_id] = "queued"
+                self._set(run_id, "queued")
 
         @rule(data=st.data())
         def lease_expires(self, data: st.DataObject) -> None:
@@ -150,7 +153,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
                 self.do(self.app.redis.zadd(self.k.leases("q"), {run_id: 1}))
                 recovered = self.do(self.s.reclaim("q", 60_000))
                 assert (run_id in recovered) != cancel_pending
-                self.status[run_id] = "queued" if run_id in recovered else "cancelled"
+                self._set(run_id, "queued" if run_id in recovered else "cancelled")
 
         @invariant()
         def stored_state_matches_the_model(self) -> None:
@@ -166,6 +169,8 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             assert leased == set(self._in("running"))
             delayed = {m.decode() for m in self.do(r.zrange(k.delayed("q"), 0, -1))}
             assert set(self._in("scheduled")) <= delayed
+            ready = [m.decode() for m in self.do(r.zrange(k.ready("q", "0"), 0, -1))]
+            assert ready == self.order
 
     return RunModel
 

@@ -158,11 +158,11 @@ async def test_stale_worker_cannot_record_over_new_owner(
     await _expire_lease(first, "f", run.id)
     assert await run.result(timeout=10) == "second"
 
-    keys, args = first.scripts.complete_call(
-        "f", run.id, token, first.serializer.dumps("first"), first.retention_ms
+    late = first.scripts.complete_call(
+        run.id, token, first.serializer.dumps("first"), first.retention_ms
     )
-    with pytest.raises(LeaseLostError):
-        await first.scripts.call("complete", keys, args)
+    [result] = await first.scripts.run_batch([late])
+    assert isinstance(result, LeaseLostError)
     with pytest.raises(LeaseLostError):
         await first.scripts.record_step(run.id, token, "late", b"x", "step_completed")
 
@@ -174,32 +174,25 @@ async def test_stale_worker_cannot_record_over_new_owner(
     assert _timeline_types(info).count("completed") == 1
 
 
-async def test_stale_stream_entry_never_reuses_a_lease_token(app: StackShift) -> None:
-    """A copy of an already claimed entry (kept in a busy worker's backlog after
-    XAUTOCLAIM) must not lease the run again under the token of the earlier claim."""
+async def test_a_new_claim_never_reuses_a_lease_token(app: StackShift) -> None:
+    """A run taken again after its lease expired gets a new token: the stalled first
+    holder is fenced out of every write."""
     app.queue("s", visibility_timeout=30)
     run = await app.start("anything", queue_name="s")
-    stream = app.keys.stream("s")
-    await app.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    [[_, [(entry, _)]]] = await app.redis.xreadgroup(GROUP, "a", {stream: ">"}, count=1)
-    pair = [(entry.decode(), run.id)]
-    opts: dict[str, Any] = {"lease_ms": 30_000, "max_deliveries": 5, "retention_ms": 60_000}
-    [first] = await app.scripts.claim("s", pair, **opts)
-    assert first[1] == b"ok" and first[2] == entry
+    opts: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
+    [first] = (await app.scripts.take([("s", 30_000)], 1, **opts)).taken
+    assert first.run_id == run.id
 
     await app.redis.zadd(app.keys.leases("s"), {run.id: 0})  # worker "a" stalls
     assert await app.scripts.reclaim("s", app.retention_ms) == [run.id]
-    [stale] = await app.scripts.claim("s", pair, **opts)  # a stale copy of the old entry
-    assert stale[1] == b"skip"
-    [[_, [(fresh, _)]]] = await app.redis.xreadgroup(GROUP, "b", {stream: ">"}, count=1)
-    [second] = await app.scripts.claim("s", [(fresh.decode(), run.id)], **opts)
-    assert second[1] == b"ok" and second[2] == fresh != entry
+    [second] = (await app.scripts.take([("s", 30_000)], 1, **opts)).taken
+    assert second.run_id == run.id and second.token != first.token
 
-    keys, args = app.scripts.complete_call(
-        "s", run.id, entry.decode(), app.serializer.dumps("stale"), app.retention_ms
+    stale = app.scripts.complete_call(
+        run.id, first.token, app.serializer.dumps("stale"), app.retention_ms
     )
-    with pytest.raises(LeaseLostError):  # the stalled worker "a" is fenced out
-        await app.scripts.call("complete", keys, args)
+    [result] = await app.scripts.run_batch([stale])
+    assert isinstance(result, LeaseLostError)  # the stalled worker "a" is fenced out
 
 
 async def test_run_redelivered_to_same_worker_replaces_stale_attempt(

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import node_of
+from conftest import node_of, wait_for
 
 from stackshift_redis import (
     NonRetriableError,
@@ -223,7 +223,7 @@ async def test_list_runs_by_status_and_job(app: StackShift, running_worker: Any)
     assert len(await app.list_runs(limit=3)) == 3
 
 
-async def test_finished_runs_expire_and_streams_stay_empty(
+async def test_finished_runs_expire_and_queues_stay_empty(
     make_app: Any, running_worker: Any
 ) -> None:
     app: StackShift = make_app(retention=1)
@@ -232,7 +232,11 @@ async def test_finished_runs_expire_and_streams_stay_empty(
     running_worker(app)
     for r in runs:
         await r.result(timeout=10)
-    assert await app.redis.xlen(app.keys.stream("default")) == 0
+    async def tickets() -> int:
+        return int(await app.redis.xlen(app.keys.stream("default")))
+
+    await wait_for(lambda: tickets_gone(tickets))  # the stale tickets are trimmed
+    assert await app.redis.exists(app.keys.ready("default", "0"), app.keys.ring("default")) == 0
     ttl = await app.redis.pttl(app.keys.run(runs[0].id))
     assert 0 < ttl <= 1000
     await asyncio.sleep(1.2)
@@ -245,18 +249,26 @@ async def test_finished_runs_expire_and_streams_stay_empty(
     assert await app.redis.zcard(app.keys.idx_status("completed")) == 1
 
 
-async def test_duplicate_stream_entry_never_runs_twice(
-    app: StackShift, running_worker: Any
-) -> None:
+async def tickets_gone(count: Any) -> bool:
+    return bool(await count() == 0)
+
+
+async def test_stale_ready_entry_never_runs_twice(app: StackShift, running_worker: Any) -> None:
     ran: list[int] = []
     app.job("once", lambda ctx: ran.append(1))
     run = await app.start("once")
-    await app.redis.xadd(app.keys.stream("default"), {"r": run.id})  # a client retry's echo
     running_worker(app)
     await run.result(timeout=10)
+    k = app.keys
+    await app.redis.zadd(k.ready("default", "0"), {run.id: 1})  # a stale ready entry
+    await app.redis.zadd(k.ring("default"), {"0": 1})
+    await app.redis.xadd(k.stream("default"), {"t": "1"})  # and its ticket
+    async def drained() -> bool:
+        return not await app.redis.exists(k.ready("default", "0"))
+
+    await wait_for(drained)
     await asyncio.sleep(0.3)
     assert ran == [1]
-    assert await app.redis.xlen(app.keys.stream("default")) == 0
 
 
 async def test_worker_without_the_job_fails_the_run_clearly(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis.keys import Keys
-from stackshift_redis.scripts import lua_dir, script_names, source
+from stackshift_redis.keys import SHAPES, Keys, lua_keys
+from stackshift_redis.luasrc import lua_dir, script_names, source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,25 +55,21 @@ def test_no_key_strings_outside_keys_py() -> None:
 
 
 async def test_lua_key_rendering_matches_keys_py(app: StackShift) -> None:
-    lib = (lua_dir() / "lib" / "key.lua").read_text()
     k: Keys = app.keys
-    cases = {
-        "run": (("run", "abc"), k.run("abc")),
-        "stream": (("q", "media", "stream"), k.stream("media")),
-        "delayed": (("q", "media", "delayed"), k.delayed("media")),
-        "leases": (("q", "media", "leases"), k.leases("media")),
-        "idx": (("idx", "failed"), k.idx_status("failed")),
-        "idxj": (("idxj", "job", "failed"), k.idx_job_status("job", "failed")),
-        "done": (("done",), k.done()),
-        "ctl": (("ctl",), k.control()),
-        "seq": (("seq",), k.seq()),
-        "waiters": (("ev", "pay", "w", "a,b.c", "ff"), k.event_waiters("pay", "a,b.c", "ff")),
-        "shapes": (("ev", "pay", "shapes"), k.event_shapes("pay")),
-    }
-    for label, (parts, expected) in cases.items():
-        script = lib + "\nreturn key(ARGV[1], unpack(ARGV, 2))"
-        rendered = await app.redis.eval(script, 1, k.run("x"), k.prefix, *parts)
-        assert rendered.decode() == expected, label
+    for shape, parts in SHAPES.items():
+        args = [f"a{i}" for i in range(sum(p.startswith("{") for p in parts))]
+        script = lua_keys() + f"\nreturn K.{shape}(ARGV[1], unpack(ARGV, 2))"
+        rendered = await app.redis.eval(script, 1, k.run("x"), k.prefix, *args)
+        assert rendered.decode() == k.render(shape, *args), shape
+
+
+def test_no_lua_call_outside_scripts_py() -> None:
+    for path in (ROOT / "stackshift_redis").rglob("*.py"):
+        if path.name == "scripts.py":
+            continue
+        text = path.read_text()
+        for needle in (".eval(", "evalsha", "register_script", "scripts.call(", "queue_call("):
+            assert needle not in text, f"{path.name} calls Lua directly ({needle})"
 
 
 async def test_script_flush_is_invisible_to_users(app: StackShift) -> None:

@@ -26,7 +26,7 @@ async def test_start_creates_a_queued_run(app: StackShift) -> None:
     assert info is not None
     assert (info.job, info.queue, info.payload, info.attempts) == ("echo", "q1", {"a": 1}, 0)
     assert [e["type"] for e in info.timeline] == ["queued"]
-    assert await app.redis.xlen(app.keys.stream("q1")) == 1
+    assert await app.redis.zcard(app.keys.ready("q1", "0")) == 1
 
 
 async def test_run_ids_are_unique_and_sortable(app: StackShift) -> None:
@@ -43,7 +43,7 @@ async def test_fifty_concurrent_duplicates_make_one_run(app: StackShift) -> None
     )
     assert len({r.id for r in runs}) == 1
     assert sum(not r.deduplicated for r in runs) == 1
-    assert await app.redis.xlen(app.keys.stream("pay")) == 1
+    assert await app.redis.zcard(app.keys.ready("pay", "0")) == 1
     assert await app.redis.zcard(app.keys.idx_status("queued")) == 1
 
 
@@ -64,7 +64,7 @@ async def test_start_many_is_bulk_and_deduplicates(app: StackShift) -> None:
     app.job("img", lambda ctx: None, queue="media")
     runs = await app.start_many("img", [{"i": i} for i in range(1200)])
     assert len({r.id for r in runs}) == 1200
-    assert await app.redis.xlen(app.keys.stream("media")) == 1200
+    assert await app.redis.zcard(app.keys.ready("media", "0")) == 1200
     keyed = await app.start_many(
         "img", [{"i": 1}, {"i": 2}, {"i": 3}], idempotency_keys=["x", "y", "x"]
     )
@@ -79,7 +79,7 @@ async def test_delay_and_run_at_schedule(app: StackShift) -> None:
     assert await r1.status() == "scheduled" and await r2.status() == "scheduled"
     scores = dict(await app.redis.zrange(app.keys.delayed("default"), 0, -1, withscores=True))
     assert scores[r2.id.encode()] - scores[r1.id.encode()] > 3_000_000
-    assert await app.redis.xlen(app.keys.stream("default")) == 0
+    assert await app.redis.exists(app.keys.ready("default", "0")) == 0
 
 
 async def test_unknown_job_writes_nothing(app: StackShift) -> None:

@@ -15,7 +15,7 @@ from conftest import RedisServer
 
 from stackshift_redis import LockError, PayloadError, StackShift
 from stackshift_redis.errors import InvalidArgumentError
-from stackshift_redis.scripts import lua_dir
+from stackshift_redis.luasrc import lua_dir
 from stackshift_redis.state import Runner, State, SyncState
 
 T = TypeVar("T")

@@ -1,9 +1,10 @@
--- check_lease: the run's {status, job, queue, token, tn, w, parent} if `token` still holds
--- it, else a LEASE_LOST error.
+-- check_lease: the run's {status, job, queue, token, tl_len, awaited, parent} if `token`
+-- still holds it, else nil and a LEASE_LOST message for redis.error_reply.
 local function check_lease(rk, id, token)
-  local f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'token', 'tn', 'w', 'parent')
+  local f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'token', 'tl_len', 'awaited',
+    'parent')
   if f[1] ~= 'running' or f[4] ~= token then
-    return error({err = 'LEASE_LOST run=' .. id .. ' status=' .. tostring(f[1])})
+    return nil, 'LEASE_LOST run=' .. id .. ' status=' .. tostring(f[1])
   end
   return f
 end

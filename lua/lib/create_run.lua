@@ -1,22 +1,22 @@
--- create_run: write a new run's hash and enqueue it (stream now, or schedule at `due`).
--- fields: extra hash fields (parent, pstep, evt, ...). Returns the new status.
--- @include key.lua
+-- create_run: write a new run's hash and make it ready now, or schedule it at `due`.
+-- fields: extra hash fields (parent, parent_step, event, idem_key, group, priority, ...).
+-- Returns the new status.
+-- @include keys.lua
 -- @include timeline.lua
 -- @include set_status.lua
+-- @include make_ready.lua
 local function create_run(prefix, id, job, queue, payload, now, due, fields)
-  local rk = key(prefix, 'run', id)
+  local rk = K.run(prefix, id)
   redis.call('HSET', rk, 'job', job, 'queue', queue, 'payload', payload, 'created', now,
     'attempts', 0)
   for f, v in pairs(fields) do redis.call('HSET', rk, f, v) end
-  local status = 'queued'
   if due > now then
-    status = 'scheduled'
-    redis.call('ZADD', key(prefix, 'q', queue, 'delayed'), due, id)
+    redis.call('ZADD', K.delayed(prefix, queue), due, id)
     timeline(rk, now, 'scheduled', {due = due})
-  else
-    redis.call('XADD', key(prefix, 'q', queue, 'stream'), '*', 'r', id)
-    timeline(rk, now, 'queued')
+    set_status(prefix, rk, id, job, nil, 'scheduled', now, 0)
+    return 'scheduled'
   end
-  set_status(prefix, rk, id, job, nil, status, now, 0)
-  return status
+  make_ready(prefix, rk, id, job, queue, fields['group'], fields['priority'], nil, now,
+    'queued', nil)
+  return 'queued'
 end

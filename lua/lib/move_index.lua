@@ -1,14 +1,14 @@
 -- move_index: move a run from the status indexes of `old` (may be nil) to those of `new`.
 -- keep_ms > 0 (a final status): entries older than keep_ms are trimmed, on 1 call in 16
 -- (chosen by the run id's last character) so the trim cost is amortized.
--- @include key.lua
+-- @include keys.lua
 local function move_index(prefix, id, job, old, new, now, keep_ms)
   if old and old ~= '' then
-    redis.call('ZREM', key(prefix, 'idx', old), id)
-    redis.call('ZREM', key(prefix, 'idxj', job, old), id)
+    redis.call('ZREM', K.idx(prefix, old), id)
+    redis.call('ZREM', K.idxj(prefix, job, old), id)
   end
-  local by_status = key(prefix, 'idx', new)
-  local by_job = key(prefix, 'idxj', job, new)
+  local by_status = K.idx(prefix, new)
+  local by_job = K.idxj(prefix, job, new)
   redis.call('ZADD', by_status, now, id)
   redis.call('ZADD', by_job, now, id)
   if keep_ms > 0 and string.byte(id, -1) % 16 == 0 then

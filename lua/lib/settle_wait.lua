@@ -1,14 +1,14 @@
 -- settle_wait: end a waiting run's pending step and record its outcome as the step's result.
--- cause 'timer': sleep done or timed out (record: wtim, made whole by Python);
--- 'event' / 'child_ok': value = serialized bytes (record: wrec .. bin(value));
--- 'child_failed': value = error text (record: wfail .. str(value)).
--- @include key.lua
+-- cause 'timer': sleep done or timed out (record: wait_timeout_rec, made whole by Python);
+-- 'event' / 'child_ok': value = serialized bytes (record: wait_ok_rec .. bin(value));
+-- 'child_failed': value = error text (record: wait_fail_rec .. str(value)).
+-- @include keys.lua
 -- @include timeline.lua
 -- @include mp_pack.lua
 -- @include drop_wait.lua
 local function settle_wait(prefix, rk, id, now, cause, value)
-  local w = redis.call('HMGET', rk, 'wk', 'ws', 'wtim', 'wrec', 'wfail', 'we', 'wsh', 'wv',
-    'queue')
+  local w = redis.call('HMGET', rk, 'wait_kind', 'wait_step', 'wait_timeout_rec',
+    'wait_ok_rec', 'wait_fail_rec', 'wait_event', 'wait_shape', 'wait_values', 'queue')
   local kind, step = w[1], w[2]
   if not kind then return end
   local record, entry

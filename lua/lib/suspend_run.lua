@@ -1,16 +1,17 @@
 -- suspend_run: end a running attempt by parking the run as waiting; no worker slot is held.
--- fields: wait fields (wk kind, ws step, wtim/wrec/wfail records, ...); due: timer ms, 0 = none.
--- @include key.lua
+-- fields: wait fields (wait_kind, wait_step, wait_*_rec records, ...); due: timer ms, 0 = none.
+-- @include keys.lua
 -- @include timeline.lua
 -- @include set_status.lua
+-- @include release_lease.lua
 local function suspend_run(prefix, rk, id, job, queue, now, due, fields)
-  redis.call('ZREM', key(prefix, 'q', queue, 'leases'), id)
+  release_lease(prefix, queue, id)
   redis.call('HDEL', rk, 'token')
-  redis.call('HSET', rk, 'deliv', 0)
+  redis.call('HSET', rk, 'deliveries', 0)
   for f, v in pairs(fields) do redis.call('HSET', rk, f, v) end
-  local extra = {step = fields['ws'], kind = fields['wk']}
+  local extra = {step = fields['wait_step'], kind = fields['wait_kind']}
   if due > 0 then
-    redis.call('ZADD', key(prefix, 'q', queue, 'delayed'), due, id)
+    redis.call('ZADD', K.delayed(prefix, queue), due, id)
     extra['until'] = due
   end
   timeline(rk, now, 'waiting', extra)

@@ -1,0 +1,19 @@
+-- make_ready: the one way a run becomes ready to execute. The run joins its group's ready
+-- set (scored by priority, then arrival: higher priority first, FIFO within one), the group
+-- joins the queue's ring (round robin between groups), a ticket wakes a worker, and the run
+-- is marked queued with the timeline entry `entry`. group nil = the default group '0',
+-- prio nil = 0 (-100..100). Called by create_run, wake, reclaim and retry.
+-- @include keys.lua
+-- @include timeline.lua
+-- @include set_status.lua
+-- @include ticket.lua
+local function make_ready(prefix, rk, id, job, queue, group, prio, old, now, entry, extra)
+  group = group or '0'
+  local seq = redis.call('HINCRBY', K.qstat(prefix, queue), 'seq', 1)
+  local score = (100 - tonumber(prio or '0')) * 1099511627776 + seq
+  redis.call('ZADD', K.ready(prefix, queue, group), score, id)
+  redis.call('ZADD', K.ring(prefix, queue), 'NX', seq, group)
+  ticket(prefix, queue)
+  timeline(rk, now, entry, extra)
+  set_status(prefix, rk, id, job, old, 'queued', now, 0)
+end

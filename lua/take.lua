@@ -1,0 +1,75 @@
+-- take: the one take path: lease up to n ready runs from a worker's queues, in one call.
+-- Within a queue, groups are served round robin (the ring) and each group's runs by
+-- priority, then arrival. A paused queue gives none; a queue at its concurrency limit
+-- gives up to the limit and marks itself starved (release_lease then adds a ticket).
+-- A queue left with nothing to take has its stream emptied: its tickets are stale, and
+-- whatever becomes takeable later adds a ticket of its own.
+-- KEYS[5i-4] ring    keys.ring(queue_i)        ZSET groups with ready runs, by turn
+-- KEYS[5i-3] leases  keys.leases(queue_i)      ZSET run id -> lease expiry ms
+-- KEYS[5i-2] conf    keys.queue_conf(queue_i)  HASH paused, concurrency
+-- KEYS[5i-1] stat    keys.queue_stat(queue_i)  HASH seq (turns), starved
+-- KEYS[5i]   stream  keys.stream(queue_i)      STREAM wake-up tickets
+-- Derived (K): ready sets K.ready(queue, group), runs K.run(id).
+-- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
+-- ARGV[3+2i] queue_i  ARGV[4+2i] lease_ms_i
+-- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
+-- failed tries so far, resumed 0|1, hook fields, queue} or {run_id, 'poison', queue}
+-- (failed: delivered too often). See lib/lease_run.lua.
+-- Cost: O(runs taken + groups visited), at most 4n ready-set pops.
+-- @include keys.lua
+-- @include now_ms.lua
+-- @include lease_run.lua
+local prefix, want = ARGV[1], tonumber(ARGV[2])
+local max_deliv, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+local out = {}
+local taken, pops = 0, 0
+
+local function give(queue, id, leases, lease_ms)
+  local o = lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
+  if not o then return end
+  o[#o + 1] = queue
+  out[#out + 1] = o
+  if o[2] == 'ok' then taken = taken + 1 end
+end
+
+local i = 1
+while ARGV[3 + 2 * i] and taken < want do
+  local queue, lease_ms = ARGV[3 + 2 * i], tonumber(ARGV[4 + 2 * i])
+  local ring, leases, conf = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2]
+  local stat, stream = KEYS[5 * i - 1], KEYS[5 * i]
+  local c = redis.call('HMGET', conf, 'paused', 'concurrency')
+  local room = want - taken
+  local blocked = false
+  if c[1] then room, blocked = 0, true end
+  local limit = tonumber(c[2] or '0') or 0
+  if limit > 0 and room > 0 then
+    local free = limit - redis.call('ZCARD', leases)
+    if free <= room then
+      redis.call('HSET', stat, 'starved', 1)
+      room, blocked = math.max(free, 0), true
+    end
+  end
+  local stop = taken + room
+  while taken < stop and pops < 4 * want do
+    local turn = redis.call('ZRANGE', ring, 0, 1)
+    local group = turn[1]
+    if not group then break end
+    local rset = K.ready(prefix, queue, group)
+    local count = 1
+    if not turn[2] then count = stop - taken end -- one group: no turns to take
+    local popped = redis.call('ZPOPMIN', rset, count)
+    pops = pops + count
+    if redis.call('EXISTS', rset) == 0 then
+      redis.call('ZREM', ring, group)
+    elseif turn[2] then
+      redis.call('ZADD', ring, redis.call('HINCRBY', stat, 'seq', 1), group)
+    end
+    for j = 1, #popped, 2 do give(queue, popped[j], leases, lease_ms) end
+  end
+  if blocked or redis.call('EXISTS', ring) == 0 then
+    redis.call('XTRIM', stream, 'MAXLEN', 0)
+  end
+  i = i + 1
+end
+return out

@@ -1,0 +1,114 @@
+"""The client surface of a namespace: start runs, inspect and control them, send events,
+use state. `StackShift` is a `Client` plus the job registry and workers; the sync facade
+drives a `Client` of its own on its loop thread."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .core import Namespace
+from .errors import RunNotFoundError
+from .events import EventBus
+from .reads import get_run, list_runs
+from .records import Duration, RunInfo, SendEventResult
+from .runs import ResultWaiter, RunHandle
+from .starting import Starter
+from .state import State
+
+
+class Client:
+    """Start, inspect and control runs; send events; durable state. Connects lazily."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.core = ns
+        self._waiter = ResultWaiter(ns)
+        self._starter = Starter(ns)
+        self.events = EventBus(ns)
+        self.state = State(ns)
+        """Durable values of this namespace: set/get/incr/mark/lock."""
+
+    async def close(self) -> None:
+        """Stop the result reader and close the client this namespace created."""
+        await self._waiter.close()
+        await self.core.aclose()
+
+    # starting runs
+    async def start(
+        self,
+        job: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        idempotency_key: str | None = None,
+        idempotency_ttl: Duration | None = None,
+        delay: Duration | None = None,
+        run_at: datetime | None = None,
+    ) -> RunHandle:
+        """Start a run of `job`; with an idempotency key, duplicates return the same run."""
+        runs = await self.start_many(
+            job,
+            [payload],
+            queue_name=queue_name,
+            idempotency_keys=None if idempotency_key is None else [idempotency_key],
+            idempotency_ttl=idempotency_ttl,
+            delay=delay,
+            run_at=run_at,
+        )
+        return runs[0]
+
+    async def start_many(
+        self,
+        job: str,
+        payloads: Sequence[Any],
+        *,
+        queue_name: str | None = None,
+        idempotency_keys: Sequence[str] | None = None,
+        idempotency_ttl: Duration | None = None,
+        delay: Duration | None = None,
+        run_at: datetime | None = None,
+    ) -> list[RunHandle]:
+        """Start many runs of `job` in few round trips; same rules per run as `start`."""
+        started = await self._starter.start_many(
+            job,
+            payloads,
+            queue_name=queue_name,
+            idempotency_keys=idempotency_keys,
+            idempotency_ttl=idempotency_ttl,
+            delay=delay,
+            run_at=run_at,
+        )
+        return [self.run(run_id, dedup) for run_id, dedup in started]
+
+    # inspect and control
+    def run(self, run_id: str, deduplicated: bool = False) -> RunHandle:
+        """A handle for an existing run id."""
+        return RunHandle(self.core, self._waiter, run_id, deduplicated)
+
+    async def get_run(self, run_id: str) -> RunInfo | None:
+        """The run's RunInfo, or None when unknown or expired."""
+        return await get_run(self.core, run_id)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a run: waiting/queued at once, running at its next step. False if final."""
+        reply = await self.core.scripts.cancel(run_id, reason, self.core.settings.retention_ms)
+        return reply is not None and reply[1]
+
+    async def retry(self, run_id: str) -> RunHandle:
+        """Queue a failed run again; its completed steps are reused."""
+        if not await self.core.scripts.retry(run_id):
+            raise RunNotFoundError(f"no run {run_id}")
+        return self.run(run_id)
+
+    async def list_runs(
+        self, status: str | None = None, job: str | None = None, limit: int = 50
+    ) -> list[RunInfo]:
+        """Runs from the status indexes, most recently changed first."""
+        return await list_runs(self.core, status, job, limit)
+
+    async def send_event(
+        self, name: str, data: Any = None, *, id: str | None = None
+    ) -> SendEventResult:
+        """Record an event: resume runs waiting for it and start its on_event jobs."""
+        return await self.events.send(name, data, event_id=id)

@@ -1,0 +1,125 @@
+"""The core of a namespace: client, keys, scripts, serializer, settings, registry, hooks.
+
+Every module below the app takes a `Namespace`, never the app. `StackShift` (app.py)
+composes the services on top of one; the sync facade rebinds the same namespace to a
+client of its own loop (`Namespace.rebind`), sharing the registry and settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .errors import InvalidArgumentError, UnknownJobError
+from .hooks import Hooks
+from .jobs import Registry
+from .keys import Keys, check_name
+from .scripts import Scripts
+from .serializer import Serializer
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Namespace-wide settings, in milliseconds (validated by the app)."""
+
+    retention_ms: int
+    idempotency_ttl_ms: int
+    event_dedupe_ms: int
+    event_log_ms: int
+    max_deliveries: int
+
+
+def client_from_url(url: str, max_connections: int = 64) -> Any:
+    """An asyncio client whose pool waits for a free connection instead of failing."""
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=None
+        )
+    except ValueError as exc:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: {exc}") from None
+    return aioredis.Redis(connection_pool=pool)
+
+
+class Namespace:
+    """One namespace on one Redis client: what every lower module works with."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        serializer: Serializer,
+        settings: Settings,
+        registry: Registry | None = None,
+        hooks: Hooks | None = None,
+        redis_url: str | None = None,
+        redis: Any = None,
+    ) -> None:
+        self.keys = Keys(namespace)
+        self.namespace = namespace
+        self.serializer = serializer
+        self.settings = settings
+        self.registry = registry if registry is not None else Registry()
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.redis_url = redis_url
+        self._redis = redis
+        self._scripts: Scripts | None = None
+        self._queue_cache: dict[str, str] = {}
+
+    @property
+    def redis(self) -> Any:
+        """The redis.asyncio client (created on first use from redis_url)."""
+        if self._redis is None:
+            assert self.redis_url is not None
+            self._redis = client_from_url(self.redis_url)
+        return self._redis
+
+    @property
+    def owns_client(self) -> bool:
+        """True when the client was made here from a URL (and is closed here)."""
+        return self.redis_url is not None
+
+    @property
+    def scripts(self) -> Scripts:
+        """The Lua scripts bound to this client and namespace."""
+        if self._scripts is None:
+            self._scripts = Scripts(self.redis, self.keys)
+        return self._scripts
+
+    def use_redis_url(self, redis_url: str) -> None:
+        """Point at another Redis (before first use; the CLI's --redis-url)."""
+        self.redis_url, self._redis, self._scripts = redis_url, None, None
+
+    def rebind(self, redis: Any) -> Namespace:
+        """The same namespace, registry, hooks and settings on another client."""
+        return Namespace(
+            namespace=self.namespace,
+            serializer=self.serializer,
+            settings=self.settings,
+            registry=self.registry,
+            hooks=self.hooks,
+            redis=redis,
+        )
+
+    async def aclose(self) -> None:
+        """Close the client if this namespace created it."""
+        if self._redis is not None and self.owns_client:
+            await self._redis.aclose(close_connection_pool=True)
+            self._redis = None
+            self._scripts = None
+
+    async def queue_for(self, job: str, queue_name: str | None = None) -> str:
+        """The queue of `job`: given, registered here, or published by a worker."""
+        if queue_name is not None:
+            return check_name("queue", queue_name)
+        known = self.registry.jobs.get(job)
+        if known is not None:
+            return known.queue
+        if job not in self._queue_cache:
+            queue = await self.redis.hget(self.keys.jobs(), job)
+            if queue is None:
+                raise UnknownJobError(f"job {job!r} is not registered and no queue is known")
+            self._queue_cache[job] = queue.decode()
+        return self._queue_cache[job]
+

@@ -1,0 +1,100 @@
+"""One attempt of a run on a worker: its lease token, its memoized steps, and the writes
+its steps make (all fenced by the lease token)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .core import Namespace
+from .errors import NonRetriableError, PayloadError, RunCancelled
+from .hooks import AttemptInput
+from .records import Event, read_step, step_completed, step_failed
+from .state import State
+
+MISSING = object()  # lookup(): the step has no stored result yet
+
+
+class Suspended(BaseException):
+    """The run was suspended (sleep, event or child wait): its attempt ends, nothing to record."""
+
+
+class CancelRequested(RunCancelled):
+    """Raised at a step boundary when the run was cancelled while running."""
+
+
+@dataclass
+class Execution:
+    """One attempt of a run on this worker: what the handler's context reads and writes."""
+
+    ns: Namespace
+    state: State
+    run_id: str
+    job: str
+    queue: str
+    token: str
+    attempt: int
+    payload: Any
+    event: Event | None
+    steps: dict[str, dict[str, Any]]
+    hook_input: AttemptInput
+    cancel_requested: bool = False
+    lost: bool = False
+    finished: bool = False  # its outcome is being recorded: no lease to renew
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def unique(self, name: str) -> str:
+        """The step's stored name: `name`, then `name#2`, `name#3` within one execution."""
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise NonRetriableError(f"invalid step name {name!r}")
+        n = self.seen.get(name, 0) + 1
+        self.seen[name] = n
+        return name if n == 1 else f"{name}#{n}"
+
+    def lookup_record(self, name: str) -> tuple[str, dict[str, Any] | None]:
+        """(stored name, its record if any); raises when a cancel is pending and the step
+        has not completed."""
+        key = self.unique(name)
+        rec = self.steps.get(key)
+        if self.cancel_requested and (rec is None or rec["status"] != "completed"):
+            raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
+        return key, rec
+
+    def lookup(self, name: str) -> tuple[str, Any]:
+        """(stored name, memoized result or MISSING)."""
+        key, rec = self.lookup_record(name)
+        if rec is not None and rec["status"] == "completed":
+            return key, rec.get("result")
+        return key, MISSING
+
+    async def record(self, key: str, value: Any) -> Any:
+        """Store a completed step; returns the value as a later attempt will see it."""
+        try:
+            data = self.ns.serializer.dumps(value)
+        except PayloadError as exc:
+            raise NonRetriableError(f"step {key!r} result: {exc}") from exc
+        cancel = await self.ns.scripts.record_step(
+            self.run_id, self.token, key, step_completed(data), "step_completed"
+        )
+        stored = self.ns.serializer.loads(data)
+        self.steps[key] = {"status": "completed", "result": stored}
+        if cancel:
+            self.cancel_requested = True
+        return stored
+
+    async def record_failure(self, key: str, exc: BaseException) -> None:
+        """Store a failed step (the attempt fails with it)."""
+        error = {"type": type(exc).__name__, "message": str(exc)}
+        await self.ns.scripts.record_step(
+            self.run_id, self.token, key, step_failed(error), "step_failed"
+        )
+
+    async def set_progress(self, value: Any) -> None:
+        """Record the run's progress (any serializable value)."""
+        data = self.ns.serializer.dumps(value)
+        await self.ns.redis.hset(self.ns.keys.run(self.run_id), "progress", data)
+
+
+def parse_steps(raw: list[Any], ns: Namespace) -> dict[str, dict[str, Any]]:
+    """Step records from the take reply's flat [name, record, ...] list."""
+    return {raw[i].decode(): read_step(raw[i + 1], ns.serializer) for i in range(0, len(raw), 2)}

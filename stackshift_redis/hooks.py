@@ -1,0 +1,131 @@
+"""The hook seam: interceptors around attempts and steps, and notices of what runs do.
+
+Metrics, tracing and structured logs each live in one module that adds a `Hook` here;
+nothing else in the worker knows about them. Modelled on Temporal's interceptors: an input
+dataclass per intercept point, and a chain in which each hook calls `proceed()` (or
+raises). With no hook added, the worker calls handlers and steps directly: no cost.
+
+    Hook.attempt(inp, proceed)     around one attempt (the handler call)
+    Hook.step(inp, proceed)        around one step of an async handler
+    Hook.step_sync(inp, proceed)   around one step of a plain-function handler (its thread)
+    Hook.suspended(inp, step, kind)  the attempt parked the run (sleep, event, child)
+    Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost
+    Hook.start_fields(job, queue)  client side: fields stored with each new run (for
+                                   example a trace context), read back in AttemptInput.fields
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Proceed = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class AttemptInput:
+    """One attempt of a run on a worker."""
+
+    run_id: str
+    job: str
+    queue: str
+    attempt: int  # executions of the run so far, this one included
+    resumed: bool  # the run waited (sleep, event, child) and this attempt continues it
+    fields: dict[str, str] = field(default_factory=dict)  # stored by Hook.start_fields
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """One step inside an attempt."""
+
+    attempt: AttemptInput
+    name: str  # as the handler gave it (a repeated name is stored with a #n suffix)
+    kind: str  # run | sleep | wait_for_event | invoke | send_event
+
+
+class Hook:
+    """Base class: every method passes through. Override what you need."""
+
+    async def attempt(self, inp: AttemptInput, proceed: Proceed) -> Any:
+        """Around one attempt; return what `proceed()` returns."""
+        return await proceed()
+
+    async def step(self, inp: StepInput, proceed: Proceed) -> Any:
+        """Around one step of an async handler."""
+        return await proceed()
+
+    def step_sync(self, inp: StepInput, proceed: Callable[[], Any]) -> Any:
+        """Around one step of a plain-function handler (called in its thread)."""
+        return proceed()
+
+    def suspended(self, inp: AttemptInput, step: str, kind: str) -> None:
+        """The attempt parked the run at `step` (kind: sleep | event | child)."""
+
+    def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
+        """The attempt ended: completed | retry | failed | cancelled | lost."""
+
+    def start_fields(self, job: str, queue: str) -> dict[str, str]:
+        """Fields to store with a run being started in this process (client side)."""
+        return {}
+
+
+class Hooks:
+    """The chain of hooks of one app, in the order they were added."""
+
+    def __init__(self) -> None:
+        self._hooks: list[Hook] = []
+
+    def add(self, hook: Hook) -> None:
+        """Add a hook; it wraps inside the hooks added before it."""
+        self._hooks.append(hook)
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    async def attempt(self, inp: AttemptInput, call: Proceed) -> Any:
+        """`call()` inside every hook's `attempt`."""
+        for hook in reversed(self._hooks):
+            call = _bind_attempt(hook, inp, call)
+        return await call()
+
+    async def step(self, inp: StepInput, call: Proceed) -> Any:
+        """`call()` inside every hook's `step`."""
+        for hook in reversed(self._hooks):
+            call = _bind_step(hook, inp, call)
+        return await call()
+
+    def step_sync(self, inp: StepInput, call: Callable[[], Any]) -> Any:
+        """`call()` inside every hook's `step_sync`."""
+        for hook in reversed(self._hooks):
+            call = _bind_step_sync(hook, inp, call)
+        return call()
+
+    def suspended(self, inp: AttemptInput, step: str, kind: str) -> None:
+        """Tell every hook the run was parked."""
+        for hook in self._hooks:
+            hook.suspended(inp, step, kind)
+
+    def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
+        """Tell every hook the attempt ended."""
+        for hook in self._hooks:
+            hook.finished(inp, outcome, error)
+
+    def start_fields(self, job: str, queue: str) -> dict[str, str]:
+        """The fields every hook stores with a new run."""
+        out: dict[str, str] = {}
+        for hook in self._hooks:
+            out.update(hook.start_fields(job, queue))
+        return out
+
+
+def _bind_attempt(hook: Hook, inp: AttemptInput, call: Proceed) -> Proceed:
+    return lambda: hook.attempt(inp, call)
+
+
+def _bind_step(hook: Hook, inp: StepInput, call: Proceed) -> Proceed:
+    return lambda: hook.step(inp, call)
+
+
+def _bind_step_sync(hook: Hook, inp: StepInput, call: Callable[[], Any]) -> Callable[[], Any]:
+    return lambda: hook.step_sync(inp, call)

@@ -1,0 +1,55 @@
+"""Lua sources: lua/*.lua with their `-- @include name.lua` lines inlined.
+
+Includes are inlined once each, dependencies first. `keys.lua` is not a file: it is the
+table `K` rendered from keys.SHAPES, so key shapes are written in one place only.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+from .keys import lua_keys
+
+_INCLUDE = re.compile(r"^-- @include ([a-z_]+\.lua)\s*$")
+_HERE = Path(__file__).resolve().parent
+_VIRTUAL = {"keys.lua": lua_keys}
+
+
+def lua_dir() -> Path:
+    """The Lua sources: inside the wheel, or the repo's top-level lua/ in a checkout."""
+    packaged = _HERE / "lua"
+    return packaged if packaged.is_dir() else _HERE.parent / "lua"
+
+
+def _render(path: Path, seen: set[str]) -> list[str]:
+    out: list[str] = []
+    for line in path.read_text().splitlines():
+        m = _INCLUDE.match(line)
+        if not m:
+            out.append(line)
+            continue
+        name = m.group(1)
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in _VIRTUAL:
+            out.extend(_VIRTUAL[name]().splitlines())
+            continue
+        lib = lua_dir() / "lib" / name
+        if not lib.is_file():
+            raise FileNotFoundError(f"{path.name}: missing include {name}")
+        out.extend(_render(lib, seen))
+    return out
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of lua/<name>.lua with its includes inlined (each once, deps first)."""
+    return "\n".join(_render(lua_dir() / f"{name}.lua", set())) + "\n"
+
+
+def script_names() -> list[str]:
+    """Every atomic operation: the top-level lua/*.lua files."""
+    return sorted(p.stem for p in lua_dir().glob("*.lua"))
