@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from stackshift_redis import NonRetriableError, RunContext, StackShift
+from stackshift_redis import NonRetriableError, RunContext, StackShift, SyncRunContext
 
 stackshift = StackShift(
     redis_url=os.environ.get("REDIS_URL", "redis://localhost:6379/0"),
@@ -38,6 +38,6 @@ async def checkout(ctx: RunContext) -> dict[str, object]:
 
 
 @stackshift.job("refund", queue="orders", retries=0)
-def refund(ctx: RunContext) -> None:
+def refund(ctx: SyncRunContext) -> None:
     """A plain function handler (runs in a thread) that always refuses."""
     raise NonRetriableError(f"refunds for {ctx.payload['order']} need a human")

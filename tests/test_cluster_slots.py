@@ -4,12 +4,15 @@ Records each `Scripts.call` / `Scripts.queue_call` (the only ways the library ru
 during a workload covering starts, steps, waits, events, invoke, failures, cancel, retry
 and state, and checks with `redis.crc.key_slot` that all KEYS of a call, and the
 namespace prefix a script derives more keys from (ARGV), map to the namespace's slot.
-Runs on standalone Redis too: no cluster needed to catch a cross-slot call.
+Runs on standalone Redis too: no cluster needed to catch a cross-slot call. The same
+recorded calls are checked against each script's header: as many KEYS and ARGV as it
+documents (`KEYS[3]`, and repeating forms such as `KEYS[2i-1]` or `ARGV[6+3i]`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +21,7 @@ from conftest import wait_for
 from redis.crc import key_slot
 
 from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis.luasrc import lua_dir, script_names
 from stackshift_redis.scripts import Scripts
 
 Call = tuple[str, list[str], list[Any]]
@@ -66,6 +70,53 @@ def script_calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
     monkeypatch.setattr(Scripts, "call", recording_call)
     monkeypatch.setattr(Scripts, "queue_call", recording_queue_call)
     return calls
+
+
+_FORM = re.compile(r"^(?:(\d+)\+)?(\d*)i(?:([+-])(\d+))?$")
+
+
+def header_spec(name: str) -> dict[str, tuple[set[int], set[tuple[int, int]]]]:
+    """{"KEYS"|"ARGV": (fixed indices, repeating (stride, offset) forms)} from a header."""
+    spec: dict[str, tuple[set[int], set[tuple[int, int]]]] = {
+        "KEYS": (set(), set()),
+        "ARGV": (set(), set()),
+    }
+    for line in (lua_dir() / f"{name}.lua").read_text().splitlines():
+        if not line.startswith("--"):
+            break
+        for kind, expr in re.findall(r"(KEYS|ARGV)\[([^\]]+)\]", line):
+            expr = expr.replace(" ", "")
+            if expr.isdigit():
+                spec[kind][0].add(int(expr))
+                continue
+            m = _FORM.match(expr)
+            assert m, f"{name}: cannot read {kind}[{expr}]"
+            lead, stride, sign, tail = m.groups()
+            offset = int(lead or 0) + (int(tail) if sign == "+" else -int(tail or 0))
+            spec[kind][1].add((int(stride or 1), offset))
+    return spec
+
+
+def matches(spec: tuple[set[int], set[tuple[int, int]]], count: int) -> bool:
+    """True when `count` items fill the fixed indices then whole repeats of the forms."""
+    fixed, forms = spec
+    base = max(fixed, default=0)
+    assert fixed == set(range(1, base + 1)), f"fixed indices with a gap: {sorted(fixed)}"
+    if not forms:
+        return count == base
+    stride = {s for s, _ in forms}
+    assert len(stride) == 1 and len(forms) == next(iter(stride)), f"forms {forms}"
+    repeats, rest = divmod(count - base, len(forms))
+    covered = {s * i + o for s, o in forms for i in range(1, repeats + 1)}
+    return rest == 0 and repeats >= 0 and covered == set(range(base + 1, count + 1))
+
+
+@pytest.mark.parametrize("name", script_names())
+def test_every_header_is_readable(name: str) -> None:
+    spec = header_spec(name)
+    assert spec["KEYS"][0] or spec["KEYS"][1], f"{name} documents no KEYS"
+    for kind in ("KEYS", "ARGV"):
+        matches(spec[kind], max(spec[kind][0], default=0))
 
 
 def _slot(key: str | bytes) -> int:
@@ -155,6 +206,10 @@ async def test_every_script_call_touches_one_slot(
         assert slots == {prefix_slot}, f"{name} touches slots {slots}: {keys}"
         derived = [a for a in args if isinstance(a, str) and a.startswith("ss:{")]
         assert all(_slot(a) == prefix_slot for a in derived), f"{name}: ARGV {derived}"
+    for name, keys, args in script_calls:
+        spec = header_spec(name)
+        assert matches(spec["KEYS"], len(keys)), f"{name}: {len(keys)} KEYS vs its header"
+        assert matches(spec["ARGV"], len(args)), f"{name}: {len(args)} ARGV vs its header"
     missing = REQUIRED - {name for name, _, _ in script_calls}
     assert not missing, f"the workload did not exercise {sorted(missing)}"
 
