@@ -2,7 +2,10 @@
 `app.start(job, payload)`, bulk = `app.start_many(job, payloads)`, worker =
 `app.worker(queues=["bench"])` at its default concurrency, stopped on SIGTERM.
 
-Extra flag `--job noop|steps3`: steps3 runs three memoized steps (`ctx.step.run`)."""
+Extra flag `--job noop|steps3`: steps3 runs three memoized steps (`ctx.step.run`).
+Extra flag `--dispatch plain|prio5|groups1000` (bench/dispatch_spike.py): runs are queued
+with priorities over 5 levels, or spread over 1000 ready groups, through the dispatch
+seam's run fields (`priority`, `group`) that flow control sets."""
 
 from __future__ import annotations
 
@@ -54,15 +57,49 @@ def job_name() -> str:
     return str(p.parse_known_args()[0].job)
 
 
+def dispatch_mode() -> str:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--dispatch", choices=["plain", "prio5", "groups1000"], default="plain")
+    return str(p.parse_known_args()[0].dispatch)
+
+
+def _fields(i: int) -> dict[str, str]:
+    if DISPATCH == "prio5":
+        return {"priority": str(i % 5 * 10 - 20)}
+    return {"group": f"g{i % 1000}"}
+
+
+async def _seam_start(app: StackShift, items: list[int]) -> None:
+    """Queue runs with per-run dispatch fields (one script call per field set)."""
+    from stackshift_redis.records import new_run_id
+
+    by_fields: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for i in items:
+        by_fields.setdefault(tuple(_fields(i).items()), []).append(i)
+    await asyncio.gather(*[
+        app.scripts.start(
+            JOB, QUEUE, [(new_run_id(), None, app.serializer.dumps({"i": i})) for i in group],
+            delay_ms=0, at_ms=0, idem_ttl_ms=1000, extra=dict(fields),
+        )
+        for fields, group in by_fields.items()
+    ])  # fmt: skip
+
+
 async def connect(url: str) -> StackShift:
     return make_app(url)
 
 
 async def enqueue(app: StackShift, i: int) -> None:
+    if DISPATCH != "plain":
+        await _seam_start(app, [i])
+        return
     await app.start(JOB, {"i": i})
 
 
 async def bulk(app: StackShift, items: list[int]) -> None:
+    if DISPATCH != "plain":
+        await _seam_start(app, items)
+        return
     await app.start_many(JOB, [{"i": i} for i in items])
 
 
@@ -97,6 +134,7 @@ def lib_version() -> str:
 
 
 JOB = job_name()
+DISPATCH = dispatch_mode()
 
 if __name__ == "__main__":
     name = "stackshift" if JOB == "noop" else f"stackshift[{JOB}]"
