@@ -13,8 +13,9 @@
 -- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
 -- ARGV[3+2i] queue_i  ARGV[4+2i] lease_ms_i
 -- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
--- failed tries so far, resumed 0|1, hook fields, queue} or {run_id, 'poison', queue}
--- (failed: delivered too often). See lib/lease_run.lua.
+-- failed tries so far, resumed 0|1, hook fields, queue}, or {run_id, outcome, queue} for
+-- 'poison' and 'damaged' (failed) and 'missing' (a foreign entry, dropped). See
+-- lib/lease_run.lua.
 -- Cost: O(runs taken + groups visited), at most 4n ready-set pops.
 -- @include keys.lua
 -- @include now_ms.lua
@@ -42,7 +43,7 @@ while ARGV[3 + 2 * i] and taken < want do
   local room = want - taken
   local blocked = false
   if c[1] then room, blocked = 0, true end
-  local limit = tonumber(c[2] or '0') or 0
+  local limit = tonumber(c[2]) or 0
   if limit > 0 and room > 0 then
     local free = limit - redis.call('ZCARD', leases)
     if free <= room then

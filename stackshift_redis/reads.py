@@ -7,12 +7,12 @@ from typing import Any
 from .core import Namespace
 from .errors import InvalidArgumentError
 from .keys import STATUSES, check_name
-from .records import RunInfo, parse_run
+from .records import RunInfo, check_int, check_run_id, parse_run
 
 
 async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
     """The run's RunInfo, or None when unknown or expired."""
-    h = await ns.redis.hgetall(ns.keys.run(run_id))
+    h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
     return parse_run(run_id, h, ns.serializer) if h else None
 
 
@@ -30,6 +30,7 @@ async def list_runs(
         raise InvalidArgumentError(f"unknown status {status!r}")
     if job is not None:
         check_name("job", job)
+    check_int(limit, "limit", 1, 10_000)
     statuses = [status] if status else list(STATUSES)
     k = ns.keys
     idx = [k.idx_job_status(job, s) if job else k.idx_status(s) for s in statuses]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -45,9 +46,28 @@ def seconds(value: Duration, what: str = "duration") -> float:
         out = float(value)
     else:
         raise InvalidArgumentError(f"{what} must be seconds or a timedelta, not {value!r}")
-    if out < 0 or out != out:
+    if not math.isfinite(out):
+        raise InvalidArgumentError(f"{what} must be a finite number of seconds, not {value!r}")
+    if out < 0:
         raise InvalidArgumentError(f"{what} must not be negative: {value!r}")
     return out
+
+
+def check_run_id(run_id: object) -> str:
+    """A run id argument: a non-empty str (InvalidArgumentError otherwise)."""
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 256:
+        raise InvalidArgumentError(f"run_id must be a non-empty str, not {run_id!r}")
+    return run_id
+
+
+def check_int(value: object, what: str, low: int, high: int | None = None) -> int:
+    """An int argument within [low, high] (bools and strings are refused)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be an int, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise InvalidArgumentError(f"{what} must be {bounds}, not {value!r}")
+    return value
 
 
 def millis(value: Duration, what: str = "duration") -> int:

@@ -1,17 +1,35 @@
--- lease_run: lease one run popped from a ready set to the taking worker, or fail it as
--- poison when it was delivered more than max_deliv times without finishing. Returns
+-- lease_run: lease one run popped from a ready set to the taking worker. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
--- hook fields (flat x:<name> pairs)},
--- {id, 'poison'}, or nil when the run is no longer queued (a stale ready entry).
+-- hook fields (flat x:<name> pairs)}, {id, 'poison'} (delivered more than max_deliv times
+-- without finishing: failed), {id, 'damaged'} (a field is unusable: failed with
+-- RunDataError), {id, 'missing'} (no such run: a foreign or expired entry), or nil when
+-- the run is no longer queued (a stale ready entry). Fields are checked before anything is
+-- written, so a damaged run fails visibly instead of being lost.
 -- The token is the run's attempt number: unique per claim of that run.
 -- @include keys.lua
 -- @include move_index.lua
 -- @include finish_run.lua
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
-  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries')
+  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
+    'fails', 'payload')
+  if not st[1] then
+    if redis.call('EXISTS', rk) == 0 then return {id, 'missing'} end
+  end
   if st[1] ~= 'queued' then return nil end
-  local deliv = tonumber(st[3] or '0') + 1
+  local bad = nil
+  if not st[2] then bad = 'job' elseif not st[7] then bad = 'payload' end
+  for i, name in ipairs({'deliveries', 'attempts', 'tl_len', 'fails'}) do
+    if st[i + 2] and not tonumber(st[i + 2]) then bad = name end
+  end
+  if bad then
+    local err = {type = 'RunDataError', traceback = '',
+      message = 'run record is damaged: field ' .. bad .. ' is missing or not a number'}
+    finish_run(prefix, rk, id, st[2] or '?', 'queued', 'failed', now, keep_ms,
+      {error = cjson.encode(err)}, {error = err.message}, {tl_len = tonumber(st[5]) or 0})
+    return {id, 'damaged'}
+  end
+  local deliv = (tonumber(st[3]) or 0) + 1
   if deliv > max_deliv then
     local err = {type = 'PoisonRunError',
       message = 'delivered ' .. (deliv - 1) .. ' times without finishing', traceback = ''}
@@ -34,9 +52,9 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
       v[h[j]] = h[j + 1]
     end
   end
-  local attempt = tonumber(v['attempts'] or '0') + 1
+  local attempt = (tonumber(v['attempts']) or 0) + 1
   local token = tostring(attempt)
-  local n = tonumber(v['tl_len'] or '0') + 1
+  local n = (tonumber(v['tl_len']) or 0) + 1
   local last = redis.call('HGET', rk, 't:' .. (n - 1)) or ''
   local resumed = 0
   if string.find(last, '"type":"resumed"', 1, true) then resumed = 1 end
