@@ -26,7 +26,6 @@ release_lease(prefix, f[3], id)
 if outcome == 'retry' then
   redis.call('HSET', rk, 'error', ARGV[4], 'deliveries', 0)
   local due = now + tonumber(ARGV[6])
-  redis.call('HDEL', rk, 'token')
   redis.call('HINCRBY', rk, 'fails', 1)
   redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
   timeline(rk, now, 'retrying', {error = err.message, due = due})

@@ -193,6 +193,15 @@ def _s(v: bytes | None) -> str:
     return v.decode() if v is not None else ""
 
 
+def _load(serializer: Serializer, h: dict[bytes, bytes], field: bytes) -> Any:
+    if field not in h:
+        return None
+    try:
+        return serializer.loads(h[field])
+    except Exception as exc:
+        raise ValueError(f"field {field.decode()!r} does not deserialize ({exc!r})") from exc
+
+
 def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> RunInfo:
     """A RunInfo from the run hash (HGETALL)."""
     steps: dict[str, dict[str, Any]] = {}
@@ -204,14 +213,14 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
             e = json.loads(v)
             e["at"] = from_ms(e["at"])
             entries.append((int(k[2:]), e))
-    result = serializer.loads(h[b"result"]) if b"result" in h else None
+    result = _load(serializer, h, b"result")
     error = json.loads(h[b"error"]) if b"error" in h else None
     return RunInfo(
         id=run_id,
         status=RunStatus(_s(h.get(b"status"))),
         job=_s(h.get(b"job")),
         queue=_s(h.get(b"queue")),
-        payload=serializer.loads(h[b"payload"]) if b"payload" in h else None,
+        payload=_load(serializer, h, b"payload"),
         result=result,
         error=error,
         attempts=int(h.get(b"attempts", 0)),
@@ -221,5 +230,5 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
         steps=steps,
         timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
         parent_id=_s(h[b"parent"]) if b"parent" in h else None,
-        progress=serializer.loads(h[b"progress"]) if b"progress" in h else None,
+        progress=_load(serializer, h, b"progress"),
     )

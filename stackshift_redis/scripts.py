@@ -9,6 +9,7 @@ Error replies (`CODE detail`) become stackshift errors here and nowhere else.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,12 +178,13 @@ class Scripts:
     # the take path and finishing
     async def take(
         self, queues: Sequence[tuple[str, int]], n: int, *, max_deliveries: int,
-        retention_ms: int,
+        retention_ms: int, taker: str = "direct",
     ) -> TakeReply:  # fmt: skip
-        """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order."""
+        """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order.
+        Safe to re-send: the call's take id makes a repeat return the same runs."""
         k = self.keys
-        keys: list[str] = []
-        args: list[Any] = [k.prefix, n, max_deliveries, retention_ms]
+        keys: list[str] = [k.take(taker)]
+        args: list[Any] = [k.prefix, n, max_deliveries, retention_ms, uuid.uuid4().hex]
         for q, lease_ms in queues:
             keys += [k.ring(q), k.leases(q), k.queue_conf(q), k.queue_stat(q), k.stream(q)]
             args += [q, lease_ms]

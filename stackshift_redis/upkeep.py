@@ -23,7 +23,8 @@ HEARTBEAT_S = 5.0
 HYGIENE_S = 60.0
 RECONCILE_S = 10.0  # walk the queued index for runs that lost their ready entry
 RECONCILE_BATCH, RECONCILE_BATCHES = 200, 5
-TRIM_LIMIT = 1000  # expired index entries removed per index per round
+TRIM_LIMIT = 1000  # expired index entries removed per index per script call
+TRIM_ROUNDS = 20  # script calls per group of indexes per duty round, at most
 FINAL = ("completed", "failed", "cancelled")
 
 
@@ -178,9 +179,13 @@ class Upkeep:
         indexes += [k.idx_job_status(job, s) for job in sorted(jobs) for s in FINAL]
         removed = 0
         for lo in range(0, len(indexes), 50):
-            removed += await self.ns.scripts.trim(
-                indexes[lo : lo + 50], self.ns.settings.retention_ms, TRIM_LIMIT, 60_000
-            )
+            for _ in range(TRIM_ROUNDS):  # each call bounded; more calls while it has work
+                n = await self.ns.scripts.trim(
+                    indexes[lo : lo + 50], self.ns.settings.retention_ms, TRIM_LIMIT, 60_000
+                )
+                removed += n
+                if n < TRIM_LIMIT:
+                    break
         return removed
 
     async def read_control(self, held: list[tuple[Execution, asyncio.Task[None]]]) -> None:

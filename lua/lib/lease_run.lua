@@ -9,6 +9,8 @@
 -- @include keys.lua
 -- @include move_index.lua
 -- @include finish_run.lua
+-- @include split_run.lua
+-- @include resumed.lua
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
   local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
@@ -38,26 +40,11 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
     return {id, 'poison'}
   end
   -- one read of the whole hash (fields and step records), one write of the transition
-  local h = redis.call('HGETALL', rk)
-  local v, steps, hooked = {}, {}, {}
-  for j = 1, #h, 2 do
-    local pre = string.sub(h[j], 1, 2)
-    if pre == 's:' then
-      steps[#steps + 1] = string.sub(h[j], 3)
-      steps[#steps + 1] = h[j + 1]
-    elseif pre == 'x:' then
-      hooked[#hooked + 1] = string.sub(h[j], 3)
-      hooked[#hooked + 1] = h[j + 1]
-    elseif pre ~= 't:' then
-      v[h[j]] = h[j + 1]
-    end
-  end
+  local v, steps, hooked = split_run(redis.call('HGETALL', rk))
   local attempt = (tonumber(v['attempts']) or 0) + 1
   local token = tostring(attempt)
   local n = (tonumber(v['tl_len']) or 0) + 1
-  local last = redis.call('HGET', rk, 't:' .. (n - 1)) or ''
-  local resumed = 0
-  if string.find(last, '"type":"resumed"', 1, true) then resumed = 1 end
+  local was_resumed = resumed(rk, n - 1)
   local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', token,
     'deliveries', deliv, 'tl_len', n, 't:' .. n,
     cjson.encode({type = 'started', at = now, attempt = attempt})}
@@ -69,5 +56,5 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   redis.call('ZADD', leases, now + lease_ms, id)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
-    v['fails'] or '0', resumed, hooked}
+    v['fails'] or '0', was_resumed, hooked}
 end
