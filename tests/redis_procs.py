@@ -388,4 +388,9 @@ def start_cluster(
 
 
 if __name__ == "__main__":  # which binary $STACKSHIFT_TEST_REDIS_SERVER selects
-    print(find_server().describe())
+    import sys
+
+    try:
+        print(find_server().describe())
+    except RedisProcError as exc:
+        sys.exit(f"error: {exc}")
