@@ -67,6 +67,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"redis: {topology} on {binary.describe()}"]
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """With -q (no header), name the server in the summary, above the closing counts."""
+    if config.get_verbosity() < 0:
+        for line in pytest_report_header(config):
+            terminalreporter.write_line(line)
+
+
 class ClusterClient(RedisCluster):
     """A RedisCluster that initializes (learns the slot map) before its first command.
 
