@@ -41,6 +41,8 @@ class StackShift(Client):
     ) -> None:
         if redis is not None and redis_url is not None:
             raise InvalidArgumentError("pass redis_url or redis, not both")
+        if redis_url is not None and not isinstance(redis_url, str):
+            raise InvalidArgumentError(f"redis_url must be a str, not {redis_url!r}")
         check_int(max_deliveries, "max_deliveries", 1)
         check_int(max_payload_bytes, "max_payload_bytes", 1)
         settings = Settings(
