@@ -9,6 +9,7 @@
     ├── PayloadError             (ValueError) a value does not serialize, or is too large
     ├── InvalidArgumentError     (ValueError) a bad name, duration or option
     ├── RunNotFoundError         (LookupError) no such run (or it expired)
+    ├── ScheduleNotFoundError    (LookupError) no such schedule
     ├── InvalidRunStateError     the run's status does not allow the operation
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
@@ -35,6 +36,7 @@ __all__ = [
     "RunCancelled",
     "RunFailed",
     "RunNotFoundError",
+    "ScheduleNotFoundError",
     "StackShiftError",
     "UnknownJobError",
 ]
@@ -87,6 +89,10 @@ class InvalidArgumentError(StackShiftError, ValueError):
 
 class RunNotFoundError(StackShiftError, LookupError):
     """No run with that id exists (it was never started, or it expired after retention)."""
+
+
+class ScheduleNotFoundError(StackShiftError, LookupError):
+    """No schedule of that name (`schedules.trigger`)."""
 
 
 class InvalidRunStateError(StackShiftError):

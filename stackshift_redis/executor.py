@@ -16,7 +16,7 @@ from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
 from .jobs import JobDef
-from .records import error_json
+from .records import error_json, from_ms
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
 
@@ -57,6 +57,7 @@ class Executor:
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
             token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
             event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
+            schedule=run.schedule or None, scheduled_at=from_ms(run.scheduled_at or None),
         )  # fmt: skip
 
     async def run(self, ex: Execution) -> ScriptCall | None:

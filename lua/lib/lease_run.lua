@@ -1,7 +1,7 @@
 -- lease_run: lease one run popped from a ready set to the taking worker, or fail it as
 -- poison when it was delivered more than max_deliv times without finishing. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
--- hook fields (flat x:<name> pairs)},
+-- hook fields (flat x:<name> pairs), schedule name or '', scheduled_at ms or ''},
 -- {id, 'poison'}, or nil when the run is no longer queued (a stale ready entry).
 -- The token is the run's attempt number: unique per claim of that run.
 -- @include keys.lua
@@ -51,5 +51,5 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   redis.call('ZADD', leases, now + lease_ms, id)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
-    v['fails'] or '0', resumed, hooked}
+    v['fails'] or '0', resumed, hooked, v['schedule'] or '', v['scheduled_at'] or ''}
 end
