@@ -40,6 +40,7 @@ app.queue("long", visibility_timeout=1)
 app.queue("limited", concurrency=3, visibility_timeout=2)
 app.queue("poison", visibility_timeout=1)
 app.queue("cli", visibility_timeout=30)
+app.queue("sched", visibility_timeout=5)
 
 # INCR a "current" counter and keep its maximum in another key, atomically.
 _ENTER = """
@@ -134,6 +135,16 @@ async def quick(ctx: RunContext) -> Any:
     """Returns its payload."""
     await app.redis.incr(_obs("quick"))
     return ctx.payload
+
+
+@app.job("tick", queue="sched", retries=0)
+async def tick(ctx: RunContext) -> str | None:
+    """Records the schedule tick it runs for (epoch ms) and the worker's pid."""
+    at = ctx.scheduled_at
+    if at is not None:
+        await app.redis.rpush(_obs("ticks"), round(at.timestamp() * 1000))
+    await app.redis.sadd(_obs("tick_pids"), os.getpid())
+    return ctx.schedule
 
 
 # helpers for the tests (not used by the workers)
