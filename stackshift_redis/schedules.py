@@ -16,6 +16,7 @@ trigger, delete, get, list.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -250,8 +251,7 @@ class ScheduleDuty:
         wait_ms = -1
         for _ in range(MAX_BATCHES):
             now_ms, wait_ms, due = await self.ns.scripts.due_schedules(BATCH)
-            for d in due:
-                await self.fire(d, now_ms)
+            await asyncio.gather(*(self.fire(d, now_ms) for d in due))
             if len(due) < BATCH:
                 break
         wait = POLL_S if wait_ms < 0 else min(POLL_S, wait_ms / 1000)
