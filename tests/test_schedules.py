@@ -21,7 +21,11 @@ from jobs_for_tests import obs_key, spawn_worker
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis.cron import MAX_CATCHUP, Cadence, jitter_ms, make_cadence, plan
-from stackshift_redis.errors import InvalidArgumentError, ScheduleNotFoundError
+from stackshift_redis.errors import (
+    InvalidArgumentError,
+    ScheduleNotFoundError,
+    UnknownJobError,
+)
 from stackshift_redis.schedules import ScheduleDuty, server_ms
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -372,6 +376,23 @@ async def test_bad_input_writes_nothing(app: StackShift, arg: str, kwargs: dict[
         await app.schedules.create(name, **kw)
     assert arg in str(err.value)
     assert await namespace_keys(app) == before == []
+
+
+async def test_unknown_job_writes_nothing(app: StackShift) -> None:
+    with pytest.raises(UnknownJobError):
+        await app.schedules.create("s", job="nobody-knows", every=5)
+    assert await namespace_keys(app) == []
+
+
+async def test_jitter_delays_each_tick_once(app: StackShift) -> None:
+    await app.schedules.create("jit", job="jj", every=1, jitter=30, queue_name="jq")
+    tick = await _make_due(app, "jit", 0)
+    await ScheduleDuty(app.core).poll()
+    (run,) = await _runs(app, "jj")
+    assert run.status == "scheduled"  # waits for tick + its jitter, then runs
+    due = await app.redis.zscore(app.keys.delayed("jq"), run.id)
+    assert due == tick + jitter_ms("jit", tick, 30_000)
+    assert (await _fields(app, run.id, "scheduled_at"))[0] == str(tick)
 
 
 def test_bad_decorator_options_raise(app: StackShift) -> None:
