@@ -170,11 +170,13 @@ async def test_catchup_all_latest_skip_after_downtime(app: StackShift) -> None:
     now = await server_ms(app.core)
     runs = {mode: await _runs(app, f"job_{mode}") for mode in missed}
     ticks = {m: await _ticks(app, rs) for m, rs in runs.items()}
-    # "all": each missed tick and the current one (11 ticks), one run each
-    assert ticks["all"] == list(range(missed["all"], missed["all"] + 11_000, 1000))
+    # "all": each missed tick and the current one (11, or 12 if a second began meanwhile)
+    assert ticks["all"] == list(range(missed["all"], ticks["all"][-1] + 1, 1000))
+    assert len(ticks["all"]) in (11, 12)
     # "latest" and "skip" (current tick on time): one run, for the latest tick
-    assert len(ticks["latest"]) == 1 and ticks["latest"][0] == missed["latest"] + 10_000
-    assert len(ticks["skip"]) == 1 and ticks["skip"][0] == missed["skip"] + 10_000
+    for mode in ("latest", "skip"):
+        assert len(ticks[mode]) == 1
+        assert ticks[mode][0] - missed[mode] in (10_000, 11_000)
     for mode in missed:  # advanced past now: no burst at the next poll
         info = await app.schedules.get(mode)
         assert info is not None and info.next_fire_at is not None
@@ -231,9 +233,9 @@ async def test_one_tick_fires_once_even_when_polled_concurrently(app: StackShift
     await _make_due(app, "race", 5)
     duties = [ScheduleDuty(app.core) for _ in range(8)]
     await asyncio.gather(*(d.poll() for d in duties))
-    runs = await _runs(app, "r")
-    ticks = [(await _fields(app, r.id, "scheduled_at"))[0] for r in runs]
-    assert len(runs) == 6 and len(set(ticks)) == 6
+    ticks = await _ticks(app, await _runs(app, "r"))
+    assert len(ticks) in (6, 7)  # 5 missed + the current tick (+1 if a second began)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 1000))  # each once, none skipped
 
 
 async def test_pause_resume_without_burst(app: StackShift) -> None:
@@ -246,16 +248,18 @@ async def test_pause_resume_without_burst(app: StackShift) -> None:
     await asyncio.sleep(1.2)
     await duty.poll()
     assert await _runs(app, "pj") == []  # paused: nothing fires
-    assert await app.schedules.resume("p") is True
     now = await server_ms(app.core)
+    assert await app.schedules.resume("p") is True
     info = await app.schedules.get("p")
     assert info is not None and not info.paused and info.next_fire_at is not None
-    assert now < _ms(info.next_fire_at) <= now + 1000  # the next tick after now
+    assert now < _ms(info.next_fire_at) <= now + 2000  # the next tick after the resume
     await duty.poll()
-    assert await _runs(app, "pj") == []  # no burst of the ticks missed while paused
     await asyncio.sleep(1.1)
     await ScheduleDuty(app.core).poll()
-    assert len(await _runs(app, "pj")) == 1
+    ticks = await _ticks(app, await _runs(app, "pj"))
+    # no burst of the ticks missed while paused (catchup="all" would fire them): only
+    # ticks after the resume, one or two in the 1.1 s since
+    assert 1 <= len(ticks) <= 2 and all(t > now for t in ticks), (now, ticks)
     assert await app.schedules.pause("nope") is False
     assert await app.schedules.resume("nope") is False
 
@@ -386,13 +390,14 @@ async def test_unknown_job_writes_nothing(app: StackShift) -> None:
 
 async def test_jitter_delays_each_tick_once(app: StackShift) -> None:
     await app.schedules.create("jit", job="jj", every=1, jitter=30, queue_name="jq")
-    tick = await _make_due(app, "jit", 0)
+    made = await _make_due(app, "jit", 0)
     await ScheduleDuty(app.core).poll()
     (run,) = await _runs(app, "jj")
+    (tick,) = await _ticks(app, [run])
+    assert tick - made in (0, 1000)
     assert run.status == "scheduled"  # waits for tick + its jitter, then runs
     due = await app.redis.zscore(app.keys.delayed("jq"), run.id)
     assert due == tick + jitter_ms("jit", tick, 30_000)
-    assert (await _fields(app, run.id, "scheduled_at"))[0] == str(tick)
 
 
 def test_bad_decorator_options_raise(app: StackShift) -> None:
