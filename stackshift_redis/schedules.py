@@ -36,6 +36,10 @@ log = logging.getLogger("stackshift.schedules")
 POLL_S = 0.5  # an idle worker looks for due schedules this often (new ones are seen then)
 BATCH = 100  # due schedules read per script call
 MAX_BATCHES = 10  # per poll; the rest are fired at the next poll, right after
+# The per-tick idempotency key only guards against a tick planned again after it fired (a
+# stored next fire set back, e.g. from a skewed clock): an hour is ample, and a per-second
+# schedule then keeps 3,600 such keys, not a day's worth.
+GUARD_TTL_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -272,9 +276,8 @@ class ScheduleDuty:
             return None
         plan_ = [(t, new_run_id(), jitter_ms(d.name, t, d.jitter_ms)) for t in ticks]
         s = ns.settings
-        reply = await ns.scripts.fire_schedule(
-            d, new_next, plan_, s.idempotency_ttl_ms, s.retention_ms
-        )
+        ttl = min(s.idempotency_ttl_ms, GUARD_TTL_MS)
+        reply = await ns.scripts.fire_schedule(d, new_next, plan_, ttl, s.retention_ms)
         if reply is None:
             return None
         created, skipped = reply
