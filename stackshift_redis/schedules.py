@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from .core import Namespace
 from .cron import CATCHUPS, OVERLAPS, Cadence, check_choice, jitter_ms, make_cadence, plan
 from .errors import ScheduleNotFoundError
@@ -72,8 +74,13 @@ def _cadence(h: dict[bytes, bytes]) -> Cadence:
 
 
 async def server_ms(ns: Namespace) -> int:
-    """The Redis server clock in ms (ticks follow it, not this process's clock)."""
-    secs, micros = await ns.redis.time()
+    """The Redis server clock in ms (ticks follow it, not this process's clock); on a
+    cluster, the clock of the node holding the namespace, as the scripts read it."""
+    r, node = ns.redis, {}
+    if isinstance(r, RedisCluster):
+        await r.initialize()  # a no-op once the slot map is known
+        node = {"target_nodes": r.get_node_from_key(ns.keys.prefix)}
+    secs, micros = await r.time(**node)
     return int(secs) * 1000 + int(micros) // 1000
 
 
