@@ -14,6 +14,7 @@ from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys
 from .records import Duration, check_int, millis
+from .schedules import Schedules
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
@@ -64,6 +65,8 @@ class StackShift(Client):
         )
         super().__init__(ns)
         self._sync: SyncStackShift | None = None
+        self.schedules = Schedules(ns, self.run)
+        """Recurring runs: create (upsert), pause, resume, trigger, delete, get, list."""
 
     def __repr__(self) -> str:
         return f"StackShift(namespace={self.namespace!r})"
@@ -142,6 +145,8 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
     ) -> F: ...
     @overload
     def job(
@@ -155,6 +160,8 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -167,8 +174,12 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
     ) -> F | Callable[[F], F]:
-        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`."""
+        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
+        `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
+        or updated by each worker that registers the job when it starts."""
 
         def register(func: F) -> F:
             self.core.registry.add_job(
@@ -181,6 +192,8 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    cron=cron,
+                    timezone=timezone,
                 )
             )
             return func
