@@ -91,6 +91,16 @@ class Namespace:
         """Point at another Redis (before first use; the CLI's --redis-url)."""
         self.redis_url, self._redis, self._scripts = redis_url, None, None
 
+    def swap_client(
+        self, redis: Any, scripts: Scripts | None, redis_url: str | None = None
+    ) -> tuple[Any, Scripts | None, str | None]:
+        """Point this namespace at another client and its scripts (TestEnv puts in-process
+        fakeredis in); returns the previous (client, scripts, redis_url): swap them back."""
+        previous = (self._redis, self._scripts, self.redis_url)
+        self._redis, self._scripts, self.redis_url = redis, scripts, redis_url
+        self._queue_cache.clear()
+        return previous
+
     def rebind(self, redis: Any) -> Namespace:
         """The same namespace, registry, hooks and settings on another client."""
         return Namespace(

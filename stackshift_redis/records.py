@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from . import clock
 from .errors import InvalidArgumentError
 from .serializer import Serializer
 
@@ -77,7 +77,7 @@ def new_run_id() -> str:
     """A unique id sortable by creation time: 11 hex digits of ms, 5 of a per-process
     sequence (monotonic within a millisecond), 8 random."""
     with _id_lock:
-        ms = time.time_ns() // 1_000_000
+        ms = clock.now_ms()
         if ms <= _id_last[0]:
             ms, seq = _id_last[0], _id_last[1] + 1
             if seq > 0xFFFFF:
@@ -100,7 +100,7 @@ def error_json(exc: BaseException, *, type_name: str | None = None) -> str:
 # last so Lua can finish a record by appending a msgpack bin/str (lua/lib/mp_pack.lua).
 def record_prefix(status: str, last_key: str) -> bytes:
     """A record up to (not including) its last value."""
-    head: bytes = msgpack.packb({"status": status, "at": time.time_ns() // 1_000_000})
+    head: bytes = msgpack.packb({"status": status, "at": clock.now_ms()})
     key: bytes = msgpack.packb(last_key)
     return bytes([head[0] + 1]) + head[1:] + key
 
