@@ -15,6 +15,7 @@ exactly when they would.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -47,6 +48,23 @@ def fake_redis(**kwargs: Any) -> Any:
 def fake_app(namespace: str = "test", **kwargs: Any) -> StackShift:
     """A StackShift app on a fresh in-memory fakeredis server."""
     return StackShift(redis=fake_redis(), namespace=namespace, **kwargs)
+
+
+def _sha1hex(data: Any) -> bytes:
+    raw = data if isinstance(data, bytes) else str(data).encode()
+    return hashlib.sha1(raw).hexdigest().encode()
+
+
+def _add_sha1hex(server: Any) -> None:
+    """fakeredis (2.41) gives EVAL scripts no `redis.sha1hex`, which Redis has and event
+    matching uses (lua/lib/values_key.lua): add it to the server's Lua runtime once that
+    exists (after a first script call). Nothing happens on a fakeredis that has it."""
+    runtime = getattr(server, "_lua_runtime", None)
+    if runtime is None:
+        return
+    api = runtime.globals()[b"redis"]
+    if api is not None and api[b"sha1hex"] is None:
+        api[b"sha1hex"] = _sha1hex
 
 
 def _finite(value: object) -> bool:
@@ -131,7 +149,8 @@ class TestEnv:
         import fakeredis  # the [testing] extra
 
         ns = self.app.core
-        self._redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        server = fakeredis.FakeServer()
+        self._redis = fakeredis.FakeAsyncRedis(server=server)
         scripts = Scripts(self._redis, ns.keys, virtual_clock=True)
         await self._redis.set(ns.keys.clock(), self._now_ms)
         self._previous = ns.swap_client(self._redis, scripts)
@@ -143,6 +162,8 @@ class TestEnv:
         try:
             await self._upkeep.setup()
             await self._dispatcher.setup()
+            await self._upkeep.next_due_ms()  # a first script call creates the Lua runtime
+            _add_sha1hex(server)
         except BaseException:
             await self._close()
             raise
