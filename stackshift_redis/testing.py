@@ -30,7 +30,7 @@ from .errors import InvalidArgumentError, StackShiftError
 from .executor import Executor
 from .keys import check_name
 from .records import Duration, epoch_ms, millis
-from .scripts import Scripts, TakenRun
+from .scripts import TakenRun
 from .state import State
 from .upkeep import Upkeep
 
@@ -122,7 +122,7 @@ class TestEnv:
             raise InvalidArgumentError("queues must name at least one queue")
         self._start_ms = epoch_ms(start) if start is not None else clock.now_ms()
         self._now_ms = self._start_ms
-        self._previous: tuple[Any, Scripts | None, str | None] | None = None
+        self._previous: tuple[Any, str | None, bool] | None = None
         self._previous_clock: Any = None
         self._redis: Any = None
         self._dispatcher: Dispatcher | None = None
@@ -151,9 +151,9 @@ class TestEnv:
         ns = self.app.core
         server = fakeredis.FakeServer()
         self._redis = fakeredis.FakeAsyncRedis(server=server)
-        scripts = Scripts(self._redis, ns.keys, virtual_clock=True)
         await self._redis.set(ns.keys.clock(), self._now_ms)
-        self._previous = ns.swap_client(self._redis, scripts)
+        await self.app.close()  # the result reader and sync facade reconnect to fakeredis
+        self._previous = ns.swap_client(self._redis, virtual_clock=True)
         self._previous_clock = clock.use(self._clock_ns)
         consumer = f"testenv-{id(self):x}"
         self._dispatcher = Dispatcher(ns, self.queues, consumer)
@@ -183,7 +183,8 @@ class TestEnv:
         try:
             await self.app.close()  # the result reader, which reads from fakeredis
         finally:
-            self.app.core.swap_client(*self._previous)
+            redis, redis_url, virtual = self._previous
+            self.app.core.swap_client(redis, redis_url=redis_url, virtual_clock=virtual)
             clock.use(self._previous_clock)
             self._previous = None
             await self._redis.aclose()

@@ -3,6 +3,7 @@ scripts and the Python side through one seam; the app's own Redis is left untouc
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -272,3 +273,17 @@ async def test_works_under_anyio(anyio_backend: str) -> None:
         run = await app.start("hello", "anyio")
         await env.advance(timedelta(hours=1))
         assert await run.result(timeout=5) == "hello anyio"
+
+
+async def test_the_sync_facade_follows_the_app_into_the_test_env(app: StackShift) -> None:
+    app.job("double", lambda ctx: ctx.payload * 2)
+    outside = await asyncio.to_thread(app.sync.start, "double", 1)  # the real Redis
+    async with TestEnv(app) as env:
+        inside = await asyncio.to_thread(app.sync.start, "double", 21, delay=60)
+        assert await app.get_run(outside.id) is None  # fakeredis: the real run is not here
+        await env.drain()
+        assert await app.run(inside.id).status() == "scheduled"
+        await env.advance(60)  # the sync client's scripts read the same virtual clock
+        assert await app.run(inside.id).result(timeout=5) == 42
+    assert await asyncio.to_thread(outside.status) == "queued"
+    app.sync.close()
