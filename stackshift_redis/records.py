@@ -133,9 +133,13 @@ class Event:
     """An event: name, id, data and when it was sent."""
 
     name: str
+    """The event's name."""
     id: str
+    """Its id (dedupes repeated sends)."""
     data: Any
+    """Its data (any serializable value)."""
     ts: datetime
+    """When it was sent (aware UTC)."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +147,13 @@ class SendEventResult:
     """What `send_event` did: runs it resumed and runs it started."""
 
     id: str
+    """The event's id."""
     resumed: list[str] = field(default_factory=list)
+    """Ids of the waiting runs it resumed."""
     started: list[str] = field(default_factory=list)
+    """Ids of the runs it started (on_event jobs)."""
     duplicate: bool = False
+    """True when this id was sent before (within the dedupe window): nothing was done."""
 
 
 @dataclass(frozen=True)
@@ -153,20 +161,35 @@ class RunInfo:
     """A snapshot of a run as stored in Redis."""
 
     id: str
+    """The run's id (sortable by creation time)."""
     status: RunStatus
+    """Where the run is: queued, scheduled, running, waiting, completed, failed, cancelled."""
     job: str
+    """The job's name."""
     queue: str
+    """The queue it executes on."""
     payload: Any
+    """The payload it was started with."""
     result: Any
+    """The return value once completed, else None."""
     error: dict[str, Any] | None
+    """Once failed or cancelled: {type, message, traceback}."""
     attempts: int
+    """Executions so far (each take counts, resumes included)."""
     created_at: datetime | None
+    """When it was started."""
     started_at: datetime | None
+    """When a worker first took it."""
     finished_at: datetime | None
+    """When it finished."""
     steps: dict[str, dict[str, Any]]
+    """Stored steps: {name: {status, result or error, at}}."""
     timeline: list[dict[str, Any]]
+    """What happened, in order: [{at, type, ...}] (queued, started, step_completed, ...)."""
     parent_id: str | None = None
+    """For a child run (invoke): the parent run's id."""
     progress: Any = None
+    """The last value passed to ctx.progress()."""
 
 
 def _s(v: bytes | None) -> str:

@@ -3,7 +3,9 @@
 
 The tested blocks of one page run in order in one module namespace (a page reads as one
 program, like a doctest session), with top-level `await` allowed, in one event loop.
-Most pages test their jobs with TestEnv (no Redis). A page whose blocks are marked
+A page may define tests as a user writes them (`async def test_...()` taking no
+argument): they are called after the page's blocks, as pytest would. Most pages test
+their jobs with TestEnv (no Redis). A page whose blocks are marked
 `.redis` talks to a real Redis: it gets the test session's server as `REDIS_URL` and is
 skipped on the cluster (its `StackShift(redis_url=...)` names one server). Tracebacks
 point at the page and line of the Markdown source.
@@ -83,6 +85,13 @@ async def test_docs_page_examples_run(
             result = eval(compiled, namespace)  # the docs' own code, top-level await allowed
             if inspect.iscoroutine(result):
                 await result
+        tests = [
+            fn for name, fn in namespace.items()
+            if name.startswith("test_") and inspect.iscoroutinefunction(fn)
+            and not inspect.signature(fn).parameters
+        ]  # fmt: skip
+        for fn in tests:
+            await fn()
     finally:
         for value in namespace.values():
             if isinstance(value, StackShift):
