@@ -35,7 +35,7 @@ from .state import State
 from .upkeep import Upkeep
 
 log = logging.getLogger("stackshift.testing")
-_POLL_S = 0.005  # while attempts run: how often to look for runs they made ready
+_POLL_S = (0.005, 0.1)  # while attempts run: look for runs they made ready, backing off
 
 
 def fake_redis(**kwargs: Any) -> Any:
@@ -203,7 +203,7 @@ class TestEnv:
         dispatcher, _, upkeep = self._parts()
         await upkeep.due_now()
         running: set[asyncio.Task[None]] = set()
-        executed = 0
+        executed, poll = 0, _POLL_S[0]
         try:
             while True:
                 free = self.concurrency - len(running)
@@ -220,8 +220,9 @@ class TestEnv:
                         "start or retry runs without end? (TestEnv(max_attempts=...))"
                     )
                 running |= {asyncio.create_task(self._attempt(run)) for run in taken}
+                poll = _POLL_S[0] if taken else min(poll * 2, _POLL_S[1])
                 done, running = await asyncio.wait(
-                    running, timeout=_POLL_S, return_when=asyncio.FIRST_COMPLETED
+                    running, timeout=poll, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
                     task.result()

@@ -287,3 +287,21 @@ async def test_the_sync_facade_follows_the_app_into_the_test_env(app: StackShift
         assert await app.run(inside.id).result(timeout=5) == 42
     assert await asyncio.to_thread(outside.status) == "queued"
     app.sync.close()
+
+
+async def test_drain_keeps_taking_while_attempts_run() -> None:
+    app = offline_app()
+
+    @app.job("leaf")
+    async def leaf(ctx: RunContext) -> str:
+        return "leaf"
+
+    @app.job("waits-on-leaf")
+    async def waits_on_leaf(ctx: RunContext) -> str:
+        child = await app.start("leaf")  # not invoke: this attempt blocks on the result
+        return str(await child.result(timeout=5))
+
+    async with TestEnv(app) as env:
+        run = await app.start("waits-on-leaf")
+        assert await env.drain() == 2  # the leaf ran while the first attempt was running
+        assert await run.result(timeout=5) == "leaf"
