@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -123,7 +123,7 @@ class TestEnv:
         self._start_ms = epoch_ms(start) if start is not None else clock.now_ms()
         self._now_ms = self._start_ms
         self._previous: tuple[Any, str | None, bool] | None = None
-        self._previous_clock: Any = None
+        self._previous_clock: Callable[[], int] | None = None
         self._redis: Any = None
         self._dispatcher: Dispatcher | None = None
         self._executor: Executor | None = None
