@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -29,8 +30,8 @@ from .dispatch import Dispatcher
 from .errors import InvalidArgumentError, StackShiftError
 from .executor import Executor
 from .keys import check_name
-from .records import Duration, epoch_ms, millis
-from .scripts import TakenRun
+from .records import Duration, epoch_ms, error_json, millis
+from .scripts import ScriptCall, TakenRun
 from .state import State
 from .upkeep import Upkeep
 
@@ -219,7 +220,7 @@ class TestEnv:
                         f"drain executed more than {self.max_attempts} attempts: does a job "
                         "start or retry runs without end? (TestEnv(max_attempts=...))"
                     )
-                running |= {asyncio.create_task(self._attempt(run)) for run in taken}
+                running |= {asyncio.create_task(self._attempt(run, at)) for run, at in taken}
                 poll = _POLL_S[0] if taken else min(poll * 2, _POLL_S[1])
                 done, running = await asyncio.wait(
                     running, timeout=poll, return_when=asyncio.FIRST_COMPLETED
@@ -254,17 +255,29 @@ class TestEnv:
         await self._set_clock(target)
         return executed + await self.drain()
 
-    async def _take(self, dispatcher: Dispatcher, n: int) -> list[TakenRun]:
+    async def _take(self, dispatcher: Dispatcher, n: int) -> list[tuple[TakenRun, float]]:
+        sent = time.monotonic()
         reply = await dispatcher.take(n)
-        for run_id, queue in reply.poisoned:
-            log.error("run %s (queue %s) delivered too many times: failed as poison", run_id, queue)
-        return reply.taken
+        for run_id, queue, why in reply.dropped:  # poison, damaged or missing: as a worker
+            log.error("run %s (queue %s) not taken: %s", run_id, queue, why)
+        return [(run, sent) for run in reply.taken]
 
-    async def _attempt(self, run: TakenRun) -> None:
+    async def _attempt(self, run: TakenRun, sent: float) -> None:
         """One attempt to its outcome, recorded as a worker records it."""
         _, executor, _ = self._parts()
-        outcome = await executor.run(executor.build(run))
+        ns = self.app.core
+        try:
+            ex = executor.build(run, sent)
+        except Exception as exc:  # its payload or event does not decode: it fails alone
+            log.error("run %s (%s): its stored payload does not decode: %s", run.run_id,
+                      run.job, exc)  # fmt: skip
+            error = error_json(exc, type_name="PayloadError")
+            outcome: ScriptCall | None = ns.scripts.fail_call(
+                run.run_id, run.token, error, "failed", 0, ns.settings.retention_ms
+            )
+        else:
+            outcome = await executor.run(ex)
         if outcome is not None:
-            [result] = await self.app.core.scripts.run_batch([outcome])
+            [result] = await ns.scripts.run_batch([outcome])
             if isinstance(result, Exception):
                 log.warning("recording %s of run %s failed: %s", outcome.script, run.run_id, result)
