@@ -305,3 +305,24 @@ async def test_drain_keeps_taking_while_attempts_run() -> None:
         run = await app.start("waits-on-leaf")
         assert await env.drain() == 2  # the leaf ran while the first attempt was running
         assert await run.result(timeout=5) == "leaf"
+
+
+async def test_schedules_fire_at_each_tick_in_test_env() -> None:
+    """Runs once schedules (an upkeep duty, another branch) are merged: advance() must stop
+    at every tick, so Upkeep.due_now() has to force the schedules' poll and
+    Upkeep.next_due_ms() has to include the next schedule's fire time."""
+    pytest.importorskip("stackshift_redis.schedules", reason="schedules not merged yet")
+    app = offline_app()
+    envs: list[TestEnv] = []
+    fired: list[int] = []
+
+    @app.job("report")
+    async def report(ctx: RunContext) -> None:
+        fired.append(envs[0].now.hour)
+
+    start = datetime(2030, 1, 1, 0, 30, tzinfo=UTC)
+    async with TestEnv(app, start=start) as env:
+        envs.append(env)
+        await app.schedules.create("hourly", job="report", cron="0 * * * *")
+        await env.advance(timedelta(hours=3))
+    assert fired == [1, 2, 3]  # one run per tick, each at its own time
