@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,6 +250,16 @@ async def test_a_job_that_never_ends_is_stopped_with_a_clear_error() -> None:
         await app.start("forever")
         with pytest.raises(StackShiftError, match="more than 50 attempts"):
             await env.drain()
+
+
+def test_clock_py_is_the_only_python_reader_of_the_wall_clock() -> None:
+    package = Path(clock_module.__file__).parent
+    for path in package.rglob("*.py"):
+        if path.name == "clock.py":
+            continue
+        text = path.read_text()
+        for needle in ("time.time(", "time.time_ns(", "datetime.now(", "utcnow("):
+            assert needle not in text, f"{path.name} reads the wall clock: use clock.now_ms()"
 
 
 def test_production_scripts_never_read_the_virtual_clock() -> None:
