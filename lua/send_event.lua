@@ -8,6 +8,7 @@
 -- ARGV[1] prefix  ARGV[2] event name  ARGV[3] event id  ARGV[4] event bytes
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
+-- ARGV[10] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
 -- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
@@ -55,9 +56,12 @@ for i = 1, #stored, 2 do
   if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
 end
 local started = {}
+local fields = {}
+if ARGV[10] ~= '' then fields = cjson.decode(ARGV[10]) end
+fields['event'] = bytes
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
-  create_run(prefix, rid, job, queue, ARGV[6], now, now, {event = bytes})
+  create_run(prefix, rid, job, queue, ARGV[6], now, now, fields)
   started[#started + 1] = rid
 end
 return {0, resumed, started}

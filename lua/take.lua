@@ -13,7 +13,8 @@
 -- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
 -- ARGV[3+2i] queue_i  ARGV[4+2i] lease_ms_i
 -- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
--- failed tries so far, resumed 0|1, hook fields, queue} or {run_id, 'poison', queue}
+-- failed tries so far, resumed 0|1, hook fields, ms waited since ready, resumed by, queue}
+-- or {run_id, 'poison', queue}
 -- (failed: delivered too often). See lib/lease_run.lua.
 -- Cost: O(runs taken + groups visited), at most 4n ready-set pops.
 -- @include keys.lua
@@ -60,6 +61,7 @@ while ARGV[3 + 2 * i] and taken < want do
     if not turn[2] then count = stop - taken end -- one group: no turns to take
     local popped = redis.call('ZPOPMIN', rset, count)
     pops = pops + count
+    if #popped > 0 then redis.call('HINCRBY', stat, 'ready', -#popped / 2) end
     if redis.call('EXISTS', rset) == 0 then
       redis.call('ZREM', ring, group)
     elseif turn[2] then

@@ -51,6 +51,14 @@ class Execution:
         self.seen[name] = n
         return name if n == 1 else f"{name}#{n}"
 
+    def replayed(self, name: object) -> bool:
+        """True when the next step called `name` has a stored outcome (a durable wait
+        returns it without running again)."""
+        if not isinstance(name, str):
+            return False
+        n = self.seen.get(name, 0) + 1
+        return (name if n == 1 else f"{name}#{n}") in self.steps
+
     def lookup_record(self, name: str) -> tuple[str, dict[str, Any] | None]:
         """(stored name, its record if any); raises when a cancel is pending and the step
         has not completed."""

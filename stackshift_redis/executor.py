@@ -51,8 +51,9 @@ class Executor:
         ns = self.ns
         event = decode_event(ns.serializer.loads(run.event)) if run.event else None
         hook_input = AttemptInput(
-            run.run_id, run.job, run.queue, run.attempt, run.resumed, run.fields
-        )
+            run.run_id, run.job, run.queue, run.attempt, run.resumed, run.fields,
+            waited=run.waited_ms / 1000, resumed_by=run.resumed_by,
+        )  # fmt: skip
         return Execution(
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
             token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),

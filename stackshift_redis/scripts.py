@@ -58,6 +58,8 @@ class TakenRun:
     fails: int  # failed attempts so far
     resumed: bool  # the run waited and this attempt continues it
     fields: dict[str, str]  # fields stored by hooks at start (x:<name>)
+    waited_ms: int = 0  # from ready to taken (server clock)
+    resumed_by: str = ""  # event | timer | child_ok | child_failed when resumed
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,17 @@ class WaitReply:
     parked: bool
     value: bytes | None = None  # wait_event: the event; invoke: the step record
     child: str | None = None  # invoke: the child run id
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue's gauges (queue_stats): runs ready, scheduled, running and waiting."""
+
+    queue: str
+    ready: int
+    scheduled: int
+    running: int
+    waiting: int
 
 
 @dataclass(frozen=True)
@@ -194,7 +207,8 @@ class Scripts:
                 TakenRun(
                     run_id=_str(r[0]), token=_str(r[2]), attempt=int(r[3]), job=_str(r[4]),
                     payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
-                    resumed=bool(r[9]), fields=_pairs(r[10]), queue=_str(r[11]),
+                    resumed=bool(r[9]), fields=_pairs(r[10]), waited_ms=int(r[11]),
+                    resumed_by=_str(r[12]), queue=_str(r[13]),
                 )
             )  # fmt: skip
         return TakeReply(taken, poisoned)
@@ -312,15 +326,27 @@ class Scripts:
     async def send_event(
         self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
         dedupe_ms: int, log_ms: int, local_triggers: dict[str, str],
+        fields: dict[str, str] | None = None,
     ) -> SendReply:  # fmt: skip
-        """Record an event once; resume matching waiters; start triggered jobs."""
+        """Record an event once; resume matching waiters; start triggered jobs (with the
+        hook `fields`, {"x:<name>": value}, stored on each started run)."""
         k = self.keys
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
                 k.event_shapes(name), k.triggers(name)]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
-                json.dumps(local_triggers)]  # fmt: skip
+                json.dumps(local_triggers), json.dumps(fields) if fields else ""]  # fmt: skip
         duplicate, resumed, started = await self.call("send_event", keys, args)
         return SendReply(bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started])
+
+    # metrics
+    async def queue_stats(self, queues: Sequence[str]) -> tuple[int, list[QueueStats]]:
+        """(live workers, per queue its gauges): `queues` plus those of the published
+        job map, in one call."""
+        k = self.keys
+        reply = await self.call("queue_stats", [k.jobs(), k.workers()], [k.prefix, *queues])
+        stats = [QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4]))
+                 for q in reply[1:]]  # fmt: skip
+        return int(reply[0]), stats
 
     # state
     async def state_incr(self, name: str, amount: int, ttl_ms: int) -> int:

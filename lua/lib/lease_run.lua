@@ -1,7 +1,9 @@
 -- lease_run: lease one run popped from a ready set to the taking worker, or fail it as
 -- poison when it was delivered more than max_deliv times without finishing. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
--- hook fields (flat x:<name> pairs)},
+-- hook fields (flat x:<name> pairs), ms it waited since it was made ready (server clock:
+-- the `at` of the last timeline entry, the one make_ready wrote), what resumed it ('event',
+-- 'timer', 'child_ok', 'child_failed' from the 'resumed' entry; '' otherwise)},
 -- {id, 'poison'}, or nil when the run is no longer queued (a stale ready entry).
 -- The token is the run's attempt number: unique per claim of that run.
 -- @include keys.lua
@@ -38,8 +40,12 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local token = tostring(attempt)
   local n = tonumber(v['tl_len'] or '0') + 1
   local last = redis.call('HGET', rk, 't:' .. (n - 1)) or ''
-  local resumed = 0
-  if string.find(last, '"type":"resumed"', 1, true) then resumed = 1 end
+  local resumed, by = 0, ''
+  if string.find(last, '"type":"resumed"', 1, true) then
+    resumed = 1
+    by = string.match(last, '"by":"([%w_]+)"') or ''
+  end
+  local waited = now - (tonumber(string.match(last, '"at":(%d+)') or now) or now)
   local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', token,
     'deliveries', deliv, 'tl_len', n, 't:' .. n,
     cjson.encode({type = 'started', at = now, attempt = attempt})}
@@ -51,5 +57,5 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   redis.call('ZADD', leases, now + lease_ms, id)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
-    v['fails'] or '0', resumed, hooked}
+    v['fails'] or '0', resumed, hooked, math.max(waited, 0), by}
 end
