@@ -17,6 +17,7 @@ from .records import Duration, millis
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
+from .tracing import auto_hook
 from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,6 +60,7 @@ class StackShift(Client):
             redis=redis,
         )
         super().__init__(ns)
+        ns.hooks.defer(auto_hook)  # tracing, when an OpenTelemetry SDK is configured
         self._sync: SyncStackShift | None = None
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from .execution import Execution
+from .logs import run_extra
 from .records import Event
 from .state import State, SyncState
 from .steps import Step, SyncStep
@@ -27,7 +28,7 @@ class _ContextBase:
     event: Event | None
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
-    """A logger whose records carry run_id and job."""
+    """A logger whose records carry run_id, job, attempt and queue (see logs.py)."""
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
@@ -38,7 +39,8 @@ class _ContextBase:
         self.attempt = execution.attempt
         self.event = execution.event
         self.logger = logging.LoggerAdapter(
-            logging.getLogger("stackshift.run"), {"run_id": self.run_id, "job": self.job}
+            logging.getLogger("stackshift.run"),
+            run_extra(self.run_id, self.job, self.attempt, self.queue),
         )
 
 

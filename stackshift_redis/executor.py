@@ -16,6 +16,7 @@ from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
 from .jobs import JobDef
+from .logs import run_extra
 from .records import error_json
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
@@ -66,7 +67,10 @@ class Executor:
         job = ns.registry.jobs.get(ex.job)
         if job is None:
             missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
-            return self._failure(ex, None, missing, retry_delay=None)
+            log.error("run %s: %s", ex.run_id, missing, extra=_extra(ex))
+            return self._failure(ex, None, missing, retry_delay=None, logged=True)
+        log.debug("run %s (%s) attempt %d started", ex.run_id, ex.job, ex.attempt,
+                  extra=_extra(ex))  # fmt: skip
         timer = asyncio.timeout(job.timeout)
         try:
             async with timer:
@@ -77,7 +81,8 @@ class Executor:
         except Suspended:
             return None
         except LeaseLostError:
-            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id)
+            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id,
+                        extra=_extra(ex))  # fmt: skip
             self._notify(ex, "lost", None)
             return None
         except CancelRequested:
@@ -97,6 +102,7 @@ class Executor:
         except PayloadError as exc:
             return self._failure(ex, job, exc, retry_delay=None)
         self._notify(ex, "completed", None)
+        log.info("run %s (%s) completed", ex.run_id, ex.job, extra=_extra(ex))
         return ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
 
     async def _call(self, job: JobDef, ex: Execution) -> Any:
@@ -126,6 +132,7 @@ class Executor:
         exc: BaseException,
         retry_delay: float | None,
         outcome: str = "failed",
+        logged: bool = False,
     ) -> ScriptCall:
         """retry_delay: None = no retry, -1 = the job's backoff, else that many seconds."""
         ns = self.ns
@@ -135,8 +142,8 @@ class Executor:
         if retriable and job is not None and retry_delay is not None and tries <= job.retries:
             delay = job.backoff(tries) if retry_delay < 0 else retry_delay
             outcome, delay_ms = "retry", max(0, round(delay * 1000))
-        if outcome != "retry":
-            log.info("run %s (%s) %s: %s", ex.run_id, ex.job, outcome, exc)
+        if not logged:
+            _log_outcome(ex, outcome, exc, delay_ms)
         err = error_json(exc)
         if outcome == "cancelled":
             err = json.dumps({"type": "RunCancelled", "message": str(exc), "traceback": ""})
@@ -144,3 +151,22 @@ class Executor:
         return ns.scripts.fail_call(
             ex.run_id, ex.token, err, outcome, delay_ms, ns.settings.retention_ms
         )
+
+
+def _extra(ex: Execution) -> dict[str, Any]:
+    return run_extra(ex.run_id, ex.job, ex.attempt, ex.queue)
+
+
+def _log_outcome(ex: Execution, outcome: str, exc: BaseException, delay_ms: int) -> None:
+    """One line per failed attempt: a retry at WARNING with the error, a final failure at
+    ERROR with its traceback, a cancel at INFO."""
+    error = f"{type(exc).__name__}: {exc}"
+    if outcome == "retry":
+        log.warning("run %s (%s) attempt %d failed, retrying in %.3gs: %s", ex.run_id, ex.job,
+                    ex.attempt, delay_ms / 1000, error, extra=_extra(ex))  # fmt: skip
+    elif outcome == "cancelled":
+        log.info("run %s (%s) cancelled: %s", ex.run_id, ex.job, exc, extra=_extra(ex))
+    else:
+        trace = exc if exc.__traceback__ is not None else None
+        log.error("run %s (%s) failed: %s", ex.run_id, ex.job, error, exc_info=trace,
+                  extra=_extra(ex))  # fmt: skip

@@ -93,6 +93,8 @@ class Worker:
         self._done.clear()
         await self.upkeep.setup()
         await self.dispatcher.setup()
+        log.info("worker %s: connected; queues %s, concurrency %d", self.id, self.queues,
+                 self.concurrency)  # fmt: skip
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
         try:
@@ -141,6 +143,11 @@ class Worker:
     async def _hand_back(self, cut_off: list[tuple[str, str, str]]) -> None:
         """Make attempts cut off by the stop ready now, instead of after their lease expires:
         expire our (token-checked) leases, then reclaim."""
+        if cut_off:
+            ids = " ".join(run_id for _, run_id, _ in cut_off[:50])
+            more = " ..." if len(cut_off) > 50 else ""
+            log.warning("worker %s: handing back %d runs cut off by the stop: %s%s", self.id,
+                        len(cut_off), ids, more)  # fmt: skip
         for queue in {q for q, _, _ in cut_off}:
             held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
             with contextlib.suppress(Exception):
