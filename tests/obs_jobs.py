@@ -19,6 +19,7 @@ if os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1":
 else:
     _server = {"redis_url": _URL}
 app = StackShift(**_server, namespace=os.environ.get("STACKSHIFT_NAMESPACE", "default"))
+app.queue("idle")  # configured here, consumed by no worker of the tests: its runs stay ready
 
 SPANS = os.environ.get("STACKSHIFT_SPANS")
 if SPANS:
