@@ -9,6 +9,7 @@ from typing import Any
 from .core import Namespace
 from .errors import NonRetriableError, PayloadError, RunCancelled
 from .hooks import AttemptInput
+from .logs import run_extra
 from .records import Event, read_step, step_completed, step_failed
 from .state import State
 
@@ -42,6 +43,11 @@ class Execution:
     lost: bool = False
     finished: bool = False  # its outcome is being recorded: no lease to renew
     seen: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        """The `extra` of a log line about this attempt: run_id, job, attempt, queue."""
+        return run_extra(self.run_id, self.job, self.attempt, self.queue)
 
     def unique(self, name: str) -> str:
         """The step's stored name: `name`, then `name#2`, `name#3` within one execution."""

@@ -16,7 +16,6 @@ from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
 from .jobs import JobDef
-from .logs import run_extra
 from .records import error_json
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
@@ -53,7 +52,7 @@ class Executor:
         event = decode_event(ns.serializer.loads(run.event)) if run.event else None
         hook_input = AttemptInput(
             run.run_id, run.job, run.queue, run.attempt, run.resumed, run.fields,
-            waited=run.waited_ms / 1000, resumed_by=run.resumed_by,
+            first=run.attempt == 1, waited=run.waited_ms / 1000, resumed_by=run.resumed_by,
         )  # fmt: skip
         return Execution(
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
@@ -154,7 +153,7 @@ class Executor:
 
 
 def _extra(ex: Execution) -> dict[str, Any]:
-    return run_extra(ex.run_id, ex.job, ex.attempt, ex.queue)
+    return ex.log_extra
 
 
 def _log_outcome(ex: Execution, outcome: str, exc: BaseException, delay_ms: int) -> None:

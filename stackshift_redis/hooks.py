@@ -40,6 +40,7 @@ class AttemptInput:
     attempt: int  # executions of the run so far, this one included
     resumed: bool  # the run waited (sleep, event, child) and this attempt continues it
     fields: dict[str, str] = field(default_factory=dict)  # stored by Hook.start_fields
+    first: bool = False  # the run's first execution (not a retry, resume or recovery)
     waited: float = 0.0  # seconds from ready to taken (server clock): the queue wait
     resumed_by: str = ""  # resumed: event | timer | child_ok | child_failed
 

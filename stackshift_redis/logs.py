@@ -41,7 +41,7 @@ class TextFormatter(logging.Formatter):
         line = super().formatMessage(record)
         if getattr(record, "run_id", None) is None:
             return line
-        fields = " ".join(f"{k}={getattr(record, k, '')}" for k in RUN_FIELDS)
+        fields = " ".join(f"{k}={getattr(record, k)}" for k in RUN_FIELDS if hasattr(record, k))
         return f"{line} [{fields}]"
 
 

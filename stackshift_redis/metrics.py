@@ -81,7 +81,7 @@ class MetricsHook(Hook):
 
     async def attempt(self, inp: AttemptInput, proceed: Proceed) -> Any:
         """Count the start, observe the queue wait and the attempt's duration."""
-        if inp.attempt == 1 and not inp.resumed:
+        if inp.first:
             self.runs["started"].labels(inp.job, inp.queue).inc()
         if inp.resumed:
             self.runs["resumed"].labels(inp.job, inp.queue).inc()

@@ -291,13 +291,15 @@ class Scripts:
     async def invoke(
         self, run_id: str, token: str, step: str, job: str, queue: str, child_id: str,
         payload: bytes, timeout_ms: int, idem_ttl_ms: int, records: tuple[bytes, bytes, bytes],
+        fields: dict[str, str] | None = None,
     ) -> WaitReply:  # fmt: skip
         """Start a child run once per (parent, step) and park the parent until it ends.
-        records: (timed-out record, completed-record prefix, failed-record prefix)."""
+        records: (timed-out record, completed-record prefix, failed-record prefix);
+        fields: hook fields {"x:<name>": value} stored on the child."""
         k = self.keys
         idem = k.idem(job, f"invoke:{run_id}:{step}")
         args = [k.prefix, run_id, token, step, job, queue, child_id, payload, timeout_ms,
-                idem_ttl_ms, *records]  # fmt: skip
+                idem_ttl_ms, *records, json.dumps(fields) if fields else ""]  # fmt: skip
         reply = await self.call("invoke", [k.run(run_id), idem], args)
         child = _str(reply[1])
         if reply[0] == b"waiting":

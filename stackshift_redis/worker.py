@@ -177,7 +177,8 @@ class Worker:
             return
         reply = await self.dispatcher.take(free)
         for run_id, queue in reply.poisoned:
-            log.error("run %s (queue %s) delivered too many times: failed as poison", run_id, queue)
+            log.error("run %s (queue %s) delivered too many times: failed as poison", run_id, queue,
+                      extra={"run_id": run_id, "queue": queue})  # fmt: skip
         for run in reply.taken:
             self._start(run)
         if len(reply.taken) >= free or self._stopping.is_set():
@@ -193,7 +194,8 @@ class Worker:
         if stale is not None:  # this worker stalled past its lease and got the run again
             stale[0].lost = True
             stale[1].cancel()
-            log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id)
+            log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id,
+                        extra=ex.log_extra)  # fmt: skip
         task = asyncio.create_task(self._execute(ex), name=f"stackshift-run-{ex.run_id}")
         self.running[ex.run_id] = (ex, task)
 
@@ -210,7 +212,7 @@ class Worker:
             if not ex.lost:  # cut off by a stop: handed back in _drain
                 self._cut_off.append((ex.queue, ex.run_id, ex.token))
         except Exception:
-            log.exception("run %s: could not record its outcome", ex.run_id)
+            log.exception("run %s: could not record its outcome", ex.run_id, extra=ex.log_extra)
         finally:
             held = self.running.get(ex.run_id)
             if held is not None and held[0] is ex:  # not a newer attempt of the same run

@@ -168,3 +168,27 @@ async def test_a_sleep_resumed_by_another_worker_process_stays_in_the_trace(
         assert children == steps
     resumed = next(s for s in b if s["name"] == "attempt traced")
     assert resumed["attributes"]["stackshift.resumed"] is True
+
+
+async def test_an_invoked_child_run_is_a_child_of_the_invoke_step(
+    app: StackShift, running_worker: Any, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    instrument(app, tracer_provider=provider)
+    app.job("thumb", lambda ctx: ctx.payload * 2)
+
+    @app.job("upload")
+    async def upload(ctx: RunContext) -> int:
+        return int(await ctx.step.invoke("make-thumb", job="thumb", payload=21))
+
+    with provider.get_tracer("test").start_as_current_span("request") as caller:
+        run = await app.start("upload")
+    running_worker(app)
+    assert await run.result(timeout=10) == 42
+    await wait_for(lambda: len(_by_name(exporter.get_finished_spans(), "attempt upload")) == 2)
+    found = exporter.get_finished_spans()
+    [invoke_step] = _by_name(found, "invoke make-thumb")
+    [child] = _by_name(found, "attempt thumb")
+    assert child.parent is not None and child.parent.span_id == invoke_step.context.span_id
+    assert child.context.trace_id == caller.get_span_context().trace_id
+    assert child.attributes["stackshift.run_id"] != run.id
