@@ -5,6 +5,7 @@ without a configured SDK nothing is added."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from stackshift_redis import RunContext, StackShift
+from stackshift_redis import RunContext, StackShift, SyncRunContext
 from stackshift_redis.tracing import TracingHook, auto_hook, instrument
 
 
@@ -192,3 +193,35 @@ async def test_an_invoked_child_run_is_a_child_of_the_invoke_step(
     assert child.parent is not None and child.parent.span_id == invoke_step.context.span_id
     assert child.context.trace_id == caller.get_span_context().trace_id
     assert child.attributes["stackshift.run_id"] != run.id
+
+
+async def test_the_sync_facade_and_plain_function_steps_keep_the_trace(
+    app: StackShift, running_worker: Any, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = spans
+    instrument(app, tracer_provider=provider)
+
+    @app.job("report")
+    def report(ctx: SyncRunContext) -> int:
+        n: int = ctx.step.run("count", lambda: 3)
+        ctx.step.sleep("pause", 0)  # due at once: a step on the loop, from this thread
+        return n
+
+    tracer = provider.get_tracer("test")
+
+    def wsgi_view() -> tuple[str, int]:  # a WSGI thread: blocking calls, its own span
+        with tracer.start_as_current_span("GET /report") as caller:
+            handle = app.sync.start("report")
+        return handle.id, caller.get_span_context().span_id
+
+    run_id, caller_id = await asyncio.to_thread(wsgi_view)
+    running_worker(app)
+    assert await app.run(run_id).result(timeout=10) == 3
+    await wait_for(lambda: _by_name(exporter.get_finished_spans(), "attempt report"))
+    found = exporter.get_finished_spans()
+    [attempt] = _by_name(found, "attempt report")
+    assert attempt.parent is not None and attempt.parent.span_id == caller_id
+    for name in ("run count", "sleep pause"):
+        [step] = _by_name(found, name)
+        assert step.parent is not None and step.parent.span_id == attempt.context.span_id
+    app.sync.close()
