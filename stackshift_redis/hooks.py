@@ -23,6 +23,7 @@ OpenTelemetry SDK is configured by then); until then, and when it declines, noth
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,7 @@ class Hooks:
     def __init__(self) -> None:
         self._hooks: list[Hook] = []
         self._deferred: list[Callable[[], Hook | None]] = []
+        self._lock = threading.Lock()  # first use may come from two threads (sync facade)
 
     def add(self, hook: Hook) -> None:
         """Add a hook; it wraps inside the hooks added before it."""
@@ -100,11 +102,12 @@ class Hooks:
 
     def __bool__(self) -> bool:
         if self._deferred:
-            factories, self._deferred = self._deferred, []
-            for factory in factories:
-                hook = factory()
-                if hook is not None:
-                    self._hooks.append(hook)
+            with self._lock:
+                factories, self._deferred = self._deferred, []
+                for factory in factories:
+                    hook = factory()
+                    if hook is not None:
+                        self._hooks.append(hook)
         return bool(self._hooks)
 
     async def attempt(self, inp: AttemptInput, call: Proceed) -> Any:
