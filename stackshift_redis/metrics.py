@@ -42,6 +42,9 @@ GAUGES = {
 class MetricsHook(Hook):
     """Counters and histograms of attempts, steps and events, by job and queue."""
 
+    collector: QueueCollector | None = None
+    """The gauges' collector `register` added with this hook (close it to free its client)."""
+
     def __init__(self, registry: Any) -> None:
         from prometheus_client import Counter, Histogram
 
@@ -196,5 +199,6 @@ def register(stackshift: Client, registry: Any = None) -> MetricsHook:
     target = REGISTRY if registry is None else registry
     hook = MetricsHook(target)
     stackshift.core.hooks.add(hook)
-    target.register(QueueCollector(stackshift))
+    hook.collector = QueueCollector(stackshift)
+    target.register(hook.collector)
     return hook

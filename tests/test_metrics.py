@@ -126,7 +126,7 @@ async def _is_now(app: StackShift, queue: str, expected: dict[str, int]) -> bool
 async def test_registering_in_a_registry_counts_events_and_reads_gauges(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="media")
     registry = CollectorRegistry()
-    register(app, registry)
+    hook = register(app, registry)
     await app.start_many("j", [1, 2])
     await app.send_event("user.signup", {"u": 1}, id="e1")
     await app.send_event("user.signup", {"u": 1}, id="e1")  # a duplicate: not counted
@@ -136,6 +136,8 @@ async def test_registering_in_a_registry_counts_events_and_reads_gauges(app: Sta
     assert _get(samples, "stackshift_queue_ready", queue="media") == 2
     assert _get(samples, "stackshift_queue_running", queue="media") == 0
     assert _get(samples, "stackshift_workers_alive") == 0
+    assert hook.collector is not None
+    hook.collector.close()
 
 
 async def test_a_worker_process_serves_counters_histograms_and_gauges(
