@@ -17,7 +17,11 @@ local function add(q)
     queues[#queues + 1] = q
   end
 end
-for i = 2, #ARGV do add(ARGV[i]) end
+local i = 1
+while ARGV[1 + i] do
+  add(ARGV[1 + i])
+  i = i + 1
+end
 for _, q in ipairs(redis.call('HVALS', KEYS[1])) do add(q) end
 local out = {redis.call('ZCOUNT', KEYS[2], now_ms(), '+inf')}
 for _, q in ipairs(queues) do

@@ -112,7 +112,7 @@ class EventBus:
         reply = await ns.scripts.send_event(
             name, event_id, encoded, json.dumps(flatten(data)), payload,
             ns.settings.event_dedupe_ms, ns.settings.event_log_ms, ns.registry.triggers(name),
-            fields,
+            uuid.uuid4().hex, fields,
         )  # fmt: skip
         if ns.hooks and not reply.duplicate:
             ns.hooks.event_sent(name, reply.resumed, reply.started)

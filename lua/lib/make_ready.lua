@@ -14,7 +14,8 @@ local function make_ready(prefix, rk, id, job, queue, group, prio, old, now, ent
   group = group or '0'
   local stat = K.qstat(prefix, queue)
   local seq = redis.call('HINCRBY', stat, 'seq', 1)
-  local score = (100 - tonumber(prio or '0')) * 1099511627776 + seq
+  local p = math.max(-100, math.min(100, tonumber(prio) or 0))
+  local score = (100 - p) * 1099511627776 + seq
   if redis.call('ZADD', K.ready(prefix, queue, group), score, id) == 1 then
     redis.call('HINCRBY', stat, 'ready', 1)
   end
