@@ -9,6 +9,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,19 @@ async def test_the_sync_facade_and_plain_function_steps_keep_the_trace(
         [step] = _by_name(found, name)
         assert step.parent is not None and step.parent.span_id == attempt.context.span_id
     app.sync.close()
+
+
+def test_importing_and_using_the_package_imports_no_extra() -> None:
+    code = (
+        "import sys\n"
+        "from stackshift_redis import StackShift\n"
+        "import stackshift_redis.cli, stackshift_redis.metrics, stackshift_redis.tracing\n"
+        "app = StackShift('redis://127.0.0.1:1/0', namespace='x')\n"
+        "assert not app.core.hooks  # first use: no SDK configured, no hook\n"
+        "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')\n"
+        "      or m == 'opentelemetry.trace.propagation.tracecontext'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
