@@ -54,6 +54,7 @@ class MetricsHook(Hook):
             for name, doc in RUN_COUNTERS.items()
         }
         steps = ["job", "queue", "kind"]
+        self._steps: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
         self.steps_completed = Counter(
             "stackshift_steps_completed", "Steps that completed", steps, registry=registry
         )
@@ -105,9 +106,9 @@ class MetricsHook(Hook):
         except CancelRequested:
             raise
         except Exception:
-            self._step_done(inp, t0, self.steps_failed)
+            self._step_done(inp, t0, 1)
             raise
-        self._step_done(inp, t0, self.steps_completed)
+        self._step_done(inp, t0, 0)
         return result
 
     def step_sync(self, inp: StepInput, proceed: Callable[[], Any]) -> Any:
@@ -118,15 +119,20 @@ class MetricsHook(Hook):
         except CancelRequested:
             raise
         except Exception:
-            self._step_done(inp, t0, self.steps_failed)
+            self._step_done(inp, t0, 1)
             raise
-        self._step_done(inp, t0, self.steps_completed)
+        self._step_done(inp, t0, 0)
         return result
 
-    def _step_done(self, inp: StepInput, t0: float, counter: Any) -> None:
-        a = inp.attempt
-        counter.labels(a.job, a.queue, inp.kind).inc()
-        self.step_seconds.labels(a.job, a.queue, inp.kind).observe(time.perf_counter() - t0)
+    def _step_done(self, inp: StepInput, t0: float, failed: int) -> None:
+        key = (inp.attempt.job, inp.attempt.queue, inp.kind)
+        bound: tuple[Any, Any, Any] | None = self._steps.get(key)  # children, once per labels
+        if bound is None:
+            bound = (self.steps_completed.labels(*key), self.steps_failed.labels(*key),
+                     self.step_seconds.labels(*key))  # fmt: skip
+            self._steps[key] = bound
+        bound[failed].inc()
+        bound[2].observe(time.perf_counter() - t0)
 
     def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
         """Count the attempt's outcome (a lost lease counts nothing: the run goes on)."""
