@@ -106,9 +106,9 @@ class MetricsHook(Hook):
         except CancelRequested:
             raise
         except Exception:
-            self._step_done(inp, t0, 1)
+            self._step_done(inp, t0, True)
             raise
-        self._step_done(inp, t0, 0)
+        self._step_done(inp, t0, False)
         return result
 
     def step_sync(self, inp: StepInput, proceed: Callable[[], Any]) -> Any:
@@ -119,19 +119,19 @@ class MetricsHook(Hook):
         except CancelRequested:
             raise
         except Exception:
-            self._step_done(inp, t0, 1)
+            self._step_done(inp, t0, True)
             raise
-        self._step_done(inp, t0, 0)
+        self._step_done(inp, t0, False)
         return result
 
-    def _step_done(self, inp: StepInput, t0: float, failed: int) -> None:
+    def _step_done(self, inp: StepInput, t0: float, failed: bool) -> None:
         key = (inp.attempt.job, inp.attempt.queue, inp.kind)
-        bound: tuple[Any, Any, Any] | None = self._steps.get(key)  # children, once per labels
+        bound = self._steps.get(key)  # the labelled children, bound once per label set
         if bound is None:
             bound = (self.steps_completed.labels(*key), self.steps_failed.labels(*key),
                      self.step_seconds.labels(*key))  # fmt: skip
             self._steps[key] = bound
-        bound[failed].inc()
+        (bound[1] if failed else bound[0]).inc()
         bound[2].observe(time.perf_counter() - t0)
 
     def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
