@@ -18,6 +18,7 @@ from .errors import (
 )
 from .records import Event, RunInfo, RunStatus, SendEventResult
 from .runs import RunHandle
+from .schedules import ScheduleInfo
 
 __all__ = [
     "Event",
@@ -31,6 +32,7 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunStatus",
+    "ScheduleInfo",
     "SendEventResult",
     "StackShift",
     "StackShiftError",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from .execution import Execution
@@ -29,6 +30,10 @@ class _ContextBase:
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
     """A logger whose records carry run_id, job, attempt and queue (see logs.py)."""
+    schedule: str | None
+    """The schedule that started the run, else None."""
+    scheduled_at: datetime | None
+    """The schedule's tick this run is for (aware, UTC), else None."""
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
@@ -38,6 +43,8 @@ class _ContextBase:
         self.queue = execution.queue
         self.attempt = execution.attempt
         self.event = execution.event
+        self.schedule = execution.schedule
+        self.scheduled_at = execution.scheduled_at
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"),
             run_extra(self.run_id, self.job, self.attempt, self.queue),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .core import Namespace
@@ -47,6 +48,8 @@ class Execution:
     lost: bool = False
     finished: bool = False  # its outcome is being recorded: no lease to renew
     seen: dict[str, int] = field(default_factory=dict)
+    schedule: str | None = None  # the schedule that started the run
+    scheduled_at: datetime | None = None  # its tick
 
     @property
     def log_extra(self) -> dict[str, Any]:

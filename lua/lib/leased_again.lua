@@ -13,5 +13,6 @@ local function leased_again(prefix, id, token, now)
   local was_resumed, last = resumed(rk, n - 1)
   local waited, by = ready_wait(last, now)
   return {id, 'ok', token, tonumber(v['attempts']) or 1, v['job'], v['payload'],
-    v['event'] or '', steps, v['fails'] or '0', was_resumed, hooked, waited, by}
+    v['event'] or '', steps, v['fails'] or '0', was_resumed, hooked,
+    v['schedule'] or '', v['scheduled_at'] or '', waited, by}
 end
