@@ -9,6 +9,7 @@
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
 -- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
+-- ARGV[11] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
 -- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}; a re-sent call (its reply
 -- was lost) gets the first call's outcome, not duplicate.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
@@ -63,9 +64,12 @@ for i = 1, #stored, 2 do
   if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
 end
 local started = {}
+local fields = {}
+if ARGV[11] ~= '' then fields = cjson.decode(ARGV[11]) end
+fields['event'] = bytes
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
-  create_run(prefix, rid, job, queue, ARGV[6], now, now, {event = bytes})
+  create_run(prefix, rid, job, queue, ARGV[6], now, now, fields)
   started[#started + 1] = rid
 end
 local outcome = cjson.encode({resumed, started})
