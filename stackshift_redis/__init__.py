@@ -7,12 +7,14 @@ Cluster), every state transition one atomic Lua script.
 from .app import StackShift
 from .context import RunContext, SyncRunContext
 from .errors import (
+    InvalidArgumentError,
     LockError,
     NonRetriableError,
     PayloadError,
     RetryAfterError,
     RunCancelled,
     RunFailed,
+    RunNotFoundError,
     StackShiftError,
     UnknownJobError,
 )
@@ -21,6 +23,7 @@ from .runs import RunHandle
 
 __all__ = [
     "Event",
+    "InvalidArgumentError",
     "LockError",
     "NonRetriableError",
     "PayloadError",
@@ -30,6 +33,7 @@ __all__ = [
     "RunFailed",
     "RunHandle",
     "RunInfo",
+    "RunNotFoundError",
     "RunStatus",
     "SendEventResult",
     "StackShift",

@@ -138,6 +138,7 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        on_failure: str | None = ...,
     ) -> F: ...
     @overload
     def job(
@@ -151,6 +152,7 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        on_failure: str | None = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -163,8 +165,15 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        on_failure: str | None = None,
     ) -> F | Callable[[F], F]:
-        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`."""
+        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
+
+        `on_failure="job"`: each run that fails for good starts one run of that job with
+        {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
+        msgpack serializer: the payload is built inside the failing script)."""
+        if on_failure is not None and not isinstance(self.core.serializer, MsgpackSerializer):
+            raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
 
         def register(func: F) -> F:
             self.core.registry.add_job(
@@ -177,6 +186,7 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    on_failure=on_failure,
                 )
             )
             return func

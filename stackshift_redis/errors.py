@@ -111,6 +111,7 @@ _CODES: dict[str, type[StackShiftError]] = {
     "BAD_STATE": InvalidRunStateError,
     "CANCELLED": RunCancelled,
     "NOT_INTEGER": InvalidArgumentError,
+    "INVALID": InvalidArgumentError,
 }
 
 

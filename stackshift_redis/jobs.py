@@ -45,6 +45,7 @@ class JobDef:
     timeout: float | None
     on_event: str | None
     idempotency_ttl: float | None
+    on_failure: str | None = None  # the job its runs start when they fail for good
 
     @property
     def is_async(self) -> bool:
@@ -62,12 +63,17 @@ def make_job(
     timeout: Duration | None,
     on_event: str | None,
     idempotency_ttl: Duration | None,
+    on_failure: str | None = None,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
     check_name("queue", queue)
     if on_event is not None:
         check_name("event", on_event)
+    if on_failure is not None:
+        check_name("on_failure job", on_failure)
+        if on_failure == name:
+            raise InvalidArgumentError(f"job {name!r}: on_failure must name another job")
     if not callable(fn):
         raise InvalidArgumentError(f"job {name!r}: handler {fn!r} is not callable")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -83,6 +89,7 @@ def make_job(
         idempotency_ttl=(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
+        on_failure=on_failure,
     )
 
 

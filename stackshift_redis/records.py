@@ -167,6 +167,7 @@ class RunInfo:
     timeline: list[dict[str, Any]]
     parent_id: str | None = None
     progress: Any = None
+    replay_of: str | None = None  # the run this one replays (`replay`)
 
 
 def _s(v: bytes | None) -> str:
@@ -202,4 +203,5 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
         timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
         parent_id=_s(h[b"parent"]) if b"parent" in h else None,
         progress=serializer.loads(h[b"progress"]) if b"progress" in h else None,
+        replay_of=_s(h[b"replay_of"]) if b"replay_of" in h else None,
     )
