@@ -30,7 +30,9 @@ Statuses = str | Sequence[str] | None
 
 def _statuses(op: str, status: Statuses, allowed: tuple[str, ...]) -> list[str]:
     """The statuses to act on: one or a list, each known and allowed for `op`."""
-    given = [status] if isinstance(status, str) else list(status or allowed)
+    if status is None:
+        return list(allowed)
+    given = [status] if isinstance(status, str) else list(status)
     if not given:
         raise InvalidArgumentError(f"{op}: status must name at least one status")
     out: list[str] = []

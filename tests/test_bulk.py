@@ -1,0 +1,179 @@
+"""cancel_runs / retry_runs: bounded batches over the status indexes, a re-check of each
+run, safe to call again; bad input writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest import namespace_keys, wait_for
+
+from stackshift_redis import InvalidArgumentError, RunContext, StackShift
+from stackshift_redis.control import BATCH
+from stackshift_redis.scripts import Scripts
+
+
+@pytest.fixture
+def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of runs each `bulk` script call changed, in call order."""
+    calls: list[int] = []
+    bulk = Scripts.bulk
+
+    async def spy(self: Scripts, *args: Any, **kwargs: Any) -> Any:
+        reply = await bulk(self, *args, **kwargs)
+        calls.append(reply[0])
+        return reply
+
+    monkeypatch.setattr(Scripts, "bulk", spy)
+    return calls
+
+
+async def _count(app: StackShift, job: str, status: str) -> int:
+    return int(await app.redis.zcard(app.keys.idx_job_status(job, status)))
+
+
+async def test_cancel_thousands_of_queued_runs_while_a_worker_takes_them(
+    app: StackShift, running_worker: Any, bulk_calls: list[int]
+) -> None:
+    n = 3000
+
+    @app.job("slowish", retries=0)
+    async def slowish(ctx: RunContext) -> int:
+        await asyncio.sleep(0.005)
+        return int(ctx.payload)
+
+    app.job("other", lambda ctx: None)
+    others = await app.start_many("other", list(range(50)))
+    await app.start_many("slowish", list(range(n)))
+    running_worker(app, queues=["default"], concurrency=8)
+    await wait_for(lambda: _count(app, "slowish", "completed"), 10)
+    cancelled = await app.cancel_runs(job="slowish", status="queued")
+    assert len(bulk_calls) >= cancelled // BATCH and max(bulk_calls) <= BATCH
+    await wait_for(
+        lambda: _done(app, "slowish", n), 30
+    )  # whatever was taken before the cancel reached it completes
+    assert await _count(app, "slowish", "cancelled") == cancelled
+    assert 0 < cancelled < n
+    assert await app.cancel_runs(job="slowish", status="queued") == 0  # safe to call again
+    for r in others:  # another job's runs are left alone
+        assert await r.result(timeout=10) is None
+
+
+async def _done(app: StackShift, job: str, n: int) -> bool:
+    finished = await _count(app, job, "completed") + await _count(app, job, "cancelled")
+    return finished == n
+
+
+async def test_retry_thousands_of_failed_runs_while_a_worker_runs(
+    app: StackShift, running_worker: Any, bulk_calls: list[int]
+) -> None:
+    n = 2500
+    broken = {"yes": True}
+
+    @app.job("flaky", retries=0)
+    async def flaky(ctx: RunContext) -> int:
+        if broken["yes"]:
+            raise RuntimeError("dependency down")
+        return int(ctx.payload)
+
+    await app.start_many("flaky", list(range(n)))
+    running_worker(app, concurrency=32)
+    await wait_for(lambda: _is(app, "flaky", "failed", n), 60)
+    broken["yes"] = False
+    assert await app.retry_runs(job="flaky", status="failed") == n
+    assert len(bulk_calls) >= n // BATCH and max(bulk_calls) <= BATCH
+    await wait_for(lambda: _is(app, "flaky", "completed", n), 60)
+    assert await app.retry_runs(job="flaky") == 0
+
+
+async def _is(app: StackShift, job: str, status: str, n: int) -> bool:
+    return await _count(app, job, status) == n
+
+
+async def test_time_range_status_lists_running_runs_and_retrying_cancelled(
+    app: StackShift, running_worker: Any
+) -> None:
+    gate = asyncio.Event()
+    steps: list[str] = []
+
+    @app.job("hold", queue="held")
+    async def hold(ctx: RunContext) -> None:
+        await gate.wait()
+        await ctx.step.run("after", steps.append, ctx.payload)
+
+    app.job("j", lambda ctx: ctx.payload)
+    first = await app.start_many("j", list(range(30)))
+    first += await app.start_many("j", list(range(10)), delay=60)
+    await asyncio.sleep(0.05)
+    mid = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    second = await app.start_many("j", list(range(20)))
+    counted = await app.cancel_runs(job="j", status=["queued", "scheduled"], created_before=mid)
+    assert counted == 40
+    assert {await r.status() for r in first} == {"cancelled"}
+    assert {await r.status() for r in second} == {"queued"}
+    again = await app.retry_runs(status="cancelled", created_after=mid - timedelta(minutes=1))
+    assert again == 40 and {await r.status() for r in first} == {"queued"}
+
+    held = await app.start_many("hold", ["a", "b"])
+    running_worker(app, queues=["held"])
+    await wait_for(lambda: _is(app, "hold", "running", 2))
+    assert await app.cancel_runs(status="running") == 2  # flagged: they stop at a step
+    assert await app.cancel_runs(status="running") == 0  # flagged already
+    await asyncio.sleep(0.5)  # the worker reads the cancel notices (it polls them)
+    gate.set()
+    for r in held:
+        await wait_for(lambda r=r: _status_is(r, "cancelled"))
+    assert steps == []
+
+
+async def _status_is(run: Any, status: str) -> bool:
+    return bool(await run.status() == status)
+
+
+@pytest.mark.parametrize(
+    ("call", "kwargs", "match"),
+    [
+        ("cancel_runs", {"status": "done"}, "unknown status"),
+        ("cancel_runs", {"status": ["queued", "completed"]}, "'completed' is not one of"),
+        ("cancel_runs", {"status": []}, "at least one"),
+        ("retry_runs", {"status": "queued"}, "'queued' is not one of"),
+        ("retry_runs", {"job": "bad name"}, "job name"),
+        ("retry_runs", {"created_after": "yesterday"}, "created_after must be a datetime"),
+        ("cancel_runs", {"created_after": datetime(2030, 1, 2),
+                         "created_before": datetime(2030, 1, 1)}, "earlier"),  # fmt: skip
+        ("cancel_runs", {"created_after": datetime(2030, 1, 1),
+                         "created_before": datetime(2030, 1, 1)}, "earlier"),  # fmt: skip
+    ],
+)
+async def test_bad_input_writes_nothing(
+    app: StackShift, call: str, kwargs: dict[str, Any], match: str
+) -> None:
+    app.job("j", lambda ctx: None)
+    await app.start_many("j", [1, 2, 3])
+    before = await namespace_keys(app)
+    queued = await app.redis.zrange(app.keys.idx_status("queued"), 0, -1, withscores=True)
+    with pytest.raises(InvalidArgumentError, match=match):
+        await getattr(app, call)(**kwargs)
+    assert await namespace_keys(app) == before
+    after = await app.redis.zrange(app.keys.idx_status("queued"), 0, -1, withscores=True)
+    assert after == queued
+
+
+async def test_a_pass_examines_each_entry_once_across_equal_scores(app: StackShift) -> None:
+    """One start_many batch enters the index at one score: the cursor (score, id) still
+    moves past entries a batch skipped (created outside the range) without a rank."""
+    app.job("j", lambda ctx: None)
+    runs = await app.start_many("j", list(range(450)))  # one script: one score
+    await asyncio.sleep(0.02)
+    cut = datetime.now(UTC)
+    scores = {s for _, s in await app.redis.zrange(app.keys.idx_status("queued"), 0, -1,
+                                                    withscores=True)}  # fmt: skip
+    assert len(scores) == 1
+    assert await app.cancel_runs(created_after=cut) == 0
+    assert await app.cancel_runs(created_before=cut) == 450
+    ids: Sequence[str] = [r.id for r in runs]
+    assert await app.redis.zcard(app.keys.idx_status("cancelled")) == len(ids)
