@@ -143,10 +143,16 @@ async def _status_is(run: Any, status: str) -> bool:
         ("retry_runs", {"status": "queued"}, "'queued' is not one of"),
         ("retry_runs", {"job": "bad name"}, "job name"),
         ("retry_runs", {"created_after": "yesterday"}, "created_after must be a datetime"),
-        ("cancel_runs", {"created_after": datetime(2030, 1, 2),
-                         "created_before": datetime(2030, 1, 1)}, "earlier"),  # fmt: skip
-        ("cancel_runs", {"created_after": datetime(2030, 1, 1),
-                         "created_before": datetime(2030, 1, 1)}, "earlier"),  # fmt: skip
+        (
+            "cancel_runs",
+            {"created_after": datetime(2030, 1, 2), "created_before": datetime(2030, 1, 1)},
+            "earlier",
+        ),
+        (
+            "cancel_runs",
+            {"created_after": datetime(2030, 1, 1), "created_before": datetime(2030, 1, 1)},
+            "earlier",
+        ),
     ],
 )
 async def test_bad_input_writes_nothing(

@@ -23,7 +23,8 @@ from stackshift_redis.serializer import MsgpackSerializer
 async def _handler_runs(app: StackShift, job: str) -> list[str]:
     ids: list[str] = []
     for status in ("queued", "running", "scheduled", "waiting", "completed", "failed"):
-        ids += [m.decode() for m in await app.redis.zrange(app.keys.idx_job_status(job, status), 0, -1)]
+        members = await app.redis.zrange(app.keys.idx_job_status(job, status), 0, -1)
+        ids += [m.decode() for m in members]
     return ids
 
 
