@@ -8,12 +8,13 @@
 -- ARGV[1] prefix  ARGV[2] action ('cancel' | 'retry')  ARGV[3] status  ARGV[4] job ('': any)
 -- ARGV[5] created after ms (-1: none)  ARGV[6] created before ms (-1: none)
 -- ARGV[7] cursor score ('': from the start)  ARGV[8] cursor run id  ARGV[9] upto ('': now)
--- ARGV[10] limit  ARGV[11] cancel reason  ARGV[12] retention_ms
+-- ARGV[10] limit  ARGV[11] cancel reason  ARGV[12] retention_ms  ARGV[13] budget µs
 -- Returns {runs changed, next cursor score ('' when the pass is over), next cursor run id,
 -- upto}.
--- Cost: O(limit) runs (a cancel may follow a chain of up to 32 waited-for children) plus
--- O(log^2 n) to find the cursor's rank; a run changed here leaves the index, so the cursor
--- is a position (score, id), not a rank.
+-- Cost: at most `limit` runs and about `budget` µs of server time (the batch stops early
+-- once it has used its budget; a cancel may follow a chain of up to 32 waited-for
+-- children), plus O(log^2 n) to find the cursor's rank: a run changed here leaves the
+-- index, so the cursor is a position (score, id), not a rank.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include cancel_run.lua
@@ -21,7 +22,13 @@
 local key, prefix, action, status, job = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local after, before = tonumber(ARGV[5]), tonumber(ARGV[6])
 local limit, reason, keep = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
+local budget = tonumber(ARGV[13])
 local now = now_ms()
+local function clock_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local t0 = clock_us()
 local upto = ARGV[9]
 if upto == '' then upto = tostring(now) end
 local start = 0
@@ -42,10 +49,15 @@ elseif after >= 0 then
 end
 local page = redis.call('ZRANGE', key, start, start + limit - 1, 'WITHSCORES')
 local changed, cursor, cursor_id = 0, '', ''
+local over = #page < 2 * limit -- the index ends within this page
 for j = 1, #page, 2 do
   local id, score = page[j], page[j + 1]
   if tonumber(score) > tonumber(upto) then
-    cursor = ''
+    over = true
+    break
+  end
+  if j > 1 and clock_us() - t0 >= budget then
+    over = false -- out of time: the next batch goes on from here
     break
   end
   cursor, cursor_id = score, id
@@ -64,5 +76,5 @@ for j = 1, #page, 2 do
     end
   end
 end
-if #page < 2 * limit then cursor = '' end
+if over then cursor = '' end
 return {changed, cursor, cursor_id, upto}

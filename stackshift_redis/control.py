@@ -4,9 +4,10 @@ and resuming queues.
 Bulk operations are served from the status indexes (`keys.idx_status`,
 `keys.idx_job_status`: run ids scored by when they entered that status) in bounded
 batches, never one unbounded script and never a SCAN: each batch is one `bulk` script call
-that examines at most `BATCH` index entries after a cursor and re-checks every run before
-it acts, so Redis is never blocked for long and a run that changed status in between is
-left alone. The cursor is a position (score, run id), not a rank: the runs a batch changes
+that examines at most `BATCH` index entries after a cursor, stops once it has used
+`BUDGET_US` of server time, and re-checks every run before it acts, so Redis is never
+blocked for more than a few milliseconds and a run that changed status in between is left
+alone. The cursor is a position (score, run id), not a rank: the runs a batch changes
 leave the index, and other clients change it concurrently. A pass examines only the
 entries that were there when it began (`upto`), so it ends while runs keep arriving, and
 calling it again is safe: what was done already no longer matches.
@@ -22,7 +23,8 @@ from .errors import InvalidArgumentError, RunNotFoundError
 from .keys import STATUSES, check_name
 from .records import epoch_ms, new_run_id
 
-BATCH = 200  # index entries examined per script call
+BATCH = 200  # index entries examined per script call, at most
+BUDGET_US = 2000  # server time a batch may use before it stops (a run's work finishes)
 CANCELLABLE = ("queued", "scheduled", "waiting", "running")
 RETRIABLE = ("failed", "cancelled")
 Statuses = str | Sequence[str] | None
@@ -106,7 +108,7 @@ class Control:
             while True:
                 changed, nxt, upto = await ns.scripts.bulk(
                     index, action, status, job or "", created, (*position, upto), BATCH,
-                    reason, ns.settings.retention_ms,
+                    reason, ns.settings.retention_ms, BUDGET_US,
                 )  # fmt: skip
                 total += changed
                 if nxt is None:

@@ -306,13 +306,15 @@ class Scripts:
     async def bulk(
         self, index: str, action: str, status: str, job: str, created_ms: tuple[int, int],
         cursor: tuple[str, str, str], limit: int, reason: str, retention_ms: int,
+        budget_us: int,
     ) -> tuple[int, tuple[str, str] | None, str]:  # fmt: skip
-        """One batch of cancel_runs/retry_runs over the status index `index`.
-        created_ms: (after, before), -1 for none; cursor: (score, run id, upto), "" to
-        begin and for upto "now". Returns (runs changed, the next (score, run id) or None
-        when the pass is over, upto)."""
+        """One batch of cancel_runs/retry_runs over the status index `index`: at most
+        `limit` runs, stopping early after `budget_us` of server time. created_ms: (after,
+        before), -1 for none; cursor: (score, run id, upto), "" to begin and for upto
+        "now". Returns (runs changed, the next (score, run id) or None when the pass is
+        over, upto)."""
         args = [self.keys.prefix, action, status, job, created_ms[0], created_ms[1], *cursor,
-                limit, reason, retention_ms]  # fmt: skip
+                limit, reason, retention_ms, budget_us]  # fmt: skip
         changed, score, last, upto = await self.call("bulk", [index], args)
         nxt = (_str(score), _str(last)) if _str(score) else None
         return int(changed), nxt, _str(upto)

@@ -183,3 +183,12 @@ async def test_a_pass_examines_each_entry_once_across_equal_scores(app: StackShi
     assert await app.cancel_runs(created_before=cut) == 450
     ids: Sequence[str] = [r.id for r in runs]
     assert await app.redis.zcard(app.keys.idx_status("cancelled")) == len(ids)
+
+
+async def test_bulk_control_on_fakeredis(fake_app: StackShift) -> None:
+    fake_app.job("j", lambda ctx: None)
+    runs = await fake_app.start_many("j", list(range(450)))
+    assert await fake_app.cancel_runs(job="j") == 450
+    assert await fake_app.retry_runs(status="cancelled") == 450
+    assert {await r.status() for r in runs} == {"queued"}
+    assert await fake_app.pause_queue("default") and await fake_app.resume_queue("default")
