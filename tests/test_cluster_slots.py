@@ -2,11 +2,11 @@
 
 Records each `Scripts.call` / `Scripts.queue_call` (the only ways the library runs Lua)
 during a workload covering starts, steps, waits, events, invoke, failures, cancel, retry,
-bulk control, replay, pause and state, and checks with `redis.crc.key_slot` that all KEYS of a call, and the
-namespace prefix a script derives more keys from (ARGV), map to the namespace's slot.
-Runs on standalone Redis too: no cluster needed to catch a cross-slot call. The same
-recorded calls are checked against each script's header: as many KEYS and ARGV as it
-documents (`KEYS[3]`, and repeating forms such as `KEYS[2i-1]` or `ARGV[6+3i]`).
+bulk control, replay, pause and state, and checks with `redis.crc.key_slot` that all KEYS
+of a call, and the namespace prefix a script derives more keys from (ARGV), map to the
+namespace's slot. Runs on standalone Redis too: no cluster needed to catch a cross-slot
+call. The same recorded calls are checked against each script's header: as many KEYS and
+ARGV as it documents (`KEYS[3]`, and repeating forms such as `KEYS[2i-1]` or `ARGV[6+3i]`).
 """
 
 from __future__ import annotations
