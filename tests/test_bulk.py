@@ -192,3 +192,31 @@ async def test_bulk_control_on_fakeredis(fake_app: StackShift) -> None:
     assert await fake_app.retry_runs(status="cancelled") == 450
     assert {await r.status() for r in runs} == {"queued"}
     assert await fake_app.pause_queue("default") and await fake_app.resume_queue("default")
+
+
+async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShift) -> None:
+    """300 index entries at one score, every other one of another job: each batch goes on
+    after the last entry it examined (binary search among equal scores), whether that
+    entry left the index (cancelled) or stayed (skipped)."""
+    k = app.keys
+    ids = [f"{i:024x}" for i in range(300)]
+    for i, run_id in enumerate(ids):
+        job = "a" if i % 2 == 0 else "b"
+        await app.redis.hset(k.run(run_id), mapping={"status": "queued", "job": job,
+                                                      "queue": "q", "created": 1000})  # fmt: skip
+        await app.redis.zadd(k.idx_status("queued"), {run_id: 1000})
+    cursor: tuple[str, str] = ("", "")
+    upto, changed, calls = "", 0, 0
+    while True:
+        n, nxt, upto = await app.scripts.bulk(
+            k.idx_status("queued"), "cancel", "queued", "a", (-1, -1), (*cursor, upto), 50,
+            "bulk", 60_000, 1_000_000,
+        )  # fmt: skip
+        changed, calls = changed + n, calls + 1
+        assert n <= 25
+        if nxt is None:
+            break
+        cursor = nxt
+    assert changed == 150 and calls == 7  # 6 full pages, then an empty one ends the pass
+    statuses = [await app.redis.hget(k.run(r), "status") for r in ids]
+    assert statuses == [b"cancelled", b"queued"] * 150
