@@ -220,3 +220,12 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     assert changed == 150 and calls == 7  # 6 full pages, then an empty one ends the pass
     statuses = [await app.redis.hget(k.run(r), "status") for r in ids]
     assert statuses == [b"cancelled", b"queued"] * 150
+
+
+async def test_pause_and_resume_refuse_a_bad_queue_name(app: StackShift) -> None:
+    before = await namespace_keys(app)
+    for call in (app.pause_queue, app.resume_queue):
+        with pytest.raises(InvalidArgumentError, match="queue name"):
+            await call("no spaces")
+    assert await app.resume_queue("never-paused") is False
+    assert await namespace_keys(app) == before
