@@ -21,7 +21,7 @@ from datetime import datetime
 from .core import Namespace
 from .errors import InvalidArgumentError, RunNotFoundError
 from .keys import STATUSES, check_name
-from .records import epoch_ms, new_run_id
+from .records import check_run_id, epoch_ms, new_run_id
 
 BATCH = 200  # index entries examined per script call, at most
 BUDGET_US = 2000  # server time a batch may use before it stops (a run's work finishes)
@@ -118,8 +118,7 @@ class Control:
 
     async def replay(self, run_id: str, from_step: str | None = None) -> str:
         """Start a new run of the run's job and payload; the new run's id."""
-        if not isinstance(run_id, str) or not run_id:
-            raise InvalidArgumentError(f"replay: run_id must be a run id, not {run_id!r}")
+        check_run_id(run_id)
         if from_step is not None and (not isinstance(from_step, str) or not from_step):
             raise InvalidArgumentError(f"replay: from_step must be a step name: {from_step!r}")
         ns = self._ns
