@@ -229,3 +229,27 @@ async def test_pause_and_resume_refuse_a_bad_queue_name(app: StackShift) -> None
             await call("no spaces")
     assert await app.resume_queue("never-paused") is False
     assert await namespace_keys(app) == before
+
+
+async def test_retrying_cancelled_runs_together_resumes_a_parent_and_its_child(
+    app: StackShift, running_worker: Any
+) -> None:
+    @app.job("child")
+    async def child(ctx: RunContext) -> int:
+        evt = await ctx.step.wait_for_event("go", event="go", match={"id": ctx.payload})
+        return int(evt.data["v"]) if evt else -1
+
+    @app.job("parent")
+    async def parent(ctx: RunContext) -> int:
+        return int(await ctx.step.invoke("kid", job="child", payload=ctx.payload)) + 1
+
+    running_worker(app)
+    run = await app.start("parent", "p1")
+    await wait_for(lambda: _is(app, "child", "waiting", 1))
+    await wait_for(lambda: _is(app, "parent", "waiting", 1))
+    assert await app.cancel(run.id)  # the child it waits for is cancelled too
+    assert await _is(app, "child", "cancelled", 1)
+    assert await app.retry_runs(status="cancelled") == 2
+    await wait_for(lambda: _is(app, "child", "waiting", 1))
+    await app.send_event("go", {"id": "p1", "v": 41})
+    assert await run.result(timeout=10) == 42
