@@ -71,8 +71,8 @@ for j = 1, #page, 2 do
       retry_run(prefix, rk, id, f, now)
       changed = changed + 1
     elseif not (status == 'running' and f[7]) then -- a running run flagged already: skip
-      local _, did = cancel_run(prefix, id, reason, keep, now)
-      changed = changed + did
+      local out = cancel_run(prefix, id, reason, now, keep)
+      if out then changed = changed + out[2] end
     end
   end
 end

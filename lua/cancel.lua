@@ -9,7 +9,6 @@
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include cancel_run.lua
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local first, changed = cancel_run(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), now_ms())
-if not first then return 0 end
-return {first, changed}
+local out = cancel_run(ARGV[1], ARGV[2], ARGV[3], now_ms(), tonumber(ARGV[4]))
+if not out then return 0 end
+return out

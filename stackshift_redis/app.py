@@ -14,6 +14,7 @@ from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys
 from .records import Duration, check_int, millis
+from .schedules import Schedules
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
@@ -41,6 +42,8 @@ class StackShift(Client):
     ) -> None:
         if redis is not None and redis_url is not None:
             raise InvalidArgumentError("pass redis_url or redis, not both")
+        if redis_url is not None and not isinstance(redis_url, str):
+            raise InvalidArgumentError(f"redis_url must be a str, not {redis_url!r}")
         check_int(max_deliveries, "max_deliveries", 1)
         check_int(max_payload_bytes, "max_payload_bytes", 1)
         settings = Settings(
@@ -62,6 +65,8 @@ class StackShift(Client):
         )
         super().__init__(ns)
         self._sync: SyncStackShift | None = None
+        self.schedules = Schedules(ns, self.run)
+        """Recurring runs: create (upsert), pause, resume, trigger, delete, get, list."""
 
     def __repr__(self) -> str:
         return f"StackShift(namespace={self.namespace!r})"
@@ -141,6 +146,8 @@ class StackShift(Client):
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
         on_failure: str | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
     ) -> F: ...
     @overload
     def job(
@@ -155,6 +162,8 @@ class StackShift(Client):
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
         on_failure: str | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -168,9 +177,12 @@ class StackShift(Client):
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
         on_failure: str | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
-
+        `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
+        or updated by each worker that registers the job when it starts.
         `on_failure="job"`: each run that fails for good starts one run of that job with
         {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
         msgpack serializer: the payload is built inside the failing script)."""
@@ -189,6 +201,8 @@ class StackShift(Client):
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
                     on_failure=on_failure,
+                    cron=cron,
+                    timezone=timezone,
                 )
             )
             return func

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cron import make_cadence
 from .errors import InvalidArgumentError
 from .keys import check_name
 from .records import Duration, seconds
@@ -46,6 +47,8 @@ class JobDef:
     on_event: str | None
     idempotency_ttl: float | None
     on_failure: str | None = None  # the job its runs start when they fail for good
+    cron: str | None = None  # a schedule named after the job (upserted by workers)
+    timezone: str | None = None  # the cron's IANA time zone (default UTC)
 
     @property
     def is_async(self) -> bool:
@@ -64,6 +67,8 @@ def make_job(
     on_event: str | None,
     idempotency_ttl: Duration | None,
     on_failure: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
@@ -80,6 +85,10 @@ def make_job(
         raise InvalidArgumentError(f"job {name!r}: retries must be an int >= 0")
     if timeout is not None and seconds(timeout, "timeout") <= 0:
         raise InvalidArgumentError(f"job {name!r}: timeout must be positive (None: no limit)")
+    if cron is not None:
+        cron = make_cadence(cron, None, timezone).cron
+    elif timezone is not None:
+        raise InvalidArgumentError(f"job {name!r}: timezone= needs cron=")
     return JobDef(
         name=name,
         fn=fn,
@@ -92,6 +101,8 @@ def make_job(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
         on_failure=on_failure,
+        cron=cron,
+        timezone=timezone,
     )
 
 

@@ -1,14 +1,14 @@
--- cancel_run: cancel a run (cancel.lua, bulk.lua). Queued, scheduled and waiting runs end at
--- once (ready entry, waiters and timers removed; a child it waits for is cancelled too, down
--- to 32 levels); a running run gets a cancel flag, noted on K.ctl for the workers, and stops
--- at its next step. Returns the run's status after the call (nil when there is no such run)
--- and 1 if this call cancelled or flagged it, else 0.
+-- cancel_run: cancel a run. Queued, scheduled and waiting runs end at once (ready entry,
+-- waiters and timers removed; a child it waits for is cancelled too, down to 32 levels); a
+-- running run gets a cancel flag and stops at its next step (workers learn of it from K.ctl).
+-- Returns {status after the call, 1 if this call cancelled or flagged it else 0}, or nil
+-- when there is no such run. Called by cancel and fire_schedule (overlap "cancel_other").
 -- @include keys.lua
 -- @include timeline.lua
 -- @include drop_wait.lua
 -- @include unready.lua
 -- @include finish_run.lua
-local function cancel_run(prefix, id, reason, keep, now)
+local function cancel_run(prefix, id, reason, now, keep)
   local rk = K.run(prefix, id)
   local first = nil
   local changed = 0
@@ -28,12 +28,14 @@ local function cancel_run(prefix, id, reason, keep, now)
       if w[1] == 'child' then child = w[9] end
       if status == 'queued' then unready(prefix, id, w[6], w[10]) end
       drop_wait(prefix, rk, id, w)
-      finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason}, nil)
+      finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason},
+        nil)
       status = 'cancelled'
     end
     first = first or status
     if not child then break end
     id, rk = child, K.run(prefix, child)
   end
-  return first, changed
+  if not first then return nil end
+  return {first, changed}
 end
