@@ -4,7 +4,7 @@ run, safe to call again; bad input writes nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,12 +31,22 @@ def bulk_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+@pytest.fixture
+async def dropped(app: StackShift) -> AsyncIterator[StackShift]:
+    """`app`, whose namespace is deleted after the test (and after its workers stopped):
+    these tests leave thousands of runs, and other tests measure the server's memory."""
+    yield app
+    keys = await namespace_keys(app)
+    for lo in range(0, len(keys), 500):
+        await app.redis.delete(*keys[lo : lo + 500])
+
+
 async def _count(app: StackShift, job: str, status: str) -> int:
     return int(await app.redis.zcard(app.keys.idx_job_status(job, status)))
 
 
 async def test_cancel_thousands_of_queued_runs_while_a_worker_takes_them(
-    app: StackShift, running_worker: Any, bulk_calls: list[int]
+    dropped: StackShift, app: StackShift, running_worker: Any, bulk_calls: list[int]
 ) -> None:
     n = 3000
 
@@ -68,7 +78,7 @@ async def _done(app: StackShift, job: str, n: int) -> bool:
 
 
 async def test_retry_thousands_of_failed_runs_while_a_worker_runs(
-    app: StackShift, running_worker: Any, bulk_calls: list[int]
+    dropped: StackShift, app: StackShift, running_worker: Any, bulk_calls: list[int]
 ) -> None:
     n = 2500
     broken = {"yes": True}
@@ -169,7 +179,9 @@ async def test_bad_input_writes_nothing(
     assert after == queued
 
 
-async def test_a_pass_examines_each_entry_once_across_equal_scores(app: StackShift) -> None:
+async def test_a_pass_examines_each_entry_once_across_equal_scores(
+    dropped: StackShift, app: StackShift
+) -> None:
     """One start_many batch enters the index at one score: the cursor (score, id) still
     moves past entries a batch skipped (created outside the range) without a rank."""
     app.job("j", lambda ctx: None)
