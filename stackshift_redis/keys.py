@@ -40,6 +40,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
     # state
     "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
     "lock": ("lock", "{name}"),  # STRING a lock's token
@@ -150,6 +151,10 @@ class Keys:
     def workers(self) -> str:
         """ZSET: worker id -> heartbeat expiry (ms)."""
         return _render(self.prefix, "workers", ())
+
+    def clock(self) -> str:
+        """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
+        return _render(self.prefix, "clock", ())
 
     # state
     def state(self, name: str) -> str:
