@@ -17,6 +17,7 @@ from stackshift_redis import (
     StackShift,
 )
 from stackshift_redis.serializer import MsgpackSerializer
+from stackshift_redis.testing import TestEnv, fake_redis
 
 
 async def _handler_runs(app: StackShift, job: str) -> list[str]:
@@ -172,3 +173,34 @@ async def test_bad_on_failure_is_refused_at_registration(app: StackShift) -> Non
     sub.job("x", lambda ctx: None, on_failure="y")  # a msgpack subclass is fine
     assert "self" not in app.jobs and "bad" not in app.jobs
     assert await namespace_keys(app) == before
+
+
+async def test_on_failure_pause_and_replay_under_testenv() -> None:
+    app = StackShift(redis=fake_redis(), namespace="te")
+    seen: list[dict[str, Any]] = []
+
+    @app.job("pay", retries=0, on_failure="pay-failed")
+    async def pay(ctx: RunContext) -> None:
+        await ctx.step.run("reserve", lambda: 1)
+        raise NonRetriableError("declined")
+
+    @app.job("pay-failed")
+    async def pay_failed(ctx: RunContext) -> None:
+        seen.append(ctx.payload)
+
+    async with TestEnv(app) as env:
+        run = await app.start("pay", {"o": 1})
+        await env.drain()
+        assert [p["run_id"] for p in seen] == [run.id]
+        await app.pause_queue("default")
+        held = await app.start("pay", {"o": 2})
+        await env.drain()
+        assert await held.status() == "queued"
+        await app.resume_queue("default")
+        await env.drain()
+        again = await app.replay(run.id, from_step="reserve")
+        await env.drain()
+        info = await again.info()
+        assert info is not None and info.replay_of == run.id and info.status == "failed"
+        assert len(seen) == 3
+    await app.close()
