@@ -7,12 +7,14 @@ Cluster), every state transition one atomic Lua script.
 from .app import StackShift
 from .context import RunContext, SyncRunContext
 from .errors import (
+    InvalidArgumentError,
     LockError,
     NonRetriableError,
     PayloadError,
     RetryAfterError,
     RunCancelled,
     RunFailed,
+    RunNotFoundError,
     StackShiftError,
     UnknownJobError,
 )
@@ -22,6 +24,7 @@ from .schedules import ScheduleInfo
 
 __all__ = [
     "Event",
+    "InvalidArgumentError",
     "LockError",
     "NonRetriableError",
     "PayloadError",
@@ -31,6 +34,7 @@ __all__ = [
     "RunFailed",
     "RunHandle",
     "RunInfo",
+    "RunNotFoundError",
     "RunStatus",
     "ScheduleInfo",
     "SendEventResult",

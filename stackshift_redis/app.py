@@ -147,6 +147,7 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        on_failure: str | None = ...,
         cron: str | None = ...,
         timezone: str | None = ...,
     ) -> F: ...
@@ -162,6 +163,7 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        on_failure: str | None = ...,
         cron: str | None = ...,
         timezone: str | None = ...,
     ) -> Callable[[F], F]: ...
@@ -176,12 +178,18 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        on_failure: str | None = None,
         cron: str | None = None,
         timezone: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
         `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
-        or updated by each worker that registers the job when it starts."""
+        or updated by each worker that registers the job when it starts.
+        `on_failure="job"`: each run that fails for good starts one run of that job with
+        {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
+        msgpack serializer: the payload is built inside the failing script)."""
+        if on_failure is not None and not isinstance(self.core.serializer, MsgpackSerializer):
+            raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
 
         def register(func: F) -> F:
             self.core.registry.add_job(
@@ -194,6 +202,7 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    on_failure=on_failure,
                     cron=cron,
                     timezone=timezone,
                 )
