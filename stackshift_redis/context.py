@@ -28,6 +28,8 @@ class _ContextBase:
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
     """A logger whose records carry run_id and job."""
+    resources: dict[str, Any]
+    """What the worker's `@stackshift.on_startup` hooks put there (a DB pool, a client)."""
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
@@ -37,6 +39,7 @@ class _ContextBase:
         self.queue = execution.queue
         self.attempt = execution.attempt
         self.event = execution.event
+        self.resources = {}
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"), {"run_id": self.run_id, "job": self.job}
         )

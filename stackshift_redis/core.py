@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 
 from .errors import InvalidArgumentError, UnknownJobError
 from .hooks import Hooks
 from .jobs import Registry
 from .keys import Keys, check_name
-from .scripts import Scripts
+from .scripts import Scripts, redis_call
 from .serializer import Serializer
 
 
@@ -29,6 +31,22 @@ class Settings:
     event_dedupe_ms: int
     event_log_ms: int
     max_deliveries: int
+
+
+def check_url(url: object) -> str:
+    """A Redis URL redis-py accepts (redis://, rediss://, unix://, a numeric port, a db
+    number), else InvalidArgumentError naming it; nothing is connected."""
+    if not isinstance(url, str) or not url:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: expected redis://host:port/db")
+    try:
+        parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: {exc}") from None
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():  # redis-py would ignore it
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: database {db!r} is not a number")
+    return url
 
 
 def client_from_url(url: str, max_connections: int = 64) -> Any:
@@ -109,6 +127,7 @@ class Namespace:
             self._redis = None
             self._scripts = None
 
+    @redis_call
     async def queue_for(self, job: str, queue_name: str | None = None) -> str:
         """The queue of `job`: given, registered here, or published by a worker."""
         if queue_name is not None:

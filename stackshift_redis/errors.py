@@ -12,6 +12,7 @@
     ├── InvalidRunStateError     the run's status does not allow the operation
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
+    ├── RedisUnavailableError    (ConnectionError) Redis cannot be reached (down, bad host)
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
 Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
@@ -30,6 +31,7 @@ __all__ = [
     "LockError",
     "NonRetriableError",
     "PayloadError",
+    "RedisUnavailableError",
     "ResultTimeout",
     "RetryAfterError",
     "RunCancelled",
@@ -99,6 +101,11 @@ class LockError(StackShiftError):
 
 class LeaseLostError(StackShiftError):
     """This worker no longer holds the run: another worker recovered it."""
+
+
+class RedisUnavailableError(StackShiftError, ConnectionError):
+    """Redis could not be reached (refused, timed out, unknown host); the message names
+    the cause. The original redis-py error is its `__cause__`."""
 
 
 class ResultTimeout(StackShiftError, TimeoutError):

@@ -33,6 +33,7 @@ class Executor:
         self.threads_busy = 0  # plain-function handlers still running in threads
         self._threads_lock = threading.Lock()
         self._sync_state: SyncState | None = None
+        self.resources: dict[str, Any] = {}  # filled by the worker's startup hooks
 
     @property
     def sync_state(self) -> SyncState:
@@ -100,8 +101,11 @@ class Executor:
 
     async def _call(self, job: JobDef, ex: Execution) -> Any:
         if job.is_async:
-            return await job.fn(RunContext(ex))
+            actx = RunContext(ex)
+            actx.resources = self.resources
+            return await job.fn(actx)
         ctx = SyncRunContext(ex, self.loop, self.sync_state)
+        ctx.resources = self.resources
 
         def body() -> Any:  # counted until the thread returns, even if the attempt was cancelled
             try:

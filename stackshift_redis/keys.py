@@ -29,6 +29,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
+    "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
+    "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
@@ -103,6 +105,15 @@ class Keys:
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
         return _render(self.prefix, "jobs", ())
+
+    def owners(self) -> str:
+        """ZSET: registry entries (j/job/queue, t/event/job/queue) -> expiry ms: dropped
+        from the job map and triggers once no live worker registers them."""
+        return _render(self.prefix, "owners", ())
+
+    def qlive(self) -> str:
+        """ZSET: queue -> expiry ms of the latest heartbeat of a worker consuming it."""
+        return _render(self.prefix, "qlive", ())
 
     # queues
     def stream(self, queue: str) -> str:

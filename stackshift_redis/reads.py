@@ -8,20 +8,24 @@ from .core import Namespace
 from .errors import InvalidArgumentError
 from .keys import STATUSES, check_name
 from .records import RunInfo, parse_run
+from .scripts import redis_call
 
 
+@redis_call
 async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
     """The run's RunInfo, or None when unknown or expired."""
     h = await ns.redis.hgetall(ns.keys.run(run_id))
     return parse_run(run_id, h, ns.serializer) if h else None
 
 
+@redis_call
 async def run_status(ns: Namespace, run_id: str) -> str | None:
     """The run's status, or None when unknown or expired."""
     value = await ns.redis.hget(ns.keys.run(run_id), "status")
     return None if value is None else str(value.decode())
 
 
+@redis_call
 async def list_runs(
     ns: Namespace, status: str | None = None, job: str | None = None, limit: int = 50
 ) -> list[RunInfo]:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import NoPermissionError, ResponseError
@@ -15,7 +15,9 @@ from redis.exceptions import NoPermissionError, ResponseError
 from .core import Namespace
 from .errors import StackShiftError
 from .execution import Execution
+from .jobs import QueueConfig
 from .keys import GROUP
+from .outage import UNAVAILABLE, Outage
 
 log = logging.getLogger("stackshift.worker")
 MIN_REDIS = (6, 2)
@@ -50,26 +52,15 @@ class Upkeep:
         self._next: dict[str, float] = {}
         self._control_id: Any = "0-0"
         self.stopped = asyncio.Event()
+        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
+        self.on_heartbeat: Callable[[], Awaitable[Any]] | None = None  # registration.py
+        self.outage: Outage | None = None  # Redis unreachable: one line, then backoff
 
     async def setup(self) -> None:
-        """Check the server, publish jobs and queue settings, note the control stream."""
+        """Check the server, note the control stream (registration.py publishes jobs,
+        triggers and queue settings)."""
         await self.check_server()
-        r, k, reg = self.ns.redis, self.ns.keys, self.ns.registry
-        async with r.pipeline(transaction=False) as pipe:
-            jobs = {j.name: j.queue for j in reg.jobs.values()}
-            if jobs:
-                pipe.hset(k.jobs(), mapping=jobs)
-            for j in reg.jobs.values():
-                if j.on_event:
-                    pipe.hset(k.triggers(j.on_event), j.name, j.queue)
-            for q in self.queues:
-                conf = reg.queue(q)
-                pipe.hset(k.queue_conf(q), "visibility_ms", round(conf.visibility_timeout * 1000))
-                if conf.concurrency:
-                    pipe.hset(k.queue_conf(q), "concurrency", conf.concurrency)
-                else:
-                    pipe.hdel(k.queue_conf(q), "concurrency")
-            await pipe.execute()
+        r, k = self.ns.redis, self.ns.keys
         last = await r.xrevrange(k.control(), count=1)
         self._control_id = last[0][0] if last else "0-0"
         await self.heartbeat()
@@ -114,8 +105,15 @@ class Upkeep:
         while not self.stopped.is_set():
             try:
                 wait = await self.tick()
+                if self.outage is not None:
+                    self.outage.ok()
             except asyncio.CancelledError:
                 raise
+            except UNAVAILABLE as exc:
+                if self.outage is None:
+                    raise
+                await self.outage.failed(exc)
+                wait = 0.0
             except Exception:
                 log.exception("worker %s: upkeep failed; retrying", self.worker_id)
                 wait = 1.0
@@ -125,7 +123,7 @@ class Upkeep:
     async def tick(self) -> float:
         """One round of duties; returns seconds until the next round."""
         wait = self.poll_interval
-        scripts, reg = self.ns.scripts, self.ns.registry
+        scripts = self.ns.scripts
         held = self.held()
         if held:
             await self.read_control(held)
@@ -133,7 +131,7 @@ class Upkeep:
             _, next_ms = await scripts.promote(q)
             if next_ms >= 0:
                 wait = min(wait, next_ms / 1000)
-            vt = reg.queue(q).visibility_timeout
+            vt = self.conf(q).visibility_timeout
             if self._due(f"renew:{q}", vt / 3):
                 await self.renew(q, vt)
             if self._due(f"reclaim:{q}", min(1.0, vt / 3)):
@@ -185,6 +183,8 @@ class Upkeep:
             pipe.zadd(key, {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
             pipe.zremrangebyscore(key, "-inf", now_ms - 3600_000)
             await pipe.execute()
+        if self.on_heartbeat is not None:
+            await self.on_heartbeat()
 
     async def hygiene(self) -> None:
         """Delete consumers whose worker is gone (its heartbeat expired; a consumer is named
@@ -193,8 +193,12 @@ class Upkeep:
         r, k = self.ns.redis, self.ns.keys
         live = set(await self.live_workers())
         for q in self.queues:
-            vt_ms = self.ns.registry.queue(q).visibility_timeout * 1000
-            for c in await r.xinfo_consumers(k.stream(q), GROUP):
+            vt_ms = self.conf(q).visibility_timeout * 1000
+            try:
+                consumers = await r.xinfo_consumers(k.stream(q), GROUP)
+            except ResponseError:  # the stream or group is gone: the fetch loop recovers it
+                continue
+            for c in consumers:
                 name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
                 if name == self.worker_id:
                     continue

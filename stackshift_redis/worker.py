@@ -15,12 +15,17 @@ import os
 import socket
 from collections.abc import Sequence
 
+from redis.exceptions import ResponseError
+
 from .core import Namespace
 from .dispatch import Dispatcher
 from .errors import InvalidArgumentError
 from .execution import Execution
 from .executor import Executor
 from .keys import check_name
+from .lifecycle import Lifecycle
+from .outage import UNAVAILABLE, Outage
+from .registration import Registration, is_lost_group
 from .scripts import CONNECTION_ERRORS, ScriptCall, TakenRun
 from .state import State
 from .upkeep import Upkeep
@@ -62,7 +67,14 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.running: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
         self.dispatcher = Dispatcher(ns, self.queues, self.id)
+        self.registration = Registration(ns, self.id, self.queues, self.dispatcher.setup)
+        self.dispatcher.conf = self.registration.conf
         self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval)
+        self.upkeep.conf = self.registration.conf
+        self.upkeep.on_heartbeat = self.registration.register
+        self.outage = Outage(ns)
+        self.upkeep.outage = self.outage
+        self.lifecycle = Lifecycle(ns)
         self.state = State(ns)
         self._executor: Executor | None = None
         self._stopping = asyncio.Event()
@@ -89,10 +101,18 @@ class Worker:
         """Process runs until stop() (or, with burst, until nothing is queued, running or due)."""
         self._loop = asyncio.get_running_loop()
         self._executor = Executor(self.ns, self.state, self._loop)
+        self._executor.resources = self.lifecycle.resources
         self._burst = burst
         self._done.clear()
-        await self.upkeep.setup()
-        await self.dispatcher.setup()
+        try:
+            await self._setup()
+        except BaseException:
+            self._done.set()
+            raise
+        if self._stopping.is_set():  # stopped while waiting for Redis
+            await self.lifecycle.shutdown()
+            self._done.set()
+            return
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
         try:
@@ -105,8 +125,21 @@ class Worker:
                 self.upkeep.stopped.set()
                 await _finish_task(duties, 5)
                 await self.upkeep.teardown()
+                await self.lifecycle.shutdown()
             finally:
                 self._done.set()
+
+    async def _setup(self) -> None:
+        """Run the startup hooks (a failure stops the worker before it claims anything),
+        then wait for Redis (with backoff) and publish what this worker registers."""
+        await self.lifecycle.startup()
+        while await self.outage.wait_until_reachable(self._stopping):
+            try:
+                await self.upkeep.setup()
+                await self.registration.setup()
+                return
+            except UNAVAILABLE as exc:
+                await self.outage.failed(exc)
 
     def request_stop(self, force: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler); `force` skips the grace period."""
@@ -152,8 +185,11 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 await self._fetch_once()
+                self.outage.ok()
             except asyncio.CancelledError:
                 raise
+            except UNAVAILABLE as exc:
+                await self.outage.failed(exc)
             except Exception:
                 log.exception("worker %s: fetch failed; retrying", self.id)
                 await asyncio.sleep(1.0)
@@ -175,7 +211,13 @@ class Worker:
             self._start(run)
         if len(reply.taken) >= free or self._stopping.is_set():
             return  # more may be ready: take again as soon as slots are free
-        woke = await self.dispatcher.wait(free, self.block_ms)
+        try:
+            woke = await self.dispatcher.wait(free, self.block_ms)
+        except ResponseError as exc:
+            if not is_lost_group(exc):
+                raise
+            await self.registration.recover(str(exc).split(" ", 1)[0])
+            return
         if not woke and self._burst and not self.running and await self.upkeep.nothing_due():
             self._stopping.set()
 
