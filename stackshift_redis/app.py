@@ -51,7 +51,9 @@ class StackShift(Client):
         )
         if settings.retention_ms < 1000:
             raise InvalidArgumentError("retention must be at least 1 second")
-        url = redis_url or ("redis://localhost:6379/0" if redis is None else None)
+        url = redis_url
+        if redis_url is None and redis is None:
+            url = "redis://localhost:6379/0"
         if url is not None:
             check_url(url)
         ns = Namespace(

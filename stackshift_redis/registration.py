@@ -44,6 +44,7 @@ class Registration:
         self.confs: dict[str, QueueConfig] = {}
         """Effective settings of the consumed queues (local, else published, else default)."""
         self.recoveries = 0
+        self.ttl_ms = REGISTRATION_TTL_MS  # how long a registration outlives its heartbeat
 
     def conf(self, queue: str) -> QueueConfig:
         """The effective settings of `queue`."""
@@ -92,7 +93,7 @@ class Registration:
         returns how many stale entries of gone workers were dropped."""
         jobs = self.ns.registry.jobs.values()
         dropped = await self.ns.scripts.register(
-            REGISTRATION_TTL_MS,
+            self.ttl_ms,
             {j.name: j.queue for j in jobs},
             [(j.on_event, j.name, j.queue) for j in jobs if j.on_event],
             self.queues,

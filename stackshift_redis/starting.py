@@ -14,6 +14,7 @@ from typing import Any
 from .core import Namespace
 from .errors import InvalidArgumentError
 from .keys import check_name
+from .liveness import ConsumerWatch
 from .records import Duration, epoch_ms, millis, new_run_id
 
 MAX_IDEMPOTENCY_KEY = 512
@@ -33,6 +34,7 @@ class Starter:
         self._groups: dict[Group, list[tuple[NewRun, asyncio.Future[Started]]]] = {}
         self._scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
+        self._watch = ConsumerWatch(ns)
 
     async def start_many(
         self,
@@ -71,7 +73,9 @@ class Starter:
             fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
         if len(encoded) == 1:  # a single start: coalesced with concurrent ones
             group = (job, queue, delay_ms, at_ms, ttl_ms, tuple(sorted(fields.items())))
-            return [await self._coalesced(group, (new_run_id(), keys[0], encoded[0]))]
+            started = await self._coalesced(group, (new_run_id(), keys[0], encoded[0]))
+            await self._watch.check(job, queue)
+            return [started]
         out: list[Started] = []
         for lo in range(0, len(encoded), MAX_BATCH):
             hi = min(lo + MAX_BATCH, len(encoded))
@@ -80,6 +84,8 @@ class Starter:
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms,
                 extra=fields,
             )  # fmt: skip
+        if out:
+            await self._watch.check(job, queue)
         return out
 
     def _idem_ttl_ms(self, job: str, override: Duration | None) -> int:

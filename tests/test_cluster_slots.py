@@ -46,6 +46,8 @@ REQUIRED = {
     "state_incr",
     "lock_extend",
     "lock_release",
+    "register",
+    "unregister_job",
 }
 
 
@@ -197,6 +199,8 @@ async def test_every_script_call_touches_one_slot(
     assert await st.mark("m", ttl=60) is True
     async with st.lock("L", ttl=0.3, wait=1):
         await asyncio.sleep(0.35)  # extended by lock_extend while held
+
+    assert await app.unregister_job("parked") == 1
 
     assert script_calls, "no script call was recorded"
     prefix_slot = _slot(app.keys.prefix)
