@@ -22,6 +22,7 @@ for _, id in ipairs(expired) do
         {reason = f[3]}, nil)
     else
       redis.call('HDEL', rk, 'token')
+      redis.call('HINCRBY', rk, 'expired', 1) -- leases lost by running attempts (poison)
       make_ready(prefix, rk, id, f[2], queue, f[4], f[5], 'running', now, 'recovered', nil)
       out[#out + 1] = id
     end

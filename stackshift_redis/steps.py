@@ -24,6 +24,21 @@ async def _hooked(ex: Execution, name: str, kind: str, call: Callable[[], Awaita
     return result
 
 
+async def _call_off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a step's `fn`: a coroutine function on the loop; a plain function in a thread
+    (asyncio.to_thread), so a blocking call cannot stop lease renewal. A plain function
+    that returns an awaitable (a lambda around a coroutine) has it awaited on the loop."""
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with async __call__
+    ):
+        value = fn(*args, **kwargs)
+    else:
+        value = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
 async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any,
                     **kwargs: Any) -> Any:  # fmt: skip
     key, memo = ex.lookup(name)
@@ -32,9 +47,7 @@ async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any
 
     async def body() -> Any:
         try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
+            value = await _call_off_loop(fn, *args, **kwargs)
         except Exception as exc:
             await ex.record_failure(key, exc)
             raise

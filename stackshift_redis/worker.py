@@ -29,6 +29,7 @@ from .registration import Registration, is_lost_group
 from .scripts import CONNECTION_ERRORS, ScriptCall, TakenRun
 from .state import State
 from .upkeep import Upkeep
+from .watchdog import LoopWatchdog
 
 log = logging.getLogger("stackshift.worker")
 
@@ -55,6 +56,7 @@ class Worker:
         grace: float = 30.0,
         block_ms: int = 1000,
         poll_interval: float = 0.2,
+        lag_threshold: float = 1.0,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
@@ -75,6 +77,7 @@ class Worker:
         self.outage = Outage(ns)
         self.upkeep.outage = self.outage
         self.lifecycle = Lifecycle(ns)
+        self.watchdog = LoopWatchdog(self._running_ids, lag_threshold)
         self.state = State(ns)
         self._executor: Executor | None = None
         self._stopping = asyncio.Event()
@@ -96,6 +99,9 @@ class Worker:
     def _held(self) -> list[tuple[Execution, asyncio.Task[None]]]:
         return list(self.running.values())
 
+    def _running_ids(self) -> list[tuple[str, str]]:
+        return [(ex.run_id, ex.job) for ex, _ in self.running.values()]
+
     # lifecycle
     async def run(self, burst: bool = False) -> None:
         """Process runs until stop() (or, with burst, until nothing is queued, running or due)."""
@@ -115,6 +121,7 @@ class Worker:
             return
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
+        watch = asyncio.create_task(self.watchdog.loop(self._done), name="stackshift-watchdog")
         try:
             await self._stopping.wait()
         finally:
@@ -128,6 +135,7 @@ class Worker:
                 await self.lifecycle.shutdown()
             finally:
                 self._done.set()
+                watch.cancel()
 
     async def _setup(self) -> None:
         """Run the startup hooks (a failure stops the worker before it claims anything),

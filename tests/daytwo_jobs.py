@@ -75,3 +75,26 @@ async def hold(ctx: RunContext) -> int:
     finally:
         await app.redis.decr(obs("current"))
     return int(ctx.payload)
+
+
+app.queue("blockq", visibility_timeout=2)
+
+
+def blocking_charge(amount: int) -> int:
+    """A blocking SDK call (a plain function): sleeps 4 s, twice the visibility timeout."""
+    import redis
+
+    client = redis.Redis.from_url(_URL) if "redis_url" in _server else None
+    if client is not None:
+        client.incr(obs("charges"))
+        client.close()
+    import time
+
+    time.sleep(4)
+    return amount
+
+
+@app.job("blocking", queue="blockq", retries=0)
+async def blocking(ctx: RunContext) -> Any:
+    """An async handler calling a blocking function through a step."""
+    return await ctx.step.run("charge", blocking_charge, ctx.payload)

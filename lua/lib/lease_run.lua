@@ -9,12 +9,17 @@
 -- @include finish_run.lua
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
-  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries')
+  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'expired')
   if st[1] ~= 'queued' then return nil end
   local deliv = tonumber(st[3] or '0') + 1
   if deliv > max_deliv then
-    local err = {type = 'PoisonRunError',
-      message = 'delivered ' .. (deliv - 1) .. ' times without finishing', traceback = ''}
+    local msg = 'delivered ' .. (deliv - 1) .. ' times without finishing'
+    if st[4] then
+      msg = msg .. '; its lease expired ' .. st[4] .. ' times while an attempt was still ' ..
+        'running (its worker died, or its event loop was blocked and could not renew the ' ..
+        'lease: run blocking calls in a thread)'
+    end
+    local err = {type = 'PoisonRunError', message = msg, traceback = ''}
     finish_run(prefix, rk, id, st[2], 'queued', 'failed', now, keep_ms,
       {error = cjson.encode(err)}, {error = err.message}, nil)
     return {id, 'poison'}
