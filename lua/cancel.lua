@@ -33,7 +33,9 @@ for _ = 1, 32 do
     if w[1] == 'child' then child = w[9] end
     if status == 'queued' then unready(prefix, id, w[6], w[10]) end
     drop_wait(prefix, rk, id, w)
-    finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason}, nil)
+    local err = cjson.encode({type = 'RunCancelled', message = reason, traceback = ''})
+    finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {error = err},
+      {reason = reason}, nil)
     status = 'cancelled'
   end
   first = first or status

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Any
 
-from .execution import Execution
+from .execution import CancelRequested, Execution
 from .records import Event
 from .state import State, SyncState
 from .steps import Step, SyncStep
@@ -43,6 +43,19 @@ class _ContextBase:
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"), {"run_id": self.run_id, "job": self.job}
         )
+
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was cancelled while running (`stackshift.cancel`): the attempt
+        stops at its next step; long loops without steps can check this."""
+        return self._ex.cancel_requested
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled when the run was cancelled (the attempt then ends as
+        cancelled, with the cancel's reason); for long loops between steps."""
+        if self._ex.cancel_requested:
+            raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
 
 
 class RunContext(_ContextBase):

@@ -59,12 +59,18 @@ class RetryAfterError(StackShiftError):
 
 
 class RunFailed(StackShiftError):
-    """A run ended as failed; `error` holds its recorded error, if any."""
+    """A run ended as failed; `error` holds its recorded error, if any. `final` is True
+    when a handler gets it from `ctx.step.invoke` for a failed child: uncaught, it fails
+    the parent without retries (the child's failure is stored; a retry would re-raise it)."""
 
-    def __init__(self, message: str, *, run_id: str = "", error: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, run_id: str = "", error: dict[str, Any] | None = None,
+        final: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.run_id = run_id
         self.error = error or {}
+        self.final = final
 
 
 class RunCancelled(StackShiftError):
@@ -80,7 +86,19 @@ class UnknownJobError(StackShiftError, LookupError):
 
 
 class PayloadError(StackShiftError, ValueError):
-    """A value does not serialize with the app's serializer, or is too large."""
+    """A value does not serialize with the app's serializer, or is too large. `path` is
+    where the offending value sits (`['amount']`), when known."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(f"value at {path}: {message}" if path else message)
+        self.reason = message
+        self.path = path
+
+    def at(self, where: str) -> PayloadError:
+        """The same error told from the caller's side: `payload['amount']: ...`."""
+        if self.path:
+            return PayloadError(f"{where}{self.path}: {self.reason}")
+        return PayloadError(f"{where}: {self.reason}")
 
 
 class InvalidArgumentError(StackShiftError, ValueError):

@@ -11,7 +11,14 @@ from typing import Any
 
 from .context import RunContext, SyncRunContext
 from .core import Namespace
-from .errors import LeaseLostError, NonRetriableError, PayloadError, RetryAfterError
+from .errors import (
+    InvalidArgumentError,
+    LeaseLostError,
+    NonRetriableError,
+    PayloadError,
+    RetryAfterError,
+    RunFailed,
+)
 from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
@@ -81,10 +88,13 @@ class Executor:
             self._notify(ex, "lost", None)
             return None
         except CancelRequested:
-            cancelled = CancelRequested("cancelled while running")
-            return self._failure(ex, job, cancelled, None, "cancelled")
-        except NonRetriableError as exc:
+            reason = await ns.redis.hget(ns.keys.run(ex.run_id), "cancel")
+            text = reason.decode() if reason else "cancelled while running"
+            return self._failure(ex, job, CancelRequested(text), None, "cancelled")
+        except (NonRetriableError, InvalidArgumentError) as exc:  # bad arguments: a bug
             return self._failure(ex, job, exc, retry_delay=None)
+        except RunFailed as exc:  # a stored child failure is final (see Step.invoke)
+            return self._failure(ex, job, exc, retry_delay=None if exc.final else -1)
         except RetryAfterError as exc:
             return self._failure(ex, job, exc, retry_delay=exc.delay)
         except TimeoutError as exc:
@@ -95,7 +105,7 @@ class Executor:
         try:
             data = ns.serializer.dumps(result)
         except PayloadError as exc:
-            return self._failure(ex, job, exc, retry_delay=None)
+            return self._failure(ex, job, exc.at("return value"), retry_delay=None)
         self._notify(ex, "completed", None)
         return ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
 
@@ -103,7 +113,16 @@ class Executor:
         if job.is_async:
             actx = RunContext(ex)
             actx.resources = self.resources
-            return await job.fn(actx)
+            try:
+                result = await job.fn(actx)
+            finally:
+                forgotten = actx.step.unawaited()
+            if forgotten:
+                raise NonRetriableError(
+                    f"step {forgotten[0]!r} was created but never awaited (add `await` "
+                    f"before ctx.step...({forgotten[0]!r}, ...))"
+                )
+            return result
         ctx = SyncRunContext(ex, self.loop, self.sync_state)
         ctx.resources = self.resources
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, PayloadError
 from .keys import check_name
 from .liveness import ConsumerWatch
 from .records import Duration, epoch_ms, millis, new_run_id
@@ -65,7 +65,10 @@ class Starter:
             raise InvalidArgumentError("run_at must be a datetime")
         at_ms = epoch_ms(run_at) if run_at is not None else 0
         ttl_ms = self._idem_ttl_ms(job, idempotency_ttl)
-        encoded = [ns.serializer.dumps(p) for p in payloads]
+        try:
+            encoded = [ns.serializer.dumps(p) for p in payloads]
+        except PayloadError as exc:  # name where: payload['amount']
+            raise exc.at("payload") from None
         queue = await ns.queue_for(job, queue_name)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         fields = dict(extra or {})
