@@ -7,12 +7,16 @@ Cluster), every state transition one atomic Lua script.
 from .app import StackShift
 from .context import RunContext, SyncRunContext
 from .errors import (
+    InvalidArgumentError,
+    InvalidRunStateError,
     LockError,
     NonRetriableError,
     PayloadError,
+    RedisUnavailableError,
     RetryAfterError,
     RunCancelled,
     RunFailed,
+    RunNotFoundError,
     StackShiftError,
     UnknownJobError,
 )
@@ -21,15 +25,19 @@ from .runs import RunHandle
 
 __all__ = [
     "Event",
+    "InvalidArgumentError",
+    "InvalidRunStateError",
     "LockError",
     "NonRetriableError",
     "PayloadError",
+    "RedisUnavailableError",
     "RetryAfterError",
     "RunCancelled",
     "RunContext",
     "RunFailed",
     "RunHandle",
     "RunInfo",
+    "RunNotFoundError",
     "RunStatus",
     "SendEventResult",
     "StackShift",

@@ -28,6 +28,8 @@ from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
 
 log = logging.getLogger("stackshift.worker")
+HANDBACK_DELAY_MS = 1000  # a run of an unknown job waits this long before it is ready again
+HANDBACK_LIMIT_MS = 300_000  # ... and fails once no worker with the job took it this long
 
 
 class Executor:
@@ -41,6 +43,7 @@ class Executor:
         self._threads_lock = threading.Lock()
         self._sync_state: SyncState | None = None
         self.resources: dict[str, Any] = {}  # filled by the worker's startup hooks
+        self.handback_limit_ms = HANDBACK_LIMIT_MS  # unknown jobs: fail after this long
 
     @property
     def sync_state(self) -> SyncState:
@@ -72,8 +75,7 @@ class Executor:
         ns = self.ns
         job = ns.registry.jobs.get(ex.job)
         if job is None:
-            missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
-            return self._failure(ex, None, missing, retry_delay=None)
+            return self._hand_back(ex)
         timer = asyncio.timeout(job.timeout)
         try:
             async with timer:
@@ -136,6 +138,25 @@ class Executor:
         with self._threads_lock:
             self.threads_busy += 1
         return await asyncio.to_thread(body)
+
+    def _hand_back(self, ex: Execution) -> ScriptCall:
+        """A run of a job this worker does not register (a rolling deploy, a worker of an
+        older or newer version): hand it back for a worker that has the job."""
+        limit = self.handback_limit_ms
+        log.error(
+            "run %s: job %r is not registered in this worker (queue %s): handed back for a "
+            "worker that has it; it fails if no such worker takes it within %gs",
+            ex.run_id, ex.job, ex.queue, limit / 1000,
+        )  # fmt: skip
+        msg = (
+            f"job {ex.job!r} is not registered in the workers that took this run for "
+            f"{limit / 1000:g}s"
+        )
+        err = json.dumps({"type": "UnknownJobError", "message": msg, "traceback": ""})
+        self._notify(ex, "handed_back", None)
+        return self.ns.scripts.hand_back_call(
+            ex.run_id, ex.token, HANDBACK_DELAY_MS, limit, self.ns.settings.retention_ms, err
+        )
 
     def _notify(self, ex: Execution, outcome: str, error: BaseException | None) -> None:
         if self.ns.hooks:

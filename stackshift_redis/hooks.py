@@ -9,7 +9,8 @@ raises). With no hook added, the worker calls handlers and steps directly: no co
     Hook.step(inp, proceed)        around one step of an async handler
     Hook.step_sync(inp, proceed)   around one step of a plain-function handler (its thread)
     Hook.suspended(inp, step, kind)  the attempt parked the run (sleep, event, child)
-    Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost
+    Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost |
+                                   handed_back (a job this worker does not register)
     Hook.start_fields(job, queue)  client side: fields stored with each new run (for
                                    example a trace context), read back in AttemptInput.fields
 """

@@ -252,6 +252,15 @@ class Scripts:
         args = [self.keys.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
         return ScriptCall("fail", run_id, [self.keys.run(run_id)], args)
 
+    def hand_back_call(
+        self, run_id: str, token: str, delay_ms: int, limit_ms: int, retention_ms: int,
+        error_json: str,
+    ) -> ScriptCall:  # fmt: skip
+        """A prepared `hand_back`: a run of a job this worker does not register goes back
+        (scheduled after delay_ms), or fails once it was handed back for limit_ms."""
+        args = [self.keys.prefix, run_id, token, delay_ms, limit_ms, retention_ms, error_json]
+        return ScriptCall("hand_back", run_id, [self.keys.run(run_id)], args)
+
     async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
         """Make due runs ready: (moved, ms to next due or -1)."""
         k = self.keys

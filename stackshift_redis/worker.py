@@ -57,6 +57,7 @@ class Worker:
         block_ms: int = 1000,
         poll_interval: float = 0.2,
         lag_threshold: float = 1.0,
+        handback_limit: float = 300.0,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
@@ -64,6 +65,7 @@ class Worker:
         names = list(queues) if queues else sorted({j.queue for j in ns.registry.jobs.values()})
         self.queues = [check_name("queue", q) for q in names or ["default"]]
         self.concurrency = concurrency
+        self.handback_limit = handback_limit  # runs of jobs not registered here: see hand_back
         self.grace = grace
         self.block_ms = block_ms
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
@@ -108,6 +110,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._executor = Executor(self.ns, self.state, self._loop)
         self._executor.resources = self.lifecycle.resources
+        self._executor.handback_limit_ms = round(self.handback_limit * 1000)
         self._burst = burst
         self._done.clear()
         try:
