@@ -91,12 +91,16 @@ class Client:
         return await get_run(self.core, run_id)
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a run: waiting/queued at once, running at its next step. False if final."""
+        """Cancel a run. A queued, scheduled or waiting run ends at once; a running run
+        stops at its next step (handlers can check `ctx.cancelled` between steps). The
+        reason is in `RunCancelled` and in `info.error["message"]`. True when this call
+        cancelled (or flagged) the run; False when it was already final."""
         reply = await self.core.scripts.cancel(run_id, reason, self.core.settings.retention_ms)
         return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
-        """Queue a failed run again; its completed steps are reused."""
+        """Queue a failed run again; its completed steps are reused. RunNotFoundError when
+        there is no such run, InvalidRunStateError when it is not failed."""
         if not await self.core.scripts.retry(run_id):
             raise RunNotFoundError(f"no run {run_id}")
         return self.run(run_id)

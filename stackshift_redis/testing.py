@@ -1,4 +1,7 @@
-"""A test seam for users: StackShift apps on in-memory fakeredis (Lua through lupa)."""
+"""A test seam for users: StackShift apps on in-memory fakeredis (Lua through lupa).
+
+Needs the `testing` extra: `pip install 'stackshift-redis[testing]'` (fakeredis[lua]).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,13 @@ from .app import StackShift
 
 
 def fake_redis(**kwargs: Any) -> Any:
-    """A fakeredis asyncio client (needs `fakeredis[lua]`)."""
-    import fakeredis
+    """A fakeredis asyncio client (needs `pip install 'stackshift-redis[testing]'`)."""
+    try:
+        import fakeredis
+    except ImportError as exc:
+        raise ImportError(
+            "stackshift_redis.testing needs fakeredis: pip install 'stackshift-redis[testing]'"
+        ) from exc
 
     return fakeredis.FakeAsyncRedis(**kwargs)
 
