@@ -280,9 +280,9 @@ async def test_worker_without_the_job_fails_the_run_clearly(
     producer.job("only-here", lambda ctx: None, queue="shared")
     consumer.job("other", lambda ctx: None, queue="shared")
     run = await producer.start("only-here")
-    running_worker(consumer)
+    running_worker(consumer, handback_limit=1.0)  # handed back until then (rolling deploys)
     with pytest.raises(RunFailed, match="not registered"):
-        await run.result(timeout=10)
+        await run.result(timeout=15)
 
 
 async def test_burst_worker_exits_when_idle(app: StackShift) -> None:
