@@ -6,17 +6,23 @@
 -- Derived (K): the queue's delayed set K.delayed(queue).
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] delay_ms  ARGV[5] limit_ms
 -- ARGV[6] retention_ms  ARGV[7] error JSON (when it fails)
--- Returns 'scheduled' or 'failed'.  Errors: LEASE_LOST when another worker holds the run.
+-- Returns 'scheduled' or 'failed' (also for a re-sent call that already handed it back).
+-- Errors: LEASE_LOST when another worker holds the run.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include set_status.lua
 -- @include check_lease.lua
+-- @include done_by.lua
 -- @include release_lease.lua
 -- @include finish_run.lua
 local prefix, id, rk = ARGV[1], ARGV[2], KEYS[1]
 local f, lost = check_lease(rk, id, ARGV[3])
-if not f then return redis.error_reply(lost) end
+if not f then
+  local now_f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'token')
+  if done_by(now_f, ARGV[3]) then return now_f[1] end
+  return redis.error_reply(lost)
+end
 local now = now_ms()
 release_lease(prefix, f[3], id)
 local h = redis.call('HMGET', rk, 'unclaimed_since', 'unclaimed_last')
@@ -31,7 +37,6 @@ if now - since >= tonumber(ARGV[5]) then
 end
 redis.call('HSET', rk, 'unclaimed_since', since, 'unclaimed_last', now)
 redis.call('HINCRBY', rk, 'deliveries', -1)
-redis.call('HDEL', rk, 'token')
 local due = now + tonumber(ARGV[4])
 redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
 timeline(rk, now, 'handed_back', {reason = 'job not registered in the worker', due = due})

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import RunNotFoundError
+from .errors import InvalidArgumentError, RunNotFoundError
 from .events import EventBus
 from .reads import get_run, list_runs
-from .records import Duration, RunInfo, SendEventResult
+from .records import Duration, RunInfo, SendEventResult, check_run_id
 from .runs import ResultWaiter, RunHandle
 from .starting import Starter
 from .state import State
@@ -84,7 +84,7 @@ class Client:
     # inspect and control
     def run(self, run_id: str, deduplicated: bool = False) -> RunHandle:
         """A handle for an existing run id."""
-        return RunHandle(self.core, self._waiter, run_id, deduplicated)
+        return RunHandle(self.core, self._waiter, check_run_id(run_id), deduplicated)
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         """The run's RunInfo, or None when unknown or expired."""
@@ -95,13 +95,16 @@ class Client:
         stops at its next step (handlers can check `ctx.cancelled` between steps). The
         reason is in `RunCancelled` and in `info.error["message"]`. True when this call
         cancelled (or flagged) the run; False when it was already final."""
+        check_run_id(run_id)
+        if not isinstance(reason, str):
+            raise InvalidArgumentError(f"reason must be a str, not {reason!r}")
         reply = await self.core.scripts.cancel(run_id, reason, self.core.settings.retention_ms)
         return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
         """Queue a failed run again; its completed steps are reused. RunNotFoundError when
         there is no such run, InvalidRunStateError when it is not failed."""
-        if not await self.core.scripts.retry(run_id):
+        if not await self.core.scripts.retry(check_run_id(run_id)):
             raise RunNotFoundError(f"no run {run_id}")
         return self.run(run_id)
 

@@ -10,9 +10,10 @@
     ├── InvalidArgumentError     (ValueError) a bad name, duration or option
     ├── RunNotFoundError         (LookupError) no such run (or it expired)
     ├── InvalidRunStateError     the run's status does not allow the operation
+    ├── RunDataError             a run's stored record is damaged (unreadable fields)
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
-    ├── RedisUnavailableError    (ConnectionError) Redis cannot be reached (down, bad host)
+    ├── RedisUnavailableError    (redis ConnectionError) Redis cannot be reached
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
 Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = [
     "InvalidArgumentError",
@@ -35,6 +38,7 @@ __all__ = [
     "ResultTimeout",
     "RetryAfterError",
     "RunCancelled",
+    "RunDataError",
     "RunFailed",
     "RunNotFoundError",
     "StackShiftError",
@@ -113,6 +117,10 @@ class InvalidRunStateError(StackShiftError):
     """The run's status does not allow the operation (for example retrying a completed run)."""
 
 
+class RunDataError(StackShiftError):
+    """A run's stored record is damaged: a field is missing or does not decode."""
+
+
 class LockError(StackShiftError):
     """A lock was not acquired within its wait, or was lost while held."""
 
@@ -121,7 +129,7 @@ class LeaseLostError(StackShiftError):
     """This worker no longer holds the run: another worker recovered it."""
 
 
-class RedisUnavailableError(StackShiftError, ConnectionError):
+class RedisUnavailableError(StackShiftError, RedisConnectionError):
     """Redis could not be reached (refused, timed out, unknown host); the message names
     the cause. The original redis-py error is its `__cause__`."""
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .context import RunContext, SyncRunContext
@@ -22,7 +23,7 @@ from .errors import (
 from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
-from .jobs import JobDef
+from .jobs import JobDef, QueueConfig
 from .records import error_json
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
@@ -44,6 +45,7 @@ class Executor:
         self._sync_state: SyncState | None = None
         self.resources: dict[str, Any] = {}  # filled by the worker's startup hooks
         self.handback_limit_ms = HANDBACK_LIMIT_MS  # unknown jobs: fail after this long
+        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
 
     @property
     def sync_state(self) -> SyncState:
@@ -57,8 +59,8 @@ class Executor:
             self._sync_state = SyncState(self.state, runner)
         return self._sync_state
 
-    def build(self, run: TakenRun) -> Execution:
-        """An Execution from one taken run."""
+    def build(self, run: TakenRun, sent_at: float) -> Execution:
+        """An Execution from one taken run (`sent_at`: monotonic time the take was sent)."""
         ns = self.ns
         event = decode_event(ns.serializer.loads(run.event)) if run.event else None
         hook_input = AttemptInput(
@@ -68,6 +70,8 @@ class Executor:
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
             token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
             event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
+            lease_ms=round(self.conf(run.queue).visibility_timeout * 1000),
+            confirmed_at=sent_at,
         )  # fmt: skip
 
     async def run(self, ex: Execution) -> ScriptCall | None:

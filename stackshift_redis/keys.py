@@ -31,6 +31,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
     "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
     "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
+    "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
@@ -114,6 +115,11 @@ class Keys:
     def qlive(self) -> str:
         """ZSET: queue -> expiry ms of the latest heartbeat of a worker consuming it."""
         return _render(self.prefix, "qlive", ())
+
+    def take(self, taker: str) -> str:
+        """STRING: a taker's last take id and the runs it leased (a re-sent take gets
+        them again)."""
+        return _render(self.prefix, "take", (taker,))
 
     # queues
     def stream(self, queue: str) -> str:

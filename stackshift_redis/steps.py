@@ -47,6 +47,7 @@ async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any
         return memo
 
     async def body() -> Any:
+        await ex.ensure_lease()
         try:
             value = await _call_off_loop(fn, *args, **kwargs)
         except Exception as exc:
@@ -180,6 +181,7 @@ class SyncStep:
             raise NonRetriableError(_ASYNC_IN_SYNC.format(name=name, fn=_fn_name(fn)))
 
         def body() -> Any:
+            self._wait(ex.ensure_lease())
             try:
                 value = fn(*args, **kwargs)
                 if inspect.isawaitable(value):

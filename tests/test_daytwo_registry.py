@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import _free_port, wait_for
+from conftest import wait_for
+from redis_procs import free_port
 
 from stackshift_redis import StackShift, StackShiftError, UnknownJobError
 from stackshift_redis.errors import InvalidArgumentError, RedisUnavailableError
@@ -113,7 +114,7 @@ def test_a_malformed_redis_url_is_rejected_at_once(url: str) -> None:
 
 
 async def test_unreachable_redis_raises_a_stackshift_error() -> None:
-    app = StackShift(f"redis://127.0.0.1:{_free_port()}/0", namespace="down")
+    app = StackShift(f"redis://127.0.0.1:{free_port()}/0", namespace="down")
     app.job("j", lambda ctx: None)
     try:
         calls = [app.start("j"), app.get_run("r"), app.state.get("k"), app.cancel("r"),

@@ -97,7 +97,7 @@ async def test_a_poison_failure_says_that_leases_expired(
         await asyncio.sleep(0.01)
         assert await app.scripts.reclaim("default", 60_000) == [run.id]
     reply = await app.scripts.take([("default", 1)], 1, max_deliveries=2, retention_ms=60_000)
-    assert reply.poisoned == [(run.id, "default")]
+    assert reply.dropped == [(run.id, "default", "poison")]
     info = await app.get_run(run.id)
     assert info is not None and info.error is not None
     assert info.error["type"] == "PoisonRunError"

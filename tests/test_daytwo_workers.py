@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 import redis as syncredis
-from conftest import RedisServer, _free_port, wait_for
+from conftest import RedisServer, server_binary, wait_for
 from jobs_for_tests import spawn_worker, wait_exit
+from redis_procs import free_port
 
 from stackshift_redis import StackShift
 
@@ -27,7 +28,7 @@ class OwnRedis:
     """A redis-server this test starts, stops and restarts (no persistence) on one port."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="ss-daytwo-")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -36,8 +37,7 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
+        binary = server_binary().server  # the session's choice (redis-server by default)
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir],
