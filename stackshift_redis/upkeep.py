@@ -64,10 +64,11 @@ class Upkeep:
         self.on_heartbeat: Callable[[], Awaitable[Any]] | None = None  # registration.py
         self.outage: Outage | None = None  # Redis unreachable: one line, then backoff
 
-    async def setup(self) -> None:
-        """Check the server, note the control stream (registration.py publishes jobs,
-        triggers and queue settings)."""
-        await self.check_server()
+    async def setup(self, check: bool = True) -> None:
+        """Check the server (unless done already), note the control stream, heartbeat
+        (registration.py publishes jobs, triggers and queue settings)."""
+        if check:
+            await self.check_server()
         r, k = self.ns.redis, self.ns.keys
         last = await r.xrevrange(k.control(), count=1)
         self._control_id = last[0][0] if last else "0-0"

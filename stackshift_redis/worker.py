@@ -154,8 +154,9 @@ class Worker:
         await self.lifecycle.startup()
         while await self.outage.wait_until_reachable(self._stopping):
             try:
-                await self.upkeep.setup()
-                await self.registration.setup()
+                await self.upkeep.check_server()
+                await self.registration.setup()  # before the first heartbeat: ready when seen
+                await self.upkeep.setup(check=False)
                 return
             except UNAVAILABLE as exc:
                 await self.outage.failed(exc)
