@@ -22,6 +22,7 @@ from .errors import (
 )
 from .records import Event, RunInfo, RunStatus, SendEventResult
 from .runs import RunHandle
+from .schedules import ScheduleInfo
 
 __all__ = [
     "Event",
@@ -39,6 +40,7 @@ __all__ = [
     "RunInfo",
     "RunNotFoundError",
     "RunStatus",
+    "ScheduleInfo",
     "SendEventResult",
     "StackShift",
     "StackShiftError",

@@ -41,6 +41,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
     # state
     "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
     "lock": ("lock", "{name}"),  # STRING a lock's token
@@ -51,6 +52,9 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "event_log": ("ev", "{event}", "log"),  # ZSET recent event ids by time ms (lookback)
     "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
     "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
+    # schedules
+    "sched": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
+    "scheds": ("scheds",),  # ZSET schedule name -> next fire ms (+inf while paused)
 }
 
 
@@ -154,6 +158,10 @@ class Keys:
         """ZSET: worker id -> heartbeat expiry (ms)."""
         return _render(self.prefix, "workers", ())
 
+    def clock(self) -> str:
+        """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
+        return _render(self.prefix, "clock", ())
+
     # state
     def state(self, name: str) -> str:
         """STRING: a state value (serialized) or counter."""
@@ -187,6 +195,15 @@ class Keys:
     def triggers(self, event: str) -> str:
         """HASH: job -> queue of jobs started by that event."""
         return _render(self.prefix, "triggers", (event,))
+
+    # schedules
+    def schedule(self, name: str) -> str:
+        """HASH: a schedule's definition and state (next fire, last run)."""
+        return _render(self.prefix, "sched", (name,))
+
+    def schedules(self) -> str:
+        """ZSET: schedule name -> next fire time ms (+inf while paused)."""
+        return _render(self.prefix, "scheds", ())
 
 
 def lua_keys() -> str:
