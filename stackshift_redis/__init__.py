@@ -8,9 +8,11 @@ from .app import StackShift
 from .context import RunContext, SyncRunContext
 from .errors import (
     InvalidArgumentError,
+    InvalidRunStateError,
     LockError,
     NonRetriableError,
     PayloadError,
+    RedisUnavailableError,
     RetryAfterError,
     RunCancelled,
     RunFailed,
@@ -25,9 +27,11 @@ from .schedules import ScheduleInfo
 __all__ = [
     "Event",
     "InvalidArgumentError",
+    "InvalidRunStateError",
     "LockError",
     "NonRetriableError",
     "PayloadError",
+    "RedisUnavailableError",
     "RetryAfterError",
     "RunCancelled",
     "RunContext",

@@ -14,6 +14,7 @@ from typing import Any
 from .core import Namespace
 from .errors import InvalidArgumentError, PayloadError
 from .keys import check_name
+from .liveness import ConsumerWatch
 from .records import Duration, epoch_ms, millis, new_run_id
 
 MAX_IDEMPOTENCY_KEY = 512
@@ -45,6 +46,7 @@ class Starter:
         self._groups: dict[Group, list[tuple[NewRun, asyncio.Future[Started]]]] = {}
         self._scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
+        self._watch = ConsumerWatch(ns)
 
     async def start_many(
         self,
@@ -75,7 +77,10 @@ class Starter:
             raise InvalidArgumentError("run_at must be a datetime")
         at_ms = epoch_ms(run_at) if run_at is not None else 0
         ttl_ms = self._idem_ttl_ms(job, idempotency_ttl)
-        encoded = [_round_trip(ns, p) for p in payloads]
+        try:
+            encoded = [_round_trip(ns, p) for p in payloads]
+        except PayloadError as exc:  # name where: payload['amount']
+            raise (exc if str(exc).startswith("payload") else exc.at("payload")) from None
         queue = await ns.queue_for(job, queue_name)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         fields = dict(extra or {})
@@ -83,7 +88,9 @@ class Starter:
             fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
         if len(encoded) == 1:  # a single start: coalesced with concurrent ones
             group = (job, queue, delay_ms, at_ms, ttl_ms, tuple(sorted(fields.items())))
-            return [await self._coalesced(group, (new_run_id(), keys[0], encoded[0]))]
+            started = await self._coalesced(group, (new_run_id(), keys[0], encoded[0]))
+            await self._watch.check(job, queue)
+            return [started]
         out: list[Started] = []
         for lo in range(0, len(encoded), MAX_BATCH):
             hi = min(lo + MAX_BATCH, len(encoded))
@@ -92,6 +99,8 @@ class Starter:
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms,
                 extra=fields,
             )  # fmt: skip
+        if out:
+            await self._watch.check(job, queue)
         return out
 
     def _idem_ttl_ms(self, job: str, override: Duration | None) -> int:
