@@ -16,7 +16,7 @@ from .errors import (
     StackShiftError,
     UnknownJobError,
 )
-from .records import Event, RunInfo, RunStatus, SendEventResult
+from .records import Event, RunInfo, RunPage, RunStatus, SendEventResult
 from .runs import RunHandle
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "RunFailed",
     "RunHandle",
     "RunInfo",
+    "RunPage",
     "RunStatus",
     "SendEventResult",
     "StackShift",

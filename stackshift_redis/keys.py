@@ -25,6 +25,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
     "idx": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
     "idxj": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
+    "ord": ("ord", "{status}"),  # ZSET run ids with that status, score 0: id (creation) order
+    "ordj": ("ordj", "{job}", "{status}"),  # ZSET the same, per job (paging by cursor)
     "done": ("done",),  # STREAM ids of finished runs somebody awaits (capped)
     "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
@@ -91,6 +93,14 @@ class Keys:
     def idx_job_status(self, job: str, status: str) -> str:
         """ZSET: run ids of a job with that status."""
         return _render(self.prefix, "idxj", (job, status))
+
+    def ord_status(self, status: str) -> str:
+        """ZSET: run ids with that status, all scored 0: ordered by id = creation time."""
+        return _render(self.prefix, "ord", (status,))
+
+    def ord_job_status(self, job: str, status: str) -> str:
+        """ZSET: run ids of a job with that status, in id (creation) order."""
+        return _render(self.prefix, "ordj", (job, status))
 
     def done(self) -> str:
         """STREAM: ids of finished runs that somebody awaits (capped)."""

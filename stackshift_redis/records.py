@@ -169,6 +169,15 @@ class RunInfo:
     progress: Any = None
 
 
+class RunPage(list[RunInfo]):
+    """A page of `list_runs`: a list of RunInfo, newest first, and the cursor of the next
+    page in `cursor` (None on the last page)."""
+
+    def __init__(self, runs: list[RunInfo], cursor: str | None = None) -> None:
+        super().__init__(runs)
+        self.cursor = cursor
+
+
 def _s(v: bytes | None) -> str:
     return v.decode() if v is not None else ""
 
