@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import namespace_keys, wait_for
+from conftest import namespace_keys
 
 from stackshift_redis import RunContext, RunPage, StackShift
 from stackshift_redis.errors import InvalidArgumentError
@@ -37,7 +37,7 @@ async def test_paging_sees_every_run_once_while_statuses_change(
 
     app.job("churn", work, queue="paging")
     ids: list[str] = []
-    for lo in range(0, 2400, 400):
+    for _ in range(6):
         ids += [r.id for r in await app.start_many("churn", [None] * 400)]
     running_worker(app, concurrency=16)  # completes runs while we page
     rng = random.Random(7)
