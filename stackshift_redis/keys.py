@@ -40,6 +40,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    "winfo": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, running, at}
     # state
     "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
     "lock": ("lock", "{name}"),  # STRING a lock's token
@@ -49,6 +50,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "event_waiters": ("ev", "{event}", "w", "{shape}", "{values}"),  # SET waiting run ids
     "event_log": ("ev", "{event}", "log"),  # ZSET recent event ids by time ms (lookback)
     "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
+    "event_names": ("evn",),  # ZSET event names by last sent ms (1000 newest kept)
     "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
 }
 
@@ -147,6 +149,10 @@ class Keys:
         """ZSET: worker id -> heartbeat expiry (ms)."""
         return _render(self.prefix, "workers", ())
 
+    def worker_info(self) -> str:
+        """HASH: worker id -> JSON {host, pid, queues, concurrency, running, at, started}."""
+        return _render(self.prefix, "winfo", ())
+
     # state
     def state(self, name: str) -> str:
         """STRING: a state value (serialized) or counter."""
@@ -176,6 +182,10 @@ class Keys:
     def event_data(self, event: str) -> str:
         """HASH: recent event id -> recorded event, for lookback."""
         return _render(self.prefix, "event_data", (event,))
+
+    def event_names(self) -> str:
+        """ZSET: event names by the time one was last sent (ms); the 1000 newest kept."""
+        return _render(self.prefix, "event_names", ())
 
     def triggers(self, event: str) -> str:
         """HASH: job -> queue of jobs started by that event."""

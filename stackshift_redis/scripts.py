@@ -316,7 +316,7 @@ class Scripts:
         """Record an event once; resume matching waiters; start triggered jobs."""
         k = self.keys
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
-                k.event_shapes(name), k.triggers(name)]  # fmt: skip
+                k.event_shapes(name), k.triggers(name), k.event_names()]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
                 json.dumps(local_triggers)]  # fmt: skip
         duplicate, resumed, started = await self.call("send_event", keys, args)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +44,7 @@ class Upkeep:
         queues: list[str],
         held: Callable[[], list[tuple[Execution, asyncio.Task[None]]]],
         poll_interval: float,
+        concurrency: int | None = None,
     ) -> None:
         self.ns = ns
         self.worker_id = worker_id
@@ -50,6 +54,8 @@ class Upkeep:
         self._next: dict[str, float] = {}
         self._control_id: Any = "0-0"
         self.stopped = asyncio.Event()
+        self.concurrency = concurrency
+        self._started_ms: float | None = None
 
     async def setup(self) -> None:
         """Check the server, publish jobs and queue settings, note the control stream."""
@@ -178,13 +184,25 @@ class Upkeep:
         return float(secs) * 1000 + float(micros) / 1000
 
     async def heartbeat(self) -> None:
-        """Record this worker as alive (keys.workers(), expiring entries; server clock)."""
+        """Record this worker as alive (keys.workers(), expiring entries; server clock) with
+        what it serves (keys.worker_info(), for `stackshift workers`); forget workers whose
+        heartbeat is an hour old (at most 100 per beat)."""
         now_ms = await self._now_ms()
-        key = self.ns.keys.workers()
+        self._started_ms = self._started_ms or now_ms
+        k = self.ns.keys
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
+                "concurrency": self.concurrency, "running": len(self.held()),
+                "at": round(now_ms), "started": round(self._started_ms)}  # fmt: skip
         async with self.ns.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
-            pipe.zremrangebyscore(key, "-inf", now_ms - 3600_000)
-            await pipe.execute()
+            pipe.zadd(k.workers(), {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
+            pipe.hset(k.worker_info(), self.worker_id, json.dumps(info))
+            pipe.zrangebyscore(k.workers(), "-inf", now_ms - 3600_000, start=0, num=100)
+            stale = (await pipe.execute())[2]
+        if stale:
+            async with self.ns.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(k.workers(), *stale)
+                pipe.hdel(k.worker_info(), *stale)
+                await pipe.execute()
 
     async def hygiene(self) -> None:
         """Delete consumers whose worker is gone (its heartbeat expired; a consumer is named
@@ -217,6 +235,7 @@ class Upkeep:
         """Leave the group cleanly: drop our heartbeat and our consumer."""
         with contextlib.suppress(Exception):
             await self.ns.redis.zrem(self.ns.keys.workers(), self.worker_id)
+            await self.ns.redis.hdel(self.ns.keys.worker_info(), self.worker_id)
             for q in self.queues:
                 await self.ns.scripts.drop_consumer(q, self.worker_id)
 

@@ -62,7 +62,7 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.running: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
         self.dispatcher = Dispatcher(ns, self.queues, self.id)
-        self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval)
+        self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval, concurrency)
         self.state = State(ns)
         self._executor: Executor | None = None
         self._stopping = asyncio.Event()
