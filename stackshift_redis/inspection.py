@@ -9,7 +9,7 @@ info HASH, the event-name ZSET and the event logs. Costs are in each method's do
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from typing import Any
 
@@ -151,8 +151,15 @@ class Inspector:
                 for i in range(6):
                     sums[i] += int(next(replies))
             rows.append(
-                {"q": q, "jobs": jobs, "leased": leased, "delayed": delayed, "conf": conf,
-                 "groups": [_txt(g) for g in groups], "sums": sums}
+                {
+                    "q": q,
+                    "jobs": jobs,
+                    "leased": leased,
+                    "delayed": delayed,
+                    "conf": conf,
+                    "groups": [_txt(g) for g in groups],
+                    "sums": sums,
+                }
             )
         async with r.pipeline(transaction=False) as pipe:
             for row in rows:
@@ -167,11 +174,19 @@ class Inspector:
             limit = conf.get("concurrency")
             out.append(
                 QueueStats(
-                    name=row["q"], ready=ready, scheduled=s[1], running=int(row["leased"]),
-                    waiting=s[0], paused=bool(conf.get("paused")),
+                    name=row["q"],
+                    ready=ready,
+                    scheduled=s[1],
+                    running=int(row["leased"]),
+                    waiting=s[0],
+                    paused=bool(conf.get("paused")),
                     concurrency=int(limit) if limit else None,
-                    completed_1m=s[2], completed_1h=s[3], failed_1m=s[4], failed_1h=s[5],
-                    delayed=int(row["delayed"]), ready_exact=len(row["groups"]) <= MAX_GROUPS,
+                    completed_1m=s[2],
+                    completed_1h=s[3],
+                    failed_1m=s[4],
+                    failed_1h=s[5],
+                    delayed=int(row["delayed"]),
+                    ready_exact=len(row["groups"]) <= MAX_GROUPS,
                     jobs=row["jobs"],
                 )
             )
@@ -194,11 +209,16 @@ class Inspector:
             beat = info.get("at")
             out.append(
                 WorkerInfo(
-                    id=wid, host=info.get("host", host), pid=info.get("pid", pid),
-                    alive=expiry > now, last_heartbeat=from_ms(beat) if beat else None,
+                    id=wid,
+                    host=info.get("host", host),
+                    pid=info.get("pid", pid),
+                    alive=expiry > now,
+                    last_heartbeat=from_ms(beat) if beat else None,
                     heartbeat_age=(now - beat) / 1000 if beat else None,
-                    queues=list(info.get("queues", [])), concurrency=info.get("concurrency"),
-                    running=info.get("running"), started_at=from_ms(info.get("started")),
+                    queues=list(info.get("queues", [])),
+                    concurrency=info.get("concurrency"),
+                    running=info.get("running"),
+                    started_at=from_ms(info.get("started")),
                 )
             )
         return out
@@ -214,9 +234,11 @@ class Inspector:
     async def overview(self) -> Overview:
         """Queues, workers and totals (the dashboard's first page)."""
         return Overview(
-            await self.queues(), await self.workers(), await self.totals(),
+            await self.queues(),
+            await self.workers(),
+            await self.totals(),
             from_ms(await self.server_ms()),
-        )  # fmt: skip
+        )
 
     async def runs(self, **filters: Any) -> RunPage:
         """A page of runs (see reads.list_runs)."""
@@ -310,12 +332,29 @@ def waterfall(info: RunInfo) -> list[dict[str, Any]]:
     return bars
 
 
-def _bar(name: str, state: str, start: datetime, end: datetime | None, origin: datetime) -> dict[
-    str, Any
-]:
+def _bar(
+    name: str, state: str, start: datetime, end: datetime | None, origin: datetime
+) -> dict[str, Any]:
     s = (start - origin).total_seconds()
     d = (end - start).total_seconds() if end is not None else None
     return {"step": name, "state": state, "start": s, "duration": d, "open": end is None}
 
 
-__all__ = ["Inspector", "Overview", "QueueStats", "Waiter", "WorkerInfo", "waterfall"]
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy of inspection values: dataclasses, RunInfo, datetimes, bytes."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value.hex()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
