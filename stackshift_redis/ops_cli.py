@@ -47,10 +47,16 @@ from .ops_target import (
     show_default=True,
     help="Namespace of the service (env STACKSHIFT_NAMESPACE).",
 )
+@click.option(
+    "--cluster",
+    is_flag=True,
+    envvar="STACKSHIFT_REDIS_CLUSTER",
+    help="The URL is a node of a Redis Cluster (env STACKSHIFT_REDIS_CLUSTER=1).",
+)
 @click.pass_context
-def main(ctx: click.Context, redis_url: str, namespace: str) -> None:
+def main(ctx: click.Context, redis_url: str, namespace: str, cluster: bool) -> None:
     """Inspect and control stackshift runs, queues, workers, events and schedules."""
-    ctx.obj = Target(redis_url, namespace)
+    ctx.obj = Target(redis_url, namespace, cluster)
 
 
 # runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,8 @@ from rich.table import Table
 from .inspection import QueueStats, Waiter, WorkerInfo, jsonable, waterfall
 from .records import Event, RunInfo
 
-console = Console(highlight=False, soft_wrap=False)
+# piped output (scripts, tests) is not cut to 80 columns: ids must stay whole
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 STATUS_STYLE = {
     "completed": "green",
     "failed": "red",
@@ -51,7 +53,7 @@ def runs_table(page: Sequence[RunInfo]) -> None:
     """One page of runs."""
     t = Table(show_edge=False, header_style="bold")
     for col in ("run id", "job", "queue", "status", "attempts", "created", "duration"):
-        t.add_column(col, justify="right" if col == "attempts" else "left")
+        t.add_column(col, justify="right" if col == "attempts" else "left", no_wrap=True)
     for r in page:
         t.add_row(
             r.id,
@@ -99,7 +101,7 @@ def run_detail(info: RunInfo, children: list[str]) -> None:
         console.rule("steps", align="left")
         t = Table(show_edge=False, header_style="bold")
         for col in ("step", "outcome", "start", "duration"):
-            t.add_column(col)
+            t.add_column(col, no_wrap=True)
         for b in bars:
             dur = "(open)" if b["open"] else f"{b['duration']:.3f}s"
             t.add_row(b["step"], b["state"], f"+{b['start']:.3f}s", dur)
@@ -133,7 +135,7 @@ def queues_table(stats: Sequence[QueueStats]) -> None:
         "failed 1h",
     )
     for col in cols:
-        t.add_column(col, justify="left" if col == "queue" else "right")
+        t.add_column(col, justify="left" if col == "queue" else "right", no_wrap=True)
     for q in stats:
         t.add_row(
             q.name,
@@ -155,7 +157,7 @@ def workers_table(found: Sequence[WorkerInfo]) -> None:
     """Workers and their heartbeats."""
     t = Table(show_edge=False, header_style="bold")
     for col in ("worker id", "host", "pid", "queues", "running", "last heartbeat", "state"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for w in found:
         age = f"{w.heartbeat_age:.0f}s ago" if w.heartbeat_age is not None else "-"
         running = f"{w.running}/{w.concurrency}" if w.running is not None else "-"
@@ -181,7 +183,7 @@ def events_tables(recent: Sequence[Event], waiting: Sequence[Waiter]) -> None:
     console.print(t if recent else "no recent events")
     t = Table(title="waiting runs", show_edge=False, header_style="bold", title_justify="left")
     for col in ("run id", "job", "step", "waits for", "since"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for w in waiting:
         t.add_row(w.run_id, w.job, w.step, waits_for(w), when(w.since))
     console.print(t if waiting else "no runs are waiting")
@@ -200,7 +202,7 @@ def schedules_table(infos: Sequence[Any]) -> None:
     """Schedules (ScheduleInfo objects)."""
     t = Table(show_edge=False, header_style="bold")
     for col in ("name", "job", "cron / every", "timezone", "paused", "next fire", "last run"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for s in infos:
         every = getattr(s, "every", None)
         t.add_row(

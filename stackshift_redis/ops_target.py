@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import click
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .app import StackShift
@@ -37,13 +38,13 @@ class Target:
 
     redis_url: str
     namespace: str
+    cluster: bool = False
 
     def app(self) -> StackShift:
         """A StackShift with no jobs on this Redis and namespace (short connect timeout)."""
         try:
-            client = aioredis.Redis.from_url(
-                self.redis_url, socket_connect_timeout=5, socket_timeout=30
-            )
+            factory: Any = RedisCluster if self.cluster else aioredis.Redis
+            client = factory.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=30)
         except ValueError as exc:
             raise click.UsageError(f"invalid --redis-url {self.redis_url!r}: {exc}") from None
         try:
@@ -65,7 +66,7 @@ class Target:
 
         try:
             return asyncio.run(main())
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException) as exc:
             raise Refused(
                 f"cannot reach Redis at {self.redis_url} ({exc}): is redis-server running "
                 "there? check --redis-url or STACKSHIFT_REDIS_URL"
