@@ -27,8 +27,7 @@ DRIVER = shutil.which("chromedriver")
 ARTIFACTS = ROOT / "tests" / "artifacts"
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or DRIVER is None,
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-    "chromium-driver)",
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
 )
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -115,7 +114,9 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
     from selenium.webdriver.common.by import By
 
     procs.append(spawn_worker(redis_url, app.namespace, target="tests.ops_jobs:app"))
-    done = await app.start_many("checkout", [{"sku": f"sku-{i}"} for i in range(3)], queue_name="shop")
+    done = await app.start_many(
+        "checkout", [{"sku": f"sku-{i}"} for i in range(3)], queue_name="shop"
+    )
     flaky = await app.start("flaky", {"card": "visa-4242"}, queue_name="shop")
     waiting = await app.start("await_payment", {"order_id": "o_77"}, queue_name="shop")
     for r in done:
