@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
-from stackshift_redis import StackShift  # noqa: E402
-from stackshift_redis.dashboard import create_app  # noqa: E402
-from stackshift_redis.inspection import Inspector  # noqa: E402
+from stackshift_redis import StackShift
+from stackshift_redis.dashboard import create_app
+from stackshift_redis.inspection import Inspector
 
 
 async def commands(app: StackShift) -> int:
@@ -74,6 +74,18 @@ async def main(runs: int, executed: int, repeat: int) -> None:
         print(f"runs retained: {runs} ({sizes}); setup {setup:.1f}s")
         print(f"memory of the queued indexes: idx (by time) {mem_idx / 1e6:.1f} MB, "
               f"ord (by id) {mem_ord / 1e6:.1f} MB")  # fmt: skip
+        t0 = time.perf_counter()
+        seen: list[str] = []
+        cursor = None
+        while True:
+            chunk = await app.list_runs(limit=500, cursor=cursor)
+            seen += [r.id for r in chunk]
+            cursor = chunk.cursor
+            if cursor is None:
+                break
+        ok = len(seen) == len(set(seen)) == runs and seen == sorted(seen, reverse=True)
+        print(f"paged all {len(seen)} runs (500 a page) in {time.perf_counter() - t0:.1f}s: "
+              f"{'no duplicates, no gaps, newest first' if ok else 'MISMATCH'}")  # fmt: skip
         page = await app.list_runs(limit=50)
         deep = page
         for _ in range(200):  # 10,000 runs deep
