@@ -108,24 +108,24 @@ class Inspector:
         secs, micros = await self.ns.redis.time()
         return int(secs) * 1000 + int(micros) // 1000
 
-    async def queue_names(self) -> dict[str, list[str]]:
+    async def queue_names(self, workers: list[WorkerInfo] | None = None) -> dict[str, list[str]]:
         """Queue -> its jobs: the job map workers publish, plus live workers' queues.
         Cost: HGETALL jobs, ZRANGE + HMGET of worker info (bounded)."""
         by_queue: dict[str, list[str]] = {}
         for job, queue in (await self.ns.redis.hgetall(self.ns.keys.jobs())).items():
             by_queue.setdefault(_txt(queue), []).append(_txt(job))
-        for w in await self.workers():
+        for w in workers if workers is not None else await self.workers():
             for q in w.queues if w.alive else []:
                 by_queue.setdefault(q, [])
         return {q: sorted(jobs) for q, jobs in sorted(by_queue.items())}
 
-    async def queues(self) -> list[QueueStats]:
+    async def queues(self, workers: list[WorkerInfo] | None = None) -> list[QueueStats]:
         """Stats of every known queue. Cost: two pipelines: per queue ZCARD leases and
         delayed, HGETALL conf, ZRANGE ring (64 groups); per job 2 ZCARD + 4 ZCOUNT on the
         per-job status indexes; then one ZCARD per ready group (<= 64 per queue). Per-queue
         waiting/scheduled/finished counts sum the per-job indexes of the queue's jobs (exact
         unless a job's runs are started on several queues)."""
-        names = await self.queue_names()
+        names = await self.queue_names(workers)
         if not names:
             return []
         r, k = self.ns.redis, self.ns.keys
@@ -233,12 +233,9 @@ class Inspector:
 
     async def overview(self) -> Overview:
         """Queues, workers and totals (the dashboard's first page)."""
-        return Overview(
-            await self.queues(),
-            await self.workers(),
-            await self.totals(),
-            from_ms(await self.server_ms()),
-        )
+        workers = await self.workers()
+        queues = await self.queues(workers)
+        return Overview(queues, workers, await self.totals(), from_ms(await self.server_ms()))
 
     async def runs(self, **filters: Any) -> RunPage:
         """A page of runs (see reads.list_runs)."""

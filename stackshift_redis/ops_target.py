@@ -78,16 +78,19 @@ class Target:
 
 
 def target_of(ctx: click.Context) -> Target:
+    """The Target the `stackshift` group stored on the click context."""
     obj = ctx.find_object(Target)
     assert obj is not None
     return obj
 
 
 def emit_json(value: Any) -> None:
+    """Print inspection values as indented JSON (--json)."""
     click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
 
 
 def parse_when(value: str | None, what: str) -> datetime | None:
+    """An ISO date/time option as an aware datetime (naive: UTC); a usage error if bad."""
     if value is None:
         return None
     try:
@@ -98,6 +101,7 @@ def parse_when(value: str | None, what: str) -> datetime | None:
 
 
 def empty_hint(target: Target) -> str:
+    """The hint printed when a namespace shows nothing."""
     return (
         f"namespace {target.namespace!r} on {target.redis_url} has no data yet "
         "(check --namespace / STACKSHIFT_NAMESPACE)"
