@@ -113,7 +113,8 @@ class Client:
     ) -> RunPage:
         """A page of runs, newest first: a list of RunInfo whose `.cursor` fetches the next
         page (None on the last). `status` is one status or a list; the creation range is
-        [created_after, created_before). Stable while runs change status."""
+        [created_after, created_before). Stable while runs change status; a page may hold
+        fewer than `limit` runs (runs that left the status or expired since the index read)."""
         return await list_runs(
             self.core, status, job, limit, cursor, created_after, created_before
         )
