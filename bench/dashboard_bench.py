@@ -74,6 +74,8 @@ async def main(runs: int, executed: int, repeat: int) -> None:
         print(f"runs retained: {runs} ({sizes}); setup {setup:.1f}s")
         print(f"memory of the queued indexes: idx (by time) {mem_idx / 1e6:.1f} MB, "
               f"ord (by id) {mem_ord / 1e6:.1f} MB")  # fmt: skip
+        churn = app.worker(queues=["bench"], concurrency=64)  # runs change status meanwhile
+        churning = asyncio.create_task(churn.run())
         t0 = time.perf_counter()
         seen: list[str] = []
         cursor = None
@@ -83,8 +85,13 @@ async def main(runs: int, executed: int, repeat: int) -> None:
             cursor = chunk.cursor
             if cursor is None:
                 break
+        took = time.perf_counter() - t0
+        await churn.stop()
+        await churning
+        done = await Inspector(app.core).totals()
         ok = len(seen) == len(set(seen)) == runs and seen == sorted(seen, reverse=True)
-        print(f"paged all {len(seen)} runs (500 a page) in {time.perf_counter() - t0:.1f}s: "
+        print(f"paged all {len(seen)} runs (500 a page) in {took:.1f}s while a worker moved "
+              f"{done['completed'] - executed} runs to completed: "
               f"{'no duplicates, no gaps, newest first' if ok else 'MISMATCH'}")  # fmt: skip
         page = await app.list_runs(limit=50)
         deep = page
