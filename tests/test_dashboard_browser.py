@@ -85,7 +85,7 @@ def shot(driver: Any, name: str) -> Path:
     """Save a full-page screenshot under tests/artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1360, max(700, min(int(height) + 40, 3000)))
+    driver.set_window_size(1360, max(700, min(int(height) + 160, 3200)))
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
