@@ -9,7 +9,9 @@
 -- ARGV[1] prefix  ARGV[2] event name  ARGV[3] event id  ARGV[4] event bytes
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
--- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}.
+-- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
+-- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}; a re-sent call (its reply
+-- was lost) gets the first call's outcome, not duplicate.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
@@ -18,7 +20,13 @@
 -- @include lua_run_id.lua
 -- @include values_key.lua
 local prefix, name, eid, bytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[7]) then
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  local sep = string.find(seen, '|', 1, true)
+  if sep and string.sub(seen, 1, sep - 1) == ARGV[10] then
+    local first = cjson.decode(string.sub(seen, sep + 1))
+    return {0, first[1], first[2]}
+  end
   return {1, {}, {}}
 end
 local now = now_ms()
@@ -63,4 +71,6 @@ for job, queue in pairs(jobs) do
   create_run(prefix, rid, job, queue, ARGV[6], now, now, {event = bytes})
   started[#started + 1] = rid
 end
+local outcome = cjson.encode({resumed, started})
+redis.call('SET', KEYS[1], ARGV[10] .. '|' .. outcome, 'PX', ARGV[7])
 return {0, resumed, started}

@@ -5,7 +5,8 @@
 -- ARGV[1] prefix  ARGV[2] job  ARGV[3] queue  ARGV[4] delay_ms  ARGV[5] at_ms (0: none)
 -- ARGV[6] idem_ttl_ms  ARGV[7] extra fields (JSON object, may be '')  ARGV[8] n
 -- ARGV[6+3i] run_id_i  ARGV[7+3i] has_idem_i ('1' | '0')  ARGV[8+3i] payload_i
--- Returns {run_id_1, deduplicated_1, ...}; a retried call returns its own runs, not deduplicated.
+-- Returns {run_id_1, deduplicated_1, ...}; a retried call (a lost reply re-sent) returns its
+-- own runs, not deduplicated: a run id is created at most once.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include create_run.lua
@@ -28,10 +29,10 @@ for i = 1, n do
       existing = false
     end
   end
-  if existing then
+  if existing and existing ~= id then
     out[#out + 1] = existing
     out[#out + 1] = 1
-  elseif redis.call('EXISTS', rk) == 1 then
+  elseif existing or redis.call('EXISTS', rk) == 1 then -- a client retry of this call
     out[#out + 1] = id
     out[#out + 1] = 0
   else

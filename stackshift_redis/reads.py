@@ -18,18 +18,26 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, RunDataError
 from .keys import STATUSES, check_name
-from .records import RunInfo, RunPage, epoch_ms, parse_run
+from .records import RunInfo, RunPage, check_int, check_run_id, epoch_ms, parse_run
 
-MAX_PAGE = 1000
+MAX_PAGE = 10_000
 _CURSOR_RE = re.compile(r"^[0-9a-f]{11,64}$")
 
 
 async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
     """The run's RunInfo, or None when unknown or expired."""
-    h = await ns.redis.hgetall(ns.keys.run(run_id))
-    return parse_run(run_id, h, ns.serializer) if h else None
+    h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
+    return _parse(run_id, h, ns) if h else None
+
+
+def _parse(run_id: str, h: dict[bytes, bytes], ns: Namespace) -> RunInfo:
+    try:
+        return parse_run(run_id, h, ns.serializer)
+    except Exception as exc:
+        why = f"{exc}" if isinstance(exc, ValueError) else f"{exc!r}"
+        raise RunDataError(f"run {run_id}: its stored record is damaged ({why})") from exc
 
 
 async def run_status(ns: Namespace, run_id: str) -> str | None:
@@ -93,8 +101,7 @@ async def list_runs(
     statuses = check_statuses(status)
     if job is not None:
         check_name("job", job)
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidArgumentError(f"limit must be an int in 1..{MAX_PAGE}, not {limit!r}")
+    check_int(limit, "limit", 1, MAX_PAGE)
     high, low = page_bounds(cursor, created_after, created_before)
     k = ns.keys
     idx = [k.ord_job_status(job, s) if job else k.ord_status(s) for s in statuses]
@@ -109,7 +116,7 @@ async def list_runs(
         for run_id in ids:
             pipe.hgetall(k.run(run_id))
         hashes = await pipe.execute()
-    runs = [parse_run(i, h, ns.serializer) for i, h in zip(ids, hashes, strict=True) if h]
+    runs = [_parse(i, h, ns) for i, h in zip(ids, hashes, strict=True) if h]
     if status is not None:  # a run that changed status since the index read is left out
         runs = [r for r in runs if r.status in statuses]
     return RunPage(runs, next_cursor)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, PayloadError
 from .keys import check_name
 from .records import Duration, epoch_ms, millis, new_run_id
 
@@ -23,6 +23,18 @@ MAX_BATCH = 500
 Group = tuple[str, str, int, int, int, tuple[tuple[str, str], ...]]
 NewRun = tuple[str, str | None, bytes]  # run id, idempotency key, payload
 Started = tuple[str, bool]  # run id, deduplicated
+
+
+def _round_trip(ns: Namespace, payload: Any) -> bytes:
+    """The serialized payload, refused unless it also deserializes (a worker could not run
+    a run whose payload it cannot read)."""
+    data = ns.serializer.dumps(payload)
+    try:
+        ns.serializer.loads(data)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise PayloadError(f"payload does not deserialize back ({why})") from None
+    return data
 
 
 class Starter:
@@ -49,8 +61,8 @@ class Starter:
         """(run id, deduplicated) per payload, in order; nothing is written on bad input."""
         ns = self._ns
         check_name("job", job)
-        if isinstance(payloads, (str, bytes, dict)):
-            raise InvalidArgumentError("payloads must be a sequence of payloads")
+        if not isinstance(payloads, Sequence) or isinstance(payloads, (str, bytes)):
+            raise InvalidArgumentError(f"payloads must be a list of payloads, not {payloads!r}")
         if idempotency_keys is not None and len(idempotency_keys) != len(payloads):
             raise InvalidArgumentError("idempotency_keys needs one key per payload")
         for key in idempotency_keys or ():
@@ -63,7 +75,7 @@ class Starter:
             raise InvalidArgumentError("run_at must be a datetime")
         at_ms = epoch_ms(run_at) if run_at is not None else 0
         ttl_ms = self._idem_ttl_ms(job, idempotency_ttl)
-        encoded = [ns.serializer.dumps(p) for p in payloads]
+        encoded = [_round_trip(ns, p) for p in payloads]
         queue = await ns.queue_for(job, queue_name)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         fields = dict(extra or {})
