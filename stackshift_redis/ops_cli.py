@@ -134,6 +134,27 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     render.run_detail(info, children)
 
 
+@runs.command("find")
+@click.argument("job")
+@click.argument("idempotency_key")
+@json_option
+@click.pass_context
+def runs_find(ctx: click.Context, job: str, idempotency_key: str, as_json: bool) -> None:
+    """The run an idempotency key of JOB points to."""
+
+    async def work(app: StackShift) -> Any:
+        info = await Inspector(app.core).find(job, idempotency_key)
+        if info is None:
+            raise RunNotFoundError(f"no run of {job!r} for idempotency key {idempotency_key!r}")
+        return info, await Inspector(app.core).children(info)
+
+    info, children = target_of(ctx).run(work)
+    if as_json:
+        emit_json({**jsonable(info), "children": children})
+        return
+    render.run_detail(info, children)
+
+
 def _each(
     ctx: click.Context, ids: tuple[str, ...], act: Callable[[StackShift, str], Awaitable[str]]
 ) -> None:

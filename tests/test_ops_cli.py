@@ -87,6 +87,11 @@ async def test_runs_list_show_and_paging(app: StackShift, cli: Cli, running_work
     assert detail["result"] == {"n": 3} and detail["steps"]["count"]["status"] == "completed"
     steps = await cli("runs", "show", oks[0].id)
     assert "count" in steps.output and "completed" in steps.output
+    keyed = await app.start("ok", idempotency_key="order:o_5")
+    found = await cli.json("runs", "find", "ok", "order:o_5")
+    assert found["id"] == keyed.id
+    nothing = await cli("runs", "find", "ok", "order:nope")
+    assert nothing.exit_code == 1 and "order:nope" in nothing.output
 
 
 async def test_cancel_retry_and_unknown_runs(
