@@ -19,6 +19,9 @@ from .reads import find_run, get_run, list_runs
 from .records import Event, RunInfo, RunPage, from_ms
 
 MAX_GROUPS = 64  # ready groups counted per queue (more: the count is a lower bound)
+# Per-queue counters the scripts may keep in K.qstat (metrics): when present they replace
+# the counts computed from ready sets and per-job indexes (exact per queue, O(1)).
+COUNTERS = ("ready", "scheduled", "waiting")
 MAX_WORKERS = 500
 MAX_EVENT_NAMES = 50
 MAX_WAITERS = 200
@@ -89,6 +92,14 @@ def _txt(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _ready_groups(row: dict[str, Any]) -> list[str]:
+    """The ready groups whose sets are counted (none when a counter says it)."""
+    if row["counters"].get("ready") is not None:
+        return []
+    groups: list[str] = row["groups"][:MAX_GROUPS]
+    return groups
+
+
 def worker_parts(worker_id: str) -> tuple[str, int | None]:
     """Host and pid from a worker id `host-pid-rand` (the host may contain dashes)."""
     parts = worker_id.rsplit("-", 2)
@@ -121,10 +132,11 @@ class Inspector:
 
     async def queues(self, workers: list[WorkerInfo] | None = None) -> list[QueueStats]:
         """Stats of every known queue. Cost: two pipelines: per queue ZCARD leases and
-        delayed, HGETALL conf, ZRANGE ring (64 groups); per job 2 ZCARD + 4 ZCOUNT on the
-        per-job status indexes; then one ZCARD per ready group (<= 64 per queue). Per-queue
-        waiting/scheduled/finished counts sum the per-job indexes of the queue's jobs (exact
-        unless a job's runs are started on several queues)."""
+        delayed, HGETALL conf, ZRANGE ring (64 groups), HMGET of the counters; per job 2
+        ZCARD + 4 ZCOUNT on the per-job status indexes; then one ZCARD per ready group
+        (<= 64 per queue, none when a `ready` counter exists). Without counters, per-queue
+        waiting/scheduled counts sum the per-job indexes of the queue's jobs (exact unless a
+        job's runs are started on several queues); finished counts always do."""
         names = await self.queue_names(workers)
         if not names:
             return []
@@ -136,6 +148,7 @@ class Inspector:
                 pipe.zcard(k.delayed(q))
                 pipe.hgetall(k.queue_conf(q))
                 pipe.zrange(k.ring(q), 0, MAX_GROUPS)
+                pipe.hmget(k.queue_stat(q), list(COUNTERS))
                 for j in jobs:
                     pipe.zcard(k.idx_job_status(j, "waiting"))
                     pipe.zcard(k.idx_job_status(j, "scheduled"))
@@ -145,7 +158,7 @@ class Inspector:
             replies = iter(await pipe.execute())
         rows: list[dict[str, Any]] = []
         for q, jobs in names.items():
-            leased, delayed, conf, groups = (next(replies) for _ in range(4))
+            leased, delayed, conf, groups, counters = (next(replies) for _ in range(5))
             sums = [0] * 6
             for _ in jobs:
                 for i in range(6):
@@ -159,18 +172,22 @@ class Inspector:
                     "conf": conf,
                     "groups": [_txt(g) for g in groups],
                     "sums": sums,
+                    "counters": dict(zip(COUNTERS, counters, strict=True)),
                 }
             )
         async with r.pipeline(transaction=False) as pipe:
             for row in rows:
-                for g in row["groups"][:MAX_GROUPS]:
+                for g in _ready_groups(row):
                     pipe.zcard(k.ready(row["q"], g))
             cards = iter(await pipe.execute())
         out = []
         for row in rows:
             conf = {_txt(a): _txt(b) for a, b in row["conf"].items()}
-            ready = sum(int(next(cards)) for _ in row["groups"][:MAX_GROUPS])
+            counted = {c: int(v) for c, v in row["counters"].items() if v is not None}
+            ready = sum(int(next(cards)) for _ in _ready_groups(row))
+            ready = counted.get("ready", ready)
             s = row["sums"]
+            s[0], s[1] = counted.get("waiting", s[0]), counted.get("scheduled", s[1])
             limit = conf.get("concurrency")
             out.append(
                 QueueStats(
@@ -186,7 +203,7 @@ class Inspector:
                     failed_1m=s[4],
                     failed_1h=s[5],
                     delayed=int(row["delayed"]),
-                    ready_exact=len(row["groups"]) <= MAX_GROUPS,
+                    ready_exact="ready" in counted or len(row["groups"]) <= MAX_GROUPS,
                     jobs=row["jobs"],
                 )
             )

@@ -204,3 +204,17 @@ def test_the_console_command_reports_redis_down_in_one_line() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert usage.returncode == 2 and "invalid --redis-url" in usage.stderr
+
+
+async def test_queue_counters_replace_computed_counts_when_present(
+    app: StackShift, cli: Cli
+) -> None:
+    _jobs(app)
+    await app.redis.hset(app.keys.jobs(), mapping={"ok": "cliq"})
+    await app.start_many("ok", [None] * 3)
+    (computed,) = await cli.json("queues")
+    assert (computed["ready"], computed["scheduled"], computed["waiting"]) == (3, 0, 0)
+    # the scripts may keep per-queue counters (metrics); the listing then reads those
+    await app.redis.hset(app.keys.queue_stat("cliq"), mapping={"ready": 5, "waiting": 2})
+    (counted,) = await cli.json("queues")
+    assert (counted["ready"], counted["scheduled"], counted["waiting"]) == (5, 0, 2)
