@@ -18,6 +18,7 @@ from .errors import (
 )
 from .records import Event, RunInfo, RunPage, RunStatus, SendEventResult
 from .runs import RunHandle
+from .schedules import ScheduleInfo
 
 __all__ = [
     "Event",
@@ -32,6 +33,7 @@ __all__ = [
     "RunInfo",
     "RunPage",
     "RunStatus",
+    "ScheduleInfo",
     "SendEventResult",
     "StackShift",
     "StackShiftError",

@@ -14,6 +14,7 @@ from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys
 from .records import Duration, check_int, millis
+from .schedules import Schedules
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
@@ -41,6 +42,8 @@ class StackShift(Client):
     ) -> None:
         if redis is not None and redis_url is not None:
             raise InvalidArgumentError("pass redis_url or redis, not both")
+        if redis_url is not None and not isinstance(redis_url, str):
+            raise InvalidArgumentError(f"redis_url must be a str, not {redis_url!r}")
         check_int(max_deliveries, "max_deliveries", 1)
         check_int(max_payload_bytes, "max_payload_bytes", 1)
         settings = Settings(
@@ -62,6 +65,8 @@ class StackShift(Client):
         )
         super().__init__(ns)
         self._sync: SyncStackShift | None = None
+        self.schedules = Schedules(ns, self.run)
+        """Recurring runs: create (upsert), pause, resume, trigger, delete, get, list."""
 
     def __repr__(self) -> str:
         return f"StackShift(namespace={self.namespace!r})"
@@ -140,6 +145,8 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
     ) -> F: ...
     @overload
     def job(
@@ -153,6 +160,8 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -165,8 +174,12 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
     ) -> F | Callable[[F], F]:
-        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`."""
+        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
+        `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
+        or updated by each worker that registers the job when it starts."""
 
         def register(func: F) -> F:
             self.core.registry.add_job(
@@ -179,6 +192,8 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    cron=cron,
+                    timezone=timezone,
                 )
             )
             return func

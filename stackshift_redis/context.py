@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from .execution import Execution
@@ -28,6 +29,10 @@ class _ContextBase:
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
     """A logger whose records carry run_id and job."""
+    schedule: str | None
+    """The schedule that started the run, else None."""
+    scheduled_at: datetime | None
+    """The schedule's tick this run is for (aware, UTC), else None."""
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
@@ -37,6 +42,8 @@ class _ContextBase:
         self.queue = execution.queue
         self.attempt = execution.attempt
         self.event = execution.event
+        self.schedule = execution.schedule
+        self.scheduled_at = execution.scheduled_at
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"), {"run_id": self.run_id, "job": self.job}
         )

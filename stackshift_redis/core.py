@@ -35,11 +35,11 @@ class Settings:
     max_deliveries: int
 
 
-CLIENT_RETRIES = 3
+CLIENT_RETRIES = 5
 
 
 def client_retry() -> Retry:
-    """How the library's own client re-sends a command whose connection failed: 3 more
+    """How the library's own client re-sends a command whose connection failed: 5 more
     times with jittered backoff (50 ms doubling, capped at 1 s). Every script is safe to
     re-send: see README "What is promised"."""
     return Retry(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cron import make_cadence
 from .errors import InvalidArgumentError
 from .keys import check_name
 from .records import Duration, seconds
@@ -45,6 +46,8 @@ class JobDef:
     timeout: float | None
     on_event: str | None
     idempotency_ttl: float | None
+    cron: str | None = None  # a schedule named after the job (upserted by workers)
+    timezone: str | None = None  # the cron's IANA time zone (default UTC)
 
     @property
     def is_async(self) -> bool:
@@ -62,6 +65,8 @@ def make_job(
     timeout: Duration | None,
     on_event: str | None,
     idempotency_ttl: Duration | None,
+    cron: str | None = None,
+    timezone: str | None = None,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
@@ -74,6 +79,10 @@ def make_job(
         raise InvalidArgumentError(f"job {name!r}: retries must be an int >= 0")
     if timeout is not None and seconds(timeout, "timeout") <= 0:
         raise InvalidArgumentError(f"job {name!r}: timeout must be positive (None: no limit)")
+    if cron is not None:
+        cron = make_cadence(cron, None, timezone).cron
+    elif timezone is not None:
+        raise InvalidArgumentError(f"job {name!r}: timezone= needs cron=")
     return JobDef(
         name=name,
         fn=fn,
@@ -85,6 +94,8 @@ def make_job(
         idempotency_ttl=(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
+        cron=cron,
+        timezone=timezone,
     )
 
 

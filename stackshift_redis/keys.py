@@ -53,6 +53,9 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
     "event_names": ("evn",),  # ZSET event names by last sent ms (1000 newest kept)
     "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
+    # schedules
+    "sched": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
+    "scheds": ("scheds",),  # ZSET schedule name -> next fire ms (+inf while paused)
 }
 
 
@@ -196,6 +199,15 @@ class Keys:
     def triggers(self, event: str) -> str:
         """HASH: job -> queue of jobs started by that event."""
         return _render(self.prefix, "triggers", (event,))
+
+    # schedules
+    def schedule(self, name: str) -> str:
+        """HASH: a schedule's definition and state (next fire, last run)."""
+        return _render(self.prefix, "sched", (name,))
+
+    def schedules(self) -> str:
+        """ZSET: schedule name -> next fire time ms (+inf while paused)."""
+        return _render(self.prefix, "scheds", ())
 
 
 def lua_keys() -> str:

@@ -19,6 +19,7 @@ from .core import Namespace
 from .errors import StackShiftError
 from .execution import Execution
 from .keys import GROUP
+from .schedules import ScheduleDuty
 
 log = logging.getLogger("stackshift.worker")
 MIN_REDIS = (6, 2)
@@ -61,6 +62,7 @@ class Upkeep:
         self._reconcile_at = 0
         retention_s = ns.settings.retention_ms / 1000
         self.trim_every = min(30.0, max(1.0, retention_s / 2))
+        self.schedules = ScheduleDuty(ns)
         self.stopped = asyncio.Event()
         self.concurrency = concurrency
         self._started_ms: float | None = None
@@ -87,6 +89,7 @@ class Upkeep:
         last = await r.xrevrange(k.control(), count=1)
         self._control_id = last[0][0] if last else "0-0"
         await self.heartbeat()
+        await self.schedules.sync_jobs()
 
     async def check_server(self) -> None:
         """Refuse Redis older than 6.2; warn loudly unless maxmemory-policy is noeviction.
@@ -152,6 +155,7 @@ class Upkeep:
                 await self.renew(q, vt)
             if self._due(f"reclaim:{q}", min(1.0, vt / 3)):
                 await scripts.reclaim(q, self.ns.settings.retention_ms)
+        wait = min(wait, await self.schedules.poll())
         if self._due("heartbeat", HEARTBEAT_S):
             await self.heartbeat()
         if self._due("hygiene", HYGIENE_S):
