@@ -205,6 +205,7 @@ def schedules_table(infos: Sequence[Any]) -> None:
         t.add_column(col, no_wrap=True)
     for s in infos:
         every = getattr(s, "every", None)
+        every = f"every {every.total_seconds():g} s" if every is not None else None
         t.add_row(
             s.name,
             s.job,

@@ -166,3 +166,16 @@ async def test_pages_render_on_an_empty_namespace(app: StackShift, path: str) ->
     async with _client(create_app(app)) as c:
         page = await c.get(path)
     assert page.status_code == 200 and "<main>" in page.text
+
+
+async def test_schedules_page_lists_schedules(app: StackShift) -> None:
+    _jobs(app)
+    await app.schedules.create("nightly", job="ok", cron="30 2 * * *")
+    await app.schedules.create("often", job="ok", every=300)
+    await app.schedules.pause("often")
+    async with _client(create_app(app)) as c:
+        page = await c.get("/schedules")
+    assert page.status_code == 200
+    rows = re.findall(r"<tr><td><strong>([^<]+)</strong>", page.text)
+    assert rows == ["nightly", "often"]
+    assert "30 2 * * *" in page.text and "every 300 s" in page.text

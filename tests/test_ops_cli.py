@@ -180,12 +180,30 @@ async def test_usage_errors_exit_2(cli: Cli, app: StackShift) -> None:
     assert nothing.exit_code == 0 and "has no data yet" in nothing.output
 
 
-async def test_schedules_and_replay_when_missing(cli: Cli, app: StackShift) -> None:
-    listed = await cli("schedules", "list")
-    if not hasattr(app, "schedules"):
-        assert listed.exit_code == 1 and "schedules are not available" in listed.output
-    else:
-        assert listed.exit_code == 0
+async def test_schedules_list_pause_resume_trigger(cli: Cli, app: StackShift) -> None:
+    _jobs(app)
+    assert "no schedules" in (await cli("schedules", "list")).output
+    await app.schedules.create("nightly", job="ok", cron="0 3 * * *", payload={"k": 1})
+    table = await cli("schedules", "list")
+    assert table.exit_code == 0 and "nightly" in table.output and "0 3 * * *" in table.output
+    paused = await cli("schedules", "pause", "nightly")
+    assert paused.exit_code == 0 and "paused" in paused.output
+    (info,) = await cli.json("schedules", "list")
+    assert info["name"] == "nightly" and info["paused"] is True
+    assert (await cli("schedules", "resume", "nightly")).exit_code == 0
+    assert (await cli.json("schedules", "list"))[0]["paused"] is False
+    fired = await cli("schedules", "trigger", "nightly")
+    assert fired.exit_code == 0 and "triggered: run" in fired.output
+    run_id = fired.output.strip().rsplit(" ", 1)[-1]
+    started = await app.get_run(run_id)
+    assert started is not None and started.job == "ok" and started.payload == {"k": 1}
+    for verb in ("pause", "resume", "trigger"):
+        missing = await cli("schedules", verb, "nope")
+        assert missing.exit_code == 1 and "nope" in missing.output, (verb, missing.output)
+        assert "Traceback" not in missing.output
+
+
+async def test_replay_of_an_unknown_run_is_refused(cli: Cli) -> None:
     missing = await cli("runs", "replay", "0000000000000000deadbeef")
     assert missing.exit_code == 1 and "Traceback" not in missing.output
 
