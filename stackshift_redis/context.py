@@ -21,10 +21,13 @@ class _ContextBase:
     payload: Any
     """The run's payload."""
     run_id: str
+    """The run's id."""
     job: str
+    """The job's name."""
     queue: str
+    """The queue the run executes on."""
     attempt: int
-    """1-based: which execution of the run this is."""
+    """1-based: failed attempts so far + 1 (resuming after a sleep or a wait keeps it)."""
     event: Event | None
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
@@ -53,6 +56,9 @@ class RunContext(_ContextBase):
     """The context of an `async def` handler: `await ctx.step.run(...)`, `await
     ctx.progress(...)`, `await ctx.state.get(...)`."""
 
+    step: Step
+    """The step API: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
+
     def __init__(self, execution: Execution) -> None:
         super().__init__(execution)
         self.step = Step(execution)
@@ -70,6 +76,9 @@ class RunContext(_ContextBase):
 class SyncRunContext(_ContextBase):
     """The context of a plain-function handler (it runs in a worker thread):
     `ctx.step.run(...)`, `ctx.progress(...)` and `ctx.state.get(...)` block."""
+
+    step: SyncStep
+    """The step API, blocking: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
 
     def __init__(
         self, execution: Execution, loop: asyncio.AbstractEventLoop, state: SyncState

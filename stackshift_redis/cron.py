@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from . import clock
 from .errors import InvalidArgumentError
 from .records import Duration, millis
 
@@ -113,7 +114,7 @@ def make_cadence(cron: str | None, every: Duration | None, timezone: str | None)
         raise InvalidArgumentError(f"invalid cron {cron!r}: use 5 fields (m h dom mon dow)")
     expr = " ".join(cron.split())
     try:
-        next(CronSim(expr, datetime.now(zone)))
+        next(CronSim(expr, datetime.fromtimestamp(clock.now_ms() / 1000, zone)))
     except (CronSimError, StopIteration) as exc:
         raise InvalidArgumentError(f"invalid cron {cron!r}: {exc or 'never fires'}") from None
     return Cadence(expr, None, tz)

@@ -42,6 +42,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
     "winfo": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, running, at}
+    "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
     # state
     "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
     "lock": ("lock", "{name}"),  # STRING a lock's token
@@ -161,6 +162,10 @@ class Keys:
     def worker_info(self) -> str:
         """HASH: worker id -> JSON {host, pid, queues, concurrency, running, at, started}."""
         return _render(self.prefix, "winfo", ())
+
+    def clock(self) -> str:
+        """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
+        return _render(self.prefix, "clock", ())
 
     # state
     def state(self, name: str) -> str:

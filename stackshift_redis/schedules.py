@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
-
 from .core import Namespace
 from .cron import CATCHUPS, OVERLAPS, Cadence, check_choice, jitter_ms, make_cadence, plan
 from .errors import ScheduleNotFoundError
@@ -74,14 +72,10 @@ def _cadence(h: dict[bytes, bytes]) -> Cadence:
 
 
 async def server_ms(ns: Namespace) -> int:
-    """The Redis server clock in ms (ticks follow it, not this process's clock); on a
-    cluster, the clock of the node holding the namespace, as the scripts read it."""
-    r, node = ns.redis, {}
-    if isinstance(r, RedisCluster):
-        await r.initialize()  # a no-op once the slot map is known
-        node = {"target_nodes": r.get_node_from_key(ns.keys.prefix)}
-    secs, micros = await r.time(**node)
-    return int(secs) * 1000 + int(micros) // 1000
+    """The scripts' clock in ms (ticks follow it, not this process's clock): the Redis
+    server's (on a cluster, the node holding the namespace), or a TestEnv's virtual one."""
+    now_ms, _, _ = await ns.scripts.due_schedules(0)
+    return now_ms
 
 
 async def upsert(
@@ -253,6 +247,11 @@ class ScheduleDuty:
             if origin == b"job":
                 await ns.scripts.control_schedule(n, "delete")
                 log.info("schedule %r deleted: job %r no longer declares cron=", n, n)
+
+    def look_now(self) -> None:
+        """Make the next `poll()` look for due schedules whatever its timer says (a TestEnv
+        calls this after moving its clock)."""
+        self._next_check = 0.0
 
     async def poll(self) -> float:
         """Fire the due schedules if it is time to look; seconds until the next look."""

@@ -107,12 +107,15 @@ class SendReply:
 
 
 class Scripts:
-    """One method per Lua script. `redis` may be a Redis or RedisCluster client."""
+    """One method per Lua script. `redis` may be a Redis or RedisCluster client.
+    `virtual_clock` (TestEnv only): the scripts read the time from `keys.clock()`."""
 
-    def __init__(self, redis: Any, keys: Keys) -> None:
+    def __init__(self, redis: Any, keys: Keys, *, virtual_clock: bool = False) -> None:
         self.redis = redis
         self.keys = keys
-        self._scripts = {n: redis.register_script(source(n)) for n in script_names()}
+        clock_key = keys.clock() if virtual_clock else None
+        self._sources = {n: source(n, clock_key) for n in script_names()}
+        self._scripts = {n: redis.register_script(text) for n, text in self._sources.items()}
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; error replies become stackshift errors."""
@@ -133,7 +136,7 @@ class Scripts:
         if isinstance(pipe, Pipeline):
             await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
         else:
-            pipe.eval(source(name), len(keys), *keys, *args)
+            pipe.eval(self._sources[name], len(keys), *keys, *args)
 
     async def run_batch(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run prepared calls in one round trip; per call its reply or its exception.

@@ -202,6 +202,26 @@ class Upkeep:
                     break
         return removed
 
+    async def due_now(self) -> float:
+        """One round of every duty whatever its interval: a TestEnv calls it after moving
+        its clock, so whatever a duty fires (due runs, timers, retries) fires there too."""
+        self._next.clear()
+        self.schedules.look_now()
+        return await self.tick()
+
+    async def next_due_ms(self) -> int | None:
+        """Ms (script clock) until the next delayed run, retry or timer of any queue, or
+        None when nothing is scheduled: a TestEnv moves its clock from one to the next."""
+        soonest: int | None = None
+        for q in self.queues:
+            _, wait = await self.ns.scripts.promote(q)
+            if wait >= 0 and (soonest is None or wait < soonest):
+                soonest = wait
+        _, wait, _ = await self.ns.scripts.due_schedules(0)  # the next schedule tick
+        if wait >= 0 and (soonest is None or wait < soonest):
+            soonest = wait
+        return soonest
+
     async def read_control(self, held: list[tuple[Execution, asyncio.Task[None]]]) -> None:
         """Flag running attempts whose runs were cancelled (they stop at their next step)."""
         by_id = {ex.run_id: ex for ex, _ in held}
