@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,3 +146,20 @@ async def test_trimmed_finished_runs_leave_both_indexes(make_app: Any, running_w
     assert set(await app.redis.zrange(k.ord_job_status("short", "completed"), 0, -1)) == by_id
     listed = await app.list_runs(status="completed", limit=1000)
     assert {r.id.encode() for r in listed} == by_id
+
+
+def test_run_ids_follow_the_clock_back_after_a_virtual_clock() -> None:
+    """A TestEnv moves the clock days ahead; once it is restored, new run ids carry the real
+    time again (not pinned to the virtual future), so creation ranges keep working."""
+    from stackshift_redis import clock
+    from stackshift_redis.records import new_run_id
+
+    future_ns = time.time_ns() + 3 * 86_400 * 10**9
+    previous = clock.use(lambda: future_ns)
+    try:
+        far = new_run_id()
+    finally:
+        clock.use(previous)
+    near = new_run_id()
+    now_ms = time.time_ns() // 10**6
+    assert int(near[:11], 16) <= now_ms < int(far[:11], 16)
