@@ -163,3 +163,14 @@ def test_run_ids_follow_the_clock_back_after_a_virtual_clock() -> None:
     near = new_run_id()
     now_ms = time.time_ns() // 10**6
     assert int(near[:11], 16) <= now_ms < int(far[:11], 16)
+
+
+async def test_paging_on_fakeredis(fake_app: StackShift) -> None:
+    """Users' own tests (fakeredis, TestEnv) page the same way."""
+    fake_app.job("j", lambda ctx: None)
+    ids = [r.id for r in await fake_app.start_many("j", [None] * 7)]
+    first = await fake_app.list_runs(status=["queued", "failed"], limit=4)
+    rest = await fake_app.list_runs(status=["queued", "failed"], limit=4, cursor=first.cursor)
+    assert [r.id for r in first + rest] == ids[::-1] and rest.cursor is None
+    found = await fake_app.find_run("j", "none")
+    assert found is None
