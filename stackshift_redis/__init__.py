@@ -20,7 +20,7 @@ from .errors import (
     StackShiftError,
     UnknownJobError,
 )
-from .records import Event, RunInfo, RunStatus, SendEventResult
+from .records import Event, RunInfo, RunPage, RunStatus, SendEventResult
 from .runs import RunHandle
 from .schedules import ScheduleInfo
 
@@ -39,6 +39,7 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunNotFoundError",
+    "RunPage",
     "RunStatus",
     "ScheduleInfo",
     "SendEventResult",
