@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import RedisUnavailableError, from_redis_error
@@ -161,8 +161,12 @@ class Scripts:
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; error replies become stackshift errors."""
+        script = self._scripts[name]
         try:
-            return await self._scripts[name](keys=list(keys), args=list(args))
+            try:
+                return await script(keys=list(keys), args=list(args))
+            except NoScriptError:  # lost again between redis-py's load and call (a restart)
+                return await script(keys=list(keys), args=list(args))
         except ResponseError as exc:
             raise from_redis_error(exc) from exc
         except RedisUnavailableError:
