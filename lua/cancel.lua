@@ -1,44 +1,13 @@
 -- cancel: cancel a run. Queued, scheduled and waiting runs end at once (ready entry, waiters
 -- and timers removed; a child it waits for is cancelled too, down to 32 levels); a running
--- run gets a cancel flag and stops at its next step.
+-- run gets a cancel flag and stops at its next step. See lib/cancel_run.lua.
 -- KEYS[1] run  keys.run(run_id)  HASH
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] reason  ARGV[4] retention_ms
 -- Workers learn of a flagged run from keys.control() (derived: K.ctl).
 -- Returns {status after the call, 1 if this call cancelled or flagged it else 0},
 -- or 0 when there is no such run.
--- @include keys.lua
 -- @include now_ms.lua
--- @include timeline.lua
--- @include drop_wait.lua
--- @include unready.lua
--- @include finish_run.lua
-local prefix, reason, keep = ARGV[1], ARGV[3], tonumber(ARGV[4])
-local now = now_ms()
-local id, rk = ARGV[2], KEYS[1]
-local first = nil
-local changed = 0
-for _ = 1, 32 do
-  local w = redis.call('HMGET', rk, 'wait_kind', 'wait_step', 'wait_event', 'wait_shape',
-    'wait_values', 'queue', 'status', 'job', 'wait_child', 'group')
-  local status = w[7]
-  if not status then break end
-  local child = nil
-  local final = status == 'completed' or status == 'failed' or status == 'cancelled'
-  if first == nil and not final then changed = 1 end
-  if status == 'running' then
-    redis.call('HSET', rk, 'cancel', reason)
-    redis.call('XADD', K.ctl(prefix), 'MAXLEN', '~', '1000', '*', 'cancel', id)
-    timeline(rk, now, 'cancel_requested', {reason = reason})
-  elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
-    if w[1] == 'child' then child = w[9] end
-    if status == 'queued' then unready(prefix, id, w[6], w[10]) end
-    drop_wait(prefix, rk, id, w)
-    finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason}, nil)
-    status = 'cancelled'
-  end
-  first = first or status
-  if not child then break end
-  id, rk = child, K.run(prefix, child)
-end
+-- @include cancel_run.lua
+local first, changed = cancel_run(ARGV[1], ARGV[2], ARGV[3], now_ms(), tonumber(ARGV[4]))
 if not first then return 0 end
 return {first, changed}

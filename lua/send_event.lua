@@ -8,7 +8,9 @@
 -- ARGV[1] prefix  ARGV[2] event name  ARGV[3] event id  ARGV[4] event bytes
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
--- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}.
+-- ARGV[10] retention_ms (runs cancelled by their CancelOn rules)
+-- Waiter sets also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
+-- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}}.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
@@ -16,9 +18,10 @@
 -- @include create_run.lua
 -- @include lua_run_id.lua
 -- @include values_key.lua
+-- @include cancel_on_event.lua
 local prefix, name, eid, bytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[7]) then
-  return {1, {}, {}}
+  return {1, {}, {}, {}}
 end
 local now = now_ms()
 local window = tonumber(ARGV[8])
@@ -37,14 +40,22 @@ if window > 0 then
   redis.call('PEXPIRE', KEYS[3], window)
 end
 local flat = cjson.decode(ARGV[5])
-local resumed = {}
+local resumed, cancelled = {}, {}
+local keep = tonumber(ARGV[10])
 for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
   local vkey = values_key(shape, flat)
   if vkey then
     for _, rid in ipairs(redis.call('SMEMBERS', K.event_waiters(prefix, name, shape, vkey))) do
-      local queue = redis.call('HGET', K.run(prefix, rid), 'queue')
-      if queue and wake(prefix, queue, rid, now, 'event', bytes) then
-        resumed[#resumed + 1] = rid
+      if string.byte(rid, 1) == 33 then -- '!': a CancelOn registration
+        local cid = string.sub(rid, 2)
+        if cancel_on_event(prefix, cid, {name, shape, vkey}, eid, now, keep) then
+          cancelled[#cancelled + 1] = cid
+        end
+      else
+        local queue = redis.call('HGET', K.run(prefix, rid), 'queue')
+        if queue and wake(prefix, queue, rid, now, 'event', bytes) then
+          resumed[#resumed + 1] = rid
+        end
       end
     end
   end
@@ -60,4 +71,4 @@ for job, queue in pairs(jobs) do
   create_run(prefix, rid, job, queue, ARGV[6], now, now, {event = bytes})
   started[#started + 1] = rid
 end
-return {0, resumed, started}
+return {0, resumed, started, cancelled}

@@ -4,6 +4,10 @@
 -- gives up to the limit and marks itself starved (release_lease then adds a ticket).
 -- A queue left with nothing to take has its stream emptied: its tickets are stale, and
 -- whatever becomes takeable later adds a ticket of its own.
+-- Per-key concurrency: a group's run leases only with a place in each of its Concurrency
+-- slots (lib/acquire_slots.lua); a group whose slot is full leaves the ring, parked on that
+-- slot, until release_lease frees a place (lib/free_slots.lua): blocked runs are not leased
+-- and do not hold up other groups.
 -- KEYS[5i-4] ring    keys.ring(queue_i)        ZSET groups with ready runs, by turn
 -- KEYS[5i-3] leases  keys.leases(queue_i)      ZSET run id -> lease expiry ms
 -- KEYS[5i-2] conf    keys.queue_conf(queue_i)  HASH paused, concurrency
@@ -19,6 +23,9 @@
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include lease_run.lua
+-- @include acquire_slots.lua
+-- @include free_slots.lua
+-- @include park_group.lua
 local prefix, want = ARGV[1], tonumber(ARGV[2])
 local max_deliv, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -28,6 +35,7 @@ local taken, pops = 0, 0
 local function give(queue, id, leases, lease_ms)
   local o = lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   if not o then return end
+  if o[2] == 'poison' then free_slots(prefix, id) end
   o[#o + 1] = queue
   out[#out + 1] = o
   if o[2] == 'ok' then taken = taken + 1 end
@@ -65,7 +73,14 @@ while ARGV[3 + 2 * i] and taken < want do
     elseif turn[2] then
       redis.call('ZADD', ring, redis.call('HINCRBY', stat, 'seq', 1), group)
     end
-    for j = 1, #popped, 2 do give(queue, popped[j], leases, lease_ms) end
+    for j = 1, #popped, 2 do
+      local pk = group ~= '0' and acquire_slots(prefix, popped[j])
+      if pk then
+        park_group(ring, rset, queue, group, popped, j, pk, now)
+        break
+      end
+      give(queue, popped[j], leases, lease_ms)
+    end
   end
   if blocked or redis.call('EXISTS', ring) == 0 then
     redis.call('XTRIM', stream, 'MAXLEN', 0)

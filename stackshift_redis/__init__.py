@@ -16,14 +16,19 @@ from .errors import (
     StackShiftError,
     UnknownJobError,
 )
+from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
 from .records import Event, RunInfo, RunStatus, SendEventResult
 from .runs import RunHandle
 
 __all__ = [
+    "CancelOn",
+    "Concurrency",
+    "Debounce",
     "Event",
     "LockError",
     "NonRetriableError",
     "PayloadError",
+    "RateLimit",
     "RetryAfterError",
     "RunCancelled",
     "RunContext",
@@ -32,9 +37,11 @@ __all__ = [
     "RunInfo",
     "RunStatus",
     "SendEventResult",
+    "Singleton",
     "StackShift",
     "StackShiftError",
     "SyncRunContext",
+    "Throttle",
     "UnknownJobError",
 ]
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 from .client import Client
 from .core import Namespace, Settings
 from .errors import InvalidArgumentError
+from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle, make_flow
 from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys
@@ -138,6 +139,13 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        concurrency: Concurrency | Sequence[Concurrency] | None = ...,
+        throttle: Throttle | None = ...,
+        rate_limit: RateLimit | None = ...,
+        debounce: Debounce | None = ...,
+        singleton: Singleton | None = ...,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
+        priority: int = ...,
     ) -> F: ...
     @overload
     def job(
@@ -151,6 +159,13 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        concurrency: Concurrency | Sequence[Concurrency] | None = ...,
+        throttle: Throttle | None = ...,
+        rate_limit: RateLimit | None = ...,
+        debounce: Debounce | None = ...,
+        singleton: Singleton | None = ...,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
+        priority: int = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -163,8 +178,18 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        concurrency: Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        singleton: Singleton | None = None,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        priority: int = 0,
     ) -> F | Callable[[F], F]:
-        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`."""
+        """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
+        Flow control (concurrency, throttle, rate_limit, debounce, singleton, cancel_on,
+        priority): see stackshift_redis.flow and the README, "Flow control"."""
+        flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
 
         def register(func: F) -> F:
             self.core.registry.add_job(
@@ -177,6 +202,8 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    flow=flow,
+                    priority=priority,
                 )
             )
             return func

@@ -109,7 +109,9 @@ class EventBus:
         reply = await ns.scripts.send_event(
             name, event_id, encoded, json.dumps(flatten(data)), payload,
             ns.settings.event_dedupe_ms, ns.settings.event_log_ms, ns.registry.triggers(name),
+            ns.settings.retention_ms,
         )  # fmt: skip
         return SendEventResult(
-            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate
-        )
+            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate,
+            cancelled=reply.cancelled,
+        )  # fmt: skip

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgumentError
+from .flow import Flow, check_priority
 from .keys import check_name
 from .records import Duration, seconds
 
@@ -45,6 +46,8 @@ class JobDef:
     timeout: float | None
     on_event: str | None
     idempotency_ttl: float | None
+    flow: Flow = field(default_factory=Flow)
+    priority: int = 0
 
     @property
     def is_async(self) -> bool:
@@ -62,6 +65,8 @@ def make_job(
     timeout: Duration | None,
     on_event: str | None,
     idempotency_ttl: Duration | None,
+    flow: Flow | None = None,
+    priority: int = 0,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
@@ -83,6 +88,8 @@ def make_job(
         idempotency_ttl=(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
+        flow=flow if flow is not None else Flow(),
+        priority=check_priority(priority),
     )
 
 

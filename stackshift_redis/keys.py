@@ -38,6 +38,13 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    # flow control (keys.py `key` = a Concurrency slot id or a rule's key value, see flow.py)
+    "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
+    "parked": ("fc", "{job}", "park", "{key}"),  # ZSET "queue group" blocked on it -> park ms
+    "throttle": ("fc", "{job}", "thr", "{key}"),  # STRING GCRA theoretical arrival time ms
+    "ratelimit": ("fc", "{job}", "rate", "{key}"),  # ZSET run id -> created ms, in the window
+    "debounce": ("fc", "{job}", "deb", "{key}"),  # STRING run id of the key's open burst
+    "singleton": ("fc", "{job}", "one", "{key}"),  # STRING run id of the key's latest run
     # state
     "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
     "lock": ("lock", "{name}"),  # STRING a lock's token
@@ -136,6 +143,31 @@ class Keys:
     def workers(self) -> str:
         """ZSET: worker id -> heartbeat expiry (ms)."""
         return _render(self.prefix, "workers", ())
+
+    # flow control
+    def slot(self, job: str, slot_id: str) -> str:
+        """SET: ids of the runs holding a place of a Concurrency slot (`<entry>:<key>`)."""
+        return _render(self.prefix, "slot", (job, slot_id))
+
+    def parked(self, job: str, slot_id: str) -> str:
+        """ZSET: "queue group" entries blocked on a full slot, by when they parked (ms)."""
+        return _render(self.prefix, "parked", (job, slot_id))
+
+    def throttle(self, job: str, key: str) -> str:
+        """STRING: a throttle key's GCRA theoretical arrival time (ms)."""
+        return _render(self.prefix, "throttle", (job, key))
+
+    def rate_limit(self, job: str, key: str) -> str:
+        """ZSET: runs a rate-limited key created within its window: run id -> ms."""
+        return _render(self.prefix, "ratelimit", (job, key))
+
+    def debounce(self, job: str, key: str) -> str:
+        """STRING: the run id of a debounce key's open burst."""
+        return _render(self.prefix, "debounce", (job, key))
+
+    def singleton(self, job: str, key: str) -> str:
+        """STRING: the run id of a singleton key's latest run."""
+        return _render(self.prefix, "singleton", (job, key))
 
     # state
     def state(self, name: str) -> str:

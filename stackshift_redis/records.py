@@ -146,6 +146,7 @@ class SendEventResult:
     resumed: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     duplicate: bool = False
+    cancelled: list[str] = field(default_factory=list)  # by their jobs' CancelOn rules
 
 
 @dataclass(frozen=True)

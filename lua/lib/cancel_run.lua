@@ -1,0 +1,40 @@
+-- cancel_run: cancel a run. Queued, scheduled and waiting runs end at once (ready entry,
+-- waiters and timers removed; a child it waits for is cancelled too, down to 32 levels); a
+-- running run gets a cancel flag (keys.control() tells its worker) and stops at its next
+-- step. Returns the run's status after the call (nil when there is no such run) and 1 when
+-- this call cancelled or flagged it, else 0.
+-- @include keys.lua
+-- @include timeline.lua
+-- @include drop_wait.lua
+-- @include unready.lua
+-- @include finish_run.lua
+local function cancel_run(prefix, id, reason, now, keep)
+  local rk = K.run(prefix, id)
+  local first = nil
+  local changed = 0
+  for _ = 1, 32 do
+    local w = redis.call('HMGET', rk, 'wait_kind', 'wait_step', 'wait_event', 'wait_shape',
+      'wait_values', 'queue', 'status', 'job', 'wait_child', 'group')
+    local status = w[7]
+    if not status then break end
+    local child = nil
+    local final = status == 'completed' or status == 'failed' or status == 'cancelled'
+    if first == nil and not final then changed = 1 end
+    if status == 'running' then
+      redis.call('HSET', rk, 'cancel', reason)
+      redis.call('XADD', K.ctl(prefix), 'MAXLEN', '~', '1000', '*', 'cancel', id)
+      timeline(rk, now, 'cancel_requested', {reason = reason})
+    elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
+      if w[1] == 'child' then child = w[9] end
+      if status == 'queued' then unready(prefix, id, w[6], w[10]) end
+      drop_wait(prefix, rk, id, w)
+      finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason},
+        nil)
+      status = 'cancelled'
+    end
+    first = first or status
+    if not child then break end
+    id, rk = child, K.run(prefix, child)
+  end
+  return first, changed
+end
