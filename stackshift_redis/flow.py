@@ -178,10 +178,11 @@ class CancelOn:
         return [(str(k), v) for k, v in self.match.items()]
 
 
-def key_value(key: Key, payload: Any, what: str) -> str:
-    """The key's value for a payload: a dotted path into it, or a callable's result."""
+def key_value(key: Key, payload: Any, what: str) -> str | None:
+    """The key's value for a payload: a dotted path into it, or a callable's result (None
+    for a rule without a key)."""
     if key is None:
-        return ""
+        return None
     if callable(key):
         value = key(payload)
         if not isinstance(value, str):
@@ -205,8 +206,11 @@ def payload_at(payload: Any, path: str) -> Any:
     return node
 
 
-def key_id(value: str) -> str:
-    """A key value as it appears in Redis key names (hashed when long or unusual)."""
+def key_id(value: str | None) -> str:
+    """A key value as it appears in Redis key names (hashed when long or unusual); `*` for
+    a rule without a key (one for the whole job)."""
+    if value is None:
+        return "*"
     if _SAFE_ID.match(value):
         return value
     return "#" + hashlib.sha1(value.encode()).hexdigest()[:32]
