@@ -65,8 +65,7 @@ def _check_key(key: object, what: str) -> None:
         return
     if not isinstance(key, str) or not _PATH_RE.match(key):
         raise InvalidArgumentError(
-            f"{what} must be a dotted payload path ('customer.id'), a callable or None, "
-            f"not {key!r}"
+            f"{what} must be a dotted payload path ('customer.id'), a callable or None, not {key!r}"
         )
 
 
