@@ -63,11 +63,13 @@ for i = 1, n do
     if plan then
       fields = {}
       for f, v in pairs(extra) do fields[f] = v end
-      if plan['g'] then
-        fields['group'] = plan['g']
-        fields['slots'] = cjson.encode(plan['s'])
+      if plan['g'] then fields['group'] = plan['g'] end
+      if plan['s'] then fields['slots'] = cjson.encode(plan['s']) end
+      local t = plan['t']
+      if t then
+        due = throttle_at(prefix, job, t, due)
+        fields['thr'] = cjson.encode({t[1], t[2], t[3] + t[4]})
       end
-      if plan['t'] then due = throttle_at(prefix, job, plan['t'], due) end
       if plan['d'] then
         local d = plan['d']
         local wait = d[2]

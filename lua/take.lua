@@ -4,10 +4,10 @@
 -- gives up to the limit and marks itself starved (release_lease then adds a ticket).
 -- A queue left with nothing to take has its stream emptied: its tickets are stale, and
 -- whatever becomes takeable later adds a ticket of its own.
--- Per-key concurrency: a group's run leases only with a place in each of its Concurrency
--- slots (lib/acquire_slots.lua); a group whose slot is full leaves the ring, parked on that
--- slot, until release_lease frees a place (lib/free_slots.lua): blocked runs are not leased
--- and do not hold up other groups.
+-- Flow control (runs of groups other than '0', lib/admit_run.lua): a run leases only with a
+-- place in each of its Concurrency slots; a group whose slot is full leaves the ring, parked
+-- on that slot, until release_lease frees a place (lib/free_slots.lua): blocked runs are not
+-- leased and do not hold up other groups. A run over its throttle goes back to the schedule.
 -- KEYS[5i-4] ring    keys.ring(queue_i)        ZSET groups with ready runs, by turn
 -- KEYS[5i-3] leases  keys.leases(queue_i)      ZSET run id -> lease expiry ms
 -- KEYS[5i-2] conf    keys.queue_conf(queue_i)  HASH paused, concurrency
@@ -23,7 +23,8 @@
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include lease_run.lua
--- @include acquire_slots.lua
+-- @include admit_run.lua
+-- @include defer_run.lua
 -- @include free_slots.lua
 -- @include park_group.lua
 local prefix, want = ARGV[1], tonumber(ARGV[2])
@@ -74,12 +75,16 @@ while ARGV[3 + 2 * i] and taken < want do
       redis.call('ZADD', ring, redis.call('HINCRBY', stat, 'seq', 1), group)
     end
     for j = 1, #popped, 2 do
-      local pk = group ~= '0' and acquire_slots(prefix, popped[j])
-      if pk then
-        park_group(ring, rset, queue, group, popped, j, pk, now)
+      local wait, arg = nil, nil
+      if group ~= '0' then wait, arg = admit_run(prefix, popped[j], now) end
+      if wait == 'park' then
+        park_group(ring, rset, queue, group, popped, j, arg, now)
         break
+      elseif wait == 'later' then
+        defer_run(prefix, queue, popped[j], arg, now)
+      else
+        give(queue, popped[j], leases, lease_ms)
       end
-      give(queue, popped[j], leases, lease_ms)
     end
   end
   if blocked or redis.call('EXISTS', ring) == 0 then

@@ -5,7 +5,8 @@ Every rule is enforced by the Lua scripts on the server, atomically (lua/README.
 control"). Python only validates, resolves each rule's `key` against the payload once at
 start, and hands the server a small JSON plan per run:
 
-    g  the run's concurrency group (its ready set; groups take turns)
+    g  the run's group (its ready set; groups take turns): the job and its Concurrency
+       key values; the job alone for a throttled job without Concurrency
     s  [[slot id, limit], ...]             concurrency slots (keys.slot)
     t  [key id, period ms, limit, burst]   throttle (GCRA start-time reservation)
     r  [key id, period ms, limit]          rate limit (sliding window; excess skipped)
@@ -248,6 +249,7 @@ class Flow:
                 group = job + "/#" + hashlib.sha1(group.encode()).hexdigest()
             out["g"], out["s"] = group, slots
         if (t := self.throttle) is not None:
+            out.setdefault("g", job)  # take checks its runs' throttle (groups other than 0)
             k = key_id(key_value(t.key, payload, "Throttle key"))
             out["t"] = [k, millis(t.period), t.limit, t.burst]
         if (r := self.rate_limit) is not None:

@@ -42,6 +42,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
     "parked": ("fc", "{job}", "park", "{key}"),  # ZSET "queue group" blocked on it -> park ms
     "throttle": ("fc", "{job}", "thr", "{key}"),  # STRING GCRA theoretical arrival time ms
+    "throttle_log": ("fc", "{job}", "thrlog", "{key}"),  # ZSET run id -> start ms (window)
     "ratelimit": ("fc", "{job}", "rate", "{key}"),  # ZSET run id -> created ms, in the window
     "debounce": ("fc", "{job}", "deb", "{key}"),  # STRING run id of the key's open burst
     "singleton": ("fc", "{job}", "one", "{key}"),  # STRING run id of the key's latest run
@@ -156,6 +157,10 @@ class Keys:
     def throttle(self, job: str, key: str) -> str:
         """STRING: a throttle key's GCRA theoretical arrival time (ms)."""
         return _render(self.prefix, "throttle", (job, key))
+
+    def throttle_log(self, job: str, key: str) -> str:
+        """ZSET: runs of a throttle key started within its period: run id -> start ms."""
+        return _render(self.prefix, "throttle_log", (job, key))
 
     def rate_limit(self, job: str, key: str) -> str:
         """ZSET: runs a rate-limited key created within its window: run id -> ms."""

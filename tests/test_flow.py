@@ -310,3 +310,18 @@ async def test_cancel_on_any_event_of_a_name(app: StackShift) -> None:
     runs = [await app.start("j", i) for i in range(3)]
     sent = await app.send_event("shutdown", {})
     assert sorted(sent.cancelled) == sorted(r.id for r in runs)
+
+
+async def test_throttle_holds_on_actual_starts_when_workers_fall_behind(app: StackShift) -> None:
+    app.job("j", lambda ctx: None, queue="q", throttle=Throttle(2, period=1))
+    runs = [await app.start("j", i) for i in range(3)]  # ready at +0, +0.5 s, +1 s
+    await asyncio.sleep(1.05)  # no worker took them in time
+    await app.scripts.promote("q")
+    taken = await _take(app, 5)
+    assert [t.run_id for t in taken] == [runs[0].id, runs[1].id]
+    assert await runs[2].status() == "scheduled"  # its start would be the 3rd within 1 s
+    info = await app.get_run(str(runs[2].id))
+    assert info is not None and info.timeline[-1]["type"] == "throttled"
+    due = await app.redis.zscore(app.keys.delayed("q"), runs[2].id)
+    secs, micros = await app.redis.time()
+    assert 0 < due - (secs * 1000 + micros // 1000) <= 1000

@@ -20,9 +20,8 @@ local function debounce_merge(prefix, job, plan, payload, now)
   due = math.max(due, tonumber(redis.call('ZSCORE', delayed, id) or '0'))
   redis.call('ZADD', delayed, due, id)
   redis.call('HSET', rk, 'payload', payload)
-  if plan['g'] then
-    redis.call('HSET', rk, 'group', plan['g'], 'slots', cjson.encode(plan['s']))
-  end
+  if plan['g'] then redis.call('HSET', rk, 'group', plan['g']) end
+  if plan['s'] then redis.call('HSET', rk, 'slots', cjson.encode(plan['s'])) end
   if f[5] then unwatch_cancel(prefix, rk, id, f[5], nil) end
   if plan['c'] then watch_cancel(prefix, rk, id, plan['c'], now) end
   redis.call('PEXPIRE', key, due - now + 60000)
