@@ -9,13 +9,15 @@
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
 -- ARGV[10] retention_ms (runs cancelled by their CancelOn rules)
+-- ARGV[11] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
 -- Waiter sets also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
--- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}}.
+-- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}}
+-- (a triggered run its flow control skipped or merged into a debounce burst is not listed).
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include wake.lua
--- @include create_run.lua
+-- @include start_run.lua
 -- @include lua_run_id.lua
 -- @include values_key.lua
 -- @include cancel_on_event.lua
@@ -65,10 +67,14 @@ local stored = redis.call('HGETALL', KEYS[5])
 for i = 1, #stored, 2 do
   if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
 end
+local plans = cjson.decode(ARGV[11])
 local started = {}
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
-  create_run(prefix, rid, job, queue, ARGV[6], now, now, {event = bytes})
-  started[#started + 1] = rid
+  local plan = nil
+  if plans[job] then plan = cjson.decode(plans[job]) end
+  local got, merged = start_run(prefix, job, queue, rid, ARGV[6], plan, now, now, keep,
+    {event = bytes})
+  if got ~= '' and merged == 0 then started[#started + 1] = rid end
 end
 return {0, resumed, started, cancelled}

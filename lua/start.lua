@@ -13,30 +13,19 @@
 -- start that joins an open debounce burst returns that run, deduplicated.
 -- @include keys.lua
 -- @include now_ms.lua
--- @include create_run.lua
--- @include flow_gate.lua
--- @include debounce_merge.lua
--- @include throttle_at.lua
--- @include flow_created.lua
+-- @include start_run.lua
 local prefix, job, queue = ARGV[1], ARGV[2], ARGV[3]
 local delay_ms, at_ms, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local extra = {}
 if ARGV[7] ~= '' then extra = cjson.decode(ARGV[7]) end
 local n, keep = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = now_ms()
-local due0 = now + delay_ms
-if at_ms > 0 then due0 = at_ms end
+local due = now + delay_ms
+if at_ms > 0 then due = at_ms end
 local out = {}
-local function reply(id, dedup, skipped)
-  out[#out + 1] = id
-  out[#out + 1] = dedup
-  out[#out + 1] = skipped
-end
 for i = 1, n do
   local rk, ik = KEYS[2 * i - 1], KEYS[2 * i]
   local id, has_idem, payload = ARGV[6 + 4 * i], ARGV[7 + 4 * i] == '1', ARGV[8 + 4 * i]
-  local plan = nil
-  if ARGV[9 + 4 * i] ~= '' then plan = cjson.decode(ARGV[9 + 4 * i]) end
   local existing = false
   if has_idem then
     existing = redis.call('GET', ik)
@@ -44,47 +33,23 @@ for i = 1, n do
       existing = false
     end
   end
-  local merged = plan and plan['d'] and not existing and redis.call('EXISTS', rk) == 0
-    and debounce_merge(prefix, job, plan, payload, now)
-  local skipped = not existing and not merged and plan and redis.call('EXISTS', rk) == 0
-    and flow_gate(prefix, job, plan, id, now, keep)
+  local rid, dedup, skipped = id, 0, ''
   if existing then
-    reply(existing, 1, '')
-  elseif merged then
-    if has_idem then redis.call('SET', ik, merged, 'PX', idem_ttl) end
-    reply(merged, 1, '')
-  elseif skipped then
-    reply('', 0, skipped)
-  elseif redis.call('EXISTS', rk) == 1 then
-    reply(id, 0, '')
-  else
-    local due = due0
+    rid, dedup = existing, 1
+  elseif redis.call('EXISTS', rk) == 0 then -- (1: a retried call: its own run)
+    local plan = nil
+    if ARGV[9 + 4 * i] ~= '' then plan = cjson.decode(ARGV[9 + 4 * i]) end
     local fields = extra
-    if plan then
-      fields = {}
-      for f, v in pairs(extra) do fields[f] = v end
-      if plan['g'] then fields['group'] = plan['g'] end
-      if plan['s'] then fields['slots'] = cjson.encode(plan['s']) end
-      local t = plan['t']
-      if t then
-        due = throttle_at(prefix, job, t, due)
-        fields['thr'] = cjson.encode({t[1], t[2], t[3] + t[4]})
-      end
-      if plan['d'] then
-        local d = plan['d']
-        local wait = d[2]
-        if d[3] > 0 then wait = math.min(wait, d[3]) end
-        due = math.max(due, now + wait)
-      end
-    end
     if has_idem then
-      redis.call('SET', ik, id, 'PX', idem_ttl)
-      fields['idem_key'] = ik
+      fields = {idem_key = ik}
+      for f, v in pairs(extra) do fields[f] = v end
     end
-    create_run(prefix, id, job, queue, payload, now, due, fields)
-    fields['idem_key'] = nil
-    if plan then flow_created(prefix, job, rk, id, plan, now, due) end
-    reply(id, 0, '')
+    rid, dedup, skipped = start_run(prefix, job, queue, id, payload, plan, now, due, keep,
+      fields)
+    if has_idem and rid ~= '' then redis.call('SET', ik, rid, 'PX', idem_ttl) end
   end
+  out[#out + 1] = rid
+  out[#out + 1] = dedup
+  out[#out + 1] = skipped
 end
 return out

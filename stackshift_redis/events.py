@@ -106,10 +106,17 @@ class EventBus:
         ns = self._ns
         payload = ns.serializer.dumps(data)
         encoded = self.encode(name, data, event_id)
+        triggers = ns.registry.triggers(name)
+        plans: dict[str, str] = {}
+        for job in triggers:  # flow control of the runs it starts (InvalidArgumentError)
+            jd = ns.registry.jobs[job]
+            plan = jd.flow.plan(job, data, match_key, jd.priority)
+            if plan:
+                plans[job] = plan
         reply = await ns.scripts.send_event(
             name, event_id, encoded, json.dumps(flatten(data)), payload,
-            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, ns.registry.triggers(name),
-            ns.settings.retention_ms,
+            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, triggers,
+            ns.settings.retention_ms, plans,
         )  # fmt: skip
         return SendEventResult(
             id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate,

@@ -8,6 +8,7 @@ start, and hands the server a small JSON plan per run:
     g  the run's group (its ready set; groups take turns): the job and its Concurrency
        key values; the job alone for a throttled job without Concurrency
     s  [[slot id, limit], ...]             concurrency slots (keys.slot)
+    p  priority (runs started by events; `start` passes it as a run field)
     t  [key id, period ms, limit, burst]   throttle (GCRA start-time reservation)
     r  [key id, period ms, limit]          rate limit (sliding window; excess skipped)
     d  [key id, period ms, timeout ms|0]   debounce
@@ -233,11 +234,12 @@ class Flow:
             or self.singleton or self.cancel_on
         )  # fmt: skip
 
-    def plan(self, job: str, payload: Any, match_key: MatchKeyFn) -> str:
-        """The run's plan as JSON for the start script ('' when the job has no rules)."""
-        if not self:
+    def plan(self, job: str, payload: Any, match_key: MatchKeyFn, priority: int = 0) -> str:
+        """The run's plan as JSON for the start script ('' when the job has no rules and
+        `priority` is 0; the priority goes in the plan only for runs started by events)."""
+        if not self and not priority:
             return ""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"p": priority} if priority else {}
         if self.concurrency:
             ids = [
                 f"{i}:{key_id(key_value(c.key, payload, 'Concurrency key'))}"

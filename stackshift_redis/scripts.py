@@ -348,13 +348,17 @@ class Scripts:
     async def send_event(
         self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
         dedupe_ms: int, log_ms: int, local_triggers: dict[str, str], retention_ms: int = 0,
+        plans: dict[str, str] | None = None,
     ) -> SendReply:  # fmt: skip
-        """Record an event once; resume matching waiters; start triggered jobs."""
+        """Record an event once; resume matching waiters; start triggered jobs (`plans`:
+        the flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
+        CancelOn rules match."""
         k = self.keys
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
                 k.event_shapes(name), k.triggers(name)]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
-                json.dumps(local_triggers), retention_ms or 86_400_000]  # fmt: skip
+                json.dumps(local_triggers), retention_ms or 86_400_000,
+                json.dumps(plans or {})]  # fmt: skip
         duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
         return SendReply(
             bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started],

@@ -325,3 +325,20 @@ async def test_throttle_holds_on_actual_starts_when_workers_fall_behind(app: Sta
     due = await app.redis.zscore(app.keys.delayed("q"), runs[2].id)
     secs, micros = await app.redis.time()
     assert 0 < due - (secs * 1000 + micros // 1000) <= 1000
+
+
+async def test_runs_started_by_events_are_flow_controlled(app: StackShift) -> None:
+    app.job(
+        "on_signup", lambda ctx: None, queue="q", on_event="user.signup", priority=7,
+        concurrency=Concurrency(1, key="team"), rate_limit=RateLimit(2, period=60, key="team"),
+    )  # fmt: skip
+    started = []
+    for i in range(3):
+        sent = await app.send_event("user.signup", {"team": "t1", "i": i})
+        started += sent.started
+    assert len(started) == 2  # the third start was over the rate limit
+    fields = await app.redis.hmget(app.keys.run(started[0]), "group", "priority")
+    assert fields == [b"on_signup/0:t1", b"7"]
+    assert [t.run_id for t in await _take(app, 5)] == [started[0]]  # one at a time per team
+    with pytest.raises(InvalidArgumentError, match="Concurrency key"):
+        await app.send_event("user.signup", {"i": 9})
