@@ -51,6 +51,7 @@ def drive(tree: Path, url: str, n: int, extra: list[str]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--old-tree", type=Path, help="a checkout of d10c57a (stream row)")
+    p.add_argument("--old-label", default="stream of run ids (d10c57a)", help="its row name")
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="dispatch-spike", help="results/<date>-<out>.txt")
@@ -58,7 +59,7 @@ def main() -> None:
     here = BENCH.parent
     rows: list[tuple[str, Path, list[str]]] = []
     if a.old_tree:
-        rows.append(("stream of run ids (d10c57a)", a.old_tree, []))
+        rows.append((a.old_label, a.old_tree, []))
     rows += [
         ("plain no-op (ready set + tickets)", here, []),
         ("priority= over 5 levels", here, ["--dispatch", "prio5"]),
