@@ -6,8 +6,9 @@ without flow control (plain), from the same run:
 fairness: one key holds `backlog` queued runs (10 ms each); while a worker process
 (concurrency 10) works through them, `samples` runs of other keys are started one by one,
 50 ms apart. Their start delay (started - created, server clock) is reported as p50 / p99
-/ max. With flow control the job has Concurrency(limit=8, key="k"): keys take turns; plain:
-one FIFO queue.
+/ max. With flow control the job has Concurrency(limit=8, key="k") (the noisy key leaves
+worker slots free) or Concurrency(limit=1000, key="k") (it fills every worker slot: a quiet
+run waits for one to free); keys take turns. Plain: one FIFO queue.
 
 throttle: 10 x `seconds` runs are started at once for a job with Throttle(limit=10,
 period=1); a worker process (concurrency 10) executes them. Reported: starts per whole
@@ -42,6 +43,8 @@ def make_app(url: str, namespace: str, mode: str) -> StackShift:
     opts: dict[str, Any] = {}
     if mode == "fair-flow":
         opts["concurrency"] = Concurrency(8, key="k")
+    if mode == "fair-wide":
+        opts["concurrency"] = Concurrency(1000, key="k")
     if mode == "thr-flow":
         opts["throttle"] = Throttle(10, period=1)
 
@@ -153,6 +156,9 @@ async def main() -> None:
         fair = {
             "Concurrency(8, key): round robin": await fairness(
                 srv.url, "fair-flow", a.backlog, a.samples
+            ),
+            "Concurrency(1000, key): round robin": await fairness(
+                srv.url, "fair-wide", a.backlog, a.samples
             ),
             "plain (one FIFO queue)": await fairness(srv.url, "fair-plain", a.backlog, a.samples),
         }

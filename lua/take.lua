@@ -71,7 +71,7 @@ while ARGV[3 + 2 * i] and taken < want do
     pops = pops + count
     if redis.call('EXISTS', rset) == 0 then
       redis.call('ZREM', ring, group)
-    elseif turn[2] then
+    else -- its turn is over: a group arriving since then goes first
       redis.call('ZADD', ring, redis.call('HINCRBY', stat, 'seq', 1), group)
     end
     for j = 1, #popped, 2 do
