@@ -137,13 +137,14 @@ async def test_a_quiet_key_is_not_held_up_by_a_noisy_backlog(app: StackShift) ->
     assert quiet.id in [t.run_id for t in first]
 
 
-async def test_a_quiet_key_goes_next_when_takes_are_one_at_a_time(app: StackShift) -> None:
+async def test_keys_take_turns_when_takes_are_one_at_a_time(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="q", concurrency=Concurrency(1000, key="k"))
     noisy = await app.start_many("j", [{"k": "noisy", "i": i} for i in range(50)])
     assert [t.run_id for t in await _take(app, 1)] == [noisy[0].id]  # the only key
-    quiet = await app.start("j", {"k": "quiet"})
-    assert [t.run_id for t in await _take(app, 1)] == [quiet.id]  # noisy had its turn
     assert [t.run_id for t in await _take(app, 1)] == [noisy[1].id]
+    quiet = await app.start("j", {"k": "quiet"})  # joins the ring behind noisy's next turn
+    order = [t.run_id for _ in range(4) for t in await _take(app, 1)]
+    assert order == [noisy[2].id, quiet.id, noisy[3].id, noisy[4].id]
 
 
 async def test_slots_are_freed_by_suspend_and_by_lease_recovery(app: StackShift) -> None:
