@@ -352,3 +352,11 @@ async def test_runs_started_by_events_are_flow_controlled(app: StackShift) -> No
     assert [t.run_id for t in await _take(app, 5)] == [started[0]]  # one at a time per team
     with pytest.raises(InvalidArgumentError, match="Concurrency key"):
         await app.send_event("user.signup", {"i": 9})
+
+
+async def test_a_place_held_by_a_run_that_is_not_running_is_repaired(app: StackShift) -> None:
+    app.job("j", lambda ctx: None, queue="q", concurrency=Concurrency(1, key="k"))
+    run = await app.start("j", {"k": "a"})
+    await app.redis.sadd(app.keys.slot("j", "0:a"), "lost-run-id")  # e.g. a lost write
+    assert [t.run_id for t in await _take(app, 5)] == [run.id]
+    assert await app.redis.smembers(app.keys.slot("j", "0:a")) == {str(run.id).encode()}

@@ -7,7 +7,9 @@
 -- Returns nil when the run may be leased (its places are taken and its start noted; also
 -- when it has no rules or is no longer queued), 'park', key of the first full slot's parked
 -- set (keys.parked: its group waits there), or 'later', the earliest ms its throttle allows.
--- A blocked run's other slots that have room wake a group parked on them: the wake-up that
+-- A full slot (limit <= 64) first drops holders that are not running (a slot place can
+-- only leak through lost writes, e.g. a failover). A blocked run's other slots that have
+-- room wake a group parked on them: the wake-up that
 -- brought this group here may have been meant for them.
 -- @include keys.lua
 -- @include unpark.lua
@@ -18,7 +20,15 @@ local function admit_run(prefix, id, now)
   if f[1] then slots = cjson.decode(f[1]) end
   local full = nil
   for _, s in ipairs(slots) do
-    if redis.call('SCARD', K.slot(prefix, f[2], s[1])) >= s[2] then
+    local sk = K.slot(prefix, f[2], s[1])
+    if redis.call('SCARD', sk) >= s[2] and s[2] <= 64 then -- a holder that is not running
+      for _, h in ipairs(redis.call('SMEMBERS', sk)) do -- (lost writes): repaired here
+        if redis.call('HGET', K.run(prefix, h), 'status') ~= 'running' then
+          redis.call('SREM', sk, h)
+        end
+      end
+    end
+    if redis.call('SCARD', sk) >= s[2] then
       full = K.parked(prefix, f[2], s[1])
       break
     end
