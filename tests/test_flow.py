@@ -360,3 +360,29 @@ async def test_a_place_held_by_a_run_that_is_not_running_is_repaired(app: StackS
     await app.redis.sadd(app.keys.slot("j", "0:a"), "lost-run-id")  # e.g. a lost write
     assert [t.run_id for t in await _take(app, 5)] == [run.id]
     assert await app.redis.smembers(app.keys.slot("j", "0:a")) == {str(run.id).encode()}
+
+
+def test_the_sync_facade_reports_skipped_starts(redis_server: Any) -> None:
+    app = redis_server.app()
+    app.job("j", lambda ctx: None, queue="q", singleton=Singleton())
+    try:
+        first = app.sync.start("j", priority=3)
+        second = app.sync.start("j")
+        assert first.skipped is None and first.id is not None
+        assert (second.skipped, second.id) == ("singleton", None)
+    finally:
+        asyncio.run(redis_server.close_app(app))
+
+
+async def test_cancel_on_event_ends_scheduled_and_waiting_runs(app: StackShift) -> None:
+    app.job("j", lambda ctx: None, queue="q", cancel_on=CancelOn("stop", match="id"))
+    later = await app.start("j", {"id": 1}, delay=60)
+    waiting = await app.start("j", {"id": 1})
+    [t] = await _take(app, 1)
+    assert t.run_id == waiting.id
+    assert await app.scripts.sleep(t.run_id, t.token, "nap", 60_000, -1, b"\xc0")
+    sent = await app.send_event("stop", {"id": 1})
+    assert sorted(sent.cancelled) == sorted([later.id, waiting.id])
+    assert [await later.status(), await waiting.status()] == ["cancelled", "cancelled"]
+    assert await app.redis.zcard(app.keys.delayed("q")) == 0
+    assert await app.redis.exists(app.keys.event_shapes("stop")) == 0  # nothing left behind
