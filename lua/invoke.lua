@@ -13,12 +13,17 @@
 -- @include timeline.lua
 -- @include mp_pack.lua
 -- @include check_lease.lua
+-- @include parked_by.lua
 -- @include create_run.lua
 -- @include suspend_run.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
 local f, err = check_lease(rk, id, ARGV[3])
-if not f then return redis.error_reply(err) end
+if not f then
+  local parked = parked_by(rk, ARGV[3], step)
+  if parked then return {'waiting', parked} end -- a re-sent call
+  return redis.error_reply(err)
+end
 local now = now_ms()
 local child = redis.call('GET', KEYS[2])
 if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then

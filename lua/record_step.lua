@@ -9,7 +9,9 @@
 local rk = KEYS[1]
 local f, err = check_lease(rk, ARGV[1], ARGV[2])
 if not f then return redis.error_reply(err) end
-redis.call('HSET', rk, 's:' .. ARGV[3], ARGV[4])
-timeline(rk, now_ms(), ARGV[5], {step = ARGV[3]})
+if redis.call('HGET', rk, 's:' .. ARGV[3]) ~= ARGV[4] then -- else: a re-sent call
+  redis.call('HSET', rk, 's:' .. ARGV[3], ARGV[4])
+  timeline(rk, now_ms(), ARGV[5], {step = ARGV[3]})
+end
 if redis.call('HEXISTS', rk, 'cancel') == 1 then return 1 end
 return 0

@@ -8,11 +8,13 @@
 -- ARGV[1] prefix  ARGV[2] event name  ARGV[3] event id  ARGV[4] event bytes
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
--- ARGV[10] retention_ms (runs cancelled by their CancelOn rules)
--- ARGV[11] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
+-- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
+-- ARGV[11] retention_ms (runs cancelled by their CancelOn rules)
+-- ARGV[12] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
 -- Waiter sets also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
--- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}}
--- (a triggered run its flow control skipped or merged into a debounce burst is not listed).
+-- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}} (a
+-- triggered run its flow control skipped or merged into a debounce burst is not listed); a
+-- re-sent call (its reply was lost) gets the first call's outcome, not duplicate.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
@@ -22,7 +24,13 @@
 -- @include values_key.lua
 -- @include cancel_on_event.lua
 local prefix, name, eid, bytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-if not redis.call('SET', KEYS[1], 1, 'NX', 'PX', ARGV[7]) then
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  local sep = string.find(seen, '|', 1, true)
+  if sep and string.sub(seen, 1, sep - 1) == ARGV[10] then
+    local first = cjson.decode(string.sub(seen, sep + 1))
+    return {0, first[1], first[2], first[3]}
+  end
   return {1, {}, {}, {}}
 end
 local now = now_ms()
@@ -43,7 +51,7 @@ if window > 0 then
 end
 local flat = cjson.decode(ARGV[5])
 local resumed, cancelled = {}, {}
-local keep = tonumber(ARGV[10])
+local keep = tonumber(ARGV[11])
 for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
   local vkey = values_key(shape, flat)
   if vkey then
@@ -67,7 +75,7 @@ local stored = redis.call('HGETALL', KEYS[5])
 for i = 1, #stored, 2 do
   if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
 end
-local plans = cjson.decode(ARGV[11])
+local plans = cjson.decode(ARGV[12])
 local started = {}
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
@@ -77,4 +85,6 @@ for job, queue in pairs(jobs) do
     {event = bytes})
   if got ~= '' and merged == 0 then started[#started + 1] = rid end
 end
+local outcome = cjson.encode({resumed, started, cancelled})
+redis.call('SET', KEYS[1], ARGV[10] .. '|' .. outcome, 'PX', ARGV[7])
 return {0, resumed, started, cancelled}

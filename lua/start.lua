@@ -9,8 +9,9 @@
 -- ARGV[6+4i] run_id_i  ARGV[7+4i] has_idem_i ('1' | '0')  ARGV[8+4i] payload_i
 -- ARGV[9+4i] plan_i: the run's flow-control plan (JSON, see stackshift_redis/flow.py; '')
 -- Returns {run_id_1, deduplicated_1, skipped_1, ...}: skipped '' or 'rate_limited' |
--- 'singleton' (then run_id ''); a retried call returns its own runs, not deduplicated; a
--- start that joins an open debounce burst returns that run, deduplicated.
+-- 'singleton' (then run_id ''); a retried call (a lost reply re-sent) returns its own runs,
+-- not deduplicated: a run id is created at most once; a start that joins an open debounce
+-- burst returns that run, deduplicated.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include start_run.lua
@@ -34,9 +35,9 @@ for i = 1, n do
     end
   end
   local rid, dedup, skipped = id, 0, ''
-  if existing then
+  if existing and existing ~= id then
     rid, dedup = existing, 1
-  elseif redis.call('EXISTS', rk) == 0 then -- (1: a retried call: its own run)
+  elseif not existing and redis.call('EXISTS', rk) == 0 then -- (else a client retry)
     local plan = nil
     if ARGV[9 + 4 * i] ~= '' then plan = cjson.decode(ARGV[9 + 4 * i]) end
     local fields = extra

@@ -8,11 +8,16 @@
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include check_lease.lua
+-- @include parked_by.lua
 -- @include suspend_run.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
 local f, err = check_lease(rk, id, ARGV[3])
-if not f then return redis.error_reply(err) end
+if not f then
+  local parked = parked_by(rk, ARGV[3], step)
+  if parked then return 'waiting' end -- a re-sent call
+  return redis.error_reply(err)
+end
 local now = now_ms()
 local due = tonumber(ARGV[6])
 if due < 0 then due = now + tonumber(ARGV[5]) end

@@ -3,26 +3,31 @@
 -- priority, then arrival. A paused queue gives none; a queue at its concurrency limit
 -- gives up to the limit and marks itself starved (release_lease then adds a ticket).
 -- A queue left with nothing to take has its stream emptied: its tickets are stale, and
--- whatever becomes takeable later adds a ticket of its own.
+-- whatever becomes takeable later adds a ticket of its own. A take re-sent by the client
+-- (its reply was lost) returns the runs the first call leased: the taker's record holds
+-- the last take id and its runs.
 -- Flow control (runs of groups other than '0', lib/admit_run.lua): a run leases only with a
 -- place in each of its Concurrency slots; a group whose slot is full leaves the ring, parked
 -- on that slot, until release_lease frees a place (lib/free_slots.lua): blocked runs are not
 -- leased and do not hold up other groups. A run over its throttle goes back to the schedule.
--- KEYS[5i-4] ring    keys.ring(queue_i)        ZSET groups with ready runs, by turn
--- KEYS[5i-3] leases  keys.leases(queue_i)      ZSET run id -> lease expiry ms
--- KEYS[5i-2] conf    keys.queue_conf(queue_i)  HASH paused, concurrency
--- KEYS[5i-1] stat    keys.queue_stat(queue_i)  HASH seq (turns), starved
--- KEYS[5i]   stream  keys.stream(queue_i)      STREAM wake-up tickets
+-- KEYS[1]    record  keys.take(taker)          STRING last take id | its runs (JSON, 60 s)
+-- KEYS[5i-3] ring    keys.ring(queue_i)        ZSET groups with ready runs, by turn
+-- KEYS[5i-2] leases  keys.leases(queue_i)      ZSET run id -> lease expiry ms
+-- KEYS[5i-1] conf    keys.queue_conf(queue_i)  HASH paused, concurrency
+-- KEYS[5i]   stat    keys.queue_stat(queue_i)  HASH seq (turns), starved
+-- KEYS[5i+1] stream  keys.stream(queue_i)      STREAM wake-up tickets
 -- Derived (K): ready sets K.ready(queue, group), runs K.run(id).
 -- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
--- ARGV[3+2i] queue_i  ARGV[4+2i] lease_ms_i
+-- ARGV[5] take id (unique per call)  ARGV[4+2i] queue_i  ARGV[5+2i] lease_ms_i
 -- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
--- failed tries so far, resumed 0|1, hook fields, queue} or {run_id, 'poison', queue}
--- (failed: delivered too often). See lib/lease_run.lua.
+-- failed tries so far, resumed 0|1, hook fields, queue}, or {run_id, outcome, queue} for
+-- 'poison' and 'damaged' (failed) and 'missing' (a foreign entry, dropped). See
+-- lib/lease_run.lua.
 -- Cost: O(runs taken + groups visited), at most 4n ready-set pops.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include lease_run.lua
+-- @include leased_again.lua
 -- @include admit_run.lua
 -- @include defer_run.lua
 -- @include free_slots.lua
@@ -32,26 +37,42 @@ local max_deliv, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local out = {}
 local taken, pops = 0, 0
+local take_id = ARGV[5]
+local record = redis.call('GET', KEYS[1]) or ''
+if string.sub(record, 1, #take_id + 1) == take_id .. '|' then -- a re-sent call: same runs
+  for _, r in ipairs(cjson.decode(string.sub(record, #take_id + 2))) do
+    local o = leased_again(prefix, r[2], r[3])
+    if o then
+      o[#o + 1] = r[1]
+      out[#out + 1] = o
+    end
+  end
+  return out
+end
+local leased = {}
 
 local function give(queue, id, leases, lease_ms)
   local o = lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   if not o then return end
-  if o[2] == 'poison' then free_slots(prefix, id) end
+  if o[2] ~= 'ok' then free_slots(prefix, id) end -- poison, damaged: places back
   o[#o + 1] = queue
   out[#out + 1] = o
-  if o[2] == 'ok' then taken = taken + 1 end
+  if o[2] == 'ok' then
+    taken = taken + 1
+    leased[#leased + 1] = {queue, id, o[3]}
+  end
 end
 
 local i = 1
-while ARGV[3 + 2 * i] and taken < want do
-  local queue, lease_ms = ARGV[3 + 2 * i], tonumber(ARGV[4 + 2 * i])
-  local ring, leases, conf = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2]
-  local stat, stream = KEYS[5 * i - 1], KEYS[5 * i]
+while ARGV[4 + 2 * i] and taken < want do
+  local queue, lease_ms = ARGV[4 + 2 * i], tonumber(ARGV[5 + 2 * i])
+  local ring, leases, conf = KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1]
+  local stat, stream = KEYS[5 * i], KEYS[5 * i + 1]
   local c = redis.call('HMGET', conf, 'paused', 'concurrency')
   local room = want - taken
   local blocked = false
   if c[1] then room, blocked = 0, true end
-  local limit = tonumber(c[2] or '0') or 0
+  local limit = tonumber(c[2]) or 0
   if limit > 0 and room > 0 then
     local free = limit - redis.call('ZCARD', leases)
     if free <= room then
@@ -71,7 +92,7 @@ while ARGV[3 + 2 * i] and taken < want do
     pops = pops + count
     if redis.call('EXISTS', rset) == 0 then
       redis.call('ZREM', ring, group)
-    else -- its turn is over: a group arriving since then goes first
+    else -- its turn is over: to the back of the ring
       redis.call('ZADD', ring, redis.call('HINCRBY', stat, 'seq', 1), group)
     end
     for j = 1, #popped, 2 do
@@ -91,5 +112,8 @@ while ARGV[3 + 2 * i] and taken < want do
     redis.call('XTRIM', stream, 'MAXLEN', 0)
   end
   i = i + 1
+end
+if #leased > 0 then
+  redis.call('SET', KEYS[1], take_id .. '|' .. cjson.encode(leased), 'PX', 60000)
 end
 return out

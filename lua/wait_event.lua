@@ -13,13 +13,18 @@
 -- @include timeline.lua
 -- @include mp_pack.lua
 -- @include check_lease.lua
+-- @include parked_by.lua
 -- @include suspend_run.lua
 -- @include values_key.lua
 local prefix, id, step, event = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local shape, vkey = ARGV[6], ARGV[7]
 local rk = KEYS[1]
 local f, err = check_lease(rk, id, ARGV[3])
-if not f then return redis.error_reply(err) end
+if not f then
+  local parked = parked_by(rk, ARGV[3], step)
+  if parked then return {'waiting'} end -- a re-sent call
+  return redis.error_reply(err)
+end
 local now = now_ms()
 local lookback = tonumber(ARGV[9])
 if lookback > 0 then

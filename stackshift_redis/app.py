@@ -14,7 +14,7 @@ from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttl
 from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys
-from .records import Duration, millis
+from .records import Duration, check_int, millis
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
@@ -42,6 +42,8 @@ class StackShift(Client):
     ) -> None:
         if redis is not None and redis_url is not None:
             raise InvalidArgumentError("pass redis_url or redis, not both")
+        check_int(max_deliveries, "max_deliveries", 1)
+        check_int(max_payload_bytes, "max_payload_bytes", 1)
         settings = Settings(
             retention_ms=millis(retention, "retention"),
             idempotency_ttl_ms=millis(idempotency_ttl, "idempotency_ttl"),

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import RunNotFoundError
+from .errors import InvalidArgumentError, RunNotFoundError
 from .events import EventBus
 from .reads import get_run, list_runs
-from .records import Duration, RunInfo, SendEventResult
+from .records import Duration, RunInfo, SendEventResult, check_run_id
 from .runs import ResultWaiter, RunHandle
 from .starting import Starter
 from .state import State
@@ -93,7 +93,7 @@ class Client:
     # inspect and control
     def run(self, run_id: str, deduplicated: bool = False) -> RunHandle:
         """A handle for an existing run id."""
-        return RunHandle(self.core, self._waiter, run_id, deduplicated)
+        return RunHandle(self.core, self._waiter, check_run_id(run_id), deduplicated)
 
     async def get_run(self, run_id: str) -> RunInfo | None:
         """The run's RunInfo, or None when unknown or expired."""
@@ -101,12 +101,15 @@ class Client:
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a run: waiting/queued at once, running at its next step. False if final."""
+        check_run_id(run_id)
+        if not isinstance(reason, str):
+            raise InvalidArgumentError(f"reason must be a str, not {reason!r}")
         reply = await self.core.scripts.cancel(run_id, reason, self.core.settings.retention_ms)
         return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
         """Queue a failed run again; its completed steps are reused."""
-        if not await self.core.scripts.retry(run_id):
+        if not await self.core.scripts.retry(check_run_id(run_id)):
             raise RunNotFoundError(f"no run {run_id}")
         return self.run(run_id)
 

@@ -10,6 +10,7 @@
     ├── InvalidArgumentError     (ValueError) a bad name, duration or option
     ├── RunNotFoundError         (LookupError) no such run (or it expired)
     ├── InvalidRunStateError     the run's status does not allow the operation
+    ├── RunDataError             a run's stored record is damaged (unreadable fields)
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
     └── ResultTimeout            (TimeoutError) `result()` waited too long
@@ -33,6 +34,7 @@ __all__ = [
     "ResultTimeout",
     "RetryAfterError",
     "RunCancelled",
+    "RunDataError",
     "RunFailed",
     "RunNotFoundError",
     "StackShiftError",
@@ -91,6 +93,10 @@ class RunNotFoundError(StackShiftError, LookupError):
 
 class InvalidRunStateError(StackShiftError):
     """The run's status does not allow the operation (for example retrying a completed run)."""
+
+
+class RunDataError(StackShiftError):
+    """A run's stored record is damaged: a field is missing or does not decode."""
 
 
 class LockError(StackShiftError):

@@ -116,7 +116,7 @@ class EventBus:
         reply = await ns.scripts.send_event(
             name, event_id, encoded, json.dumps(flatten(data)), payload,
             ns.settings.event_dedupe_ms, ns.settings.event_log_ms, triggers,
-            ns.settings.retention_ms, plans,
+            uuid.uuid4().hex, ns.settings.retention_ms, plans,
         )  # fmt: skip
         return SendEventResult(
             id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate,

@@ -3,16 +3,18 @@ its steps make (all fenced by the lease token)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .core import Namespace
-from .errors import NonRetriableError, PayloadError, RunCancelled
+from .errors import LeaseLostError, NonRetriableError, PayloadError, RunCancelled
 from .hooks import AttemptInput
 from .records import Event, read_step, step_completed, step_failed
 from .state import State
 
 MISSING = object()  # lookup(): the step has no stored result yet
+LEASE_TRUST = 0.5  # a step starts unchecked only within this share of the lease since renewal
 
 
 class Suspended(BaseException):
@@ -38,6 +40,8 @@ class Execution:
     event: Event | None
     steps: dict[str, dict[str, Any]]
     hook_input: AttemptInput
+    lease_ms: int = 30_000
+    confirmed_at: float = 0.0  # monotonic time the lease was last known held (request sent)
     cancel_requested: bool = False
     lost: bool = False
     finished: bool = False  # its outcome is being recorded: no lease to renew
@@ -67,6 +71,27 @@ class Execution:
             return key, rec.get("result")
         return key, MISSING
 
+    def confirmed(self, sent_at: float) -> None:
+        """The lease was renewed by a request sent at `sent_at` (monotonic)."""
+        self.confirmed_at = max(self.confirmed_at, sent_at)
+
+    async def ensure_lease(self) -> None:
+        """Before a step starts its side effect: the lease must be known to be held. Within
+        LEASE_TRUST of the lease since the last renewal it is; past that (the process was
+        paused: SIGSTOP, a long GC, a VM freeze) ask Redis, renewing it, and raise
+        LeaseLostError when another worker has taken the run over."""
+        if time.monotonic() - self.confirmed_at < self.lease_ms / 1000 * LEASE_TRUST:
+            return
+        sent = time.monotonic()
+        held = [(self.run_id, self.token)]
+        [state] = await self.ns.scripts.renew(self.queue, held, self.lease_ms)
+        if state == "lost":
+            self.lost = True
+            raise LeaseLostError(f"run {self.run_id}: lease lost while this worker was paused")
+        self.confirmed(sent)
+        if state == "cancel":
+            self.cancel_requested = True
+
     async def record(self, key: str, value: Any) -> Any:
         """Store a completed step; returns the value as a later attempt will see it."""
         try:
@@ -92,7 +117,7 @@ class Execution:
     async def set_progress(self, value: Any) -> None:
         """Record the run's progress (any serializable value)."""
         data = self.ns.serializer.dumps(value)
-        await self.ns.redis.hset(self.ns.keys.run(self.run_id), "progress", data)
+        await self.ns.scripts.progress(self.run_id, self.token, data)
 
 
 def parse_steps(raw: list[Any], ns: Namespace) -> dict[str, dict[str, Any]]:

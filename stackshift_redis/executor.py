@@ -46,8 +46,8 @@ class Executor:
             self._sync_state = SyncState(self.state, runner)
         return self._sync_state
 
-    def build(self, run: TakenRun) -> Execution:
-        """An Execution from one taken run."""
+    def build(self, run: TakenRun, sent_at: float) -> Execution:
+        """An Execution from one taken run (`sent_at`: monotonic time the take was sent)."""
         ns = self.ns
         event = decode_event(ns.serializer.loads(run.event)) if run.event else None
         hook_input = AttemptInput(
@@ -57,6 +57,8 @@ class Executor:
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
             token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
             event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
+            lease_ms=round(ns.registry.queue(run.queue).visibility_timeout * 1000),
+            confirmed_at=sent_at,
         )  # fmt: skip
 
     async def run(self, ex: Execution) -> ScriptCall | None:

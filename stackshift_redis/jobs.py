@@ -77,6 +77,8 @@ def make_job(
         raise InvalidArgumentError(f"job {name!r}: handler {fn!r} is not callable")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise InvalidArgumentError(f"job {name!r}: retries must be an int >= 0")
+    if timeout is not None and seconds(timeout, "timeout") <= 0:
+        raise InvalidArgumentError(f"job {name!r}: timeout must be positive (None: no limit)")
     return JobDef(
         name=name,
         fn=fn,

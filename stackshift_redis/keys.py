@@ -29,6 +29,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
+    "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
@@ -111,6 +112,11 @@ class Keys:
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
         return _render(self.prefix, "jobs", ())
+
+    def take(self, taker: str) -> str:
+        """STRING: a taker's last take id and the runs it leased (a re-sent take gets
+        them again)."""
+        return _render(self.prefix, "take", (taker,))
 
     # queues
     def stream(self, queue: str) -> str:

@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from .core import Namespace
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, RunDataError
 from .keys import STATUSES, check_name
-from .records import RunInfo, parse_run
+from .records import RunInfo, check_int, check_run_id, parse_run
 
 
 async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
     """The run's RunInfo, or None when unknown or expired."""
-    h = await ns.redis.hgetall(ns.keys.run(run_id))
-    return parse_run(run_id, h, ns.serializer) if h else None
+    h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
+    return _parse(run_id, h, ns) if h else None
+
+
+def _parse(run_id: str, h: dict[bytes, bytes], ns: Namespace) -> RunInfo:
+    try:
+        return parse_run(run_id, h, ns.serializer)
+    except Exception as exc:
+        why = f"{exc}" if isinstance(exc, ValueError) else f"{exc!r}"
+        raise RunDataError(f"run {run_id}: its stored record is damaged ({why})") from exc
 
 
 async def run_status(ns: Namespace, run_id: str) -> str | None:
@@ -30,6 +38,7 @@ async def list_runs(
         raise InvalidArgumentError(f"unknown status {status!r}")
     if job is not None:
         check_name("job", job)
+    check_int(limit, "limit", 1, 10_000)
     statuses = [status] if status else list(STATUSES)
     k = ns.keys
     idx = [k.idx_job_status(job, s) if job else k.idx_status(s) for s in statuses]
@@ -43,4 +52,4 @@ async def list_runs(
         for run_id in ids:
             pipe.hgetall(k.run(run_id))
         hashes = await pipe.execute()
-    return [parse_run(i, h, ns.serializer) for i, h in zip(ids, hashes, strict=True) if h]
+    return [_parse(i, h, ns) for i, h in zip(ids, hashes, strict=True) if h]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -45,9 +46,28 @@ def seconds(value: Duration, what: str = "duration") -> float:
         out = float(value)
     else:
         raise InvalidArgumentError(f"{what} must be seconds or a timedelta, not {value!r}")
-    if out < 0 or out != out:
+    if not math.isfinite(out):
+        raise InvalidArgumentError(f"{what} must be a finite number of seconds, not {value!r}")
+    if out < 0:
         raise InvalidArgumentError(f"{what} must not be negative: {value!r}")
     return out
+
+
+def check_run_id(run_id: object) -> str:
+    """A run id argument: a non-empty str (InvalidArgumentError otherwise)."""
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 256:
+        raise InvalidArgumentError(f"run_id must be a non-empty str, not {run_id!r}")
+    return run_id
+
+
+def check_int(value: object, what: str, low: int, high: int | None = None) -> int:
+    """An int argument within [low, high] (bools and strings are refused)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgumentError(f"{what} must be an int, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise InvalidArgumentError(f"{what} must be {bounds}, not {value!r}")
+    return value
 
 
 def millis(value: Duration, what: str = "duration") -> int:
@@ -174,6 +194,15 @@ def _s(v: bytes | None) -> str:
     return v.decode() if v is not None else ""
 
 
+def _load(serializer: Serializer, h: dict[bytes, bytes], field: bytes) -> Any:
+    if field not in h:
+        return None
+    try:
+        return serializer.loads(h[field])
+    except Exception as exc:
+        raise ValueError(f"field {field.decode()!r} does not deserialize ({exc!r})") from exc
+
+
 def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> RunInfo:
     """A RunInfo from the run hash (HGETALL)."""
     steps: dict[str, dict[str, Any]] = {}
@@ -185,14 +214,14 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
             e = json.loads(v)
             e["at"] = from_ms(e["at"])
             entries.append((int(k[2:]), e))
-    result = serializer.loads(h[b"result"]) if b"result" in h else None
+    result = _load(serializer, h, b"result")
     error = json.loads(h[b"error"]) if b"error" in h else None
     return RunInfo(
         id=run_id,
         status=RunStatus(_s(h.get(b"status"))),
         job=_s(h.get(b"job")),
         queue=_s(h.get(b"queue")),
-        payload=serializer.loads(h[b"payload"]) if b"payload" in h else None,
+        payload=_load(serializer, h, b"payload"),
         result=result,
         error=error,
         attempts=int(h.get(b"attempts", 0)),
@@ -202,5 +231,5 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
         steps=steps,
         timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
         parent_id=_s(h[b"parent"]) if b"parent" in h else None,
-        progress=serializer.loads(h[b"progress"]) if b"progress" in h else None,
+        progress=_load(serializer, h, b"progress"),
     )

@@ -9,6 +9,7 @@ Error replies (`CODE detail`) become stackshift errors here and nowhere else.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,10 +68,12 @@ class TakenRun:
 
 @dataclass(frozen=True)
 class TakeReply:
-    """Runs leased by one `take`, and runs it failed as poison (delivered too often)."""
+    """Runs leased by one `take`, and the entries it could not lease: (run id, queue,
+    outcome) with outcome 'poison' (delivered too often: failed), 'damaged' (an unusable
+    field: failed with RunDataError) or 'missing' (no such run: dropped)."""
 
     taken: list[TakenRun]
-    poisoned: list[tuple[str, str]]  # (run id, queue)
+    dropped: list[tuple[str, str, str]]
 
 
 @dataclass(frozen=True)
@@ -211,20 +214,21 @@ class Scripts:
     # the take path and finishing
     async def take(
         self, queues: Sequence[tuple[str, int]], n: int, *, max_deliveries: int,
-        retention_ms: int,
+        retention_ms: int, taker: str = "direct",
     ) -> TakeReply:  # fmt: skip
-        """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order."""
+        """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order.
+        Safe to re-send: the call's take id makes a repeat return the same runs."""
         k = self.keys
-        keys: list[str] = []
-        args: list[Any] = [k.prefix, n, max_deliveries, retention_ms]
+        keys: list[str] = [k.take(taker)]
+        args: list[Any] = [k.prefix, n, max_deliveries, retention_ms, uuid.uuid4().hex]
         for q, lease_ms in queues:
             keys += [k.ring(q), k.leases(q), k.queue_conf(q), k.queue_stat(q), k.stream(q)]
             args += [q, lease_ms]
         taken: list[TakenRun] = []
-        poisoned: list[tuple[str, str]] = []
+        dropped: list[tuple[str, str, str]] = []
         for r in await self.call("take", keys, args):
-            if r[1] == b"poison":
-                poisoned.append((_str(r[0]), _str(r[2])))
+            if r[1] != b"ok":
+                dropped.append((_str(r[0]), _str(r[2]), _str(r[1])))
                 continue
             taken.append(
                 TakenRun(
@@ -233,7 +237,7 @@ class Scripts:
                     resumed=bool(r[9]), fields=_pairs(r[10]), queue=_str(r[11]),
                 )
             )  # fmt: skip
-        return TakeReply(taken, poisoned)
+        return TakeReply(taken, dropped)
 
     def complete_call(
         self, run_id: str, token: str, result: bytes, retention_ms: int
@@ -271,6 +275,20 @@ class Scripts:
             args += [run_id, token]
         return [_str(s) for s in await self.call("renew", keys, args)]
 
+    async def reconcile(self, start: int, limit: int, retention_ms: int) -> tuple[int, int, int]:
+        """Repair a batch of the queued index: (checked, repaired, next start rank or 0)."""
+        k = self.keys
+        args = [k.prefix, start, limit, retention_ms]
+        checked, repaired, nxt = await self.call("reconcile", [k.idx_status("queued")], args)
+        return int(checked), int(repaired), int(nxt)
+
+    async def trim(
+        self, indexes: Sequence[str], retention_ms: int, limit: int, notify_keep_ms: int
+    ) -> int:
+        """Drop expired finished-run index entries (bounded per index); entries removed."""
+        keys = [self.keys.done(), self.keys.control(), *indexes]
+        return int(await self.call("trim", keys, [retention_ms, limit, notify_keep_ms]))
+
     async def drop_consumer(self, queue: str, consumer: str) -> bool:
         """Delete a consumer of the queue's group if nothing is pending for it."""
         return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
@@ -284,6 +302,10 @@ class Scripts:
             "record_step", [self.keys.run(run_id)], [run_id, token, name, record, kind]
         )
         return bool(reply)
+
+    async def progress(self, run_id: str, token: str, value: bytes) -> None:
+        """Record a running run's progress (LeaseLostError when no longer held)."""
+        await self.call("progress", [self.keys.run(run_id)], [run_id, token, value])
 
     async def sleep(
         self, run_id: str, token: str, step: str, rel_ms: int, until_ms: int, record: bytes
@@ -347,8 +369,8 @@ class Scripts:
     # events
     async def send_event(
         self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
-        dedupe_ms: int, log_ms: int, local_triggers: dict[str, str], retention_ms: int = 0,
-        plans: dict[str, str] | None = None,
+        dedupe_ms: int, log_ms: int, local_triggers: dict[str, str], call_token: str,
+        retention_ms: int = 0, plans: dict[str, str] | None = None,
     ) -> SendReply:  # fmt: skip
         """Record an event once; resume matching waiters; start triggered jobs (`plans`:
         the flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
@@ -357,7 +379,7 @@ class Scripts:
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
                 k.event_shapes(name), k.triggers(name)]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
-                json.dumps(local_triggers), retention_ms or 86_400_000,
+                json.dumps(local_triggers), call_token, retention_ms or 86_400_000,
                 json.dumps(plans or {})]  # fmt: skip
         duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
         return SendReply(

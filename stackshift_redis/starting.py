@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, PayloadError
 from .events import match_key
 from .flow import check_priority
 from .keys import check_name
@@ -25,6 +25,18 @@ MAX_BATCH = 500
 # job, queue, delay_ms, at_ms, idem_ttl_ms, extra fields (sorted items)
 Group = tuple[str, str, int, int, int, tuple[tuple[str, str], ...]]
 Started = StartReply  # run id (None when skipped), deduplicated, skipped reason
+
+
+def _round_trip(ns: Namespace, payload: Any) -> bytes:
+    """The serialized payload, refused unless it also deserializes (a worker could not run
+    a run whose payload it cannot read)."""
+    data = ns.serializer.dumps(payload)
+    try:
+        ns.serializer.loads(data)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise PayloadError(f"payload does not deserialize back ({why})") from None
+    return data
 
 
 class Starter:
@@ -54,8 +66,8 @@ class Starter:
         resolved against each payload here and enforced by the start script."""
         ns = self._ns
         check_name("job", job)
-        if isinstance(payloads, (str, bytes, dict)):
-            raise InvalidArgumentError("payloads must be a sequence of payloads")
+        if not isinstance(payloads, Sequence) or isinstance(payloads, (str, bytes)):
+            raise InvalidArgumentError(f"payloads must be a list of payloads, not {payloads!r}")
         if idempotency_keys is not None and len(idempotency_keys) != len(payloads):
             raise InvalidArgumentError("idempotency_keys needs one key per payload")
         for key in idempotency_keys or ():
@@ -76,7 +88,7 @@ class Starter:
         plans = [""] * len(payloads)
         if jd is not None and jd.flow:
             plans = [jd.flow.plan(job, p, match_key) for p in payloads]
-        encoded = [ns.serializer.dumps(p) for p in payloads]
+        encoded = [_round_trip(ns, p) for p in payloads]
         queue = await ns.queue_for(job, queue_name)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         fields = dict(extra or {})

@@ -31,6 +31,7 @@ async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any
         return memo
 
     async def body() -> Any:
+        await ex.ensure_lease()
         try:
             value = fn(*args, **kwargs)
             if inspect.isawaitable(value):
@@ -108,6 +109,7 @@ class SyncStep:
             return memo
 
         def body() -> Any:
+            self._wait(ex.ensure_lease())
             try:
                 value = fn(*args, **kwargs)
             except Exception as exc:

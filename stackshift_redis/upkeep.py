@@ -21,6 +21,11 @@ log = logging.getLogger("stackshift.worker")
 MIN_REDIS = (6, 2)
 HEARTBEAT_S = 5.0
 HYGIENE_S = 60.0
+RECONCILE_S = 10.0  # walk the queued index for runs that lost their ready entry
+RECONCILE_BATCH, RECONCILE_BATCHES = 200, 5
+TRIM_LIMIT = 1000  # expired index entries removed per index per script call
+TRIM_ROUNDS = 20  # script calls per group of indexes per duty round, at most
+FINAL = ("completed", "failed", "cancelled")
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -49,6 +54,9 @@ class Upkeep:
         self.poll_interval = poll_interval
         self._next: dict[str, float] = {}
         self._control_id: Any = "0-0"
+        self._reconcile_at = 0
+        retention_s = ns.settings.retention_ms / 1000
+        self.trim_every = min(30.0, max(1.0, retention_s / 2))
         self.stopped = asyncio.Event()
 
     async def setup(self) -> None:
@@ -142,7 +150,43 @@ class Upkeep:
             await self.heartbeat()
         if self._due("hygiene", HYGIENE_S):
             await self.hygiene()
+        if self._due("reconcile", RECONCILE_S):
+            await self.reconcile()
+        if self._due("trim", self.trim_every):
+            await self.trim()
         return max(wait, 0.005)
+
+    async def reconcile(self) -> None:
+        """Re-queue queued runs that lost their ready entry (a crash mid-script, damaged
+        data): a bounded walk of the queued index, resumed where the last round stopped."""
+        repaired = 0
+        for _ in range(RECONCILE_BATCHES):
+            _, fixed, self._reconcile_at = await self.ns.scripts.reconcile(
+                self._reconcile_at, RECONCILE_BATCH, self.ns.settings.retention_ms
+            )
+            repaired += fixed
+            if self._reconcile_at == 0:
+                break
+        if repaired:
+            log.warning("re-queued %d queued runs that were missing from their queue", repaired)
+
+    async def trim(self) -> int:
+        """Drop finished-run index entries older than the retention (bounded)."""
+        k = self.ns.keys
+        jobs = set(self.ns.registry.jobs)
+        jobs |= {j.decode() for j in await self.ns.redis.hkeys(k.jobs())}
+        indexes = [k.idx_status(s) for s in FINAL]
+        indexes += [k.idx_job_status(job, s) for job in sorted(jobs) for s in FINAL]
+        removed = 0
+        for lo in range(0, len(indexes), 50):
+            for _ in range(TRIM_ROUNDS):  # each call bounded; more calls while it has work
+                n = await self.ns.scripts.trim(
+                    indexes[lo : lo + 50], self.ns.settings.retention_ms, TRIM_LIMIT, 60_000
+                )
+                removed += n
+                if n < TRIM_LIMIT:
+                    break
+        return removed
 
     async def read_control(self, held: list[tuple[Execution, asyncio.Task[None]]]) -> None:
         """Flag running attempts whose runs were cancelled (they stop at their next step)."""
@@ -161,10 +205,13 @@ class Upkeep:
         for lo in range(0, len(held), 200):
             chunk = held[lo : lo + 200]
             pairs = [(ex.run_id, ex.token) for ex, _ in chunk]
+            sent = time.monotonic()
             states = await self.ns.scripts.renew(queue, pairs, round(vt * 1000))
             for (ex, task), state in zip(chunk, states, strict=True):
                 if ex.finished:  # its outcome is being recorded
                     continue
+                if state != "lost":
+                    ex.confirmed(sent)
                 if state == "cancel":
                     ex.cancel_requested = True
                 elif state == "lost":

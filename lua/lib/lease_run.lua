@@ -1,17 +1,37 @@
--- lease_run: lease one run popped from a ready set to the taking worker, or fail it as
--- poison when it was delivered more than max_deliv times without finishing. Returns
+-- lease_run: lease one run popped from a ready set to the taking worker. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
--- hook fields (flat x:<name> pairs)},
--- {id, 'poison'}, or nil when the run is no longer queued (a stale ready entry).
+-- hook fields (flat x:<name> pairs)}, {id, 'poison'} (delivered more than max_deliv times
+-- without finishing: failed), {id, 'damaged'} (a field is unusable: failed with
+-- RunDataError), {id, 'missing'} (no such run: a foreign or expired entry), or nil when
+-- the run is no longer queued (a stale ready entry). Fields are checked before anything is
+-- written, so a damaged run fails visibly instead of being lost.
 -- The token is the run's attempt number: unique per claim of that run.
 -- @include keys.lua
 -- @include move_index.lua
 -- @include finish_run.lua
+-- @include split_run.lua
+-- @include resumed.lua
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
-  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries')
+  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
+    'fails', 'payload')
+  if not st[1] then
+    if redis.call('EXISTS', rk) == 0 then return {id, 'missing'} end
+  end
   if st[1] ~= 'queued' then return nil end
-  local deliv = tonumber(st[3] or '0') + 1
+  local bad = nil
+  if not st[2] then bad = 'job' elseif not st[7] then bad = 'payload' end
+  for i, name in ipairs({'deliveries', 'attempts', 'tl_len', 'fails'}) do
+    if st[i + 2] and not tonumber(st[i + 2]) then bad = name end
+  end
+  if bad then
+    local err = {type = 'RunDataError', traceback = '',
+      message = 'run record is damaged: field ' .. bad .. ' is missing or not a number'}
+    finish_run(prefix, rk, id, st[2] or '?', 'queued', 'failed', now, keep_ms,
+      {error = cjson.encode(err)}, {error = err.message}, {tl_len = tonumber(st[5]) or 0})
+    return {id, 'damaged'}
+  end
+  local deliv = (tonumber(st[3]) or 0) + 1
   if deliv > max_deliv then
     local err = {type = 'PoisonRunError',
       message = 'delivered ' .. (deliv - 1) .. ' times without finishing', traceback = ''}
@@ -20,26 +40,11 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
     return {id, 'poison'}
   end
   -- one read of the whole hash (fields and step records), one write of the transition
-  local h = redis.call('HGETALL', rk)
-  local v, steps, hooked = {}, {}, {}
-  for j = 1, #h, 2 do
-    local pre = string.sub(h[j], 1, 2)
-    if pre == 's:' then
-      steps[#steps + 1] = string.sub(h[j], 3)
-      steps[#steps + 1] = h[j + 1]
-    elseif pre == 'x:' then
-      hooked[#hooked + 1] = string.sub(h[j], 3)
-      hooked[#hooked + 1] = h[j + 1]
-    elseif pre ~= 't:' then
-      v[h[j]] = h[j + 1]
-    end
-  end
-  local attempt = tonumber(v['attempts'] or '0') + 1
+  local v, steps, hooked = split_run(redis.call('HGETALL', rk))
+  local attempt = (tonumber(v['attempts']) or 0) + 1
   local token = tostring(attempt)
-  local n = tonumber(v['tl_len'] or '0') + 1
-  local last = redis.call('HGET', rk, 't:' .. (n - 1)) or ''
-  local resumed = 0
-  if string.find(last, '"type":"resumed"', 1, true) then resumed = 1 end
+  local n = (tonumber(v['tl_len']) or 0) + 1
+  local was_resumed = resumed(rk, n - 1)
   local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', token,
     'deliveries', deliv, 'tl_len', n, 't:' .. n,
     cjson.encode({type = 'started', at = now, attempt = attempt})}
@@ -51,5 +56,5 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   redis.call('ZADD', leases, now + lease_ms, id)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
-    v['fails'] or '0', resumed, hooked}
+    v['fails'] or '0', was_resumed, hooked}
 end

@@ -10,7 +10,8 @@
 local function make_ready(prefix, rk, id, job, queue, group, prio, old, now, entry, extra)
   group = group or '0'
   local seq = redis.call('HINCRBY', K.qstat(prefix, queue), 'seq', 1)
-  local score = (100 - tonumber(prio or '0')) * 1099511627776 + seq
+  local p = math.max(-100, math.min(100, tonumber(prio) or 0))
+  local score = (100 - p) * 1099511627776 + seq
   redis.call('ZADD', K.ready(prefix, queue, group), score, id)
   redis.call('ZADD', K.ring(prefix, queue), 'NX', seq, group)
   ticket(prefix, queue)

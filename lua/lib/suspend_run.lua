@@ -6,8 +6,7 @@
 -- @include release_lease.lua
 local function suspend_run(prefix, rk, id, job, queue, now, due, fields)
   release_lease(prefix, queue, id)
-  redis.call('HDEL', rk, 'token')
-  redis.call('HSET', rk, 'deliveries', 0)
+  redis.call('HSET', rk, 'deliveries', 0) -- the token stays: see parked_by
   for f, v in pairs(fields) do redis.call('HSET', rk, f, v) end
   local extra = {step = fields['wait_step'], kind = fields['wait_kind']}
   if due > 0 then

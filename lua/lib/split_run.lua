@@ -1,0 +1,18 @@
+-- split_run: a run's HGETALL reply split into plain fields, step records (flat name,
+-- record pairs) and hook fields (flat x:<name> pairs).
+local function split_run(h)
+  local v, steps, hooked = {}, {}, {}
+  for j = 1, #h, 2 do
+    local pre = string.sub(h[j], 1, 2)
+    if pre == 's:' then
+      steps[#steps + 1] = string.sub(h[j], 3)
+      steps[#steps + 1] = h[j + 1]
+    elseif pre == 'x:' then
+      hooked[#hooked + 1] = string.sub(h[j], 3)
+      hooked[#hooked + 1] = h[j + 1]
+    elseif pre ~= 't:' then
+      v[h[j]] = h[j + 1]
+    end
+  end
+  return v, steps, hooked
+end

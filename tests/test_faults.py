@@ -1,0 +1,210 @@
+"""Fault injection on real Redis and real worker processes (issue: fault hardening).
+
+A paused worker (SIGSTOP past its lease) never starts a step another worker completed,
+nor overwrites progress; damaged or foreign data fails or drops only what is damaged;
+lost replies never double a run; index entries do not outlive their runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from typing import Any
+
+import pytest
+from conftest import namespace_keys, wait_for
+from jobs_for_tests import observed, spawn_worker
+
+from stackshift_redis import PayloadError, StackShift
+from stackshift_redis.errors import LeaseLostError, RunDataError
+from stackshift_redis.records import new_run_id
+
+OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
+
+
+@pytest.mark.parametrize("with_progress", [False, True])
+async def test_a_paused_worker_never_reruns_a_completed_step(
+    make_app: Any, redis_server: Any, procs: list[Any], with_progress: bool
+) -> None:
+    app: StackShift = make_app()
+    runs = [
+        await app.start("paused_steps", {"gap": 1.5, "progress": with_progress}, queue_name="pause")
+        for _ in range(3)
+    ]
+    paused = spawn_worker(redis_server.url, app.namespace, "-q", "pause", "-c", "4")
+    procs.append(paused)
+    await wait_for(lambda: _count(app, "a", 3), timeout=15)  # every run did step A
+    paused.send_signal(signal.SIGSTOP)  # between steps A and B, past its 1 s lease
+    try:
+        procs.append(spawn_worker(redis_server.url, app.namespace, "-q", "pause"))
+        for run in runs:
+            assert await run.result(timeout=20) == "done"  # recovered and finished
+        assert await observed(app, "b") == 3
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    await asyncio.sleep(2.5)  # the paused worker wakes: its gaps are long over
+    assert await observed(app, "b") == 3, "a paused worker ran step B again"
+    for run in runs:
+        info = await app.get_run(run.id)
+        assert info is not None and info.status == "completed"
+        if with_progress:  # written by the recovering worker only, never the stale one
+            assert info.progress == f"late from {procs[-1].pid}"
+
+
+async def _count(app: StackShift, name: str, n: int) -> bool:
+    return await observed(app, name) >= n
+
+
+async def test_progress_of_a_stale_worker_never_recreates_an_expired_run(
+    make_app: Any,
+) -> None:
+    app: StackShift = make_app(retention=1)
+    run = await app.start("j", queue_name="s")
+    [taken] = (await app.scripts.take([("s", 30_000)], 1, **OPTS)).taken
+    done = app.scripts.complete_call(run.id, taken.token, app.serializer.dumps(1), 1000)
+    assert await app.scripts.run_batch([done]) == [1]
+    with pytest.raises(LeaseLostError):  # finished: fenced out
+        await app.scripts.progress(run.id, taken.token, app.serializer.dumps(0.5))
+    await asyncio.sleep(1.2)
+    assert await app.get_run(run.id) is None
+    with pytest.raises(LeaseLostError):  # expired: nothing re-created
+        await app.scripts.progress(run.id, taken.token, app.serializer.dumps(0.9))
+    assert await app.redis.exists(app.keys.run(run.id)) == 0
+
+
+async def test_start_refuses_a_payload_that_does_not_deserialize(app: StackShift) -> None:
+    app.job("j", lambda ctx: None)
+    with pytest.raises(PayloadError, match="does not deserialize"):
+        await app.start("j", {(1, 2): "tuple key"})
+    assert await namespace_keys(app) == []
+
+
+async def test_an_undecodable_run_fails_alone(app: StackShift, running_worker: Any) -> None:
+    app.job("j", lambda ctx: ctx.payload)
+    good = await app.start_many("j", list(range(5)))
+    bad_id = new_run_id()
+    await app.scripts.start(  # stored by another client whose serializer differs
+        "j", "default", [(bad_id, None, b"\xc1")], delay_ms=0, at_ms=0, idem_ttl_ms=1000
+    )
+    more = await app.start_many("j", list(range(5, 10)))
+    running_worker(app)
+    assert [await r.result(timeout=10) for r in good + more] == list(range(10))
+    await wait_for(lambda: _raw_status_is(app, bad_id, b"failed"), timeout=10)
+    error = json.loads(await app.redis.hget(app.keys.run(bad_id), "error"))
+    assert error["type"] == "PayloadError"
+    assert await app.redis.hget(app.keys.run(bad_id), "attempts") == b"1"  # no retries
+    with pytest.raises(RunDataError, match="payload"):  # get_run says what is damaged
+        await app.get_run(bad_id)
+
+
+async def _raw_status_is(app: StackShift, run_id: str, status: bytes) -> bool:
+    return bool(await app.redis.hget(app.keys.run(run_id), "status") == status)
+
+
+async def _status_is(app: StackShift, run_id: str, status: str) -> bool:
+    info = await app.get_run(run_id)
+    return info is not None and info.status == status
+
+
+async def test_foreign_entries_are_dropped_and_the_rest_runs(
+    app: StackShift, running_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.job("j", lambda ctx: ctx.payload)
+    k = app.keys
+    await app.redis.xadd(k.stream("default"), {"garbage": "\x00\xff"})  # not a ticket
+    await app.redis.zadd(k.ready("default", "0"), {"not-a-run": 0})  # not a run
+    await app.redis.zadd(k.ring("default"), {"0": 0})
+    runs = await app.start_many("j", [1, 2, 3])
+    with caplog.at_level(logging.ERROR, logger="stackshift.worker"):
+        running_worker(app)
+        assert [await r.result(timeout=10) for r in runs] == [1, 2, 3]
+    assert any("not-a-run" in r.getMessage() for r in caplog.records)
+    assert await app.redis.zscore(k.ready("default", "0"), "not-a-run") is None
+
+
+async def test_a_damaged_field_fails_the_run_visibly(
+    app: StackShift, running_worker: Any
+) -> None:
+    app.job("j", lambda ctx: "ran")
+    victim = await app.start("j")
+    other = await app.start("j")
+    await app.redis.hset(app.keys.run(victim.id), "deliveries", "garbage")
+    running_worker(app)
+    assert await other.result(timeout=10) == "ran"
+    await wait_for(lambda: _status_is(app, victim.id, "failed"), timeout=10)
+    info = await app.get_run(victim.id)
+    assert info is not None and info.error is not None
+    assert info.error["type"] == "RunDataError" and "deliveries" in info.error["message"]
+
+
+async def test_a_queued_run_that_lost_its_ready_entry_is_requeued(
+    app: StackShift, running_worker: Any
+) -> None:
+    app.job("j", lambda ctx: "ran")
+    run = await app.start("j")
+    await app.redis.zrem(app.keys.ready("default", "0"), run.id)  # lost mid-crash
+    running_worker(app)  # its reconcile duty (first round at start) finds the run
+    assert await run.result(timeout=10) == "ran"
+    info = await app.get_run(run.id)
+    assert info is not None and "requeued" in [e["type"] for e in info.timeline]
+
+
+async def test_get_run_on_a_damaged_record_raises_a_library_error(app: StackShift) -> None:
+    app.job("j", lambda ctx: None)
+    run = await app.start("j")
+    await app.redis.hset(app.keys.run(run.id), "payload", b"\xc1")
+    with pytest.raises(RunDataError, match=run.id):
+        await app.get_run(run.id)
+    await app.redis.hset(app.keys.run(run.id), "status", "garbage")
+    with pytest.raises(RunDataError):
+        await app.list_runs()
+
+
+async def test_index_entries_do_not_outlive_their_runs(
+    make_app: Any, running_worker: Any
+) -> None:
+    app: StackShift = make_app(retention=1)
+    app.job("j", lambda ctx: None)
+    worker = running_worker(app)
+    await wait_for(lambda: _worker_ready(app), timeout=10)
+    structure = [app.keys.queue_stat("default"), app.keys.take(worker.id)]  # per queue/worker
+    baseline = set(await namespace_keys(app)) | {k.encode() for k in structure}
+    before = await _used_memory(app)
+    runs = await app.start_many("j", [None] * 2000)
+    await wait_for(lambda: _status_is(app, runs[-1].id, "completed"), timeout=30)
+    await wait_for(lambda: _all_finished(app, 2000), timeout=30)
+    during = await _used_memory(app)
+    await asyncio.sleep(1.2)  # every run expired
+    await worker.upkeep.trim()  # what the worker does every trim_every (1 s here)
+    left = set(await namespace_keys(app))
+    assert left <= baseline, sorted(left - baseline)
+    after = await _used_memory(app)
+    assert after - before < (during - before) / 10, (before, during, after)
+
+
+async def _worker_ready(app: StackShift) -> bool:
+    return bool(await app.redis.exists(app.keys.workers()))
+
+
+async def _all_finished(app: StackShift, n: int) -> bool:
+    return int(await app.redis.zcard(app.keys.idx_status("completed"))) >= n
+
+
+async def _used_memory(app: StackShift) -> int:
+    from conftest import node_of
+
+    return int((await app.redis.info("memory", **node_of(app)))["used_memory"])
+
+
+async def test_a_resent_start_is_not_a_duplicate_of_itself(app: StackShift) -> None:
+    run = (new_run_id(), "order-1", app.serializer.dumps(None))
+    first = await app.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
+    again = await app.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
+    assert first == again == [(run[0], False)]
+    other = (new_run_id(), "order-1", app.serializer.dumps(None))
+    assert await app.scripts.start(
+        "j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000
+    ) == [(run[0], True)]
+    assert await app.redis.zcard(app.keys.ready("q", "0")) == 1
