@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from stackshift_redis import RunContext, StackShift, SyncRunContext
+from stackshift_redis import RunContext, ScheduleInfo, StackShift, SyncRunContext
 
 stackshift = StackShift(redis_url="redis://localhost:6379/0", namespace="shop")
 stackshift.queue("orders", concurrency=10, visibility_timeout=30)
@@ -46,3 +46,22 @@ async def place_order() -> Any:
     )
     await stackshift.send_event("shipment.created", {"order_id": "o_1"})
     return await run.result(timeout=30)
+
+
+@stackshift.job("digest", queue="orders", cron="0 9 * * MON-FRI", timezone="Europe/Berlin")
+async def digest(ctx: RunContext) -> str:
+    """Started by its schedule (named after the job) at 09:00 Berlin time on weekdays."""
+    when = ctx.scheduled_at  # the tick: an aware datetime (None outside schedules)
+    return f"{ctx.schedule} for {when.isoformat() if when else 'no tick'}"
+
+
+async def nightly() -> ScheduleInfo:
+    info = await stackshift.schedules.create(
+        "nightly-report", job="checkout", cron="30 2 * * *", timezone="Europe/Berlin",
+        payload={"kind": "full"}, overlap="skip", catchup="latest", jitter=timedelta(seconds=30),
+    )  # fmt: skip
+    await stackshift.schedules.pause("nightly-report")
+    await stackshift.schedules.resume("nightly-report")
+    run = await stackshift.schedules.trigger("nightly-report")
+    assert run.id and info.next_fire_at is not None
+    return info

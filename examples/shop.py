@@ -2,11 +2,14 @@
 
 Run a worker:   stackshift-worker examples.shop:stackshift --concurrency 8
 Start runs:     python -m examples.client
+Test the jobs:  pytest examples/test_shop.py   (TestEnv: no Redis, no real waiting)
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+from typing import Any
 
 from stackshift_redis import NonRetriableError, RunContext, StackShift, SyncRunContext
 
@@ -41,3 +44,18 @@ async def checkout(ctx: RunContext) -> dict[str, object]:
 def refund(ctx: SyncRunContext) -> None:
     """A plain function handler (runs in a thread) that always refuses."""
     raise NonRetriableError(f"refunds for {ctx.payload['order']} need a human")
+
+
+@stackshift.job("fulfil", queue="orders")
+async def fulfil(ctx: RunContext) -> dict[str, Any]:
+    """Wait up to 3 days for the warehouse to ship; a week later, ask for a review."""
+    order_id = ctx.payload["id"]
+    shipment = await ctx.step.wait_for_event(
+        "wait-shipment", event="shipment.created", match={"order_id": order_id},
+        timeout=timedelta(days=3), lookback=timedelta(minutes=5),
+    )  # fmt: skip
+    if shipment is None:
+        return {"order": order_id, "status": "not shipped"}
+    await ctx.step.sleep("settle-in", timedelta(days=7))
+    await ctx.step.send_event("ask-review", "review.requested", {"order_id": order_id})
+    return {"order": order_id, "status": "shipped", "tracking": shipment.data["tracking"]}

@@ -6,8 +6,9 @@
 -- Workers learn of a flagged run from keys.control() (derived: K.ctl).
 -- Returns {status after the call, 1 if this call cancelled or flagged it else 0},
 -- or 0 when there is no such run.
+-- @include keys.lua
 -- @include now_ms.lua
 -- @include cancel_run.lua
-local first, changed = cancel_run(ARGV[1], ARGV[2], ARGV[3], now_ms(), tonumber(ARGV[4]))
-if not first then return 0 end
-return {first, changed}
+local out = cancel_run(ARGV[1], ARGV[2], ARGV[3], now_ms(), tonumber(ARGV[4]))
+if not out then return 0 end
+return out

@@ -20,9 +20,9 @@
 -- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
 -- ARGV[5] take id (unique per call)  ARGV[4+2i] queue_i  ARGV[5+2i] lease_ms_i
 -- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
--- failed tries so far, resumed 0|1, hook fields, queue}, or {run_id, outcome, queue} for
--- 'poison' and 'damaged' (failed) and 'missing' (a foreign entry, dropped). See
--- lib/lease_run.lua.
+-- failed tries so far, resumed 0|1, hook fields, schedule, scheduled_at, queue}, or
+-- {run_id, outcome, queue} for 'poison' and 'damaged' (failed) and 'missing' (a foreign
+-- entry, dropped). See lib/lease_run.lua.
 -- Cost: O(runs taken + groups visited), at most 4n ready-set pops.
 -- @include keys.lua
 -- @include now_ms.lua

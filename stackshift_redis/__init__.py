@@ -19,6 +19,7 @@ from .errors import (
 from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
 from .records import Event, RunInfo, RunStatus, SendEventResult
 from .runs import RunHandle
+from .schedules import ScheduleInfo
 
 __all__ = [
     "CancelOn",
@@ -36,6 +37,7 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunStatus",
+    "ScheduleInfo",
     "SendEventResult",
     "Singleton",
     "StackShift",

@@ -15,6 +15,7 @@ from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys
 from .records import Duration, check_int, millis
+from .schedules import Schedules
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
@@ -42,6 +43,8 @@ class StackShift(Client):
     ) -> None:
         if redis is not None and redis_url is not None:
             raise InvalidArgumentError("pass redis_url or redis, not both")
+        if redis_url is not None and not isinstance(redis_url, str):
+            raise InvalidArgumentError(f"redis_url must be a str, not {redis_url!r}")
         check_int(max_deliveries, "max_deliveries", 1)
         check_int(max_payload_bytes, "max_payload_bytes", 1)
         settings = Settings(
@@ -63,6 +66,8 @@ class StackShift(Client):
         )
         super().__init__(ns)
         self._sync: SyncStackShift | None = None
+        self.schedules = Schedules(ns, self.run)
+        """Recurring runs: create (upsert), pause, resume, trigger, delete, get, list."""
 
     def __repr__(self) -> str:
         return f"StackShift(namespace={self.namespace!r})"
@@ -141,6 +146,8 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
         concurrency: Concurrency | Sequence[Concurrency] | None = ...,
         throttle: Throttle | None = ...,
         rate_limit: RateLimit | None = ...,
@@ -161,6 +168,8 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
         concurrency: Concurrency | Sequence[Concurrency] | None = ...,
         throttle: Throttle | None = ...,
         rate_limit: RateLimit | None = ...,
@@ -180,6 +189,8 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
         concurrency: Concurrency | Sequence[Concurrency] | None = None,
         throttle: Throttle | None = None,
         rate_limit: RateLimit | None = None,
@@ -189,8 +200,10 @@ class StackShift(Client):
         priority: int = 0,
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
-        Flow control (concurrency, throttle, rate_limit, debounce, singleton, cancel_on,
-        priority): see stackshift_redis.flow and the README, "Flow control"."""
+        `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
+        or updated by each worker that registers the job when it starts. Flow control
+        (concurrency, throttle, rate_limit, debounce, singleton, cancel_on, priority): see
+        stackshift_redis.flow and the README, "Flow control"."""
         flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
 
         def register(func: F) -> F:
@@ -204,6 +217,8 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    cron=cron,
+                    timezone=timezone,
                     flow=flow,
                     priority=priority,
                 )

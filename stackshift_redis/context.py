@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 from .execution import Execution
@@ -20,14 +21,21 @@ class _ContextBase:
     payload: Any
     """The run's payload."""
     run_id: str
+    """The run's id."""
     job: str
+    """The job's name."""
     queue: str
+    """The queue the run executes on."""
     attempt: int
-    """1-based: which execution of the run this is."""
+    """1-based: failed attempts so far + 1 (resuming after a sleep or a wait keeps it)."""
     event: Event | None
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
     """A logger whose records carry run_id and job."""
+    schedule: str | None
+    """The schedule that started the run, else None."""
+    scheduled_at: datetime | None
+    """The schedule's tick this run is for (aware, UTC), else None."""
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
@@ -37,6 +45,8 @@ class _ContextBase:
         self.queue = execution.queue
         self.attempt = execution.attempt
         self.event = execution.event
+        self.schedule = execution.schedule
+        self.scheduled_at = execution.scheduled_at
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"), {"run_id": self.run_id, "job": self.job}
         )
@@ -45,6 +55,9 @@ class _ContextBase:
 class RunContext(_ContextBase):
     """The context of an `async def` handler: `await ctx.step.run(...)`, `await
     ctx.progress(...)`, `await ctx.state.get(...)`."""
+
+    step: Step
+    """The step API: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
 
     def __init__(self, execution: Execution) -> None:
         super().__init__(execution)
@@ -63,6 +76,9 @@ class RunContext(_ContextBase):
 class SyncRunContext(_ContextBase):
     """The context of a plain-function handler (it runs in a worker thread):
     `ctx.step.run(...)`, `ctx.progress(...)` and `ctx.state.get(...)` block."""
+
+    step: SyncStep
+    """The step API, blocking: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
 
     def __init__(
         self, execution: Execution, loop: asyncio.AbstractEventLoop, state: SyncState

@@ -35,11 +35,11 @@ class Settings:
     max_deliveries: int
 
 
-CLIENT_RETRIES = 3
+CLIENT_RETRIES = 5
 
 
 def client_retry() -> Retry:
-    """How the library's own client re-sends a command whose connection failed: 3 more
+    """How the library's own client re-sends a command whose connection failed: 5 more
     times with jittered backoff (50 ms doubling, capped at 1 s). Every script is safe to
     re-send: see README "What is promised"."""
     return Retry(
@@ -86,6 +86,7 @@ class Namespace:
         self.redis_url = redis_url
         self._redis = redis
         self._scripts: Scripts | None = None
+        self.virtual_clock = False  # TestEnv only: scripts read the time from keys.clock()
         self._queue_cache: dict[str, str] = {}
 
     @property
@@ -105,16 +106,28 @@ class Namespace:
     def scripts(self) -> Scripts:
         """The Lua scripts bound to this client and namespace."""
         if self._scripts is None:
-            self._scripts = Scripts(self.redis, self.keys)
+            self._scripts = Scripts(self.redis, self.keys, virtual_clock=self.virtual_clock)
         return self._scripts
 
     def use_redis_url(self, redis_url: str) -> None:
         """Point at another Redis (before first use; the CLI's --redis-url)."""
         self.redis_url, self._redis, self._scripts = redis_url, None, None
 
+    def swap_client(
+        self, redis: Any, *, redis_url: str | None = None, virtual_clock: bool = False
+    ) -> tuple[Any, str | None, bool]:
+        """Point this namespace at another client (TestEnv puts in-process fakeredis in, with
+        `virtual_clock`: scripts read the time from keys.clock()); returns the previous
+        (client, redis_url, virtual_clock) to swap back with."""
+        previous = (self._redis, self.redis_url, self.virtual_clock)
+        self._redis, self.redis_url, self.virtual_clock = redis, redis_url, virtual_clock
+        self._scripts = None
+        self._queue_cache.clear()
+        return previous
+
     def rebind(self, redis: Any) -> Namespace:
         """The same namespace, registry, hooks and settings on another client."""
-        return Namespace(
+        ns = Namespace(
             namespace=self.namespace,
             serializer=self.serializer,
             settings=self.settings,
@@ -122,6 +135,8 @@ class Namespace:
             hooks=self.hooks,
             redis=redis,
         )
+        ns.virtual_clock = self.virtual_clock
+        return ns
 
     async def aclose(self) -> None:
         """Close the client if this namespace created it."""

@@ -9,6 +9,7 @@
     ├── PayloadError             (ValueError) a value does not serialize, or is too large
     ├── InvalidArgumentError     (ValueError) a bad name, duration or option
     ├── RunNotFoundError         (LookupError) no such run (or it expired)
+    ├── ScheduleNotFoundError    (LookupError) no such schedule
     ├── InvalidRunStateError     the run's status does not allow the operation
     ├── RunDataError             a run's stored record is damaged (unreadable fields)
     ├── LockError                a lock was not acquired, or was lost
@@ -37,6 +38,7 @@ __all__ = [
     "RunDataError",
     "RunFailed",
     "RunNotFoundError",
+    "ScheduleNotFoundError",
     "StackShiftError",
     "UnknownJobError",
 ]
@@ -89,6 +91,10 @@ class InvalidArgumentError(StackShiftError, ValueError):
 
 class RunNotFoundError(StackShiftError, LookupError):
     """No run with that id exists (it was never started, or it expired after retention)."""
+
+
+class ScheduleNotFoundError(StackShiftError, LookupError):
+    """No schedule of that name (`schedules.trigger`)."""
 
 
 class InvalidRunStateError(StackShiftError):

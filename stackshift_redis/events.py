@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from . import clock
 from .core import Namespace
 from .errors import InvalidArgumentError
 from .keys import check_name
@@ -93,7 +93,7 @@ class EventBus:
 
     def encode(self, name: str, data: Any, event_id: str) -> bytes:
         """The stored form of an event (a step result when a waiting run receives it)."""
-        ts = time.time_ns() // 1_000_000
+        ts = clock.now_ms()
         return self._ns.serializer.dumps({"name": name, "id": event_id, "data": data, "ts": ts})
 
     async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .core import Namespace
@@ -46,6 +47,8 @@ class Execution:
     lost: bool = False
     finished: bool = False  # its outcome is being recorded: no lease to renew
     seen: dict[str, int] = field(default_factory=dict)
+    schedule: str | None = None  # the schedule that started the run
+    scheduled_at: datetime | None = None  # its tick
 
     def unique(self, name: str) -> str:
         """The step's stored name: `name`, then `name#2`, `name#3` within one execution."""

@@ -16,7 +16,7 @@ from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
 from .jobs import JobDef
-from .records import error_json
+from .records import error_json, from_ms
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
 
@@ -59,6 +59,7 @@ class Executor:
             event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
             lease_ms=round(ns.registry.queue(run.queue).visibility_timeout * 1000),
             confirmed_at=sent_at,
+            schedule=run.schedule or None, scheduled_at=from_ms(run.scheduled_at or None),
         )  # fmt: skip
 
     async def run(self, ex: Execution) -> ScriptCall | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cron import make_cadence
 from .errors import InvalidArgumentError
 from .flow import Flow, check_priority
 from .keys import check_name
@@ -46,6 +47,8 @@ class JobDef:
     timeout: float | None
     on_event: str | None
     idempotency_ttl: float | None
+    cron: str | None = None  # a schedule named after the job (upserted by workers)
+    timezone: str | None = None  # the cron's IANA time zone (default UTC)
     flow: Flow = field(default_factory=Flow)
     priority: int = 0
 
@@ -65,6 +68,8 @@ def make_job(
     timeout: Duration | None,
     on_event: str | None,
     idempotency_ttl: Duration | None,
+    cron: str | None = None,
+    timezone: str | None = None,
     flow: Flow | None = None,
     priority: int = 0,
 ) -> JobDef:
@@ -79,6 +84,10 @@ def make_job(
         raise InvalidArgumentError(f"job {name!r}: retries must be an int >= 0")
     if timeout is not None and seconds(timeout, "timeout") <= 0:
         raise InvalidArgumentError(f"job {name!r}: timeout must be positive (None: no limit)")
+    if cron is not None:
+        cron = make_cadence(cron, None, timezone).cron
+    elif timezone is not None:
+        raise InvalidArgumentError(f"job {name!r}: timezone= needs cron=")
     return JobDef(
         name=name,
         fn=fn,
@@ -90,6 +99,8 @@ def make_job(
         idempotency_ttl=(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
+        cron=cron,
+        timezone=timezone,
         flow=flow if flow is not None else Flow(),
         priority=check_priority(priority),
     )

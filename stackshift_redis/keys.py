@@ -39,6 +39,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
     # flow control (keys.py `key` = a Concurrency slot id or a rule's key value, see flow.py)
     "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
     "parked": ("fc", "{job}", "park", "{key}"),  # ZSET "queue group" blocked on it -> park ms
@@ -57,6 +58,9 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "event_log": ("ev", "{event}", "log"),  # ZSET recent event ids by time ms (lookback)
     "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
     "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
+    # schedules
+    "sched": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
+    "scheds": ("scheds",),  # ZSET schedule name -> next fire ms (+inf while paused)
 }
 
 
@@ -151,6 +155,9 @@ class Keys:
         """ZSET: worker id -> heartbeat expiry (ms)."""
         return _render(self.prefix, "workers", ())
 
+    def clock(self) -> str:
+        """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
+        return _render(self.prefix, "clock", ())
     # flow control
     def slot(self, job: str, slot_id: str) -> str:
         """SET: ids of the runs holding a place of a Concurrency slot (`<entry>:<key>`)."""
@@ -213,6 +220,15 @@ class Keys:
     def triggers(self, event: str) -> str:
         """HASH: job -> queue of jobs started by that event."""
         return _render(self.prefix, "triggers", (event,))
+
+    # schedules
+    def schedule(self, name: str) -> str:
+        """HASH: a schedule's definition and state (next fire, last run)."""
+        return _render(self.prefix, "sched", (name,))
+
+    def schedules(self) -> str:
+        """ZSET: schedule name -> next fire time ms (+inf while paused)."""
+        return _render(self.prefix, "scheds", ())
 
 
 def lua_keys() -> str:

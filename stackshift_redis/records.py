@@ -6,7 +6,6 @@ import json
 import math
 import os
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from . import clock
 from .errors import InvalidArgumentError
 from .serializer import Serializer
 
@@ -97,7 +97,7 @@ def new_run_id() -> str:
     """A unique id sortable by creation time: 11 hex digits of ms, 5 of a per-process
     sequence (monotonic within a millisecond), 8 random."""
     with _id_lock:
-        ms = time.time_ns() // 1_000_000
+        ms = clock.now_ms()
         if ms <= _id_last[0]:
             ms, seq = _id_last[0], _id_last[1] + 1
             if seq > 0xFFFFF:
@@ -120,7 +120,7 @@ def error_json(exc: BaseException, *, type_name: str | None = None) -> str:
 # last so Lua can finish a record by appending a msgpack bin/str (lua/lib/mp_pack.lua).
 def record_prefix(status: str, last_key: str) -> bytes:
     """A record up to (not including) its last value."""
-    head: bytes = msgpack.packb({"status": status, "at": time.time_ns() // 1_000_000})
+    head: bytes = msgpack.packb({"status": status, "at": clock.now_ms()})
     key: bytes = msgpack.packb(last_key)
     return bytes([head[0] + 1]) + head[1:] + key
 
@@ -153,9 +153,13 @@ class Event:
     """An event: name, id, data and when it was sent."""
 
     name: str
+    """The event's name."""
     id: str
+    """Its id (dedupes repeated sends)."""
     data: Any
+    """Its data (any serializable value)."""
     ts: datetime
+    """When it was sent (aware UTC)."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,15 @@ class SendEventResult:
     """What `send_event` did: runs it resumed and runs it started."""
 
     id: str
+    """The event's id."""
     resumed: list[str] = field(default_factory=list)
+    """Ids of the waiting runs it resumed."""
     started: list[str] = field(default_factory=list)
+    """Ids of the runs it started (on_event jobs)."""
     duplicate: bool = False
-    cancelled: list[str] = field(default_factory=list)  # by their jobs' CancelOn rules
+    """True when this id was sent before (within the dedupe window): nothing was done."""
+    cancelled: list[str] = field(default_factory=list)
+    """Ids of the runs it cancelled (their jobs' CancelOn rules matched it)."""
 
 
 @dataclass(frozen=True)
@@ -174,20 +183,35 @@ class RunInfo:
     """A snapshot of a run as stored in Redis."""
 
     id: str
+    """The run's id (sortable by creation time)."""
     status: RunStatus
+    """Where the run is: queued, scheduled, running, waiting, completed, failed, cancelled."""
     job: str
+    """The job's name."""
     queue: str
+    """The queue it executes on."""
     payload: Any
+    """The payload it was started with."""
     result: Any
+    """The return value once completed, else None."""
     error: dict[str, Any] | None
+    """Once failed or cancelled: {type, message, traceback}."""
     attempts: int
+    """Executions so far (each take counts, resumes included)."""
     created_at: datetime | None
+    """When it was started."""
     started_at: datetime | None
+    """When a worker first took it."""
     finished_at: datetime | None
+    """When it finished."""
     steps: dict[str, dict[str, Any]]
+    """Stored steps: {name: {status, result or error, at}}."""
     timeline: list[dict[str, Any]]
+    """What happened, in order: [{at, type, ...}] (queued, started, step_completed, ...)."""
     parent_id: str | None = None
+    """For a child run (invoke): the parent run's id."""
     progress: Any = None
+    """The last value passed to ctx.progress()."""
 
 
 def _s(v: bytes | None) -> str:

@@ -64,6 +64,8 @@ class TakenRun:
     fails: int  # failed attempts so far
     resumed: bool  # the run waited and this attempt continues it
     fields: dict[str, str]  # fields stored by hooks at start (x:<name>)
+    schedule: str = ""  # the schedule that started the run, or ""
+    scheduled_at: int = 0  # its tick (epoch ms), or 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,21 @@ class TakeReply:
 
     taken: list[TakenRun]
     dropped: list[tuple[str, str, str]]
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    """A schedule due now, as `due_schedules` reads it (what a worker plans ticks from)."""
+
+    name: str
+    next_ms: int
+    rev: str
+    job: str
+    cron: str  # "" for an interval
+    every_ms: int  # 0 for a cron
+    timezone: str
+    catchup: str
+    jitter_ms: int
 
 
 @dataclass(frozen=True)
@@ -96,12 +113,15 @@ class SendReply:
 
 
 class Scripts:
-    """One method per Lua script. `redis` may be a Redis or RedisCluster client."""
+    """One method per Lua script. `redis` may be a Redis or RedisCluster client.
+    `virtual_clock` (TestEnv only): the scripts read the time from `keys.clock()`."""
 
-    def __init__(self, redis: Any, keys: Keys) -> None:
+    def __init__(self, redis: Any, keys: Keys, *, virtual_clock: bool = False) -> None:
         self.redis = redis
         self.keys = keys
-        self._scripts = {n: redis.register_script(source(n)) for n in script_names()}
+        clock_key = keys.clock() if virtual_clock else None
+        self._sources = {n: source(n, clock_key) for n in script_names()}
+        self._scripts = {n: redis.register_script(text) for n, text in self._sources.items()}
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; error replies become stackshift errors."""
@@ -122,7 +142,7 @@ class Scripts:
         if isinstance(pipe, Pipeline):
             await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
         else:
-            pipe.eval(source(name), len(keys), *keys, *args)
+            pipe.eval(self._sources[name], len(keys), *keys, *args)
 
     async def run_batch(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run prepared calls in one round trip; per call its reply or its exception.
@@ -234,7 +254,8 @@ class Scripts:
                 TakenRun(
                     run_id=_str(r[0]), token=_str(r[2]), attempt=int(r[3]), job=_str(r[4]),
                     payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
-                    resumed=bool(r[9]), fields=_pairs(r[10]), queue=_str(r[11]),
+                    resumed=bool(r[9]), fields=_pairs(r[10]), schedule=_str(r[11]),
+                    scheduled_at=int(r[12] or 0), queue=_str(r[13]),
                 )
             )  # fmt: skip
         return TakeReply(taken, dropped)
@@ -399,3 +420,57 @@ class Scripts:
     async def lock_release(self, name: str, token: str) -> bool:
         """Delete a lock while it holds `token`."""
         return bool(await self.call("lock_release", [self.keys.lock(name)], [token]))
+
+    # schedules
+    async def upsert_schedule(
+        self, name: str, job: str, queue: str, payload: bytes, cron: str, every_ms: int,
+        timezone: str, signature: str, overlap: str, catchup: str, jitter_ms: int,
+        origin: str, next_ms: int,
+    ) -> tuple[bool, int, bool]:  # fmt: skip
+        """Create or update a schedule: (created, next fire ms, paused)."""
+        k = self.keys
+        args = [name, job, queue, payload, cron, every_ms, timezone, signature, overlap,
+                catchup, jitter_ms, origin, next_ms]  # fmt: skip
+        r = await self.call("upsert_schedule", [k.schedule(name), k.schedules()], args)
+        return bool(r[0]), int(r[1]), bool(r[2])
+
+    async def due_schedules(self, limit: int) -> tuple[int, int, list[DueSchedule]]:
+        """(server now ms, ms until the next later schedule or -1, schedules due now)."""
+        k = self.keys
+        r = await self.call("due_schedules", [k.schedules()], [k.prefix, limit])
+        due: list[DueSchedule] = []
+        for i in range(2, len(r), 9):
+            f = [_str(v) if v else "" for v in r[i : i + 9]]
+            due.append(DueSchedule(f[0], int(f[1]), f[2], f[3], f[4], int(f[5] or 0),
+                                   f[6] or "UTC", f[7] or "latest", int(f[8] or 0)))  # fmt: skip
+        return int(r[0]), int(r[1]), due
+
+    async def fire_schedule(
+        self, due: DueSchedule, new_next_ms: int, ticks: Sequence[tuple[int, str, int]],
+        idem_ttl_ms: int, retention_ms: int,
+    ) -> tuple[list[str], int] | None:  # fmt: skip
+        """Fire ticks (tick ms, run id, jitter ms) and advance to `new_next_ms`, if `due` is
+        still current: (created run ids, ticks skipped by overlap), or None (stale)."""
+        k = self.keys
+        keys = [k.schedule(due.name), k.schedules()]
+        args: list[Any] = [k.prefix, due.name, due.next_ms, due.rev, new_next_ms, idem_ttl_ms,
+                           retention_ms, len(ticks)]  # fmt: skip
+        for tick, run_id, jitter in ticks:
+            keys.append(k.idem(due.job, f"schedule:{due.name}:{tick}"))
+            args += [tick, run_id, jitter]
+        r = await self.call("fire_schedule", keys, args)
+        if r[0] != b"fired":
+            return None
+        return [_str(i) for i in r[1]], int(r[2])
+
+    async def trigger_schedule(self, name: str, run_id: str) -> bool:
+        """Start a run of the schedule now; False when there is no such schedule."""
+        k = self.keys
+        return bool(await self.call("trigger_schedule", [k.schedule(name)],
+                                    [k.prefix, name, run_id]))  # fmt: skip
+
+    async def control_schedule(self, name: str, op: str, next_ms: int = 0, rev: str = "") -> int:
+        """pause | resume | delete: 1 done, 0 no such schedule, -1 changed since `rev`."""
+        k = self.keys
+        args = [name, op, next_ms, rev]
+        return int(await self.call("control_schedule", [k.schedule(name), k.schedules()], args))

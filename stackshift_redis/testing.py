@@ -1,14 +1,46 @@
-"""A test seam for users: StackShift apps on in-memory fakeredis (Lua through lupa)."""
+"""Testing your own jobs: `TestEnv` runs an app in-process on fakeredis with a virtual
+clock, and `fake_app()` builds an app on fakeredis (needs the `[testing]` extra).
+
+`TestEnv` is not a second engine. It points the app's namespace at a private fakeredis
+server whose scripts are the same Lua files, rendered with the virtual `now_ms`
+(luasrc.source with a clock key), and executes runs with the worker's own parts: the
+take path (dispatch.Dispatcher), attempts (executor.Executor) and the background duties
+(upkeep.Upkeep: promote due runs, reclaim expired leases, and whatever duty lands
+there later, such as schedules). Time stands still inside a TestEnv until `advance()`
+moves it; the same virtual time reaches the scripts (the clock key) and the Python side
+(clock.use), so sleeps, event timeouts, delays and retries with backoff become due
+exactly when they would.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
+from . import clock
 from .app import StackShift
+from .dispatch import Dispatcher
+from .errors import InvalidArgumentError, StackShiftError
+from .executor import Executor
+from .keys import check_name
+from .records import Duration, epoch_ms, error_json, millis
+from .scripts import ScriptCall, TakenRun
+from .state import State
+from .upkeep import Upkeep
+
+log = logging.getLogger("stackshift.testing")
+_POLL_S = (0.005, 0.1)  # while attempts run: look for runs they made ready, backing off
 
 
 def fake_redis(**kwargs: Any) -> Any:
-    """A fakeredis asyncio client (needs `fakeredis[lua]`)."""
+    """A fakeredis asyncio client (needs `fakeredis[lua]`, the `[testing]` extra)."""
     import fakeredis
 
     return fakeredis.FakeAsyncRedis(**kwargs)
@@ -17,3 +49,235 @@ def fake_redis(**kwargs: Any) -> Any:
 def fake_app(namespace: str = "test", **kwargs: Any) -> StackShift:
     """A StackShift app on a fresh in-memory fakeredis server."""
     return StackShift(redis=fake_redis(), namespace=namespace, **kwargs)
+
+
+def _sha1hex(data: Any) -> bytes:
+    raw = data if isinstance(data, bytes) else str(data).encode()
+    return hashlib.sha1(raw).hexdigest().encode()
+
+
+def _add_sha1hex(server: Any) -> None:
+    """fakeredis (2.41) gives EVAL scripts no `redis.sha1hex`, which Redis has and event
+    matching uses (lua/lib/values_key.lua): add it to the server's Lua runtime once that
+    exists (after a first script call). Nothing happens on a fakeredis that has it."""
+    runtime = getattr(server, "_lua_runtime", None)
+    if runtime is None:
+        return
+    api = runtime.globals()[b"redis"]
+    if api is not None and api[b"sha1hex"] is None:
+        api[b"sha1hex"] = _sha1hex
+
+
+def _finite(value: object) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive int, not {value!r}")
+    return value
+
+
+class TestEnv:
+    """Run `app`'s jobs in-process, on in-memory fakeredis, with a clock you move.
+
+    ```python
+    async with TestEnv(stackshift) as env:
+        run = await stackshift.start("checkout", {"order_id": "o_1"})
+        await env.drain()                     # everything due now, until nothing is ready
+        await env.advance(timedelta(days=1))  # sleeps, timeouts, delays, retries fire
+        assert await run.status() == "completed"
+    ```
+
+    Inside the block the app talks to a private fakeredis server (the app's own Redis is
+    untouched and is used again afterwards) and time stands still until `advance()`.
+    Only jobs registered on `app` execute; `queues` defaults to every queue of them.
+    Redis TTLs (retention, state `ttl=`, locks, idempotency and event dedupe windows)
+    follow real time: the virtual clock moves what the scripts and runs see.
+    """
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    def __init__(
+        self,
+        app: StackShift,
+        *,
+        queues: Sequence[str] | None = None,
+        start: datetime | None = None,
+        concurrency: int = 100,
+        max_attempts: int = 10_000,
+    ) -> None:
+        if not isinstance(app, StackShift):
+            raise InvalidArgumentError(f"app must be a StackShift app, not {app!r}")
+        if start is not None and not isinstance(start, datetime):
+            raise InvalidArgumentError(f"start must be a datetime, not {start!r}")
+        self.app = app
+        self.concurrency = _positive_int("concurrency", concurrency)
+        self.max_attempts = _positive_int("max_attempts", max_attempts)
+        ns = app.core
+        names = list(queues) if queues is not None else sorted(
+            {j.queue for j in ns.registry.jobs.values()} | set(ns.registry.queues) | {"default"}
+        )  # fmt: skip
+        self.queues = [check_name("queue", q) for q in names]
+        if not self.queues:
+            raise InvalidArgumentError("queues must name at least one queue")
+        self._start_ms = epoch_ms(start) if start is not None else clock.now_ms()
+        self._now_ms = self._start_ms
+        self._previous: tuple[Any, str | None, bool] | None = None
+        self._previous_clock: Callable[[], int] | None = None
+        self._redis: Any = None
+        self._dispatcher: Dispatcher | None = None
+        self._executor: Executor | None = None
+        self._upkeep: Upkeep | None = None
+
+    # the clock
+    @property
+    def now(self) -> datetime:
+        """The virtual time (an aware UTC datetime)."""
+        return datetime.fromtimestamp(self._now_ms / 1000, UTC)
+
+    def _clock_ns(self) -> int:
+        return self._now_ms * 1_000_000
+
+    async def _set_clock(self, ms: int) -> None:
+        self._now_ms = ms
+        await self._redis.set(self.app.keys.clock(), ms)
+
+    # lifecycle
+    async def __aenter__(self) -> TestEnv:
+        if self._previous is not None:
+            raise StackShiftError("this TestEnv is already open")
+        import fakeredis  # the [testing] extra
+
+        ns = self.app.core
+        server = fakeredis.FakeServer()
+        self._redis = fakeredis.FakeAsyncRedis(server=server)
+        await self._redis.set(ns.keys.clock(), self._now_ms)
+        await self.app.close()  # the result reader and sync facade reconnect to fakeredis
+        self._previous = ns.swap_client(self._redis, virtual_clock=True)
+        self._previous_clock = clock.use(self._clock_ns)
+        consumer = f"testenv-{id(self):x}"
+        self._dispatcher = Dispatcher(ns, self.queues, consumer)
+        self._executor = Executor(ns, State(ns), asyncio.get_running_loop())
+        self._upkeep = Upkeep(ns, consumer, self.queues, lambda: [], poll_interval=0.0)
+        try:
+            await self._upkeep.setup()
+            await self._dispatcher.setup()
+            await self._upkeep.next_due_ms()  # a first script call creates the Lua runtime
+            _add_sha1hex(server)
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._previous is None:
+            return
+        try:
+            await self.app.close()  # the result reader, which reads from fakeredis
+        finally:
+            redis, redis_url, virtual = self._previous
+            self.app.core.swap_client(redis, redis_url=redis_url, virtual_clock=virtual)
+            clock.use(self._previous_clock)
+            self._previous = None
+            await self._redis.aclose()
+
+    def _parts(self) -> tuple[Dispatcher, Executor, Upkeep]:
+        if self._dispatcher is None or self._executor is None or self._upkeep is None:
+            raise StackShiftError("use TestEnv as `async with TestEnv(app) as env:`")
+        if self._previous is None:
+            raise StackShiftError("this TestEnv is closed")
+        return self._dispatcher, self._executor, self._upkeep
+
+    # executing
+    async def drain(self) -> int:
+        """Execute everything due now, in-process, until no run is ready and no attempt is
+        running; returns the number of attempts executed. Time does not move."""
+        dispatcher, _, upkeep = self._parts()
+        await upkeep.due_now()
+        running: set[asyncio.Task[None]] = set()
+        executed, poll = 0, _POLL_S[0]
+        try:
+            while True:
+                free = self.concurrency - len(running)
+                taken = await self._take(dispatcher, free) if free > 0 else []
+                if not taken and not running:
+                    await upkeep.tick()  # a retry due at once (RetryAfterError(0))
+                    taken = await self._take(dispatcher, free)
+                    if not taken:
+                        return executed
+                executed += len(taken)
+                if executed > self.max_attempts:
+                    raise StackShiftError(
+                        f"drain executed more than {self.max_attempts} attempts: does a job "
+                        "start or retry runs without end? (TestEnv(max_attempts=...))"
+                    )
+                running |= {asyncio.create_task(self._attempt(run, at)) for run, at in taken}
+                poll = _POLL_S[0] if taken else min(poll * 2, _POLL_S[1])
+                done, running = await asyncio.wait(
+                    running, timeout=poll, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    task.result()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
+
+    async def advance(self, duration: Duration) -> int:
+        """Move the clock forward by `duration` (seconds or a timedelta), stopping at each
+        due time on the way (sleeps, event timeouts, delayed runs, retries) to drain, so
+        that things fire in order; then drain at the new time. Returns attempts executed."""
+        ms = millis(duration, "duration") if _finite(duration) else -1
+        if ms < 0:
+            raise InvalidArgumentError(f"duration must be finite, not {duration!r}")
+        _, _, upkeep = self._parts()
+        target = self._now_ms + ms
+        executed = await self.drain()
+        for _ in range(self.max_attempts):
+            wait = await upkeep.next_due_ms()
+            if wait is None or self._now_ms + wait > target:
+                break
+            if wait > 0:
+                await self._set_clock(self._now_ms + wait)
+            executed += await self.drain()
+        else:
+            raise StackShiftError(f"advance stopped after {self.max_attempts} due times")
+        await self._set_clock(target)
+        return executed + await self.drain()
+
+    async def _take(self, dispatcher: Dispatcher, n: int) -> list[tuple[TakenRun, float]]:
+        sent = time.monotonic()
+        reply = await dispatcher.take(n)
+        for run_id, queue, why in reply.dropped:  # poison, damaged or missing: as a worker
+            log.error("run %s (queue %s) not taken: %s", run_id, queue, why)
+        return [(run, sent) for run in reply.taken]
+
+    async def _attempt(self, run: TakenRun, sent: float) -> None:
+        """One attempt to its outcome, recorded as a worker records it."""
+        _, executor, _ = self._parts()
+        ns = self.app.core
+        try:
+            ex = executor.build(run, sent)
+        except Exception as exc:  # its payload or event does not decode: it fails alone
+            log.error("run %s (%s): its stored payload does not decode: %s", run.run_id,
+                      run.job, exc)  # fmt: skip
+            error = error_json(exc, type_name="PayloadError")
+            outcome: ScriptCall | None = ns.scripts.fail_call(
+                run.run_id, run.token, error, "failed", 0, ns.settings.retention_ms
+            )
+        else:
+            outcome = await executor.run(ex)
+        if outcome is not None:
+            [result] = await ns.scripts.run_batch([outcome])
+            if isinstance(result, Exception):
+                log.warning("recording %s of run %s failed: %s", outcome.script, run.run_id, result)

@@ -16,6 +16,7 @@ from .core import Namespace
 from .errors import StackShiftError
 from .execution import Execution
 from .keys import GROUP
+from .schedules import ScheduleDuty
 
 log = logging.getLogger("stackshift.worker")
 MIN_REDIS = (6, 2)
@@ -57,6 +58,7 @@ class Upkeep:
         self._reconcile_at = 0
         retention_s = ns.settings.retention_ms / 1000
         self.trim_every = min(30.0, max(1.0, retention_s / 2))
+        self.schedules = ScheduleDuty(ns)
         self.stopped = asyncio.Event()
 
     async def setup(self) -> None:
@@ -81,6 +83,7 @@ class Upkeep:
         last = await r.xrevrange(k.control(), count=1)
         self._control_id = last[0][0] if last else "0-0"
         await self.heartbeat()
+        await self.schedules.sync_jobs()
 
     async def check_server(self) -> None:
         """Refuse Redis older than 6.2; warn loudly unless maxmemory-policy is noeviction.
@@ -146,6 +149,7 @@ class Upkeep:
                 await self.renew(q, vt)
             if self._due(f"reclaim:{q}", min(1.0, vt / 3)):
                 await scripts.reclaim(q, self.ns.settings.retention_ms)
+        wait = min(wait, await self.schedules.poll())
         if self._due("heartbeat", HEARTBEAT_S):
             await self.heartbeat()
         if self._due("hygiene", HYGIENE_S):
@@ -187,6 +191,26 @@ class Upkeep:
                 if n < TRIM_LIMIT:
                     break
         return removed
+
+    async def due_now(self) -> float:
+        """One round of every duty whatever its interval: a TestEnv calls it after moving
+        its clock, so whatever a duty fires (due runs, timers, retries) fires there too."""
+        self._next.clear()
+        self.schedules.look_now()
+        return await self.tick()
+
+    async def next_due_ms(self) -> int | None:
+        """Ms (script clock) until the next delayed run, retry or timer of any queue, or
+        None when nothing is scheduled: a TestEnv moves its clock from one to the next."""
+        soonest: int | None = None
+        for q in self.queues:
+            _, wait = await self.ns.scripts.promote(q)
+            if wait >= 0 and (soonest is None or wait < soonest):
+                soonest = wait
+        _, wait, _ = await self.ns.scripts.due_schedules(0)  # the next schedule tick
+        if wait >= 0 and (soonest is None or wait < soonest):
+            soonest = wait
+        return soonest
 
     async def read_control(self, held: list[tuple[Execution, asyncio.Task[None]]]) -> None:
         """Flag running attempts whose runs were cancelled (they stop at their next step)."""

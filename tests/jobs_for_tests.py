@@ -41,6 +41,7 @@ app.queue("limited", concurrency=3, visibility_timeout=2)
 app.queue("poison", visibility_timeout=1)
 app.queue("cli", visibility_timeout=30)
 app.queue("pause", visibility_timeout=1)
+app.queue("sched", visibility_timeout=5)
 app.queue("flow", visibility_timeout=2)
 # per-key concurrency (tests/test_flow_workers.py registers the same options in the test
 # process: flow-control rules are resolved by the process that starts the run)
@@ -173,6 +174,16 @@ async def paused_steps(ctx: RunContext) -> str:
         await ctx.progress(f"late from {os.getpid()}")
     await ctx.step.run("B", side_effect, "b")
     return "done"
+
+
+@app.job("tick", queue="sched", retries=0)
+async def tick(ctx: RunContext) -> str | None:
+    """Records the schedule tick it runs for (epoch ms) and the worker's pid."""
+    at = ctx.scheduled_at
+    if at is not None:
+        await app.redis.rpush(_obs("ticks"), round(at.timestamp() * 1000))
+    await app.redis.sadd(_obs("tick_pids"), os.getpid())
+    return ctx.schedule
 
 
 # helpers for the tests (not used by the workers)

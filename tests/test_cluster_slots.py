@@ -55,6 +55,11 @@ REQUIRED = {
     "state_incr",
     "lock_extend",
     "lock_release",
+    "upsert_schedule",
+    "due_schedules",
+    "fire_schedule",
+    "trigger_schedule",
+    "control_schedule",
 }
 
 
@@ -219,6 +224,12 @@ async def test_every_script_call_touches_one_slot(
     async with st.lock("L", ttl=0.3, wait=1):
         await asyncio.sleep(0.35)  # extended by lock_extend while held
 
+    await app.schedules.create("sched", job="child", every=1, payload=5, overlap="skip")
+    await wait_for(lambda: _fired(app, "sched"), 5)  # a worker's upkeep fired a tick
+    assert await (await app.schedules.trigger("sched")).result(timeout=10) == 10
+    assert await app.schedules.pause("sched") and await app.schedules.resume("sched")
+    assert await app.schedules.delete("sched")
+
     assert script_calls, "no script call was recorded"
     prefix_slot = _slot(app.keys.prefix)
     for name, keys, args in script_calls:
@@ -238,3 +249,8 @@ async def test_every_script_call_touches_one_slot(
 async def _waits_for_event(run: Any) -> bool:
     info = await run.info()  # waiting again after its sleep: for the event
     return bool(info is not None and info.status == "waiting" and "nap" in info.steps)
+
+
+async def _fired(app: StackShift, name: str) -> bool:
+    info = await app.schedules.get(name)
+    return info is not None and info.last_run_id is not None

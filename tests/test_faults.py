@@ -171,6 +171,10 @@ async def test_index_entries_do_not_outlive_their_runs(
     await wait_for(lambda: _worker_ready(app), timeout=10)
     structure = [app.keys.queue_stat("default"), app.keys.take(worker.id)]  # per queue/worker
     baseline = set(await namespace_keys(app)) | {k.encode() for k in structure}
+    warm = await app.start_many("j", [None] * 20)  # loads every script the flow uses
+    await wait_for(lambda: _all_finished(app, len(warm)), timeout=30)
+    await asyncio.sleep(1.2)
+    await worker.upkeep.trim()
     before = await _used_memory(app)
     runs = await app.start_many("j", [None] * 2000)
     await wait_for(lambda: _status_is(app, runs[-1].id, "completed"), timeout=30)

@@ -1,6 +1,6 @@
 """Lost replies: a proxy in front of the real Redis drops 20% of the replies to script
 calls (it closes the client's connection after Redis executed the script). The library's
-client re-sends (3 retries); every start, finish and event stays exactly-once in effect.
+client re-sends (5 retries); every start, finish and event stays exactly-once in effect.
 A call whose retries all fail reaches the caller as a connection error."""
 
 from __future__ import annotations

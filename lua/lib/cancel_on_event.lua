@@ -15,9 +15,9 @@ local function cancel_on_event(prefix, id, entry, eid, now, keep)
         unwatch_cancel(prefix, rk, id, cxl, entry)
         return false
       end
-      local _, changed = cancel_run(prefix, id, 'cancelled by event ' .. entry[1] .. ' ' .. eid,
-        now, keep)
-      return changed == 1
+      local out = cancel_run(prefix, id, 'cancelled by event ' .. entry[1] .. ' ' .. eid, now,
+        keep)
+      return out ~= nil and out[2] == 1
     end
   end
   return false

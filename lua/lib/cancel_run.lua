@@ -1,8 +1,9 @@
 -- cancel_run: cancel a run. Queued, scheduled and waiting runs end at once (ready entry,
 -- waiters and timers removed; a child it waits for is cancelled too, down to 32 levels); a
--- running run gets a cancel flag (keys.control() tells its worker) and stops at its next
--- step. Returns the run's status after the call (nil when there is no such run) and 1 when
--- this call cancelled or flagged it, else 0.
+-- running run gets a cancel flag and stops at its next step (workers learn of it from K.ctl).
+-- Returns {status after the call, 1 if this call cancelled or flagged it else 0}, or nil
+-- when there is no such run. Called by cancel, fire_schedule (overlap "cancel_other"),
+-- flow_gate (singleton "cancel") and cancel_on_event (CancelOn).
 -- @include keys.lua
 -- @include timeline.lua
 -- @include drop_wait.lua
@@ -36,5 +37,6 @@ local function cancel_run(prefix, id, reason, now, keep)
     if not child then break end
     id, rk = child, K.run(prefix, child)
   end
-  return first, changed
+  if not first then return nil end
+  return {first, changed}
 end

@@ -1,10 +1,11 @@
 -- lease_run: lease one run popped from a ready set to the taking worker. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
--- hook fields (flat x:<name> pairs)}, {id, 'poison'} (delivered more than max_deliv times
--- without finishing: failed), {id, 'damaged'} (a field is unusable: failed with
--- RunDataError), {id, 'missing'} (no such run: a foreign or expired entry), or nil when
--- the run is no longer queued (a stale ready entry). Fields are checked before anything is
--- written, so a damaged run fails visibly instead of being lost.
+-- hook fields (flat x:<name> pairs), schedule name or '', scheduled_at ms or ''},
+-- {id, 'poison'} (delivered more than max_deliv times without finishing: failed),
+-- {id, 'damaged'} (a field is unusable: failed with RunDataError), {id, 'missing'} (no
+-- such run: a foreign or expired entry), or nil when the run is no longer queued (a
+-- stale ready entry). Fields are checked before anything is written, so a damaged run
+-- fails visibly instead of being lost.
 -- The token is the run's attempt number: unique per claim of that run.
 -- @include keys.lua
 -- @include move_index.lua
@@ -56,5 +57,5 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   redis.call('ZADD', leases, now + lease_ms, id)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
-    v['fails'] or '0', was_resumed, hooked}
+    v['fails'] or '0', was_resumed, hooked, v['schedule'] or '', v['scheduled_at'] or ''}
 end

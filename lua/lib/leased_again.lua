@@ -9,5 +9,6 @@ local function leased_again(prefix, id, token)
   if v['status'] ~= 'running' or v['token'] ~= token then return nil end
   local n = tonumber(v['tl_len']) or 1
   return {id, 'ok', token, tonumber(v['attempts']) or 1, v['job'], v['payload'],
-    v['event'] or '', steps, v['fails'] or '0', resumed(rk, n - 1), hooked}
+    v['event'] or '', steps, v['fails'] or '0', resumed(rk, n - 1), hooked,
+    v['schedule'] or '', v['scheduled_at'] or ''}
 end
