@@ -386,3 +386,24 @@ async def test_cancel_on_event_ends_scheduled_and_waiting_runs(app: StackShift) 
     assert [await later.status(), await waiting.status()] == ["cancelled", "cancelled"]
     assert await app.redis.zcard(app.keys.delayed("q")) == 0
     assert await app.redis.exists(app.keys.event_shapes("stop")) == 0  # nothing left behind
+
+
+async def test_flow_control_under_testenv_virtual_time() -> None:
+    from datetime import timedelta
+
+    from stackshift_redis.testing import TestEnv
+
+    app = StackShift(namespace="flowenv")
+    app.job("j", lambda ctx: None, throttle=Throttle(2, period=60), cancel_on=CancelOn("stop"))
+    app.job("d", lambda ctx: ctx.payload, debounce=Debounce(period=10, key="k"))
+    async with TestEnv(app) as env:
+        runs = [await app.start("j", i) for i in range(4)]  # due at 0, 30, 60, 90 s
+        await env.drain()
+        assert [await r.status() for r in runs] == ["completed"] + ["scheduled"] * 3
+        await env.advance(timedelta(seconds=61))
+        assert [await r.status() for r in runs][2:] == ["completed", "scheduled"]
+        assert (await app.send_event("stop", {})).cancelled == [runs[3].id]
+        burst = [await app.start("d", {"k": "z", "v": v}) for v in range(3)]
+        await env.advance(timedelta(seconds=11))
+        assert len({r.id for r in burst}) == 1
+        assert await burst[0].result(timeout=1) == {"k": "z", "v": 2}
