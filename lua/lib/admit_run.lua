@@ -7,9 +7,9 @@
 -- Returns nil when the run may be leased (its places are taken and its start noted; also
 -- when it has no rules or is no longer queued), 'park', key of the first full slot's parked
 -- set (keys.parked: its group waits there), or 'later', the earliest ms its throttle allows.
--- A full slot (limit <= 64) first drops holders that are not running (a slot place can
--- only leak through lost writes, e.g. a failover). A blocked run's other slots that have
--- room wake a group parked on them: the wake-up that
+-- A full slot checks one holder at random and drops it when it is not running (a place
+-- can only leak through lost writes, e.g. a failover): a leak is repaired over a few takes.
+-- A blocked run's other slots that have room wake a group parked on them: the wake-up that
 -- brought this group here may have been meant for them.
 -- @include keys.lua
 -- @include unpark.lua
@@ -21,11 +21,10 @@ local function admit_run(prefix, id, now)
   local full = nil
   for _, s in ipairs(slots) do
     local sk = K.slot(prefix, f[2], s[1])
-    if redis.call('SCARD', sk) >= s[2] and s[2] <= 64 then -- a holder that is not running
-      for _, h in ipairs(redis.call('SMEMBERS', sk)) do -- (lost writes): repaired here
-        if redis.call('HGET', K.run(prefix, h), 'status') ~= 'running' then
-          redis.call('SREM', sk, h)
-        end
+    if redis.call('SCARD', sk) >= s[2] then -- full: one holder, at random, is checked
+      local h = redis.call('SRANDMEMBER', sk)
+      if h and redis.call('HGET', K.run(prefix, h), 'status') ~= 'running' then
+        redis.call('SREM', sk, h) -- a place leaked through lost writes: repaired here
       end
     end
     if redis.call('SCARD', sk) >= s[2] then
