@@ -407,3 +407,17 @@ async def test_flow_control_under_testenv_virtual_time() -> None:
         await env.advance(timedelta(seconds=11))
         assert len({r.id for r in burst}) == 1
         assert await burst[0].result(timeout=1) == {"k": "z", "v": 2}
+
+
+async def test_nothing_is_left_behind_once_runs_finish(app: StackShift) -> None:
+    app.job(
+        "j", lambda ctx: None, queue="q", concurrency=[Concurrency(1, key="k"), Concurrency(2)],
+        singleton=Singleton(key="k", mode="cancel"), cancel_on=CancelOn("stop", match="k"),
+    )  # fmt: skip
+    for k in ("a", "b", "c", "a"):  # the second "a" replaces the first
+        await app.start("j", {"k": k})
+    while taken := await _take(app, 5):
+        for t in taken:
+            await _complete(app, t)
+    left = [k for k in await namespace_keys(app) if b":fc:" in k or b":ev:" in k]
+    assert left == [], left  # slots, parked groups, singleton keys, cancel registrations
