@@ -5,7 +5,7 @@
 -- ARGV[1] prefix  ARGV[2] parent id  ARGV[3] token  ARGV[4] step  ARGV[5] child job
 -- ARGV[6] child queue  ARGV[7] new child id  ARGV[8] child payload  ARGV[9] timeout ms (-1)
 -- ARGV[10] idempotency ttl ms  ARGV[11] timed-out record  ARGV[12] completed-record prefix
--- ARGV[13] failed-record prefix
+-- ARGV[13] failed-record prefix  ARGV[14] hook fields for the child (JSON {"x:<name>": v}, or '')
 -- Returns {'done', child id, step record} (the child had already finished: step recorded)
 -- or {'waiting', child id}.  Errors: LEASE_LOST.
 -- @include keys.lua
@@ -28,8 +28,10 @@ local now = now_ms()
 local child = redis.call('GET', KEYS[2])
 if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then
   child = ARGV[7]
-  create_run(prefix, child, ARGV[5], ARGV[6], ARGV[8], now, now,
-    {parent = id, parent_step = step, idem_key = KEYS[2]})
+  local fields = {}
+  if ARGV[14] ~= '' then fields = cjson.decode(ARGV[14]) end
+  fields['parent'], fields['parent_step'], fields['idem_key'] = id, step, KEYS[2]
+  create_run(prefix, child, ARGV[5], ARGV[6], ARGV[8], now, now, fields)
   redis.call('SET', KEYS[2], child, 'PX', ARGV[10])
   timeline(rk, now, 'child_started', {step = step, child = child})
 end

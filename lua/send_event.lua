@@ -9,8 +9,9 @@
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
 -- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
--- ARGV[11] retention_ms (runs cancelled by their CancelOn rules)
--- ARGV[12] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
+-- ARGV[11] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
+-- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
+-- ARGV[13] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
 -- Waiter sets also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
 -- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}} (a
 -- triggered run its flow control skipped or merged into a debounce burst is not listed); a
@@ -51,7 +52,7 @@ if window > 0 then
 end
 local flat = cjson.decode(ARGV[5])
 local resumed, cancelled = {}, {}
-local keep = tonumber(ARGV[11])
+local keep = tonumber(ARGV[12])
 for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
   local vkey = values_key(shape, flat)
   if vkey then
@@ -75,14 +76,16 @@ local stored = redis.call('HGETALL', KEYS[5])
 for i = 1, #stored, 2 do
   if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
 end
-local plans = cjson.decode(ARGV[12])
+local plans = cjson.decode(ARGV[13])
 local started = {}
+local fields = {}
+if ARGV[11] ~= '' then fields = cjson.decode(ARGV[11]) end
+fields['event'] = bytes
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
   local plan = nil
   if plans[job] then plan = cjson.decode(plans[job]) end
-  local got, merged = start_run(prefix, job, queue, rid, ARGV[6], plan, now, now, keep,
-    {event = bytes})
+  local got, merged = start_run(prefix, job, queue, rid, ARGV[6], plan, now, now, keep, fields)
   if got ~= '' and merged == 0 then started[#started + 1] = rid end
 end
 local outcome = cjson.encode({resumed, started, cancelled})

@@ -20,9 +20,9 @@
 -- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
 -- ARGV[5] take id (unique per call)  ARGV[4+2i] queue_i  ARGV[5+2i] lease_ms_i
 -- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
--- failed tries so far, resumed 0|1, hook fields, schedule, scheduled_at, queue}, or
--- {run_id, outcome, queue} for 'poison' and 'damaged' (failed) and 'missing' (a foreign
--- entry, dropped). See lib/lease_run.lua.
+-- failed tries so far, resumed 0|1, hook fields, schedule, scheduled_at, ms waited since
+-- ready, resumed by, queue}, or {run_id, outcome, queue} for 'poison' and 'damaged'
+-- (failed) and 'missing' (a foreign entry, dropped). See lib/lease_run.lua.
 -- Cost: O(runs taken + groups visited), at most 4n ready-set pops.
 -- @include keys.lua
 -- @include now_ms.lua
@@ -41,7 +41,7 @@ local take_id = ARGV[5]
 local record = redis.call('GET', KEYS[1]) or ''
 if string.sub(record, 1, #take_id + 1) == take_id .. '|' then -- a re-sent call: same runs
   for _, r in ipairs(cjson.decode(string.sub(record, #take_id + 2))) do
-    local o = leased_again(prefix, r[2], r[3])
+    local o = leased_again(prefix, r[2], r[3], now)
     if o then
       o[#o + 1] = r[1]
       out[#out + 1] = o
@@ -90,6 +90,7 @@ while ARGV[4 + 2 * i] and taken < want do
     if not turn[2] then count = stop - taken end -- one group: no turns to take
     local popped = redis.call('ZPOPMIN', rset, count)
     pops = pops + count
+    if #popped > 0 then redis.call('HINCRBY', stat, 'ready', -#popped / 2) end
     if redis.call('EXISTS', rset) == 0 then
       redis.call('ZREM', ring, group)
     else -- its turn is over: to the back of the ring
@@ -99,7 +100,7 @@ while ARGV[4 + 2 * i] and taken < want do
       local wait, arg = nil, nil
       if group ~= '0' then wait, arg = admit_run(prefix, popped[j], now) end
       if wait == 'park' then
-        park_group(ring, rset, queue, group, popped, j, arg, now)
+        park_group(ring, rset, stat, queue, group, popped, j, arg, now)
         break
       elseif wait == 'later' then
         defer_run(prefix, queue, popped[j], arg, now)

@@ -19,6 +19,7 @@ from .schedules import Schedules
 from .scripts import Scripts
 from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from .sync import SyncStackShift
+from .tracing import auto_hook
 from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,6 +66,7 @@ class StackShift(Client):
             redis=redis,
         )
         super().__init__(ns)
+        ns.hooks.defer(auto_hook)  # tracing, when an OpenTelemetry SDK is configured
         self._sync: SyncStackShift | None = None
         self.schedules = Schedules(ns, self.run)
         """Recurring runs: create (upsert), pause, resume, trigger, delete, get, list."""

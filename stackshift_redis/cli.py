@@ -13,6 +13,8 @@ import click
 
 from .app import StackShift
 from .errors import StackShiftError
+from .logs import configure
+from .metrics import register
 
 log = logging.getLogger("stackshift.worker")
 
@@ -48,12 +50,13 @@ async def _serve(
     def on_signal(sig: signal.Signals) -> None:  # a flag only; a second signal forces
         signals["count"] += 1
         force = signals["count"] > 1
-        log.info("%s: %s", sig.name, "stopping now" if force else "finishing running attempts")
+        running = " ".join(sorted(worker.running)) or "none"
+        log.info("%s: %s (running: %s)", sig.name,
+                 "stopping now" if force else "finishing running attempts", running)  # fmt: skip
         worker.request_stop(force=force)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    log.info("worker %s: queues %s, concurrency %d", worker.id, worker.queues, concurrency)
     try:
         await worker.run(burst=burst)
     finally:
@@ -66,6 +69,22 @@ async def _serve(
         )
         logging.shutdown()
         os._exit(0)
+
+
+def serve_metrics(app: StackShift, port: int) -> None:
+    """Register the app's metrics in the default registry and serve it on `port`."""
+    try:
+        from prometheus_client import start_http_server
+    except ImportError:
+        raise click.ClickException(
+            "--metrics-port needs prometheus-client: pip install 'stackshift-redis[metrics]'"
+        ) from None
+    register(app)
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on port {port}: {exc}") from None
+    log.info("metrics: http://0.0.0.0:%d/metrics", port)
 
 
 @click.command()
@@ -81,6 +100,19 @@ async def _serve(
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="json: one JSON object per line (run lines carry run_id, job, attempt, queue).",
+)
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (needs stackshift-redis[metrics]).",
+)
 def main(
     app_path: str,
     queues: tuple[str, ...],
@@ -89,14 +121,16 @@ def main(
     burst: bool,
     grace: float,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
 ) -> None:
     """Run a stackshift worker for the app MODULE:APP (e.g. myapp.jobs:stackshift)."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure(log_level, log_format)
     app = load_app(app_path)
     if redis_url:
         app.use_redis_url(redis_url)
+    if metrics_port is not None:
+        serve_metrics(app, metrics_port)
     try:
         asyncio.run(_serve(app, list(queues), concurrency, burst, grace))
     except StackShiftError as exc:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .execution import Execution
+from .logs import run_extra
 from .records import Event
 from .state import State, SyncState
 from .steps import Step, SyncStep
@@ -31,7 +32,7 @@ class _ContextBase:
     event: Event | None
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
-    """A logger whose records carry run_id and job."""
+    """A logger whose records carry run_id, job, attempt and queue (see logs.py)."""
     schedule: str | None
     """The schedule that started the run, else None."""
     scheduled_at: datetime | None
@@ -48,7 +49,8 @@ class _ContextBase:
         self.schedule = execution.schedule
         self.scheduled_at = execution.scheduled_at
         self.logger = logging.LoggerAdapter(
-            logging.getLogger("stackshift.run"), {"run_id": self.run_id, "job": self.job}
+            logging.getLogger("stackshift.run"),
+            run_extra(self.run_id, self.job, self.attempt, self.queue),
         )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from .core import Namespace
 from .errors import LeaseLostError, NonRetriableError, PayloadError, RunCancelled
 from .hooks import AttemptInput
+from .logs import run_extra
 from .records import Event, read_step, step_completed, step_failed
 from .state import State
 
@@ -50,6 +51,11 @@ class Execution:
     schedule: str | None = None  # the schedule that started the run
     scheduled_at: datetime | None = None  # its tick
 
+    @property
+    def log_extra(self) -> dict[str, Any]:
+        """The `extra` of a log line about this attempt: run_id, job, attempt, queue."""
+        return run_extra(self.run_id, self.job, self.attempt, self.queue)
+
     def unique(self, name: str) -> str:
         """The step's stored name: `name`, then `name#2`, `name#3` within one execution."""
         if not isinstance(name, str) or not name or len(name) > 256:
@@ -57,6 +63,14 @@ class Execution:
         n = self.seen.get(name, 0) + 1
         self.seen[name] = n
         return name if n == 1 else f"{name}#{n}"
+
+    def replayed(self, name: object) -> bool:
+        """True when the next step called `name` has a stored outcome (a durable wait
+        returns it without running again)."""
+        if not isinstance(name, str):
+            return False
+        n = self.seen.get(name, 0) + 1
+        return (name if n == 1 else f"{name}#{n}") in self.steps
 
     def lookup_record(self, name: str) -> tuple[str, dict[str, Any] | None]:
         """(stored name, its record if any); raises when a cancel is pending and the step

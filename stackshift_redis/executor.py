@@ -51,8 +51,9 @@ class Executor:
         ns = self.ns
         event = decode_event(ns.serializer.loads(run.event)) if run.event else None
         hook_input = AttemptInput(
-            run.run_id, run.job, run.queue, run.attempt, run.resumed, run.fields
-        )
+            run.run_id, run.job, run.queue, run.attempt, run.resumed, run.fields,
+            first=run.attempt == 1, waited=run.waited_ms / 1000, resumed_by=run.resumed_by,
+        )  # fmt: skip
         return Execution(
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
             token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
@@ -68,7 +69,10 @@ class Executor:
         job = ns.registry.jobs.get(ex.job)
         if job is None:
             missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
-            return self._failure(ex, None, missing, retry_delay=None)
+            log.error("run %s: %s", ex.run_id, missing, extra=_extra(ex))
+            return self._failure(ex, None, missing, retry_delay=None, logged=True)
+        log.debug("run %s (%s) attempt %d started", ex.run_id, ex.job, ex.attempt,
+                  extra=_extra(ex))  # fmt: skip
         timer = asyncio.timeout(job.timeout)
         try:
             async with timer:
@@ -79,7 +83,8 @@ class Executor:
         except Suspended:
             return None
         except LeaseLostError:
-            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id)
+            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id,
+                        extra=_extra(ex))  # fmt: skip
             self._notify(ex, "lost", None)
             return None
         except CancelRequested:
@@ -99,6 +104,7 @@ class Executor:
         except PayloadError as exc:
             return self._failure(ex, job, exc, retry_delay=None)
         self._notify(ex, "completed", None)
+        log.info("run %s (%s) completed", ex.run_id, ex.job, extra=_extra(ex))
         return ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
 
     async def _call(self, job: JobDef, ex: Execution) -> Any:
@@ -128,6 +134,7 @@ class Executor:
         exc: BaseException,
         retry_delay: float | None,
         outcome: str = "failed",
+        logged: bool = False,
     ) -> ScriptCall:
         """retry_delay: None = no retry, -1 = the job's backoff, else that many seconds."""
         ns = self.ns
@@ -137,8 +144,8 @@ class Executor:
         if retriable and job is not None and retry_delay is not None and tries <= job.retries:
             delay = job.backoff(tries) if retry_delay < 0 else retry_delay
             outcome, delay_ms = "retry", max(0, round(delay * 1000))
-        if outcome != "retry":
-            log.info("run %s (%s) %s: %s", ex.run_id, ex.job, outcome, exc)
+        if not logged:
+            _log_outcome(ex, outcome, exc, delay_ms)
         err = error_json(exc)
         if outcome == "cancelled":
             err = json.dumps({"type": "RunCancelled", "message": str(exc), "traceback": ""})
@@ -146,3 +153,22 @@ class Executor:
         return ns.scripts.fail_call(
             ex.run_id, ex.token, err, outcome, delay_ms, ns.settings.retention_ms
         )
+
+
+def _extra(ex: Execution) -> dict[str, Any]:
+    return ex.log_extra
+
+
+def _log_outcome(ex: Execution, outcome: str, exc: BaseException, delay_ms: int) -> None:
+    """One line per failed attempt: a retry at WARNING with the error, a final failure at
+    ERROR with its traceback, a cancel at INFO."""
+    error = f"{type(exc).__name__}: {exc}"
+    if outcome == "retry":
+        log.warning("run %s (%s) attempt %d failed, retrying in %.3gs: %s", ex.run_id, ex.job,
+                    ex.attempt, delay_ms / 1000, error, extra=_extra(ex))  # fmt: skip
+    elif outcome == "cancelled":
+        log.info("run %s (%s) cancelled: %s", ex.run_id, ex.job, exc, extra=_extra(ex))
+    else:
+        trace = exc if exc.__traceback__ is not None else None
+        log.error("run %s (%s) failed: %s", ex.run_id, ex.job, error, exc_info=trace,
+                  extra=_extra(ex))  # fmt: skip

@@ -6,16 +6,24 @@ dataclass per intercept point, and a chain in which each hook calls `proceed()` 
 raises). With no hook added, the worker calls handlers and steps directly: no cost.
 
     Hook.attempt(inp, proceed)     around one attempt (the handler call)
-    Hook.step(inp, proceed)        around one step of an async handler
+    Hook.step(inp, proceed)        around one step of an async handler (a step that returns
+                                   its stored result on a later attempt is not hooked again)
     Hook.step_sync(inp, proceed)   around one step of a plain-function handler (its thread)
     Hook.suspended(inp, step, kind)  the attempt parked the run (sleep, event, child)
     Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost
     Hook.start_fields(job, queue)  client side: fields stored with each new run (for
-                                   example a trace context), read back in AttemptInput.fields
+                                   example a trace context), read back in AttemptInput.fields;
+                                   job and queue are '' for the runs an event starts
+    Hook.event_sent(name, resumed, started)  client side: an event was recorded (not a
+                                   duplicate): run ids it resumed and started
+
+`Hooks.defer(factory)` adds a hook decided at first use (tracing: on only when an
+OpenTelemetry SDK is configured by then); until then, and when it declines, nothing runs.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +41,9 @@ class AttemptInput:
     attempt: int  # executions of the run so far, this one included
     resumed: bool  # the run waited (sleep, event, child) and this attempt continues it
     fields: dict[str, str] = field(default_factory=dict)  # stored by Hook.start_fields
+    first: bool = False  # the run's first execution (not a retry, resume or recovery)
+    waited: float = 0.0  # seconds from ready to taken (server clock): the queue wait
+    resumed_by: str = ""  # resumed: event | timer | child_ok | child_failed
 
 
 @dataclass(frozen=True)
@@ -69,18 +80,34 @@ class Hook:
         """Fields to store with a run being started in this process (client side)."""
         return {}
 
+    def event_sent(self, name: str, resumed: list[str], started: list[str]) -> None:
+        """An event was recorded (client side; duplicates are not reported)."""
+
 
 class Hooks:
     """The chain of hooks of one app, in the order they were added."""
 
     def __init__(self) -> None:
         self._hooks: list[Hook] = []
+        self._deferred: list[Callable[[], Hook | None]] = []
+        self._lock = threading.Lock()  # first use may come from two threads (sync facade)
 
     def add(self, hook: Hook) -> None:
         """Add a hook; it wraps inside the hooks added before it."""
         self._hooks.append(hook)
 
+    def defer(self, factory: Callable[[], Hook | None]) -> None:
+        """Add the hook `factory()` returns when the chain is first used (None: no hook)."""
+        self._deferred.append(factory)
+
     def __bool__(self) -> bool:
+        if self._deferred:
+            with self._lock:
+                factories, self._deferred = self._deferred, []
+                for factory in factories:
+                    hook = factory()
+                    if hook is not None:
+                        self._hooks.append(hook)
         return bool(self._hooks)
 
     async def attempt(self, inp: AttemptInput, call: Proceed) -> Any:
@@ -117,6 +144,11 @@ class Hooks:
         for hook in self._hooks:
             out.update(hook.start_fields(job, queue))
         return out
+
+    def event_sent(self, name: str, resumed: list[str], started: list[str]) -> None:
+        """Tell every hook an event was recorded."""
+        for hook in self._hooks:
+            hook.event_sent(name, resumed, started)
 
 
 def _bind_attempt(hook: Hook, inp: AttemptInput, call: Proceed) -> Proceed:

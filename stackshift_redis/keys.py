@@ -34,7 +34,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
     "ring": ("q", "{queue}", "ring"),  # ZSET groups with ready runs, by turn (round robin)
-    "qstat": ("q", "{queue}", "stat"),  # HASH queue counters: seq, starved
+    "qstat": ("q", "{queue}", "stat"),  # HASH counters: seq, starved, ready, scheduled, waiting
     "delayed": ("q", "{queue}", "delayed"),  # ZSET run id -> due ms (delays, retries, timers)
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
@@ -136,7 +136,8 @@ class Keys:
         return _render(self.prefix, "ring", (queue,))
 
     def queue_stat(self, queue: str) -> str:
-        """HASH: queue counters kept by the scripts (seq, starved)."""
+        """HASH: queue counters kept by the scripts (seq, starved; ready, scheduled and
+        waiting runs, read by metrics)."""
         return _render(self.prefix, "qstat", (queue,))
 
     def delayed(self, queue: str) -> str:

@@ -66,6 +66,8 @@ class TakenRun:
     fields: dict[str, str]  # fields stored by hooks at start (x:<name>)
     schedule: str = ""  # the schedule that started the run, or ""
     scheduled_at: int = 0  # its tick (epoch ms), or 0
+    waited_ms: int = 0  # from ready to taken (server clock)
+    resumed_by: str = ""  # event | timer | child_ok | child_failed when resumed
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,17 @@ class WaitReply:
     parked: bool
     value: bytes | None = None  # wait_event: the event; invoke: the step record
     child: str | None = None  # invoke: the child run id
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue's gauges (queue_stats): runs ready, scheduled, running and waiting."""
+
+    queue: str
+    ready: int
+    scheduled: int
+    running: int
+    waiting: int
 
 
 @dataclass(frozen=True)
@@ -255,7 +268,8 @@ class Scripts:
                     run_id=_str(r[0]), token=_str(r[2]), attempt=int(r[3]), job=_str(r[4]),
                     payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
                     resumed=bool(r[9]), fields=_pairs(r[10]), schedule=_str(r[11]),
-                    scheduled_at=int(r[12] or 0), queue=_str(r[13]),
+                    scheduled_at=int(r[12] or 0), waited_ms=int(r[13]),
+                    resumed_by=_str(r[14]), queue=_str(r[15]),
                 )
             )  # fmt: skip
         return TakeReply(taken, dropped)
@@ -356,13 +370,15 @@ class Scripts:
     async def invoke(
         self, run_id: str, token: str, step: str, job: str, queue: str, child_id: str,
         payload: bytes, timeout_ms: int, idem_ttl_ms: int, records: tuple[bytes, bytes, bytes],
+        fields: dict[str, str] | None = None,
     ) -> WaitReply:  # fmt: skip
         """Start a child run once per (parent, step) and park the parent until it ends.
-        records: (timed-out record, completed-record prefix, failed-record prefix)."""
+        records: (timed-out record, completed-record prefix, failed-record prefix);
+        fields: hook fields {"x:<name>": value} stored on the child."""
         k = self.keys
         idem = k.idem(job, f"invoke:{run_id}:{step}")
         args = [k.prefix, run_id, token, step, job, queue, child_id, payload, timeout_ms,
-                idem_ttl_ms, *records]  # fmt: skip
+                idem_ttl_ms, *records, json.dumps(fields) if fields else ""]  # fmt: skip
         reply = await self.call("invoke", [k.run(run_id), idem], args)
         child = _str(reply[1])
         if reply[0] == b"waiting":
@@ -391,22 +407,35 @@ class Scripts:
     async def send_event(
         self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
         dedupe_ms: int, log_ms: int, local_triggers: dict[str, str], call_token: str,
-        retention_ms: int = 0, plans: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None, retention_ms: int = 0,
+        plans: dict[str, str] | None = None,
     ) -> SendReply:  # fmt: skip
-        """Record an event once; resume matching waiters; start triggered jobs (`plans`:
-        the flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
+        """Record an event once; resume matching waiters; start triggered jobs (with the
+        hook `fields`, {"x:<name>": value}, stored on each started run, and `plans`: the
+        flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
         CancelOn rules match."""
         k = self.keys
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
                 k.event_shapes(name), k.triggers(name)]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
-                json.dumps(local_triggers), call_token, retention_ms or 86_400_000,
+                json.dumps(local_triggers), call_token,
+                json.dumps(fields) if fields else "", retention_ms or 86_400_000,
                 json.dumps(plans or {})]  # fmt: skip
         duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
         return SendReply(
             bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started],
             [_str(r) for r in cancelled],
         )  # fmt: skip
+
+    # metrics
+    async def queue_stats(self, queues: Sequence[str]) -> tuple[int, list[QueueStats]]:
+        """(live workers, per queue its gauges): `queues` plus those of the published
+        job map, in one call."""
+        k = self.keys
+        reply = await self.call("queue_stats", [k.jobs(), k.workers()], [k.prefix, *queues])
+        stats = [QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4]))
+                 for q in reply[1:]]  # fmt: skip
+        return int(reply[0]), stats
 
     # state
     async def state_incr(self, name: str, amount: int, ttl_ms: int) -> int:

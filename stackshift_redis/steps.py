@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 async def _hooked(ex: Execution, name: str, kind: str, call: Callable[[], Awaitable[T]]) -> T:
-    if not ex.ns.hooks:
+    if not ex.ns.hooks or (kind != "run" and ex.replayed(name)):  # replayed wait: not hooked
         return await call()
     result: T = await ex.ns.hooks.step(StepInput(ex.hook_input, name, kind), call)
     return result

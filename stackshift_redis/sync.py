@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -120,6 +120,12 @@ class SyncStackShift:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         loop, _ = self._ensure()
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def run_with(self, fn: Callable[[Client], Coroutine[Any, Any, T]], timeout: float) -> T:
+        """Run `fn(client)` on the facade's loop with its own client, from any thread
+        (metrics read gauges this way at scrape time)."""
+        loop, client = self._ensure()
+        return asyncio.run_coroutine_threadsafe(fn(client), loop).result(timeout)
 
     @property
     def _target(self) -> Client:

@@ -241,7 +241,8 @@ class Upkeep:
                 elif state == "lost":
                     ex.lost = True
                     task.cancel()
-                    log.warning("run %s: lease lost; stopping this attempt", ex.run_id)
+                    log.warning("run %s: lease lost; stopping this attempt", ex.run_id,
+                                extra=ex.log_extra)  # fmt: skip
 
     async def _now_ms(self) -> float:
         """The Redis server clock (workers' clocks may disagree)."""

@@ -103,9 +103,12 @@ async def invoke(
         record_prefix("completed", "result"),
         record_prefix("failed", "error"),
     )
+    fields = {}  # the child's hook fields, e.g. the trace context of this step
+    if ns.hooks:
+        fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
     reply = await ns.scripts.invoke(
         ex.run_id, ex.token, key, job, queue, new_run_id(), data, timeout_ms,
-        ns.settings.retention_ms, records,
+        ns.settings.retention_ms, records, fields,
     )  # fmt: skip
     if reply.parked:
         _park(ex, key, "child")

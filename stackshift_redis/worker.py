@@ -100,6 +100,8 @@ class Worker:
         self._done.clear()
         await self.upkeep.setup()
         await self.dispatcher.setup()
+        log.info("worker %s: connected; queues %s, concurrency %d", self.id, self.queues,
+                 self.concurrency)  # fmt: skip
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
         try:
@@ -148,6 +150,11 @@ class Worker:
     async def _hand_back(self, cut_off: list[tuple[str, str, str]]) -> None:
         """Make attempts cut off by the stop ready now, instead of after their lease expires:
         expire our (token-checked) leases, then reclaim."""
+        if cut_off:
+            ids = " ".join(run_id for _, run_id, _ in cut_off[:50])
+            more = " ..." if len(cut_off) > 50 else ""
+            log.warning("worker %s: handing back %d runs cut off by the stop: %s%s", self.id,
+                        len(cut_off), ids, more)  # fmt: skip
         for queue in {q for q, _, _ in cut_off}:
             held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
             with contextlib.suppress(Exception):
@@ -178,7 +185,8 @@ class Worker:
         sent = time.monotonic()
         reply = await self.dispatcher.take(free)
         for run_id, queue, why in reply.dropped:
-            log.error("run %s (queue %s): %s", run_id, queue, _DROPPED[why])
+            log.error("run %s (queue %s): %s", run_id, queue, _DROPPED[why],
+                      extra={"run_id": run_id, "queue": queue})  # fmt: skip
         for run in reply.taken:
             self._start(run, sent)
         if len(reply.taken) >= free or self._stopping.is_set():
@@ -198,7 +206,8 @@ class Worker:
         if stale is not None:  # this worker stalled past its lease and got the run again
             stale[0].lost = True
             stale[1].cancel()
-            log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id)
+            log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id,
+                        extra=ex.log_extra)  # fmt: skip
         task = asyncio.create_task(self._execute(ex), name=f"stackshift-run-{ex.run_id}")
         self.running[ex.run_id] = (ex, task)
 
@@ -228,7 +237,7 @@ class Worker:
             if not ex.lost:  # cut off by a stop: handed back in _drain
                 self._cut_off.append((ex.queue, ex.run_id, ex.token))
         except Exception:
-            log.exception("run %s: could not record its outcome", ex.run_id)
+            log.exception("run %s: could not record its outcome", ex.run_id, extra=ex.log_extra)
         finally:
             held = self.running.get(ex.run_id)
             if held is not None and held[0] is ex:  # not a newer attempt of the same run

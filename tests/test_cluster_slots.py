@@ -55,6 +55,7 @@ REQUIRED = {
     "state_incr",
     "lock_extend",
     "lock_release",
+    "queue_stats",
     "upsert_schedule",
     "due_schedules",
     "fire_schedule",
@@ -223,6 +224,8 @@ async def test_every_script_call_touches_one_slot(
     assert await st.mark("m", ttl=60) is True
     async with st.lock("L", ttl=0.3, wait=1):
         await asyncio.sleep(0.35)  # extended by lock_extend while held
+    workers, stats = await app.scripts.queue_stats(["default", "other"])  # metrics gauges
+    assert workers == 1 and [s.queue for s in stats] == ["default", "other"]
 
     await app.schedules.create("sched", job="child", every=1, payload=5, overlap="skip")
     await wait_for(lambda: _fired(app, "sched"), 5)  # a worker's upkeep fired a tick

@@ -335,6 +335,8 @@ async def test_throttle_holds_on_actual_starts_when_workers_fall_behind(app: Sta
     due = await app.redis.zscore(app.keys.delayed("q"), runs[2].id)
     secs, micros = await app.redis.time()
     assert 0 < due - (secs * 1000 + micros // 1000) <= 1000
+    stat = await app.redis.hmget(app.keys.queue_stat("q"), "ready", "scheduled")
+    assert stat == [b"0", b"1"]  # the queue counters follow the deferred run
 
 
 async def test_runs_started_by_events_are_flow_controlled(app: StackShift) -> None:

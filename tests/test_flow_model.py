@@ -4,8 +4,8 @@ A job with two Concurrency entries (2 per key, 3 for the whole job) gets random 
 of starts, takes, completions, failures (retry or final), sleeps and wake-ups, lease
 expiries and cancels against real Redis. After every step: no key and not the job ever
 has more running runs than its limit; each slot's holders are exactly the running runs
-(no slot leaks); and a take that comes back short left no queued run that could start
-(no key stays blocked).
+(no slot leaks); a take that comes back short left no queued run that could start (no key
+stays blocked); and the queue counters (ready, scheduled, waiting) match.
 """
 
 from __future__ import annotations
@@ -144,6 +144,11 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             assert len(running) <= PER_JOB
             job_slot = {m.decode() for m in self.do(r.smembers(k.slot("job", "1:*")))}
             assert job_slot == running
+            stat = self.do(r.hmget(k.queue_stat("q"), "ready", "scheduled", "waiting"))
+            ready = sum(self.do(r.zcard(k.ready("q", f"job/0:{key}/1:*"))) for key in KEYS)
+            counted = [int(v or 0) for v in stat]  # the queue counters metrics read
+            assert counted == [ready, len(self._in("scheduled")), len(self._in("waiting"))]
+            assert ready == len(self._in("queued"))
             for key in KEYS:
                 mine = self._running(key)
                 assert len(mine) <= PER_KEY

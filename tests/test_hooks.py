@@ -68,9 +68,31 @@ async def test_a_hook_sees_attempts_steps_and_outcomes(
         ("step", "a", "run"),
         ("step", "nap", "sleep"),
         ("suspended", "nap", "sleep"),
-        ("attempt", "flow", 2, True, "t-flow"),
-        ("step", "nap", "sleep"),
+        ("attempt", "flow", 2, True, "t-flow"),  # the sleep's stored outcome: not hooked
         ("finished", "flow", "completed", None),
     ]
     assert ("step_sync", "s", "run") in hook.seen
     assert ("finished", "plain", "failed", "RuntimeError") in hook.seen
+
+
+def test_a_deferred_hook_is_decided_once_at_first_use() -> None:
+    from stackshift_redis.hooks import Hooks
+
+    calls: list[str] = []
+    hook = Recorder()
+
+    def factory(result: Hook | None) -> Any:
+        def make() -> Hook | None:
+            calls.append("made")
+            return result
+
+        return make
+
+    declined, accepted = Hooks(), Hooks()
+    declined.defer(factory(None))
+    accepted.defer(factory(hook))
+    assert calls == []  # nothing is decided when it is added
+    assert not declined and not declined
+    assert accepted and accepted
+    assert calls == ["made", "made"]  # once per chain
+    assert accepted.start_fields("j", "q") == {"trace": "t-j"}

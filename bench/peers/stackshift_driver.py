@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -32,8 +33,31 @@ def _one(x: int) -> int:
     return x + 1
 
 
+def _observe(app: StackShift) -> None:
+    """STACKSHIFT_BENCH_HOOKS (bench/observability_bench.py): `tracing` = an OpenTelemetry
+    SDK provider that records spans and exports none; `tracing-api` = the API's no-op
+    tracer; `metrics` = prometheus-client counters and histograms; unset = no hook."""
+    mode = os.environ.get("STACKSHIFT_BENCH_HOOKS", "")
+    if mode in ("tracing", "tracing-api"):
+        from stackshift_redis.tracing import instrument
+
+        provider = None
+        if mode == "tracing":
+            from opentelemetry.sdk.trace import TracerProvider
+
+            provider = TracerProvider()
+        instrument(app, tracer_provider=provider)
+    elif mode == "metrics":
+        from prometheus_client import CollectorRegistry
+
+        from stackshift_redis.metrics import MetricsHook
+
+        app.add_hook(MetricsHook(CollectorRegistry()))
+
+
 def make_app(url: str) -> StackShift:
     app = StackShift(redis_url=url, namespace=NAMESPACE)
+    _observe(app)
 
     keyed = {"concurrency": Concurrency(10, key="g")} if DISPATCH == "groups1000" else {}
 

@@ -27,7 +27,11 @@ local function cancel_run(prefix, id, reason, now, keep)
       timeline(rk, now, 'cancel_requested', {reason = reason})
     elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
       if w[1] == 'child' then child = w[9] end
-      if status == 'queued' then unready(prefix, id, w[6], w[10]) end
+      if status == 'queued' then
+        unready(prefix, id, w[6], w[10])
+      else -- the queue's counter of scheduled or waiting runs (see make_ready)
+        redis.call('HINCRBY', K.qstat(prefix, w[6]), status, -1)
+      end
       drop_wait(prefix, rk, id, w)
       finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason},
         nil)

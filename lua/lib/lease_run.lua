@@ -1,6 +1,7 @@
 -- lease_run: lease one run popped from a ready set to the taking worker. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
--- hook fields (flat x:<name> pairs), schedule name or '', scheduled_at ms or ''},
+-- hook fields (flat x:<name> pairs), schedule name or '', scheduled_at ms or '', ms waited
+-- since made ready, resumed by (see ready_wait)},
 -- {id, 'poison'} (delivered more than max_deliv times without finishing: failed),
 -- {id, 'damaged'} (a field is unusable: failed with RunDataError), {id, 'missing'} (no
 -- such run: a foreign or expired entry), or nil when the run is no longer queued (a
@@ -12,6 +13,7 @@
 -- @include finish_run.lua
 -- @include split_run.lua
 -- @include resumed.lua
+-- @include ready_wait.lua
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
   local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
@@ -45,7 +47,8 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local attempt = (tonumber(v['attempts']) or 0) + 1
   local token = tostring(attempt)
   local n = (tonumber(v['tl_len']) or 0) + 1
-  local was_resumed = resumed(rk, n - 1)
+  local was_resumed, last = resumed(rk, n - 1)
+  local waited, by = ready_wait(last, now)
   local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', token,
     'deliveries', deliv, 'tl_len', n, 't:' .. n,
     cjson.encode({type = 'started', at = now, attempt = attempt})}
@@ -57,5 +60,6 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   redis.call('ZADD', leases, now + lease_ms, id)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
-    v['fails'] or '0', was_resumed, hooked, v['schedule'] or '', v['scheduled_at'] or ''}
+    v['fails'] or '0', was_resumed, hooked, v['schedule'] or '', v['scheduled_at'] or '',
+    waited, by}
 end

@@ -13,6 +13,7 @@ local function suspend_run(prefix, rk, id, job, queue, now, due, fields)
     redis.call('ZADD', K.delayed(prefix, queue), due, id)
     extra['until'] = due
   end
+  redis.call('HINCRBY', K.qstat(prefix, queue), 'waiting', 1)
   timeline(rk, now, 'waiting', extra)
   set_status(prefix, rk, id, job, 'running', 'waiting', now, 0)
 end

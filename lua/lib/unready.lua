@@ -2,5 +2,7 @@
 -- leaves the ring when a take next reaches it.
 -- @include keys.lua
 local function unready(prefix, id, queue, group)
-  redis.call('ZREM', K.ready(prefix, queue, group or '0'), id)
+  if redis.call('ZREM', K.ready(prefix, queue, group or '0'), id) == 1 then
+    redis.call('HINCRBY', K.qstat(prefix, queue), 'ready', -1)
+  end
 end

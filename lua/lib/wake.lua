@@ -10,8 +10,9 @@ local function wake(prefix, queue, id, now, cause, record)
   if f[1] ~= 'scheduled' and f[1] ~= 'waiting' then return false end
   if f[1] == 'waiting' then
     settle_wait(prefix, rk, id, now, cause, record)
+    make_ready(prefix, rk, id, f[2], queue, f[3], f[4], f[1], now, 'resumed', {by = cause})
+  else
+    make_ready(prefix, rk, id, f[2], queue, f[3], f[4], f[1], now, 'queued', nil)
   end
-  make_ready(prefix, rk, id, f[2], queue, f[3], f[4], f[1], now,
-    f[1] == 'waiting' and 'resumed' or 'queued', nil)
   return true
 end
