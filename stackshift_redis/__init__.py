@@ -7,12 +7,14 @@ Cluster), every state transition one atomic Lua script.
 from .app import StackShift
 from .context import RunContext, SyncRunContext
 from .errors import (
+    InvalidArgumentError,
     LockError,
     NonRetriableError,
     PayloadError,
     RetryAfterError,
     RunCancelled,
     RunFailed,
+    RunNotFoundError,
     StackShiftError,
     UnknownJobError,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "Concurrency",
     "Debounce",
     "Event",
+    "InvalidArgumentError",
     "LockError",
     "NonRetriableError",
     "PayloadError",
@@ -36,6 +39,7 @@ __all__ = [
     "RunFailed",
     "RunHandle",
     "RunInfo",
+    "RunNotFoundError",
     "RunStatus",
     "ScheduleInfo",
     "SendEventResult",

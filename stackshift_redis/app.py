@@ -148,6 +148,7 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        on_failure: str | None = ...,
         cron: str | None = ...,
         timezone: str | None = ...,
         concurrency: Concurrency | Sequence[Concurrency] | None = ...,
@@ -170,6 +171,7 @@ class StackShift(Client):
         timeout: Duration | None = ...,
         on_event: str | None = ...,
         idempotency_ttl: Duration | None = ...,
+        on_failure: str | None = ...,
         cron: str | None = ...,
         timezone: str | None = ...,
         concurrency: Concurrency | Sequence[Concurrency] | None = ...,
@@ -191,6 +193,7 @@ class StackShift(Client):
         timeout: Duration | None = None,
         on_event: str | None = None,
         idempotency_ttl: Duration | None = None,
+        on_failure: str | None = None,
         cron: str | None = None,
         timezone: str | None = None,
         concurrency: Concurrency | Sequence[Concurrency] | None = None,
@@ -203,9 +206,14 @@ class StackShift(Client):
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
         `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
-        or updated by each worker that registers the job when it starts. Flow control
+        or updated by each worker that registers the job when it starts.
+        `on_failure="job"`: each run that fails for good starts one run of that job with
+        {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
+        msgpack serializer: the payload is built inside the failing script). Flow control
         (concurrency, throttle, rate_limit, debounce, singleton, cancel_on, priority): see
         stackshift_redis.flow and the README, "Flow control"."""
+        if on_failure is not None and not isinstance(self.core.serializer, MsgpackSerializer):
+            raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
         flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
 
         def register(func: F) -> F:
@@ -219,6 +227,7 @@ class StackShift(Client):
                     timeout=timeout,
                     on_event=on_event,
                     idempotency_ttl=idempotency_ttl,
+                    on_failure=on_failure,
                     cron=cron,
                     timezone=timezone,
                     flow=flow,

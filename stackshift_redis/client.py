@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from .control import Control, Statuses
 from .core import Namespace
 from .errors import InvalidArgumentError, RunNotFoundError
 from .events import EventBus
@@ -25,6 +26,7 @@ class Client:
         self.core = ns
         self._waiter = ResultWaiter(ns)
         self._starter = Starter(ns)
+        self._control = Control(ns)
         self.events = EventBus(ns)
         self.state = State(ns)
         """Durable values of this namespace: set/get/incr/mark/lock."""
@@ -108,7 +110,7 @@ class Client:
         return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
-        """Queue a failed run again; its completed steps are reused."""
+        """Queue a failed (or cancelled) run again; its completed steps are reused."""
         if not await self.core.scripts.retry(check_run_id(run_id)):
             raise RunNotFoundError(f"no run {run_id}")
         return self.run(run_id)
@@ -118,6 +120,51 @@ class Client:
     ) -> list[RunInfo]:
         """Runs from the status indexes, most recently changed first."""
         return await list_runs(self.core, status, job, limit)
+
+    # lifecycle and bulk control (control.py)
+    async def cancel_runs(
+        self,
+        *,
+        job: str | None = None,
+        status: Statuses = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        reason: str = "cancelled",
+    ) -> int:
+        """Cancel matching runs (status: one or a list; default every unfinished one) in
+        bounded batches; the number cancelled (running ones: flagged, they stop at their
+        next step). Safe to call again."""
+        return await self._control.cancel_runs(
+            job=job, status=status, created_after=created_after,
+            created_before=created_before, reason=reason,
+        )  # fmt: skip
+
+    async def retry_runs(
+        self,
+        *,
+        job: str | None = None,
+        status: Statuses = "failed",
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> int:
+        """Queue matching failed (or cancelled) runs again in bounded batches; the count.
+        Completed steps are reused. Safe to call again."""
+        return await self._control.retry_runs(
+            job=job, status=status, created_after=created_after, created_before=created_before
+        )
+
+    async def replay(self, run_id: str, from_step: str | None = None) -> RunHandle:
+        """A new run of the run's job and payload (`info.replay_of` links it). With
+        `from_step`, the step results recorded before that step are reused."""
+        return self.run(await self._control.replay(run_id, from_step))
+
+    async def pause_queue(self, name: str) -> bool:
+        """Pause a queue: it accepts runs, workers claim none. False if paused already."""
+        return await self._control.pause_queue(name)
+
+    async def resume_queue(self, name: str) -> bool:
+        """Resume a paused queue; its runs are taken in order. False if it was not paused."""
+        return await self._control.resume_queue(name)
 
     async def send_event(
         self, name: str, data: Any = None, *, id: str | None = None

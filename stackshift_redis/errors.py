@@ -123,6 +123,7 @@ _CODES: dict[str, type[StackShiftError]] = {
     "BAD_STATE": InvalidRunStateError,
     "CANCELLED": RunCancelled,
     "NOT_INTEGER": InvalidArgumentError,
+    "INVALID": InvalidArgumentError,
 }
 
 

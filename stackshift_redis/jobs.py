@@ -47,6 +47,7 @@ class JobDef:
     timeout: float | None
     on_event: str | None
     idempotency_ttl: float | None
+    on_failure: str | None = None  # the job its runs start when they fail for good
     cron: str | None = None  # a schedule named after the job (upserted by workers)
     timezone: str | None = None  # the cron's IANA time zone (default UTC)
     flow: Flow = field(default_factory=Flow)
@@ -68,6 +69,7 @@ def make_job(
     timeout: Duration | None,
     on_event: str | None,
     idempotency_ttl: Duration | None,
+    on_failure: str | None = None,
     cron: str | None = None,
     timezone: str | None = None,
     flow: Flow | None = None,
@@ -78,6 +80,10 @@ def make_job(
     check_name("queue", queue)
     if on_event is not None:
         check_name("event", on_event)
+    if on_failure is not None:
+        check_name("on_failure job", on_failure)
+        if on_failure == name:
+            raise InvalidArgumentError(f"job {name!r}: on_failure must name another job")
     if not callable(fn):
         raise InvalidArgumentError(f"job {name!r}: handler {fn!r} is not callable")
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
@@ -99,6 +105,7 @@ def make_job(
         idempotency_ttl=(
             seconds(idempotency_ttl, "idempotency_ttl") if idempotency_ttl is not None else None
         ),
+        on_failure=on_failure,
         cron=cron,
         timezone=timezone,
         flow=flow if flow is not None else Flow(),

@@ -29,6 +29,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
+    "onfail": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
@@ -116,6 +117,10 @@ class Keys:
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
         return _render(self.prefix, "jobs", ())
+
+    def on_failure(self) -> str:
+        """HASH: job name -> the job its failed runs start (on_failure), published by workers."""
+        return _render(self.prefix, "onfail", ())
 
     def take(self, taker: str) -> str:
         """STRING: a taker's last take id and the runs it leased (a re-sent take gets

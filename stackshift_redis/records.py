@@ -212,6 +212,8 @@ class RunInfo:
     """For a child run (invoke): the parent run's id."""
     progress: Any = None
     """The last value passed to ctx.progress()."""
+    replay_of: str | None = None
+    """The run this one replays (`replay`), else None."""
 
 
 def _s(v: bytes | None) -> str:
@@ -256,4 +258,5 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
         timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
         parent_id=_s(h[b"parent"]) if b"parent" in h else None,
         progress=_load(serializer, h, b"progress"),
+        replay_of=_s(h[b"replay_of"]) if b"replay_of" in h else None,
     )

@@ -393,10 +393,45 @@ class Scripts:
         return (_str(reply[0]), bool(int(reply[1]))) if reply else None
 
     async def retry(self, run_id: str) -> bool:
-        """Make a failed run ready again; False when unknown. InvalidRunStateError if not
-        failed."""
+        """Make a failed or cancelled run ready again; False when unknown.
+        InvalidRunStateError when it is neither."""
         k = self.keys
         return bool(await self.call("retry", [k.run(run_id)], [k.prefix, run_id]))
+
+    async def bulk(
+        self, index: str, action: str, status: str, job: str, created_ms: tuple[int, int],
+        cursor: tuple[str, str, str], limit: int, reason: str, retention_ms: int,
+        budget_us: int,
+    ) -> tuple[int, tuple[str, str] | None, str]:  # fmt: skip
+        """One batch of cancel_runs/retry_runs over the status index `index`: at most
+        `limit` runs, stopping early after `budget_us` of server time. created_ms: (after,
+        before), -1 for none; cursor: (score, run id, upto), "" to begin and for upto
+        "now". Returns (runs changed, the next (score, run id) or None when the pass is
+        over, upto)."""
+        args = [self.keys.prefix, action, status, job, created_ms[0], created_ms[1], *cursor,
+                limit, reason, retention_ms, budget_us]  # fmt: skip
+        changed, score, last, upto = await self.call("bulk", [index], args)
+        nxt = (_str(score), _str(last)) if _str(score) else None
+        return int(changed), nxt, _str(upto)
+
+    async def replay(self, run_id: str, new_id: str, from_step: str, fields: dict[str, str]) -> int:
+        """Start `new_id` as a replay of `run_id`; the number of step records copied (-1:
+        it existed already). RunNotFoundError, InvalidArgumentError (unknown step)."""
+        k = self.keys
+        args = [k.prefix, run_id, new_id, from_step, json.dumps(fields) if fields else ""]
+        reply = await self.call("replay", [k.run(run_id), k.run(new_id)], args)
+        return int(reply[1])
+
+    async def pause_queue(self, queue: str) -> bool:
+        """Pause a queue; False when it was paused already."""
+        k = self.keys
+        return bool(await self.call("pause_queue", [k.queue_conf(queue), k.stream(queue)], []))
+
+    async def resume_queue(self, queue: str, max_tickets: int = 200) -> bool:
+        """Resume a paused queue and wake its workers; False when it was not paused."""
+        k = self.keys
+        keys, args = [k.queue_conf(queue), k.ring(queue)], [k.prefix, queue, max_tickets]
+        return bool(await self.call("resume_queue", keys, args))
 
     async def watch(self, run_id: str) -> tuple[str, bytes | None, bytes | None] | None:
         """Mark a run as awaited; its (status, result, error) or None when unknown."""

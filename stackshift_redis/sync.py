@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from .client import Client
+from .control import Statuses
 from .core import Namespace, client_from_url
 from .records import Duration, RunInfo, SendEventResult
 from .runs import RunHandle
@@ -210,6 +211,51 @@ class SyncStackShift:
     def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendEventResult:
         """Send an event (see StackShift.send_event)."""
         return self._run(self._target.send_event(name, data, id=id))
+
+    def cancel_runs(
+        self,
+        *,
+        job: str | None = None,
+        status: Statuses = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        reason: str = "cancelled",
+    ) -> int:
+        """Cancel matching runs in batches (see StackShift.cancel_runs)."""
+        return self._run(
+            self._target.cancel_runs(
+                job=job, status=status, created_after=created_after,
+                created_before=created_before, reason=reason,
+            )
+        )  # fmt: skip
+
+    def retry_runs(
+        self,
+        *,
+        job: str | None = None,
+        status: Statuses = "failed",
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> int:
+        """Queue matching failed (or cancelled) runs again (see StackShift.retry_runs)."""
+        return self._run(
+            self._target.retry_runs(
+                job=job, status=status, created_after=created_after,
+                created_before=created_before,
+            )
+        )  # fmt: skip
+
+    def replay(self, run_id: str, from_step: str | None = None) -> SyncRunHandle:
+        """A new run of the run's job and payload (see StackShift.replay)."""
+        return SyncRunHandle(self, self._run(self._target.replay(run_id, from_step)))
+
+    def pause_queue(self, name: str) -> bool:
+        """Pause a queue (see StackShift.pause_queue)."""
+        return self._run(self._target.pause_queue(name))
+
+    def resume_queue(self, name: str) -> bool:
+        """Resume a paused queue (see StackShift.resume_queue)."""
+        return self._run(self._target.resume_queue(name))
 
     @property
     def state(self) -> SyncState:

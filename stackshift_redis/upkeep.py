@@ -72,6 +72,15 @@ class Upkeep:
             for j in reg.jobs.values():
                 if j.on_event:
                     pipe.hset(k.triggers(j.on_event), j.name, j.queue)
+                # on_failure: read by lua/lib/start_on_failure.lua when a run fails for good
+                if j.on_failure:
+                    pipe.hset(k.on_failure(), j.name, j.on_failure)
+                else:
+                    pipe.hdel(k.on_failure(), j.name)
+                if j.on_failure and j.on_failure not in reg.jobs:
+                    log.info("job %s: on_failure job %s is not registered in this worker "
+                             "(its runs go to the queue published for it, else 'default')",
+                             j.name, j.on_failure)  # fmt: skip
             for q in self.queues:
                 conf = reg.queue(q)
                 pipe.hset(k.queue_conf(q), "visibility_ms", round(conf.visibility_timeout * 1000))

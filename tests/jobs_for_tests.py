@@ -20,7 +20,8 @@ from typing import IO, Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from stackshift_redis import Concurrency, RunContext, StackShift
+from stackshift_redis import Concurrency, NonRetriableError, RunContext, StackShift
+from stackshift_redis.hooks import AttemptInput, Hook
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = os.environ.get("STACKSHIFT_NAMESPACE", "default")
@@ -40,6 +41,9 @@ app.queue("long", visibility_timeout=1)
 app.queue("limited", concurrency=3, visibility_timeout=2)
 app.queue("poison", visibility_timeout=1)
 app.queue("cli", visibility_timeout=30)
+app.queue("doomed", visibility_timeout=1)
+app.queue("handlers", visibility_timeout=2)
+app.queue("ordered", visibility_timeout=5)
 app.queue("pause", visibility_timeout=1)
 app.queue("sched", visibility_timeout=5)
 app.queue("flow", visibility_timeout=2)
@@ -157,6 +161,42 @@ async def keyed(ctx: RunContext) -> int:
         await app.redis.decr(_obs(f"cur:{k}"))
     await app.redis.incr(_obs("keyed_done"))
     return int(n)
+
+
+class _KillOnFail(Hook):
+    """SIGKILLs this worker when an attempt of `doomed` has failed for good, before the
+    script that records the failure (and starts the failure handler) is sent."""
+
+    def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
+        if inp.job == "doomed" and outcome == "failed":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+if os.environ.get("STACKSHIFT_KILL_ON_FAIL") == "1":
+    app.add_hook(_KillOnFail())
+
+
+@app.job("doomed", queue="doomed", retries=0, on_failure="doomed_handler")
+async def doomed(ctx: RunContext) -> None:
+    """Fails for good, every time."""
+    await app.redis.incr(_obs("doomed"))
+    raise NonRetriableError("card declined")
+
+
+@app.job("doomed_handler", queue="handlers")
+async def doomed_handler(ctx: RunContext) -> None:
+    """The failure handler of `doomed`: records which run it handled."""
+    await app.redis.rpush(_obs("handled"), ctx.payload["run_id"])
+
+
+@app.job("ordered", queue="ordered")
+async def ordered(ctx: RunContext) -> int:
+    """Notes its payload's `i` (and its pid) when it starts, then sleeps `s` seconds."""
+    await app.redis.rpush(_obs("order"), ctx.payload["i"])
+    await app.redis.rpush(_obs("order_pids"), os.getpid())
+    await asyncio.sleep(ctx.payload.get("s", 0.01))
+    await app.redis.incr(_obs("ordered_done"))
+    return int(ctx.payload["i"])
 
 
 @app.job("paused_steps", queue="pause", retries=0)

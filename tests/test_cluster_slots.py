@@ -1,12 +1,12 @@
 """Every script call touches one hash slot, so it runs unchanged on Redis Cluster.
 
 Records each `Scripts.call` / `Scripts.queue_call` (the only ways the library runs Lua)
-during a workload covering starts, steps, waits, events, invoke, failures, cancel, retry
-and state, and checks with `redis.crc.key_slot` that all KEYS of a call, and the
-namespace prefix a script derives more keys from (ARGV), map to the namespace's slot.
-Runs on standalone Redis too: no cluster needed to catch a cross-slot call. The same
-recorded calls are checked against each script's header: as many KEYS and ARGV as it
-documents (`KEYS[3]`, and repeating forms such as `KEYS[2i-1]` or `ARGV[6+3i]`).
+during a workload covering starts, steps, waits, events, invoke, failures, cancel, retry,
+bulk control, replay, pause and state, and checks with `redis.crc.key_slot` that all KEYS
+of a call, and the namespace prefix a script derives more keys from (ARGV), map to the
+namespace's slot. Runs on standalone Redis too: no cluster needed to catch a cross-slot
+call. The same recorded calls are checked against each script's header: as many KEYS and
+ARGV as it documents (`KEYS[3]`, and repeating forms such as `KEYS[2i-1]` or `ARGV[6+3i]`).
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ REQUIRED = {
     "lock_extend",
     "lock_release",
     "queue_stats",
+    "bulk",
+    "replay",
+    "pause_queue",
+    "resume_queue",
     "upsert_schedule",
     "due_schedules",
     "fire_schedule",
@@ -217,6 +221,12 @@ async def test_every_script_call_touches_one_slot(
         await broken_run.result(timeout=10)
     await app.retry(broken_run.id)
     assert await broken_run.result(timeout=10) == "fixed"
+    replayed = await app.replay(flow_run.id, from_step="slow")  # steps before it are copied
+    assert await replayed.result(timeout=15) == 1 + 42 + 100
+    assert await app.pause_queue("default") and await app.resume_queue("default")
+    assert await app.cancel_runs(job="child", status="queued") == 0
+    # `parked`, the gated run cancelled by its event, the singleton run replaced by the next
+    assert await app.retry_runs(status=["failed", "cancelled"]) == 3
 
     st = app.state
     await st.set("k", {"a": 1})

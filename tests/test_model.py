@@ -1,7 +1,8 @@
 """Model-based test of run transitions (Hypothesis state machine over the Lua scripts).
 
 Random sequences of start (with and without idempotency keys), take, complete, fail
-(retry or final), promote, cancel, manual retry and lease expiry run against real Redis;
+(retry or final), promote, cancel, manual retry (of failed or cancelled runs), bulk cancel
+and retry, and lease expiry run against real Redis;
 after every step each run's status, its status indexes, the lease set, the ready set
 and the schedule must agree with a simple model.
 """
@@ -138,10 +139,33 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
 
         @rule(data=st.data())
         def manual_retry(self, data: st.DataObject) -> None:
-            failed = self._in("failed")
+            failed = self._in("failed", "cancelled")
             if failed:
                 run_id = data.draw(st.sampled_from(failed))
                 self.do(self.app.retry(run_id))
+                self._set(run_id, "queued")
+
+        @rule(which=st.sampled_from(["queued", "scheduled", "running"]))
+        def bulk_cancel(self, which: str) -> None:
+            hit = self._in(which)
+            if which == "running":  # flagged (once): they stop at their next step
+                hit = [
+                    r for r in hit if not self.do(self.app.redis.hexists(self.k.run(r), "cancel"))
+                ]
+            assert self.do(self.app.cancel_runs(job="job", status=which)) == len(hit)
+            if which != "running":
+                for run_id in hit:
+                    self._set(run_id, "cancelled")
+
+        @rule()
+        def bulk_retry(self) -> None:
+            ready: list[str] = []  # they become ready in index order, failed ones first
+            for s in ("failed", "cancelled"):
+                ready += [
+                    m.decode() for m in self.do(self.app.redis.zrange(self.k.idx_status(s), 0, -1))
+                ]
+            assert self.do(self.app.retry_runs(status=["failed", "cancelled"])) == len(ready)
+            for run_id in ready:
                 self._set(run_id, "queued")
 
         @rule(data=st.data())

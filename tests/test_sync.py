@@ -79,3 +79,19 @@ def test_sync_failure_events_cancel_and_state(apps: tuple[StackShift, StackShift
     with client.sync.state.lock("l", ttl=5, wait=1):
         assert client.sync.state.mark("once", ttl=60) is True
     assert client.sync.state.mark("once", ttl=60) is False
+
+
+def test_sync_bulk_control_replay_and_pause(apps: tuple[StackShift, StackShift]) -> None:
+    client, _ = apps
+    assert client.sync.pause_queue("sync-q") is True
+    runs = client.sync.start_many("add", [{"a": i, "b": 1} for i in range(4)])
+    threading.Event().wait(0.3)
+    assert {r.status() for r in runs} == {"queued"}  # paused: nothing claimed
+    assert client.sync.cancel_runs(job="add", status="queued") == 4
+    assert client.sync.retry_runs(job="add", status="cancelled") == 4
+    assert client.sync.resume_queue("sync-q") is True
+    assert [r.result(timeout=10) for r in runs] == [1, 2, 3, 4]
+    again = client.sync.replay(runs[0].id)
+    assert again.result(timeout=10) == 1
+    info = client.sync.get_run(again.id)
+    assert info is not None and info.replay_of == runs[0].id

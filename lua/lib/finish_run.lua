@@ -2,16 +2,22 @@
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
 -- resume a parent run waiting for it (invoke). pre: {tl_len, awaited, parent} already read,
 -- or nil. The caller has released the run's lease, if it had one. The run keeps its last
--- lease token, so a finish re-sent after a lost reply is recognised (see done_by).
+-- lease token, so a finish re-sent after a lost reply is recognised (see done_by). A run
+-- that fails starts its job's failure handler here, atomically (lib/start_on_failure.lua).
 -- @include keys.lua
 -- @include move_index.lua
 -- @include wake.lua
+-- @include start_on_failure.lua
 -- @include flow_done.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
   flow_done(prefix, rk, id)
   if not pre then
     local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent')
     pre = {tl_len = p[1], awaited = p[2], parent = p[3]}
+  end
+  if new == 'failed' then -- on_failure: the handler run's id goes in the 'failed' entry
+    entry['on_failure_run'] = start_on_failure(prefix, rk, id, job, now, keep_ms,
+      fields['error'])
   end
   local n = (tonumber(pre.tl_len) or 0) + 1
   entry['type'] = new

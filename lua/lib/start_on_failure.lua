@@ -1,0 +1,37 @@
+-- start_on_failure: called by finish_run() when a run fails for good (retries spent,
+-- non-retriable, timeout, poison): start one run of its job's failure handler (the job's
+-- on_failure, published by workers in K.onfail) in the same script as the failure, so a
+-- crash cannot separate them. The handler run is keyed by the idempotency key
+-- 'on_failure:<run id>:<attempts>': one handler per failure, also if this were replayed
+-- (a run retried by hand that fails again gets a new one). A handler run's own failure
+-- starts nothing (no handler chains or loops). Its queue: the handler job's published queue
+-- (K.jobs), else 'default'. The payload is msgpack {run_id, job, payload, error = {type,
+-- message}}, the failed run's payload bytes spliced in as they are (the default msgpack
+-- serializer; jobs with on_failure require it).
+-- Returns the handler run id, or nil when there is none.
+-- @include keys.lua
+-- @include mp_pack.lua
+-- @include lua_run_id.lua
+-- @include create_run.lua
+local function start_on_failure(prefix, rk, id, job, now, keep_ms, err_json)
+  local handler = redis.call('HGET', K.onfail(prefix), job)
+  if not handler then return nil end
+  local f = redis.call('HMGET', rk, 'failure_of', 'attempts', 'payload')
+  if f[1] then return nil end
+  local ik = K.idem(prefix, handler, 'on_failure:' .. id .. ':' .. (f[2] or '0'))
+  local hid = redis.call('GET', ik)
+  if hid and redis.call('EXISTS', K.run(prefix, hid)) == 1 then return hid end
+  local ok, err = pcall(cjson.decode, err_json or '{}')
+  if not ok or type(err) ~= 'table' then err = {} end
+  local payload = string.char(0x84) .. mp_pack('run_id', false) .. mp_pack(id, false)
+    .. mp_pack('job', false) .. mp_pack(job, false)
+    .. mp_pack('payload', false) .. (f[3] or string.char(0xc0))
+    .. mp_pack('error', false) .. string.char(0x82)
+    .. mp_pack('type', false) .. mp_pack(tostring(err.type or 'Error'), false)
+    .. mp_pack('message', false) .. mp_pack(tostring(err.message or ''), false)
+  hid = lua_run_id(prefix, now)
+  local queue = redis.call('HGET', K.jobs(prefix), handler) or 'default'
+  redis.call('SET', ik, hid, 'PX', keep_ms)
+  create_run(prefix, hid, handler, queue, payload, now, now, {failure_of = id, idem_key = ik})
+  return hid
+end
