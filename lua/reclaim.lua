@@ -18,10 +18,12 @@ for _, id in ipairs(expired) do
   local f = redis.call('HMGET', rk, 'status', 'job', 'cancel', 'group', 'priority')
   if f[1] == 'running' then
     if f[3] then
-      finish_run(prefix, rk, id, f[2], 'running', 'cancelled', now, tonumber(ARGV[4]), {},
-        {reason = f[3]}, nil)
+      local err = cjson.encode({type = 'RunCancelled', message = f[3], traceback = ''})
+      finish_run(prefix, rk, id, f[2], 'running', 'cancelled', now, tonumber(ARGV[4]),
+        {error = err}, {reason = f[3]}, nil)
     else
       redis.call('HDEL', rk, 'token')
+      redis.call('HINCRBY', rk, 'expired', 1) -- leases lost by running attempts (poison)
       make_ready(prefix, rk, id, f[2], queue, f[4], f[5], 'running', now, 'recovered', nil)
       out[#out + 1] = id
     end

@@ -8,12 +8,12 @@ from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from .client import Client
-from .core import Namespace, Settings
+from .core import Namespace, Settings, check_url
 from .errors import InvalidArgumentError
 from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle, make_flow
 from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
-from .keys import Keys
+from .keys import Keys, check_name
 from .records import Duration, check_int, millis
 from .schedules import Schedules
 from .scripts import Scripts
@@ -23,6 +23,7 @@ from .tracing import auto_hook
 from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Callable[[dict[str, Any]], Any])
 
 
 class StackShift(Client):
@@ -57,7 +58,11 @@ class StackShift(Client):
         )
         if settings.retention_ms < 1000:
             raise InvalidArgumentError("retention must be at least 1 second")
-        url = redis_url or ("redis://localhost:6379/0" if redis is None else None)
+        url = redis_url
+        if redis_url is None and redis is None:
+            url = "redis://localhost:6379/0"
+        if url is not None:
+            check_url(url)
         ns = Namespace(
             namespace=namespace,
             serializer=serializer or MsgpackSerializer(max_payload_bytes),
@@ -127,7 +132,7 @@ class StackShift(Client):
 
     def use_redis_url(self, redis_url: str) -> None:
         """Point the app at another Redis (before first use; the CLI's --redis-url)."""
-        self.core.use_redis_url(redis_url)
+        self.core.use_redis_url(check_url(redis_url))
 
     async def close(self) -> None:
         """Stop background readers and close the client this app created."""
@@ -249,6 +254,30 @@ class StackShift(Client):
     def queue_config(self, name: str) -> QueueConfig:
         """The queue's settings (defaults when not configured here)."""
         return self.core.registry.queue(name)
+
+    def on_startup(self, fn: H) -> H:
+        """Register a worker startup hook `fn(resources)` (async or plain): it runs once per
+        worker before the first claim and may put shared objects in `resources`, which
+        handlers reach as `ctx.resources`. If it raises, the worker stops (nothing claimed)."""
+        if not callable(fn):
+            raise InvalidArgumentError(f"on_startup needs a callable, not {fn!r}")
+        self.core.registry.startup.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: H) -> H:
+        """Register a worker shutdown hook `fn(resources)` (async or plain): it runs once,
+        after the last attempt finished or was handed back."""
+        if not callable(fn):
+            raise InvalidArgumentError(f"on_shutdown needs a callable, not {fn!r}")
+        self.core.registry.shutdown.append(fn)
+        return fn
+
+    async def unregister_job(self, name: str) -> int:
+        """Forget `name` in the shared job map and triggers now (after a rename or a move;
+        stop the workers that register it first, or their next heartbeat publishes it
+        again). Entries no live worker registers are also dropped by themselves within
+        about 20 seconds. Returns the number of entries removed."""
+        return await self.core.scripts.unregister_job(check_name("job", name))
 
     def add_hook(self, hook: Hook) -> None:
         """Add a hook around attempts and steps (metrics, tracing: see hooks.py)."""

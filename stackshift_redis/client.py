@@ -102,7 +102,10 @@ class Client:
         return await get_run(self.core, run_id)
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a run: waiting/queued at once, running at its next step. False if final."""
+        """Cancel a run. A queued, scheduled or waiting run ends at once; a running run
+        stops at its next step (handlers can check `ctx.cancelled` between steps). The
+        reason is in `RunCancelled` and in `info.error["message"]`. True when this call
+        cancelled (or flagged) the run; False when it was already final."""
         check_run_id(run_id)
         if not isinstance(reason, str):
             raise InvalidArgumentError(f"reason must be a str, not {reason!r}")
@@ -110,7 +113,9 @@ class Client:
         return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
-        """Queue a failed (or cancelled) run again; its completed steps are reused."""
+        """Queue a failed (or cancelled) run again; its completed steps are reused.
+        RunNotFoundError when there is no such run, InvalidRunStateError when it is
+        neither failed nor cancelled."""
         if not await self.core.scripts.retry(check_run_id(run_id)):
             raise RunNotFoundError(f"no run {run_id}")
         return self.run(run_id)

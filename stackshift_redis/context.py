@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from .execution import Execution
+from .execution import CancelRequested, Execution
 from .logs import run_extra
 from .records import Event
 from .state import State, SyncState
@@ -33,6 +33,8 @@ class _ContextBase:
     """The event that started the run (on_event jobs), else None."""
     logger: logging.LoggerAdapter[logging.Logger]
     """A logger whose records carry run_id, job, attempt and queue (see logs.py)."""
+    resources: dict[str, Any]
+    """What the worker's `@stackshift.on_startup` hooks put there (a DB pool, a client)."""
     schedule: str | None
     """The schedule that started the run, else None."""
     scheduled_at: datetime | None
@@ -46,12 +48,26 @@ class _ContextBase:
         self.queue = execution.queue
         self.attempt = execution.attempt
         self.event = execution.event
+        self.resources = {}
         self.schedule = execution.schedule
         self.scheduled_at = execution.scheduled_at
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"),
             run_extra(self.run_id, self.job, self.attempt, self.queue),
         )
+
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was cancelled while running (`stackshift.cancel`): the attempt
+        stops at its next step; long loops without steps can check this."""
+        return self._ex.cancel_requested
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled when the run was cancelled (the attempt then ends as
+        cancelled, with the cancel's reason); for long loops between steps."""
+        if self._ex.cancel_requested:
+            raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
 
 
 class RunContext(_ContextBase):

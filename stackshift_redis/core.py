@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,7 +22,7 @@ from .errors import InvalidArgumentError, UnknownJobError
 from .hooks import Hooks
 from .jobs import Registry
 from .keys import Keys, check_name
-from .scripts import Scripts
+from .scripts import Scripts, redis_call
 from .serializer import Serializer
 
 
@@ -33,6 +35,22 @@ class Settings:
     event_dedupe_ms: int
     event_log_ms: int
     max_deliveries: int
+
+
+def check_url(url: object) -> str:
+    """A Redis URL redis-py accepts (redis://, rediss://, unix://, a numeric port, a db
+    number), else InvalidArgumentError naming it; nothing is connected."""
+    if not isinstance(url, str) or not url:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: expected redis://host:port/db")
+    try:
+        parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: {exc}") from None
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():  # redis-py would ignore it
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: database {db!r} is not a number")
+    return url
 
 
 CLIENT_RETRIES = 5
@@ -145,6 +163,7 @@ class Namespace:
             self._redis = None
             self._scripts = None
 
+    @redis_call
     async def queue_for(self, job: str, queue_name: str | None = None) -> str:
         """The queue of `job`: given, registered here, or published by a worker."""
         if queue_name is not None:

@@ -9,11 +9,12 @@ ticket costs at most one `block_ms` wait, after which the worker takes again any
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from redis.exceptions import ResponseError
 
 from .core import Namespace
+from .jobs import QueueConfig
 from .keys import GROUP
 from .scripts import TakeReply
 
@@ -27,6 +28,7 @@ class Dispatcher:
         self.consumer = consumer
         self._turn = 0
         self._streams = {ns.keys.stream(q): q for q in self.queues}
+        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
 
     async def setup(self) -> None:
         """Create each queue's stream and consumer group (idempotent)."""
@@ -41,8 +43,7 @@ class Dispatcher:
         """Lease up to `n` runs; queues take turns at going first."""
         qs = self.queues[self._turn :] + self.queues[: self._turn]
         self._turn = (self._turn + 1) % len(self.queues)
-        reg = self.ns.registry
-        pairs = [(q, round(reg.queue(q).visibility_timeout * 1000)) for q in qs]
+        pairs = [(q, round(self.conf(q).visibility_timeout * 1000)) for q in qs]
         settings = self.ns.settings
         return await self.ns.scripts.take(
             pairs, n, max_deliveries=settings.max_deliveries,

@@ -14,6 +14,7 @@
     ├── RunDataError             a run's stored record is damaged (unreadable fields)
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
+    ├── RedisUnavailableError    (redis ConnectionError) Redis cannot be reached
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
 Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
@@ -25,6 +26,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 __all__ = [
     "InvalidArgumentError",
     "InvalidRunStateError",
@@ -32,6 +35,7 @@ __all__ = [
     "LockError",
     "NonRetriableError",
     "PayloadError",
+    "RedisUnavailableError",
     "ResultTimeout",
     "RetryAfterError",
     "RunCancelled",
@@ -61,12 +65,18 @@ class RetryAfterError(StackShiftError):
 
 
 class RunFailed(StackShiftError):
-    """A run ended as failed; `error` holds its recorded error, if any."""
+    """A run ended as failed; `error` holds its recorded error, if any. `final` is True
+    when a handler gets it from `ctx.step.invoke` for a failed child: uncaught, it fails
+    the parent without retries (the child's failure is stored; a retry would re-raise it)."""
 
-    def __init__(self, message: str, *, run_id: str = "", error: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, run_id: str = "", error: dict[str, Any] | None = None,
+        final: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.run_id = run_id
         self.error = error or {}
+        self.final = final
 
 
 class RunCancelled(StackShiftError):
@@ -82,7 +92,19 @@ class UnknownJobError(StackShiftError, LookupError):
 
 
 class PayloadError(StackShiftError, ValueError):
-    """A value does not serialize with the app's serializer, or is too large."""
+    """A value does not serialize with the app's serializer, or is too large. `path` is
+    where the offending value sits (`['amount']`), when known."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(f"value at {path}: {message}" if path else message)
+        self.reason = message
+        self.path = path
+
+    def at(self, where: str) -> PayloadError:
+        """The same error told from the caller's side: `payload['amount']: ...`."""
+        if self.path:
+            return PayloadError(f"{where}{self.path}: {self.reason}")
+        return PayloadError(f"{where}: {self.reason}")
 
 
 class InvalidArgumentError(StackShiftError, ValueError):
@@ -111,6 +133,11 @@ class LockError(StackShiftError):
 
 class LeaseLostError(StackShiftError):
     """This worker no longer holds the run: another worker recovered it."""
+
+
+class RedisUnavailableError(StackShiftError, RedisConnectionError):
+    """Redis could not be reached (refused, timed out, unknown host); the message names
+    the cause. The original redis-py error is its `__cause__`."""
 
 
 class ResultTimeout(StackShiftError, TimeoutError):

@@ -114,7 +114,7 @@ class Execution:
         try:
             data = self.ns.serializer.dumps(value)
         except PayloadError as exc:
-            raise NonRetriableError(f"step {key!r} result: {exc}") from exc
+            raise NonRetriableError(str(exc.at(f"step {key!r} result"))) from exc
         cancel = await self.ns.scripts.record_step(
             self.run_id, self.token, key, step_completed(data), "step_completed"
         )

@@ -7,20 +7,30 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .context import RunContext, SyncRunContext
 from .core import Namespace
-from .errors import LeaseLostError, NonRetriableError, PayloadError, RetryAfterError
+from .errors import (
+    InvalidArgumentError,
+    LeaseLostError,
+    NonRetriableError,
+    PayloadError,
+    RetryAfterError,
+    RunFailed,
+)
 from .events import decode_event
 from .execution import CancelRequested, Execution, Suspended, parse_steps
 from .hooks import AttemptInput
-from .jobs import JobDef
+from .jobs import JobDef, QueueConfig
 from .records import error_json, from_ms
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
 
 log = logging.getLogger("stackshift.worker")
+HANDBACK_DELAY_MS = 1000  # a run of an unknown job waits this long before it is ready again
+HANDBACK_LIMIT_MS = 300_000  # ... and fails once no worker with the job took it this long
 
 
 class Executor:
@@ -33,6 +43,9 @@ class Executor:
         self.threads_busy = 0  # plain-function handlers still running in threads
         self._threads_lock = threading.Lock()
         self._sync_state: SyncState | None = None
+        self.resources: dict[str, Any] = {}  # filled by the worker's startup hooks
+        self.handback_limit_ms = HANDBACK_LIMIT_MS  # unknown jobs: fail after this long
+        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
 
     @property
     def sync_state(self) -> SyncState:
@@ -58,7 +71,7 @@ class Executor:
             ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
             token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
             event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
-            lease_ms=round(ns.registry.queue(run.queue).visibility_timeout * 1000),
+            lease_ms=round(self.conf(run.queue).visibility_timeout * 1000),
             confirmed_at=sent_at,
             schedule=run.schedule or None, scheduled_at=from_ms(run.scheduled_at or None),
         )  # fmt: skip
@@ -68,9 +81,7 @@ class Executor:
         ns = self.ns
         job = ns.registry.jobs.get(ex.job)
         if job is None:
-            missing = NonRetriableError(f"job {ex.job!r} is not registered in this worker")
-            log.error("run %s: %s", ex.run_id, missing, extra=_extra(ex))
-            return self._failure(ex, None, missing, retry_delay=None, logged=True)
+            return self._hand_back(ex)
         log.debug("run %s (%s) attempt %d started", ex.run_id, ex.job, ex.attempt,
                   extra=_extra(ex))  # fmt: skip
         timer = asyncio.timeout(job.timeout)
@@ -88,10 +99,13 @@ class Executor:
             self._notify(ex, "lost", None)
             return None
         except CancelRequested:
-            cancelled = CancelRequested("cancelled while running")
-            return self._failure(ex, job, cancelled, None, "cancelled")
-        except NonRetriableError as exc:
+            reason = await ns.redis.hget(ns.keys.run(ex.run_id), "cancel")
+            text = reason.decode() if reason else "cancelled while running"
+            return self._failure(ex, job, CancelRequested(text), None, "cancelled")
+        except (NonRetriableError, InvalidArgumentError) as exc:  # bad arguments: a bug
             return self._failure(ex, job, exc, retry_delay=None)
+        except RunFailed as exc:  # a stored child failure is final (see Step.invoke)
+            return self._failure(ex, job, exc, retry_delay=None if exc.final else -1)
         except RetryAfterError as exc:
             return self._failure(ex, job, exc, retry_delay=exc.delay)
         except TimeoutError as exc:
@@ -102,15 +116,27 @@ class Executor:
         try:
             data = ns.serializer.dumps(result)
         except PayloadError as exc:
-            return self._failure(ex, job, exc, retry_delay=None)
+            return self._failure(ex, job, exc.at("return value"), retry_delay=None)
         self._notify(ex, "completed", None)
         log.info("run %s (%s) completed", ex.run_id, ex.job, extra=_extra(ex))
         return ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
 
     async def _call(self, job: JobDef, ex: Execution) -> Any:
         if job.is_async:
-            return await job.fn(RunContext(ex))
+            actx = RunContext(ex)
+            actx.resources = self.resources
+            try:
+                result = await job.fn(actx)
+            finally:
+                forgotten = actx.step.unawaited()
+            if forgotten:
+                raise NonRetriableError(
+                    f"step {forgotten[0]!r} was created but never awaited (add `await` "
+                    f"before ctx.step...({forgotten[0]!r}, ...))"
+                )
+            return result
         ctx = SyncRunContext(ex, self.loop, self.sync_state)
+        ctx.resources = self.resources
 
         def body() -> Any:  # counted until the thread returns, even if the attempt was cancelled
             try:
@@ -122,6 +148,25 @@ class Executor:
         with self._threads_lock:
             self.threads_busy += 1
         return await asyncio.to_thread(body)
+
+    def _hand_back(self, ex: Execution) -> ScriptCall:
+        """A run of a job this worker does not register (a rolling deploy, a worker of an
+        older or newer version): hand it back for a worker that has the job."""
+        limit = self.handback_limit_ms
+        log.error(
+            "run %s: job %r is not registered in this worker (queue %s): handed back for a "
+            "worker that has it; it fails if no such worker takes it within %gs",
+            ex.run_id, ex.job, ex.queue, limit / 1000, extra=_extra(ex),
+        )  # fmt: skip
+        msg = (
+            f"job {ex.job!r} is not registered in the workers that took this run for "
+            f"{limit / 1000:g}s"
+        )
+        err = json.dumps({"type": "UnknownJobError", "message": msg, "traceback": ""})
+        self._notify(ex, "handed_back", None)
+        return self.ns.scripts.hand_back_call(
+            ex.run_id, ex.token, HANDBACK_DELAY_MS, limit, self.ns.settings.retention_ms, err
+        )
 
     def _notify(self, ex: Execution, outcome: str, error: BaseException | None) -> None:
         if self.ns.hooks:

@@ -10,7 +10,8 @@ raises). With no hook added, the worker calls handlers and steps directly: no co
                                    its stored result on a later attempt is not hooked again)
     Hook.step_sync(inp, proceed)   around one step of a plain-function handler (its thread)
     Hook.suspended(inp, step, kind)  the attempt parked the run (sleep, event, child)
-    Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost
+    Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost |
+                                   handed_back (a job this worker does not register)
     Hook.start_fields(job, queue)  client side: fields stored with each new run (for
                                    example a trace context), read back in AttemptInput.fields;
                                    job and queue are '' for the runs an event starts

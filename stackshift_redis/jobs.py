@@ -126,9 +126,9 @@ def make_queue(name: str, concurrency: int | None, visibility_timeout: Duration)
     """Validate queue options and build a QueueConfig."""
     check_name("queue", name)
     if concurrency is not None and (
-        not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+        not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 0
     ):
-        raise InvalidArgumentError("concurrency must be a positive int or None")
+        raise InvalidArgumentError("concurrency must be an int >= 0 (0: no limit) or None")
     vt = seconds(visibility_timeout, "visibility_timeout")
     if vt < 1:
         raise InvalidArgumentError("visibility_timeout must be at least 1 second")
@@ -142,6 +142,8 @@ class Registry:
 
     jobs: dict[str, JobDef] = field(default_factory=dict)
     queues: dict[str, QueueConfig] = field(default_factory=dict)
+    startup: list[Callable[[dict[str, Any]], Any]] = field(default_factory=list)
+    shutdown: list[Callable[[dict[str, Any]], Any]] = field(default_factory=list)
 
     def add_job(self, job: JobDef) -> None:
         """Register a job; InvalidArgumentError when the name is taken."""

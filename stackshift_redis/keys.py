@@ -30,6 +30,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
     "onfail": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
+    "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
+    "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
@@ -121,6 +123,14 @@ class Keys:
     def on_failure(self) -> str:
         """HASH: job name -> the job its failed runs start (on_failure), published by workers."""
         return _render(self.prefix, "onfail", ())
+    def owners(self) -> str:
+        """ZSET: registry entries (j/job/queue, t/event/job/queue) -> expiry ms: dropped
+        from the job map and triggers once no live worker registers them."""
+        return _render(self.prefix, "owners", ())
+
+    def qlive(self) -> str:
+        """ZSET: queue -> expiry ms of the latest heartbeat of a worker consuming it."""
+        return _render(self.prefix, "qlive", ())
 
     def take(self, taker: str) -> str:
         """STRING: a taker's last take id and the runs it leased (a re-sent take gets

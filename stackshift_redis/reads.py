@@ -8,8 +8,10 @@ from .core import Namespace
 from .errors import InvalidArgumentError, RunDataError
 from .keys import STATUSES, check_name
 from .records import RunInfo, check_int, check_run_id, parse_run
+from .scripts import redis_call
 
 
+@redis_call
 async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
     """The run's RunInfo, or None when unknown or expired."""
     h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
@@ -24,12 +26,14 @@ def _parse(run_id: str, h: dict[bytes, bytes], ns: Namespace) -> RunInfo:
         raise RunDataError(f"run {run_id}: its stored record is damaged ({why})") from exc
 
 
+@redis_call
 async def run_status(ns: Namespace, run_id: str) -> str | None:
     """The run's status, or None when unknown or expired."""
     value = await ns.redis.hget(ns.keys.run(run_id), "status")
     return None if value is None else str(value.decode())
 
 
+@redis_call
 async def list_runs(
     ns: Namespace, status: str | None = None, job: str | None = None, limit: int = 50
 ) -> list[RunInfo]:

@@ -197,7 +197,7 @@ class RunInfo:
     error: dict[str, Any] | None
     """Once failed or cancelled: {type, message, traceback}."""
     attempts: int
-    """Executions so far (each take counts, resumes included)."""
+    """The attempt number, as `ctx.attempt`: failed attempts + 1 (0 before the first)."""
     created_at: datetime | None
     """When it was started."""
     started_at: datetime | None
@@ -214,10 +214,30 @@ class RunInfo:
     """The last value passed to ctx.progress()."""
     replay_of: str | None = None
     """The run this one replays (`replay`), else None."""
+    executions: int = 0
+    """How many times a worker took the run: attempts plus resumes after waits."""
 
 
 def _s(v: bytes | None) -> str:
     return v.decode() if v is not None else ""
+
+
+def _in_order(
+    steps: dict[str, dict[str, Any]], timeline: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Steps in execution order: by their first timeline entry, then by record time."""
+    first: dict[str, int] = {}
+    for i, e in enumerate(timeline):
+        name = e.get("step")
+        if isinstance(name, str) and name not in first:
+            first[name] = i
+    far = len(timeline)
+
+    def key(name: str) -> tuple[int, float]:
+        at = steps[name].get("at")
+        return first.get(name, far), at.timestamp() if isinstance(at, datetime) else 0.0
+
+    return {name: steps[name] for name in sorted(steps, key=key)}
 
 
 def _load(serializer: Serializer, h: dict[bytes, bytes], field: bytes) -> Any:
@@ -240,6 +260,7 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
             e = json.loads(v)
             e["at"] = from_ms(e["at"])
             entries.append((int(k[2:]), e))
+    timeline = [e for _, e in sorted(entries, key=lambda p: p[0])]
     result = _load(serializer, h, b"result")
     error = json.loads(h[b"error"]) if b"error" in h else None
     return RunInfo(
@@ -250,12 +271,13 @@ def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> Run
         payload=_load(serializer, h, b"payload"),
         result=result,
         error=error,
-        attempts=int(h.get(b"attempts", 0)),
+        attempts=int(h.get(b"fails", 0)) + 1 if int(h.get(b"attempts", 0)) else 0,
+        executions=int(h.get(b"attempts", 0)),
         created_at=from_ms(h.get(b"created")),
         started_at=from_ms(h.get(b"started")),
         finished_at=from_ms(h.get(b"finished")),
-        steps=steps,
-        timeline=[e for _, e in sorted(entries, key=lambda p: p[0])],
+        steps=_in_order(steps, timeline),
+        timeline=timeline,
         parent_id=_s(h[b"parent"]) if b"parent" in h else None,
         progress=_load(serializer, h, b"progress"),
         replay_of=_s(h[b"replay_of"]) if b"replay_of" in h else None,

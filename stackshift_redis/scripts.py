@@ -8,22 +8,51 @@ Error replies (`CODE detail`) become stackshift errors here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import from_redis_error
+from .errors import RedisUnavailableError, from_redis_error
 from .keys import GROUP, Keys
 from .luasrc import script_names, source
 
 CONNECTION_ERRORS = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def unavailable(exc: BaseException) -> RedisUnavailableError:
+    """A connection failure as the public error (the redis-py error is its cause)."""
+    if isinstance(exc, RedisUnavailableError):
+        return exc
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return RedisUnavailableError(f"Redis unavailable: {text}")
+
+
+def redis_call(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Decorate a public coroutine that talks to Redis: connection failures (refused,
+    timed out, unknown host) raise RedisUnavailableError, a StackShiftError."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except RedisUnavailableError:
+            raise
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+    return wrapper
 
 
 def _str(v: Any) -> str:
@@ -142,6 +171,10 @@ class Scripts:
             return await self._scripts[name](keys=list(keys), args=list(args))
         except ResponseError as exc:
             raise from_redis_error(exc) from exc
+        except RedisUnavailableError:
+            raise
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def queue_call(
         self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]
@@ -171,7 +204,12 @@ class Scripts:
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in calls:
                 await self.queue_call(pipe, c.script, c.keys, c.args)
-            results = await pipe.execute(raise_on_error=False)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except RedisUnavailableError:
+                raise
+            except CONNECTION_ERRORS as exc:
+                raise unavailable(exc) from exc
         return [from_redis_error(r) if isinstance(r, ResponseError) else r for r in results]
 
     # starting runs
@@ -289,6 +327,15 @@ class Scripts:
         args = [self.keys.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
         return ScriptCall("fail", run_id, [self.keys.run(run_id)], args)
 
+    def hand_back_call(
+        self, run_id: str, token: str, delay_ms: int, limit_ms: int, retention_ms: int,
+        error_json: str,
+    ) -> ScriptCall:  # fmt: skip
+        """A prepared `hand_back`: a run of a job this worker does not register goes back
+        (scheduled after delay_ms), or fails once it was handed back for limit_ms."""
+        args = [self.keys.prefix, run_id, token, delay_ms, limit_ms, retention_ms, error_json]
+        return ScriptCall("hand_back", run_id, [self.keys.run(run_id)], args)
+
     async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
         """Make due runs ready: (moved, ms to next due or -1)."""
         k = self.keys
@@ -327,6 +374,24 @@ class Scripts:
     async def drop_consumer(self, queue: str, consumer: str) -> bool:
         """Delete a consumer of the queue's group if nothing is pending for it."""
         return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
+
+    # the shared registry (workers' heartbeats)
+    async def register(
+        self, ttl_ms: int, jobs: dict[str, str], triggers: Sequence[tuple[str, str, str]],
+        queues: Sequence[str],
+    ) -> int:  # fmt: skip
+        """Refresh a live worker's job map, triggers (event, job, queue) and consumed
+        queues for `ttl_ms`; drop entries no live worker refreshed. Returns how many."""
+        k = self.keys
+        keys = [k.owners(), k.jobs(), k.qlive()] + [k.triggers(e) for e, _, _ in triggers]
+        args = [k.prefix, ttl_ms, json.dumps(jobs),
+                json.dumps([list(t) for t in triggers]), json.dumps(list(queues))]  # fmt: skip
+        return int(await self.call("register", keys, args))
+
+    async def unregister_job(self, job: str) -> int:
+        """Remove `job` from the job map and every trigger; the number of entries removed."""
+        k = self.keys
+        return int(await self.call("unregister_job", [k.owners(), k.jobs()], [k.prefix, job]))
 
     # steps and durable waits (fenced by the lease token)
     async def record_step(

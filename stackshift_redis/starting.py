@@ -16,6 +16,7 @@ from .errors import InvalidArgumentError, PayloadError
 from .events import match_key
 from .flow import check_priority
 from .keys import check_name
+from .liveness import ConsumerWatch
 from .records import Duration, epoch_ms, millis, new_run_id
 from .scripts import NewRun, StartReply
 
@@ -47,6 +48,7 @@ class Starter:
         self._groups: dict[Group, list[tuple[NewRun, asyncio.Future[Started]]]] = {}
         self._scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
+        self._watch = ConsumerWatch(ns)
 
     async def start_many(
         self,
@@ -88,7 +90,10 @@ class Starter:
         plans = [""] * len(payloads)
         if jd is not None and jd.flow:
             plans = [jd.flow.plan(job, p, match_key) for p in payloads]
-        encoded = [_round_trip(ns, p) for p in payloads]
+        try:
+            encoded = [_round_trip(ns, p) for p in payloads]
+        except PayloadError as exc:  # name where: payload['amount']
+            raise (exc if str(exc).startswith("payload") else exc.at("payload")) from None
         queue = await ns.queue_for(job, queue_name)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         fields = dict(extra or {})
@@ -98,7 +103,11 @@ class Starter:
             fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
         if len(encoded) == 1:  # a single start: coalesced with concurrent ones
             group = (job, queue, delay_ms, at_ms, ttl_ms, tuple(sorted(fields.items())))
-            return [await self._coalesced(group, (new_run_id(), keys[0], encoded[0], plans[0]))]
+            started = await self._coalesced(
+                group, (new_run_id(), keys[0], encoded[0], plans[0])
+            )
+            await self._watch.check(job, queue)
+            return [started]
         out: list[Started] = []
         for lo in range(0, len(encoded), MAX_BATCH):
             hi = min(lo + MAX_BATCH, len(encoded))
@@ -109,6 +118,8 @@ class Starter:
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms,
                 extra=fields, retention_ms=ns.settings.retention_ms,
             )  # fmt: skip
+        if out:
+            await self._watch.check(job, queue)
         return out
 
     def _idem_ttl_ms(self, job: str, override: Duration | None) -> int:

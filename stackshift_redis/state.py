@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 from .core import Namespace
 from .errors import InvalidArgumentError, LockError, PayloadError
 from .records import Duration, millis, seconds
+from .scripts import redis_call
 
 __all__ = ["Lock", "Runner", "State", "SyncLock", "SyncState"]
 
@@ -87,6 +88,7 @@ class State:
         except Exception as exc:
             raise PayloadError(f"state {name!r} does not deserialize: {exc}") from exc
 
+    @redis_call
     async def set(self, name: str, value: Any, ttl: Duration | None = None) -> None:
         """Store `value` under `name`, expiring after `ttl` (None: never; clears an old TTL)."""
         key = self._ns.keys.state(_check_name(name))
@@ -94,11 +96,13 @@ class State:
         data = self._encode(value)
         await self._ns.redis.set(key, data, px=ttl_ms or None)
 
+    @redis_call
     async def get(self, name: str, default: Any = None) -> Any:
         """The value stored under `name` (an int for counters), or `default` when absent."""
         data = await self._ns.redis.get(self._ns.keys.state(_check_name(name)))
         return default if data is None else self._decode(name, data)
 
+    @redis_call
     async def delete(self, name: str) -> bool:
         """Remove `name`; True when it existed."""
         return bool(await self._ns.redis.delete(self._ns.keys.state(_check_name(name))))
@@ -117,6 +121,7 @@ class State:
         ttl_ms = _ttl_ms(ttl)
         return await self._ns.scripts.state_incr(name, amount, ttl_ms)
 
+    @redis_call
     async def mark(self, name: str, ttl: Duration) -> bool:
         """Set a dedupe marker for `ttl`; True only for the first call while it lives."""
         key = self._ns.keys.state(_check_name(name))
@@ -155,6 +160,7 @@ class Lock:
         """True between a successful acquire and release (unless found lost)."""
         return self._task is not None and not self.lost
 
+    @redis_call
     async def acquire(self) -> None:
         """Take the lock, polling with backoff until `wait` runs out (then LockError)."""
         if self._task is not None:

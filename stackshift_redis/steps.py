@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from . import waits
+from .errors import NonRetriableError
 from .execution import MISSING, Execution
 from .hooks import StepInput
 from .records import Duration, Event
@@ -24,6 +25,21 @@ async def _hooked(ex: Execution, name: str, kind: str, call: Callable[[], Awaita
     return result
 
 
+async def _call_off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a step's `fn`: a coroutine function on the loop; a plain function in a thread
+    (asyncio.to_thread), so a blocking call cannot stop lease renewal. A plain function
+    that returns an awaitable (a lambda around a coroutine) has it awaited on the loop."""
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with async __call__
+    ):
+        value = fn(*args, **kwargs)
+    else:
+        value = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
 async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any,
                     **kwargs: Any) -> Any:  # fmt: skip
     key, memo = ex.lookup(name)
@@ -33,9 +49,7 @@ async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any
     async def body() -> Any:
         await ex.ensure_lease()
         try:
-            value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
+            value = await _call_off_loop(fn, *args, **kwargs)
         except Exception as exc:
             await ex.record_failure(key, exc)
             raise
@@ -45,50 +59,106 @@ async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any
 
 
 class Step:
-    """Steps inside an async handler: results are stored once and reused on later attempts."""
+    """Steps inside an async handler: results are stored once and reused on later attempts.
+
+    Each method returns a coroutine to await (alone or in `asyncio.gather`). A step that is
+    created but never awaited (a forgotten `await`) fails the attempt without retries:
+    "step 'charge' was created but never awaited"."""
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
+        self._created: list[tuple[str, Coroutine[Any, Any, Any]]] = []
 
-    async def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn(*args, **kwargs)` once for this run (sync or async) and store its result."""
-        return await _run_step(self._ex, name, fn, *args, **kwargs)
+    def _track(self, name: str, coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        if len(self._created) >= 256:  # forget the ones already started
+            self._created = [(n, c) for n, c in self._created if _unstarted(c)]
+        self._created.append((name, coro))
+        return coro
 
-    async def sleep(self, name: str, duration: Duration) -> None:
+    def unawaited(self) -> list[str]:
+        """Names of steps created but never awaited (closed here, so Python does not warn)."""
+        names = [n for n, c in self._created if _unstarted(c)]
+        for _, c in self._created:
+            if _unstarted(c):
+                c.close()
+        self._created = []
+        return names
+
+    def run(
+        self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]:
+        """Run `fn(*args, **kwargs)` once for this run and store its result: an async `fn`
+        on the event loop, a plain `fn` in a thread (a blocking call cannot stop lease
+        renewal)."""
+        return self._track(name, _run_step(self._ex, name, fn, *args, **kwargs))
+
+    def sleep(self, name: str, duration: Duration) -> Coroutine[Any, Any, None]:
         """Suspend the run for `duration` without holding a worker slot."""
-        await _hooked(self._ex, name, "sleep", lambda: waits.sleep(self._ex, name, duration))
+        ex = self._ex
+        return self._track(
+            name, _hooked(ex, name, "sleep", lambda: waits.sleep(ex, name, duration))
+        )
 
-    async def sleep_until(self, name: str, when: datetime) -> None:
+    def sleep_until(self, name: str, when: datetime) -> Coroutine[Any, Any, None]:
         """Suspend the run until `when` (naive datetimes are UTC)."""
-        await _hooked(self._ex, name, "sleep", lambda: waits.sleep(self._ex, name, until=when))
+        ex = self._ex
+        return self._track(
+            name, _hooked(ex, name, "sleep", lambda: waits.sleep(ex, name, until=when))
+        )
 
-    async def wait_for_event(
+    def wait_for_event(
         self,
         name: str,
         event: str,
         match: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         lookback: Duration = 0,
-    ) -> Event | None:
-        """Suspend until a matching event arrives (its Event), or None after `timeout`."""
-        return await _hooked(
-            self._ex, name, "wait_for_event",
-            lambda: waits.wait_for_event(self._ex, name, event, match, timeout, lookback),
-        )  # fmt: skip
+    ) -> Coroutine[Any, Any, Event | None]:
+        """Suspend until a matching event arrives (its Event), or None after `timeout`.
+        Match values compare by type too: 12345 does not match "12345"."""
+        ex = self._ex
+        return self._track(name, _hooked(
+            ex, name, "wait_for_event",
+            lambda: waits.wait_for_event(ex, name, event, match, timeout, lookback),
+        ))  # fmt: skip
 
-    async def invoke(
+    def invoke(
         self, name: str, job: str, payload: Any = None, timeout: Duration | None = None
-    ) -> Any:
-        """Run `job` as a child run and return its result (RunFailed if it fails)."""
-        return await _hooked(
-            self._ex, name, "invoke", lambda: waits.invoke(self._ex, name, job, payload, timeout)
+    ) -> Coroutine[Any, Any, Any]:
+        """Run `job` as a child run and return its result. When the child fails (or is
+        cancelled, or times out) this raises RunFailed, and the failure is stored: if the
+        handler does not catch it, the parent fails at once without retries (a retry would
+        only re-raise it). To try the child again, catch RunFailed and invoke it under a
+        new step name."""
+        ex = self._ex
+        return self._track(
+            name,
+            _hooked(ex, name, "invoke", lambda: waits.invoke(ex, name, job, payload, timeout)),
         )
 
-    async def send_event(self, name: str, event: str, data: Any = None) -> dict[str, Any]:
+    def send_event(
+        self, name: str, event: str, data: Any = None
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
         """Send an event exactly once for this run; {id, resumed, started}."""
-        return await _hooked(
-            self._ex, name, "send_event", lambda: waits.send_event(self._ex, name, event, data)
+        ex = self._ex
+        return self._track(
+            name, _hooked(ex, name, "send_event", lambda: waits.send_event(ex, name, event, data))
         )
+
+
+def _unstarted(coro: Coroutine[Any, Any, Any]) -> bool:
+    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+
+
+_ASYNC_IN_SYNC = (
+    "step {name!r}: {fn} is async, but this handler is a plain function (def), whose steps "
+    "call fn in the worker thread. Make the handler `async def` and `await "
+    "ctx.step.run(...)`, or pass a plain function (wrap async code with asyncio.run)."
+)
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 class SyncStep:
@@ -107,11 +177,17 @@ class SyncStep:
         key, memo = ex.lookup(name)
         if memo is not MISSING:
             return memo
+        if inspect.iscoroutinefunction(fn):
+            raise NonRetriableError(_ASYNC_IN_SYNC.format(name=name, fn=_fn_name(fn)))
 
         def body() -> Any:
             self._wait(ex.ensure_lease())
             try:
                 value = fn(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    if inspect.iscoroutine(value):
+                        value.close()
+                    raise NonRetriableError(_ASYNC_IN_SYNC.format(name=name, fn=_fn_name(fn)))
             except Exception as exc:
                 self._wait(ex.record_failure(key, exc))
                 raise

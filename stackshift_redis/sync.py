@@ -2,12 +2,14 @@
 
 Calls run on a private event loop in a daemon thread, through a `Client` of their own on
 the app's namespace rebound to a new Redis client (an asyncio client belongs to one loop):
-registry, hooks and settings are shared, nothing is copied.
+registry, hooks and settings are shared, nothing is copied. In a process forked after the
+facade was used, the first call notices the new pid and builds a new loop thread and client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
@@ -102,8 +104,22 @@ class SyncStackShift:
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._state: SyncState | None = None
+        self._pid = os.getpid()
+
+    def _forked(self) -> bool:
+        """True in a child process forked after the facade was used (gunicorn --preload,
+        multiprocessing): the loop thread did not survive fork() and the parent's
+        connections must not be shared, so both are made anew, as redis-py's pools do."""
+        if self._pid == os.getpid():
+            return False
+        self._pid = os.getpid()
+        self._lock = threading.Lock()  # it may have been held by a thread at fork time
+        self._loop = self._client = None
+        self._state = None
+        return True
 
     def _ensure(self) -> tuple[asyncio.AbstractEventLoop, Client]:
+        self._forked()
         with self._lock:
             if self._loop is None or self._client is None:
                 loop = asyncio.new_event_loop()
@@ -266,6 +282,8 @@ class SyncStackShift:
 
     def close(self) -> None:
         """Close the facade's client and stop its loop thread."""
+        if self._forked():  # the parent's loop and client are not this process's to close
+            return
         with self._lock:
             loop, client = self._loop, self._client
             self._loop = self._client = None

@@ -31,6 +31,7 @@ from .errors import InvalidArgumentError, StackShiftError
 from .executor import Executor
 from .keys import check_name
 from .records import Duration, epoch_ms, error_json, millis
+from .registration import Registration
 from .scripts import ScriptCall, TakenRun
 from .state import State
 from .upkeep import Upkeep
@@ -40,8 +41,13 @@ _POLL_S = (0.005, 0.1)  # while attempts run: look for runs they made ready, bac
 
 
 def fake_redis(**kwargs: Any) -> Any:
-    """A fakeredis asyncio client (needs `fakeredis[lua]`, the `[testing]` extra)."""
-    import fakeredis
+    """A fakeredis asyncio client (needs `pip install 'stackshift-redis[testing]'`)."""
+    try:
+        import fakeredis
+    except ImportError as exc:
+        raise ImportError(
+            "stackshift_redis.testing needs fakeredis: pip install 'stackshift-redis[testing]'"
+        ) from exc
 
     return fakeredis.FakeAsyncRedis(**kwargs)
 
@@ -165,6 +171,11 @@ class TestEnv:
             await self._dispatcher.setup()
             await self._upkeep.next_due_ms()  # a first script call creates the Lua runtime
             _add_sha1hex(server)
+            registration = Registration(ns, consumer, self.queues, self._dispatcher.setup)
+            await registration.setup()  # job map, triggers, queue settings (registration.py)
+            self._upkeep.on_heartbeat = registration.register
+            self._upkeep.conf = self._dispatcher.conf = registration.conf
+            self._executor.conf = registration.conf
         except BaseException:
             await self._close()
             raise

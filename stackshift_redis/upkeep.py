@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import NoPermissionError, ResponseError
@@ -15,7 +15,9 @@ from redis.exceptions import NoPermissionError, ResponseError
 from .core import Namespace
 from .errors import StackShiftError
 from .execution import Execution
+from .jobs import QueueConfig
 from .keys import GROUP
+from .outage import UNAVAILABLE, Outage
 from .schedules import ScheduleDuty
 
 log = logging.getLogger("stackshift.worker")
@@ -60,35 +62,16 @@ class Upkeep:
         self.trim_every = min(30.0, max(1.0, retention_s / 2))
         self.schedules = ScheduleDuty(ns)
         self.stopped = asyncio.Event()
+        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
+        self.on_heartbeat: Callable[[], Awaitable[Any]] | None = None  # registration.py
+        self.outage: Outage | None = None  # Redis unreachable: one line, then backoff
 
-    async def setup(self) -> None:
-        """Check the server, publish jobs and queue settings, note the control stream."""
-        await self.check_server()
-        r, k, reg = self.ns.redis, self.ns.keys, self.ns.registry
-        async with r.pipeline(transaction=False) as pipe:
-            jobs = {j.name: j.queue for j in reg.jobs.values()}
-            if jobs:
-                pipe.hset(k.jobs(), mapping=jobs)
-            for j in reg.jobs.values():
-                if j.on_event:
-                    pipe.hset(k.triggers(j.on_event), j.name, j.queue)
-                # on_failure: read by lua/lib/start_on_failure.lua when a run fails for good
-                if j.on_failure:
-                    pipe.hset(k.on_failure(), j.name, j.on_failure)
-                else:
-                    pipe.hdel(k.on_failure(), j.name)
-                if j.on_failure and j.on_failure not in reg.jobs:
-                    log.info("job %s: on_failure job %s is not registered in this worker "
-                             "(its runs go to the queue published for it, else 'default')",
-                             j.name, j.on_failure)  # fmt: skip
-            for q in self.queues:
-                conf = reg.queue(q)
-                pipe.hset(k.queue_conf(q), "visibility_ms", round(conf.visibility_timeout * 1000))
-                if conf.concurrency:
-                    pipe.hset(k.queue_conf(q), "concurrency", conf.concurrency)
-                else:
-                    pipe.hdel(k.queue_conf(q), "concurrency")
-            await pipe.execute()
+    async def setup(self, check: bool = True) -> None:
+        """Check the server (unless done already), note the control stream, heartbeat
+        (registration.py publishes jobs, triggers and queue settings)."""
+        if check:
+            await self.check_server()
+        r, k = self.ns.redis, self.ns.keys
         last = await r.xrevrange(k.control(), count=1)
         self._control_id = last[0][0] if last else "0-0"
         await self.heartbeat()
@@ -134,8 +117,15 @@ class Upkeep:
         while not self.stopped.is_set():
             try:
                 wait = await self.tick()
+                if self.outage is not None:
+                    self.outage.ok()
             except asyncio.CancelledError:
                 raise
+            except UNAVAILABLE as exc:
+                if self.outage is None:
+                    raise
+                await self.outage.failed(exc)
+                wait = 0.0
             except Exception:
                 log.exception("worker %s: upkeep failed; retrying", self.worker_id)
                 wait = 1.0
@@ -145,7 +135,7 @@ class Upkeep:
     async def tick(self) -> float:
         """One round of duties; returns seconds until the next round."""
         wait = self.poll_interval
-        scripts, reg = self.ns.scripts, self.ns.registry
+        scripts = self.ns.scripts
         held = self.held()
         if held:
             await self.read_control(held)
@@ -153,7 +143,7 @@ class Upkeep:
             _, next_ms = await scripts.promote(q)
             if next_ms >= 0:
                 wait = min(wait, next_ms / 1000)
-            vt = reg.queue(q).visibility_timeout
+            vt = self.conf(q).visibility_timeout
             if self._due(f"renew:{q}", vt / 3):
                 await self.renew(q, vt)
             if self._due(f"reclaim:{q}", min(1.0, vt / 3)):
@@ -266,6 +256,8 @@ class Upkeep:
             pipe.zadd(key, {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
             pipe.zremrangebyscore(key, "-inf", now_ms - 3600_000)
             await pipe.execute()
+        if self.on_heartbeat is not None:
+            await self.on_heartbeat()
 
     async def hygiene(self) -> None:
         """Delete consumers whose worker is gone (its heartbeat expired; a consumer is named
@@ -274,8 +266,12 @@ class Upkeep:
         r, k = self.ns.redis, self.ns.keys
         live = set(await self.live_workers())
         for q in self.queues:
-            vt_ms = self.ns.registry.queue(q).visibility_timeout * 1000
-            for c in await r.xinfo_consumers(k.stream(q), GROUP):
+            vt_ms = self.conf(q).visibility_timeout * 1000
+            try:
+                consumers = await r.xinfo_consumers(k.stream(q), GROUP)
+            except ResponseError:  # the stream or group is gone: the fetch loop recovers it
+                continue
+            for c in consumers:
                 name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
                 if name == self.worker_id:
                     continue

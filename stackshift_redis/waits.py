@@ -32,7 +32,7 @@ def _none_record(ex: Execution) -> bytes:
 def _stored(ex: Execution, key: str, rec: dict[str, Any]) -> Any:
     if rec["status"] == "completed":
         return rec.get("result")
-    raise RunFailed(f"step {key!r}: {rec.get('error')}", run_id=ex.run_id)
+    raise RunFailed(f"step {key!r}: {rec.get('error')}", run_id=ex.run_id, final=True)
 
 
 def _park(ex: Execution, key: str, kind: str) -> None:

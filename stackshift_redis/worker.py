@@ -16,16 +16,22 @@ import socket
 import time
 from collections.abc import Sequence
 
+from redis.exceptions import ResponseError
+
 from .core import Namespace
 from .dispatch import Dispatcher
 from .errors import InvalidArgumentError
 from .execution import Execution
 from .executor import Executor
 from .keys import check_name
+from .lifecycle import Lifecycle
+from .outage import UNAVAILABLE, Outage
 from .records import error_json
+from .registration import Registration, is_lost_group
 from .scripts import CONNECTION_ERRORS, ScriptCall, TakenRun
 from .state import State
 from .upkeep import Upkeep
+from .watchdog import LoopWatchdog
 
 log = logging.getLogger("stackshift.worker")
 _DROPPED = {
@@ -57,6 +63,8 @@ class Worker:
         grace: float = 30.0,
         block_ms: int = 1000,
         poll_interval: float = 0.2,
+        lag_threshold: float = 1.0,
+        handback_limit: float = 300.0,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise InvalidArgumentError("concurrency must be a positive int")
@@ -64,12 +72,21 @@ class Worker:
         names = list(queues) if queues else sorted({j.queue for j in ns.registry.jobs.values()})
         self.queues = [check_name("queue", q) for q in names or ["default"]]
         self.concurrency = concurrency
+        self.handback_limit = handback_limit  # runs of jobs not registered here: see hand_back
         self.grace = grace
         self.block_ms = block_ms
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.running: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
         self.dispatcher = Dispatcher(ns, self.queues, self.id)
+        self.registration = Registration(ns, self.id, self.queues, self.dispatcher.setup)
+        self.dispatcher.conf = self.registration.conf
         self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval)
+        self.upkeep.conf = self.registration.conf
+        self.upkeep.on_heartbeat = self.registration.register
+        self.outage = Outage(ns)
+        self.upkeep.outage = self.outage
+        self.lifecycle = Lifecycle(ns)
+        self.watchdog = LoopWatchdog(self._running_ids, lag_threshold)
         self.state = State(ns)
         self._executor: Executor | None = None
         self._stopping = asyncio.Event()
@@ -91,19 +108,33 @@ class Worker:
     def _held(self) -> list[tuple[Execution, asyncio.Task[None]]]:
         return list(self.running.values())
 
+    def _running_ids(self) -> list[tuple[str, str]]:
+        return [(ex.run_id, ex.job) for ex, _ in self.running.values()]
+
     # lifecycle
     async def run(self, burst: bool = False) -> None:
         """Process runs until stop() (or, with burst, until nothing is queued, running or due)."""
         self._loop = asyncio.get_running_loop()
         self._executor = Executor(self.ns, self.state, self._loop)
+        self._executor.resources = self.lifecycle.resources
+        self._executor.handback_limit_ms = round(self.handback_limit * 1000)
+        self._executor.conf = self.registration.conf
         self._burst = burst
         self._done.clear()
-        await self.upkeep.setup()
-        await self.dispatcher.setup()
+        try:
+            await self._setup()
+        except BaseException:
+            self._done.set()
+            raise
+        if self._stopping.is_set():  # stopped while waiting for Redis
+            await self.lifecycle.shutdown()
+            self._done.set()
+            return
         log.info("worker %s: connected; queues %s, concurrency %d", self.id, self.queues,
                  self.concurrency)  # fmt: skip
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
+        watch = asyncio.create_task(self.watchdog.loop(self._done), name="stackshift-watchdog")
         try:
             await self._stopping.wait()
         finally:
@@ -114,8 +145,23 @@ class Worker:
                 self.upkeep.stopped.set()
                 await _finish_task(duties, 5)
                 await self.upkeep.teardown()
+                await self.lifecycle.shutdown()
             finally:
                 self._done.set()
+                watch.cancel()
+
+    async def _setup(self) -> None:
+        """Run the startup hooks (a failure stops the worker before it claims anything),
+        then wait for Redis (with backoff) and publish what this worker registers."""
+        await self.lifecycle.startup()
+        while await self.outage.wait_until_reachable(self._stopping):
+            try:
+                await self.upkeep.check_server()
+                await self.registration.setup()  # before the first heartbeat: ready when seen
+                await self.upkeep.setup(check=False)
+                return
+            except UNAVAILABLE as exc:
+                await self.outage.failed(exc)
 
     def request_stop(self, force: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler); `force` skips the grace period."""
@@ -166,8 +212,11 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 await self._fetch_once()
+                self.outage.ok()
             except asyncio.CancelledError:
                 raise
+            except UNAVAILABLE as exc:
+                await self.outage.failed(exc)
             except Exception:
                 log.exception("worker %s: fetch failed; retrying", self.id)
                 await asyncio.sleep(1.0)
@@ -191,7 +240,13 @@ class Worker:
             self._start(run, sent)
         if len(reply.taken) >= free or self._stopping.is_set():
             return  # more may be ready: take again as soon as slots are free
-        woke = await self.dispatcher.wait(free, self.block_ms)
+        try:
+            woke = await self.dispatcher.wait(free, self.block_ms)
+        except ResponseError as exc:
+            if not is_lost_group(exc):
+                raise
+            await self.registration.recover(str(exc).split(" ", 1)[0])
+            return
         if not woke and self._burst and not self.running and await self.upkeep.nothing_due():
             self._stopping.set()
 

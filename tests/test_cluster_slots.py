@@ -60,6 +60,8 @@ REQUIRED = {
     "replay",
     "pause_queue",
     "resume_queue",
+    "register",
+    "unregister_job",
     "upsert_schedule",
     "due_schedules",
     "fire_schedule",
@@ -237,6 +239,7 @@ async def test_every_script_call_touches_one_slot(
     workers, stats = await app.scripts.queue_stats(["default", "other"])  # metrics gauges
     assert workers == 1 and [s.queue for s in stats] == ["default", "other"]
 
+    assert await app.unregister_job("parked") == 1
     await app.schedules.create("sched", job="child", every=1, payload=5, overlap="skip")
     await wait_for(lambda: _fired(app, "sched"), 5)  # a worker's upkeep fired a tick
     assert await (await app.schedules.trigger("sched")).result(timeout=10) == 10

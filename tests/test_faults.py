@@ -169,6 +169,10 @@ async def test_index_entries_do_not_outlive_their_runs(
     app.job("j", lambda ctx: None)
     worker = running_worker(app)
     await wait_for(lambda: _worker_ready(app), timeout=10)
+    warm = await app.start_many("j", [None] * 50)  # steady state: every script loaded
+    await wait_for(lambda: _status_is(app, warm[-1].id, "completed"), timeout=30)
+    await asyncio.sleep(1.2)
+    await worker.upkeep.trim()
     structure = [app.keys.queue_stat("default"), app.keys.take(worker.id)]  # per queue/worker
     baseline = set(await namespace_keys(app)) | {k.encode() for k in structure}
     warm = await app.start_many("j", [None] * 20)  # loads every script the flow uses

@@ -46,8 +46,9 @@ async def test_on_failure_exactly_once_when_workers_are_killed_around_the_failur
     # the failing script sent again (a lost reply): recognised as done, no second handler;
     # the first worker's attempt, sent late: fenced by its older lease token
     err = '{"type": "NonRetriableError", "message": "card declined", "traceback": ""}'
-    again = app.scripts.fail_call(run.id, str(info.attempts), err, "failed", 0, 60_000)
-    late = app.scripts.fail_call(run.id, str(info.attempts - 1), err, "failed", 0, 60_000)
+    # the lease token is the run's take count (RunInfo.executions)
+    again = app.scripts.fail_call(run.id, str(info.executions), err, "failed", 0, 60_000)
+    late = app.scripts.fail_call(run.id, str(info.executions - 1), err, "failed", 0, 60_000)
     replies = await app.scripts.run_batch([again, late])
     assert replies[0] == b"failed" and isinstance(replies[1], LeaseLostError)
     assert await _handler_runs(app) == [handler]

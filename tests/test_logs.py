@@ -58,7 +58,7 @@ async def test_one_line_per_outcome_with_the_run_fields(
 
     runs = {name: await app.start(name, 7) for name in ("ok", "flaky", "doomed", "blocked")}
     ghost = await app.start("ghost", queue_name="default")  # no worker registers it
-    running_worker(app)
+    running_worker(app, handback_limit=0.5)  # the ghost is handed back, then fails
     assert await runs["ok"].result(timeout=10) == 1
     assert await runs["flaky"].result(timeout=10) == "fine"
     with pytest.raises(RunFailed):

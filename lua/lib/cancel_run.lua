@@ -33,8 +33,9 @@ local function cancel_run(prefix, id, reason, now, keep)
         redis.call('HINCRBY', K.qstat(prefix, w[6]), status, -1)
       end
       drop_wait(prefix, rk, id, w)
-      finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {}, {reason = reason},
-        nil)
+      local err = cjson.encode({type = 'RunCancelled', message = reason, traceback = ''})
+      finish_run(prefix, rk, id, w[8], status, 'cancelled', now, keep, {error = err},
+        {reason = reason}, nil)
       status = 'cancelled'
     end
     first = first or status

@@ -17,7 +17,7 @@
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
   local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
-    'fails', 'payload')
+    'fails', 'payload', 'expired')
   if not st[1] then
     if redis.call('EXISTS', rk) == 0 then return {id, 'missing'} end
   end
@@ -36,8 +36,13 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   end
   local deliv = (tonumber(st[3]) or 0) + 1
   if deliv > max_deliv then
-    local err = {type = 'PoisonRunError',
-      message = 'delivered ' .. (deliv - 1) .. ' times without finishing', traceback = ''}
+    local msg = 'delivered ' .. (deliv - 1) .. ' times without finishing'
+    if st[8] then
+      msg = msg .. '; its lease expired ' .. st[8] .. ' times while an attempt was still ' ..
+        'running (its worker died, or its event loop was blocked and could not renew the ' ..
+        'lease: run blocking calls in a thread)'
+    end
+    local err = {type = 'PoisonRunError', message = msg, traceback = ''}
     finish_run(prefix, rk, id, st[2], 'queued', 'failed', now, keep_ms,
       {error = cjson.encode(err)}, {error = err.message}, nil)
     return {id, 'poison'}

@@ -1,0 +1,45 @@
+-- hand_back: a worker took a run of a job it does not register (a rolling deploy): give
+-- the run back (scheduled again after delay_ms, not failed; the take does not count as a
+-- delivery) so that a worker which has the job takes it. A run handed back for limit_ms
+-- without a break longer than a minute fails with `error` instead.
+-- KEYS[1] run  keys.run(id)  HASH
+-- Derived (K): the queue's delayed set K.delayed(queue).
+-- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] delay_ms  ARGV[5] limit_ms
+-- ARGV[6] retention_ms  ARGV[7] error JSON (when it fails)
+-- Returns 'scheduled' or 'failed' (also for a re-sent call that already handed it back).
+-- Errors: LEASE_LOST when another worker holds the run.
+-- @include keys.lua
+-- @include now_ms.lua
+-- @include timeline.lua
+-- @include set_status.lua
+-- @include check_lease.lua
+-- @include done_by.lua
+-- @include release_lease.lua
+-- @include finish_run.lua
+local prefix, id, rk = ARGV[1], ARGV[2], KEYS[1]
+local f, lost = check_lease(rk, id, ARGV[3])
+if not f then
+  local now_f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'token')
+  if done_by(now_f, ARGV[3]) then return now_f[1] end
+  return redis.error_reply(lost)
+end
+local now = now_ms()
+release_lease(prefix, f[3], id)
+local h = redis.call('HMGET', rk, 'unclaimed_since', 'unclaimed_last')
+local since = tonumber(h[1] or now)
+if now - tonumber(h[2] or now) > 60000 then since = now end -- a new episode
+if now - since >= tonumber(ARGV[5]) then
+  local err = cjson.decode(ARGV[7])
+  finish_run(prefix, rk, id, f[2], 'running', 'failed', now, tonumber(ARGV[6]),
+    {error = ARGV[7], deliveries = 0}, {error = err.message},
+    {tl_len = f[5], awaited = f[6], parent = f[7]})
+  return 'failed'
+end
+redis.call('HSET', rk, 'unclaimed_since', since, 'unclaimed_last', now)
+redis.call('HINCRBY', rk, 'deliveries', -1)
+local due = now + tonumber(ARGV[4])
+redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
+redis.call('HINCRBY', K.qstat(prefix, f[3]), 'scheduled', 1) -- queue counter (metrics)
+timeline(rk, now, 'handed_back', {reason = 'job not registered in the worker', due = due})
+set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)
+return 'scheduled'
