@@ -5,6 +5,7 @@
 -- KEYS[3] data      keys.event_data(e)      HASH id -> event bytes; id..':m' -> flat JSON
 -- KEYS[4] shapes    keys.event_shapes(e)    HASH match shape -> number of waiters
 -- KEYS[5] triggers  keys.triggers(e)        HASH job -> queue (published by workers)
+-- KEYS[6] names     keys.event_names()      ZSET event names by last sent ms (inspection)
 -- ARGV[1] prefix  ARGV[2] event name  ARGV[3] event id  ARGV[4] event bytes
 -- ARGV[5] flat data JSON (path -> canonical JSON)  ARGV[6] payload bytes for started runs
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
@@ -35,6 +36,8 @@ if seen then
   return {1, {}, {}, {}}
 end
 local now = now_ms()
+redis.call('ZADD', KEYS[6], now, name)
+if redis.call('ZCARD', KEYS[6]) > 1000 then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, 0) end
 local window = tonumber(ARGV[8])
 if window > 0 then
   redis.call('ZADD', KEYS[2], now, eid)

@@ -21,7 +21,7 @@ from .errors import (
     UnknownJobError,
 )
 from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
-from .records import Event, RunInfo, RunStatus, SendEventResult
+from .records import Event, RunInfo, RunPage, RunStatus, SendEventResult
 from .runs import RunHandle
 from .schedules import ScheduleInfo
 
@@ -44,6 +44,7 @@ __all__ = [
     "RunHandle",
     "RunInfo",
     "RunNotFoundError",
+    "RunPage",
     "RunStatus",
     "ScheduleInfo",
     "SendEventResult",

@@ -12,8 +12,8 @@ from .control import Control, Statuses
 from .core import Namespace
 from .errors import InvalidArgumentError, RunNotFoundError
 from .events import EventBus
-from .reads import get_run, list_runs
-from .records import Duration, RunInfo, SendEventResult, check_run_id
+from .reads import find_run, get_run, list_runs
+from .records import Duration, RunInfo, RunPage, SendEventResult, check_run_id
 from .runs import ResultWaiter, RunHandle
 from .starting import Starter
 from .state import State
@@ -121,10 +121,26 @@ class Client:
         return self.run(run_id)
 
     async def list_runs(
-        self, status: str | None = None, job: str | None = None, limit: int = 50
-    ) -> list[RunInfo]:
-        """Runs from the status indexes, most recently changed first."""
-        return await list_runs(self.core, status, job, limit)
+        self,
+        status: str | Sequence[str] | None = None,
+        job: str | None = None,
+        limit: int = 50,
+        *,
+        cursor: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> RunPage:
+        """A page of runs, newest first: a list of RunInfo whose `.cursor` fetches the next
+        page (None on the last). `status` is one status or a list; the creation range is
+        [created_after, created_before). Stable while runs change status; a page may hold
+        fewer than `limit` runs (runs that left the status or expired since the index read)."""
+        return await list_runs(
+            self.core, status, job, limit, cursor, created_after, created_before
+        )
+
+    async def find_run(self, job: str, idempotency_key: str) -> RunInfo | None:
+        """The run that an idempotency key of `job` points to, or None."""
+        return await find_run(self.core, job, idempotency_key)
 
     # lifecycle and bulk control (control.py)
     async def cancel_runs(

@@ -25,6 +25,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
     "idx": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
     "idxj": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
+    "ord": ("ord", "{status}"),  # ZSET run ids with that status, score 0: id (creation) order
+    "ordj": ("ordj", "{job}", "{status}"),  # ZSET the same, per job (paging by cursor)
     "done": ("done",),  # STREAM ids of finished runs somebody awaits (capped)
     "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
@@ -42,6 +44,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    "winfo": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, running, at}
     "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
     # flow control (keys.py `key` = a Concurrency slot id or a rule's key value, see flow.py)
     "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
@@ -60,6 +63,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "event_waiters": ("ev", "{event}", "w", "{shape}", "{values}"),  # SET waiting run ids
     "event_log": ("ev", "{event}", "log"),  # ZSET recent event ids by time ms (lookback)
     "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
+    "event_names": ("evn",),  # ZSET event names by last sent ms (1000 newest kept)
     "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
     # schedules
     "sched": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
@@ -107,6 +111,14 @@ class Keys:
     def idx_job_status(self, job: str, status: str) -> str:
         """ZSET: run ids of a job with that status."""
         return _render(self.prefix, "idxj", (job, status))
+
+    def ord_status(self, status: str) -> str:
+        """ZSET: run ids with that status, all scored 0: ordered by id = creation time."""
+        return _render(self.prefix, "ord", (status,))
+
+    def ord_job_status(self, job: str, status: str) -> str:
+        """ZSET: run ids of a job with that status, in id (creation) order."""
+        return _render(self.prefix, "ordj", (job, status))
 
     def done(self) -> str:
         """STREAM: ids of finished runs that somebody awaits (capped)."""
@@ -171,6 +183,10 @@ class Keys:
         """ZSET: worker id -> heartbeat expiry (ms)."""
         return _render(self.prefix, "workers", ())
 
+    def worker_info(self) -> str:
+        """HASH: worker id -> JSON {host, pid, queues, concurrency, running, at, started}."""
+        return _render(self.prefix, "winfo", ())
+
     def clock(self) -> str:
         """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
         return _render(self.prefix, "clock", ())
@@ -232,6 +248,10 @@ class Keys:
     def event_data(self, event: str) -> str:
         """HASH: recent event id -> recorded event, for lookback."""
         return _render(self.prefix, "event_data", (event,))
+
+    def event_names(self) -> str:
+        """ZSET: event names by the time one was last sent (ms); the 1000 newest kept."""
+        return _render(self.prefix, "event_names", ())
 
     def triggers(self, event: str) -> str:
         """HASH: job -> queue of jobs started by that event."""

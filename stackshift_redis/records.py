@@ -98,7 +98,9 @@ def new_run_id() -> str:
     sequence (monotonic within a millisecond), 8 random."""
     with _id_lock:
         ms = clock.now_ms()
-        if ms <= _id_last[0]:
+        # a clock that went back by more than a second (a TestEnv's virtual clock restored
+        # to real time) starts afresh instead of pinning every later id to that future ms
+        if ms <= _id_last[0] and _id_last[0] - ms < 1000:
             ms, seq = _id_last[0], _id_last[1] + 1
             if seq > 0xFFFFF:
                 ms, seq = ms + 1, 0
@@ -216,6 +218,15 @@ class RunInfo:
     """The run this one replays (`replay`), else None."""
     executions: int = 0
     """How many times a worker took the run: attempts plus resumes after waits."""
+
+
+class RunPage(list[RunInfo]):
+    """A page of `list_runs`: a list of RunInfo, newest first, and the cursor of the next
+    page in `cursor` (None on the last page)."""
+
+    def __init__(self, runs: list[RunInfo], cursor: str | None = None) -> None:
+        super().__init__(runs)
+        self.cursor = cursor
 
 
 def _s(v: bytes | None) -> str:

@@ -365,10 +365,13 @@ class Scripts:
         return int(checked), int(repaired), int(nxt)
 
     async def trim(
-        self, indexes: Sequence[str], retention_ms: int, limit: int, notify_keep_ms: int
-    ) -> int:
-        """Drop expired finished-run index entries (bounded per index); entries removed."""
-        keys = [self.keys.done(), self.keys.control(), *indexes]
+        self, indexes: Sequence[tuple[str, str]], retention_ms: int, limit: int,
+        notify_keep_ms: int,
+    ) -> int:  # fmt: skip
+        """Drop expired finished-run index entries (bounded per index) from each (time
+        index, id-ordered index) pair; entries removed."""
+        pairs = [key for pair in indexes for key in pair]
+        keys = [self.keys.done(), self.keys.control(), *pairs]
         return int(await self.call("trim", keys, [retention_ms, limit, notify_keep_ms]))
 
     async def drop_consumer(self, queue: str, consumer: str) -> bool:
@@ -516,7 +519,7 @@ class Scripts:
         CancelOn rules match."""
         k = self.keys
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
-                k.event_shapes(name), k.triggers(name)]  # fmt: skip
+                k.event_shapes(name), k.triggers(name), k.event_names()]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
                 json.dumps(local_triggers), call_token,
                 json.dumps(fields) if fields else "", retention_ms or 86_400_000,

@@ -21,7 +21,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from .client import Client
 from .control import Statuses
 from .core import Namespace, client_from_url
-from .records import Duration, RunInfo, SendEventResult
+from .records import Duration, RunInfo, RunPage, SendEventResult
 from .runs import RunHandle
 from .state import SyncState
 
@@ -219,10 +219,30 @@ class SyncStackShift:
         return SyncRunHandle(self, self._run(self._target.retry(run_id)))
 
     def list_runs(
-        self, status: str | None = None, job: str | None = None, limit: int = 50
-    ) -> list[RunInfo]:
-        """Runs from the status indexes, most recently changed first."""
-        return self._run(self._target.list_runs(status=status, job=job, limit=limit))
+        self,
+        status: str | Sequence[str] | None = None,
+        job: str | None = None,
+        limit: int = 50,
+        *,
+        cursor: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> RunPage:
+        """A page of runs, newest first, with `.cursor` (see StackShift.list_runs)."""
+        return self._run(
+            self._target.list_runs(
+                status,
+                job,
+                limit,
+                cursor=cursor,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        )
+
+    def find_run(self, job: str, idempotency_key: str) -> RunInfo | None:
+        """The run an idempotency key of `job` points to, or None."""
+        return self._run(self._target.find_run(job, idempotency_key))
 
     def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendEventResult:
         """Send an event (see StackShift.send_event)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,6 +52,7 @@ class Upkeep:
         queues: list[str],
         held: Callable[[], list[tuple[Execution, asyncio.Task[None]]]],
         poll_interval: float,
+        concurrency: int | None = None,
     ) -> None:
         self.ns = ns
         self.worker_id = worker_id
@@ -65,6 +69,8 @@ class Upkeep:
         self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
         self.on_heartbeat: Callable[[], Awaitable[Any]] | None = None  # registration.py
         self.outage: Outage | None = None  # Redis unreachable: one line, then backoff
+        self.concurrency = concurrency
+        self._started_ms: float | None = None
 
     async def setup(self, check: bool = True) -> None:
         """Check the server (unless done already), note the control stream, heartbeat
@@ -178,8 +184,12 @@ class Upkeep:
         k = self.ns.keys
         jobs = set(self.ns.registry.jobs)
         jobs |= {j.decode() for j in await self.ns.redis.hkeys(k.jobs())}
-        indexes = [k.idx_status(s) for s in FINAL]
-        indexes += [k.idx_job_status(job, s) for job in sorted(jobs) for s in FINAL]
+        indexes = [(k.idx_status(s), k.ord_status(s)) for s in FINAL]
+        indexes += [
+            (k.idx_job_status(job, s), k.ord_job_status(job, s))
+            for job in sorted(jobs)
+            for s in FINAL
+        ]
         removed = 0
         for lo in range(0, len(indexes), 50):
             for _ in range(TRIM_ROUNDS):  # each call bounded; more calls while it has work
@@ -249,13 +259,25 @@ class Upkeep:
         return float(secs) * 1000 + float(micros) / 1000
 
     async def heartbeat(self) -> None:
-        """Record this worker as alive (keys.workers(), expiring entries; server clock)."""
+        """Record this worker as alive (keys.workers(), expiring entries; server clock) with
+        what it serves (keys.worker_info(), for `stackshift workers`); forget workers whose
+        heartbeat is an hour old (at most 100 per beat)."""
         now_ms = await self._now_ms()
-        key = self.ns.keys.workers()
+        self._started_ms = self._started_ms or now_ms
+        k = self.ns.keys
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
+                "concurrency": self.concurrency, "running": len(self.held()),
+                "at": round(now_ms), "started": round(self._started_ms)}  # fmt: skip
         async with self.ns.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
-            pipe.zremrangebyscore(key, "-inf", now_ms - 3600_000)
-            await pipe.execute()
+            pipe.zadd(k.workers(), {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
+            pipe.hset(k.worker_info(), self.worker_id, json.dumps(info))
+            pipe.zrangebyscore(k.workers(), "-inf", now_ms - 3600_000, start=0, num=100)
+            stale = (await pipe.execute())[2]
+        if stale:
+            async with self.ns.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(k.workers(), *stale)
+                pipe.hdel(k.worker_info(), *stale)
+                await pipe.execute()
         if self.on_heartbeat is not None:
             await self.on_heartbeat()
 
@@ -294,6 +316,7 @@ class Upkeep:
         """Leave the group cleanly: drop our heartbeat and our consumer."""
         with contextlib.suppress(Exception):
             await self.ns.redis.zrem(self.ns.keys.workers(), self.worker_id)
+            await self.ns.redis.hdel(self.ns.keys.worker_info(), self.worker_id)
             for q in self.queues:
                 await self.ns.scripts.drop_consumer(q, self.worker_id)
 

@@ -80,7 +80,7 @@ class Worker:
         self.dispatcher = Dispatcher(ns, self.queues, self.id)
         self.registration = Registration(ns, self.id, self.queues, self.dispatcher.setup)
         self.dispatcher.conf = self.registration.conf
-        self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval)
+        self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval, concurrency)
         self.upkeep.conf = self.registration.conf
         self.upkeep.on_heartbeat = self.registration.register
         self.outage = Outage(ns)

@@ -1,19 +1,33 @@
 -- move_index: move a run from the status indexes of `old` (may be nil) to those of `new`.
--- keep_ms > 0 (a final status): entries older than keep_ms are trimmed, on 1 call in 16
--- (chosen by the run id's last character) so the trim cost is amortized.
+-- Two indexes per status (and per job and status): K.idx scored by the time the run entered
+-- the status (recency, "finished in the last minute", retention trimming) and K.ord, all
+-- scores 0, ordered by run id, i.e. by creation time (stable paging: a run keeps its place).
+-- keep_ms > 0 (a final status): up to 256 entries older than keep_ms are trimmed from both,
+-- on 1 call in 16 (chosen by the run id's last character) so the trim cost is amortized.
 -- @include keys.lua
 local function move_index(prefix, id, job, old, new, now, keep_ms)
   if old and old ~= '' then
     redis.call('ZREM', K.idx(prefix, old), id)
     redis.call('ZREM', K.idxj(prefix, job, old), id)
+    redis.call('ZREM', K.ord(prefix, old), id)
+    redis.call('ZREM', K.ordj(prefix, job, old), id)
   end
   local by_status = K.idx(prefix, new)
   local by_job = K.idxj(prefix, job, new)
+  local ord_status = K.ord(prefix, new)
+  local ord_job = K.ordj(prefix, job, new)
   redis.call('ZADD', by_status, now, id)
   redis.call('ZADD', by_job, now, id)
+  redis.call('ZADD', ord_status, 0, id)
+  redis.call('ZADD', ord_job, 0, id)
   if keep_ms > 0 and string.byte(id, -1) % 16 == 0 then
     local horizon = string.format('%d', now - keep_ms)
-    redis.call('ZREMRANGEBYSCORE', by_status, '-inf', horizon)
-    redis.call('ZREMRANGEBYSCORE', by_job, '-inf', horizon)
+    for _, pair in ipairs({{by_status, ord_status}, {by_job, ord_job}}) do
+      local expired = redis.call('ZRANGEBYSCORE', pair[1], '-inf', horizon, 'LIMIT', 0, 256)
+      if #expired > 0 then
+        redis.call('ZREM', pair[1], unpack(expired))
+        redis.call('ZREM', pair[2], unpack(expired))
+      end
+    end
   end
 end
