@@ -7,7 +7,9 @@
 Each row drains n queued no-op runs with ONE worker process at default settings
 (bench/peers/stackshift_driver.py --mode process): runs/s, Redis CPU per run, Redis
 commands per run (incl. inside Lua), client reads per run (~round trips) and memory per
-queued run. Medians over the repeats, rows interleaved; ratio = row / stream.
+queued run. Medians over the repeats, rows interleaved; ratio = row / the first row.
+Without --old-tree the first row is the plain no-op; the others use the flow-control API
+(priorities over 5 levels; per-key concurrency with 1000 keys at limit 10: not binding).
 """
 
 from __future__ import annotations
@@ -49,17 +51,19 @@ def drive(tree: Path, url: str, n: int, extra: list[str]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--old-tree", type=Path, help="a checkout of d10c57a (stream row)")
+    p.add_argument("--old-label", default="stream of run ids (d10c57a)", help="its row name")
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="dispatch-spike", help="results/<date>-<out>.txt")
     a = p.parse_args()
     here = BENCH.parent
     rows: list[tuple[str, Path, list[str]]] = []
     if a.old_tree:
-        rows.append(("stream of run ids (d10c57a)", a.old_tree, []))
+        rows.append((a.old_label, a.old_tree, []))
     rows += [
-        ("ready set + tickets", here, []),
-        ("ready set, 5 priority levels", here, ["--dispatch", "prio5"]),
-        ("ready set, 1000 groups (round robin)", here, ["--dispatch", "groups1000"]),
+        ("plain no-op (ready set + tickets)", here, []),
+        ("priority= over 5 levels", here, ["--dispatch", "prio5"]),
+        ("Concurrency(10, key), 1000 keys", here, ["--dispatch", "groups1000"]),
     ]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in rows}
     with RedisServer() as srv:
@@ -92,7 +96,7 @@ def main() -> None:
         lines.append(f"{name:38}" + "".join(f"{c:>22}" for c in cells))
     text = "\n".join(lines)
     print(text)
-    out = BENCH / "results" / f"{date.today()}-dispatch-spike.txt"
+    out = BENCH / "results" / f"{date.today()}-{a.out}.txt"
     out.write_text(text + "\n")
     print(f"wrote {out}", file=sys.stderr)
 

@@ -18,7 +18,7 @@ async def main() -> None:
     print(f"started run {run.id}; duplicate start deduplicated={again.deduplicated}")
     result = await run.result(timeout=60)
     print(f"result: {result}")
-    info = await stackshift.get_run(run.id)
+    info = await run.info()
     assert info is not None
     charges = await stackshift.state.get(f"charges:{run.id}")
     print(f"status={info.status} attempts={info.attempts} card charged {charges} time(s)")

@@ -11,24 +11,29 @@
 -- ARGV[7] dedupe ms  ARGV[8] log window ms  ARGV[9] local triggers JSON {job: queue}
 -- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
 -- ARGV[11] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
--- Returns {duplicate 0|1, {resumed run ids}, {started run ids}}; a re-sent call (its reply
--- was lost) gets the first call's outcome, not duplicate.
+-- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
+-- ARGV[13] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
+-- Waiter sets also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
+-- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}} (a
+-- triggered run its flow control skipped or merged into a debounce burst is not listed); a
+-- re-sent call (its reply was lost) gets the first call's outcome, not duplicate.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include wake.lua
--- @include create_run.lua
+-- @include start_run.lua
 -- @include lua_run_id.lua
 -- @include values_key.lua
+-- @include cancel_on_event.lua
 local prefix, name, eid, bytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local seen = redis.call('GET', KEYS[1])
 if seen then
   local sep = string.find(seen, '|', 1, true)
   if sep and string.sub(seen, 1, sep - 1) == ARGV[10] then
     local first = cjson.decode(string.sub(seen, sep + 1))
-    return {0, first[1], first[2]}
+    return {0, first[1], first[2], first[3]}
   end
-  return {1, {}, {}}
+  return {1, {}, {}, {}}
 end
 local now = now_ms()
 redis.call('ZADD', KEYS[6], now, name)
@@ -49,14 +54,22 @@ if window > 0 then
   redis.call('PEXPIRE', KEYS[3], window)
 end
 local flat = cjson.decode(ARGV[5])
-local resumed = {}
+local resumed, cancelled = {}, {}
+local keep = tonumber(ARGV[12])
 for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
   local vkey = values_key(shape, flat)
   if vkey then
     for _, rid in ipairs(redis.call('SMEMBERS', K.event_waiters(prefix, name, shape, vkey))) do
-      local queue = redis.call('HGET', K.run(prefix, rid), 'queue')
-      if queue and wake(prefix, queue, rid, now, 'event', bytes) then
-        resumed[#resumed + 1] = rid
+      if string.byte(rid, 1) == 33 then -- '!': a CancelOn registration
+        local cid = string.sub(rid, 2)
+        if cancel_on_event(prefix, cid, {name, shape, vkey}, eid, now, keep) then
+          cancelled[#cancelled + 1] = cid
+        end
+      else
+        local queue = redis.call('HGET', K.run(prefix, rid), 'queue')
+        if queue and wake(prefix, queue, rid, now, 'event', bytes) then
+          resumed[#resumed + 1] = rid
+        end
       end
     end
   end
@@ -66,15 +79,18 @@ local stored = redis.call('HGETALL', KEYS[5])
 for i = 1, #stored, 2 do
   if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
 end
+local plans = cjson.decode(ARGV[13])
 local started = {}
 local fields = {}
 if ARGV[11] ~= '' then fields = cjson.decode(ARGV[11]) end
 fields['event'] = bytes
 for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
-  create_run(prefix, rid, job, queue, ARGV[6], now, now, fields)
-  started[#started + 1] = rid
+  local plan = nil
+  if plans[job] then plan = cjson.decode(plans[job]) end
+  local got, merged = start_run(prefix, job, queue, rid, ARGV[6], plan, now, now, keep, fields)
+  if got ~= '' and merged == 0 then started[#started + 1] = rid end
 end
-local outcome = cjson.encode({resumed, started})
+local outcome = cjson.encode({resumed, started, cancelled})
 redis.call('SET', KEYS[1], ARGV[10] .. '|' .. outcome, 'PX', ARGV[7])
-return {0, resumed, started}
+return {0, resumed, started, cancelled}

@@ -1,27 +1,32 @@
--- start: create runs of one job and make them ready (or schedule them), idempotently; one
--- call, N runs. Queue keys are derived with K (the run's group decides its ready set).
+-- start: create runs of one job and make them ready (or schedule them), idempotently and
+-- under the job's flow-control rules; one call, N runs. Queue keys are derived with K (the
+-- run's group decides its ready set).
 -- KEYS[2i-1] run   keys.run(id_i)         HASH the i-th run
 -- KEYS[2i]   idem  keys.idem(job, key_i)  STRING key -> run id (the run key again when none)
 -- ARGV[1] prefix  ARGV[2] job  ARGV[3] queue  ARGV[4] delay_ms  ARGV[5] at_ms (0: none)
 -- ARGV[6] idem_ttl_ms  ARGV[7] extra fields (JSON object, may be '')  ARGV[8] n
--- ARGV[6+3i] run_id_i  ARGV[7+3i] has_idem_i ('1' | '0')  ARGV[8+3i] payload_i
--- Returns {run_id_1, deduplicated_1, ...}; a retried call (a lost reply re-sent) returns its
--- own runs, not deduplicated: a run id is created at most once.
+-- ARGV[9] retention_ms (a singleton 'cancel' finishes the old run)
+-- ARGV[6+4i] run_id_i  ARGV[7+4i] has_idem_i ('1' | '0')  ARGV[8+4i] payload_i
+-- ARGV[9+4i] plan_i: the run's flow-control plan (JSON, see stackshift_redis/flow.py; '')
+-- Returns {run_id_1, deduplicated_1, skipped_1, ...}: skipped '' or 'rate_limited' |
+-- 'singleton' (then run_id ''); a retried call (a lost reply re-sent) returns its own runs,
+-- not deduplicated: a run id is created at most once; a start that joins an open debounce
+-- burst returns that run, deduplicated.
 -- @include keys.lua
 -- @include now_ms.lua
--- @include create_run.lua
+-- @include start_run.lua
 local prefix, job, queue = ARGV[1], ARGV[2], ARGV[3]
 local delay_ms, at_ms, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local extra = {}
 if ARGV[7] ~= '' then extra = cjson.decode(ARGV[7]) end
-local n = tonumber(ARGV[8])
+local n, keep = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = now_ms()
 local due = now + delay_ms
 if at_ms > 0 then due = at_ms end
 local out = {}
 for i = 1, n do
   local rk, ik = KEYS[2 * i - 1], KEYS[2 * i]
-  local id, has_idem, payload = ARGV[6 + 3 * i], ARGV[7 + 3 * i] == '1', ARGV[8 + 3 * i]
+  local id, has_idem, payload = ARGV[6 + 4 * i], ARGV[7 + 4 * i] == '1', ARGV[8 + 4 * i]
   local existing = false
   if has_idem then
     existing = redis.call('GET', ik)
@@ -29,21 +34,23 @@ for i = 1, n do
       existing = false
     end
   end
+  local rid, dedup, skipped = id, 0, ''
   if existing and existing ~= id then
-    out[#out + 1] = existing
-    out[#out + 1] = 1
-  elseif existing or redis.call('EXISTS', rk) == 1 then -- a client retry of this call
-    out[#out + 1] = id
-    out[#out + 1] = 0
-  else
+    rid, dedup = existing, 1
+  elseif not existing and redis.call('EXISTS', rk) == 0 then -- (else a client retry)
+    local plan = nil
+    if ARGV[9 + 4 * i] ~= '' then plan = cjson.decode(ARGV[9 + 4 * i]) end
+    local fields = extra
     if has_idem then
-      redis.call('SET', ik, id, 'PX', idem_ttl)
-      extra['idem_key'] = ik
+      fields = {idem_key = ik}
+      for f, v in pairs(extra) do fields[f] = v end
     end
-    create_run(prefix, id, job, queue, payload, now, due, extra)
-    extra['idem_key'] = nil
-    out[#out + 1] = id
-    out[#out + 1] = 0
+    rid, dedup, skipped = start_run(prefix, job, queue, id, payload, plan, now, due, keep,
+      fields)
+    if has_idem and rid ~= '' then redis.call('SET', ik, rid, 'PX', idem_ttl) end
   end
+  out[#out + 1] = rid
+  out[#out + 1] = dedup
+  out[#out + 1] = skipped
 end
 return out

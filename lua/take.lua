@@ -6,6 +6,10 @@
 -- whatever becomes takeable later adds a ticket of its own. A take re-sent by the client
 -- (its reply was lost) returns the runs the first call leased: the taker's record holds
 -- the last take id and its runs.
+-- Flow control (runs of groups other than '0', lib/admit_run.lua): a run leases only with a
+-- place in each of its Concurrency slots; a group whose slot is full leaves the ring, parked
+-- on that slot, until release_lease frees a place (lib/free_slots.lua): blocked runs are not
+-- leased and do not hold up other groups. A run over its throttle goes back to the schedule.
 -- KEYS[1]    record  keys.take(taker)          STRING last take id | its runs (JSON, 60 s)
 -- KEYS[5i-3] ring    keys.ring(queue_i)        ZSET groups with ready runs, by turn
 -- KEYS[5i-2] leases  keys.leases(queue_i)      ZSET run id -> lease expiry ms
@@ -24,6 +28,10 @@
 -- @include now_ms.lua
 -- @include lease_run.lua
 -- @include leased_again.lua
+-- @include admit_run.lua
+-- @include defer_run.lua
+-- @include free_slots.lua
+-- @include park_group.lua
 local prefix, want = ARGV[1], tonumber(ARGV[2])
 local max_deliv, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -46,6 +54,7 @@ local leased = {}
 local function give(queue, id, leases, lease_ms)
   local o = lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   if not o then return end
+  if o[2] ~= 'ok' then free_slots(prefix, id) end -- poison, damaged: places back
   o[#o + 1] = queue
   out[#out + 1] = o
   if o[2] == 'ok' then
@@ -84,10 +93,21 @@ while ARGV[4 + 2 * i] and taken < want do
     if #popped > 0 then redis.call('HINCRBY', stat, 'ready', -#popped / 2) end
     if redis.call('EXISTS', rset) == 0 then
       redis.call('ZREM', ring, group)
-    elseif turn[2] then
+    else -- its turn is over: to the back of the ring
       redis.call('ZADD', ring, redis.call('HINCRBY', stat, 'seq', 1), group)
     end
-    for j = 1, #popped, 2 do give(queue, popped[j], leases, lease_ms) end
+    for j = 1, #popped, 2 do
+      local wait, arg = nil, nil
+      if group ~= '0' then wait, arg = admit_run(prefix, popped[j], now) end
+      if wait == 'park' then
+        park_group(ring, rset, stat, queue, group, popped, j, arg, now)
+        break
+      elseif wait == 'later' then
+        defer_run(prefix, queue, popped[j], arg, now)
+      else
+        give(queue, popped[j], leases, lease_ms)
+      end
+    end
   end
   if blocked or redis.call('EXISTS', ring) == 0 then
     redis.call('XTRIM', stream, 'MAXLEN', 0)

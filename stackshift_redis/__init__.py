@@ -20,17 +20,22 @@ from .errors import (
     StackShiftError,
     UnknownJobError,
 )
+from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
 from .records import Event, RunInfo, RunPage, RunStatus, SendEventResult
 from .runs import RunHandle
 from .schedules import ScheduleInfo
 
 __all__ = [
+    "CancelOn",
+    "Concurrency",
+    "Debounce",
     "Event",
     "InvalidArgumentError",
     "InvalidRunStateError",
     "LockError",
     "NonRetriableError",
     "PayloadError",
+    "RateLimit",
     "RedisUnavailableError",
     "RetryAfterError",
     "RunCancelled",
@@ -43,9 +48,11 @@ __all__ = [
     "RunStatus",
     "ScheduleInfo",
     "SendEventResult",
+    "Singleton",
     "StackShift",
     "StackShiftError",
     "SyncRunContext",
+    "Throttle",
     "UnknownJobError",
 ]
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 from .client import Client
 from .core import Namespace, Settings, check_url
 from .errors import InvalidArgumentError
+from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle, make_flow
 from .hooks import Hook
 from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from .keys import Keys, check_name
@@ -155,6 +156,13 @@ class StackShift(Client):
         on_failure: str | None = ...,
         cron: str | None = ...,
         timezone: str | None = ...,
+        concurrency: Concurrency | Sequence[Concurrency] | None = ...,
+        throttle: Throttle | None = ...,
+        rate_limit: RateLimit | None = ...,
+        debounce: Debounce | None = ...,
+        singleton: Singleton | None = ...,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
+        priority: int = ...,
     ) -> F: ...
     @overload
     def job(
@@ -171,6 +179,13 @@ class StackShift(Client):
         on_failure: str | None = ...,
         cron: str | None = ...,
         timezone: str | None = ...,
+        concurrency: Concurrency | Sequence[Concurrency] | None = ...,
+        throttle: Throttle | None = ...,
+        rate_limit: RateLimit | None = ...,
+        debounce: Debounce | None = ...,
+        singleton: Singleton | None = ...,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
+        priority: int = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -186,15 +201,25 @@ class StackShift(Client):
         on_failure: str | None = None,
         cron: str | None = None,
         timezone: str | None = None,
+        concurrency: Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        singleton: Singleton | None = None,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        priority: int = 0,
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
         `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
         or updated by each worker that registers the job when it starts.
         `on_failure="job"`: each run that fails for good starts one run of that job with
         {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
-        msgpack serializer: the payload is built inside the failing script)."""
+        msgpack serializer: the payload is built inside the failing script). Flow control
+        (concurrency, throttle, rate_limit, debounce, singleton, cancel_on, priority): see
+        stackshift_redis.flow and the README, "Flow control"."""
         if on_failure is not None and not isinstance(self.core.serializer, MsgpackSerializer):
             raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
+        flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
 
         def register(func: F) -> F:
             self.core.registry.add_job(
@@ -210,6 +235,8 @@ class StackShift(Client):
                     on_failure=on_failure,
                     cron=cron,
                     timezone=timezone,
+                    flow=flow,
+                    priority=priority,
                 )
             )
             return func

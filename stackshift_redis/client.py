@@ -47,8 +47,11 @@ class Client:
         idempotency_ttl: Duration | None = None,
         delay: Duration | None = None,
         run_at: datetime | None = None,
+        priority: int | None = None,
     ) -> RunHandle:
-        """Start a run of `job`; with an idempotency key, duplicates return the same run."""
+        """Start a run of `job`; with an idempotency key, duplicates return the same run.
+        `priority` (-100..100, default: the job's) orders ready runs: higher first. Under
+        the job's flow control the start may be skipped (`RunHandle.skipped`)."""
         runs = await self.start_many(
             job,
             [payload],
@@ -57,6 +60,7 @@ class Client:
             idempotency_ttl=idempotency_ttl,
             delay=delay,
             run_at=run_at,
+            priority=priority,
         )
         return runs[0]
 
@@ -70,6 +74,7 @@ class Client:
         idempotency_ttl: Duration | None = None,
         delay: Duration | None = None,
         run_at: datetime | None = None,
+        priority: int | None = None,
     ) -> list[RunHandle]:
         """Start many runs of `job` in few round trips; same rules per run as `start`."""
         started = await self._starter.start_many(
@@ -80,8 +85,12 @@ class Client:
             idempotency_ttl=idempotency_ttl,
             delay=delay,
             run_at=run_at,
+            priority=priority,
         )
-        return [self.run(run_id, dedup) for run_id, dedup in started]
+        return [
+            RunHandle(self.core, self._waiter, run_id, dedup, skipped)
+            for run_id, dedup, skipped in started
+        ]
 
     # inspect and control
     def run(self, run_id: str, deduplicated: bool = False) -> RunHandle:

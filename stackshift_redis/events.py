@@ -106,16 +106,24 @@ class EventBus:
         ns = self._ns
         payload = ns.serializer.dumps(data)
         encoded = self.encode(name, data, event_id)
+        triggers = ns.registry.triggers(name)
+        plans: dict[str, str] = {}
+        for job in triggers:  # flow control of the runs it starts (InvalidArgumentError)
+            jd = ns.registry.jobs[job]
+            plan = jd.flow.plan(job, data, match_key, jd.priority)
+            if plan:
+                plans[job] = plan
         fields: dict[str, str] = {}
         if ns.hooks:  # for the runs it starts (on_event jobs), e.g. the caller's trace
             fields = {f"x:{k}": v for k, v in ns.hooks.start_fields("", "").items()}
         reply = await ns.scripts.send_event(
             name, event_id, encoded, json.dumps(flatten(data)), payload,
-            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, ns.registry.triggers(name),
-            uuid.uuid4().hex, fields,
+            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, triggers,
+            uuid.uuid4().hex, fields, ns.settings.retention_ms, plans,
         )  # fmt: skip
         if ns.hooks and not reply.duplicate:
             ns.hooks.event_sent(name, reply.resumed, reply.started)
         return SendEventResult(
-            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate
-        )
+            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate,
+            cancelled=reply.cancelled,
+        )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 
 from .cron import make_cadence
 from .errors import InvalidArgumentError
+from .flow import Flow, check_priority
 from .keys import check_name
 from .records import Duration, seconds
 
@@ -49,6 +50,8 @@ class JobDef:
     on_failure: str | None = None  # the job its runs start when they fail for good
     cron: str | None = None  # a schedule named after the job (upserted by workers)
     timezone: str | None = None  # the cron's IANA time zone (default UTC)
+    flow: Flow = field(default_factory=Flow)
+    priority: int = 0
 
     @property
     def is_async(self) -> bool:
@@ -69,6 +72,8 @@ def make_job(
     on_failure: str | None = None,
     cron: str | None = None,
     timezone: str | None = None,
+    flow: Flow | None = None,
+    priority: int = 0,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
@@ -103,6 +108,8 @@ def make_job(
         on_failure=on_failure,
         cron=cron,
         timezone=timezone,
+        flow=flow if flow is not None else Flow(),
+        priority=check_priority(priority),
     )
 
 

@@ -46,6 +46,14 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
     "winfo": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, running, at}
     "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
+    # flow control (keys.py `key` = a Concurrency slot id or a rule's key value, see flow.py)
+    "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
+    "parked": ("fc", "{job}", "park", "{key}"),  # ZSET "queue group" blocked on it -> park ms
+    "throttle": ("fc", "{job}", "thr", "{key}"),  # STRING GCRA theoretical arrival time ms
+    "throttle_log": ("fc", "{job}", "thrlog", "{key}"),  # ZSET run id -> start ms (window)
+    "ratelimit": ("fc", "{job}", "rate", "{key}"),  # ZSET run id -> created ms, in the window
+    "debounce": ("fc", "{job}", "deb", "{key}"),  # STRING run id of the key's open burst
+    "singleton": ("fc", "{job}", "one", "{key}"),  # STRING run id of the key's latest run
     # state
     "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
     "lock": ("lock", "{name}"),  # STRING a lock's token
@@ -182,6 +190,34 @@ class Keys:
     def clock(self) -> str:
         """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
         return _render(self.prefix, "clock", ())
+    # flow control
+    def slot(self, job: str, slot_id: str) -> str:
+        """SET: ids of the runs holding a place of a Concurrency slot (`<entry>:<key>`)."""
+        return _render(self.prefix, "slot", (job, slot_id))
+
+    def parked(self, job: str, slot_id: str) -> str:
+        """ZSET: "queue group" entries blocked on a full slot, by when they parked (ms)."""
+        return _render(self.prefix, "parked", (job, slot_id))
+
+    def throttle(self, job: str, key: str) -> str:
+        """STRING: a throttle key's GCRA theoretical arrival time (ms)."""
+        return _render(self.prefix, "throttle", (job, key))
+
+    def throttle_log(self, job: str, key: str) -> str:
+        """ZSET: runs of a throttle key started within its period: run id -> start ms."""
+        return _render(self.prefix, "throttle_log", (job, key))
+
+    def rate_limit(self, job: str, key: str) -> str:
+        """ZSET: runs a rate-limited key created within its window: run id -> ms."""
+        return _render(self.prefix, "ratelimit", (job, key))
+
+    def debounce(self, job: str, key: str) -> str:
+        """STRING: the run id of a debounce key's open burst."""
+        return _render(self.prefix, "debounce", (job, key))
+
+    def singleton(self, job: str, key: str) -> str:
+        """STRING: the run id of a singleton key's latest run."""
+        return _render(self.prefix, "singleton", (job, key))
 
     # state
     def state(self, name: str) -> str:

@@ -176,6 +176,8 @@ class SendEventResult:
     """Ids of the runs it started (on_event jobs)."""
     duplicate: bool = False
     """True when this id was sent before (within the dedupe window): nothing was done."""
+    cancelled: list[str] = field(default_factory=list)
+    """Ids of the runs it cancelled (their jobs' CancelOn rules matched it)."""
 
 
 @dataclass(frozen=True)

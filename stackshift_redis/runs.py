@@ -31,42 +31,60 @@ def _block_ms(client: Any) -> int:
 
 
 class RunHandle:
-    """A started run: its id, whether it was deduplicated, and ways to await it."""
+    """A started run: its id, whether it was deduplicated, and ways to await it.
+
+    `skipped` is None, or "rate_limited" / "singleton" when flow control skipped the start:
+    then no run was created, `id` is None and status()/result() raise RunNotFoundError."""
 
     def __init__(
-        self, ns: Namespace, waiter: ResultWaiter, run_id: str, deduplicated: bool = False
+        self,
+        ns: Namespace,
+        waiter: ResultWaiter,
+        run_id: str | None,
+        deduplicated: bool = False,
+        skipped: str | None = None,
     ) -> None:
         self._ns = ns
         self._waiter = waiter
         self.id = run_id
         self.deduplicated = deduplicated
+        self.skipped = skipped
 
     def __repr__(self) -> str:
+        if self.skipped:
+            return f"RunHandle(id=None, skipped={self.skipped!r})"
         return f"RunHandle(id={self.id!r}, deduplicated={self.deduplicated})"
+
+    def _run_id(self) -> str:
+        if self.id is None:
+            raise RunNotFoundError(f"no run: the start was skipped ({self.skipped})")
+        return self.id
 
     async def status(self) -> str:
         """The run's status now; RunNotFoundError when the run is unknown (or expired)."""
-        value = await run_status(self._ns, self.id)
+        run_id = self._run_id()
+        value = await run_status(self._ns, run_id)
         if value is None:
-            raise RunNotFoundError(f"no run {self.id}")
+            raise RunNotFoundError(f"no run {run_id}")
         return value
 
     async def info(self) -> RunInfo | None:
-        """The run's RunInfo, as `app.get_run(id)`."""
-        return await get_run(self._ns, self.id)
+        """The run's RunInfo, as `app.get_run(id)` (None for a skipped start)."""
+        return await get_run(self._ns, self.id) if self.id is not None else None
 
     async def result(self, timeout: Duration | None = None) -> Any:
         """The return value once completed; RunFailed, RunCancelled or TimeoutError."""
         limit = seconds(timeout, "timeout") if timeout is not None else None
-        status, result, error = await self._waiter.wait(self.id, limit)
+        run_id = self._run_id()
+        status, result, error = await self._waiter.wait(run_id, limit)
         if status == RunStatus.COMPLETED:
             return self._ns.serializer.loads(result) if result is not None else None
         err = json.loads(error) if error else {}
         if status == RunStatus.CANCELLED:
-            raise RunCancelled(err.get("message") or "run cancelled", run_id=self.id)
+            raise RunCancelled(err.get("message") or "run cancelled", run_id=run_id)
         raise RunFailed(
-            f"run {self.id} failed: {err.get('type', '?')}: {err.get('message', '')}",
-            run_id=self.id,
+            f"run {run_id} failed: {err.get('type', '?')}: {err.get('message', '')}",
+            run_id=run_id,
             error=err,
         )
 

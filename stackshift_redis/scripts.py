@@ -63,6 +63,11 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {_str(flat[i]): _str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+# (run id, idempotency key | None, payload) or the same plus the flow-control plan JSON
+NewRun = tuple[str, str | None, bytes] | tuple[str, str | None, bytes, str]
+StartReply = tuple[str | None, bool, str | None]  # run id, deduplicated, skipped reason
+
+
 @dataclass(frozen=True)
 class ScriptCall:
     """One prepared script call (batched by the worker into one pipeline)."""
@@ -146,6 +151,7 @@ class SendReply:
     duplicate: bool
     resumed: list[str]
     started: list[str]
+    cancelled: list[str]  # runs cancelled by their CancelOn rules
 
 
 class Scripts:
@@ -215,40 +221,70 @@ class Scripts:
         self,
         job: str,
         queue: str,
-        runs: Sequence[tuple[str, str | None, bytes]],
+        runs: Sequence[NewRun],
         *,
         delay_ms: int,
         at_ms: int,
         idem_ttl_ms: int,
         extra: dict[str, str] | None = None,
+        retention_ms: int = 0,
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of `start` for runs of (run_id, idempotency key or None, payload)."""
+        """KEYS and ARGV of `start` for runs of (run_id, idempotency key or None, payload
+        [, flow-control plan JSON])."""
         k = self.keys
         keys: list[str] = []
         fields = json.dumps(extra) if extra else ""
-        args: list[Any] = [k.prefix, job, queue, delay_ms, at_ms, idem_ttl_ms, fields, len(runs)]
-        for run_id, idem, payload in runs:
+        args: list[Any] = [k.prefix, job, queue, delay_ms, at_ms, idem_ttl_ms, fields, len(runs),
+                           retention_ms or 86_400_000]  # fmt: skip
+        for run in runs:
+            run_id, idem, payload = run[0], run[1], run[2]
             keys += [k.run(run_id), k.idem(job, idem) if idem is not None else k.run(run_id)]
-            args += [run_id, "1" if idem is not None else "0", payload]
+            plan = run[3] if len(run) > 3 else ""
+            args += [run_id, "1" if idem is not None else "0", payload, plan]
         return keys, args
 
     async def start(
         self,
         job: str,
         queue: str,
-        runs: Sequence[tuple[str, str | None, bytes]],
+        runs: Sequence[NewRun],
         *,
         delay_ms: int,
         at_ms: int,
         idem_ttl_ms: int,
         extra: dict[str, str] | None = None,
+        retention_ms: int = 0,
     ) -> list[tuple[str, bool]]:
-        """Create runs and make them ready (or schedule them); (run_id, deduplicated) each."""
+        """Create runs and make them ready (or schedule them); (run_id, deduplicated) each.
+        A start that flow control skipped gives ('', False): see `start_flow`."""
+        return [(r[0] or "", r[1]) for r in await self.start_flow(
+            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
+            extra=extra, retention_ms=retention_ms,
+        )]  # fmt: skip
+
+    async def start_flow(
+        self,
+        job: str,
+        queue: str,
+        runs: Sequence[NewRun],
+        *,
+        delay_ms: int,
+        at_ms: int,
+        idem_ttl_ms: int,
+        extra: dict[str, str] | None = None,
+        retention_ms: int = 0,
+    ) -> list[StartReply]:
+        """Create runs under their flow-control plans: (run_id | None, deduplicated,
+        skipped reason | None) each."""
         keys, args = self.start_call(
-            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms, extra=extra
-        )
+            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
+            extra=extra, retention_ms=retention_ms,
+        )  # fmt: skip
         reply = await self.call("start", keys, args)
-        return [(_str(reply[i]), bool(int(reply[i + 1]))) for i in range(0, len(reply), 2)]
+        return [
+            (_str(reply[i]) or None, bool(int(reply[i + 1])), _str(reply[i + 2]) or None)
+            for i in range(0, len(reply), 3)
+        ]
 
     # the take path and finishing
     async def take(
@@ -478,18 +514,25 @@ class Scripts:
     async def send_event(
         self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
         dedupe_ms: int, log_ms: int, local_triggers: dict[str, str], call_token: str,
-        fields: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None, retention_ms: int = 0,
+        plans: dict[str, str] | None = None,
     ) -> SendReply:  # fmt: skip
         """Record an event once; resume matching waiters; start triggered jobs (with the
-        hook `fields`, {"x:<name>": value}, stored on each started run)."""
+        hook `fields`, {"x:<name>": value}, stored on each started run, and `plans`: the
+        flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
+        CancelOn rules match."""
         k = self.keys
         keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
                 k.event_shapes(name), k.triggers(name), k.event_names()]  # fmt: skip
         args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
                 json.dumps(local_triggers), call_token,
-                json.dumps(fields) if fields else ""]  # fmt: skip
-        duplicate, resumed, started = await self.call("send_event", keys, args)
-        return SendReply(bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started])
+                json.dumps(fields) if fields else "", retention_ms or 86_400_000,
+                json.dumps(plans or {})]  # fmt: skip
+        duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
+        return SendReply(
+            bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started],
+            [_str(r) for r in cancelled],
+        )  # fmt: skip
 
     # metrics
     async def queue_stats(self, queues: Sequence[str]) -> tuple[int, list[QueueStats]]:

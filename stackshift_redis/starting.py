@@ -13,17 +13,19 @@ from typing import Any
 
 from .core import Namespace
 from .errors import InvalidArgumentError, PayloadError
+from .events import match_key
+from .flow import check_priority
 from .keys import check_name
 from .liveness import ConsumerWatch
 from .records import Duration, epoch_ms, millis, new_run_id
+from .scripts import NewRun, StartReply
 
 MAX_IDEMPOTENCY_KEY = 512
 MAX_BATCH = 500
 
 # job, queue, delay_ms, at_ms, idem_ttl_ms, extra fields (sorted items)
 Group = tuple[str, str, int, int, int, tuple[tuple[str, str], ...]]
-NewRun = tuple[str, str | None, bytes]  # run id, idempotency key, payload
-Started = tuple[str, bool]  # run id, deduplicated
+Started = StartReply  # run id (None when skipped), deduplicated, skipped reason
 
 
 def _round_trip(ns: Namespace, payload: Any) -> bytes:
@@ -59,8 +61,11 @@ class Starter:
         delay: Duration | None = None,
         run_at: datetime | None = None,
         extra: dict[str, str] | None = None,
+        priority: int | None = None,
     ) -> list[Started]:
-        """(run id, deduplicated) per payload, in order; nothing is written on bad input."""
+        """(run id | None, deduplicated, skipped reason | None) per payload, in order;
+        nothing is written on bad input. The job's flow-control rules (flow.py) are
+        resolved against each payload here and enforced by the start script."""
         ns = self._ns
         check_name("job", job)
         if not isinstance(payloads, Sequence) or isinstance(payloads, (str, bytes)):
@@ -77,6 +82,14 @@ class Starter:
             raise InvalidArgumentError("run_at must be a datetime")
         at_ms = epoch_ms(run_at) if run_at is not None else 0
         ttl_ms = self._idem_ttl_ms(job, idempotency_ttl)
+        jd = ns.registry.jobs.get(job)
+        if priority is not None:
+            prio = check_priority(priority)
+        else:
+            prio = jd.priority if jd is not None else 0
+        plans = [""] * len(payloads)
+        if jd is not None and jd.flow:
+            plans = [jd.flow.plan(job, p, match_key) for p in payloads]
         try:
             encoded = [_round_trip(ns, p) for p in payloads]
         except PayloadError as exc:  # name where: payload['amount']
@@ -84,20 +97,26 @@ class Starter:
         queue = await ns.queue_for(job, queue_name)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
         fields = dict(extra or {})
+        if prio:
+            fields["priority"] = str(prio)
         if ns.hooks:
             fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
         if len(encoded) == 1:  # a single start: coalesced with concurrent ones
             group = (job, queue, delay_ms, at_ms, ttl_ms, tuple(sorted(fields.items())))
-            started = await self._coalesced(group, (new_run_id(), keys[0], encoded[0]))
+            started = await self._coalesced(
+                group, (new_run_id(), keys[0], encoded[0], plans[0])
+            )
             await self._watch.check(job, queue)
             return [started]
         out: list[Started] = []
         for lo in range(0, len(encoded), MAX_BATCH):
             hi = min(lo + MAX_BATCH, len(encoded))
-            batch = [(new_run_id(), keys[i], encoded[i]) for i in range(lo, hi)]
-            out += await ns.scripts.start(
+            batch: list[NewRun] = [
+                (new_run_id(), keys[i], encoded[i], plans[i]) for i in range(lo, hi)
+            ]
+            out += await ns.scripts.start_flow(
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms,
-                extra=fields,
+                extra=fields, retention_ms=ns.settings.retention_ms,
             )  # fmt: skip
         if out:
             await self._watch.check(job, queue)
@@ -134,9 +153,9 @@ class Starter:
     ) -> None:
         job, queue, delay_ms, at_ms, ttl_ms, fields = group
         try:
-            replies = await self._ns.scripts.start(
+            replies = await self._ns.scripts.start_flow(
                 job, queue, [run for run, _ in items], delay_ms=delay_ms, at_ms=at_ms,
-                idem_ttl_ms=ttl_ms, extra=dict(fields),
+                idem_ttl_ms=ttl_ms, extra=dict(fields), retention_ms=self._ns.settings.retention_ms,
             )  # fmt: skip
         except Exception as exc:
             for _, fut in items:

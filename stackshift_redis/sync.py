@@ -81,6 +81,7 @@ class SyncRunHandle:
         self._handle = handle
         self.id = handle.id
         self.deduplicated = handle.deduplicated
+        self.skipped = handle.skipped
 
     def __repr__(self) -> str:
         return f"SyncRunHandle(id={self.id!r}, deduplicated={self.deduplicated})"
@@ -157,6 +158,7 @@ class SyncStackShift:
         idempotency_ttl: Duration | None = None,
         delay: Duration | None = None,
         run_at: datetime | None = None,
+        priority: int | None = None,
     ) -> SyncRunHandle:
         """Start a run (see StackShift.start)."""
         handle = self._run(
@@ -168,6 +170,7 @@ class SyncStackShift:
                 idempotency_ttl=idempotency_ttl,
                 delay=delay,
                 run_at=run_at,
+                priority=priority,
             )
         )
         return SyncRunHandle(self, handle)
@@ -182,6 +185,7 @@ class SyncStackShift:
         idempotency_ttl: Duration | None = None,
         delay: Duration | None = None,
         run_at: datetime | None = None,
+        priority: int | None = None,
     ) -> list[SyncRunHandle]:
         """Start many runs (see StackShift.start_many)."""
         handles = self._run(
@@ -193,6 +197,7 @@ class SyncStackShift:
                 idempotency_ttl=idempotency_ttl,
                 delay=delay,
                 run_at=run_at,
+                priority=priority,
             )
         )
         return [SyncRunHandle(self, h) for h in handles]

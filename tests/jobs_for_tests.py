@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from stackshift_redis import NonRetriableError, RunContext, StackShift
+from stackshift_redis import Concurrency, NonRetriableError, RunContext, StackShift
 from stackshift_redis.hooks import AttemptInput, Hook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,10 @@ app.queue("handlers", visibility_timeout=2)
 app.queue("ordered", visibility_timeout=5)
 app.queue("pause", visibility_timeout=1)
 app.queue("sched", visibility_timeout=5)
+app.queue("flow", visibility_timeout=2)
+# per-key concurrency (tests/test_flow_workers.py registers the same options in the test
+# process: flow-control rules are resolved by the process that starts the run)
+KEYED_OPTIONS: dict[str, Any] = {"queue": "flow", "concurrency": [Concurrency(2, key="k")]}
 
 # INCR a "current" counter and keep its maximum in another key, atomically.
 _ENTER = """
@@ -140,6 +144,23 @@ async def quick(ctx: RunContext) -> Any:
     """Returns its payload."""
     await app.redis.incr(_obs("quick"))
     return ctx.payload
+
+
+@app.job("keyed", **KEYED_OPTIONS)
+async def keyed(ctx: RunContext) -> int:
+    """Holds a slot of its key for a while, tracking concurrent executions per key; with
+    payload hang=1 its first execution records its pid and hangs (the test kills it)."""
+    k = ctx.payload["k"]
+    if ctx.payload.get("hang") and await app.redis.incr(_obs("hangs")) == 1:
+        await app.redis.set(_obs("hang_pid"), os.getpid())  # holds its slot, uncounted
+        await asyncio.sleep(60)
+    n = await app.redis.eval(_ENTER, 2, _obs(f"cur:{k}"), _obs(f"max:{k}"))
+    try:
+        await asyncio.sleep(0.1)
+    finally:
+        await app.redis.decr(_obs(f"cur:{k}"))
+    await app.redis.incr(_obs("keyed_done"))
+    return int(n)
 
 
 class _KillOnFail(Hook):

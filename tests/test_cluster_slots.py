@@ -20,7 +20,16 @@ import pytest
 from conftest import wait_for
 from redis.crc import key_slot
 
-from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis import (
+    CancelOn,
+    Concurrency,
+    RateLimit,
+    RunContext,
+    RunFailed,
+    Singleton,
+    StackShift,
+    Throttle,
+)
 from stackshift_redis.luasrc import lua_dir, script_names
 from stackshift_redis.scripts import Scripts
 
@@ -183,6 +192,12 @@ async def test_every_script_call_touches_one_slot(
         return "fixed"
 
     app.job("parked", lambda ctx: None)
+    app.job(
+        "gated", lambda ctx: ctx.payload["n"], concurrency=Concurrency(1, key="k"),
+        throttle=Throttle(100, 1), rate_limit=RateLimit(100, 60),
+        cancel_on=CancelOn("stop", match="k"),
+    )  # fmt: skip
+    app.job("single", lambda ctx: None, singleton=Singleton(mode="cancel"))
 
     flow_run = await app.start("flow", "o1", idempotency_key="flow-o1")
     many = await app.start_many("child", [1, 2, 3], idempotency_keys=["a", "b", "a"])
@@ -190,6 +205,11 @@ async def test_every_script_call_touches_one_slot(
     broken_run = await app.start("broken")
     parked = await app.start("parked", delay=60)
     assert await app.cancel(parked.id) is True
+    gated = [await app.start("gated", {"k": "x", "n": n}) for n in range(3)]
+    doomed = await app.start("gated", {"k": "y", "n": 0})
+    assert (await app.send_event("stop", {"k": "y"})).cancelled == [doomed.id]
+    await app.start("single")
+    await app.start("single")  # cancels the first
 
     running_worker(app, concurrency=4)
     await wait_for(lambda: _waits_for_event(flow_run), 10)
@@ -197,6 +217,7 @@ async def test_every_script_call_touches_one_slot(
     assert sent.resumed == [flow_run.id]
     assert await flow_run.result(timeout=15) == 1 + 42 + 100
     assert [await r.result(timeout=10) for r in many] == [2, 4, 2]
+    assert [await r.result(timeout=10) for r in gated] == [0, 1, 2]
     assert await flaky_run.result(timeout=10) == "ok"
     with pytest.raises(RunFailed):
         await broken_run.result(timeout=10)
@@ -206,7 +227,8 @@ async def test_every_script_call_touches_one_slot(
     assert await replayed.result(timeout=15) == 1 + 42 + 100
     assert await app.pause_queue("default") and await app.resume_queue("default")
     assert await app.cancel_runs(job="child", status="queued") == 0
-    assert await app.retry_runs(status=["failed", "cancelled"]) == 1  # `parked`
+    # `parked`, the gated run cancelled by its event, the singleton run replaced by the next
+    assert await app.retry_runs(status=["failed", "cancelled"]) == 3
 
     st = app.state
     await st.set("k", {"a": 1})

@@ -3,9 +3,10 @@
 `app.worker(queues=["bench"])` at its default concurrency, stopped on SIGTERM.
 
 Extra flag `--job noop|steps3`: steps3 runs three memoized steps (`ctx.step.run`).
-Extra flag `--dispatch plain|prio5|groups1000` (bench/dispatch_spike.py): runs are queued
-with priorities over 5 levels, or spread over 1000 ready groups, through the dispatch
-seam's run fields (`priority`, `group`) that flow control sets."""
+Extra flag `--dispatch plain|prio5|groups1000` (bench/dispatch_spike.py), through the
+public flow-control API: `prio5` starts runs with `priority=` over 5 levels; `groups1000`
+declares the job with `concurrency=Concurrency(limit=10, key="g")` and spreads runs over
+1000 key values (flow control configured but not binding)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, if not
 
 from _common import Peer, main, mark
 
-from stackshift_redis import StackShift
+from stackshift_redis import Concurrency, StackShift
 
 QUEUE = "bench"
 NAMESPACE = "bench"
@@ -58,7 +59,9 @@ def make_app(url: str) -> StackShift:
     app = StackShift(redis_url=url, namespace=NAMESPACE)
     _observe(app)
 
-    @app.job("noop", queue=QUEUE)
+    keyed = {"concurrency": Concurrency(10, key="g")} if DISPATCH == "groups1000" else {}
+
+    @app.job("noop", queue=QUEUE, **keyed)
     async def noop(ctx: Any) -> None:
         mark(b"S")
         mark(b"E")
@@ -87,26 +90,14 @@ def dispatch_mode() -> str:
     return str(p.parse_known_args()[0].dispatch)
 
 
-def _fields(i: int) -> dict[str, str]:
-    if DISPATCH == "prio5":
-        return {"priority": str(i % 5 * 10 - 20)}
-    return {"group": f"g{i % 1000}"}
+def _payload(i: int) -> dict[str, Any]:
+    if DISPATCH == "groups1000":
+        return {"i": i, "g": str(i % 1000)}
+    return {"i": i}
 
 
-async def _seam_start(app: StackShift, items: list[int]) -> None:
-    """Queue runs with per-run dispatch fields (one script call per field set)."""
-    from stackshift_redis.records import new_run_id
-
-    by_fields: dict[tuple[tuple[str, str], ...], list[int]] = {}
-    for i in items:
-        by_fields.setdefault(tuple(_fields(i).items()), []).append(i)
-    await asyncio.gather(*[
-        app.scripts.start(
-            JOB, QUEUE, [(new_run_id(), None, app.serializer.dumps({"i": i})) for i in group],
-            delay_ms=0, at_ms=0, idem_ttl_ms=1000, extra=dict(fields),
-        )
-        for fields, group in by_fields.items()
-    ])  # fmt: skip
+def _priority(i: int) -> int:
+    return i % 5 * 10 - 20 if DISPATCH == "prio5" else 0
 
 
 async def connect(url: str) -> StackShift:
@@ -114,17 +105,17 @@ async def connect(url: str) -> StackShift:
 
 
 async def enqueue(app: StackShift, i: int) -> None:
-    if DISPATCH != "plain":
-        await _seam_start(app, [i])
-        return
-    await app.start(JOB, {"i": i})
+    await app.start(JOB, _payload(i), priority=_priority(i))
 
 
 async def bulk(app: StackShift, items: list[int]) -> None:
-    if DISPATCH != "plain":
-        await _seam_start(app, items)
-        return
-    await app.start_many(JOB, [{"i": i} for i in items])
+    by_priority: dict[int, list[int]] = {}
+    for i in items:
+        by_priority.setdefault(_priority(i), []).append(i)
+    await asyncio.gather(*[
+        app.start_many(JOB, [_payload(i) for i in group], priority=prio)
+        for prio, group in by_priority.items()
+    ])  # fmt: skip
 
 
 async def close(app: StackShift) -> None:

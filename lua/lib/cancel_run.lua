@@ -2,7 +2,8 @@
 -- waiters and timers removed; a child it waits for is cancelled too, down to 32 levels); a
 -- running run gets a cancel flag and stops at its next step (workers learn of it from K.ctl).
 -- Returns {status after the call, 1 if this call cancelled or flagged it else 0}, or nil
--- when there is no such run. Called by cancel and fire_schedule (overlap "cancel_other").
+-- when there is no such run. Called by cancel, fire_schedule (overlap "cancel_other"),
+-- flow_gate (singleton "cancel") and cancel_on_event (CancelOn).
 -- @include keys.lua
 -- @include timeline.lua
 -- @include drop_wait.lua

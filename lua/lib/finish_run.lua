@@ -8,7 +8,9 @@
 -- @include move_index.lua
 -- @include wake.lua
 -- @include start_on_failure.lua
+-- @include flow_done.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
+  flow_done(prefix, rk, id)
   if not pre then
     local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent')
     pre = {tl_len = p[1], awaited = p[2], parent = p[3]}

@@ -1,9 +1,12 @@
 -- release_lease: end a claim (completed, failed, suspended, recovered): drop the run's lease
--- and, when a take stopped at the queue's concurrency limit, wake a worker for the slot.
+-- and its Concurrency slot places (free_slots), and, when a take stopped at the queue's
+-- concurrency limit, wake a worker for the slot.
 -- @include keys.lua
 -- @include ticket.lua
+-- @include free_slots.lua
 local function release_lease(prefix, queue, id)
   redis.call('ZREM', K.leases(prefix, queue), id)
+  free_slots(prefix, id)
   if redis.call('HDEL', K.qstat(prefix, queue), 'starved') == 1 then
     ticket(prefix, queue)
   end
