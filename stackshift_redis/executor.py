@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ class Executor:
         self._sync_state: SyncState | None = None
         self.resources: dict[str, Any] = {}  # filled by the worker's startup hooks
         self.handback_limit_ms = HANDBACK_LIMIT_MS  # unknown jobs: fail after this long
+        self.handed_back_at = 0.0  # monotonic time of this worker's last hand-back
         self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
 
     @property
@@ -153,6 +155,7 @@ class Executor:
         """A run of a job this worker does not register (a rolling deploy, a worker of an
         older or newer version): hand it back for a worker that has the job."""
         limit = self.handback_limit_ms
+        self.handed_back_at = time.monotonic()
         log.error(
             "run %s: job %r is not registered in this worker (queue %s): handed back for a "
             "worker that has it; it fails if no such worker takes it within %gs",

@@ -34,6 +34,8 @@ from .upkeep import Upkeep
 from .watchdog import LoopWatchdog
 
 log = logging.getLogger("stackshift.worker")
+HANDBACK_PAUSE_S = 0.5  # a worker that handed back a run it cannot execute waits this long
+# before taking again, so the ticket of that run wakes a worker that has the job
 _DROPPED = {
     "poison": "delivered too many times without finishing: failed as PoisonRunError",
     "damaged": "its stored record is damaged: failed as RunDataError (see its error)",
@@ -231,6 +233,10 @@ class Worker:
             self._slot_freed.clear()
             await self._slot_freed.wait()
             return
+        if self._executor is not None:  # just handed a run back: let another worker wake
+            pause = self._executor.handed_back_at + HANDBACK_PAUSE_S - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
         sent = time.monotonic()
         reply = await self.dispatcher.take(free)
         for run_id, queue, why in reply.dropped:
