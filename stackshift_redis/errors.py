@@ -18,7 +18,7 @@
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
 Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
-one place that maps codes to this tree, is called by `scripts.py` alone.
+one place that maps codes to this tree, is called by the `scripts` package alone.
 """
 
 from __future__ import annotations

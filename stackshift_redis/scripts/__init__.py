@@ -1,0 +1,51 @@
+"""The only door to Lua: one typed method per script in lua/, typed replies, one error map.
+
+redis-py's `Script` does SHA caching, EVALSHA and reload on NOSCRIPT: no cache of our own.
+Every call passes the namespace prefix in ARGV where the script derives keys with `K`
+(lua/README.md); all keys share the namespace hash tag, so each call is one slot.
+Error replies (`CODE detail`) become stackshift errors here (door.py) and nowhere else.
+The methods are grouped by area (queues.py, runs.py, misc.py) and composed in `Scripts`.
+"""
+
+from __future__ import annotations
+
+from .door import (
+    CONNECTION_ERRORS,
+    Door,
+    DueSchedule,
+    NewRun,
+    QueueStats,
+    ScriptCall,
+    SendReply,
+    StartReply,
+    TakenRun,
+    TakeReply,
+    WaitReply,
+    redis_call,
+    unavailable,
+)
+from .misc import MiscScripts
+from .queues import QueueScripts
+from .runs import RunScripts
+
+
+class Scripts(QueueScripts, RunScripts, MiscScripts):
+    """One method per Lua script (see the package docstring)."""
+
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Door",
+    "DueSchedule",
+    "NewRun",
+    "QueueStats",
+    "ScriptCall",
+    "Scripts",
+    "SendReply",
+    "StartReply",
+    "TakeReply",
+    "TakenRun",
+    "WaitReply",
+    "redis_call",
+    "unavailable",
+]

@@ -1,0 +1,201 @@
+"""Scripts of the queue side: starting runs, the take path, finishing, upkeep."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ..keys import GROUP
+from .door import Door, NewRun, ScriptCall, StartReply, TakenRun, TakeReply, _pairs, _str
+
+
+class QueueScripts(Door):
+    """Scripts of the queue side: starting runs, the take path, finishing, upkeep."""
+
+    # starting runs
+    def start_call(
+        self,
+        job: str,
+        queue: str,
+        runs: Sequence[NewRun],
+        *,
+        delay_ms: int,
+        at_ms: int,
+        idem_ttl_ms: int,
+        extra: dict[str, str] | None = None,
+        retention_ms: int = 0,
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of `start` for runs of (run_id, idempotency key or None, payload
+        [, flow-control plan JSON])."""
+        k = self.keys
+        keys: list[str] = []
+        fields = json.dumps(extra) if extra else ""
+        args: list[Any] = [k.prefix, job, queue, delay_ms, at_ms, idem_ttl_ms, fields, len(runs),
+                           retention_ms or 86_400_000]  # fmt: skip
+        for run in runs:
+            run_id, idem, payload = run[0], run[1], run[2]
+            keys += [k.run(run_id), k.idem(job, idem) if idem is not None else k.run(run_id)]
+            plan = run[3] if len(run) > 3 else ""
+            args += [run_id, "1" if idem is not None else "0", payload, plan]
+        return keys, args
+
+    async def start(
+        self,
+        job: str,
+        queue: str,
+        runs: Sequence[NewRun],
+        *,
+        delay_ms: int,
+        at_ms: int,
+        idem_ttl_ms: int,
+        extra: dict[str, str] | None = None,
+        retention_ms: int = 0,
+    ) -> list[tuple[str, bool]]:
+        """Create runs and make them ready (or schedule them); (run_id, deduplicated) each.
+        A start that flow control skipped gives ('', False): see `start_flow`."""
+        return [(r[0] or "", r[1]) for r in await self.start_flow(
+            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
+            extra=extra, retention_ms=retention_ms,
+        )]  # fmt: skip
+
+    async def start_flow(
+        self,
+        job: str,
+        queue: str,
+        runs: Sequence[NewRun],
+        *,
+        delay_ms: int,
+        at_ms: int,
+        idem_ttl_ms: int,
+        extra: dict[str, str] | None = None,
+        retention_ms: int = 0,
+    ) -> list[StartReply]:
+        """Create runs under their flow-control plans: (run_id | None, deduplicated,
+        skipped reason | None) each."""
+        keys, args = self.start_call(
+            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
+            extra=extra, retention_ms=retention_ms,
+        )  # fmt: skip
+        reply = await self.call("start", keys, args)
+        return [
+            (_str(reply[i]) or None, bool(int(reply[i + 1])), _str(reply[i + 2]) or None)
+            for i in range(0, len(reply), 3)
+        ]
+
+    # the take path and finishing
+    async def take(
+        self, queues: Sequence[tuple[str, int]], n: int, *, max_deliveries: int,
+        retention_ms: int, taker: str = "direct",
+    ) -> TakeReply:  # fmt: skip
+        """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order.
+        Safe to re-send: the call's take id makes a repeat return the same runs."""
+        k = self.keys
+        keys: list[str] = [k.take(taker)]
+        args: list[Any] = [k.prefix, n, max_deliveries, retention_ms, uuid.uuid4().hex]
+        for q, lease_ms in queues:
+            keys += [k.ring(q), k.leases(q), k.queue_conf(q), k.queue_stat(q), k.stream(q)]
+            args += [q, lease_ms]
+        taken: list[TakenRun] = []
+        dropped: list[tuple[str, str, str]] = []
+        for r in await self.call("take", keys, args):
+            if r[1] != b"ok":
+                dropped.append((_str(r[0]), _str(r[2]), _str(r[1])))
+                continue
+            taken.append(
+                TakenRun(
+                    run_id=_str(r[0]), token=_str(r[2]), attempt=int(r[3]), job=_str(r[4]),
+                    payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
+                    resumed=bool(r[9]), fields=_pairs(r[10]), schedule=_str(r[11]),
+                    scheduled_at=int(r[12] or 0), waited_ms=int(r[13]),
+                    resumed_by=_str(r[14]), queue=_str(r[15]),
+                )
+            )  # fmt: skip
+        return TakeReply(taken, dropped)
+
+    def complete_call(
+        self, run_id: str, token: str, result: bytes, retention_ms: int
+    ) -> ScriptCall:
+        """A prepared `complete`."""
+        args = [self.keys.prefix, run_id, token, result, retention_ms]
+        return ScriptCall("complete", run_id, [self.keys.run(run_id)], args)
+
+    def fail_call(
+        self, run_id: str, token: str, error_json: str, outcome: str, delay_ms: int,
+        retention_ms: int,
+    ) -> ScriptCall:  # fmt: skip
+        """A prepared `fail` (outcome: retry | failed | cancelled)."""
+        args = [self.keys.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
+        return ScriptCall("fail", run_id, [self.keys.run(run_id)], args)
+
+    def hand_back_call(
+        self, run_id: str, token: str, delay_ms: int, limit_ms: int, retention_ms: int,
+        error_json: str,
+    ) -> ScriptCall:  # fmt: skip
+        """A prepared `hand_back`: a run of a job this worker does not register goes back
+        (scheduled after delay_ms), or fails once it was handed back for limit_ms."""
+        args = [self.keys.prefix, run_id, token, delay_ms, limit_ms, retention_ms, error_json]
+        return ScriptCall("hand_back", run_id, [self.keys.run(run_id)], args)
+
+    async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
+        """Make due runs ready: (moved, ms to next due or -1)."""
+        k = self.keys
+        moved, wait = await self.call("promote", [k.delayed(queue)], [k.prefix, queue, limit])
+        return int(moved), int(wait)
+
+    async def reclaim(self, queue: str, retention_ms: int, limit: int = 100) -> list[str]:
+        """Make runs with expired leases ready again; returns their ids."""
+        k = self.keys
+        ids = await self.call("reclaim", [k.leases(queue)], [k.prefix, queue, limit, retention_ms])
+        return [_str(i) for i in ids]
+
+    async def renew(self, queue: str, held: Sequence[tuple[str, str]], lease_ms: int) -> list[str]:
+        """Extend leases of (run_id, token); per run 'ok' | 'cancel' | 'lost'."""
+        k = self.keys
+        keys = [k.leases(queue)] + [k.run(run_id) for run_id, _ in held]
+        args: list[Any] = [lease_ms]
+        for run_id, token in held:
+            args += [run_id, token]
+        return [_str(s) for s in await self.call("renew", keys, args)]
+
+    async def reconcile(self, start: int, limit: int, retention_ms: int) -> tuple[int, int, int]:
+        """Repair a batch of the queued index: (checked, repaired, next start rank or 0)."""
+        k = self.keys
+        args = [k.prefix, start, limit, retention_ms]
+        checked, repaired, nxt = await self.call("reconcile", [k.idx_status("queued")], args)
+        return int(checked), int(repaired), int(nxt)
+
+    async def trim(
+        self, indexes: Sequence[tuple[str, str]], retention_ms: int, limit: int,
+        notify_keep_ms: int,
+    ) -> int:  # fmt: skip
+        """Drop expired finished-run index entries (bounded per index) from each (time
+        index, id-ordered index) pair; entries removed."""
+        pairs = [key for pair in indexes for key in pair]
+        keys = [self.keys.done(), self.keys.control(), *pairs]
+        return int(await self.call("trim", keys, [retention_ms, limit, notify_keep_ms]))
+
+    async def drop_consumer(self, queue: str, consumer: str) -> bool:
+        """Delete a consumer of the queue's group if nothing is pending for it."""
+        return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
+
+    # the shared registry (workers' heartbeats)
+    async def register(
+        self, ttl_ms: int, jobs: dict[str, str], triggers: Sequence[tuple[str, str, str]],
+        queues: Sequence[str],
+    ) -> int:  # fmt: skip
+        """Refresh a live worker's job map, triggers (event, job, queue) and consumed
+        queues for `ttl_ms`; drop entries no live worker refreshed. Returns how many."""
+        k = self.keys
+        keys = [k.owners(), k.jobs(), k.qlive()] + [k.triggers(e) for e, _, _ in triggers]
+        args = [k.prefix, ttl_ms, json.dumps(jobs),
+                json.dumps([list(t) for t in triggers]), json.dumps(list(queues))]  # fmt: skip
+        return int(await self.call("register", keys, args))
+
+    async def unregister_job(self, job: str) -> int:
+        """Remove `job` from the job map and every trigger; the number of entries removed."""
+        k = self.keys
+        return int(await self.call("unregister_job", [k.owners(), k.jobs()], [k.prefix, job]))
+
+    # steps and durable waits (fenced by the lease token)
