@@ -20,7 +20,8 @@ from datetime import datetime
 
 from .core import Namespace
 from .errors import InvalidArgumentError, RunNotFoundError
-from .keys import STATUSES, check_name
+from .keys import check_name
+from .reads import check_statuses
 from .records import check_run_id, epoch_ms, new_run_id
 
 BATCH = 200  # index entries examined per script call, at most
@@ -31,21 +32,18 @@ Statuses = str | Sequence[str] | None
 
 
 def _statuses(op: str, status: Statuses, allowed: tuple[str, ...]) -> list[str]:
-    """The statuses to act on: one or a list, each known and allowed for `op`."""
+    """The statuses to act on: one or a list, each known (reads.check_statuses) and
+    allowed for `op`."""
     if status is None:
         return list(allowed)
-    given = [status] if isinstance(status, str) else list(status)
-    if not given:
-        raise InvalidArgumentError(f"{op}: status must name at least one status")
-    out: list[str] = []
+    try:
+        given = check_statuses(status)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{op}: {exc}") from None
     for s in given:
-        if s not in STATUSES:
-            raise InvalidArgumentError(f"{op}: unknown status {s!r}")
         if s not in allowed:
             raise InvalidArgumentError(f"{op}: status {s!r} is not one of {', '.join(allowed)}")
-        if s not in out:
-            out.append(s)
-    return out
+    return given
 
 
 def _range(created_after: datetime | None, created_before: datetime | None) -> tuple[int, int]:
