@@ -1,29 +1,29 @@
--- invoke: start a child run once per (parent, step) and park the parent until the child
--- finishes (finish_run() resumes it) or the timeout fires; atomic with the child's creation.
+-- invoke: start a child run once per (parent, step) and register the step as a pending
+-- wait of the running parent (finish_run() settles it when the child ends), atomic with
+-- the child's creation. Children invoked by one attempt run in parallel.
 -- KEYS[1] run   keys.run(parent_id)                          HASH the parent
 -- KEYS[2] idem  keys.idem(child_job, 'invoke:<parent>:<step>')  STRING -> child run id
 -- ARGV[1] prefix  ARGV[2] parent id  ARGV[3] token  ARGV[4] step  ARGV[5] child job
 -- ARGV[6] child queue  ARGV[7] new child id  ARGV[8] child payload  ARGV[9] timeout ms (-1)
 -- ARGV[10] idempotency ttl ms  ARGV[11] timed-out record  ARGV[12] completed-record prefix
 -- ARGV[13] failed-record prefix  ARGV[14] hook fields for the child (JSON {"x:<name>": v}, or '')
--- Returns {'done', child id, step record} (the child had already finished: step recorded)
--- or {'waiting', child id}.  Errors: LEASE_LOST.
+-- ARGV[15] '1': park the parent right away when the wait is pending (see suspend.lua)
+-- A cancel requested for the parent: {'cancel'} instead of parking.
+-- Returns {'done', record, child id} (the child had already finished: step recorded),
+-- {'pending', child id}, {'waiting', child id} or {'parked'} (see suspend.lua).
+-- Errors: LEASE_LOST.
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include mp_pack.lua
--- @include check_lease.lua
--- @include parked_by.lua
+-- @include wait_begin.lua
 -- @include create_run.lua
--- @include suspend_run.lua
+-- @include add_wait.lua
+-- @include park_run.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
-local f, err = check_lease(rk, id, ARGV[3])
-if not f then
-  local parked = parked_by(rk, ARGV[3], step)
-  if parked then return {'waiting', parked} end -- a re-sent call
-  return redis.error_reply(err)
-end
+local f, reply = wait_begin(rk, id, ARGV[3], step)
+if not f then return reply end
 local now = now_ms()
 local child = redis.call('GET', KEYS[2])
 if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then
@@ -40,18 +40,19 @@ if c[1] == 'completed' then
   local record = ARGV[12] .. mp_pack(c[2], true)
   redis.call('HSET', rk, 's:' .. step, record)
   timeline(rk, now, 'child_completed', {step = step, child = child})
-  return {'done', child, record}
+  return {'done', record, child}
 elseif c[1] == 'failed' or c[1] == 'cancelled' then
   local msg = 'child run ' .. child .. ' ' .. c[1]
   if c[3] then msg = msg .. ': ' .. tostring(cjson.decode(c[3]).message) end
   local record = ARGV[13] .. mp_pack(msg, false)
   redis.call('HSET', rk, 's:' .. step, record)
   timeline(rk, now, 'child_failed', {step = step, child = child})
-  return {'done', child, record}
+  return {'done', record, child}
 end
 local due = 0
 if tonumber(ARGV[9]) >= 0 then due = now + tonumber(ARGV[9]) end
-suspend_run(prefix, rk, id, f[2], f[3], now, due, {wait_kind = 'child', wait_step = step,
-  wait_child = child, wait_timeout_rec = ARGV[11], wait_ok_rec = ARGV[12],
-  wait_fail_rec = ARGV[13]})
+add_wait(prefix, rk, id, step, {k = 'child', d = due, c = child},
+  {wr_child_to = ARGV[11], wr_ok = ARGV[12], wr_fail = ARGV[13]})
+if ARGV[15] ~= '1' then return {'pending', child} end
+if not park_run(prefix, rk, id, f, {step}, now) then return {'cancel'} end
 return {'waiting', child}

@@ -11,7 +11,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 local moved = 0
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
-  if wake(prefix, queue, id, now, 'timer', nil) then moved = moved + 1 end
+  if wake(prefix, queue, id, now) then moved = moved + 1 end
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local wait = -1

@@ -13,14 +13,17 @@
 -- ARGV[11] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
 -- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
 -- ARGV[13] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
--- Waiter sets also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
--- Returns {duplicate 0|1, {resumed run ids}, {started run ids}, {cancelled run ids}} (a
+-- Waiter set members are '<run id>|<step>' (a pending wait: settled with the event, and
+-- the run resumed if parked); they also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
+-- Returns {duplicate 0|1, {run ids whose wait got the event}, {started run ids}, {cancelled run ids}} (a
 -- triggered run its flow control skipped or merged into a debounce burst is not listed); a
 -- re-sent call (its reply was lost) gets the first call's outcome, not duplicate.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
--- @include wake.lua
+-- @include adopt_wait.lua
+-- @include settle_step.lua
+-- @include resume_waiting.lua
 -- @include start_run.lua
 -- @include lua_run_id.lua
 -- @include values_key.lua
@@ -54,7 +57,7 @@ if window > 0 then
   redis.call('PEXPIRE', KEYS[3], window)
 end
 local flat = cjson.decode(ARGV[5])
-local resumed, cancelled = {}, {}
+local resumed, cancelled, got = {}, {}, {}
 local keep = tonumber(ARGV[12])
 for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
   local vkey = values_key(shape, flat)
@@ -65,10 +68,20 @@ for _, shape in ipairs(redis.call('HKEYS', KEYS[4])) do
         if cancel_on_event(prefix, cid, {name, shape, vkey}, eid, now, keep) then
           cancelled[#cancelled + 1] = cid
         end
-      else
-        local queue = redis.call('HGET', K.run(prefix, rid), 'queue')
-        if queue and wake(prefix, queue, rid, now, 'event', bytes) then
-          resumed[#resumed + 1] = rid
+      else -- '<run id>|<step>': a pending wait
+        local sep = string.find(rid, '|', 1, true)
+        local run, step = rid, nil
+        if sep then
+          run, step = string.sub(rid, 1, sep - 1), string.sub(rid, sep + 1)
+        end
+        local rk = K.run(prefix, run)
+        if not sep then step = adopt_wait(prefix, rk, run) end -- a wait of an older version
+        if settle_step(prefix, rk, run, step, 'event', bytes, now, nil) then
+          resume_waiting(prefix, rk, run, now, 'event')
+          if not got[run] then
+            got[run] = true
+            resumed[#resumed + 1] = run
+          end
         end
       end
     end

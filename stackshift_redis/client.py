@@ -134,9 +134,7 @@ class Client:
         page (None on the last). `status` is one status or a list; the creation range is
         [created_after, created_before). Stable while runs change status; a page may hold
         fewer than `limit` runs (runs that left the status or expired since the index read)."""
-        return await list_runs(
-            self.core, status, job, limit, cursor, created_after, created_before
-        )
+        return await list_runs(self.core, status, job, limit, cursor, created_after, created_before)
 
     async def find_run(self, job: str, idempotency_key: str) -> RunInfo | None:
         """The run that an idempotency key of `job` points to, or None."""

@@ -9,8 +9,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from .execution import CancelRequested, Execution
+from .execution import Execution
 from .logs import run_extra
+from .parking import CancelRequested
 from .records import Event
 from .state import State, SyncState
 from .steps import Step, SyncStep
@@ -55,7 +56,6 @@ class _ContextBase:
             logging.getLogger("stackshift.run"),
             run_extra(self.run_id, self.job, self.attempt, self.queue),
         )
-
 
     @property
     def cancelled(self) -> bool:

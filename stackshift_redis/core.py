@@ -177,4 +177,3 @@ class Namespace:
                 raise UnknownJobError(f"job {job!r} is not registered and no queue is known")
             self._queue_cache[job] = queue.decode()
         return self._queue_cache[job]
-

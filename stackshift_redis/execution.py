@@ -9,22 +9,15 @@ from datetime import datetime
 from typing import Any
 
 from .core import Namespace
-from .errors import LeaseLostError, NonRetriableError, PayloadError, RunCancelled
+from .errors import LeaseLostError, NonRetriableError, PayloadError
 from .hooks import AttemptInput
 from .logs import run_extra
+from .parking import CancelRequested, Parking, Suspended
 from .records import Event, read_step, step_completed, step_failed
 from .state import State
 
 MISSING = object()  # lookup(): the step has no stored result yet
 LEASE_TRUST = 0.5  # a step starts unchecked only within this share of the lease since renewal
-
-
-class Suspended(BaseException):
-    """The run was suspended (sleep, event or child wait): its attempt ends, nothing to record."""
-
-
-class CancelRequested(RunCancelled):
-    """Raised at a step boundary when the run was cancelled while running."""
 
 
 @dataclass
@@ -50,6 +43,17 @@ class Execution:
     seen: dict[str, int] = field(default_factory=dict)
     schedule: str | None = None  # the schedule that started the run
     scheduled_at: datetime | None = None  # its tick
+    pending: tuple[str, ...] = ()  # steps with a wait registered by an earlier attempt
+    parking: Parking = field(init=False)
+
+    def __post_init__(self) -> None:
+        hooks, hook_input = self.ns.hooks, self.hook_input
+
+        def on_park(step: str, kind: str) -> None:
+            if hooks:
+                hooks.suspended(hook_input, step, kind)
+
+        self.parking = Parking(self.ns, self.run_id, self.token, self.pending, on_park)
 
     @property
     def log_extra(self) -> dict[str, Any]:
@@ -76,6 +80,8 @@ class Execution:
         """(stored name, its record if any); raises when a cancel is pending and the step
         has not completed."""
         key = self.unique(name)
+        if self.parking.parked:  # a branch still running after the attempt parked the run
+            raise Suspended(key)
         rec = self.steps.get(key)
         if self.cancel_requested and (rec is None or rec["status"] != "completed"):
             raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)

@@ -22,9 +22,10 @@ from .errors import (
     RunFailed,
 )
 from .events import decode_event
-from .execution import CancelRequested, Execution, Suspended, parse_steps
+from .execution import Execution, parse_steps
 from .hooks import AttemptInput
 from .jobs import JobDef, QueueConfig
+from .parking import CancelRequested, Suspended
 from .records import error_json, from_ms
 from .scripts import ScriptCall, TakenRun
 from .state import State, SyncState
@@ -76,6 +77,7 @@ class Executor:
             lease_ms=round(self.conf(run.queue).visibility_timeout * 1000),
             confirmed_at=sent_at,
             schedule=run.schedule or None, scheduled_at=from_ms(run.scheduled_at or None),
+            pending=run.pending,
         )  # fmt: skip
 
     async def run(self, ex: Execution) -> ScriptCall | None:
@@ -88,33 +90,24 @@ class Executor:
                   extra=_extra(ex))  # fmt: skip
         timer = asyncio.timeout(job.timeout)
         try:
-            async with timer:
-                if ns.hooks:
-                    result = await ns.hooks.attempt(ex.hook_input, lambda: self._call(job, ex))
-                else:
-                    result = await self._call(job, ex)
+            try:
+                async with timer:
+                    if ns.hooks:
+                        result = await ns.hooks.attempt(ex.hook_input, lambda: self._call(job, ex))
+                    else:
+                        result = await self._call(job, ex)
+            finally:
+                ex.parking.close()
         except Suspended:
             return None
-        except LeaseLostError:
-            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id,
-                        extra=_extra(ex))  # fmt: skip
-            self._notify(ex, "lost", None)
+        except BaseException as exc:
+            if ex.parking.parked and not isinstance(exc, asyncio.CancelledError):
+                # the run is parked: what a branch still running did after that is dropped
+                log.debug("run %s parked; the attempt ended with %r", ex.run_id, exc)
+                return None
+            return await self._outcome(ex, job, exc, timer)
+        if ex.parking.parked:
             return None
-        except CancelRequested:
-            reason = await ns.redis.hget(ns.keys.run(ex.run_id), "cancel")
-            text = reason.decode() if reason else "cancelled while running"
-            return self._failure(ex, job, CancelRequested(text), None, "cancelled")
-        except (NonRetriableError, InvalidArgumentError) as exc:  # bad arguments: a bug
-            return self._failure(ex, job, exc, retry_delay=None)
-        except RunFailed as exc:  # a stored child failure is final (see Step.invoke)
-            return self._failure(ex, job, exc, retry_delay=None if exc.final else -1)
-        except RetryAfterError as exc:
-            return self._failure(ex, job, exc, retry_delay=exc.delay)
-        except TimeoutError as exc:
-            expired = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
-            return self._failure(ex, job, expired if timer.expired() else exc, retry_delay=-1)
-        except Exception as exc:
-            return self._failure(ex, job, exc, retry_delay=-1)
         try:
             data = ns.serializer.dumps(result)
         except PayloadError as exc:
@@ -122,6 +115,32 @@ class Executor:
         self._notify(ex, "completed", None)
         log.info("run %s (%s) completed", ex.run_id, ex.job, extra=_extra(ex))
         return ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
+
+    async def _outcome(
+        self, ex: Execution, job: JobDef, exc: BaseException, timer: asyncio.Timeout
+    ) -> ScriptCall | None:
+        """The outcome of an attempt that raised `exc` (None: nothing may be recorded)."""
+        if isinstance(exc, LeaseLostError):
+            log.warning("run %s: lease lost to another worker; dropping its outcome", ex.run_id,
+                        extra=_extra(ex))  # fmt: skip
+            self._notify(ex, "lost", None)
+            return None
+        if isinstance(exc, CancelRequested):
+            reason = await self.ns.redis.hget(self.ns.keys.run(ex.run_id), "cancel")
+            text = reason.decode() if reason else "cancelled while running"
+            return self._failure(ex, job, CancelRequested(text), None, "cancelled")
+        if isinstance(exc, NonRetriableError | InvalidArgumentError):  # bad arguments: a bug
+            return self._failure(ex, job, exc, retry_delay=None)
+        if isinstance(exc, RunFailed):  # a stored child failure is final (see Step.invoke)
+            return self._failure(ex, job, exc, retry_delay=None if exc.final else -1)
+        if isinstance(exc, RetryAfterError):
+            return self._failure(ex, job, exc, retry_delay=exc.delay)
+        if isinstance(exc, TimeoutError):
+            expired = TimeoutError(f"attempt exceeded its timeout of {job.timeout:g}s")
+            return self._failure(ex, job, expired if timer.expired() else exc, retry_delay=-1)
+        if isinstance(exc, Exception):
+            return self._failure(ex, job, exc, retry_delay=-1)
+        raise exc  # CancelledError, KeyboardInterrupt: not an outcome of the run
 
     async def _call(self, job: JobDef, ex: Execution) -> Any:
         if job.is_async:

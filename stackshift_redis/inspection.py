@@ -294,25 +294,35 @@ class Inspector:
         return sorted(out, key=lambda e: e.ts, reverse=True)
 
     async def waiters(self, limit: int = MAX_WAITERS) -> list[Waiter]:
-        """The newest waiting runs and what each waits for. Cost: one ZREVRANGE of the
-        waiting index and one HMGET per run (<= limit)."""
+        """The newest waiting runs and what each waits for: one Waiter per pending wait
+        (a run parked on a gather of waits has several). Cost: one ZREVRANGE of the
+        waiting index, then per run (<= limit) one HGET and one HKEYS, and one HMGET of
+        its wait fields."""
         r, k = self.ns.redis, self.ns.keys
         ids = [_txt(i) for i in await r.zrevrange(k.idx_status("waiting"), 0, limit - 1)]
-        fields = ["job", "wait_kind", "wait_step", "wait_event", "wait_shape", "wait_child"]
         async with r.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hmget(k.run(i), fields)
+                pipe.hget(k.run(i), "job")
+                pipe.hkeys(k.run(i))
             rows = await pipe.execute()
+        jobs = rows[0::2]
+        names = [[f for f in fields if f.startswith(b"w:")] for fields in rows[1::2]]
+        async with r.pipeline(transaction=False) as pipe:
+            for i, fs in zip(ids, names, strict=True):
+                pipe.hmget(k.run(i), fs or ["w:"])
+            metas = await pipe.execute()
         scores = await self._scores(k.idx_status("waiting"), ids)
         out = []
-        for i, row, score in zip(ids, rows, scores, strict=True):
-            if row[1] is None:
-                continue
-            job, kind, step, event, shape, child = (_txt(v) if v else None for v in row)
-            paths = [p for p in (shape or "").split(",") if p]
-            out.append(
-                Waiter(i, job or "", step or "", kind or "", event, paths, child, from_ms(score))
-            )
+        for i, job, fs, raws, score in zip(ids, jobs, names, metas, scores, strict=True):
+            for f, raw in zip(fs, raws, strict=False):
+                if raw is None:
+                    continue
+                w = json.loads(raw)
+                paths = [p for p in (w.get("s") or "").split(",") if p]
+                out.append(Waiter(
+                    i, _txt(job) if job else "", _txt(f)[2:], w.get("k", ""), w.get("e"),
+                    paths, w.get("c"), from_ms(score),
+                ))  # fmt: skip
         return out
 
     async def _scores(self, key: str, ids: list[str]) -> list[Any]:
@@ -341,7 +351,9 @@ def waterfall(info: RunInfo) -> list[dict[str, Any]]:
             bars.append(_bar(e["step"], kind.split("_")[1], prev, at, origin))
         elif kind == "waiting" and e.get("step"):
             end = tl[n + 1]["at"] if n + 1 < len(tl) else None
-            bars.append(_bar(e["step"], f"waiting ({e.get('kind', '')})", at, end, origin))
+            steps, kinds = e.get("steps") or [e["step"]], e.get("kinds") or [e.get("kind", "")]
+            for step, what in zip(steps, kinds, strict=False):  # a gather: one bar per wait
+                bars.append(_bar(step, f"waiting ({what})", at, end, origin))
         prev = at
     return bars
 

@@ -135,6 +135,7 @@ class Keys:
     def on_failure(self) -> str:
         """HASH: job name -> the job its failed runs start (on_failure), published by workers."""
         return _render(self.prefix, "onfail", ())
+
     def owners(self) -> str:
         """ZSET: registry entries (j/job/queue, t/event/job/queue) -> expiry ms: dropped
         from the job map and triggers once no live worker registers them."""
@@ -190,6 +191,7 @@ class Keys:
     def clock(self) -> str:
         """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
         return _render(self.prefix, "clock", ())
+
     # flow control
     def slot(self, job: str, slot_id: str) -> str:
         """SET: ids of the runs holding a place of a Concurrency slot (`<entry>:<key>`)."""

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .client import Client
-from .execution import CancelRequested
 from .hooks import AttemptInput, Hook, Proceed, StepInput
+from .parking import CancelRequested
 from .scripts import QueueStats
 from .sync import SyncStackShift
 

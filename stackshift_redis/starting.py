@@ -103,9 +103,7 @@ class Starter:
             fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
         if len(encoded) == 1:  # a single start: coalesced with concurrent ones
             group = (job, queue, delay_ms, at_ms, ttl_ms, tuple(sorted(fields.items())))
-            started = await self._coalesced(
-                group, (new_run_id(), keys[0], encoded[0], plans[0])
-            )
+            started = await self._coalesced(group, (new_run_id(), keys[0], encoded[0], plans[0]))
             await self._watch.check(job, queue)
             return [started]
         out: list[Started] = []

@@ -47,13 +47,14 @@ async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any
         return memo
 
     async def body() -> Any:
-        await ex.ensure_lease()
-        try:
-            value = await _call_off_loop(fn, *args, **kwargs)
-        except Exception as exc:
-            await ex.record_failure(key, exc)
-            raise
-        return await ex.record(key, value)
+        async with ex.parking.busy():  # the attempt does not park while a step runs
+            await ex.ensure_lease()
+            try:
+                value = await _call_off_loop(fn, *args, **kwargs)
+            except Exception as exc:
+                await ex.record_failure(key, exc)
+                raise
+            return await ex.record(key, value)
 
     return await _hooked(ex, name, "run", body)
 

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from .client import Client
-from .execution import CancelRequested, Suspended
 from .hooks import AttemptInput, Hook, Proceed, StepInput
+from .parking import CancelRequested, Suspended
 
 TRACER_NAME = "stackshift_redis"
 

@@ -1,17 +1,20 @@
-"""Durable waits inside a handler: sleep, wait_for_event, invoke. Each either returns the
-step's stored outcome or parks the run in one script and raises Suspended, ending the
-attempt without holding a worker slot; the run re-executes when its time, event or child
-arrives, and the step then returns its stored outcome."""
+"""Durable waits inside a handler: sleep, wait_for_event, invoke. Each returns the step's
+stored outcome, or registers a pending wait of the run and awaits it (see parking.py): the
+waits of one gather park the run together, in one call, and the run resumes when the
+first of them settles; the handler then runs from the top and settled steps return their
+stored outcome. No worker slot is held while the run is parked."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from .errors import InvalidArgumentError, RunFailed
 from .events import EventBus, decode_event, match_key
-from .execution import MISSING, Execution, Suspended
+from .execution import MISSING, Execution
 from .keys import check_name
+from .parking import CancelRequested
 from .records import (
     Duration,
     Event,
@@ -23,6 +26,7 @@ from .records import (
     step_completed,
     step_failed,
 )
+from .scripts import WaitReply
 
 
 def _none_record(ex: Execution) -> bytes:
@@ -35,11 +39,38 @@ def _stored(ex: Execution, key: str, rec: dict[str, Any]) -> Any:
     raise RunFailed(f"step {key!r}: {rec.get('error')}", run_id=ex.run_id, final=True)
 
 
-def _park(ex: Execution, key: str, kind: str) -> None:
-    ex.steps.pop(key, None)
-    if ex.ns.hooks:
-        ex.ns.hooks.suspended(ex.hook_input, key, kind)
-    raise Suspended(key)
+async def _register(
+    ex: Execution, key: str, kind: str, register: Callable[[bool], Awaitable[WaitReply]]
+) -> dict[str, Any] | None:
+    """Inside `parking.busy()` (entered where the wait began, so the other branches of a
+    gather are seen at once): register wait step `key` unless an earlier attempt did, by
+    `register(park)` (park: nothing else runs, so the call parks the run at once). The
+    step's record when the wait is over already, else None."""
+    parking = ex.parking
+    parking.begin(key)
+    if key in parking.registered:
+        return None
+    reply = await register(await parking.alone())
+    if reply.parked:
+        raise parking.parked_now(key, kind)
+    if reply.outcome == "cancel":
+        raise CancelRequested(f"run {ex.run_id} cancelled", run_id=ex.run_id)
+    if reply.record is not None:
+        return _keep(ex, key, reply.record)
+    parking.registered.add(key)
+    return None
+
+
+async def _settled(ex: Execution, key: str, kind: str, rec: dict[str, Any] | None) -> Any:
+    """The record of wait step `key` once it settles (see parking.py)."""
+    return rec if rec is not None else _keep(ex, key, await ex.parking.settled(key, kind))
+
+
+def _keep(ex: Execution, key: str, record: bytes) -> dict[str, Any]:
+    rec = read_step(record, ex.ns.serializer)
+    ex.steps[key] = rec
+    ex.parking.registered.discard(key)
+    return rec
 
 
 async def sleep(
@@ -49,13 +80,16 @@ async def sleep(
     key, memo = ex.lookup(name)
     if memo is not MISSING:
         return
-    rel = millis(duration, "sleep") if duration is not None else -1
-    if until is not None and not isinstance(until, datetime):
-        raise InvalidArgumentError("sleep_until needs a datetime")
-    absolute = epoch_ms(until) if until is not None else -1
-    if await ex.ns.scripts.sleep(ex.run_id, ex.token, key, rel, absolute, _none_record(ex)):
-        _park(ex, key, "sleep")
-    ex.steps[key] = {"status": "completed", "result": None}
+    async with ex.parking.busy():
+        rel = millis(duration, "sleep") if duration is not None else -1
+        if until is not None and not isinstance(until, datetime):
+            raise InvalidArgumentError("sleep_until needs a datetime")
+        absolute = epoch_ms(until) if until is not None else -1
+        none = _none_record(ex)
+        rec = await _register(ex, key, "sleep", lambda park: ex.ns.scripts.sleep(
+            ex.run_id, ex.token, key, rel, absolute, none, park
+        ))  # fmt: skip
+    await _settled(ex, key, "sleep", rec)
 
 
 async def wait_for_event(
@@ -70,52 +104,46 @@ async def wait_for_event(
     key, rec = ex.lookup_record(name)
     if rec is not None:
         return decode_event(_stored(ex, key, rec))
-    check_name("event", event)
-    shape, vkey = match_key(match or {})
-    timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
-    reply = await ex.ns.scripts.wait_event(
-        ex.run_id, ex.token, key, event, shape, vkey, timeout_ms, millis(lookback, "lookback"),
-        _none_record(ex), record_prefix("completed", "result"),
-    )  # fmt: skip
-    if reply.parked:
-        _park(ex, key, "event")
-    assert reply.value is not None
-    value = ex.ns.serializer.loads(reply.value)
-    ex.steps[key] = {"status": "completed", "result": value}
-    return decode_event(value)
+    async with ex.parking.busy():
+        check_name("event", event)
+        shape, vkey = match_key(match or {})
+        timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
+        back, none = millis(lookback, "lookback"), _none_record(ex)
+        received = record_prefix("completed", "result")
+        found = await _register(ex, key, "event", lambda park: ex.ns.scripts.wait_event(
+            ex.run_id, ex.token, key, event, shape, vkey, timeout_ms, back, none, received, park
+        ))  # fmt: skip
+    return decode_event(_stored(ex, key, await _settled(ex, key, "event", found)))
 
 
 async def invoke(
     ex: Execution, name: str, job: str, payload: Any = None, timeout: Duration | None = None
 ) -> Any:
     """Start `job` as a child run (once) and suspend until it finishes; its result, or
-    RunFailed when it failed, was cancelled or timed out."""
+    RunFailed when it failed, was cancelled or timed out. Children invoked in one gather
+    run in parallel."""
     key, rec = ex.lookup_record(name)
     if rec is not None and (rec["status"] == "completed" or isinstance(rec.get("error"), str)):
         return _stored(ex, key, rec)
     ns = ex.ns
-    check_name("job", job)
-    queue = await ns.queue_for(job)
-    data = ns.serializer.dumps(payload)
-    timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
-    records = (
-        step_failed("child run timed out"),
-        record_prefix("completed", "result"),
-        record_prefix("failed", "error"),
-    )
-    fields = {}  # the child's hook fields, e.g. the trace context of this step
-    if ns.hooks:
-        fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
-    reply = await ns.scripts.invoke(
-        ex.run_id, ex.token, key, job, queue, new_run_id(), data, timeout_ms,
-        ns.settings.retention_ms, records, fields,
-    )  # fmt: skip
-    if reply.parked:
-        _park(ex, key, "child")
-    assert reply.value is not None
-    stored = read_step(reply.value, ns.serializer)  # the record the script just stored
-    ex.steps[key] = stored
-    return _stored(ex, key, stored)
+    async with ex.parking.busy():
+        check_name("job", job)
+        queue = await ns.queue_for(job)
+        data = ns.serializer.dumps(payload)
+        timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
+        records = (
+            step_failed("child run timed out"),
+            record_prefix("completed", "result"),
+            record_prefix("failed", "error"),
+        )
+        fields = {}  # the child's hook fields, e.g. the trace context of this step
+        if ns.hooks:
+            fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
+        rec = await _register(ex, key, "child", lambda park: ns.scripts.invoke(
+            ex.run_id, ex.token, key, job, queue, new_run_id(), data, timeout_ms,
+            ns.settings.retention_ms, records, fields, park,
+        ))  # fmt: skip
+    return _stored(ex, key, await _settled(ex, key, "child", rec))
 
 
 async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> dict[str, Any]:
@@ -123,6 +151,7 @@ async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> 
     key, memo = ex.lookup(name)
     if memo is not MISSING:
         return dict(memo)
-    sent = await EventBus(ex.ns).send(event, data, event_id=f"{ex.run_id}:{key}")
-    value = {"id": sent.id, "resumed": sent.resumed, "started": sent.started}
-    return dict(await ex.record(key, value))
+    async with ex.parking.busy():
+        sent = await EventBus(ex.ns).send(event, data, event_id=f"{ex.run_id}:{key}")
+        value = {"id": sent.id, "resumed": sent.resumed, "started": sent.started}
+        return dict(await ex.record(key, value))

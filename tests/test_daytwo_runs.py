@@ -83,7 +83,10 @@ async def test_cancel_reason_reaches_the_handle_and_info(
         await queued.result(timeout=5)
     info = await app.get_run(queued.id)
     assert info is not None and info.error == {
-        "type": "RunCancelled", "message": "customer closed the account", "traceback": ""}
+        "type": "RunCancelled",
+        "message": "customer closed the account",
+        "traceback": "",
+    }
     running_worker(app)
     for job in ("loop", "plain"):
         run = await app.start(job)

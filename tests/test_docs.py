@@ -79,9 +79,7 @@ async def test_docs_page_examples_run(
     try:
         for line, code, _ in blocks:
             source = "\n" * (line - 1) + code  # line numbers of the .md file
-            compiled = compile(
-                source, _rel(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-            )
+            compiled = compile(source, _rel(page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
             result = eval(compiled, namespace)  # the docs' own code, top-level await allowed
             if inspect.iscoroutine(result):
                 await result

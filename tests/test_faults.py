@@ -124,9 +124,7 @@ async def test_foreign_entries_are_dropped_and_the_rest_runs(
     assert await app.redis.zscore(k.ready("default", "0"), "not-a-run") is None
 
 
-async def test_a_damaged_field_fails_the_run_visibly(
-    app: StackShift, running_worker: Any
-) -> None:
+async def test_a_damaged_field_fails_the_run_visibly(app: StackShift, running_worker: Any) -> None:
     app.job("j", lambda ctx: "ran")
     victim = await app.start("j")
     other = await app.start("j")
@@ -162,9 +160,7 @@ async def test_get_run_on_a_damaged_record_raises_a_library_error(app: StackShif
         await app.list_runs()
 
 
-async def test_index_entries_do_not_outlive_their_runs(
-    make_app: Any, running_worker: Any
-) -> None:
+async def test_index_entries_do_not_outlive_their_runs(make_app: Any, running_worker: Any) -> None:
     app: StackShift = make_app(retention=1)
     app.job("j", lambda ctx: None)
     worker = running_worker(app)
@@ -212,7 +208,7 @@ async def test_a_resent_start_is_not_a_duplicate_of_itself(app: StackShift) -> N
     again = await app.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
     assert first == again == [(run[0], False)]
     other = (new_run_id(), "order-1", app.serializer.dumps(None))
-    assert await app.scripts.start(
-        "j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000
-    ) == [(run[0], True)]
+    assert await app.scripts.start("j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000) == [
+        (run[0], True)
+    ]
     assert await app.redis.zcard(app.keys.ready("q", "0")) == 1

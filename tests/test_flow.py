@@ -153,7 +153,7 @@ async def test_slots_are_freed_by_suspend_and_by_lease_recovery(app: StackShift)
     r2 = await app.start("j", {"k": "a"})
     [t1] = await _take(app, 5)
     assert t1.run_id == r1.id
-    assert await app.scripts.sleep(t1.run_id, t1.token, "nap", 60_000, -1, b"\xc0")
+    assert (await app.scripts.sleep(t1.run_id, t1.token, "nap", 60_000, -1, b"\xc0", True)).parked
     [t2] = await _take(app, 5)  # the sleeping run holds no slot
     assert t2.run_id == r2.id
     await app.redis.zadd(app.keys.leases("q"), {t2.run_id: 1})  # its worker died
@@ -382,7 +382,7 @@ async def test_cancel_on_event_ends_scheduled_and_waiting_runs(app: StackShift) 
     waiting = await app.start("j", {"id": 1})
     [t] = await _take(app, 1)
     assert t.run_id == waiting.id
-    assert await app.scripts.sleep(t.run_id, t.token, "nap", 60_000, -1, b"\xc0")
+    assert (await app.scripts.sleep(t.run_id, t.token, "nap", 60_000, -1, b"\xc0", True)).parked
     sent = await app.send_event("stop", {"id": 1})
     assert sorted(sent.cancelled) == sorted([later.id, waiting.id])
     assert [await later.status(), await waiting.status()] == ["cancelled", "cancelled"]

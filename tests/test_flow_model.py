@@ -30,6 +30,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
     class FlowModel(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
+            self.naps = 0
             self.loop = asyncio.new_event_loop()
             ns = f"m{uuid.uuid4().hex[:10]}"
             if is_cluster:
@@ -106,7 +107,10 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
         @rule(data=st.data())
         def sleep(self, data: st.DataObject) -> None:
             if (r := self._pick(data, "running")) is not None:
-                assert self.do(self.s.sleep(r, self.tokens[r], "nap", 60_000, -1, b"\xc0"))
+                self.naps += 1  # a new step each time: a settled one would return at once
+                nap = f"nap{self.naps}"
+                reply = self.do(self.s.sleep(r, self.tokens[r], nap, 60_000, -1, b"\xc0", True))
+                assert reply.parked
                 self.status[r] = "waiting"
 
         @rule()

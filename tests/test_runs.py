@@ -233,6 +233,7 @@ async def test_finished_runs_expire_and_queues_stay_empty(
     running_worker(app)
     for r in runs:
         await r.result(timeout=10)
+
     async def tickets() -> int:
         return int(await app.redis.xlen(app.keys.stream("default")))
 
@@ -264,6 +265,7 @@ async def test_stale_ready_entry_never_runs_twice(app: StackShift, running_worke
     await app.redis.zadd(k.ready("default", "0"), {run.id: 1})  # a stale ready entry
     await app.redis.zadd(k.ring("default"), {"0": 1})
     await app.redis.xadd(k.stream("default"), {"t": "1"})  # and its ticket
+
     async def drained() -> bool:
         return not await app.redis.exists(k.ready("default", "0"))
 

@@ -1,16 +1,21 @@
 -- finish_run: move a run to a final status in one HSET (status, finished, fields, and the
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
--- resume a parent run waiting for it (invoke). pre: {tl_len, awaited, parent} already read,
--- or nil. The caller has released the run's lease, if it had one. The run keeps its last
+-- settle the parent's wait for it (invoke), resuming the parent if it is parked. Its own
+-- pending waits are dropped (waits its handler no longer awaited; children keep running).
+-- pre: {tl_len, awaited, parent} already read, or nil. The caller has released the run's lease, if it had one. The run keeps its last
 -- lease token, so a finish re-sent after a lost reply is recognised (see done_by). A run
 -- that fails starts its job's failure handler here, atomically (lib/start_on_failure.lua).
 -- @include keys.lua
 -- @include move_index.lua
--- @include wake.lua
+-- @include adopt_wait.lua
+-- @include drop_waits.lua
+-- @include settle_step.lua
+-- @include resume_waiting.lua
 -- @include start_on_failure.lua
 -- @include flow_done.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
   flow_done(prefix, rk, id)
+  drop_waits(prefix, rk, id)
   if not pre then
     local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent')
     pre = {tl_len = p[1], awaited = p[2], parent = p[3]}
@@ -37,15 +42,17 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
   end
   local parent = pre.parent
   if not parent then return end
-  local p = redis.call('HMGET', K.run(prefix, parent), 'status', 'wait_kind', 'wait_child',
-    'queue')
-  if p[1] ~= 'waiting' or p[2] ~= 'child' or p[3] ~= id then return end
+  local prk, step = K.run(prefix, parent), redis.call('HGET', rk, 'parent_step')
+  local cause, value = 'child_ok', nil
   if new == 'completed' then
-    wake(prefix, p[4], parent, now, 'child_ok', redis.call('HGET', rk, 'result'))
+    value = redis.call('HGET', rk, 'result')
   else
-    local msg = 'child run ' .. id .. ' ' .. new
+    cause, value = 'child_failed', 'child run ' .. id .. ' ' .. new
     local err = redis.call('HGET', rk, 'error')
-    if err then msg = msg .. ': ' .. tostring(cjson.decode(err).message) end
-    wake(prefix, p[4], parent, now, 'child_failed', msg)
+    if err then value = value .. ': ' .. tostring(cjson.decode(err).message) end
+  end
+  adopt_wait(prefix, prk, parent)
+  if settle_step(prefix, prk, parent, step, cause, value, now, id) then
+    resume_waiting(prefix, prk, parent, now, cause)
   end
 end

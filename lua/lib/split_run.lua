@@ -1,7 +1,7 @@
 -- split_run: a run's HGETALL reply split into plain fields, step records (flat name,
--- record pairs) and hook fields (flat x:<name> pairs).
+-- record pairs), hook fields (flat x:<name> pairs) and the steps of its pending waits.
 local function split_run(h)
-  local v, steps, hooked = {}, {}, {}
+  local v, steps, hooked, waits = {}, {}, {}, {}
   for j = 1, #h, 2 do
     local pre = string.sub(h[j], 1, 2)
     if pre == 's:' then
@@ -10,9 +10,11 @@ local function split_run(h)
     elseif pre == 'x:' then
       hooked[#hooked + 1] = string.sub(h[j], 3)
       hooked[#hooked + 1] = h[j + 1]
+    elseif pre == 'w:' then
+      waits[#waits + 1] = string.sub(h[j], 3)
     elseif pre ~= 't:' then
       v[h[j]] = h[j + 1]
     end
   end
-  return v, steps, hooked
+  return v, steps, hooked, waits
 end

@@ -95,6 +95,7 @@ class TakenRun:
     scheduled_at: int = 0  # its tick (epoch ms), or 0
     waited_ms: int = 0  # from ready to taken (server clock)
     resumed_by: str = ""  # event | timer | child_ok | child_failed when resumed
+    pending: tuple[str, ...] = ()  # steps with a wait registered by an earlier attempt
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,29 @@ class DueSchedule:
 
 @dataclass(frozen=True)
 class WaitReply:
-    """A durable wait's outcome: parked ('waiting') or settled at once ('done', value)."""
+    """A wait script's outcome: 'done' (settled at once: `record` is the step's record),
+    'pending' (registered; the attempt goes on), parked: 'waiting' (this call parked the
+    run) or 'parked' (the attempt had parked it already), or 'cancel' (not parked: a
+    cancel was requested for the run)."""
+
+    outcome: str
+    record: bytes | None = None
+    child: str | None = None  # invoke: the child run id
+
+    @property
+    def parked(self) -> bool:
+        """The run is parked: the attempt ends (Suspended)."""
+        return self.outcome in ("waiting", "parked")
+
+
+@dataclass(frozen=True)
+class ParkReply:
+    """`park`: the run was parked, or these awaited steps have settled (step -> record),
+    or neither: a cancel was requested for the run."""
 
     parked: bool
-    value: bytes | None = None  # wait_event: the event; invoke: the step record
-    child: str | None = None  # invoke: the child run id
+    settled: dict[str, bytes]
+    cancel: bool = False
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,8 @@ class QueueScripts(Door):
                     payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
                     resumed=bool(r[9]), fields=_pairs(r[10]), schedule=_str(r[11]),
                     scheduled_at=int(r[12] or 0), waited_ms=int(r[13]),
-                    resumed_by=_str(r[14]), queue=_str(r[15]),
+                    resumed_by=_str(r[14]), pending=tuple(_str(s) for s in r[15]),
+                    queue=_str(r[16]),
                 )
             )  # fmt: skip
         return TakeReply(taken, dropped)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from .door import Door, WaitReply, _str
+from .door import Door, ParkReply, WaitReply, _str
 
 
 class RunScripts(Door):
@@ -24,18 +25,21 @@ class RunScripts(Door):
         await self.call("progress", [self.keys.run(run_id)], [run_id, token, value])
 
     async def sleep(
-        self, run_id: str, token: str, step: str, rel_ms: int, until_ms: int, record: bytes
-    ) -> bool:
-        """Park the run until a time; False when already due (step recorded, go on)."""
+        self, run_id: str, token: str, step: str, rel_ms: int, until_ms: int, record: bytes,
+        park: bool,
+    ) -> WaitReply:  # fmt: skip
+        """Register a timer as a pending wait (parking the run at once when `park`), or
+        record the step when already due."""
         k = self.keys
-        args = [k.prefix, run_id, token, step, rel_ms, until_ms, record]
-        return _str(await self.call("suspend", [k.run(run_id)], args)) == "waiting"
+        args = [k.prefix, run_id, token, step, rel_ms, until_ms, record, int(park)]
+        return _wait_reply(await self.call("suspend", [k.run(run_id)], args))
 
     async def wait_event(
         self, run_id: str, token: str, step: str, event: str, shape: str, values_key: str,
         timeout_ms: int, lookback_ms: int, timed_out_record: bytes, received_prefix: bytes,
+        park: bool,
     ) -> WaitReply:  # fmt: skip
-        """Match a recent event or park the run until one arrives (or the timeout)."""
+        """Match a recent event, or register a pending wait for one (parking when `park`)."""
         k = self.keys
         keys = [
             k.run(run_id), k.event_log(event), k.event_data(event), k.event_shapes(event),
@@ -43,28 +47,36 @@ class RunScripts(Door):
         ]  # fmt: skip
         args = [
             k.prefix, run_id, token, step, event, shape, values_key, timeout_ms, lookback_ms,
-            timed_out_record, received_prefix,
+            timed_out_record, received_prefix, int(park),
         ]  # fmt: skip
-        reply = await self.call("wait_event", keys, args)
-        return WaitReply(parked=True) if reply[0] == b"waiting" else WaitReply(False, reply[1])
+        return _wait_reply(await self.call("wait_event", keys, args))
 
     async def invoke(
         self, run_id: str, token: str, step: str, job: str, queue: str, child_id: str,
         payload: bytes, timeout_ms: int, idem_ttl_ms: int, records: tuple[bytes, bytes, bytes],
-        fields: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None, park: bool = False,
     ) -> WaitReply:  # fmt: skip
-        """Start a child run once per (parent, step) and park the parent until it ends.
-        records: (timed-out record, completed-record prefix, failed-record prefix);
-        fields: hook fields {"x:<name>": value} stored on the child."""
+        """Start a child run once per (parent, step) and register a pending wait for it
+        (parking the parent when `park`). records: (timed-out record, completed-record
+        prefix, failed-record prefix); fields: hook fields {"x:<name>": value} for the
+        child."""
         k = self.keys
         idem = k.idem(job, f"invoke:{run_id}:{step}")
         args = [k.prefix, run_id, token, step, job, queue, child_id, payload, timeout_ms,
-                idem_ttl_ms, *records, json.dumps(fields) if fields else ""]  # fmt: skip
-        reply = await self.call("invoke", [k.run(run_id), idem], args)
-        child = _str(reply[1])
+                idem_ttl_ms, *records, json.dumps(fields) if fields else "", int(park)]  # fmt: skip
+        return _wait_reply(await self.call("invoke", [k.run(run_id), idem], args))
+
+    async def park(self, run_id: str, token: str, steps: list[str]) -> ParkReply:
+        """Park the run until the first of `steps` (pending waits) settles, unless some
+        have settled already: then their records (the attempt goes on)."""
+        k = self.keys
+        reply = await self.call("park", [k.run(run_id)], [k.prefix, run_id, token, *steps])
         if reply[0] == b"waiting":
-            return WaitReply(parked=True, child=child)
-        return WaitReply(parked=False, value=reply[2], child=child)
+            return ParkReply(True, {})
+        if reply[0] == b"cancel":
+            return ParkReply(False, {}, cancel=True)
+        pairs = reply[1:]
+        return ParkReply(False, {_str(pairs[i]): pairs[i + 1] for i in range(0, len(pairs), 2)})
 
     # control
     async def cancel(self, run_id: str, reason: str, retention_ms: int) -> tuple[str, bool] | None:
@@ -120,3 +132,11 @@ class RunScripts(Door):
         return (_str(reply[0]), reply[1], reply[2]) if reply else None
 
     # events
+
+
+def _wait_reply(reply: list[Any]) -> WaitReply:
+    """A wait script's reply: [outcome, record or child, child]."""
+    outcome = _str(reply[0])
+    if outcome == "done":
+        return WaitReply(outcome, reply[1], _str(reply[2]) if len(reply) > 2 else None)
+    return WaitReply(outcome, None, _str(reply[1]) if len(reply) > 1 else None)

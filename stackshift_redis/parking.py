@@ -1,0 +1,151 @@
+"""Parking: the durable waits of one attempt park the run together.
+
+A wait (sleep, wait_for_event, invoke) first registers in Redis as a pending wait of the
+running run and the attempt goes on, so the other branches of an `asyncio.gather` start
+theirs too (children invoked together run in parallel). Once every branch is at a durable
+wait (no step running, no wait being registered, for a few turns of the event loop) one
+`park` call either returns the records of the waits that have settled meanwhile (those
+branches go on) or parks the run until the first of them settles, and every pending wait
+raises Suspended: the attempt ends without holding a worker slot. When the run resumes,
+the handler runs from the top: settled waits return their records, the others are still
+registered (no second child, no second waiter) and the attempt parks again.
+
+A wait that begins while nothing else runs registers and parks in one call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+
+from .core import Namespace
+from .errors import RunCancelled
+
+QUIET_TURNS = 3  # loop turns with nothing in flight before the attempt parks
+
+
+class Suspended(BaseException):
+    """The run was suspended (sleep, event or child wait): its attempt ends, nothing to record."""
+
+
+class CancelRequested(RunCancelled):
+    """Raised at a step boundary when the run was cancelled while running."""
+
+
+class Parking:
+    """What the waits of one attempt share: which are registered, which are awaited now,
+    and whether the attempt has parked the run."""
+
+    def __init__(
+        self, ns: Namespace, run_id: str, token: str, registered: Iterable[str] = (),
+        on_park: Callable[[str, str], None] | None = None,
+    ) -> None:  # fmt: skip
+        self.ns = ns
+        self.run_id = run_id
+        self.token = token
+        self.registered = set(registered)  # steps with a pending wait in Redis
+        self.on_park = on_park  # called with (step, kind) for each wait the park ends
+        self.parked = False
+        self.active = 0  # steps running and waits being registered
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._awaited: dict[str, tuple[asyncio.Future[bytes], str]] = {}
+        self._parker: asyncio.Task[None] | None = None
+        self._order: dict[str, int] = {}  # wait step -> when the handler began it
+
+    def begin(self, step: str) -> None:
+        """A wait step begins (in the handler's order: a park lists its steps so)."""
+        self._order.setdefault(step, len(self._order))
+
+    @asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        """Mark a step or a wait registration in flight: the attempt does not park meanwhile."""
+        self.active += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    async def alone(self) -> bool:
+        """Called by a wait about to register (inside `busy`): let the other branches of a
+        gather start, then True when nothing else runs (the wait may park at once)."""
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return self.active <= 1 and not self._awaited
+
+    def parked_now(self, step: str, kind: str) -> Suspended:
+        """A wait call parked the run (or found it parked): the attempt ends."""
+        self.parked = True
+        if self.on_park:
+            self.on_park(step, kind)
+        return Suspended(step)
+
+    async def settled(self, step: str, kind: str) -> bytes:
+        """Await pending wait `step`: its step record once it settles. Raises Suspended
+        when the attempt parks the run instead."""
+        if self.parked:
+            raise Suspended(step)
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._awaited[step] = (fut, kind)
+        if self._parker is None or self._parker.done():
+            self._parker = asyncio.create_task(self._park_when_quiet())
+        try:
+            return await fut
+        finally:
+            if step in self._awaited and self._awaited[step][0] is fut:
+                del self._awaited[step]
+
+    def close(self) -> None:
+        """The handler returned or raised: nothing may park the run any more."""
+        if self._parker is not None and not self._parker.done():
+            self._parker.cancel()
+
+    async def _quiet(self) -> None:
+        turns = 0
+        while turns < QUIET_TURNS:
+            if self.active:
+                await self._idle.wait()
+                turns = 0
+            await asyncio.sleep(0)
+            turns += 1
+
+    def _pending(self) -> list[str]:
+        steps = [s for s, (fut, _) in self._awaited.items() if not fut.done()]
+        return sorted(steps, key=lambda s: self._order.get(s, len(self._order)))
+
+    async def _park_when_quiet(self) -> None:
+        try:
+            while True:
+                await self._quiet()
+                steps = self._pending()
+                if not steps:
+                    return
+                reply = await self.ns.scripts.park(self.run_id, self.token, steps)
+                if reply.cancel:  # not parked: the attempt stops
+                    cancel = CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
+                    for step in steps:
+                        self._awaited[step][0].set_exception(cancel)
+                    return
+                if reply.parked:
+                    self.parked = True
+                    for step in steps:
+                        fut, kind = self._awaited[step]
+                        if not fut.done():
+                            if self.on_park:
+                                self.on_park(step, kind)
+                            fut.set_exception(Suspended(step))
+                    return
+                for step, record in reply.settled.items():
+                    self.registered.discard(step)
+                    awaited = self._awaited.get(step)
+                    if awaited is not None and not awaited[0].done():
+                        awaited[0].set_result(record)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the park call failed: every awaited wait fails with it
+            for fut, _ in self._awaited.values():
+                if not fut.done():
+                    fut.set_exception(exc)
