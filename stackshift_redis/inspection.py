@@ -66,7 +66,8 @@ class WorkerInfo:
 
 @dataclass(frozen=True)
 class Waiter:
-    """A waiting run and what it waits for: an event (name, match), a child run, a timer."""
+    """One pending wait of a waiting run: an event (name, match), a child run, a timer. A
+    run parked on several waits (asyncio.gather) has one Waiter per wait."""
 
     run_id: str
     job: str

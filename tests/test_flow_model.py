@@ -110,6 +110,9 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
                 self.naps += 1  # a new step each time: a settled one would return at once
                 nap = f"nap{self.naps}"
                 reply = self.do(self.s.sleep(r, self.tokens[r], nap, 60_000, -1, b"\xc0", True))
+                if r in self.flagged:  # a cancel is pending: the run is not parked
+                    assert reply.outcome == "cancel"
+                    return
                 assert reply.parked
                 self.status[r] = "waiting"
 
