@@ -2,6 +2,7 @@
 -- KEYS[1] run  keys.run(id)  HASH
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] error (JSON)
 -- ARGV[5] outcome ('retry' | 'failed' | 'cancelled')  ARGV[6] retry delay ms  ARGV[7] retention_ms
+-- A cancelled run's pending invoke children are cancelled too (lib/cancel_run.lua).
 -- Returns the new status (also for a re-sent call that already finished it).
 -- Errors: LEASE_LOST when another worker holds the run now.
 -- @include keys.lua
@@ -12,6 +13,7 @@
 -- @include done_by.lua
 -- @include release_lease.lua
 -- @include finish_run.lua
+-- @include cancel_run.lua
 local prefix, id, outcome = ARGV[1], ARGV[2], ARGV[5]
 local rk = KEYS[1]
 local f, lost = check_lease(rk, id, ARGV[3])
@@ -32,6 +34,11 @@ if outcome == 'retry' then
   timeline(rk, now, 'retrying', {error = err.message, due = due})
   set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)
   return 'scheduled'
+end
+if outcome == 'cancelled' then -- the children its pending waits are for go with it
+  for _, child in ipairs(drop_waits(prefix, rk, id)) do
+    cancel_run(prefix, child, err.message, now, tonumber(ARGV[7]))
+  end
 end
 finish_run(prefix, rk, id, f[2], 'running', outcome, now, tonumber(ARGV[7]),
   {error = ARGV[4], deliveries = 0}, {error = err.message},

@@ -342,3 +342,5 @@ async def test_a_run_cancelled_before_it_parks_is_cancelled_not_parked(
     info = await app.get_run(run.id)
     assert info is not None and "waiting" not in _types(info)
     assert info.error is not None and "enough" in str(info.error)
+    [child] = await app.list_runs(job="forever")
+    assert child.status == "cancelled"  # the child it waited for went with it
