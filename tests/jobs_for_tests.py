@@ -47,6 +47,7 @@ app.queue("ordered", visibility_timeout=5)
 app.queue("pause", visibility_timeout=1)
 app.queue("sched", visibility_timeout=5)
 app.queue("flow", visibility_timeout=2)
+app.queue("fanout", visibility_timeout=1)
 # per-key concurrency (tests/test_flow_workers.py registers the same options in the test
 # process: flow-control rules are resolved by the process that starts the run)
 KEYED_OPTIONS: dict[str, Any] = {"queue": "flow", "concurrency": [Concurrency(2, key="k")]}
@@ -224,6 +225,27 @@ async def tick(ctx: RunContext) -> str | None:
         await app.redis.rpush(_obs("ticks"), round(at.timestamp() * 1000))
     await app.redis.sadd(_obs("tick_pids"), os.getpid())
     return ctx.schedule
+
+
+@app.job("fan_child", queue="fanout")
+async def fan_child(ctx: RunContext) -> int:
+    """A child of fan_parent: half a second of work."""
+    await asyncio.sleep(0.5)
+    return int(ctx.payload) * 10
+
+
+@app.job("fan_parent", queue="fanout")
+async def fan_parent(ctx: RunContext) -> list[int]:
+    """Invokes three children in one gather, next to a step that takes FAN_SLOW seconds
+    (the attempt keeps running, its three waits registered, while the step runs)."""
+
+    async def slow() -> int:
+        await app.redis.incr(_obs("fan_slow"))
+        await asyncio.sleep(float(os.environ.get("FAN_SLOW", "0")))
+        return 1
+
+    invokes = (ctx.step.invoke(f"c{i}", "fan_child", i) for i in range(3))
+    return list(await asyncio.gather(ctx.step.run("slow", slow), *invokes))
 
 
 # helpers for the tests (not used by the workers)

@@ -423,3 +423,22 @@ async def test_nothing_is_left_behind_once_runs_finish(app: StackShift) -> None:
             await _complete(app, t)
     left = [k for k in await namespace_keys(app) if b":fc:" in k or b":ev:" in k]
     assert left == [], left  # slots, parked groups, singleton keys, cancel registrations
+
+
+async def test_cancelling_the_run_a_freed_place_woke_wakes_the_next_parked_group(
+    app: StackShift,
+) -> None:
+    """A place frees and wakes group b (parked longest); b's only run is cancelled before
+    a take reaches it: the wake-up passes on to group c instead of being lost."""
+    app.job("j", lambda ctx: None, queue="q",
+            concurrency=[Concurrency(5, key="k"), Concurrency(1)])  # fmt: skip
+    a = await app.start("j", {"k": "a"})
+    [ta] = await _take(app, 1)
+    assert ta.run_id == a.id
+    b = await app.start("j", {"k": "b"})
+    c = await app.start("j", {"k": "c"})
+    assert await _take(app, 2) == []  # both groups park on the job's one place
+    await _complete(app, ta)  # the place frees: group b is woken
+    assert await app.cancel(b.id) is True
+    [tc] = await _take(app, 1)
+    assert tc.run_id == c.id

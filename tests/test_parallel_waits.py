@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from typing import Any
 
@@ -344,3 +345,31 @@ async def test_a_run_cancelled_before_it_parks_is_cancelled_not_parked(
     assert info.error is not None and "enough" in str(info.error)
     [child] = await app.list_runs(job="forever")
     assert child.status == "cancelled"  # the child it waited for went with it
+
+
+async def test_a_killed_worker_leaves_registered_waits_that_the_next_attempt_reuses(
+    app: StackShift, redis_url: str, procs: list[Any]
+) -> None:
+    """A worker process is SIGKILLed while the parent's gather runs a slow step next to
+    three invoked children; another worker recovers the parent: it starts no second
+    child, awaits the registered ones and finishes."""
+    from jobs_for_tests import observed, spawn_worker
+
+    run = await app.start("fan_parent", queue_name="fanout")
+    procs.append(spawn_worker(redis_url, app.namespace, "--queue", "fanout",
+                              env={"FAN_SLOW": "60"}))  # fmt: skip
+    await wait_for(lambda: _count_all(app, "fan_child", 3), 20)
+    await wait_for(lambda: _count(app, "fan_child", "completed", 3), 20)
+    assert await run.status() == "running"  # the slow step runs; its waits are registered
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].wait(10)
+    procs.append(spawn_worker(redis_url, app.namespace, "--queue", "fanout"))
+    assert await app.run(run.id).result(timeout=30) == [1, 0, 10, 20]
+    assert await _count_all(app, "fan_child", 3)  # no second child
+    assert await observed(app, "fan_slow") == 2  # the unfinished step ran again
+    info = await app.get_run(run.id)
+    assert info is not None and info.executions == 2
+
+
+async def _count_all(app: StackShift, job: str, n: int) -> bool:
+    return len(await app.list_runs(job=job)) == n
