@@ -14,10 +14,12 @@
 -- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
 -- ARGV[13] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
 -- Waiter set members are '<run id>|<step>' (a pending wait: settled with the event, and
--- the run resumed if parked); they also hold CancelOn registrations, named '!<run id>': those runs are cancelled.
--- Returns {duplicate 0|1, {run ids whose wait got the event}, {started run ids}, {cancelled run ids}} (a
--- triggered run its flow control skipped or merged into a debounce burst is not listed); a
--- re-sent call (its reply was lost) gets the first call's outcome, not duplicate.
+-- the run resumed if parked); they also hold CancelOn registrations, named '!<run id>':
+-- those runs are cancelled.
+-- Returns {duplicate 0|1, {run ids whose wait got the event}, {started run ids},
+-- {cancelled run ids}} (a triggered run its flow control skipped or merged into a debounce
+-- burst is not listed); a re-sent call (its reply was lost) gets the first call's outcome,
+-- not duplicate.
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua

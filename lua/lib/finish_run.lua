@@ -2,9 +2,9 @@
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
 -- settle the parent's wait for it (invoke), resuming the parent if it is parked. Its own
 -- pending waits are dropped (waits its handler no longer awaited; children keep running).
--- pre: {tl_len, awaited, parent} already read, or nil. The caller has released the run's lease, if it had one. The run keeps its last
--- lease token, so a finish re-sent after a lost reply is recognised (see done_by). A run
--- that fails starts its job's failure handler here, atomically (lib/start_on_failure.lua).
+-- pre: {tl_len, awaited, parent, wait_n} already read, or nil. The caller has released
+-- the run's lease, if it had one. The run keeps its last lease token, so a finish re-sent
+-- after a lost reply is recognised (see done_by). A run that fails starts its job's failure handler here, atomically (lib/start_on_failure.lua).
 -- @include keys.lua
 -- @include move_index.lua
 -- @include adopt_wait.lua
@@ -15,11 +15,11 @@
 -- @include flow_done.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
   flow_done(prefix, rk, id)
-  drop_waits(prefix, rk, id)
   if not pre then
-    local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent')
-    pre = {tl_len = p[1], awaited = p[2], parent = p[3]}
+    local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent', 'wait_n')
+    pre = {tl_len = p[1], awaited = p[2], parent = p[3], wait_n = p[4]}
   end
+  if pre.wait_n then drop_waits(prefix, rk, id) end
   if new == 'failed' then -- on_failure: the handler run's id goes in the 'failed' entry
     entry['on_failure_run'] = start_on_failure(prefix, rk, id, job, now, keep_ms,
       fields['error'])
