@@ -97,7 +97,7 @@ class Executor:
                     else:
                         result = await self._call(job, ex)
             finally:
-                ex.parking.close()
+                await ex.parking.close()
         except Suspended:
             return None
         except BaseException as exc:
@@ -143,6 +143,8 @@ class Executor:
         raise exc  # CancelledError, KeyboardInterrupt: not an outcome of the run
 
     async def _call(self, job: JobDef, ex: Execution) -> Any:
+        ex.parking.root = asyncio.current_task()  # see Parking: its waits park through it
+        ex.parking.sync = not job.is_async
         if job.is_async:
             actx = RunContext(ex)
             actx.resources = self.resources

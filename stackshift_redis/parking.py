@@ -10,13 +10,20 @@ raises Suspended: the attempt ends without holding a worker slot. When the run r
 the handler runs from the top: settled waits return their records, the others are still
 registered (no second child, no second waiter) and the attempt parks again.
 
-A wait that begins while nothing else runs registers and parks in one call."""
+A wait that the handler itself awaits while nothing else runs registers and parks in one
+call. "Every branch is at a durable wait" is seen through steps and waits, and through the
+handler's own task, which must be blocked (in a gather, an asyncio.wait, on a wait): while
+it runs (it may be about to cancel a wait it lost interest in) the attempt does not park.
+Plain awaits inside a branch of a gather are not seen: such a branch is cut off by a park
+and runs again when the run resumes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from .core import Namespace
 from .errors import RunCancelled
@@ -46,6 +53,10 @@ class Parking:
         self.registered = set(registered)  # steps with a pending wait in Redis
         self.on_park = on_park  # called with (step, kind) for each wait the park ends
         self.parked = False
+        self.closed = False  # the handler returned or raised
+        self._sending = False  # a park call is in flight
+        self.root: asyncio.Task[Any] | None = None  # the task running the handler
+        self.sync = False  # a plain-function handler: its waits come one at a time
         self.active = 0  # steps running and waits being registered
         self._idle = asyncio.Event()
         self._idle.set()
@@ -71,10 +82,12 @@ class Parking:
 
     async def alone(self) -> bool:
         """Called by a wait about to register (inside `busy`): let the other branches of a
-        gather start, then True when nothing else runs (the wait may park at once)."""
+        gather start, then True when nothing else runs and the handler itself awaits this
+        wait (a branch of a gather or a race does not park at once: see _quiet)."""
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        return self.active <= 1 and not self._awaited
+        mine = self.sync or asyncio.current_task() is self.root
+        return mine and self.active <= 1 and not self._awaited
 
     def parked_now(self, step: str, kind: str) -> Suspended:
         """A wait call parked the run (or found it parked): the attempt ends."""
@@ -88,6 +101,8 @@ class Parking:
         when the attempt parks the run instead."""
         if self.parked:
             raise Suspended(step)
+        if self.closed:  # a branch the handler left behind (redis-py may finish a call
+            raise asyncio.CancelledError()  # whose task was cancelled): it just stops
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._awaited[step] = (fut, kind)
         if self._parker is None or self._parker.done():
@@ -98,19 +113,41 @@ class Parking:
             if step in self._awaited and self._awaited[step][0] is fut:
                 del self._awaited[step]
 
-    def close(self) -> None:
-        """The handler returned or raised: nothing may park the run any more."""
-        if self._parker is not None and not self._parker.done():
-            self._parker.cancel()
+    async def close(self) -> None:
+        """The handler returned or raised: nothing may park the run any more. A park call
+        already sent decides the attempt's outcome (`parked`), so it is awaited."""
+        self.closed = True
+        parker = self._parker
+        if parker is None or parker.done():
+            return
+        if not self._sending:
+            parker.cancel()
+            return
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(parker)
 
     async def _quiet(self) -> None:
+        """Return once no step runs, no wait registers and the handler's task is blocked,
+        for QUIET_TURNS turns of the loop in a row."""
         turns = 0
         while turns < QUIET_TURNS:
             if self.active:
                 await self._idle.wait()
                 turns = 0
             await asyncio.sleep(0)
-            turns += 1
+            turns = turns + 1 if self._root_blocked() else 0
+
+    def _root_blocked(self) -> bool:
+        """The handler's task awaits a future that is not done (it is not about to run)."""
+        if self.root is None:
+            return True
+        waiter = getattr(self.root, "_fut_waiter", None)  # asyncio.Task's current await
+        return waiter is not None and not waiter.done()
+
+    def _still_awaited(self, steps: list[str]) -> list[tuple[str, asyncio.Future[bytes], str]]:
+        """(step, future, kind) of `steps` still awaited (a branch may have been cancelled)."""
+        out = [(s, *self._awaited[s]) for s in steps if s in self._awaited]
+        return [(s, fut, kind) for s, fut, kind in out if not fut.done()]
 
     def _pending(self) -> list[str]:
         steps = [s for s, (fut, _) in self._awaited.items() if not fut.done()]
@@ -121,22 +158,24 @@ class Parking:
             while True:
                 await self._quiet()
                 steps = self._pending()
-                if not steps:
+                if not steps or self.closed:
                     return
-                reply = await self.ns.scripts.park(self.run_id, self.token, steps)
+                self._sending = True
+                try:
+                    reply = await self.ns.scripts.park(self.run_id, self.token, steps)
+                finally:
+                    self._sending = False
                 if reply.cancel:  # not parked: the attempt stops
                     cancel = CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
-                    for step in steps:
-                        self._awaited[step][0].set_exception(cancel)
+                    for _, fut, _ in self._still_awaited(steps):
+                        fut.set_exception(cancel)
                     return
                 if reply.parked:
                     self.parked = True
-                    for step in steps:
-                        fut, kind = self._awaited[step]
-                        if not fut.done():
-                            if self.on_park:
-                                self.on_park(step, kind)
-                            fut.set_exception(Suspended(step))
+                    for step, fut, kind in self._still_awaited(steps):
+                        if self.on_park:
+                            self.on_park(step, kind)
+                        fut.set_exception(Suspended(step))
                     return
                 for step, record in reply.settled.items():
                     self.registered.discard(step)

@@ -373,3 +373,28 @@ async def test_a_killed_worker_leaves_registered_waits_that_the_next_attempt_reu
 
 async def _count_all(app: StackShift, job: str, n: int) -> bool:
     return len(await app.list_runs(job=job)) == n
+
+
+async def test_a_wait_whose_branch_is_cancelled_is_dropped_at_the_next_park(
+    app: StackShift, running_worker: Any
+) -> None:
+    async def work() -> int:
+        await asyncio.sleep(0.3)
+        return 1
+
+    @app.job("j")
+    async def j(ctx: RunContext) -> str:
+        wait = asyncio.ensure_future(ctx.step.wait_for_event("w", "late", {"id": 1}))
+        step = asyncio.ensure_future(ctx.step.run("work", work))
+        await asyncio.wait({wait, step}, return_when=asyncio.FIRST_COMPLETED)
+        wait.cancel()  # the event is no longer wanted
+        await ctx.step.sleep("after", 0.5)
+        return "done"
+
+    run = await app.start("j")
+    running_worker(app)
+    await wait_for(lambda: _is(run, "waiting"))
+    fields = await app.redis.hkeys(app.keys.run(run.id))
+    assert b"w:after" in fields and b"w:w" not in fields  # dropped when the run parked
+    assert (await app.send_event("late", {"id": 1})).resumed == []
+    assert await run.result(timeout=10) == "done"
