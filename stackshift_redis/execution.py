@@ -12,7 +12,7 @@ from .core import Namespace
 from .errors import LeaseLostError, NonRetriableError, PayloadError
 from .hooks import AttemptInput
 from .logs import run_extra
-from .parking import CancelRequested, Parking, Suspended
+from .parking import CancelRequested, Parking
 from .records import Event, read_step, step_completed, step_failed
 from .state import State
 
@@ -81,7 +81,7 @@ class Execution:
         has not completed."""
         key = self.unique(name)
         if self.parking.parked:  # a branch still running after the attempt parked the run
-            raise Suspended(key)
+            raise self.parking.stopped(key)
         rec = self.steps.get(key)
         if self.cancel_requested and (rec is None or rec["status"] != "completed"):
             raise CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)

@@ -150,6 +150,11 @@ class Executor:
             actx.resources = self.resources
             try:
                 result = await job.fn(actx)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()  # cancelled by its park alone: Suspended
+                if ex.parking.parked and task is not None and task.uncancel() == 0:
+                    raise Suspended("parked") from None
+                raise
             finally:
                 forgotten = actx.step.unawaited()
             if forgotten:

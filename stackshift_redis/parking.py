@@ -89,20 +89,26 @@ class Parking:
         mine = self.sync or asyncio.current_task() is self.root
         return mine and self.active <= 1 and not self._awaited
 
-    def parked_now(self, step: str, kind: str) -> Suspended:
-        """A wait call parked the run (or found it parked): the attempt ends."""
+    def parked_now(self, step: str, kind: str, here: bool) -> BaseException:
+        """A wait call parked the run (`here`) or found it parked: the attempt ends."""
         self.parked = True
-        if self.on_park:
+        if here and self.on_park:
             self.on_park(step, kind)
-        return Suspended(step)
+        return self.stopped(step)
+
+    def stopped(self, step: str) -> BaseException:
+        """What a step or wait raises once the attempt parked or ended: Suspended in the
+        handler's own task (the executor ends the attempt), CancelledError in a branch
+        task (it stops quietly: no "exception was never retrieved")."""
+        if self.sync or self.root is None or asyncio.current_task() is self.root:
+            return Suspended(step)
+        return asyncio.CancelledError()
 
     async def settled(self, step: str, kind: str) -> bytes:
         """Await pending wait `step`: its step record once it settles. Raises Suspended
         when the attempt parks the run instead."""
-        if self.parked:
-            raise Suspended(step)
-        if self.closed:  # a branch the handler left behind (redis-py may finish a call
-            raise asyncio.CancelledError()  # whose task was cancelled): it just stops
+        if self.parked or self.closed:  # closed: a branch left behind (redis-py may
+            raise self.stopped(step)  # finish a call whose task was cancelled): it stops
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._awaited[step] = (fut, kind)
         if self._parker is None or self._parker.done():
@@ -149,6 +155,25 @@ class Parking:
         out = [(s, *self._awaited[s]) for s in steps if s in self._awaited]
         return [(s, fut, kind) for s, fut, kind in out if not fut.done()]
 
+    def _stop_handler(self, steps: list[str]) -> None:
+        """The run is parked: the handler stops where it awaits (its task is cancelled and
+        turns that into Suspended, see Executor; the awaiting branches are cancelled), so
+        no code after an asyncio.wait or gather runs. A plain-function handler's waits
+        raise Suspended in its thread."""
+        self.parked = True
+        awaited = self._still_awaited(steps)
+        for step, fut, kind in awaited:
+            if self.on_park:
+                self.on_park(step, kind)
+            if self.sync:
+                fut.set_exception(Suspended(step))
+        if self.sync:
+            return
+        if self.root is not None:
+            self.root.cancel()
+        for _, fut, _ in awaited:
+            fut.cancel()
+
     def _pending(self) -> list[str]:
         steps = [s for s, (fut, _) in self._awaited.items() if not fut.done()]
         return sorted(steps, key=lambda s: self._order.get(s, len(self._order)))
@@ -171,11 +196,7 @@ class Parking:
                         fut.set_exception(cancel)
                     return
                 if reply.parked:
-                    self.parked = True
-                    for step, fut, kind in self._still_awaited(steps):
-                        if self.on_park:
-                            self.on_park(step, kind)
-                        fut.set_exception(Suspended(step))
+                    self._stop_handler(steps)
                     return
                 for step, record in reply.settled.items():
                     self.registered.discard(step)

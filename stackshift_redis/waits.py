@@ -52,7 +52,7 @@ async def _register(
         return None
     reply = await register(await parking.alone())
     if reply.parked:
-        raise parking.parked_now(key, kind)
+        raise parking.parked_now(key, kind, here=reply.outcome == "waiting")
     if reply.outcome == "cancel":
         raise CancelRequested(f"run {ex.run_id} cancelled", run_id=ex.run_id)
     if reply.record is not None:

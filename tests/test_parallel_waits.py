@@ -7,6 +7,7 @@ real workers, plus script-level checks of re-sent calls, recovery and upgrades."
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import time
@@ -106,13 +107,16 @@ async def test_sleep_and_event_in_one_gather_wait_for_both(
 
 
 async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
-    app: StackShift, running_worker: Any
+    app: StackShift, running_worker: Any, caplog: Any
 ) -> None:
+    after_wait: list[set[str]] = []
+
     @app.job("race")
     async def race(ctx: RunContext) -> str:
         event = asyncio.ensure_future(ctx.step.wait_for_event("paid", "paid", {"order": 1}))
         timer = asyncio.ensure_future(ctx.step.sleep("deadline", 3600))
         done, _ = await asyncio.wait({event, timer}, return_when=asyncio.FIRST_COMPLETED)
+        after_wait.append({"event" if t is event else "timer" for t in done})  # plain code
         if event in done:
             timer.cancel()
             return "paid"
@@ -122,12 +126,17 @@ async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
     running_worker(app)
     await wait_for(lambda: _is(run, "waiting"))
     assert await app.redis.zcard(app.keys.delayed("default")) == 1  # the deadline's timer
+    gc.collect()  # a task whose exception nobody read would be reported now
+    assert after_wait == []  # parking stopped the handler inside asyncio.wait
     await app.send_event("paid", {"order": 1})
     assert await run.result(timeout=10) == "paid"  # not an hour later
+    assert after_wait == [{"event"}]
     fields = await app.redis.hkeys(app.keys.run(run.id))
     assert not [f for f in fields if f.startswith((b"w:", b"wait_n"))]
     assert await app.redis.zcard(app.keys.delayed("default")) == 0
     assert await app.redis.exists(app.keys.event_shapes("paid")) == 0
+    gc.collect()
+    assert "never retrieved" not in caplog.text
 
 
 async def test_a_child_starts_while_a_step_of_the_same_gather_runs(
