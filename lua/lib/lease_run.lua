@@ -56,7 +56,8 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local waited, by = ready_wait(last, now)
   local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', token,
     'deliveries', deliv, 'tl_len', n, 't:' .. n,
-    cjson.encode({type = 'started', at = now, attempt = attempt})}
+    cjson.encode({type = 'started', at = now, attempt = (tonumber(st[6]) or 0) + 1,
+      execution = attempt})} -- attempt: fails + 1 (ctx.attempt); execution: takes
   if not v['started'] then
     args[#args + 1] = 'started'
     args[#args + 1] = now
