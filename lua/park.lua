@@ -9,13 +9,13 @@
 -- Errors: LEASE_LOST; WAIT_MISSING when a step has neither a record nor a pending wait.
 -- @include now_ms.lua
 -- @include check_lease.lua
+-- @include parked_by.lua
 -- @include park_run.lua
 local prefix, id = ARGV[1], ARGV[2]
 local rk = KEYS[1]
 local f, err = check_lease(rk, id, ARGV[3])
 if not f then
-  local s = redis.call('HMGET', rk, 'status', 'token')
-  if s[1] == 'waiting' and s[2] == ARGV[3] then return {'waiting'} end
+  if parked_by(rk, ARGV[3]) then return {'waiting'} end
   return redis.error_reply(err)
 end
 local steps = {}

@@ -4,7 +4,8 @@
 -- pending waits are dropped (waits its handler no longer awaited; children keep running).
 -- pre: {tl_len, awaited, parent, wait_n} already read, or nil. The caller has released
 -- the run's lease, if it had one. The run keeps its last lease token, so a finish re-sent
--- after a lost reply is recognised (see done_by). A run that fails starts its job's failure handler here, atomically (lib/start_on_failure.lua).
+-- after a lost reply is recognised (see done_by). A run that fails starts its job's
+-- failure handler here, atomically (lib/start_on_failure.lua).
 -- @include keys.lua
 -- @include move_index.lua
 -- @include adopt_wait.lua

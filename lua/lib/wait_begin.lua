@@ -4,11 +4,11 @@
 -- reply), {'done', record} when the step has its record, {'pending', child id or nil} when
 -- its wait is registered (a re-sent call), or an error reply (LEASE_LOST).
 -- @include check_lease.lua
+-- @include parked_by.lua
 local function wait_begin(rk, id, token, step)
   local f, err = check_lease(rk, id, token)
   if not f then
-    local s = redis.call('HMGET', rk, 'status', 'token')
-    if s[1] == 'waiting' and s[2] == token then return nil, {'parked'} end
+    if parked_by(rk, token) then return nil, {'parked'} end
     return nil, redis.error_reply(err)
   end
   local rec = redis.call('HGET', rk, 's:' .. step)
