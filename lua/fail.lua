@@ -36,9 +36,7 @@ if outcome == 'retry' then
   return 'scheduled'
 end
 if outcome == 'cancelled' then -- the children its pending waits are for go with it
-  for _, child in ipairs(drop_waits(prefix, rk, id)) do
-    cancel_run(prefix, child, err.message, now, tonumber(ARGV[7]))
-  end
+  cancel_run(prefix, drop_waits(prefix, rk, id), err.message, now, tonumber(ARGV[7]))
 end
 finish_run(prefix, rk, id, f[2], 'running', outcome, now, tonumber(ARGV[7]),
   {error = ARGV[4], deliveries = 0}, {error = err.message},

@@ -4,7 +4,9 @@
 -- next step (workers learn of it from K.ctl).
 -- Returns {status after the call, 1 if this call cancelled or flagged it else 0}, or nil
 -- when there is no such run. Called by cancel, fire_schedule (overlap "cancel_other"),
--- flow_gate (singleton "cancel") and cancel_on_event (CancelOn).
+-- flow_gate (singleton "cancel") and cancel_on_event (CancelOn). `id` may also be a list
+-- of run ids (fail: the children of a run cancelled while running): all are cancelled,
+-- with their children, 256 runs in all, and the reply is the first one's.
 -- @include keys.lua
 -- @include timeline.lua
 -- @include adopt_wait.lua
@@ -12,7 +14,9 @@
 -- @include unready.lua
 -- @include finish_run.lua
 local function cancel_run(prefix, id, reason, now, keep)
-  local todo, first, changed = {id}, nil, 0
+  local todo = id
+  if type(id) == 'string' then todo = {id} end
+  local first, changed = nil, 0
   local i = 1
   while todo[i] and i <= 256 do
     local cid = todo[i]
@@ -41,11 +45,9 @@ local function cancel_run(prefix, id, reason, now, keep)
         {reason = reason}, nil)
       status = 'cancelled'
     end
-    if i == 1 then
-      if not status then return nil end
-      first = status
-    end
+    if i == 1 then first = status end
     i = i + 1
   end
+  if not first then return nil end
   return {first, changed}
 end
