@@ -407,3 +407,31 @@ async def test_a_wait_whose_branch_is_cancelled_is_dropped_at_the_next_park(
     assert b"w:after" in fields and b"w:w" not in fields  # dropped when the run parked
     assert (await app.send_event("late", {"id": 1})).resumed == []
     assert await run.result(timeout=10) == "done"
+
+
+async def test_a_parent_parked_by_the_previous_version_resumes_when_its_child_ends(
+    app: StackShift,
+) -> None:
+    """Upgrade: a parent parked with the previous version's single-wait fields (waiting
+    for a child) is settled and resumed when the child completes."""
+    app.job("p", lambda ctx: None)
+    app.job("kid", lambda ctx: None)
+    parent = await app.start("p")
+    await _take_one(app)
+    k = app.keys
+    await app.redis.zrem(k.leases("default"), parent.id)
+    child = await app.start("kid")
+    await app.redis.hset(k.run(child.id), mapping={"parent": parent.id, "parent_step": "c"})
+    await app.redis.hset(k.run(parent.id), mapping={
+        "status": "waiting", "wait_kind": "child", "wait_step": "c", "wait_child": child.id,
+        "wait_timeout_rec": step_completed(b"\xc0"),
+        "wait_ok_rec": record_prefix("completed", "result"),
+        "wait_fail_rec": record_prefix("failed", "error"),
+    })  # fmt: skip
+    t = await _take_one(app)
+    assert t.run_id == child.id
+    done = app.scripts.complete_call(t.run_id, t.token, b"\xa2ok", 60_000)
+    await app.scripts.run_batch([done])
+    assert await parent.status() == "queued"
+    fields = await app.redis.hkeys(k.run(parent.id))
+    assert b"s:c" in fields and b"wait_kind" not in fields and b"w:c" not in fields

@@ -52,8 +52,11 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     local err = redis.call('HGET', rk, 'error')
     if err then value = value .. ': ' .. tostring(cjson.decode(err).message) end
   end
-  adopt_wait(prefix, prk, parent)
-  if settle_step(prefix, prk, parent, step, cause, value, now, id) then
+  local settled = settle_step(prefix, prk, parent, step, cause, value, now, id)
+  if not settled and adopt_wait(prefix, prk, parent) then -- parked by an older version
+    settled = settle_step(prefix, prk, parent, step, cause, value, now, id)
+  end
+  if settled then
     resume_waiting(prefix, prk, parent, now, cause)
   end
 end

@@ -15,11 +15,14 @@ local function wake(prefix, queue, id, now)
     return true
   end
   if f[1] ~= 'waiting' then return false end
-  adopt_wait(prefix, rk, id)
   -- the entry is due, so the earliest timer is (its due time is the entry's score); any
   -- other timer due by now settles with it
   local timers, first = {}, nil
-  for _, p in ipairs(pending_waits(rk)) do
+  local waits = pending_waits(rk)
+  if #waits == 0 and adopt_wait(prefix, rk, id) then -- parked by an older version
+    waits = pending_waits(rk)
+  end
+  for _, p in ipairs(waits) do
     if p[2].d > 0 then
       timers[#timers + 1] = p
       if not first or p[2].d < first then first = p[2].d end
