@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from redis_server import RedisServer
 
 from stackshift_redis import StackShift
+from stackshift_redis._client.inspector import Inspector
 from stackshift_redis.dashboard import create_app
-from stackshift_redis.inspection import Inspector
 
 
 async def commands(app: StackShift) -> int:
@@ -67,7 +67,7 @@ async def main(runs: int, executed: int, repeat: int) -> None:
             await app.start_many("idle", [{"i": i} for i in range(n)])
         setup = time.perf_counter() - started
         await app.send_event("bench.event", {"x": 1})
-        k = app.keys
+        k = app._core.keys
         sizes = {s: await app.redis.zcard(k.ord_status(s)) for s in ("queued", "completed")}
         mem_idx = await app.redis.memory_usage(k.idx_status("queued"))
         mem_ord = await app.redis.memory_usage(k.ord_status("queued"))
@@ -88,7 +88,7 @@ async def main(runs: int, executed: int, repeat: int) -> None:
         took = time.perf_counter() - t0
         await churn.stop()
         await churning
-        done = await Inspector(app.core).totals()
+        done = await Inspector(app._core).totals()
         ok = len(seen) == len(set(seen)) == runs and seen == sorted(seen, reverse=True)
         print(f"paged all {len(seen)} runs (500 a page) in {took:.1f}s while a worker moved "
               f"{done['completed'] - executed} runs to completed: "
@@ -99,7 +99,7 @@ async def main(runs: int, executed: int, repeat: int) -> None:
             deep = await app.list_runs(limit=50, cursor=deep.cursor)
         some_run = page[-1].id
         dash = create_app(app)
-        insp = Inspector(app.core)
+        insp = Inspector(app._core)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=dash), base_url="http://b"
         ) as client:

@@ -44,7 +44,7 @@ async def measure(url: str, waiters: int, sends: int) -> dict[str, float]:
     for lo in range(0, waiters, 1000):
         n = min(1000, waiters - lo)
         await app.start_many("waiter", [f"v{(lo + i) % 100}" for i in range(n)])
-    while await app.redis.zcard(app.keys.idx_status("waiting")) < waiters:
+    while await app.redis.zcard(app._core.keys.idx_status("waiting")) < waiters:
         await asyncio.sleep(0.05)
     await worker.stop()  # measure send_event alone (no worker commands mixed in)
     await task
@@ -61,7 +61,7 @@ async def measure(url: str, waiters: int, sends: int) -> dict[str, float]:
     task = asyncio.create_task(worker.run())
     probes = [f"probe-{i}" for i in range(30)]
     await app.start_many("waiter", probes)
-    while await app.redis.zcard(app.keys.idx_status("waiting")) < waiters + len(probes):
+    while await app.redis.zcard(app._core.keys.idx_status("waiting")) < waiters + len(probes):
         await asyncio.sleep(0.02)
     resume: list[float] = []
     for p in probes:

@@ -92,13 +92,13 @@ async def lone_waits(url: str, m: int) -> dict[str, float]:
     t0 = time.perf_counter()
     for lo in range(0, m, 1000):
         await app.start_many("w", list(range(lo, min(m, lo + 1000))))
-    while await app.redis.zcard(app.keys.idx_status("waiting")) < m:
+    while await app.redis.zcard(app._core.keys.idx_status("waiting")) < m:
         await asyncio.sleep(0.01)
     parked = time.perf_counter() - t0
     t1 = time.perf_counter()
     for i in range(m):
         await app.send_event("go", {"id": i})
-    while await app.redis.zcard(app.keys.idx_status("completed")) < m:
+    while await app.redis.zcard(app._core.keys.idx_status("completed")) < m:
         await asyncio.sleep(0.01)
     resumed = time.perf_counter() - t1
     c1, e1 = await _commands(app)

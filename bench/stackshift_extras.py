@@ -5,7 +5,7 @@
 * delayed: `start_many(..., delay=3600)` in chunks up to D runs (default 10^6): rate and
   bytes per scheduled run.
 * promote / idle: cost of the due-run promotion with 1,000 vs D not-due runs, measured
-  two ways: the promotion script itself (`app.scripts.promote`, an internal) and one
+  two ways: the promotion script itself (`app._core.scripts.promote`, an internal) and one
   idle worker's upkeep loop over a fixed window (public API). Both must stay flat.
 
 Prints one JSON line. Usage: python bench/stackshift_extras.py --redis-url URL
@@ -101,7 +101,7 @@ async def fill(app: StackShift, url: str, start: int, stop: int) -> tuple[float,
 async def promote_cost(app: StackShift, url: str) -> dict[str, float] | str:
     promote = getattr(getattr(app, "scripts", None), "promote", None)
     if promote is None:
-        return "app.scripts.promote not found"
+        return "app._core.scripts.promote not found"
     await promote("delayed")
     s0, t0 = info(url), time.perf_counter()
     moved = 0

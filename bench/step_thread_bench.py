@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 
-from stackshift_redis.steps import _call_off_loop
+from stackshift_redis._attempt.steps import _call_off_loop
 
 
 def work(i: int) -> int:

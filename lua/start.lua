@@ -7,7 +7,7 @@
 -- ARGV[6] idem_ttl_ms  ARGV[7] extra fields (JSON object, may be '')  ARGV[8] n
 -- ARGV[9] retention_ms (a singleton 'cancel' finishes the old run)
 -- ARGV[6+4i] run_id_i  ARGV[7+4i] has_idem_i ('1' | '0')  ARGV[8+4i] payload_i
--- ARGV[9+4i] plan_i: the run's flow-control plan (JSON, see stackshift_redis/flow.py; '')
+-- ARGV[9+4i] plan_i: the run's flow-control plan (JSON, see stackshift_redis/_core/flow.py; '')
 -- Returns {run_id_1, deduplicated_1, skipped_1, ...}: skipped '' or 'rate_limited' |
 -- 'singleton' (then run_id ''); a retried call (a lost reply re-sent) returns its own runs,
 -- not deduplicated: a run id is created at most once; a start that joins an open debounce

@@ -4,8 +4,15 @@ Jobs, runs, memoized steps, queues, durable state and events on one Redis (or Re
 Cluster), every state transition one atomic Lua script.
 """
 
+from ._attempt.context import RunContext, SyncRunContext
+from ._attempt.steps import Step, SyncStep
+from ._client.handles import RunHandle
+from ._client.schedules import ScheduleInfo
+from ._client.state import Lock, State, SyncState
+from ._core.flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
+from ._core.records import Event, RunInfo, RunPage, RunStatus, SendEventResult
+from ._worker.worker import Worker
 from .app import StackShift
-from .context import RunContext, SyncRunContext
 from .errors import (
     InvalidArgumentError,
     InvalidRunStateError,
@@ -20,10 +27,6 @@ from .errors import (
     StackShiftError,
     UnknownJobError,
 )
-from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
-from .records import Event, RunInfo, RunPage, RunStatus, SendEventResult
-from .runs import RunHandle
-from .schedules import ScheduleInfo
 
 __all__ = [
     "CancelOn",
@@ -32,6 +35,7 @@ __all__ = [
     "Event",
     "InvalidArgumentError",
     "InvalidRunStateError",
+    "Lock",
     "LockError",
     "NonRetriableError",
     "PayloadError",
@@ -51,9 +55,14 @@ __all__ = [
     "Singleton",
     "StackShift",
     "StackShiftError",
+    "State",
+    "Step",
     "SyncRunContext",
+    "SyncState",
+    "SyncStep",
     "Throttle",
     "UnknownJobError",
+    "Worker",
 ]
 __version__ = "0.1.0"
 

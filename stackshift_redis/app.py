@@ -7,20 +7,19 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from .client import Client
-from .core import Namespace, Settings, check_url
+from ._client.client import Client
+from ._client.schedules import Schedules
+from ._client.sync import SyncStackShift
+from ._core.flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle, make_flow
+from ._core.jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
+from ._core.keys import check_name
+from ._core.namespace import Namespace, Settings, check_url
+from ._core.records import Duration, check_int, millis
+from ._core.serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
+from ._worker.worker import Worker
 from .errors import InvalidArgumentError
-from .flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle, make_flow
 from .hooks import Hook
-from .jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
-from .keys import Keys, check_name
-from .records import Duration, check_int, millis
-from .schedules import Schedules
-from .scripts import Scripts
-from .serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
-from .sync import SyncStackShift
 from .tracing import auto_hook
-from .worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=Callable[[dict[str, Any]], Any])
@@ -83,56 +82,46 @@ class StackShift(Client):
     @property
     def namespace(self) -> str:
         """The namespace name."""
-        return self.core.namespace
-
-    @property
-    def keys(self) -> Keys:
-        """Key names of this namespace."""
-        return self.core.keys
+        return self._core.namespace
 
     @property
     def redis(self) -> Any:
         """The redis.asyncio client (created on first use from redis_url)."""
-        return self.core.redis
+        return self._core.redis
 
     @property
     def redis_url(self) -> str | None:
         """The URL the client is made from (None when a client was passed)."""
-        return self.core.redis_url
-
-    @property
-    def scripts(self) -> Scripts:
-        """The Lua scripts bound to this app's client and namespace."""
-        return self.core.scripts
+        return self._core.redis_url
 
     @property
     def serializer(self) -> Serializer:
         """Turns payloads, results and state values into bytes and back."""
-        return self.core.serializer
+        return self._core.serializer
 
     @property
     def retention_ms(self) -> int:
         """How long finished runs are kept, in ms."""
-        return self.core.settings.retention_ms
+        return self._core.settings.retention_ms
 
     @property
     def max_deliveries(self) -> int:
         """Deliveries without finishing after which a run fails as poison."""
-        return self.core.settings.max_deliveries
+        return self._core.settings.max_deliveries
 
     @property
     def jobs(self) -> dict[str, JobDef]:
         """The jobs registered in this process."""
-        return self.core.registry.jobs
+        return self._core.registry.jobs
 
     @property
     def queues(self) -> dict[str, QueueConfig]:
         """The queues configured in this process."""
-        return self.core.registry.queues
+        return self._core.registry.queues
 
     def use_redis_url(self, redis_url: str) -> None:
         """Point the app at another Redis (before first use; the CLI's --redis-url)."""
-        self.core.use_redis_url(check_url(redis_url))
+        self._core.use_redis_url(check_url(redis_url))
 
     async def close(self) -> None:
         """Stop background readers and close the client this app created."""
@@ -216,13 +205,13 @@ class StackShift(Client):
         {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
         msgpack serializer: the payload is built inside the failing script). Flow control
         (concurrency, throttle, rate_limit, debounce, singleton, cancel_on, priority): see
-        stackshift_redis.flow and the README, "Flow control"."""
-        if on_failure is not None and not isinstance(self.core.serializer, MsgpackSerializer):
+        stackshift_redis._core.flow and the README, "Flow control"."""
+        if on_failure is not None and not isinstance(self._core.serializer, MsgpackSerializer):
             raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
         flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
 
         def register(func: F) -> F:
-            self.core.registry.add_job(
+            self._core.registry.add_job(
                 make_job(
                     name,
                     func,
@@ -248,12 +237,12 @@ class StackShift(Client):
     ) -> QueueConfig:
         """Configure a queue: global concurrency limit and claim visibility timeout."""
         conf = make_queue(name, concurrency, visibility_timeout)
-        self.core.registry.queues[name] = conf
+        self._core.registry.queues[name] = conf
         return conf
 
     def queue_config(self, name: str) -> QueueConfig:
         """The queue's settings (defaults when not configured here)."""
-        return self.core.registry.queue(name)
+        return self._core.registry.queue(name)
 
     def on_startup(self, fn: H) -> H:
         """Register a worker startup hook `fn(resources)` (async or plain): it runs once per
@@ -261,7 +250,7 @@ class StackShift(Client):
         handlers reach as `ctx.resources`. If it raises, the worker stops (nothing claimed)."""
         if not callable(fn):
             raise InvalidArgumentError(f"on_startup needs a callable, not {fn!r}")
-        self.core.registry.startup.append(fn)
+        self._core.registry.startup.append(fn)
         return fn
 
     def on_shutdown(self, fn: H) -> H:
@@ -269,7 +258,7 @@ class StackShift(Client):
         after the last attempt finished or was handed back."""
         if not callable(fn):
             raise InvalidArgumentError(f"on_shutdown needs a callable, not {fn!r}")
-        self.core.registry.shutdown.append(fn)
+        self._core.registry.shutdown.append(fn)
         return fn
 
     async def unregister_job(self, name: str) -> int:
@@ -277,21 +266,21 @@ class StackShift(Client):
         stop the workers that register it first, or their next heartbeat publishes it
         again). Entries no live worker registers are also dropped by themselves within
         about 20 seconds. Returns the number of entries removed."""
-        return await self.core.scripts.unregister_job(check_name("job", name))
+        return await self._core.scripts.unregister_job(check_name("job", name))
 
     def add_hook(self, hook: Hook) -> None:
         """Add a hook around attempts and steps (metrics, tracing: see hooks.py)."""
-        self.core.hooks.add(hook)
+        self._core.hooks.add(hook)
 
     @property
     def sync(self) -> SyncStackShift:
         """The same client surface, synchronous (for WSGI apps and scripts)."""
         if self._sync is None:
-            self._sync = SyncStackShift(self.core)
+            self._sync = SyncStackShift(self._core)
         return self._sync
 
     def worker(
         self, queues: Sequence[str] | None = None, concurrency: int = 10, **options: Any
     ) -> Worker:
         """A worker for `queues` (default: every queue of the registered jobs)."""
-        return Worker(self.core, queues=queues, concurrency=concurrency, **options)
+        return Worker(self._core, queues=queues, concurrency=concurrency, **options)

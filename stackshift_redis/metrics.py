@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .client import Client
+from ._attempt.parking import CancelRequested
+from ._client.client import Client
+from ._client.sync import SyncStackShift
+from ._core.scripts import QueueStats
 from .hooks import AttemptInput, Hook, Proceed, StepInput
-from .parking import CancelRequested
-from .scripts import QueueStats
-from .sync import SyncStackShift
 
 RUN_COUNTERS = {
     "started": "Runs whose first attempt started",
@@ -151,8 +151,8 @@ class QueueCollector:
     Queues: those configured or used by jobs here, plus those of the published job map."""
 
     def __init__(self, stackshift: Client, timeout: float = 5.0) -> None:
-        self._ns = stackshift.core
-        self._facade = SyncStackShift(stackshift.core)
+        self._ns = stackshift._core
+        self._facade = SyncStackShift(stackshift._core)
         self._timeout = timeout
 
     def _families(self) -> tuple[dict[str, Any], Any]:
@@ -178,7 +178,7 @@ class QueueCollector:
         reg = self._ns.registry
         queues = sorted(set(reg.queues) | {j.queue for j in reg.jobs.values()})
         return self._facade.run_with(
-            lambda client: client.core.scripts.queue_stats(queues), self._timeout
+            lambda client: client._core.scripts.queue_stats(queues), self._timeout
         )
 
     def collect(self) -> Iterator[Any]:
@@ -204,7 +204,7 @@ def register(stackshift: Client, registry: Any = None) -> MetricsHook:
 
     target = REGISTRY if registry is None else registry
     hook = MetricsHook(target)
-    stackshift.core.hooks.add(hook)
+    stackshift._core.hooks.add(hook)
     hook.collector = QueueCollector(stackshift)
     target.register(hook.collector)
     return hook

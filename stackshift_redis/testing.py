@@ -24,17 +24,17 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from . import clock
+from ._client.state import State
+from ._core import clock
+from ._core.keys import check_name
+from ._core.records import Duration, epoch_ms, error_json, millis
+from ._core.scripts import ScriptCall, TakenRun
+from ._worker.attempts import Executor
+from ._worker.dispatch import Dispatcher
+from ._worker.registration import Registration
+from ._worker.upkeep import Upkeep
 from .app import StackShift
-from .dispatch import Dispatcher
 from .errors import InvalidArgumentError, StackShiftError
-from .executor import Executor
-from .keys import check_name
-from .records import Duration, epoch_ms, error_json, millis
-from .registration import Registration
-from .scripts import ScriptCall, TakenRun
-from .state import State
-from .upkeep import Upkeep
 
 log = logging.getLogger("stackshift.testing")
 _POLL_S = (0.005, 0.1)  # while attempts run: look for runs they made ready, backing off
@@ -120,7 +120,7 @@ class TestEnv:
         self.app = app
         self.concurrency = _positive_int("concurrency", concurrency)
         self.max_attempts = _positive_int("max_attempts", max_attempts)
-        ns = app.core
+        ns = app._core
         names = list(queues) if queues is not None else sorted(
             {j.queue for j in ns.registry.jobs.values()} | set(ns.registry.queues) | {"default"}
         )  # fmt: skip
@@ -147,7 +147,7 @@ class TestEnv:
 
     async def _set_clock(self, ms: int) -> None:
         self._now_ms = ms
-        await self._redis.set(self.app.keys.clock(), ms)
+        await self._redis.set(self.app._core.keys.clock(), ms)
 
     # lifecycle
     async def __aenter__(self) -> TestEnv:
@@ -155,7 +155,7 @@ class TestEnv:
             raise StackShiftError("this TestEnv is already open")
         import fakeredis  # the [testing] extra
 
-        ns = self.app.core
+        ns = self.app._core
         server = fakeredis.FakeServer()
         self._redis = fakeredis.FakeAsyncRedis(server=server)
         await self._redis.set(ns.keys.clock(), self._now_ms)
@@ -196,7 +196,7 @@ class TestEnv:
             await self.app.close()  # the result reader, which reads from fakeredis
         finally:
             redis, redis_url, virtual = self._previous
-            self.app.core.swap_client(redis, redis_url=redis_url, virtual_clock=virtual)
+            self.app._core.swap_client(redis, redis_url=redis_url, virtual_clock=virtual)
             clock.use(self._previous_clock)
             self._previous = None
             await self._redis.aclose()
@@ -276,7 +276,7 @@ class TestEnv:
     async def _attempt(self, run: TakenRun, sent: float) -> None:
         """One attempt to its outcome, recorded as a worker records it."""
         _, executor, _ = self._parts()
-        ns = self.app.core
+        ns = self.app._core
         try:
             ex = executor.build(run, sent)
         except Exception as exc:  # its payload or event does not decode: it fails alone

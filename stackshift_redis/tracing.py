@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .client import Client
+from ._attempt.parking import CancelRequested, Suspended
+from ._client.client import Client
 from .hooks import AttemptInput, Hook, Proceed, StepInput
-from .parking import CancelRequested, Suspended
 
 TRACER_NAME = "stackshift_redis"
 
@@ -102,7 +102,7 @@ class TracingHook(Hook):
 def instrument(stackshift: Client, tracer_provider: Any = None) -> TracingHook:
     """Trace `stackshift`'s runs with `tracer_provider` (default: the global one)."""
     hook = TracingHook(tracer_provider)
-    stackshift.core.hooks.add(hook)
+    stackshift._core.hooks.add(hook)
     return hook
 
 

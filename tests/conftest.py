@@ -37,7 +37,7 @@ from redis_procs import (
 )
 
 from stackshift_redis import StackShift
-from stackshift_redis.core import client_from_url
+from stackshift_redis._core.namespace import client_from_url
 
 CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
 CLUSTER_NODES = 3
@@ -127,7 +127,7 @@ class RedisServer:
 
     async def close_app(self, app: StackShift) -> None:
         """Close the app, and its client when the app did not create it."""
-        client = None if app.core.owns_client else app.core.redis
+        client = None if app._core.owns_client else app._core.redis
         await app.close()
         if client is not None:
             await client.aclose()
@@ -199,7 +199,7 @@ async def app(make_app: Callable[..., StackShift]) -> StackShift:
 
 async def namespace_keys(app: StackShift) -> list[bytes]:
     """Every key of the app's namespace, sorted (SCAN; on a cluster, every primary)."""
-    found = [k async for k in app.redis.scan_iter(match=app.keys.prefix + "*", count=1000)]
+    found = [k async for k in app.redis.scan_iter(match=app._core.keys.prefix + "*", count=1000)]
     return sorted(set(found))
 
 
@@ -207,7 +207,7 @@ def node_of(app: StackShift) -> Any:
     """Kwargs that send a node-level command (INFO...) to the node holding the namespace."""
     client = app.redis
     if isinstance(client, RedisCluster):
-        return {"target_nodes": client.get_node_from_key(app.keys.prefix)}
+        return {"target_nodes": client.get_node_from_key(app._core.keys.prefix)}
     return {}
 
 

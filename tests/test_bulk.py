@@ -12,8 +12,8 @@ import pytest
 from conftest import namespace_keys, wait_for
 
 from stackshift_redis import InvalidArgumentError, RunContext, StackShift
-from stackshift_redis.control import BATCH
-from stackshift_redis.scripts import Scripts
+from stackshift_redis._client.control import BATCH
+from stackshift_redis._core.scripts import Scripts
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ async def dropped(app: StackShift) -> AsyncIterator[StackShift]:
 
 
 async def _count(app: StackShift, job: str, status: str) -> int:
-    return int(await app.redis.zcard(app.keys.idx_job_status(job, status)))
+    return int(await app.redis.zcard(app._core.keys.idx_job_status(job, status)))
 
 
 async def test_cancel_thousands_of_queued_runs_while_a_worker_takes_them(
@@ -171,11 +171,11 @@ async def test_bad_input_writes_nothing(
     app.job("j", lambda ctx: None)
     await app.start_many("j", [1, 2, 3])
     before = await namespace_keys(app)
-    queued = await app.redis.zrange(app.keys.idx_status("queued"), 0, -1, withscores=True)
+    queued = await app.redis.zrange(app._core.keys.idx_status("queued"), 0, -1, withscores=True)
     with pytest.raises(InvalidArgumentError, match=match):
         await getattr(app, call)(**kwargs)
     assert await namespace_keys(app) == before
-    after = await app.redis.zrange(app.keys.idx_status("queued"), 0, -1, withscores=True)
+    after = await app.redis.zrange(app._core.keys.idx_status("queued"), 0, -1, withscores=True)
     assert after == queued
 
 
@@ -188,13 +188,13 @@ async def test_a_pass_examines_each_entry_once_across_equal_scores(
     runs = await app.start_many("j", list(range(450)))  # one script: one score
     await asyncio.sleep(0.02)
     cut = datetime.now(UTC)
-    scores = {s for _, s in await app.redis.zrange(app.keys.idx_status("queued"), 0, -1,
+    scores = {s for _, s in await app.redis.zrange(app._core.keys.idx_status("queued"), 0, -1,
                                                     withscores=True)}  # fmt: skip
     assert len(scores) == 1
     assert await app.cancel_runs(created_after=cut) == 0
     assert await app.cancel_runs(created_before=cut) == 450
     ids: Sequence[str] = [r.id for r in runs]
-    assert await app.redis.zcard(app.keys.idx_status("cancelled")) == len(ids)
+    assert await app.redis.zcard(app._core.keys.idx_status("cancelled")) == len(ids)
 
 
 async def test_bulk_control_on_fakeredis(fake_app: StackShift) -> None:
@@ -210,7 +210,7 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     """300 index entries at one score, every other one of another job: each batch goes on
     after the last entry it examined (binary search among equal scores), whether that
     entry left the index (cancelled) or stayed (skipped)."""
-    k = app.keys
+    k = app._core.keys
     ids = [f"{i:024x}" for i in range(300)]
     for i, run_id in enumerate(ids):
         job = "a" if i % 2 == 0 else "b"
@@ -220,7 +220,7 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     cursor: tuple[str, str] = ("", "")
     upto, changed, calls = "", 0, 0
     while True:
-        n, nxt, upto = await app.scripts.bulk(
+        n, nxt, upto = await app._core.scripts.bulk(
             k.idx_status("queued"), "cancel", "queued", "a", (-1, -1), (*cursor, upto), 50,
             "bulk", 60_000, 1_000_000,
         )  # fmt: skip

@@ -30,8 +30,8 @@ from stackshift_redis import (
     StackShift,
     Throttle,
 )
-from stackshift_redis.luasrc import lua_dir, script_names
-from stackshift_redis.scripts import Scripts
+from stackshift_redis._core.luasrc import lua_dir, script_names
+from stackshift_redis._core.scripts import Scripts
 
 Call = tuple[str, list[str], list[Any]]
 
@@ -145,7 +145,7 @@ def _slot(key: str | bytes) -> int:
 
 
 def test_keys_of_a_namespace_share_its_slot() -> None:
-    from stackshift_redis.keys import SHAPES, Keys
+    from stackshift_redis._core.keys import SHAPES, Keys
 
     k = Keys("shop")
     slot = _slot(k.prefix)
@@ -236,7 +236,7 @@ async def test_every_script_call_touches_one_slot(
     assert await st.mark("m", ttl=60) is True
     async with st.lock("L", ttl=0.3, wait=1):
         await asyncio.sleep(0.35)  # extended by lock_extend while held
-    workers, stats = await app.scripts.queue_stats(["default", "other"])  # metrics gauges
+    workers, stats = await app._core.scripts.queue_stats(["default", "other"])  # metrics gauges
     assert workers == 1 and [s.queue for s in stats] == ["default", "other"]
 
     assert await app.unregister_job("parked") == 1
@@ -247,7 +247,7 @@ async def test_every_script_call_touches_one_slot(
     assert await app.schedules.delete("sched")
 
     assert script_calls, "no script call was recorded"
-    prefix_slot = _slot(app.keys.prefix)
+    prefix_slot = _slot(app._core.keys.prefix)
     for name, keys, args in script_calls:
         assert keys, f"{name}: a script call without KEYS cannot be routed by slot"
         slots = {_slot(key) for key in keys}

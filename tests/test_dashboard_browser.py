@@ -65,7 +65,7 @@ def browser() -> Iterator[Any]:
 def start_dashboard(redis_url: str, namespace: str, cluster: bool, *extra: str) -> tuple[Any, str]:
     """`stackshift dashboard` as a process on a free loopback port; returns (proc, base URL)."""
     port = _free_port()
-    args = [sys.executable, "-m", "stackshift_redis.ops_cli", "--redis-url", redis_url,
+    args = [sys.executable, "-m", "stackshift_redis._ops.cli", "--redis-url", redis_url,
             "--namespace", namespace, *(["--cluster"] if cluster else []),
             "dashboard", "--port", str(port), *extra]  # fmt: skip
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

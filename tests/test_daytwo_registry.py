@@ -23,7 +23,7 @@ async def test_conflicting_queue_settings_warn_with_both_values(
     first.queue("heavy", concurrency=2, visibility_timeout=7)
     first.job("h", lambda ctx: None, queue="heavy")
     running_worker(first)
-    conf = first.keys.queue_conf("heavy")
+    conf = first._core.keys.queue_conf("heavy")
     await wait_for(lambda: first.redis.hget(conf, "concurrency"), 10)
     plain = make_app(first.namespace)  # a deploy that does not configure the queue
     plain.job("h", lambda ctx: None, queue="heavy")
@@ -47,13 +47,13 @@ async def test_entries_no_live_worker_registers_are_dropped(
     old.job("old", lambda ctx: "old", queue="q1", on_event="sig")
     w = running_worker(old)
     w.registration.ttl_ms = 300  # a short-lived registration (default: 20 s)
-    await wait_for(lambda: old.redis.hget(old.keys.jobs(), "old"), 10)
+    await wait_for(lambda: old.redis.hget(old._core.keys.jobs(), "old"), 10)
     await w.stop()
     await asyncio.sleep(0.5)
     new = make_app(old.namespace)  # the next deploy renamed the job and moved it
     new.job("new", lambda ctx: "new", queue="q2", on_event="sig")
     running_worker(new)
-    trig = old.keys.triggers("sig")
+    trig = old._core.keys.triggers("sig")
     await wait_for(lambda: _fields_are(old, trig, {b"new"}), 10)
     client = make_app(old.namespace)  # registers nothing itself
     sent = await client.send_event("sig", {"n": 1})
@@ -74,12 +74,12 @@ async def test_unregister_job_drops_its_map_entry_and_triggers(
     app = make_app()
     app.job("gone", lambda ctx: None, queue="q1", on_event="sig2")
     w = running_worker(app)
-    await wait_for(lambda: app.redis.hget(app.keys.triggers("sig2"), "gone"), 10)
+    await wait_for(lambda: app.redis.hget(app._core.keys.triggers("sig2"), "gone"), 10)
     await w.stop()
     client = make_app(app.namespace)
     assert await client.unregister_job("gone") == 2
-    assert await client.redis.hget(client.keys.jobs(), "gone") is None
-    assert await client.redis.hget(client.keys.triggers("sig2"), "gone") is None
+    assert await client.redis.hget(client._core.keys.jobs(), "gone") is None
+    assert await client.redis.hget(client._core.keys.triggers("sig2"), "gone") is None
     assert (await client.send_event("sig2", {})).started == []
     with pytest.raises(InvalidArgumentError):
         await client.unregister_job("bad name")
@@ -91,7 +91,7 @@ async def test_a_start_on_a_queue_nobody_consumes_warns(
     app = make_app()
     app.job("j", lambda ctx: 1)
     running_worker(app)
-    await wait_for(lambda: app.redis.zscore(app.keys.qlive(), "default"), 10)
+    await wait_for(lambda: app.redis.zscore(app._core.keys.qlive(), "default"), 10)
     client = make_app(app.namespace)
     caplog.set_level(logging.WARNING, "stackshift.client")
     run = await client.start("j")

@@ -24,7 +24,7 @@ from stackshift_redis import (
     StackShift,
     StackShiftError,
 )
-from stackshift_redis.serializer import MsgpackSerializer
+from stackshift_redis._core.serializer import MsgpackSerializer
 
 
 async def test_a_run_of_an_unknown_job_is_handed_back_to_a_worker_that_has_it(

@@ -91,12 +91,12 @@ async def test_worker_recovers_after_redis_restarts_empty(
         await app.close()
         app = StackShift(own_redis.url, namespace=namespace)
         # the worker re-publishes its job map by itself: a start by name works again
-        await wait_for(lambda: app.redis.hget(app.keys.jobs(), "echo"), 15)
+        await wait_for(lambda: app.redis.hget(app._core.keys.jobs(), "echo"), 15)
         started = time.monotonic()
         run = await app.start("echo", 2)
         assert await run.result(timeout=15) == 2
         assert time.monotonic() - started < 10
-        assert await app.redis.hget(app.keys.jobs(), "pooled") == b"life"
+        assert await app.redis.hget(app._core.keys.jobs(), "pooled") == b"life"
     finally:
         await app.close()
     log.close()
@@ -138,7 +138,7 @@ async def test_a_worker_without_the_setting_keeps_the_queue_limit(
     limited = spawn_worker(url, app.namespace, "-q", "heavy", "-c", "8",
                            env={"DAYTWO_LIMIT": "2"}, target=TARGET)  # fmt: skip
     procs.append(limited)
-    conf = app.keys.queue_conf("heavy")
+    conf = app._core.keys.queue_conf("heavy")
     await wait_for(lambda: app.redis.hget(conf, "concurrency"), 20)
     log = _log(tmp_path, "plain.log")
     procs.append(spawn_worker(url, app.namespace, "-q", "heavy", "-c", "8", log=log,
@@ -152,7 +152,7 @@ async def test_a_worker_without_the_setting_keeps_the_queue_limit(
 
 
 async def _workers(app: StackShift, n: int) -> bool:
-    return int(await app.redis.zcard(app.keys.workers())) >= n
+    return int(await app.redis.zcard(app._core.keys.workers())) >= n
 
 
 async def test_startup_hook_resources_reach_handlers_and_shutdown_runs(

@@ -18,8 +18,8 @@ from conftest import namespace_keys, wait_for
 from jobs_for_tests import observed, spawn_worker
 
 from stackshift_redis import PayloadError, StackShift
+from stackshift_redis._core.records import new_run_id
 from stackshift_redis.errors import LeaseLostError, RunDataError
-from stackshift_redis.records import new_run_id
 
 OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
 
@@ -62,16 +62,16 @@ async def test_progress_of_a_stale_worker_never_recreates_an_expired_run(
 ) -> None:
     app: StackShift = make_app(retention=1)
     run = await app.start("j", queue_name="s")
-    [taken] = (await app.scripts.take([("s", 30_000)], 1, **OPTS)).taken
-    done = app.scripts.complete_call(run.id, taken.token, app.serializer.dumps(1), 1000)
-    assert await app.scripts.run_batch([done]) == [1]
+    [taken] = (await app._core.scripts.take([("s", 30_000)], 1, **OPTS)).taken
+    done = app._core.scripts.complete_call(run.id, taken.token, app.serializer.dumps(1), 1000)
+    assert await app._core.scripts.run_batch([done]) == [1]
     with pytest.raises(LeaseLostError):  # finished: fenced out
-        await app.scripts.progress(run.id, taken.token, app.serializer.dumps(0.5))
+        await app._core.scripts.progress(run.id, taken.token, app.serializer.dumps(0.5))
     await asyncio.sleep(1.2)
     assert await app.get_run(run.id) is None
     with pytest.raises(LeaseLostError):  # expired: nothing re-created
-        await app.scripts.progress(run.id, taken.token, app.serializer.dumps(0.9))
-    assert await app.redis.exists(app.keys.run(run.id)) == 0
+        await app._core.scripts.progress(run.id, taken.token, app.serializer.dumps(0.9))
+    assert await app.redis.exists(app._core.keys.run(run.id)) == 0
 
 
 async def test_start_refuses_a_payload_that_does_not_deserialize(app: StackShift) -> None:
@@ -85,22 +85,22 @@ async def test_an_undecodable_run_fails_alone(app: StackShift, running_worker: A
     app.job("j", lambda ctx: ctx.payload)
     good = await app.start_many("j", list(range(5)))
     bad_id = new_run_id()
-    await app.scripts.start(  # stored by another client whose serializer differs
+    await app._core.scripts.start(  # stored by another client whose serializer differs
         "j", "default", [(bad_id, None, b"\xc1")], delay_ms=0, at_ms=0, idem_ttl_ms=1000
     )
     more = await app.start_many("j", list(range(5, 10)))
     running_worker(app)
     assert [await r.result(timeout=10) for r in good + more] == list(range(10))
     await wait_for(lambda: _raw_status_is(app, bad_id, b"failed"), timeout=10)
-    error = json.loads(await app.redis.hget(app.keys.run(bad_id), "error"))
+    error = json.loads(await app.redis.hget(app._core.keys.run(bad_id), "error"))
     assert error["type"] == "PayloadError"
-    assert await app.redis.hget(app.keys.run(bad_id), "attempts") == b"1"  # no retries
+    assert await app.redis.hget(app._core.keys.run(bad_id), "attempts") == b"1"  # no retries
     with pytest.raises(RunDataError, match="payload"):  # get_run says what is damaged
         await app.get_run(bad_id)
 
 
 async def _raw_status_is(app: StackShift, run_id: str, status: bytes) -> bool:
-    return bool(await app.redis.hget(app.keys.run(run_id), "status") == status)
+    return bool(await app.redis.hget(app._core.keys.run(run_id), "status") == status)
 
 
 async def _status_is(app: StackShift, run_id: str, status: str) -> bool:
@@ -112,7 +112,7 @@ async def test_foreign_entries_are_dropped_and_the_rest_runs(
     app: StackShift, running_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     app.job("j", lambda ctx: ctx.payload)
-    k = app.keys
+    k = app._core.keys
     await app.redis.xadd(k.stream("default"), {"garbage": "\x00\xff"})  # not a ticket
     await app.redis.zadd(k.ready("default", "0"), {"not-a-run": 0})  # not a run
     await app.redis.zadd(k.ring("default"), {"0": 0})
@@ -128,7 +128,7 @@ async def test_a_damaged_field_fails_the_run_visibly(app: StackShift, running_wo
     app.job("j", lambda ctx: "ran")
     victim = await app.start("j")
     other = await app.start("j")
-    await app.redis.hset(app.keys.run(victim.id), "deliveries", "garbage")
+    await app.redis.hset(app._core.keys.run(victim.id), "deliveries", "garbage")
     running_worker(app)
     assert await other.result(timeout=10) == "ran"
     await wait_for(lambda: _status_is(app, victim.id, "failed"), timeout=10)
@@ -142,7 +142,7 @@ async def test_a_queued_run_that_lost_its_ready_entry_is_requeued(
 ) -> None:
     app.job("j", lambda ctx: "ran")
     run = await app.start("j")
-    await app.redis.zrem(app.keys.ready("default", "0"), run.id)  # lost mid-crash
+    await app.redis.zrem(app._core.keys.ready("default", "0"), run.id)  # lost mid-crash
     running_worker(app)  # its reconcile duty (first round at start) finds the run
     assert await run.result(timeout=10) == "ran"
     info = await app.get_run(run.id)
@@ -152,10 +152,10 @@ async def test_a_queued_run_that_lost_its_ready_entry_is_requeued(
 async def test_get_run_on_a_damaged_record_raises_a_library_error(app: StackShift) -> None:
     app.job("j", lambda ctx: None)
     run = await app.start("j")
-    await app.redis.hset(app.keys.run(run.id), "payload", b"\xc1")
+    await app.redis.hset(app._core.keys.run(run.id), "payload", b"\xc1")
     with pytest.raises(RunDataError, match=run.id):
         await app.get_run(run.id)
-    await app.redis.hset(app.keys.run(run.id), "status", "garbage")
+    await app.redis.hset(app._core.keys.run(run.id), "status", "garbage")
     with pytest.raises(RunDataError):
         await app.list_runs()
 
@@ -169,7 +169,10 @@ async def test_index_entries_do_not_outlive_their_runs(make_app: Any, running_wo
     await wait_for(lambda: _status_is(app, warm[-1].id, "completed"), timeout=30)
     await asyncio.sleep(1.2)
     await worker.upkeep.trim()
-    structure = [app.keys.queue_stat("default"), app.keys.take(worker.id)]  # per queue/worker
+    structure = [
+        app._core.keys.queue_stat("default"),
+        app._core.keys.take(worker.id),
+    ]  # per queue/worker
     baseline = set(await namespace_keys(app)) | {k.encode() for k in structure}
     warm = await app.start_many("j", [None] * 20)  # loads every script the flow uses
     await wait_for(lambda: _all_finished(app, warm), timeout=30)
@@ -189,14 +192,14 @@ async def test_index_entries_do_not_outlive_their_runs(make_app: Any, running_wo
 
 
 async def _worker_ready(app: StackShift) -> bool:
-    return bool(await app.redis.exists(app.keys.workers()))
+    return bool(await app.redis.exists(app._core.keys.workers()))
 
 
 async def _all_finished(app: StackShift, runs: list[Any]) -> bool:
     """Every run completed, or completed and expired already (a short retention)."""
     async with app.redis.pipeline(transaction=False) as pipe:
         for r in runs:
-            pipe.hget(app.keys.run(r.id), "status")
+            pipe.hget(app._core.keys.run(r.id), "status")
         statuses = await pipe.execute()
     return all(s in (b"completed", None) for s in statuses)
 
@@ -209,11 +212,11 @@ async def _used_memory(app: StackShift) -> int:
 
 async def test_a_resent_start_is_not_a_duplicate_of_itself(app: StackShift) -> None:
     run = (new_run_id(), "order-1", app.serializer.dumps(None))
-    first = await app.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
-    again = await app.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
+    first = await app._core.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
+    again = await app._core.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
     assert first == again == [(run[0], False)]
     other = (new_run_id(), "order-1", app.serializer.dumps(None))
-    assert await app.scripts.start("j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000) == [
-        (run[0], True)
-    ]
-    assert await app.redis.zcard(app.keys.ready("q", "0")) == 1
+    assert await app._core.scripts.start(
+        "j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000
+    ) == [(run[0], True)]
+    assert await app.redis.zcard(app._core.keys.ready("q", "0")) == 1

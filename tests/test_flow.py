@@ -1,7 +1,7 @@
 """Flow control on real Redis: per-key concurrency and fairness on the take path, and the
 start-side rules (throttle, rate limit, debounce, singleton, cancel on event, priority).
 
-Runs are taken through `app.scripts.take` directly so each test sees exactly what one
+Runs are taken through `app._core.scripts.take` directly so each test sees exactly what one
 take gives; the worker-level tests are in tests/test_flow_workers.py.
 """
 
@@ -29,12 +29,14 @@ OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
 
 
 async def _take(app: StackShift, n: int, queue: str = "q") -> list[Any]:
-    return (await app.scripts.take([(queue, 30_000)], n, **OPTS)).taken
+    return (await app._core.scripts.take([(queue, 30_000)], n, **OPTS)).taken
 
 
 async def _complete(app: StackShift, taken: Any) -> None:
-    call = app.scripts.complete_call(taken.run_id, taken.token, app.serializer.dumps(1), 60_000)
-    assert await app.scripts.run_batch([call]) == [1]
+    call = app._core.scripts.complete_call(
+        taken.run_id, taken.token, app.serializer.dumps(1), 60_000
+    )
+    assert await app._core.scripts.run_batch([call]) == [1]
 
 
 async def _payload(app: StackShift, run_id: str) -> Any:
@@ -103,11 +105,11 @@ async def test_per_key_limit_parks_the_key_and_frees_on_completion(app: StackShi
     taken = await _take(app, 10)
     assert sorted(t.run_id for t in taken) == sorted(a[:2] + b)
     assert await _take(app, 10) == []  # key a is full; its runs stay queued, not leased
-    assert await app.redis.zcard(app.keys.ring("q")) == 0  # parked, off the ring
-    assert await app.redis.zcard(app.keys.ready("q", "j/0:a")) == 3
+    assert await app.redis.zcard(app._core.keys.ring("q")) == 0  # parked, off the ring
+    assert await app.redis.zcard(app._core.keys.ready("q", "j/0:a")) == 3
     await _complete(app, next(t for t in taken if t.run_id == a[0]))
     assert [t.run_id for t in await _take(app, 10)] == [a[2]]  # FIFO within the key
-    assert await app.redis.scard(app.keys.slot("j", "0:a")) == 2
+    assert await app.redis.scard(app._core.keys.slot("j", "0:a")) == 2
 
 
 async def test_several_entries_all_apply(app: StackShift) -> None:
@@ -126,7 +128,7 @@ async def test_several_entries_all_apply(app: StackShift) -> None:
         await _complete(app, t)
     again = await _take(app, 10)
     assert len(again) == 3
-    assert await app.redis.scard(app.keys.slot("j", "1:*")) == 3
+    assert await app.redis.scard(app._core.keys.slot("j", "1:*")) == 3
 
 
 async def test_a_quiet_key_is_not_held_up_by_a_noisy_backlog(app: StackShift) -> None:
@@ -153,12 +155,14 @@ async def test_slots_are_freed_by_suspend_and_by_lease_recovery(app: StackShift)
     r2 = await app.start("j", {"k": "a"})
     [t1] = await _take(app, 5)
     assert t1.run_id == r1.id
-    assert (await app.scripts.sleep(t1.run_id, t1.token, "nap", 60_000, -1, b"\xc0", True)).parked
+    assert (
+        await app._core.scripts.sleep(t1.run_id, t1.token, "nap", 60_000, -1, b"\xc0", True)
+    ).parked
     [t2] = await _take(app, 5)  # the sleeping run holds no slot
     assert t2.run_id == r2.id
-    await app.redis.zadd(app.keys.leases("q"), {t2.run_id: 1})  # its worker died
-    assert await app.scripts.reclaim("q", 60_000) == [t2.run_id]
-    assert await app.redis.scard(app.keys.slot("j", "0:a")) == 0
+    await app.redis.zadd(app._core.keys.leases("q"), {t2.run_id: 1})  # its worker died
+    assert await app._core.scripts.reclaim("q", 60_000) == [t2.run_id]
+    assert await app.redis.scard(app._core.keys.slot("j", "0:a")) == 0
     [t3] = await _take(app, 5)
     assert t3.run_id == r2.id and t3.attempt == 2
 
@@ -167,8 +171,8 @@ async def test_a_poisoned_run_gives_its_slot_back(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="q", concurrency=Concurrency(1, key="k"))
     r1 = await app.start("j", {"k": "a"})
     r2 = await app.start("j", {"k": "a"})
-    await app.redis.hset(app.keys.run(r1.id), "deliveries", 5)
-    reply = await app.scripts.take([("q", 30_000)], 5, **OPTS)
+    await app.redis.hset(app._core.keys.run(r1.id), "deliveries", 5)
+    reply = await app._core.scripts.take([("q", 30_000)], 5, **OPTS)
     assert reply.dropped == [(r1.id, "q", "poison")]
     assert [t.run_id for t in reply.taken] == [r2.id]
 
@@ -204,11 +208,11 @@ async def test_throttle_spaces_starts_and_drops_nothing(app: StackShift) -> None
     statuses = [await r.status() for r in runs]
     assert statuses[:2] == ["queued", "queued"]  # burst 1: two at once
     assert statuses[2:] == ["scheduled"] * 4
-    due = [await app.redis.zscore(app.keys.delayed("q"), r.id) for r in runs[2:]]
+    due = [await app.redis.zscore(app._core.keys.delayed("q"), r.id) for r in runs[2:]]
     gaps = [b - a for a, b in itertools.pairwise(due)]
     assert all(195 <= g <= 205 for g in gaps), gaps  # 1 s / 5
     await asyncio.sleep(1.0)
-    await app.scripts.promote("q")
+    await app._core.scripts.promote("q")
     taken = [t.run_id for t in await _take(app, 10)]  # in order of becoming ready
     assert taken == [runs[0].id, runs[1].id, other.id] + [r.id for r in runs[2:]]
 
@@ -239,9 +243,9 @@ async def test_debounce_folds_a_burst_into_one_run_with_the_last_payload(app: St
     assert other.id != runs[0].id
     assert await _payload(app, runs[0].id) == {"doc": "d1", "v": 4}
     assert await runs[0].status() == "scheduled"
-    assert await app.redis.zcard(app.keys.delayed("q")) == 2
+    assert await app.redis.zcard(app._core.keys.delayed("q")) == 2
     await asyncio.sleep(0.4)
-    await app.scripts.promote("q")
+    await app._core.scripts.promote("q")
     assert {t.run_id for t in await _take(app, 5)} == {runs[0].id, other.id}
     after = await app.start("j", {"doc": "d1", "v": 5})  # the burst is over: a new run
     assert after.id != runs[0].id and not after.deduplicated
@@ -250,11 +254,11 @@ async def test_debounce_folds_a_burst_into_one_run_with_the_last_payload(app: St
 async def test_debounce_timeout_caps_the_delay(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="q", debounce=Debounce(period=10, timeout=0.4))
     first = await app.start("j", 1)
-    first_due = await app.redis.zscore(app.keys.delayed("q"), first.id)
+    first_due = await app.redis.zscore(app._core.keys.delayed("q"), first.id)
     await asyncio.sleep(0.1)
     again = await app.start("j", 2)
     assert again.id == first.id
-    assert await app.redis.zscore(app.keys.delayed("q"), first.id) == first_due
+    assert await app.redis.zscore(app._core.keys.delayed("q"), first.id) == first_due
 
 
 # singleton
@@ -268,7 +272,7 @@ async def test_singleton_skip(app: StackShift) -> None:
     assert (await app.start("j", {"acct": 1})).skipped == "singleton"  # running counts
     assert one.id is not None
     await _complete(app, taken[one.id])
-    assert await app.redis.exists(app.keys.singleton("j", "1")) == 0  # released at finish
+    assert await app.redis.exists(app._core.keys.singleton("j", "1")) == 0  # released at finish
     three = await app.start("j", {"acct": 1})
     assert three.skipped is None and three.id != one.id
 
@@ -281,7 +285,7 @@ async def test_singleton_cancel_replaces_the_old_run(app: StackShift) -> None:
     [t] = await _take(app, 5)
     assert t.run_id == newer.id
     newest = await app.start("j", {"acct": 1})  # the running one is flagged
-    assert await app.redis.hget(app.keys.run(newer.id), "cancel") is not None
+    assert await app.redis.hget(app._core.keys.run(newer.id), "cancel") is not None
     assert await newest.status() == "queued"
 
 
@@ -295,23 +299,23 @@ async def test_cancel_on_event_in_any_state(app: StackShift) -> None:
     queued = await app.start("j", {"order_id": 1, "acct": "x"})
     running = await app.start("j", {"order_id": 2, "acct": "x"})
     kept = await app.start("j", {"order_id": 3, "acct": "y"})
-    await app.redis.zrem(app.keys.ready("q", "0"), queued.id)  # take only `running`...
+    await app.redis.zrem(app._core.keys.ready("q", "0"), queued.id)  # take only `running`...
     [t] = await _take(app, 1)
-    await app.redis.zadd(app.keys.ready("q", "0"), {queued.id: 1})  # ...then put it back
+    await app.redis.zadd(app._core.keys.ready("q", "0"), {queued.id: 1})  # ...then put it back
     assert t.run_id == running.id
     sent = await app.send_event("order.cancelled", {"order_id": 1})
     assert sent.cancelled == [queued.id]
     assert await queued.status() == "cancelled"
     sent = await app.send_event("order.cancelled", {"order_id": 2})
     assert sent.cancelled == [running.id]
-    assert await app.redis.hget(app.keys.run(running.id), "cancel") is not None
+    assert await app.redis.hget(app._core.keys.run(running.id), "cancel") is not None
     assert (await app.send_event("order.cancelled", {"order_id": 99})).cancelled == []
     await asyncio.sleep(0.3)  # the account rule's timeout has passed
     assert (await app.send_event("account.closed", {"account": {"id": "y"}})).cancelled == []
     assert await kept.status() == "queued"
     # a finished run leaves the correlation index
     await app.cancel(kept.id)
-    shapes = await app.redis.hgetall(app.keys.event_shapes("order.cancelled"))
+    shapes = await app.redis.hgetall(app._core.keys.event_shapes("order.cancelled"))
     assert shapes == {b"order_id": b"1"}  # only the running run is still registered
 
 
@@ -326,16 +330,16 @@ async def test_throttle_holds_on_actual_starts_when_workers_fall_behind(app: Sta
     app.job("j", lambda ctx: None, queue="q", throttle=Throttle(2, period=1))
     runs = [await app.start("j", i) for i in range(3)]  # ready at +0, +0.5 s, +1 s
     await asyncio.sleep(1.05)  # no worker took them in time
-    await app.scripts.promote("q")
+    await app._core.scripts.promote("q")
     taken = await _take(app, 5)
     assert [t.run_id for t in taken] == [runs[0].id, runs[1].id]
     assert await runs[2].status() == "scheduled"  # its start would be the 3rd within 1 s
     info = await app.get_run(str(runs[2].id))
     assert info is not None and info.timeline[-1]["type"] == "throttled"
-    due = await app.redis.zscore(app.keys.delayed("q"), runs[2].id)
+    due = await app.redis.zscore(app._core.keys.delayed("q"), runs[2].id)
     secs, micros = await app.redis.time()
     assert 0 < due - (secs * 1000 + micros // 1000) <= 1000
-    stat = await app.redis.hmget(app.keys.queue_stat("q"), "ready", "scheduled")
+    stat = await app.redis.hmget(app._core.keys.queue_stat("q"), "ready", "scheduled")
     assert stat == [b"0", b"1"]  # the queue counters follow the deferred run
 
 
@@ -349,7 +353,7 @@ async def test_runs_started_by_events_are_flow_controlled(app: StackShift) -> No
         sent = await app.send_event("user.signup", {"team": "t1", "i": i})
         started += sent.started
     assert len(started) == 2  # the third start was over the rate limit
-    fields = await app.redis.hmget(app.keys.run(started[0]), "group", "priority")
+    fields = await app.redis.hmget(app._core.keys.run(started[0]), "group", "priority")
     assert fields == [b"on_signup/0:t1", b"7"]
     assert [t.run_id for t in await _take(app, 5)] == [started[0]]  # one at a time per team
     with pytest.raises(InvalidArgumentError, match="Concurrency key"):
@@ -359,9 +363,9 @@ async def test_runs_started_by_events_are_flow_controlled(app: StackShift) -> No
 async def test_a_place_held_by_a_run_that_is_not_running_is_repaired(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="q", concurrency=Concurrency(1, key="k"))
     run = await app.start("j", {"k": "a"})
-    await app.redis.sadd(app.keys.slot("j", "0:a"), "lost-run-id")  # e.g. a lost write
+    await app.redis.sadd(app._core.keys.slot("j", "0:a"), "lost-run-id")  # e.g. a lost write
     assert [t.run_id for t in await _take(app, 5)] == [run.id]
-    assert await app.redis.smembers(app.keys.slot("j", "0:a")) == {str(run.id).encode()}
+    assert await app.redis.smembers(app._core.keys.slot("j", "0:a")) == {str(run.id).encode()}
 
 
 def test_the_sync_facade_reports_skipped_starts(redis_server: Any) -> None:
@@ -382,12 +386,14 @@ async def test_cancel_on_event_ends_scheduled_and_waiting_runs(app: StackShift) 
     waiting = await app.start("j", {"id": 1})
     [t] = await _take(app, 1)
     assert t.run_id == waiting.id
-    assert (await app.scripts.sleep(t.run_id, t.token, "nap", 60_000, -1, b"\xc0", True)).parked
+    assert (
+        await app._core.scripts.sleep(t.run_id, t.token, "nap", 60_000, -1, b"\xc0", True)
+    ).parked
     sent = await app.send_event("stop", {"id": 1})
     assert sorted(sent.cancelled) == sorted([later.id, waiting.id])
     assert [await later.status(), await waiting.status()] == ["cancelled", "cancelled"]
-    assert await app.redis.zcard(app.keys.delayed("q")) == 0
-    assert await app.redis.exists(app.keys.event_shapes("stop")) == 0  # nothing left behind
+    assert await app.redis.zcard(app._core.keys.delayed("q")) == 0
+    assert await app.redis.exists(app._core.keys.event_shapes("stop")) == 0  # nothing left behind
 
 
 async def test_flow_control_under_testenv_virtual_time() -> None:

@@ -45,8 +45,8 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
                 "job", lambda ctx: None, queue="q",
                 concurrency=[Concurrency(PER_KEY, key="k"), Concurrency(PER_JOB)],
             )  # fmt: skip
-            self.s = self.app.scripts
-            self.k = self.app.keys
+            self.s = self.app._core.scripts
+            self.k = self.app._core.keys
             self.status: dict[str, str] = {}
             self.key: dict[str, str] = {}
             self.tokens: dict[str, str] = {}

@@ -23,7 +23,7 @@ def _client(make_app: Callable[..., StackShift]) -> StackShift:
 
 
 async def _slot_holders(client: StackShift, key: str) -> int:
-    return int(await client.redis.scard(client.keys.slot("keyed", f"0:{key}")))
+    return int(await client.redis.scard(client._core.keys.slot("keyed", f"0:{key}")))
 
 
 async def test_per_key_limit_holds_across_two_worker_processes(
@@ -72,6 +72,6 @@ async def test_a_killed_worker_gives_its_slots_back(
     again = await client.start_many("keyed", [{"k": "a", "j": i} for i in range(6)])
     await asyncio.gather(*(r.result(timeout=30) for r in again))
     assert await observed(client, "max:a") == 2
-    assert await client.redis.zcard(client.keys.parked("keyed", "0:a")) == 0
+    assert await client.redis.zcard(client._core.keys.parked("keyed", "0:a")) == 0
     info = await client.get_run(str(hung.id))
     assert info is not None and "recovered" in [t["type"] for t in info.timeline]

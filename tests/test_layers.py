@@ -1,5 +1,11 @@
-"""The package's import graph has no cycle (TYPE_CHECKING and function-level imports
-included), and no import sits below the first definition of a module."""
+"""The package's import graph: no cycle (TYPE_CHECKING and function-level imports
+included), no import below the first definition of a module, and no wing importing a
+wing above it.
+
+The wings, bottom-up (README "Layout"): the public leaves `errors`, `hooks`, `logs`;
+`_core`; `_client`; `_attempt`; `_worker`; the hook plug-ins `tracing`, `metrics`; `app`;
+the entry points `cli`, `testing`, `dashboard` (and the deprecated module paths); `_ops`;
+the package root."""
 
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ def _imports(path: Path) -> set[str]:
                 continue
             for alias in node.names:  # `from . import waits` imports a module
                 sub = f"{target}.{alias.name}"
-                out.add(sub if (PKG / f"{sub.split('.', 1)[1]}.py").exists() else target)
+                module_file = PKG / (sub.split(".", 1)[1].replace(".", "/") + ".py")
+                out.add(sub if module_file.exists() else target)
     out.discard(me)
     return out
 
@@ -67,13 +74,37 @@ def test_no_import_cycle() -> None:
             visit(node)
 
 
-def test_no_module_imports_the_package_root_or_the_app_from_below() -> None:
+WINGS: dict[str, int] = {
+    "errors": 0, "hooks": 0, "logs": 0,
+    "_core": 1,
+    "_client": 2,
+    "_attempt": 3,
+    "_worker": 4,
+    "tracing": 5, "metrics": 5,
+    "app": 6,
+    "cli": 7, "testing": 7, "dashboard": 7, "steps": 7, "state": 7, "worker": 7,
+    "_ops": 8,
+}  # fmt: skip
+PUBLIC = {"errors", "hooks", "logs", "tracing", "metrics", "app", "cli", "testing",
+          "dashboard", "steps", "state", "worker"}  # fmt: skip
+
+
+def _wing(module: str) -> str:
+    return module.split(".")[1]
+
+
+def test_every_module_sits_in_a_wing() -> None:
+    for mod in _graph():
+        assert _wing(mod) in WINGS, f"{mod}: not in a wing (tests/test_layers.py WINGS)"
+        assert _wing(mod) in PUBLIC or _wing(mod).startswith("_"), mod
+
+
+def test_no_wing_imports_a_wing_above_it() -> None:
     for mod, deps in _graph().items():
-        assert "stackshift_redis" not in deps, f"{mod} imports the package root"
-        # console scripts and the test seam may import the app
-        entry_points = ("cli", "ops_cli", "ops_admin", "ops_target", "testing")
-        if mod not in {f"stackshift_redis.{m}" for m in entry_points}:
-            assert "stackshift_redis.app" not in deps or mod == "stackshift_redis.app", mod
+        for dep in deps:
+            assert dep != "stackshift_redis", f"{mod} imports the package root"
+            low, high = WINGS[_wing(dep)], WINGS[_wing(mod)]
+            assert low <= high, f"{mod} (wing {_wing(mod)}) imports {dep} from above"
 
 
 def test_imports_are_at_the_top() -> None:
@@ -92,5 +123,5 @@ def test_imports_are_at_the_top() -> None:
 
 def test_the_graph_is_read() -> None:
     graph = _graph()
-    assert "stackshift_redis.core" in graph["stackshift_redis.client"]
-    assert "stackshift_redis.waits" in graph["stackshift_redis.steps"]
+    assert "stackshift_redis._core.namespace" in graph["stackshift_redis._client.client"]
+    assert "stackshift_redis._attempt.waits" in graph["stackshift_redis._attempt.steps"]

@@ -17,7 +17,9 @@ from stackshift_redis.errors import LeaseLostError
 async def _handler_runs(app: StackShift) -> list[str]:
     ids: list[str] = []
     for status in ("queued", "running", "completed", "failed"):
-        members = await app.redis.zrange(app.keys.idx_job_status("doomed_handler", status), 0, -1)
+        members = await app.redis.zrange(
+            app._core.keys.idx_job_status("doomed_handler", status), 0, -1
+        )
         ids += [m.decode() for m in members]
     return sorted(set(ids))  # a run moving between two reads is listed twice
 
@@ -47,9 +49,9 @@ async def test_on_failure_exactly_once_when_workers_are_killed_around_the_failur
     # the first worker's attempt, sent late: fenced by its older lease token
     err = '{"type": "NonRetriableError", "message": "card declined", "traceback": ""}'
     # the lease token is the run's take count (RunInfo.executions)
-    again = app.scripts.fail_call(run.id, str(info.executions), err, "failed", 0, 60_000)
-    late = app.scripts.fail_call(run.id, str(info.executions - 1), err, "failed", 0, 60_000)
-    replies = await app.scripts.run_batch([again, late])
+    again = app._core.scripts.fail_call(run.id, str(info.executions), err, "failed", 0, 60_000)
+    late = app._core.scripts.fail_call(run.id, str(info.executions - 1), err, "failed", 0, 60_000)
+    replies = await app._core.scripts.run_batch([again, late])
     assert replies[0] == b"failed" and isinstance(replies[1], LeaseLostError)
     assert await _handler_runs(app) == [handler]
     # 3: runs the handler, once
@@ -87,7 +89,7 @@ async def test_pause_and_resume_with_two_worker_processes(
     assert {await r.status() for r in runs} == {"queued"}
     assert await delayed.status() == "queued"  # due: ready, and waiting for the resume
     assert await app.redis.lrange(obs_key(app.namespace, "order"), 0, -1) == [b"-1"]
-    assert await app.redis.hexists(app.keys.queue_conf(q), "paused")
+    assert await app.redis.hexists(app._core.keys.queue_conf(q), "paused")
 
     assert await app.resume_queue(q) is True
     assert await app.resume_queue(q) is False

@@ -51,15 +51,15 @@ async def _truth(app: StackShift) -> dict[str, dict[str, int]]:
     """Per queue and live status, how many runs have it (from the status indexes)."""
     out: dict[str, dict[str, int]] = {}
     for status in LIVE:
-        for rid in await app.redis.zrange(app.keys.idx_status(status), 0, -1):
-            queue = (await app.redis.hget(app.keys.run(rid.decode()), "queue")).decode()
+        for rid in await app.redis.zrange(app._core.keys.idx_status(status), 0, -1):
+            queue = (await app.redis.hget(app._core.keys.run(rid.decode()), "queue")).decode()
             counts = out.setdefault(queue, dict.fromkeys(LIVE, 0))
             counts[status] += 1
     return out
 
 
 async def _gauges(app: StackShift) -> dict[str, dict[str, int]]:
-    _, stats = await app.scripts.queue_stats(sorted({j.queue for j in app.jobs.values()}))
+    _, stats = await app._core.scripts.queue_stats(sorted({j.queue for j in app.jobs.values()}))
     return {
         s.queue: {"queued": s.ready, "scheduled": s.scheduled, "running": s.running,
                   "waiting": s.waiting}

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from stackshift_redis import StackShift
-from stackshift_redis.keys import STATUSES
-from stackshift_redis.records import new_run_id
+from stackshift_redis._core.keys import STATUSES
+from stackshift_redis._core.records import new_run_id
 
 FINAL = {"completed", "failed", "cancelled"}
 ERR = json.dumps({"type": "E", "message": "m", "traceback": ""})
@@ -39,8 +39,8 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
                 self.app = StackShift(redis=client, namespace=f"m{uuid.uuid4().hex[:10]}")
             else:
                 self.app = StackShift(redis_url, namespace=f"m{uuid.uuid4().hex[:10]}")
-            self.s = self.app.scripts
-            self.k = self.app.keys
+            self.s = self.app._core.scripts
+            self.k = self.app._core.keys
             self.status: dict[str, str] = {}
             self.tokens: dict[str, str] = {}
             self.idem: dict[str, str] = {}

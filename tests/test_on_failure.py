@@ -16,14 +16,14 @@ from stackshift_redis import (
     RunFailed,
     StackShift,
 )
-from stackshift_redis.serializer import MsgpackSerializer
+from stackshift_redis._core.serializer import MsgpackSerializer
 from stackshift_redis.testing import TestEnv, fake_redis
 
 
 async def _handler_runs(app: StackShift, job: str) -> list[str]:
     ids: list[str] = []
     for status in ("queued", "running", "scheduled", "waiting", "completed", "failed"):
-        members = await app.redis.zrange(app.keys.idx_job_status(job, status), 0, -1)
+        members = await app.redis.zrange(app._core.keys.idx_job_status(job, status), 0, -1)
         ids += [m.decode() for m in members]
     return sorted(set(ids))  # a run moving between two reads is listed twice
 
@@ -97,7 +97,7 @@ async def test_poison_starts_a_handler(app: StackShift, running_worker: Any) -> 
     _register_handler(app, seen)
     app.job("crashy", lambda ctx: None, on_failure="on-fail")
     run = await app.start("crashy", "p")
-    await app.redis.hset(app.keys.run(run.id), "deliveries", app.max_deliveries)
+    await app.redis.hset(app._core.keys.run(run.id), "deliveries", app.max_deliveries)
     running_worker(app)
     await wait_for(lambda: len(seen) == 1)
     assert seen[0]["error"]["type"] == "PoisonRunError"
@@ -107,15 +107,15 @@ async def test_poison_starts_a_handler(app: StackShift, running_worker: Any) -> 
 async def test_a_replayed_fail_call_starts_no_second_handler(app: StackShift) -> None:
     app.job("on-fail", lambda ctx: None, queue="handlers")
     app.job("j", lambda ctx: None, on_failure="on-fail")
-    await app.redis.hset(app.keys.on_failure(), "j", "on-fail")  # as a worker publishes
+    await app.redis.hset(app._core.keys.on_failure(), "j", "on-fail")  # as a worker publishes
     run = await app.start("j")
-    [taken] = (await app.scripts.take([("default", 30_000)], 1, max_deliveries=5,
+    [taken] = (await app._core.scripts.take([("default", 30_000)], 1, max_deliveries=5,
                                       retention_ms=60_000)).taken  # fmt: skip
     err = '{"type": "ValueError", "message": "bad", "traceback": ""}'
-    call = app.scripts.fail_call(run.id, taken.token, err, "failed", 0, 60_000)
-    assert await app.scripts.run_batch([call]) == [b"failed"]
+    call = app._core.scripts.fail_call(run.id, taken.token, err, "failed", 0, 60_000)
+    assert await app._core.scripts.run_batch([call]) == [b"failed"]
     # a lost reply: the call sent again is recognised as done and writes nothing
-    assert await app.scripts.run_batch([call]) == [b"failed"]
+    assert await app._core.scripts.run_batch([call]) == [b"failed"]
     assert len(await _handler_runs(app, "on-fail")) == 1
     [hid] = await _handler_runs(app, "on-fail")
     handler = await app.get_run(hid)

@@ -15,7 +15,7 @@ from conftest import namespace_keys, wait_for
 from jobs_for_tests import ROOT
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis.ops_cli import main
+from stackshift_redis._ops.cli import main
 
 
 class Cli:
@@ -229,7 +229,7 @@ async def test_replay_from_a_step(app: StackShift, cli: Cli, running_worker: Any
 
 def test_the_console_command_reports_redis_down_in_one_line() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "stackshift_redis.ops_cli", "--redis-url",
+        [sys.executable, "-m", "stackshift_redis._ops.cli", "--redis-url",
          "redis://127.0.0.1:1/0", "queues"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -237,7 +237,7 @@ def test_the_console_command_reports_redis_down_in_one_line() -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in done.stderr
     usage = subprocess.run(
-        [sys.executable, "-m", "stackshift_redis.ops_cli", "--redis-url", "http://x", "queues"],
+        [sys.executable, "-m", "stackshift_redis._ops.cli", "--redis-url", "http://x", "queues"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert usage.returncode == 2 and "invalid --redis-url" in usage.stderr
@@ -247,11 +247,11 @@ async def test_queue_counters_replace_computed_counts_when_present(
     app: StackShift, cli: Cli
 ) -> None:
     _jobs(app)
-    await app.redis.hset(app.keys.jobs(), mapping={"ok": "cliq"})
+    await app.redis.hset(app._core.keys.jobs(), mapping={"ok": "cliq"})
     await app.start_many("ok", [None] * 3)
     (computed,) = await cli.json("queues")
     assert (computed["ready"], computed["scheduled"], computed["waiting"]) == (3, 0, 0)
     # the scripts may keep per-queue counters (metrics); the listing then reads those
-    await app.redis.hset(app.keys.queue_stat("cliq"), mapping={"ready": 5, "waiting": 2})
+    await app.redis.hset(app._core.keys.queue_stat("cliq"), mapping={"ready": 5, "waiting": 2})
     (counted,) = await cli.json("queues")
     assert (counted["ready"], counted["scheduled"], counted["waiting"]) == (5, 0, 2)

@@ -131,7 +131,7 @@ async def test_trimmed_finished_runs_leave_both_indexes(make_app: Any, running_w
     for r in old:
         await r.result(timeout=10)
     await asyncio.sleep(1.1)  # past retention: a later finish (1 in 16) trims old entries
-    k = app.keys
+    k = app._core.keys
     old_ids = {r.id.encode() for r in old}
     for _ in range(30):
         for r in await app.start_many("short", [None] * 16):
@@ -151,8 +151,8 @@ async def test_trimmed_finished_runs_leave_both_indexes(make_app: Any, running_w
 def test_run_ids_follow_the_clock_back_after_a_virtual_clock() -> None:
     """A TestEnv moves the clock days ahead; once it is restored, new run ids carry the real
     time again (not pinned to the virtual future), so creation ranges keep working."""
-    from stackshift_redis import clock
-    from stackshift_redis.records import new_run_id
+    from stackshift_redis._core import clock
+    from stackshift_redis._core.records import new_run_id
 
     future_ns = time.time_ns() + 3 * 86_400 * 10**9
     previous = clock.use(lambda: future_ns)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from stackshift_redis import RunContext, RunFailed, StackShift
-from stackshift_redis.records import new_run_id, record_prefix, step_completed
+from stackshift_redis._core.records import new_run_id, record_prefix, step_completed
 from tests.conftest import wait_for
 
 
@@ -29,13 +29,13 @@ def _types(info: Any) -> list[str]:
 def _count_parks(app: StackShift) -> list[list[str]]:
     """Record every `park` call of the app's scripts (the steps it was called with)."""
     calls: list[list[str]] = []
-    park = app.scripts.park
+    park = app._core.scripts.park
 
     async def counted(run_id: str, token: str, steps: list[str]) -> Any:
         calls.append(list(steps))
         return await park(run_id, token, steps)
 
-    app.scripts.park = counted  # type: ignore[method-assign]
+    app._core.scripts.park = counted  # type: ignore[method-assign]
     return calls
 
 
@@ -103,7 +103,7 @@ async def test_sleep_and_event_in_one_gather_wait_for_both(
     assert waits[0]["steps"] == ["nap", "go"] and waits[0]["kinds"] == ["sleep", "event"]
     assert "sleep_done" in _types(info) and "event_received" in _types(info)
     assert time.monotonic() - t0 < 5
-    assert await app.redis.exists(app.keys.event_shapes("go")) == 0
+    assert await app.redis.exists(app._core.keys.event_shapes("go")) == 0
 
 
 async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
@@ -125,16 +125,16 @@ async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
     run = await app.start("race")
     running_worker(app)
     await wait_for(lambda: _is(run, "waiting"))
-    assert await app.redis.zcard(app.keys.delayed("default")) == 1  # the deadline's timer
+    assert await app.redis.zcard(app._core.keys.delayed("default")) == 1  # the deadline's timer
     gc.collect()  # a task whose exception nobody read would be reported now
     assert after_wait == []  # parking stopped the handler inside asyncio.wait
     await app.send_event("paid", {"order": 1})
     assert await run.result(timeout=10) == "paid"  # not an hour later
     assert after_wait == [{"event"}]
-    fields = await app.redis.hkeys(app.keys.run(run.id))
+    fields = await app.redis.hkeys(app._core.keys.run(run.id))
     assert not [f for f in fields if f.startswith((b"w:", b"wait_n"))]
-    assert await app.redis.zcard(app.keys.delayed("default")) == 0
-    assert await app.redis.exists(app.keys.event_shapes("paid")) == 0
+    assert await app.redis.zcard(app._core.keys.delayed("default")) == 0
+    assert await app.redis.exists(app._core.keys.event_shapes("paid")) == 0
     gc.collect()
     assert "never retrieved" not in caplog.text
 
@@ -246,7 +246,7 @@ async def test_cancelling_a_parent_cancels_every_child_it_waits_for(
     assert await app.cancel(run.id, reason="stop") is True
     children = await app.list_runs(job="waiter")
     assert sorted(c.status for c in children) == ["cancelled"] * 3
-    assert await app.redis.hgetall(app.keys.event_shapes("never")) == {}
+    assert await app.redis.hgetall(app._core.keys.event_shapes("never")) == {}
 
 
 async def _count(app: StackShift, job: str, status: str, n: int) -> bool:
@@ -254,7 +254,7 @@ async def _count(app: StackShift, job: str, status: str, n: int) -> bool:
 
 
 async def _take_one(app: StackShift) -> Any:
-    reply = await app.scripts.take(
+    reply = await app._core.scripts.take(
         [("default", 30_000)], 1, max_deliveries=5, retention_ms=60_000, taker="t"
     )
     [taken] = reply.taken
@@ -269,27 +269,27 @@ async def test_registered_waits_survive_a_lost_attempt(app: StackShift) -> None:
     await app.start("p")
     t = await _take_one(app)
     recs = (step_completed(b"\xc0"), record_prefix("completed", "result"), b"")
-    first = await app.scripts.invoke(
+    first = await app._core.scripts.invoke(
         t.run_id, t.token, "a", "kid", "default", new_run_id(), b"\xc0", -1, 60_000, recs
     )
-    again = await app.scripts.invoke(  # re-sent after a lost reply: the same child
+    again = await app._core.scripts.invoke(  # re-sent after a lost reply: the same child
         t.run_id, t.token, "a", "kid", "default", new_run_id(), b"\xc0", -1, 60_000, recs
     )
     assert first.outcome == again.outcome == "pending" and first.child == again.child
     none = step_completed(b"\xc0")
-    assert (await app.scripts.sleep(t.run_id, t.token, "s", 60_000, -1, none, False)).outcome == (
-        "pending"
-    )
-    await app.redis.zadd(app.keys.leases("default"), {t.run_id: 1})  # its worker died
-    assert await app.scripts.reclaim("default", 60_000) == [t.run_id]
+    assert (
+        await app._core.scripts.sleep(t.run_id, t.token, "s", 60_000, -1, none, False)
+    ).outcome == ("pending")
+    await app.redis.zadd(app._core.keys.leases("default"), {t.run_id: 1})  # its worker died
+    assert await app._core.scripts.reclaim("default", 60_000) == [t.run_id]
     kid = await _take_one(app)
     assert kid.run_id == first.child
-    done = app.scripts.complete_call(kid.run_id, kid.token, b"\xa2ok", 60_000)
-    await app.scripts.run_batch([done])
+    done = app._core.scripts.complete_call(kid.run_id, kid.token, b"\xa2ok", 60_000)
+    await app._core.scripts.run_batch([done])
     again_p = await _take_one(app)
     assert again_p.run_id == t.run_id and sorted(again_p.pending) == ["s"]
     assert [s.decode() for s in again_p.steps[::2]] == ["a"]  # settled while queued
-    reply = await app.scripts.park(again_p.run_id, again_p.token, ["s"])
+    reply = await app._core.scripts.park(again_p.run_id, again_p.token, ["s"])
     assert reply.parked
     assert await app.get_run(t.run_id) is not None
     assert await app.run(t.run_id).status() == "waiting"
@@ -301,7 +301,7 @@ async def test_a_run_parked_by_the_previous_version_resumes(app: StackShift) -> 
     app.job("j", lambda ctx: None)
     run = await app.start("j")
     t = await _take_one(app)
-    k = app.keys
+    k = app._core.keys
     shape, vkey = "id", json.dumps(["1"])
     rk = k.run(run.id)
     await app.redis.hset(rk, mapping={
@@ -312,7 +312,7 @@ async def test_a_run_parked_by_the_previous_version_resumes(app: StackShift) -> 
     await app.redis.zrem(k.leases("default"), t.run_id)
     await app.redis.sadd(k.event_waiters("e", shape, vkey), run.id)
     await app.redis.hset(k.event_shapes("e"), shape, 1)
-    from stackshift_redis.events import match_key
+    from stackshift_redis._client.events import match_key
 
     real_shape, real_vkey = match_key({"id": 1})
     if (real_shape, real_vkey) != (shape, vkey):  # use the real encoding of the match
@@ -403,7 +403,7 @@ async def test_a_wait_whose_branch_is_cancelled_is_dropped_at_the_next_park(
     run = await app.start("j")
     running_worker(app)
     await wait_for(lambda: _is(run, "waiting"))
-    fields = await app.redis.hkeys(app.keys.run(run.id))
+    fields = await app.redis.hkeys(app._core.keys.run(run.id))
     assert b"w:after" in fields and b"w:w" not in fields  # dropped when the run parked
     assert (await app.send_event("late", {"id": 1})).resumed == []
     assert await run.result(timeout=10) == "done"
@@ -418,7 +418,7 @@ async def test_a_parent_parked_by_the_previous_version_resumes_when_its_child_en
     app.job("kid", lambda ctx: None)
     parent = await app.start("p")
     await _take_one(app)
-    k = app.keys
+    k = app._core.keys
     await app.redis.zrem(k.leases("default"), parent.id)
     child = await app.start("kid")
     await app.redis.hset(k.run(child.id), mapping={"parent": parent.id, "parent_step": "c"})
@@ -430,8 +430,8 @@ async def test_a_parent_parked_by_the_previous_version_resumes_when_its_child_en
     })  # fmt: skip
     t = await _take_one(app)
     assert t.run_id == child.id
-    done = app.scripts.complete_call(t.run_id, t.token, b"\xa2ok", 60_000)
-    await app.scripts.run_batch([done])
+    done = app._core.scripts.complete_call(t.run_id, t.token, b"\xa2ok", 60_000)
+    await app._core.scripts.run_batch([done])
     assert await parent.status() == "queued"
     fields = await app.redis.hkeys(k.run(parent.id))
     assert b"s:c" in fields and b"wait_kind" not in fields and b"w:c" not in fields

@@ -17,19 +17,19 @@ from conftest import wait_for
 from jobs_for_tests import obs_key, observed, spawn_worker, wait_exit
 
 from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis._core.keys import GROUP
 from stackshift_redis.errors import LeaseLostError
-from stackshift_redis.keys import GROUP
 
 _count = observed
 
 
 async def _consumers(app: StackShift, queue: str) -> set[str]:
-    rows = await app.redis.xinfo_consumers(app.keys.stream(queue), GROUP)
+    rows = await app.redis.xinfo_consumers(app._core.keys.stream(queue), GROUP)
     return {r["name"].decode() if isinstance(r["name"], bytes) else r["name"] for r in rows}
 
 
 async def _is_live(app: StackShift, worker_id: str) -> bool:
-    return await app.redis.zscore(app.keys.workers(), worker_id) is not None
+    return await app.redis.zscore(app._core.keys.workers(), worker_id) is not None
 
 
 async def _feed_until_consumers(
@@ -56,12 +56,12 @@ async def _expire_lease(app: StackShift, queue: str, run_id: str) -> None:
     """Make the run's current lease expire now and recover the run, as if its worker had
     stalled (retried if the worker renews the lease between the two calls; any worker's
     reclaim may be the one that recovers it)."""
-    rk = app.keys.run(run_id)
+    rk = app._core.keys.run(run_id)
     token = await app.redis.hget(rk, "token")
     assert token is not None
     for _ in range(50):
-        await app.redis.eval(_EXPIRE, 2, app.keys.leases(queue), rk, run_id, token)
-        await app.scripts.reclaim(queue, app.retention_ms)
+        await app.redis.eval(_EXPIRE, 2, app._core.keys.leases(queue), rk, run_id, token)
+        await app._core.scripts.reclaim(queue, app.retention_ms)
         if await app.redis.hget(rk, "token") != token:
             return
     raise AssertionError("the lease could not be expired")
@@ -149,7 +149,7 @@ async def test_stale_worker_cannot_record_over_new_owner(
     first.queue("f", visibility_timeout=30)
     stale = running_worker(first, queues=["f"], concurrency=1)
     await asyncio.wait_for(started.wait(), 10)
-    token = (await first.redis.hget(first.keys.run(run.id), "token")).decode()
+    token = (await first.redis.hget(first._core.keys.run(run.id), "token")).decode()
 
     fresh = running_worker(second, queues=["f"])
     await wait_for(lambda: _is_live(second, fresh.id), timeout=10)
@@ -158,13 +158,13 @@ async def test_stale_worker_cannot_record_over_new_owner(
     await _expire_lease(first, "f", run.id)
     assert await run.result(timeout=10) == "second"
 
-    late = first.scripts.complete_call(
+    late = first._core.scripts.complete_call(
         run.id, token, first.serializer.dumps("first"), first.retention_ms
     )
-    [result] = await first.scripts.run_batch([late])
+    [result] = await first._core.scripts.run_batch([late])
     assert isinstance(result, LeaseLostError)
     with pytest.raises(LeaseLostError):
-        await first.scripts.record_step(run.id, token, "late", b"x", "step_completed")
+        await first._core.scripts.record_step(run.id, token, "late", b"x", "step_completed")
 
     gate.set()  # the stale attempt ends now (or was already stopped as lost)
     await wait_for(lambda: not stale.running, timeout=10)
@@ -180,18 +180,18 @@ async def test_a_new_claim_never_reuses_a_lease_token(app: StackShift) -> None:
     app.queue("s", visibility_timeout=30)
     run = await app.start("anything", queue_name="s")
     opts: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
-    [first] = (await app.scripts.take([("s", 30_000)], 1, **opts)).taken
+    [first] = (await app._core.scripts.take([("s", 30_000)], 1, **opts)).taken
     assert first.run_id == run.id
 
-    await app.redis.zadd(app.keys.leases("s"), {run.id: 0})  # worker "a" stalls
-    assert await app.scripts.reclaim("s", app.retention_ms) == [run.id]
-    [second] = (await app.scripts.take([("s", 30_000)], 1, **opts)).taken
+    await app.redis.zadd(app._core.keys.leases("s"), {run.id: 0})  # worker "a" stalls
+    assert await app._core.scripts.reclaim("s", app.retention_ms) == [run.id]
+    [second] = (await app._core.scripts.take([("s", 30_000)], 1, **opts)).taken
     assert second.run_id == run.id and second.token != first.token
 
-    stale = app.scripts.complete_call(
+    stale = app._core.scripts.complete_call(
         run.id, first.token, app.serializer.dumps("stale"), app.retention_ms
     )
-    [result] = await app.scripts.run_batch([stale])
+    [result] = await app._core.scripts.run_batch([stale])
     assert isinstance(result, LeaseLostError)  # the stalled worker "a" is fenced out
 
 
@@ -274,7 +274,7 @@ async def test_heartbeats_and_consumer_removed_on_graceful_stop(
 
     await asyncio.wait_for(worker.stop(), 10)
     assert worker.id not in await _consumers(app, "hb")
-    assert await app.redis.zscore(app.keys.workers(), worker.id) is None
+    assert await app.redis.zscore(app._core.keys.workers(), worker.id) is None
     assert other.id in await _consumers(app, "hb")
     assert await other.upkeep.live_workers() == [other.id]
 
@@ -287,7 +287,7 @@ async def test_dead_worker_consumer_is_cleaned_up(
     procs += [spawn_worker(redis_url, ns, "--queue", "cli", "--concurrency", "1") for _ in range(2)]
 
     async def ids() -> list[str]:
-        members = await client.redis.zrange(client.keys.workers(), 0, -1)
+        members = await client.redis.zrange(client._core.keys.workers(), 0, -1)
         return sorted(m.decode() for m in members)
 
     await wait_for(lambda: _len_is(ids, 2), timeout=15)
@@ -307,7 +307,7 @@ async def test_dead_worker_consumer_is_cleaned_up(
     janitor = client.worker(queues=["cli"])
     await janitor.upkeep.hygiene()
     assert dead in await _consumers(client, "cli")  # its heartbeat is still fresh
-    await client.redis.zadd(client.keys.workers(), {dead: 1})  # now it expired
+    await client.redis.zadd(client._core.keys.workers(), {dead: 1})  # now it expired
     await janitor.upkeep.hygiene()
     assert dead not in await _consumers(client, "cli")
 

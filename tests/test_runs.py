@@ -17,7 +17,7 @@ from stackshift_redis import (
     RunFailed,
     StackShift,
 )
-from stackshift_redis.records import new_run_id
+from stackshift_redis._core.records import new_run_id
 
 
 async def test_retries_exhausted_fail_with_error_details(
@@ -138,7 +138,7 @@ async def test_cancel_queued_and_scheduled(app: StackShift, running_worker: Any)
     scheduled = await app.start("j", delay=0.3)
     assert await app.cancel(queued.id, reason="user asked") is True
     assert await app.cancel(scheduled.id) is True
-    assert await app.redis.zcard(app.keys.delayed("default")) == 0
+    assert await app.redis.zcard(app._core.keys.delayed("default")) == 0
     running_worker(app)
     with pytest.raises(RunCancelled):
         await queued.result(timeout=5)
@@ -235,20 +235,23 @@ async def test_finished_runs_expire_and_queues_stay_empty(
         await r.result(timeout=10)
 
     async def tickets() -> int:
-        return int(await app.redis.xlen(app.keys.stream("default")))
+        return int(await app.redis.xlen(app._core.keys.stream("default")))
 
     await wait_for(lambda: tickets_gone(tickets))  # the stale tickets are trimmed
-    assert await app.redis.exists(app.keys.ready("default", "0"), app.keys.ring("default")) == 0
-    ttl = await app.redis.pttl(app.keys.run(runs[0].id))
+    assert (
+        await app.redis.exists(app._core.keys.ready("default", "0"), app._core.keys.ring("default"))
+        == 0
+    )
+    ttl = await app.redis.pttl(app._core.keys.run(runs[0].id))
     assert 0 < ttl <= 1000
     await asyncio.sleep(1.2)
     assert await app.get_run(runs[0].id) is None
     # finishing trims expired index entries, amortized: on ids ending in "0" (1 in 16)
     trimming_id = new_run_id()[:-1] + "0"
-    await app.scripts.start("j", "default", [(trimming_id, None, app.serializer.dumps(None))],
+    await app._core.scripts.start("j", "default", [(trimming_id, None, app.serializer.dumps(None))],
                             delay_ms=0, at_ms=0, idem_ttl_ms=1000)  # fmt: skip
     await app.run(trimming_id).result(timeout=10)
-    assert await app.redis.zcard(app.keys.idx_status("completed")) == 1
+    assert await app.redis.zcard(app._core.keys.idx_status("completed")) == 1
 
 
 async def tickets_gone(count: Any) -> bool:
@@ -261,7 +264,7 @@ async def test_stale_ready_entry_never_runs_twice(app: StackShift, running_worke
     run = await app.start("once")
     running_worker(app)
     await run.result(timeout=10)
-    k = app.keys
+    k = app._core.keys
     await app.redis.zadd(k.ready("default", "0"), {run.id: 1})  # a stale ready entry
     await app.redis.zadd(k.ring("default"), {"0": 1})
     await app.redis.xadd(k.stream("default"), {"t": "1"})  # and its ticket

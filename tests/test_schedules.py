@@ -20,13 +20,13 @@ from conftest import namespace_keys, wait_for
 from jobs_for_tests import obs_key, spawn_worker
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis.cron import MAX_CATCHUP, Cadence, jitter_ms, make_cadence, plan
+from stackshift_redis._client.schedules import ScheduleDuty, server_ms
+from stackshift_redis._core.cron import MAX_CATCHUP, Cadence, jitter_ms, make_cadence, plan
 from stackshift_redis.errors import (
     InvalidArgumentError,
     ScheduleNotFoundError,
     UnknownJobError,
 )
-from stackshift_redis.schedules import ScheduleDuty, server_ms
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -101,12 +101,12 @@ def test_jitter_is_decided_once_per_tick() -> None:
 async def _make_due(app: StackShift, name: str, ticks_ago: int) -> int:
     """Pretend no worker ran for a while: set the stored next fire to an interval
     schedule's tick `ticks_ago` intervals before now. Returns that tick."""
-    h = await app.redis.hgetall(app.keys.schedule(name))
+    h = await app.redis.hgetall(app._core.keys.schedule(name))
     every = int(h[b"every"])
-    now = await server_ms(app.core)
+    now = await server_ms(app._core)
     tick = (now // every - ticks_ago) * every
-    await app.redis.hset(app.keys.schedule(name), "next", tick)
-    await app.redis.zadd(app.keys.schedules(), {name: tick})
+    await app.redis.hset(app._core.keys.schedule(name), "next", tick)
+    await app.redis.zadd(app._core.keys.schedules(), {name: tick})
     return tick
 
 
@@ -119,7 +119,7 @@ async def _runs(app: StackShift, job: str) -> list[Any]:
 
 
 async def _fields(app: StackShift, run_id: str, *names: str) -> list[str | None]:
-    vals = await app.redis.hmget(app.keys.run(run_id), list(names))
+    vals = await app.redis.hmget(app._core.keys.run(run_id), list(names))
     return [v.decode() if v is not None else None for v in vals]
 
 
@@ -161,14 +161,14 @@ async def test_runs_carry_ctx_schedule_and_scheduled_at(
 
 
 async def test_catchup_all_latest_skip_after_downtime(app: StackShift) -> None:
-    duty = ScheduleDuty(app.core)
+    duty = ScheduleDuty(app._core)
     for mode in ("all", "latest", "skip"):
         await app.schedules.create(mode, job=f"job_{mode}", every=1, catchup=mode,
                                    queue_name="cq")  # fmt: skip
     missed = {mode: await _make_due(app, mode, 10) for mode in ("all", "latest", "skip")}
-    before = await server_ms(app.core)
+    before = await server_ms(app._core)
     await duty.poll()
-    now = await server_ms(app.core)
+    now = await server_ms(app._core)
     runs = {mode: await _runs(app, f"job_{mode}") for mode in missed}
     ticks = {m: await _ticks(app, rs) for m, rs in runs.items()}
     # "all": each missed tick and the current one (11, or 12 if a second began meanwhile)
@@ -189,7 +189,7 @@ async def test_catchup_all_latest_skip_after_downtime(app: StackShift) -> None:
                                catchup="latest", queue_name="cq")  # fmt: skip
     tick = await _make_due(app, "weekly", 1)
     await _make_due(app, "weekly-latest", 1)
-    await ScheduleDuty(app.core).poll()
+    await ScheduleDuty(app._core).poll()
     current = tick + 7 * 86_400_000  # weekly ticks: Thursdays 00:00 UTC
     if now - current > 60_000:  # (not within the first minute of a Thursday, UTC)
         skipped = await app.schedules.get("weekly")
@@ -201,7 +201,7 @@ async def test_catchup_all_latest_skip_after_downtime(app: StackShift) -> None:
 async def test_catchup_all_is_bounded(app: StackShift) -> None:
     await app.schedules.create("many", job="j", every=1, catchup="all", queue_name="cq")
     await _make_due(app, "many", 500)
-    await ScheduleDuty(app.core).poll()
+    await ScheduleDuty(app._core).poll()
     assert len(await _runs(app, "j")) == MAX_CATCHUP
 
 
@@ -211,11 +211,11 @@ async def test_overlap_modes(app: StackShift) -> None:
         await app.schedules.create(mode, job=f"o_{mode}", every=1, overlap=mode,
                                    queue_name="oq")  # fmt: skip
     await asyncio.sleep(1.1)
-    await ScheduleDuty(app.core).poll()  # first tick: one queued (unfinished) run each
+    await ScheduleDuty(app._core).poll()  # first tick: one queued (unfinished) run each
     first = {m: await _runs(app, f"o_{m}") for m in modes}
     assert all(len(rs) == 1 for rs in first.values()), first
     await asyncio.sleep(1.1)
-    await ScheduleDuty(app.core).poll()  # the next tick, the first run still unfinished
+    await ScheduleDuty(app._core).poll()  # the next tick, the first run still unfinished
     after = {m: await _runs(app, f"o_{m}") for m in modes}
     assert [r.status for r in after["allow"]] == ["queued", "queued"]
     assert [(r.id, r.status) for r in after["skip"]] == [(first["skip"][0].id, "queued")]
@@ -232,7 +232,7 @@ async def test_overlap_modes(app: StackShift) -> None:
 async def test_one_tick_fires_once_even_when_polled_concurrently(app: StackShift) -> None:
     await app.schedules.create("race", job="r", every=1, catchup="all", queue_name="rq")
     await _make_due(app, "race", 5)
-    duties = [ScheduleDuty(app.core) for _ in range(8)]
+    duties = [ScheduleDuty(app._core) for _ in range(8)]
     await asyncio.gather(*(d.poll() for d in duties))
     ticks = await _ticks(app, await _runs(app, "r"))
     assert len(ticks) in (6, 7)  # 5 missed + the current tick (+1 if a second began)
@@ -244,19 +244,19 @@ async def test_pause_resume_without_burst(app: StackShift) -> None:
     assert await app.schedules.pause("p") is True
     info = await app.schedules.get("p")
     assert info is not None and info.paused and info.next_fire_at is None
-    assert await app.redis.zscore(app.keys.schedules(), "p") == float("inf")
-    duty = ScheduleDuty(app.core)
+    assert await app.redis.zscore(app._core.keys.schedules(), "p") == float("inf")
+    duty = ScheduleDuty(app._core)
     await asyncio.sleep(1.2)
     await duty.poll()
     assert await _runs(app, "pj") == []  # paused: nothing fires
-    now = await server_ms(app.core)
+    now = await server_ms(app._core)
     assert await app.schedules.resume("p") is True
     info = await app.schedules.get("p")
     assert info is not None and not info.paused and info.next_fire_at is not None
     assert now < _ms(info.next_fire_at) <= now + 2000  # the next tick after the resume
     await duty.poll()
     await asyncio.sleep(1.1)
-    await ScheduleDuty(app.core).poll()
+    await ScheduleDuty(app._core).poll()
     ticks = await _ticks(app, await _runs(app, "pj"))
     # no burst of the ticks missed while paused (catchup="all" would fire them): only
     # ticks after the resume, one or two in the 1.1 s since
@@ -293,8 +293,8 @@ async def test_upsert_changes_cadence_and_keeps_a_pending_tick(app: StackShift) 
     assert c.cron == "*/5 * * * *" and c.every is None and c.timezone == "Asia/Kolkata"
     assert c.next_fire_at is not None
     tick = _ms(c.next_fire_at) - 15 * 60_000  # pretend three ticks were missed
-    await app.redis.hset(app.keys.schedule("u"), "next", tick)
-    await app.redis.zadd(app.keys.schedules(), {"u": tick})
+    await app.redis.hset(app._core.keys.schedule("u"), "next", tick)
+    await app.redis.zadd(app._core.keys.schedules(), {"u": tick})
     d = await app.schedules.create("u", job="uj", cron="*/5  * * * *", timezone="Asia/Kolkata",
                                    queue_name="uq", overlap="skip")  # fmt: skip
     assert d.next_fire_at is not None and _ms(d.next_fire_at) == tick
@@ -305,10 +305,10 @@ async def test_upsert_changes_cadence_and_keeps_a_pending_tick(app: StackShift) 
 async def test_upsert_makes_a_planned_fire_stale(app: StackShift) -> None:
     await app.schedules.create("v", job="vj", every=1, queue_name="vq")
     await _make_due(app, "v", 2)
-    _, _, due = await app.scripts.due_schedules(10)
+    _, _, due = await app._core.scripts.due_schedules(10)
     await app.schedules.create("v", job="vj", every=1, queue_name="vq", payload=2)
-    duty = ScheduleDuty(app.core)
-    assert await duty.fire(due[0], await server_ms(app.core)) is None  # rev changed
+    duty = ScheduleDuty(app._core)
+    assert await duty.fire(due[0], await server_ms(app._core)) is None  # rev changed
     assert await _runs(app, "vj") == []
     await duty.poll()
     assert len(await _runs(app, "vj")) == 1
@@ -392,12 +392,12 @@ async def test_unknown_job_writes_nothing(app: StackShift) -> None:
 async def test_jitter_delays_each_tick_once(app: StackShift) -> None:
     await app.schedules.create("jit", job="jj", every=1, jitter=30, queue_name="jq")
     made = await _make_due(app, "jit", 0)
-    await ScheduleDuty(app.core).poll()
+    await ScheduleDuty(app._core).poll()
     (run,) = await _runs(app, "jj")
     (tick,) = await _ticks(app, [run])
     assert tick - made in (0, 1000)
     assert run.status == "scheduled"  # waits for tick + its jitter, then runs
-    due = await app.redis.zscore(app.keys.delayed("jq"), run.id)
+    due = await app.redis.zscore(app._core.keys.delayed("jq"), run.id)
     assert due == tick + jitter_ms("jit", tick, 30_000)
 
 
@@ -437,7 +437,7 @@ async def test_exactly_one_run_per_tick_across_worker_processes(
 
 
 async def _live_workers(app: StackShift, n: int) -> bool:
-    return int(await app.redis.zcard(app.keys.workers())) >= n
+    return int(await app.redis.zcard(app._core.keys.workers())) >= n
 
 
 async def _count_at_least(app: StackShift, key: str, n: int) -> bool:

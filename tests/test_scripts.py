@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis.keys import SHAPES, Keys, lua_keys
-from stackshift_redis.luasrc import lua_dir, script_names, source
+from stackshift_redis._core.keys import SHAPES, Keys, lua_keys
+from stackshift_redis._core.luasrc import lua_dir, script_names, source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_includes_resolve_once(name: str) -> None:
 
 
 def test_no_key_strings_outside_keys_py() -> None:
-    for path in (ROOT / "stackshift_redis").glob("*.py"):
+    for path in (ROOT / "stackshift_redis").rglob("*.py"):
         if path.name == "keys.py":
             continue
         text = path.read_text()
@@ -122,7 +122,7 @@ def test_no_key_strings_outside_keys_py() -> None:
 
 
 async def test_lua_key_rendering_matches_keys_py(app: StackShift) -> None:
-    k: Keys = app.keys
+    k: Keys = app._core.keys
     for shape, parts in SHAPES.items():
         args = [f"a{i}" for i in range(sum(p.startswith("{") for p in parts))]
         script = lua_keys() + f"\nreturn K.{shape}(ARGV[1], unpack(ARGV, 2))"
@@ -131,7 +131,7 @@ async def test_lua_key_rendering_matches_keys_py(app: StackShift) -> None:
 
 
 def test_no_lua_call_outside_scripts_py() -> None:
-    door = ROOT / "stackshift_redis" / "scripts"  # the package that is the one door to Lua
+    door = ROOT / "stackshift_redis" / "_core" / "scripts"  # the one door to Lua
     for path in (ROOT / "stackshift_redis").rglob("*.py"):
         if door in path.parents:
             continue

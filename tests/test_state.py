@@ -14,9 +14,9 @@ import pytest
 from conftest import RedisServer
 
 from stackshift_redis import LockError, PayloadError, StackShift
+from stackshift_redis._client.state import Runner, State, SyncState
+from stackshift_redis._core.luasrc import lua_dir
 from stackshift_redis.errors import InvalidArgumentError
-from stackshift_redis.luasrc import lua_dir
-from stackshift_redis.state import Runner, State, SyncState
 
 T = TypeVar("T")
 
@@ -29,7 +29,7 @@ def st_app(request: pytest.FixtureRequest) -> StackShift:
 
 
 async def test_set_get_delete_with_ttl(st_app: StackShift) -> None:
-    st, r, k = st_app.state, st_app.redis, st_app.keys
+    st, r, k = st_app.state, st_app.redis, st_app._core.keys
     values: list[Any] = [
         {"a": [1, 2.5, None]},
         "text",
@@ -73,7 +73,7 @@ async def test_short_ttl_expires(st_app: StackShift) -> None:
 
 
 async def test_incr_ttl_on_creation_only(st_app: StackShift) -> None:
-    st, r, k = st_app.state, st_app.redis, st_app.keys
+    st, r, k = st_app.state, st_app.redis, st_app._core.keys
     assert await st.incr("c", ttl=10) == 1
     assert 9000 < await r.pttl(k.state("c")) <= 10000
     await r.pexpire(k.state("c"), 5000)
@@ -98,7 +98,7 @@ async def test_incr_is_atomic(st_app: StackShift) -> None:
 
 
 async def test_mark_first_time_only(st_app: StackShift) -> None:
-    st, r, k = st_app.state, st_app.redis, st_app.keys
+    st, r, k = st_app.state, st_app.redis, st_app._core.keys
     firsts = await asyncio.gather(*(st.mark("welcome:u1", ttl=86400) for _ in range(20)))
     assert firsts.count(True) == 1
     assert await st.mark("welcome:u1", ttl=timedelta(days=1)) is False
@@ -125,7 +125,7 @@ async def test_lock_mutual_exclusion(st_app: StackShift) -> None:
 
     await asyncio.gather(*(contender() for _ in range(20)))
     assert (done, max_holders) == (20, 1)
-    assert await st_app.redis.exists(st_app.keys.lock("invoice:42")) == 0
+    assert await st_app.redis.exists(st_app._core.keys.lock("invoice:42")) == 0
 
 
 async def test_lock_error_when_not_acquired_and_backoff(
@@ -155,7 +155,7 @@ async def test_lock_error_when_not_acquired_and_backoff(
 
 
 async def test_token_checked_release(st_app: StackShift) -> None:
-    st, r, key = st_app.state, st_app.redis, st_app.keys.lock("job")
+    st, r, key = st_app.state, st_app.redis, st_app._core.keys.lock("job")
     a = st.lock("job", ttl=5, wait=0)
     with pytest.raises(LockError, match="lost"):
         async with a:
@@ -179,7 +179,7 @@ async def _hold(st: State, name: str) -> Any:
 
 
 async def test_lock_extended_while_held(st_app: StackShift) -> None:
-    st, r, key = st_app.state, st_app.redis, st_app.keys.lock("long")
+    st, r, key = st_app.state, st_app.redis, st_app._core.keys.lock("long")
     async with st.lock("long", ttl=0.2, wait=0) as lock:
         for _ in range(4):  # 0.6 s, three TTLs
             await asyncio.sleep(0.15)
@@ -192,7 +192,7 @@ async def test_lock_extended_while_held(st_app: StackShift) -> None:
 
 
 async def test_lock_lost_while_held(st_app: StackShift) -> None:
-    st, r, key = st_app.state, st_app.redis, st_app.keys.lock("taken")
+    st, r, key = st_app.state, st_app.redis, st_app._core.keys.lock("taken")
     with pytest.raises(LockError, match="lost"):
         async with st.lock("taken", ttl=0.15, wait=0) as lock:
             await r.set(key, "someone-else")
@@ -202,7 +202,7 @@ async def test_lock_lost_while_held(st_app: StackShift) -> None:
     # an error in the block wins; the loss is noted on it
     with pytest.raises(KeyError) as info:
         async with st.lock("taken2", ttl=5, wait=0):
-            await r.delete(st_app.keys.lock("taken2"))
+            await r.delete(st_app._core.keys.lock("taken2"))
             raise KeyError("body")
     assert any("lost" in note for note in info.value.__notes__)
 
@@ -239,8 +239,8 @@ async def test_bad_input_writes_nothing(make_app: Callable[..., StackShift]) -> 
     for amount in [1.5, True, "1", 2**63]:
         with pytest.raises(InvalidArgumentError):
             await st.incr("bad", amount)  # type: ignore[arg-type]
-    assert await app.redis.exists(app.keys.state("bad"), app.keys.lock("bad")) == 0
-    await app.redis.set(app.keys.state("raw"), b"\xc1garbage")
+    assert await app.redis.exists(app._core.keys.state("bad"), app._core.keys.lock("bad")) == 0
+    await app.redis.set(app._core.keys.state("raw"), b"\xc1garbage")
     with pytest.raises(PayloadError):
         await st.get("raw")
 
@@ -263,7 +263,7 @@ def loop_runner() -> Iterator[Runner]:
 
 def test_sync_state(redis_server: RedisServer, loop_runner: Runner) -> None:
     app = redis_server.app()
-    st = SyncState(State(app), loop_runner)
+    st = SyncState(State(app._core), loop_runner)
     try:
         st.set("k", {"a": 1}, ttl=10)
         assert st.get("k") == {"a": 1}
@@ -278,7 +278,7 @@ def test_sync_state(redis_server: RedisServer, loop_runner: Runner) -> None:
             with pytest.raises(LockError):
                 st.lock("L", wait=0.05).acquire()
         assert not lock.held
-        assert loop_runner(app.redis.exists(app.keys.lock("L"))) == 0
+        assert loop_runner(app.redis.exists(app._core.keys.lock("L"))) == 0
     finally:
         loop_runner(redis_server.close_app(app))
 

@@ -21,9 +21,9 @@ from stackshift_redis import (
     StackShiftError,
     SyncRunContext,
 )
-from stackshift_redis import clock as clock_module
+from stackshift_redis._core import clock as clock_module
+from stackshift_redis._core.luasrc import script_names, source
 from stackshift_redis.errors import InvalidArgumentError
-from stackshift_redis.luasrc import script_names, source
 from stackshift_redis.testing import TestEnv
 
 # the app's own Redis is never reached inside a TestEnv: nothing listens on port 1
@@ -322,7 +322,7 @@ async def test_schedules_fire_at_each_tick_in_test_env() -> None:
     """Runs once schedules (an upkeep duty, another branch) are merged: advance() must stop
     at every tick, so Upkeep.due_now() has to force the schedules' poll and
     Upkeep.next_due_ms() has to include the next schedule's fire time."""
-    pytest.importorskip("stackshift_redis.schedules", reason="schedules not merged yet")
+    pytest.importorskip("stackshift_redis._client.schedules", reason="schedules not merged yet")
     app = offline_app()
     envs: list[TestEnv] = []
     fired: list[int] = []

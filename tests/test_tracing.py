@@ -117,7 +117,7 @@ async def test_no_span_no_field_and_no_sdk_no_hook(
     assert set(fields) == {"traceparent"} and fields["traceparent"].startswith("00-")
     # the test process configures no global SDK provider: the app adds no hook
     assert auto_hook() is None
-    assert not app.core.hooks
+    assert not app._core.hooks
 
 
 def _spans(path: Path) -> list[dict[str, Any]]:
@@ -234,7 +234,7 @@ def test_importing_and_using_the_package_imports_no_extra() -> None:
         "from stackshift_redis import StackShift\n"
         "import stackshift_redis.cli, stackshift_redis.metrics, stackshift_redis.tracing\n"
         "app = StackShift('redis://127.0.0.1:1/0', namespace='x')\n"
-        "assert not app.core.hooks  # first use: no SDK configured, no hook\n"
+        "assert not app._core.hooks  # first use: no SDK configured, no hook\n"
         "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')\n"
         "      or m == 'opentelemetry.trace.propagation.tracecontext'))\n"
     )

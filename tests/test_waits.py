@@ -95,7 +95,7 @@ async def test_wait_timeout_returns_none(app: StackShift, running_worker: Any) -
     assert await run.result(timeout=10) == "timed out"
     info = await app.get_run(run.id)
     assert info is not None and "timed_out" in [e["type"] for e in info.timeline]
-    shapes = await app.redis.hgetall(app.keys.event_shapes("never"))
+    shapes = await app.redis.hgetall(app._core.keys.event_shapes("never"))
     assert shapes == {}  # the waiter registration is gone
     late = await app.send_event("never", {"k": 1})
     assert late.resumed == []
@@ -252,8 +252,8 @@ async def test_cancel_waiting_run_removes_waiter_and_cascades_to_child(
     assert await app.cancel(run.id, reason="stop") is True
     assert await run.status() == "cancelled"
     assert await app.run(child[0].id).status() == "cancelled"
-    assert await app.redis.hgetall(app.keys.event_shapes("go")) == {}
-    assert await app.redis.zcard(app.keys.delayed("default")) == 0
+    assert await app.redis.hgetall(app._core.keys.event_shapes("go")) == {}
+    assert await app.redis.zcard(app._core.keys.delayed("default")) == 0
     assert (await app.send_event("go", {"id": 1})).resumed == []
 
 
@@ -297,7 +297,7 @@ async def test_waiting_run_survives_its_worker_dying(app: StackShift) -> None:
 async def test_invoke_of_an_already_finished_child_returns_at_once(
     app: StackShift, running_worker: Any
 ) -> None:
-    from stackshift_redis.records import new_run_id
+    from stackshift_redis._core.records import new_run_id
 
     app.job("double", lambda ctx: ctx.payload * 2)
 
@@ -310,7 +310,7 @@ async def test_invoke_of_an_already_finished_child_returns_at_once(
     await app.worker(poll_interval=0.05, block_ms=100).run(burst=True)
     assert await child.result(timeout=5) == 42
     payload = app.serializer.dumps(None)
-    await app.scripts.start(
+    await app._core.scripts.start(
         "parent", "default", [(parent_id, None, payload)], delay_ms=0, at_ms=0, idem_ttl_ms=1000
     )
     running_worker(app)

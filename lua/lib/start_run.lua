@@ -1,5 +1,5 @@
 -- start_run: create one run of `job` under its flow-control plan (decoded JSON, or nil for
--- a job without rules; see stackshift_redis/flow.py): an open debounce burst takes it in
+-- a job without rules; see stackshift_redis/_core/flow.py): an open debounce burst takes it in
 -- (merge), the rate limit or singleton may skip it, the throttle and debounce decide when it
 -- is due; otherwise it is created (create_run) and noted in its rules' state. `fields`
 -- (read only) are extra run hash fields. Returns run id (or '' when skipped), deduplicated

@@ -29,10 +29,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from ..client import Client
+from .._client.client import Client
+from .._client.inspector import Inspector, jsonable, waterfall
+from .._core.keys import STATUSES
 from ..errors import InvalidArgumentError, StackShiftError
-from ..inspection import Inspector, jsonable, waterfall
-from ..keys import STATUSES
 
 HERE = Path(__file__).resolve().parent
 Handler = Callable[[Request], Awaitable[Response]]
@@ -76,7 +76,7 @@ class Dashboard:
         basic_auth: str | None = None,
     ) -> None:
         self.client = client
-        self.inspector = Inspector(client.core)
+        self.inspector = Inspector(client._core)
         self.read_only = read_only
         self.token = token
         self.basic = basic_auth
@@ -112,7 +112,7 @@ class Dashboard:
         ctx.update(
             request=request,
             base=base,
-            namespace=self.client.core.namespace,
+            namespace=self.client._core.namespace,
             read_only=self.read_only,
             csrf=self.csrf,
             msg=request.query_params.get("msg"),
@@ -146,7 +146,7 @@ class Dashboard:
                     response.set_cookie("stackshift_token", self.token, httponly=True)
                 return response
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                url = _describe(self.client.core.redis)
+                url = _describe(self.client._core.redis)
                 return self.error(
                     request,
                     503,
@@ -209,7 +209,7 @@ class Dashboard:
                 request,
                 404,
                 "Run not found",
-                f"No run {run_id} in namespace {self.client.core.namespace!r}: "
+                f"No run {run_id} in namespace {self.client._core.namespace!r}: "
                 "it never existed here or expired after retention.",
             )
         bars = waterfall(info)

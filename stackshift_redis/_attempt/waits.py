@@ -1,0 +1,157 @@
+"""Durable waits inside a handler: sleep, wait_for_event, invoke. Each returns the step's
+stored outcome, or registers a pending wait of the run and awaits it (see parking.py): the
+waits of one gather park the run together, in one call, and the run resumes when the
+first of them settles; the handler then runs from the top and settled steps return their
+stored outcome. No worker slot is held while the run is parked."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from .._client.events import EventBus, decode_event, match_key
+from .._core.keys import check_name
+from .._core.records import (
+    Duration,
+    Event,
+    epoch_ms,
+    millis,
+    new_run_id,
+    read_step,
+    record_prefix,
+    step_completed,
+    step_failed,
+)
+from .._core.scripts import WaitReply
+from ..errors import InvalidArgumentError, RunFailed
+from .execution import MISSING, Execution
+from .parking import CancelRequested
+
+
+def _none_record(ex: Execution) -> bytes:
+    return step_completed(ex.ns.serializer.dumps(None))
+
+
+def _stored(ex: Execution, key: str, rec: dict[str, Any]) -> Any:
+    if rec["status"] == "completed":
+        return rec.get("result")
+    raise RunFailed(f"step {key!r}: {rec.get('error')}", run_id=ex.run_id, final=True)
+
+
+async def _register(
+    ex: Execution, key: str, kind: str, register: Callable[[bool], Awaitable[WaitReply]]
+) -> dict[str, Any] | None:
+    """Inside `parking.busy()` (entered where the wait began, so the other branches of a
+    gather are seen at once): register wait step `key` unless an earlier attempt did, by
+    `register(park)` (park: nothing else runs, so the call parks the run at once). The
+    step's record when the wait is over already, else None."""
+    parking = ex.parking
+    parking.begin(key)
+    if key in parking.registered:
+        return None
+    reply = await register(await parking.alone())
+    if reply.parked:
+        raise parking.parked_now(key, kind, here=reply.outcome == "waiting")
+    if reply.outcome == "cancel":
+        raise CancelRequested(f"run {ex.run_id} cancelled", run_id=ex.run_id)
+    if reply.record is not None:
+        return _keep(ex, key, reply.record)
+    parking.registered.add(key)
+    return None
+
+
+async def _settled(ex: Execution, key: str, kind: str, rec: dict[str, Any] | None) -> Any:
+    """The record of wait step `key` once it settles (see parking.py)."""
+    return rec if rec is not None else _keep(ex, key, await ex.parking.settled(key, kind))
+
+
+def _keep(ex: Execution, key: str, record: bytes) -> dict[str, Any]:
+    rec = read_step(record, ex.ns.serializer)
+    ex.steps[key] = rec
+    ex.parking.registered.discard(key)
+    return rec
+
+
+async def sleep(
+    ex: Execution, name: str, duration: Duration | None = None, until: datetime | None = None
+) -> None:
+    """Suspend the run for `duration` or until `until` (server clock)."""
+    key, memo = ex.lookup(name)
+    if memo is not MISSING:
+        return
+    async with ex.parking.busy():
+        rel = millis(duration, "sleep") if duration is not None else -1
+        if until is not None and not isinstance(until, datetime):
+            raise InvalidArgumentError("sleep_until needs a datetime")
+        absolute = epoch_ms(until) if until is not None else -1
+        none = _none_record(ex)
+        rec = await _register(ex, key, "sleep", lambda park: ex.ns.scripts.sleep(
+            ex.run_id, ex.token, key, rel, absolute, none, park
+        ))  # fmt: skip
+    await _settled(ex, key, "sleep", rec)
+
+
+async def wait_for_event(
+    ex: Execution,
+    name: str,
+    event: str,
+    match: dict[str, Any] | None = None,
+    timeout: Duration | None = None,
+    lookback: Duration = 0,
+) -> Event | None:
+    """Suspend until an event `event` whose data matches `match` arrives; None on timeout."""
+    key, rec = ex.lookup_record(name)
+    if rec is not None:
+        return decode_event(_stored(ex, key, rec))
+    async with ex.parking.busy():
+        check_name("event", event)
+        shape, vkey = match_key(match or {})
+        timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
+        back, none = millis(lookback, "lookback"), _none_record(ex)
+        received = record_prefix("completed", "result")
+        found = await _register(ex, key, "event", lambda park: ex.ns.scripts.wait_event(
+            ex.run_id, ex.token, key, event, shape, vkey, timeout_ms, back, none, received, park
+        ))  # fmt: skip
+    return decode_event(_stored(ex, key, await _settled(ex, key, "event", found)))
+
+
+async def invoke(
+    ex: Execution, name: str, job: str, payload: Any = None, timeout: Duration | None = None
+) -> Any:
+    """Start `job` as a child run (once) and suspend until it finishes; its result, or
+    RunFailed when it failed, was cancelled or timed out. Children invoked in one gather
+    run in parallel."""
+    key, rec = ex.lookup_record(name)
+    if rec is not None and (rec["status"] == "completed" or isinstance(rec.get("error"), str)):
+        return _stored(ex, key, rec)
+    ns = ex.ns
+    async with ex.parking.busy():
+        check_name("job", job)
+        queue = await ns.queue_for(job)
+        data = ns.serializer.dumps(payload)
+        timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
+        records = (
+            step_failed("child run timed out"),
+            record_prefix("completed", "result"),
+            record_prefix("failed", "error"),
+        )
+        fields = {}  # the child's hook fields, e.g. the trace context of this step
+        if ns.hooks:
+            fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
+        rec = await _register(ex, key, "child", lambda park: ns.scripts.invoke(
+            ex.run_id, ex.token, key, job, queue, new_run_id(), data, timeout_ms,
+            ns.settings.retention_ms, records, fields, park,
+        ))  # fmt: skip
+    return _stored(ex, key, await _settled(ex, key, "child", rec))
+
+
+async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> dict[str, Any]:
+    """Send an event once for this run (a memoized step with a deterministic event id)."""
+    key, memo = ex.lookup(name)
+    if memo is not MISSING:
+        return dict(memo)
+    async with ex.parking.busy():
+        sent = await EventBus(ex.ns).send(event, data, event_id=f"{ex.run_id}:{key}")
+        value = {"id": sent.id, "resumed": sent.resumed, "started": sent.started}
+        return dict(await ex.record(key, value))

@@ -1,0 +1,129 @@
+"""Events: sending (with dedupe, correlation and on_event triggers) and match encoding.
+
+A waiter's `match` {path: value} becomes a *shape* (its sorted paths joined by ',') and a
+*values key* (sha1 of the canonical JSON of the values, joined by \\x1f). An event's data
+is flattened to {path: canonical JSON} so lua/send_event.lua finds the waiters of each
+shape by one set lookup: the cost grows with shapes and matches, not with waiters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .._core import clock
+from .._core.keys import check_name
+from .._core.namespace import Namespace
+from .._core.records import Event, SendEventResult, from_ms
+from ..errors import InvalidArgumentError
+
+PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+MAX_PATHS = 8
+MAX_FLAT = 1000
+MAX_DEPTH = 16
+Scalar = str | int | float | bool | None
+
+
+def canonical(value: Any) -> str:
+    """The JSON text a match value is compared by (1 and 1.0 are equal; True is not 1)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def match_key(match: Mapping[str, Any]) -> tuple[str, str]:
+    """(shape, values key) of a wait_for_event match."""
+    if not isinstance(match, Mapping) or len(match) > MAX_PATHS:
+        raise InvalidArgumentError(f"match must be a dict of at most {MAX_PATHS} paths")
+    for path, value in match.items():
+        if not isinstance(path, str) or not PATH_RE.match(path):
+            raise InvalidArgumentError(f"invalid match path {path!r}: use dotted names")
+        if not _is_scalar(value):
+            raise InvalidArgumentError(f"match value at {path!r} must be a scalar")
+    paths = sorted(match)
+    return ",".join(paths), values_key([canonical(match[p]) for p in paths])
+
+
+def values_key(canonical_values: list[str]) -> str:
+    """sha1 hex of the canonical values joined by \\x1f (as lua/lib/values_key.lua)."""
+    return hashlib.sha1("\x1f".join(canonical_values).encode()).hexdigest()
+
+
+def flatten(data: Any) -> dict[str, str]:
+    """{dotted path: canonical JSON} for every scalar reachable through dict keys."""
+    out: dict[str, str] = {}
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack and len(out) < MAX_FLAT:
+        prefix, node, depth = stack.pop()
+        if not isinstance(node, Mapping) or depth >= MAX_DEPTH:
+            continue
+        for k, v in node.items():
+            if not isinstance(k, str) or not PATH_RE.match(k):
+                continue
+            path = f"{prefix}{k}"
+            if _is_scalar(v):
+                out[path] = canonical(v)
+            elif isinstance(v, Mapping):
+                stack.append((path + ".", v, depth + 1))
+    return out
+
+
+def decode_event(value: Any) -> Event | None:
+    """An Event from its stored form (a dict), or None."""
+    if not isinstance(value, Mapping):
+        return None
+    ts = from_ms(value.get("ts"))
+    assert ts is not None
+    return Event(name=value["name"], id=value["id"], data=value.get("data"), ts=ts)
+
+
+class EventBus:
+    """Sends events in one namespace."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
+
+    def encode(self, name: str, data: Any, event_id: str) -> bytes:
+        """The stored form of an event (a step result when a waiting run receives it)."""
+        ts = clock.now_ms()
+        return self._ns.serializer.dumps({"name": name, "id": event_id, "data": data, "ts": ts})
+
+    async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:
+        """Record the event once per id; resume matching waiters; start on_event jobs."""
+        check_name("event", name)
+        if event_id is None:
+            event_id = uuid.uuid4().hex
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= 256:
+            raise InvalidArgumentError(f"invalid event id {event_id!r}")
+        ns = self._ns
+        payload = ns.serializer.dumps(data)
+        encoded = self.encode(name, data, event_id)
+        triggers = ns.registry.triggers(name)
+        plans: dict[str, str] = {}
+        for job in triggers:  # flow control of the runs it starts (InvalidArgumentError)
+            jd = ns.registry.jobs[job]
+            plan = jd.flow.plan(job, data, match_key, jd.priority)
+            if plan:
+                plans[job] = plan
+        fields: dict[str, str] = {}
+        if ns.hooks:  # for the runs it starts (on_event jobs), e.g. the caller's trace
+            fields = {f"x:{k}": v for k, v in ns.hooks.start_fields("", "").items()}
+        reply = await ns.scripts.send_event(
+            name, event_id, encoded, json.dumps(flatten(data)), payload,
+            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, triggers,
+            uuid.uuid4().hex, fields, ns.settings.retention_ms, plans,
+        )  # fmt: skip
+        if ns.hooks and not reply.duplicate:
+            ns.hooks.event_sent(name, reply.resumed, reply.started)
+        return SendEventResult(
+            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate,
+            cancelled=reply.cancelled,
+        )  # fmt: skip

@@ -1,0 +1,204 @@
+"""Run handles and the shared result waiter (one blocking reader per process, no polling)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from .._core.namespace import Namespace
+from .._core.records import Duration, RunInfo, RunStatus, seconds
+from ..errors import ResultTimeout, RunCancelled, RunFailed, RunNotFoundError
+from .reads import get_run, run_status
+
+_SAFETY_CHECK_S = 5.0
+_DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's, when the client does not set one
+_MAX_WATCHES = 32  # concurrent watch calls: a RedisCluster client fails, not waits, when
+# its pool (100 connections per node by default) runs out, and a namespace is one node
+
+
+def _block_ms(client: Any) -> int:
+    """An XREAD BLOCK well inside the client's socket timeout (redis-py 8 defaults it to
+    5 s): a read outlasting it fails, and RedisCluster then retries it for about a minute."""
+    kwargs = getattr(client, "connection_kwargs", None)  # RedisCluster
+    if kwargs is None:
+        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout", _DEFAULT_SOCKET_TIMEOUT_S)
+    if timeout is None:
+        return int(_SAFETY_CHECK_S * 1000)
+    return max(50, min(int(_SAFETY_CHECK_S * 1000), int(float(timeout) * 500)))
+
+
+class RunHandle:
+    """A started run: its id, whether it was deduplicated, and ways to await it.
+
+    `skipped` is None, or "rate_limited" / "singleton" when flow control skipped the start:
+    then no run was created, `id` is None and status()/result() raise RunNotFoundError."""
+
+    def __init__(
+        self,
+        ns: Namespace,
+        waiter: ResultWaiter,
+        run_id: str | None,
+        deduplicated: bool = False,
+        skipped: str | None = None,
+    ) -> None:
+        self._ns = ns
+        self._waiter = waiter
+        self.id = run_id
+        self.deduplicated = deduplicated
+        self.skipped = skipped
+
+    def __repr__(self) -> str:
+        if self.skipped:
+            return f"RunHandle(id=None, skipped={self.skipped!r})"
+        return f"RunHandle(id={self.id!r}, deduplicated={self.deduplicated})"
+
+    def _run_id(self) -> str:
+        if self.id is None:
+            raise RunNotFoundError(f"no run: the start was skipped ({self.skipped})")
+        return self.id
+
+    async def status(self) -> str:
+        """The run's status now; RunNotFoundError when the run is unknown (or expired)."""
+        run_id = self._run_id()
+        value = await run_status(self._ns, run_id)
+        if value is None:
+            raise RunNotFoundError(f"no run {run_id}")
+        return value
+
+    async def info(self) -> RunInfo | None:
+        """The run's RunInfo, as `app.get_run(id)` (None for a skipped start)."""
+        return await get_run(self._ns, self.id) if self.id is not None else None
+
+    async def result(self, timeout: Duration | None = None) -> Any:
+        """The return value once completed; RunFailed, RunCancelled or TimeoutError."""
+        limit = seconds(timeout, "timeout") if timeout is not None else None
+        run_id = self._run_id()
+        status, result, error = await self._waiter.wait(run_id, limit)
+        if status == RunStatus.COMPLETED:
+            return self._ns.serializer.loads(result) if result is not None else None
+        err = json.loads(error) if error else {}
+        if status == RunStatus.CANCELLED:
+            raise RunCancelled(err.get("message") or "run cancelled", run_id=run_id)
+        raise RunFailed(
+            f"run {run_id} failed: {err.get('type', '?')}: {err.get('message', '')}",
+            run_id=run_id,
+            error=err,
+        )
+
+
+class ResultWaiter:
+    """Resolves result() waits from keys.done(): one XREAD BLOCK loop for all waiters."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self._ns = ns
+        self._futures: dict[str, list[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._last_id = b"0-0"
+        self._watch_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    async def _watch(self, run_id: str) -> tuple[str, Any, Any] | None:
+        """`scripts.watch`, with at most _MAX_WATCHES in flight (a thousand waiters at once)."""
+        loop = asyncio.get_running_loop()
+        if self._watch_slots is None or self._watch_slots[0] is not loop:
+            self._watch_slots = (loop, asyncio.Semaphore(_MAX_WATCHES))
+        async with self._watch_slots[1]:
+            return await self._ns.scripts.watch(run_id)
+
+    async def wait(self, run_id: str, timeout: float | None) -> tuple[str, Any, Any]:
+        """(status, result bytes, error json) once the run is final."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._futures.setdefault(run_id, []).append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ensure_reader()
+                while True:
+                    reply = await self._watch(run_id)
+                    if reply is None:
+                        raise RunNotFoundError(f"no run {run_id}")
+                    if RunStatus(reply[0]).is_final:
+                        return reply
+                    await fut
+                    fut = loop.create_future()
+                    self._futures.setdefault(run_id, []).append(fut)
+        except TimeoutError:
+            raise ResultTimeout(f"run {run_id} did not finish within {timeout}s") from None
+        finally:
+            waiters = self._futures.get(run_id, [])
+            if fut in waiters:
+                waiters.remove(fut)
+            if not waiters:
+                self._futures.pop(run_id, None)
+
+    async def _ensure_reader(self) -> None:
+        """Start the reader once; it learns the stream's last id before anyone watches."""
+        if self._task is None or self._task.done():
+            self._ready = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._read(self._ready), name="stackshift-results")
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
+
+    def _resolve(self, run_id: str) -> None:
+        for fut in self._futures.pop(run_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _read(self, ready: asyncio.Future[None]) -> None:
+        redis, key = self._ns.redis, self._ns.keys.done()
+        try:
+            last = await redis.xrevrange(key, count=1)
+        except Exception as exc:
+            ready.set_exception(exc)
+            return
+        self._last_id = last[0][0] if last else b"0-0"
+        ready.set_result(None)
+        loop, block = asyncio.get_running_loop(), _block_ms(redis)
+        next_check = loop.time() + _SAFETY_CHECK_S
+        while self._futures:
+            try:
+                reply = await redis.xread({key: self._last_id}, count=1000, block=block)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # connection trouble: back off, then re-check everything
+                await asyncio.sleep(0.5)
+                reply, next_check = None, 0.0
+            if not reply:
+                if loop.time() >= next_check:
+                    await self._recheck()
+                    next_check = loop.time() + _SAFETY_CHECK_S
+                continue
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    self._resolve(fields[b"r"].decode())
+
+    async def _recheck(self) -> None:
+        """Quiet (or a notification lost to a reconnect): one pipelined status check."""
+        ids = list(self._futures)
+        with contextlib.suppress(Exception):
+            async with self._ns.redis.pipeline(transaction=False) as pipe:
+                for run_id in ids:
+                    pipe.hget(self._ns.keys.run(run_id), "status")
+                statuses = await pipe.execute()
+            for run_id, status in zip(ids, statuses, strict=True):
+                if status is None or RunStatus(status.decode()).is_final:
+                    self._resolve(run_id)
+
+    async def close(self) -> None:
+        """Stop the reader task.
+
+        redis-py can lose a cancellation that lands mid-command (the blocking XREAD is then
+        re-sent, redis/redis-py#2028), so the cancel is repeated until the task ends.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,140 @@
+"""Read-only inspection of runs, served from the run hashes and the status indexes.
+
+Paging: `list_runs` pages the creation-ordered indexes `K.ord(status)` and
+`K.ordj(job, status)` (all scores 0, so a ZSET is ordered by run id, and run ids start
+with their creation time in ms as 11 hex digits). A cursor is the last run id of a page;
+the next page is the ids below it. A run keeps its place in that order whatever its status
+becomes, so paging never returns a run twice and never skips a run that kept a matching
+status throughout, while runs move between statuses. The index ranges of one page are read
+in one MULTI (one slot: the namespace's hash tag), so a run moving between two of the
+requested statuses during the read is seen exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .._core.keys import STATUSES, check_name
+from .._core.namespace import Namespace
+from .._core.records import RunInfo, RunPage, check_int, check_run_id, epoch_ms, parse_run
+from .._core.scripts import redis_call
+from ..errors import InvalidArgumentError, RunDataError
+
+MAX_PAGE = 10_000
+_CURSOR_RE = re.compile(r"^[0-9a-f]{11,64}$")
+
+
+@redis_call
+async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
+    """The run's RunInfo, or None when unknown or expired."""
+    h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
+    return _parse(run_id, h, ns) if h else None
+
+
+def _parse(run_id: str, h: dict[bytes, bytes], ns: Namespace) -> RunInfo:
+    try:
+        return parse_run(run_id, h, ns.serializer)
+    except Exception as exc:
+        why = f"{exc}" if isinstance(exc, ValueError) else f"{exc!r}"
+        raise RunDataError(f"run {run_id}: its stored record is damaged ({why})") from exc
+
+
+@redis_call
+async def run_status(ns: Namespace, run_id: str) -> str | None:
+    """The run's status, or None when unknown or expired."""
+    value = await ns.redis.hget(ns.keys.run(run_id), "status")
+    return None if value is None else str(value.decode())
+
+
+def check_statuses(status: str | Sequence[str] | None) -> list[str]:
+    """The statuses a filter names (all of them for None); unknown ones are refused."""
+    if status is None:
+        return list(STATUSES)
+    names = [status] if isinstance(status, str) else list(status)
+    if not names:
+        raise InvalidArgumentError("status must name at least one status")
+    for s in names:
+        if s not in STATUSES:
+            raise InvalidArgumentError(f"unknown status {s!r}: use one of {', '.join(STATUSES)}")
+    return list(dict.fromkeys(names))
+
+
+def _bound(when: datetime | None, what: str) -> str | None:
+    if when is None:
+        return None
+    if not isinstance(when, datetime):
+        raise InvalidArgumentError(f"{what} must be a datetime, not {when!r}")
+    return f"{max(epoch_ms(when), 0):011x}"
+
+
+def page_bounds(
+    cursor: str | None, created_after: datetime | None, created_before: datetime | None
+) -> tuple[str, str]:
+    """ZREVRANGEBYLEX bounds (max, min) for ids below `cursor`, created in the range
+    [created_after, created_before) (by the creation time in the run id)."""
+    if cursor is not None and (not isinstance(cursor, str) or not _CURSOR_RE.match(cursor)):
+        raise InvalidArgumentError(f"invalid cursor {cursor!r}: pass a page's .cursor back")
+    after = _bound(created_after, "created_after")
+    before = _bound(created_before, "created_before")
+    if after is not None and before is not None and after > before:
+        raise InvalidArgumentError("created_after is later than created_before")
+    upper = [b for b in (cursor, before) if b is not None]
+    high = "(" + min(upper) if upper else "+"
+    low = "[" + after if after is not None else "-"
+    return high, low
+
+
+@redis_call
+async def list_runs(
+    ns: Namespace,
+    status: str | Sequence[str] | None = None,
+    job: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> RunPage:
+    """A page of runs, newest first (by creation), and the cursor of the next page.
+
+    Cost: one MULTI of one ZREVRANGEBYLEX per status (LIMIT limit+1), then one pipeline of
+    `limit` HGETALLs: bounded whatever the number of runs retained.
+    """
+    statuses = check_statuses(status)
+    if job is not None:
+        check_name("job", job)
+    check_int(limit, "limit", 1, MAX_PAGE)
+    high, low = page_bounds(cursor, created_after, created_before)
+    k = ns.keys
+    idx = [k.ord_job_status(job, s) if job else k.ord_status(s) for s in statuses]
+    async with ns.redis.pipeline(transaction=True) as pipe:
+        for key in idx:
+            pipe.zrevrangebylex(key, high, low, 0, limit + 1)
+        ranges: list[Any] = await pipe.execute()
+    ids = sorted({m.decode() for r in ranges for m in r}, reverse=True)
+    next_cursor = ids[limit - 1] if len(ids) > limit else None
+    ids = ids[:limit]
+    async with ns.redis.pipeline(transaction=False) as pipe:
+        for run_id in ids:
+            pipe.hgetall(k.run(run_id))
+        hashes = await pipe.execute()
+    runs = [_parse(i, h, ns) for i, h in zip(ids, hashes, strict=True) if h]
+    if status is not None:  # a run that changed status since the index read is left out
+        runs = [r for r in runs if r.status in statuses]
+    return RunPage(runs, next_cursor)
+
+
+@redis_call
+async def find_run(ns: Namespace, job: str, idempotency_key: str) -> RunInfo | None:
+    """The run an idempotency key of `job` points to (None when unknown or expired)."""
+    check_name("job", job)
+    if not isinstance(idempotency_key, str) or not idempotency_key:
+        raise InvalidArgumentError("idempotency_key must be a non-empty string")
+    ik = ns.keys.idem(job, idempotency_key)
+    run_id = await ns.redis.get(ik)
+    if run_id is None:
+        return None
+    info = await get_run(ns, run_id.decode())
+    return info if info is not None and info.job == job else None

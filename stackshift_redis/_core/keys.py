@@ -1,0 +1,292 @@
+"""The only place Redis key names are built, for Python and for Lua.
+
+Every key of a namespace carries the hash tag `{namespace}`, so every script is atomic
+over the whole namespace and runs unchanged on Redis Cluster. A key is `ss:{ns}:` plus
+the parts of its shape in `SHAPES` joined by `:`. `Keys` renders them in Python;
+`lua_keys()` renders the same shapes as the Lua table `K` that scripts include with
+`-- @include keys.lua`, so a script that must find a key at run time (a run id read from a
+sorted set) spells no key name itself.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InvalidArgumentError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+GROUP = "workers"
+STATUSES = ("queued", "scheduled", "running", "waiting", "completed", "failed", "cancelled")
+
+# name -> parts; a part in braces is an argument. One line per key: its type and meaning.
+SHAPES: dict[str, tuple[str, ...]] = {
+    # runs
+    "run": ("run", "{run_id}"),  # HASH a run: fields in lua/README.md
+    "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
+    "idx": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
+    "idxj": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
+    "ord": ("ord", "{status}"),  # ZSET run ids with that status, score 0: id (creation) order
+    "ordj": ("ordj", "{job}", "{status}"),  # ZSET the same, per job (paging by cursor)
+    "done": ("done",),  # STREAM ids of finished runs somebody awaits (capped)
+    "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
+    "seq": ("seq",),  # STRING counter for run ids made inside scripts
+    "jobs": ("jobs",),  # HASH job -> queue, published by workers
+    "onfail": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
+    "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
+    "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
+    "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
+    # queues
+    "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
+    "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
+    "ring": ("q", "{queue}", "ring"),  # ZSET groups with ready runs, by turn (round robin)
+    "qstat": ("q", "{queue}", "stat"),  # HASH counters: seq, starved, ready, scheduled, waiting
+    "delayed": ("q", "{queue}", "delayed"),  # ZSET run id -> due ms (delays, retries, timers)
+    "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
+    "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
+    "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
+    "winfo": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, running, at}
+    "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
+    # flow control (keys.py `key` = a Concurrency slot id or a rule's key value, see flow.py)
+    "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
+    "parked": ("fc", "{job}", "park", "{key}"),  # ZSET "queue group" blocked on it -> park ms
+    "throttle": ("fc", "{job}", "thr", "{key}"),  # STRING GCRA theoretical arrival time ms
+    "throttle_log": ("fc", "{job}", "thrlog", "{key}"),  # ZSET run id -> start ms (window)
+    "ratelimit": ("fc", "{job}", "rate", "{key}"),  # ZSET run id -> created ms, in the window
+    "debounce": ("fc", "{job}", "deb", "{key}"),  # STRING run id of the key's open burst
+    "singleton": ("fc", "{job}", "one", "{key}"),  # STRING run id of the key's latest run
+    # state
+    "state": ("st", "{name}"),  # STRING a state value (serialized) or counter (decimal)
+    "lock": ("lock", "{name}"),  # STRING a lock's token
+    # events
+    "event_seen": ("evid", "{event_id}"),  # STRING marks an event id as recorded
+    "event_shapes": ("ev", "{event}", "shapes"),  # HASH match shape -> number of waiters
+    "event_waiters": ("ev", "{event}", "w", "{shape}", "{values}"),  # SET waiting run ids
+    "event_log": ("ev", "{event}", "log"),  # ZSET recent event ids by time ms (lookback)
+    "event_data": ("ev", "{event}", "data"),  # HASH recent event id -> event; id:m -> flat
+    "event_names": ("evn",),  # ZSET event names by last sent ms (1000 newest kept)
+    "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
+    # schedules
+    "sched": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
+    "scheds": ("scheds",),  # ZSET schedule name -> next fire ms (+inf while paused)
+}
+
+
+def check_name(kind: str, name: object) -> str:
+    """Validate a job, queue, namespace or event name: `[A-Za-z0-9_.:-]{1,128}`."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidArgumentError(f"invalid {kind} name {name!r}: use [A-Za-z0-9_.:-]{{1,128}}")
+    return name
+
+
+def _render(prefix: str, shape: str, args: tuple[str, ...]) -> str:
+    parts = SHAPES[shape]
+    values = iter(args)
+    return prefix + ":".join(next(values) if p.startswith("{") else p for p in parts)
+
+
+class Keys:
+    """Key names of one namespace (see SHAPES for each key's type and meaning)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = check_name("namespace", namespace)
+        self.prefix = f"ss:{{{namespace}}}:"
+
+    def render(self, shape: str, *args: str) -> str:
+        """The key of `shape` with its arguments."""
+        return _render(self.prefix, shape, args)
+
+    # runs
+    def run(self, run_id: str) -> str:
+        """HASH: a run's fields, step results (`s:<name>`) and timeline (`t:<n>`)."""
+        return _render(self.prefix, "run", (run_id,))
+
+    def idem(self, job: str, key: str) -> str:
+        """STRING: idempotency key -> run id."""
+        return _render(self.prefix, "idem", (job, key))
+
+    def idx_status(self, status: str) -> str:
+        """ZSET: run ids with that status, scored by when they entered it (ms)."""
+        return _render(self.prefix, "idx", (status,))
+
+    def idx_job_status(self, job: str, status: str) -> str:
+        """ZSET: run ids of a job with that status."""
+        return _render(self.prefix, "idxj", (job, status))
+
+    def ord_status(self, status: str) -> str:
+        """ZSET: run ids with that status, all scored 0: ordered by id = creation time."""
+        return _render(self.prefix, "ord", (status,))
+
+    def ord_job_status(self, job: str, status: str) -> str:
+        """ZSET: run ids of a job with that status, in id (creation) order."""
+        return _render(self.prefix, "ordj", (job, status))
+
+    def done(self) -> str:
+        """STREAM: ids of finished runs that somebody awaits (capped)."""
+        return _render(self.prefix, "done", ())
+
+    def control(self) -> str:
+        """STREAM: cancel requests for running runs, read by every worker (capped)."""
+        return _render(self.prefix, "ctl", ())
+
+    def jobs(self) -> str:
+        """HASH: job name -> queue, published by workers."""
+        return _render(self.prefix, "jobs", ())
+
+    def on_failure(self) -> str:
+        """HASH: job name -> the job its failed runs start (on_failure), published by workers."""
+        return _render(self.prefix, "onfail", ())
+
+    def owners(self) -> str:
+        """ZSET: registry entries (j/job/queue, t/event/job/queue) -> expiry ms: dropped
+        from the job map and triggers once no live worker registers them."""
+        return _render(self.prefix, "owners", ())
+
+    def qlive(self) -> str:
+        """ZSET: queue -> expiry ms of the latest heartbeat of a worker consuming it."""
+        return _render(self.prefix, "qlive", ())
+
+    def take(self, taker: str) -> str:
+        """STRING: a taker's last take id and the runs it leased (a re-sent take gets
+        them again)."""
+        return _render(self.prefix, "take", (taker,))
+
+    # queues
+    def stream(self, queue: str) -> str:
+        """STREAM: wake-up tickets for workers blocked on the queue (consumer group)."""
+        return _render(self.prefix, "stream", (queue,))
+
+    def ready(self, queue: str, group: str) -> str:
+        """ZSET: ready run ids of one group, scored by priority then arrival."""
+        return _render(self.prefix, "ready", (queue, group))
+
+    def ring(self, queue: str) -> str:
+        """ZSET: groups that have ready runs, scored by their turn (round robin)."""
+        return _render(self.prefix, "ring", (queue,))
+
+    def queue_stat(self, queue: str) -> str:
+        """HASH: queue counters kept by the scripts (seq, starved; ready, scheduled and
+        waiting runs, read by metrics)."""
+        return _render(self.prefix, "qstat", (queue,))
+
+    def delayed(self, queue: str) -> str:
+        """ZSET: run id -> due time (ms) for delayed runs, retries and timers."""
+        return _render(self.prefix, "delayed", (queue,))
+
+    def leases(self, queue: str) -> str:
+        """ZSET: run id -> lease expiry (ms) of claimed runs."""
+        return _render(self.prefix, "leases", (queue,))
+
+    def queue_conf(self, queue: str) -> str:
+        """HASH: queue settings shared by every process (concurrency, visibility)."""
+        return _render(self.prefix, "conf", (queue,))
+
+    def workers(self) -> str:
+        """ZSET: worker id -> heartbeat expiry (ms)."""
+        return _render(self.prefix, "workers", ())
+
+    def worker_info(self) -> str:
+        """HASH: worker id -> JSON {host, pid, queues, concurrency, running, at, started}."""
+        return _render(self.prefix, "winfo", ())
+
+    def clock(self) -> str:
+        """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
+        return _render(self.prefix, "clock", ())
+
+    # flow control
+    def slot(self, job: str, slot_id: str) -> str:
+        """SET: ids of the runs holding a place of a Concurrency slot (`<entry>:<key>`)."""
+        return _render(self.prefix, "slot", (job, slot_id))
+
+    def parked(self, job: str, slot_id: str) -> str:
+        """ZSET: "queue group" entries blocked on a full slot, by when they parked (ms)."""
+        return _render(self.prefix, "parked", (job, slot_id))
+
+    def throttle(self, job: str, key: str) -> str:
+        """STRING: a throttle key's GCRA theoretical arrival time (ms)."""
+        return _render(self.prefix, "throttle", (job, key))
+
+    def throttle_log(self, job: str, key: str) -> str:
+        """ZSET: runs of a throttle key started within its period: run id -> start ms."""
+        return _render(self.prefix, "throttle_log", (job, key))
+
+    def rate_limit(self, job: str, key: str) -> str:
+        """ZSET: runs a rate-limited key created within its window: run id -> ms."""
+        return _render(self.prefix, "ratelimit", (job, key))
+
+    def debounce(self, job: str, key: str) -> str:
+        """STRING: the run id of a debounce key's open burst."""
+        return _render(self.prefix, "debounce", (job, key))
+
+    def singleton(self, job: str, key: str) -> str:
+        """STRING: the run id of a singleton key's latest run."""
+        return _render(self.prefix, "singleton", (job, key))
+
+    # state
+    def state(self, name: str) -> str:
+        """STRING: a state value (serialized) or counter."""
+        return _render(self.prefix, "state", (name,))
+
+    def lock(self, name: str) -> str:
+        """STRING: lock token."""
+        return _render(self.prefix, "lock", (name,))
+
+    # events
+    def event_seen(self, event_id: str) -> str:
+        """STRING: marks an event id as recorded (dedupe window)."""
+        return _render(self.prefix, "event_seen", (event_id,))
+
+    def event_shapes(self, event: str) -> str:
+        """HASH: match shape (paths) -> number of waiters with that shape."""
+        return _render(self.prefix, "event_shapes", (event,))
+
+    def event_waiters(self, event: str, shape: str, values_key: str) -> str:
+        """SET: run ids waiting for `event` whose match on paths `shape` has these values."""
+        return _render(self.prefix, "event_waiters", (event, shape, values_key))
+
+    def event_log(self, event: str) -> str:
+        """ZSET: recent event ids of that name by time (ms), for lookback."""
+        return _render(self.prefix, "event_log", (event,))
+
+    def event_data(self, event: str) -> str:
+        """HASH: recent event id -> recorded event, for lookback."""
+        return _render(self.prefix, "event_data", (event,))
+
+    def event_names(self) -> str:
+        """ZSET: event names by the time one was last sent (ms); the 1000 newest kept."""
+        return _render(self.prefix, "event_names", ())
+
+    def triggers(self, event: str) -> str:
+        """HASH: job -> queue of jobs started by that event."""
+        return _render(self.prefix, "triggers", (event,))
+
+    # schedules
+    def schedule(self, name: str) -> str:
+        """HASH: a schedule's definition and state (next fire, last run)."""
+        return _render(self.prefix, "sched", (name,))
+
+    def schedules(self) -> str:
+        """ZSET: schedule name -> next fire time ms (+inf while paused)."""
+        return _render(self.prefix, "scheds", ())
+
+
+def lua_keys() -> str:
+    """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does."""
+    lines = ["-- keys: rendered from stackshift_redis/_core/keys.py SHAPES", "local K = {}"]
+    for name, parts in SHAPES.items():
+        args = [p[1:-1] for p in parts if p.startswith("{")]
+        pieces: list[str] = []
+        literal = ""
+        for i, part in enumerate(parts):
+            sep = ":" if i < len(parts) - 1 else ""
+            if part.startswith("{"):
+                if literal:
+                    pieces.append(f"'{literal}'")
+                pieces.append(part[1:-1])
+                literal = sep
+            else:
+                literal += part + sep
+        if literal:
+            pieces.append(f"'{literal}'")
+        params = "".join(f", {a}" for a in args)
+        lines.append(f"function K.{name}(p{params}) return {' .. '.join(['p', *pieces])} end")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""The core of a namespace: client, keys, scripts, serializer, settings, registry, hooks.
+
+Every module below the app takes a `Namespace`, never the app. `StackShift` (app.py)
+composes the services on top of one; the sync facade rebinds the same namespace to a
+client of its own loop (`Namespace.rebind`), sharing the registry and settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import InvalidArgumentError, UnknownJobError
+from ..hooks import Hooks
+from .jobs import Registry
+from .keys import Keys, check_name
+from .scripts import Scripts, redis_call
+from .serializer import Serializer
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Namespace-wide settings, in milliseconds (validated by the app)."""
+
+    retention_ms: int
+    idempotency_ttl_ms: int
+    event_dedupe_ms: int
+    event_log_ms: int
+    max_deliveries: int
+
+
+def check_url(url: object) -> str:
+    """A Redis URL redis-py accepts (redis://, rediss://, unix://, a numeric port, a db
+    number), else InvalidArgumentError naming it; nothing is connected."""
+    if not isinstance(url, str) or not url:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: expected redis://host:port/db")
+    try:
+        parse_url(url)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: {exc}") from None
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():  # redis-py would ignore it
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: database {db!r} is not a number")
+    return url
+
+
+CLIENT_RETRIES = 5
+
+
+def client_retry() -> Retry:
+    """How the library's own client re-sends a command whose connection failed: 5 more
+    times with jittered backoff (50 ms doubling, capped at 1 s). Every script is safe to
+    re-send: see README "What is promised"."""
+    return Retry(
+        ExponentialWithJitterBackoff(base=0.05, cap=1.0),
+        CLIENT_RETRIES,
+        supported_errors=(RedisConnectionError, RedisTimeoutError),
+    )
+
+
+def client_from_url(url: str, max_connections: int = 64) -> Any:
+    """An asyncio client whose pool waits for a free connection instead of failing, and
+    that re-sends commands after connection errors (`client_retry`)."""
+    if not isinstance(url, str):
+        raise InvalidArgumentError(f"redis_url must be a str, not {url!r}")
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=None, retry=client_retry()
+        )
+    except ValueError as exc:
+        raise InvalidArgumentError(f"invalid redis_url {url!r}: {exc}") from None
+    return aioredis.Redis(connection_pool=pool)
+
+
+class Namespace:
+    """One namespace on one Redis client: what every lower module works with."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        serializer: Serializer,
+        settings: Settings,
+        registry: Registry | None = None,
+        hooks: Hooks | None = None,
+        redis_url: str | None = None,
+        redis: Any = None,
+    ) -> None:
+        self.keys = Keys(namespace)
+        self.namespace = namespace
+        self.serializer = serializer
+        self.settings = settings
+        self.registry = registry if registry is not None else Registry()
+        self.hooks = hooks if hooks is not None else Hooks()
+        self.redis_url = redis_url
+        self._redis = redis
+        self._scripts: Scripts | None = None
+        self.virtual_clock = False  # TestEnv only: scripts read the time from keys.clock()
+        self._queue_cache: dict[str, str] = {}
+
+    @property
+    def redis(self) -> Any:
+        """The redis.asyncio client (created on first use from redis_url)."""
+        if self._redis is None:
+            assert self.redis_url is not None
+            self._redis = client_from_url(self.redis_url)
+        return self._redis
+
+    @property
+    def owns_client(self) -> bool:
+        """True when the client was made here from a URL (and is closed here)."""
+        return self.redis_url is not None
+
+    @property
+    def scripts(self) -> Scripts:
+        """The Lua scripts bound to this client and namespace."""
+        if self._scripts is None:
+            self._scripts = Scripts(self.redis, self.keys, virtual_clock=self.virtual_clock)
+        return self._scripts
+
+    def use_redis_url(self, redis_url: str) -> None:
+        """Point at another Redis (before first use; the CLI's --redis-url)."""
+        self.redis_url, self._redis, self._scripts = redis_url, None, None
+
+    def swap_client(
+        self, redis: Any, *, redis_url: str | None = None, virtual_clock: bool = False
+    ) -> tuple[Any, str | None, bool]:
+        """Point this namespace at another client (TestEnv puts in-process fakeredis in, with
+        `virtual_clock`: scripts read the time from keys.clock()); returns the previous
+        (client, redis_url, virtual_clock) to swap back with."""
+        previous = (self._redis, self.redis_url, self.virtual_clock)
+        self._redis, self.redis_url, self.virtual_clock = redis, redis_url, virtual_clock
+        self._scripts = None
+        self._queue_cache.clear()
+        return previous
+
+    def rebind(self, redis: Any) -> Namespace:
+        """The same namespace, registry, hooks and settings on another client."""
+        ns = Namespace(
+            namespace=self.namespace,
+            serializer=self.serializer,
+            settings=self.settings,
+            registry=self.registry,
+            hooks=self.hooks,
+            redis=redis,
+        )
+        ns.virtual_clock = self.virtual_clock
+        return ns
+
+    async def aclose(self) -> None:
+        """Close the client if this namespace created it."""
+        if self._redis is not None and self.owns_client:
+            await self._redis.aclose(close_connection_pool=True)
+            self._redis = None
+            self._scripts = None
+
+    @redis_call
+    async def queue_for(self, job: str, queue_name: str | None = None) -> str:
+        """The queue of `job`: given, registered here, or published by a worker."""
+        if queue_name is not None:
+            return check_name("queue", queue_name)
+        known = self.registry.jobs.get(job)
+        if known is not None:
+            return known.queue
+        if job not in self._queue_cache:
+            queue = await self.redis.hget(self.keys.jobs(), job)
+            if queue is None:
+                raise UnknownJobError(f"job {job!r} is not registered and no queue is known")
+            self._queue_cache[job] = queue.decode()
+        return self._queue_cache[job]

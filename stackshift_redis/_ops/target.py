@@ -1,0 +1,111 @@
+"""Shared pieces of the `stackshift` command: where it points (a Redis URL and a
+namespace), running one coroutine on a fresh app, and turning every failure into one
+clear line with the right exit code (1 not found or refused, 2 usage)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._client.inspector import jsonable
+from ..app import StackShift
+from ..errors import InvalidArgumentError, StackShiftError
+
+T = TypeVar("T")
+DEFAULT_URL = "redis://localhost:6379/0"
+
+
+class Refused(click.ClickException):
+    """Not found or refused: exit code 1, one line."""
+
+    exit_code = 1
+
+
+@dataclass
+class Target:
+    """Where the commands point: a Redis URL and a namespace."""
+
+    redis_url: str
+    namespace: str
+    cluster: bool = False
+
+    def app(self) -> StackShift:
+        """A StackShift with no jobs on this Redis and namespace (short connect timeout)."""
+        try:
+            factory: Any = RedisCluster if self.cluster else aioredis.Redis
+            client = factory.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=30)
+        except ValueError as exc:
+            raise click.UsageError(f"invalid --redis-url {self.redis_url!r}: {exc}") from None
+        try:
+            return StackShift(redis=client, namespace=self.namespace)
+        except InvalidArgumentError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    def run(self, work: Callable[[StackShift], Awaitable[T]]) -> T:
+        """Run `work(app)` on a fresh app; map every failure to one clear line."""
+
+        async def main() -> T:
+            app = self.app()
+            try:
+                return await work(app)
+            finally:
+                client = app.redis
+                await app.close()
+                await client.aclose()
+
+        try:
+            return asyncio.run(main())
+        except (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException) as exc:
+            raise Refused(
+                f"cannot reach Redis at {self.redis_url} ({exc}): is redis-server running "
+                "there? check --redis-url or STACKSHIFT_REDIS_URL"
+            ) from None
+        except InvalidArgumentError as exc:
+            raise click.UsageError(str(exc)) from None
+        except (StackShiftError, RedisError) as exc:
+            raise Refused(str(exc)) from None
+
+
+def target_of(ctx: click.Context) -> Target:
+    """The Target the `stackshift` group stored on the click context."""
+    obj = ctx.find_object(Target)
+    assert obj is not None
+    return obj
+
+
+def emit_json(value: Any) -> None:
+    """Print inspection values as indented JSON (--json)."""
+    click.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+
+
+def parse_when(value: str | None, what: str) -> datetime | None:
+    """An ISO date/time option as an aware datetime (naive: UTC); a usage error if bad."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date/time", param_hint=what) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def empty_hint(target: Target) -> str:
+    """The hint printed when a namespace shows nothing."""
+    return (
+        f"namespace {target.namespace!r} on {target.redis_url} has no data yet "
+        "(check --namespace / STACKSHIFT_NAMESPACE)"
+    )
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

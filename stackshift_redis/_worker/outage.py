@@ -1,0 +1,96 @@
+"""Redis unreachable: one line naming the server and the cause, then backoff until it is back.
+
+A worker started before its Redis (container start order) or cut off from it waits with
+exponential backoff (capped) instead of exiting or logging a traceback per retry; it says
+once that Redis is unreachable and once that it is reachable again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._core.namespace import Namespace
+
+log = logging.getLogger("stackshift.worker")
+UNAVAILABLE = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
+BACKOFF_FIRST_S = 0.5
+BACKOFF_CAP_S = 10.0
+
+
+def describe_server(ns: Namespace) -> str:
+    """The Redis a namespace talks to, for logs: its URL without a password, or the client."""
+    if ns.redis_url is not None:
+        parts = urlsplit(ns.redis_url)
+        if parts.password:
+            host = parts.hostname or ""
+            netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+        return ns.redis_url
+    client: Any = ns.redis
+    nodes = getattr(client, "startup_nodes", None) or getattr(
+        getattr(client, "nodes_manager", None), "startup_nodes", None
+    )
+    if nodes:
+        return "cluster " + ",".join(str(n) for n in list(nodes)[:3])
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+
+def cause(exc: BaseException) -> str:
+    """A short cause: the innermost message redis-py gives."""
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+class Outage:
+    """Tracks whether Redis is reachable for one worker; shared by its loops."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.since: float | None = None
+        self._delay = BACKOFF_FIRST_S
+
+    @property
+    def down(self) -> bool:
+        """True while the last Redis call of a loop failed to connect."""
+        return self.since is not None
+
+    async def failed(self, exc: BaseException) -> None:
+        """A call failed to reach Redis: log it once, then sleep with backoff."""
+        if self.since is None:
+            self.since = time.monotonic()
+            self._delay = BACKOFF_FIRST_S
+            log.error(
+                "cannot reach Redis at %s: %s; retrying with backoff until it is reachable",
+                describe_server(self.ns), cause(exc),
+            )  # fmt: skip
+        delay = self._delay
+        self._delay = min(BACKOFF_CAP_S, self._delay * 2)
+        await asyncio.sleep(delay)
+
+    def ok(self) -> None:
+        """A call reached Redis: log the recovery once."""
+        if self.since is not None:
+            log.warning(
+                "Redis at %s is reachable again (after %.1fs)",
+                describe_server(self.ns), time.monotonic() - self.since,
+            )  # fmt: skip
+            self.since = None
+
+    async def wait_until_reachable(self, stopping: asyncio.Event) -> bool:
+        """Ping until Redis answers (True) or `stopping` is set (False)."""
+        while not stopping.is_set():
+            try:
+                await self.ns.redis.ping()
+                self.ok()
+                return True
+            except UNAVAILABLE as exc:
+                await self.failed(exc)
+        return False

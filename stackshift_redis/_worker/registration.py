@@ -1,0 +1,142 @@
+"""What a worker publishes to the namespace, and how it puts it back when Redis lost it.
+
+- Queue settings: a worker publishes only the queues configured in its process
+  (`stackshift.queue(...)`), never erases a setting it was not given, and logs a warning
+  naming both values when its setting differs from the published one (its own wins: a
+  deploy that changes a limit takes effect). For a queue it consumes without configuring
+  it, it uses the published visibility timeout.
+- The job map and on_event triggers are owned by live workers: each heartbeat refreshes
+  the entries this worker registers (lua/register.lua), and entries that no live worker
+  refreshed for a few heartbeats are dropped, so a renamed or moved job stops being
+  started. `StackShift.unregister_job(name)` drops one at once.
+- Recovery: when Redis lost the namespace's keys (a restart without persistence,
+  FLUSHALL, failover to an empty replica) the next ticket read fails with NOGROUP; the
+  worker then re-creates its consumer groups, re-publishes its settings and registrations
+  and logs one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from .._core.jobs import QueueConfig
+from .._core.namespace import Namespace
+
+log = logging.getLogger("stackshift.worker")
+REGISTRATION_TTL_MS = 20_000  # four heartbeats: entries outlive a slow heartbeat or two
+
+
+class Registration:
+    """Publishes one worker's queue settings and registrations."""
+
+    def __init__(
+        self,
+        ns: Namespace,
+        worker_id: str,
+        queues: list[str],
+        create_groups: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.ns = ns
+        self.worker_id = worker_id
+        self.queues = queues
+        self.create_groups = create_groups
+        self.confs: dict[str, QueueConfig] = {}
+        """Effective settings of the consumed queues (local, else published, else default)."""
+        self.recoveries = 0
+        self.ttl_ms = REGISTRATION_TTL_MS  # how long a registration outlives its heartbeat
+
+    def conf(self, queue: str) -> QueueConfig:
+        """The effective settings of `queue`."""
+        return self.confs.get(queue) or self.ns.registry.queue(queue)
+
+    async def publish_queues(self) -> None:
+        """Publish the settings configured here; adopt published ones for the rest."""
+        r, k, local = self.ns.redis, self.ns.keys, self.ns.registry.queues
+        async with r.pipeline(transaction=False) as pipe:
+            for q in self.queues:
+                pipe.hmget(k.queue_conf(q), "concurrency", "visibility_ms")
+            published = await pipe.execute()
+        async with r.pipeline(transaction=False) as pipe:
+            for q, (conc, vis) in zip(self.queues, published, strict=True):
+                conf = local.get(q)
+                if conf is None:
+                    vt = int(vis) / 1000 if vis is not None else QueueConfig(q).visibility_timeout
+                    self.confs[q] = QueueConfig(q, None, vt)
+                    continue
+                self.confs[q] = conf
+                vis_ms = round(conf.visibility_timeout * 1000)
+                if vis is not None and int(vis) != vis_ms:
+                    log.warning(
+                        "queue %r: visibility_timeout %gs here differs from the published "
+                        "%gs (another process configures it): publishing %gs",
+                        q, conf.visibility_timeout, int(vis) / 1000, conf.visibility_timeout,
+                    )  # fmt: skip
+                pipe.hset(k.queue_conf(q), "visibility_ms", vis_ms)
+                if conf.concurrency is None:
+                    continue  # not given here: never erase another process's limit
+                if conc is not None and int(conc) != conf.concurrency:
+                    log.warning(
+                        "queue %r: concurrency %s here differs from the published %s "
+                        "(another process configures it): publishing %s",
+                        q, conf.concurrency or "unlimited", int(conc),
+                        conf.concurrency or "unlimited",
+                    )  # fmt: skip
+                if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
+                    pipe.hdel(k.queue_conf(q), "concurrency")
+                else:
+                    pipe.hset(k.queue_conf(q), "concurrency", conf.concurrency)
+            await pipe.execute()
+
+    async def register(self) -> int:
+        """Refresh this worker's job map entries, triggers and consumed queues (a heartbeat);
+        returns how many stale entries of gone workers were dropped."""
+        jobs = self.ns.registry.jobs.values()
+        dropped = await self.ns.scripts.register(
+            self.ttl_ms,
+            {j.name: j.queue for j in jobs},
+            [(j.on_event, j.name, j.queue) for j in jobs if j.on_event],
+            self.queues,
+        )
+        if dropped:
+            log.info("dropped %d job map or trigger entries no live worker registers", dropped)
+        return dropped
+
+    async def publish_on_failure(self) -> None:
+        """Publish each registered job's failure handler (read by
+        lua/lib/start_on_failure.lua when a run fails for good)."""
+        r, k, reg = self.ns.redis, self.ns.keys, self.ns.registry
+        async with r.pipeline(transaction=False) as pipe:
+            for j in reg.jobs.values():
+                if j.on_failure:
+                    pipe.hset(k.on_failure(), j.name, j.on_failure)
+                else:
+                    pipe.hdel(k.on_failure(), j.name)
+                if j.on_failure and j.on_failure not in reg.jobs:
+                    log.info("job %s: on_failure job %s is not registered in this worker "
+                             "(its runs go to the queue published for it, else 'default')",
+                             j.name, j.on_failure)  # fmt: skip
+            await pipe.execute()
+
+    async def setup(self) -> None:
+        """At start: consumer groups, queue settings, registrations, failure handlers."""
+        await self.create_groups()
+        await self.publish_queues()
+        await self.register()
+        await self.publish_on_failure()
+
+    async def recover(self, cause: str) -> None:
+        """Redis lost the namespace's keys: put back what this worker publishes."""
+        self.recoveries += 1
+        log.warning(
+            "worker %s: Redis lost this namespace's queues (%s; a restart without "
+            "persistence, FLUSHALL or failover?): re-creating consumer groups, job map, "
+            "triggers and queue settings",
+            self.worker_id, cause,
+        )  # fmt: skip
+        await self.setup()
+
+
+def is_lost_group(exc: BaseException) -> bool:
+    """True for the error a ticket read gets when its stream or group is gone."""
+    return "NOGROUP" in str(exc)
