@@ -2,7 +2,7 @@
 -- a worker needs to plan their ticks; and when the next one is due. An idle worker calls it
 -- about twice a second: O(log N + due) whatever the number of schedules.
 -- KEYS[1] scheds  keys.schedules()  ZSET name -> next fire ms (+inf while paused)
--- Derived (K): schedule hashes K.sched(name).
+-- Derived (K): schedule hashes K.schedule(name).
 -- ARGV[1] prefix  ARGV[2] limit
 -- Returns {now ms, ms until the next schedule after now is due or -1, then per due
 -- schedule: name, next, rev, job, cron, every_ms, timezone, catchup, jitter_ms}.
@@ -16,7 +16,7 @@ local wait = -1
 if later[2] and later[2] ~= 'inf' then wait = math.max(0, tonumber(later[2]) - now) end
 local out = {now, wait}
 for _, name in ipairs(names) do
-  local f = redis.call('HMGET', K.sched(prefix, name), 'next', 'rev', 'job', 'cron', 'every',
+  local f = redis.call('HMGET', K.schedule(prefix, name), 'next', 'rev', 'job', 'cron', 'every',
     'tz', 'catchup', 'jitter')
   if f[2] then
     out[#out + 1] = name

@@ -30,7 +30,7 @@ if outcome == 'retry' then
   local due = now + tonumber(ARGV[6])
   redis.call('HINCRBY', rk, 'fails', 1)
   redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
-  redis.call('HINCRBY', K.qstat(prefix, f[3]), 'scheduled', 1)
+  redis.call('HINCRBY', K.queue_stat(prefix, f[3]), 'scheduled', 1)
   timeline(rk, now, 'retrying', {error = err.message, due = due})
   set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)
   return 'scheduled'

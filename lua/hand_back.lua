@@ -39,7 +39,7 @@ redis.call('HSET', rk, 'unclaimed_since', since, 'unclaimed_last', now)
 redis.call('HINCRBY', rk, 'deliveries', -1)
 local due = now + tonumber(ARGV[4])
 redis.call('ZADD', K.delayed(prefix, f[3]), due, id)
-redis.call('HINCRBY', K.qstat(prefix, f[3]), 'scheduled', 1) -- queue counter (metrics)
+redis.call('HINCRBY', K.queue_stat(prefix, f[3]), 'scheduled', 1) -- queue counter (metrics)
 timeline(rk, now, 'handed_back', {reason = 'job not registered in the worker', due = due})
 set_status(prefix, rk, id, f[2], 'running', 'scheduled', now, 0)
 return 'scheduled'

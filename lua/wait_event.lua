@@ -8,10 +8,10 @@
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] step  ARGV[5] event name
 -- ARGV[6] shape  ARGV[7] values key  ARGV[8] timeout ms (-1: none)  ARGV[9] lookback ms
 -- ARGV[10] timed-out record (complete)  ARGV[11] received-record prefix
--- ARGV[12] '1': park the run right away when the wait is pending (see suspend.lua)
+-- ARGV[12] '1': park the run right away when the wait is pending (see sleep.lua)
 -- A cancel requested for the run: {'cancel'} instead of parking.
 -- Returns {'done', record} (a recent event matched), {'pending'}, {'waiting'} or
--- {'parked'} (see suspend.lua).  Errors: LEASE_LOST.
+-- {'parked'} (see sleep.lua).  Errors: LEASE_LOST.
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include mp_pack.lua

@@ -42,7 +42,7 @@ REQUIRED = {
     "complete",
     "fail",
     "record_step",
-    "suspend",
+    "sleep",
     "promote",
     "wait_event",
     "send_event",

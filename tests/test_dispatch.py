@@ -16,7 +16,7 @@ OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
 
 async def _start(app: StackShift, queue: str = "q", **fields: str) -> str:
     run = (new_run_id(), None, app.serializer.dumps(None))
-    [(run_id, _)] = await app._core.scripts.start(
+    [(run_id, _, _)] = await app._core.scripts.start(
         "j", queue, [run], delay_ms=0, at_ms=0, idem_ttl_ms=1000, extra=fields
     )
     return run_id

@@ -214,9 +214,9 @@ async def test_a_resent_start_is_not_a_duplicate_of_itself(app: StackShift) -> N
     run = (new_run_id(), "order-1", app.serializer.dumps(None))
     first = await app._core.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
     again = await app._core.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
-    assert first == again == [(run[0], False)]
+    assert first == again == [(run[0], False, None)]
     other = (new_run_id(), "order-1", app.serializer.dumps(None))
     assert await app._core.scripts.start(
         "j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000
-    ) == [(run[0], True)]
+    ) == [(run[0], True, None)]
     assert await app.redis.zcard(app._core.keys.ready("q", "0")) == 1

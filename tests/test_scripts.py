@@ -3,6 +3,7 @@ NOSCRIPT recovery; and a fakeredis run of the main flow."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from stackshift_redis._core.keys import SHAPES, Keys, lua_keys
 from stackshift_redis._core.luasrc import lua_dir, script_names, source
 
 ROOT = Path(__file__).resolve().parent.parent
+LUA = ROOT / "lua"
 
 
 @pytest.mark.parametrize("name", script_names())
@@ -170,3 +172,32 @@ async def test_main_flow_on_fakeredis(fake_app: StackShift) -> None:
         await app.worker(concurrency=2, poll_interval=0.02, block_ms=50).run(burst=True)
     assert await run.result(timeout=1) == 2
     assert calls == ["a"]
+
+
+def test_one_name_per_key() -> None:
+    """Each key has one name: its SHAPES entry, its Keys method and its Lua `K` function."""
+    methods = {n for n, v in vars(Keys).items() if callable(v) and not n.startswith("_")}
+    assert methods - {"render"} == set(SHAPES)
+    for path in LUA.rglob("*.lua"):
+        text = path.read_text()
+        for name in re.findall(r"\bK\.([a-z_]+)\(", text):
+            assert name in SHAPES, f"{path.name}: K.{name} is no key shape"
+        for name in re.findall(r"\bkeys\.([a-z_]+)\(", text):  # header lines cite Keys methods
+            assert name in SHAPES, f"{path.name}: keys.{name}() is no Keys method"
+
+
+def test_one_name_per_script() -> None:
+    """A Scripts method is named after the lua/ file it calls (`<name>_call` prepares one)."""
+    calls: dict[str, set[str]] = {}
+    for path in (ROOT / "stackshift_redis" / "_core" / "scripts").glob("*.py"):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Call):
+                    for arg in node.args[:2]:
+                        if isinstance(arg, ast.Constant) and (LUA / f"{arg.value}.lua").is_file():
+                            calls.setdefault(fn.name, set()).add(arg.value)
+    assert calls, "no script call found"
+    for method, scripts in calls.items():
+        assert scripts == {method.removesuffix("_call")}, f"Scripts.{method} calls {scripts}"

@@ -29,13 +29,13 @@ local function cancel_run(prefix, id, reason, now, keep)
     end
     if status == 'running' then
       redis.call('HSET', rk, 'cancel', reason)
-      redis.call('XADD', K.ctl(prefix), 'MAXLEN', '~', '1000', '*', 'cancel', cid)
+      redis.call('XADD', K.control(prefix), 'MAXLEN', '~', '1000', '*', 'cancel', cid)
       timeline(rk, now, 'cancel_requested', {reason = reason})
     elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
       if status == 'queued' then
         unready(prefix, cid, w[2], w[4])
       else -- the queue's counter of scheduled or waiting runs (see make_ready)
-        redis.call('HINCRBY', K.qstat(prefix, w[2]), status, -1)
+        redis.call('HINCRBY', K.queue_stat(prefix, w[2]), status, -1)
       end
       redis.call('ZREM', K.delayed(prefix, w[2]), cid)
       adopt_wait(prefix, rk, cid)

@@ -12,7 +12,7 @@ local function create_run(prefix, id, job, queue, payload, now, due, fields)
   for f, v in pairs(fields) do redis.call('HSET', rk, f, v) end
   if due > now then
     redis.call('ZADD', K.delayed(prefix, queue), due, id)
-    redis.call('HINCRBY', K.qstat(prefix, queue), 'scheduled', 1)
+    redis.call('HINCRBY', K.queue_stat(prefix, queue), 'scheduled', 1)
     timeline(rk, now, 'scheduled', {due = due})
     set_status(prefix, rk, id, job, nil, 'scheduled', now, 0)
     return 'scheduled'

@@ -7,7 +7,7 @@
 local function defer_run(prefix, queue, id, due, now)
   local rk = K.run(prefix, id)
   redis.call('ZADD', K.delayed(prefix, queue), due, id)
-  redis.call('HINCRBY', K.qstat(prefix, queue), 'scheduled', 1)
+  redis.call('HINCRBY', K.queue_stat(prefix, queue), 'scheduled', 1)
   timeline(rk, now, 'throttled', {due = due})
   set_status(prefix, rk, id, redis.call('HGET', rk, 'job'), 'queued', 'scheduled', now, 0)
 end

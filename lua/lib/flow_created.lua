@@ -6,7 +6,7 @@
 local function flow_created(prefix, job, rk, id, plan, now, due)
   local r = plan['r']
   if r then
-    local key = K.ratelimit(prefix, job, r[1])
+    local key = K.rate_limit(prefix, job, r[1])
     redis.call('ZADD', key, now, id)
     redis.call('PEXPIRE', key, r[2])
   end

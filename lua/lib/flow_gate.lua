@@ -8,7 +8,7 @@
 local function flow_gate(prefix, job, plan, id, now, keep)
   local r = plan['r']
   if r then
-    local key = K.ratelimit(prefix, job, r[1])
+    local key = K.rate_limit(prefix, job, r[1])
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - r[2])
     if redis.call('ZCARD', key) >= r[3] then return 'rate_limited' end
   end

@@ -12,7 +12,7 @@
 -- @include ticket.lua
 local function make_ready(prefix, rk, id, job, queue, group, prio, old, now, entry, extra)
   group = group or '0'
-  local stat = K.qstat(prefix, queue)
+  local stat = K.queue_stat(prefix, queue)
   local seq = redis.call('HINCRBY', stat, 'seq', 1)
   local p = math.max(-100, math.min(100, tonumber(prio) or 0))
   local score = (100 - p) * 1099511627776 + seq

@@ -7,15 +7,15 @@
 -- @include keys.lua
 local function move_index(prefix, id, job, old, new, now, keep_ms)
   if old and old ~= '' then
-    redis.call('ZREM', K.idx(prefix, old), id)
-    redis.call('ZREM', K.idxj(prefix, job, old), id)
-    redis.call('ZREM', K.ord(prefix, old), id)
-    redis.call('ZREM', K.ordj(prefix, job, old), id)
+    redis.call('ZREM', K.idx_status(prefix, old), id)
+    redis.call('ZREM', K.idx_job_status(prefix, job, old), id)
+    redis.call('ZREM', K.ord_status(prefix, old), id)
+    redis.call('ZREM', K.ord_job_status(prefix, job, old), id)
   end
-  local by_status = K.idx(prefix, new)
-  local by_job = K.idxj(prefix, job, new)
-  local ord_status = K.ord(prefix, new)
-  local ord_job = K.ordj(prefix, job, new)
+  local by_status = K.idx_status(prefix, new)
+  local by_job = K.idx_job_status(prefix, job, new)
+  local ord_status = K.ord_status(prefix, new)
+  local ord_job = K.ord_job_status(prefix, job, new)
   redis.call('ZADD', by_status, now, id)
   redis.call('ZADD', by_job, now, id)
   redis.call('ZADD', ord_status, 0, id)

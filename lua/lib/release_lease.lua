@@ -7,7 +7,7 @@
 local function release_lease(prefix, queue, id)
   redis.call('ZREM', K.leases(prefix, queue), id)
   free_slots(prefix, id)
-  if redis.call('HDEL', K.qstat(prefix, queue), 'starved') == 1 then
+  if redis.call('HDEL', K.queue_stat(prefix, queue), 'starved') == 1 then
     ticket(prefix, queue)
   end
 end

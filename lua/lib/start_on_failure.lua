@@ -14,7 +14,7 @@
 -- @include lua_run_id.lua
 -- @include create_run.lua
 local function start_on_failure(prefix, rk, id, job, now, keep_ms, err_json)
-  local handler = redis.call('HGET', K.onfail(prefix), job)
+  local handler = redis.call('HGET', K.on_failure(prefix), job)
   if not handler then return nil end
   local f = redis.call('HMGET', rk, 'failure_of', 'attempts', 'payload')
   if f[1] then return nil end

@@ -20,7 +20,7 @@ local function suspend_run(prefix, rk, id, job, queue, now, due, steps, kinds)
     redis.call('ZADD', K.delayed(prefix, queue), due, id)
     extra['until'] = due
   end
-  redis.call('HINCRBY', K.qstat(prefix, queue), 'waiting', 1)
+  redis.call('HINCRBY', K.queue_stat(prefix, queue), 'waiting', 1)
   timeline(rk, now, 'waiting', extra)
   set_status(prefix, rk, id, job, 'running', 'waiting', now, 0)
 end

@@ -10,7 +10,7 @@ local function unpark(prefix, pk)
     local sp = string.find(m[1], ' ', 1, true)
     local queue, group = string.sub(m[1], 1, sp - 1), string.sub(m[1], sp + 1)
     if redis.call('EXISTS', K.ready(prefix, queue, group)) == 1 then
-      local seq = redis.call('HINCRBY', K.qstat(prefix, queue), 'seq', 1)
+      local seq = redis.call('HINCRBY', K.queue_stat(prefix, queue), 'seq', 1)
       redis.call('ZADD', K.ring(prefix, queue), 'NX', seq, group)
       ticket(prefix, queue)
       return

@@ -7,7 +7,7 @@
 local function unready(prefix, id, queue, group)
   local rset = K.ready(prefix, queue, group or '0')
   if redis.call('ZREM', rset, id) == 1 then
-    redis.call('HINCRBY', K.qstat(prefix, queue), 'ready', -1)
+    redis.call('HINCRBY', K.queue_stat(prefix, queue), 'ready', -1)
   end
   if (group or '0') == '0' or redis.call('EXISTS', rset) == 1 then return end
   local f = redis.call('HMGET', K.run(prefix, id), 'slots', 'job')

@@ -112,7 +112,7 @@ class Starter:
             batch: list[NewRun] = [
                 (new_run_id(), keys[i], encoded[i], plans[i]) for i in range(lo, hi)
             ]
-            out += await ns.scripts.start_flow(
+            out += await ns.scripts.start(
                 job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms,
                 extra=fields, retention_ms=ns.settings.retention_ms,
             )  # fmt: skip
@@ -151,7 +151,7 @@ class Starter:
     ) -> None:
         job, queue, delay_ms, at_ms, ttl_ms, fields = group
         try:
-            replies = await self._ns.scripts.start_flow(
+            replies = await self._ns.scripts.start(
                 job, queue, [run for run, _ in items], delay_ms=delay_ms, at_ms=at_ms,
                 idem_ttl_ms=ttl_ms, extra=dict(fields), retention_ms=self._ns.settings.retention_ms,
             )  # fmt: skip

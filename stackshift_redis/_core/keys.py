@@ -23,15 +23,15 @@ SHAPES: dict[str, tuple[str, ...]] = {
     # runs
     "run": ("run", "{run_id}"),  # HASH a run: fields in lua/README.md
     "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
-    "idx": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
-    "idxj": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
-    "ord": ("ord", "{status}"),  # ZSET run ids with that status, score 0: id (creation) order
-    "ordj": ("ordj", "{job}", "{status}"),  # ZSET the same, per job (paging by cursor)
+    "idx_status": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
+    "idx_job_status": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
+    "ord_status": ("ord", "{status}"),  # ZSET run ids with that status, score 0: id order
+    "ord_job_status": ("ordj", "{job}", "{status}"),  # ZSET the same, per job (paging by cursor)
     "done": ("done",),  # STREAM ids of finished runs somebody awaits (capped)
-    "ctl": ("ctl",),  # STREAM cancel requests for running runs (capped)
+    "control": ("ctl",),  # STREAM cancel requests for running runs (capped)
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
-    "onfail": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
+    "on_failure": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
     "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
     "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
@@ -39,19 +39,19 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
     "ring": ("q", "{queue}", "ring"),  # ZSET groups with ready runs, by turn (round robin)
-    "qstat": ("q", "{queue}", "stat"),  # HASH counters: seq, starved, ready, scheduled, waiting
+    "queue_stat": ("q", "{queue}", "stat"),  # HASH counters: seq, starved, ready, scheduled, ...
     "delayed": ("q", "{queue}", "delayed"),  # ZSET run id -> due ms (delays, retries, timers)
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
-    "conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
+    "queue_conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
-    "winfo": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, running, at}
+    "worker_info": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, ...}
     "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
     # flow control (keys.py `key` = a Concurrency slot id or a rule's key value, see flow.py)
     "slot": ("fc", "{job}", "slot", "{key}"),  # SET run ids holding one of that slot's places
     "parked": ("fc", "{job}", "park", "{key}"),  # ZSET "queue group" blocked on it -> park ms
     "throttle": ("fc", "{job}", "thr", "{key}"),  # STRING GCRA theoretical arrival time ms
     "throttle_log": ("fc", "{job}", "thrlog", "{key}"),  # ZSET run id -> start ms (window)
-    "ratelimit": ("fc", "{job}", "rate", "{key}"),  # ZSET run id -> created ms, in the window
+    "rate_limit": ("fc", "{job}", "rate", "{key}"),  # ZSET run id -> created ms, in the window
     "debounce": ("fc", "{job}", "deb", "{key}"),  # STRING run id of the key's open burst
     "singleton": ("fc", "{job}", "one", "{key}"),  # STRING run id of the key's latest run
     # state
@@ -66,8 +66,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "event_names": ("evn",),  # ZSET event names by last sent ms (1000 newest kept)
     "triggers": ("trig", "{event}"),  # HASH job -> queue of jobs that event starts
     # schedules
-    "sched": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
-    "scheds": ("scheds",),  # ZSET schedule name -> next fire ms (+inf while paused)
+    "schedule": ("sched", "{name}"),  # HASH a schedule: definition and state (lua/README.md)
+    "schedules": ("scheds",),  # ZSET schedule name -> next fire ms (+inf while paused)
 }
 
 
@@ -106,19 +106,19 @@ class Keys:
 
     def idx_status(self, status: str) -> str:
         """ZSET: run ids with that status, scored by when they entered it (ms)."""
-        return _render(self.prefix, "idx", (status,))
+        return _render(self.prefix, "idx_status", (status,))
 
     def idx_job_status(self, job: str, status: str) -> str:
         """ZSET: run ids of a job with that status."""
-        return _render(self.prefix, "idxj", (job, status))
+        return _render(self.prefix, "idx_job_status", (job, status))
 
     def ord_status(self, status: str) -> str:
         """ZSET: run ids with that status, all scored 0: ordered by id = creation time."""
-        return _render(self.prefix, "ord", (status,))
+        return _render(self.prefix, "ord_status", (status,))
 
     def ord_job_status(self, job: str, status: str) -> str:
         """ZSET: run ids of a job with that status, in id (creation) order."""
-        return _render(self.prefix, "ordj", (job, status))
+        return _render(self.prefix, "ord_job_status", (job, status))
 
     def done(self) -> str:
         """STREAM: ids of finished runs that somebody awaits (capped)."""
@@ -126,7 +126,11 @@ class Keys:
 
     def control(self) -> str:
         """STREAM: cancel requests for running runs, read by every worker (capped)."""
-        return _render(self.prefix, "ctl", ())
+        return _render(self.prefix, "control", ())
+
+    def seq(self) -> str:
+        """STRING: the counter behind run ids made inside scripts (lib/lua_run_id.lua)."""
+        return _render(self.prefix, "seq", ())
 
     def jobs(self) -> str:
         """HASH: job name -> queue, published by workers."""
@@ -134,7 +138,7 @@ class Keys:
 
     def on_failure(self) -> str:
         """HASH: job name -> the job its failed runs start (on_failure), published by workers."""
-        return _render(self.prefix, "onfail", ())
+        return _render(self.prefix, "on_failure", ())
 
     def owners(self) -> str:
         """ZSET: registry entries (j/job/queue, t/event/job/queue) -> expiry ms: dropped
@@ -166,7 +170,7 @@ class Keys:
     def queue_stat(self, queue: str) -> str:
         """HASH: queue counters kept by the scripts (seq, starved; ready, scheduled and
         waiting runs, read by metrics)."""
-        return _render(self.prefix, "qstat", (queue,))
+        return _render(self.prefix, "queue_stat", (queue,))
 
     def delayed(self, queue: str) -> str:
         """ZSET: run id -> due time (ms) for delayed runs, retries and timers."""
@@ -178,7 +182,7 @@ class Keys:
 
     def queue_conf(self, queue: str) -> str:
         """HASH: queue settings shared by every process (concurrency, visibility)."""
-        return _render(self.prefix, "conf", (queue,))
+        return _render(self.prefix, "queue_conf", (queue,))
 
     def workers(self) -> str:
         """ZSET: worker id -> heartbeat expiry (ms)."""
@@ -186,7 +190,7 @@ class Keys:
 
     def worker_info(self) -> str:
         """HASH: worker id -> JSON {host, pid, queues, concurrency, running, at, started}."""
-        return _render(self.prefix, "winfo", ())
+        return _render(self.prefix, "worker_info", ())
 
     def clock(self) -> str:
         """STRING: the virtual time (ms) of a TestEnv, read by its scripts' `now_ms`."""
@@ -211,7 +215,7 @@ class Keys:
 
     def rate_limit(self, job: str, key: str) -> str:
         """ZSET: runs a rate-limited key created within its window: run id -> ms."""
-        return _render(self.prefix, "ratelimit", (job, key))
+        return _render(self.prefix, "rate_limit", (job, key))
 
     def debounce(self, job: str, key: str) -> str:
         """STRING: the run id of a debounce key's open burst."""
@@ -262,11 +266,11 @@ class Keys:
     # schedules
     def schedule(self, name: str) -> str:
         """HASH: a schedule's definition and state (next fire, last run)."""
-        return _render(self.prefix, "sched", (name,))
+        return _render(self.prefix, "schedule", (name,))
 
     def schedules(self) -> str:
         """ZSET: schedule name -> next fire time ms (+inf while paused)."""
-        return _render(self.prefix, "scheds", ())
+        return _render(self.prefix, "schedules", ())
 
 
 def lua_keys() -> str:

@@ -4,7 +4,8 @@ redis-py's `Script` does SHA caching, EVALSHA and reload on NOSCRIPT: no cache o
 Every call passes the namespace prefix in ARGV where the script derives keys with `K`
 (lua/README.md); all keys share the namespace hash tag, so each call is one slot.
 Error replies (`CODE detail`) become stackshift errors here (door.py) and nowhere else.
-The methods are grouped by area (queues.py, runs.py, misc.py) and composed in `Scripts`.
+The methods are grouped by area (queues.py, runs.py, events.py, state.py, schedules.py)
+and composed in `Scripts`.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from .door import (
     redis_call,
     unavailable,
 )
-from .misc import MiscScripts
+from .events import EventScripts
 from .queues import QueueScripts
 from .runs import RunScripts
+from .schedules import ScheduleScripts
+from .state import StateScripts
 
 
-class Scripts(QueueScripts, RunScripts, MiscScripts):
+class Scripts(QueueScripts, RunScripts, EventScripts, StateScripts, ScheduleScripts):
     """One method per Lua script (see the package docstring)."""
 
 

@@ -8,7 +8,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..keys import GROUP
-from .door import Door, NewRun, ScriptCall, StartReply, TakenRun, TakeReply, _pairs, _str
+from .door import (
+    Door,
+    NewRun,
+    QueueStats,
+    ScriptCall,
+    StartReply,
+    TakenRun,
+    TakeReply,
+    _pairs,
+    _str,
+)
 
 
 class QueueScripts(Door):
@@ -52,28 +62,9 @@ class QueueScripts(Door):
         idem_ttl_ms: int,
         extra: dict[str, str] | None = None,
         retention_ms: int = 0,
-    ) -> list[tuple[str, bool]]:
-        """Create runs and make them ready (or schedule them); (run_id, deduplicated) each.
-        A start that flow control skipped gives ('', False): see `start_flow`."""
-        return [(r[0] or "", r[1]) for r in await self.start_flow(
-            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
-            extra=extra, retention_ms=retention_ms,
-        )]  # fmt: skip
-
-    async def start_flow(
-        self,
-        job: str,
-        queue: str,
-        runs: Sequence[NewRun],
-        *,
-        delay_ms: int,
-        at_ms: int,
-        idem_ttl_ms: int,
-        extra: dict[str, str] | None = None,
-        retention_ms: int = 0,
     ) -> list[StartReply]:
-        """Create runs under their flow-control plans: (run_id | None, deduplicated,
-        skipped reason | None) each."""
+        """Create runs (under their flow-control plans) and make them ready or schedule them:
+        (run_id | None, deduplicated, skipped reason | None) each."""
         keys, args = self.start_call(
             job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
             extra=extra, retention_ms=retention_ms,
@@ -200,3 +191,12 @@ class QueueScripts(Door):
         return int(await self.call("unregister_job", [k.owners(), k.jobs()], [k.prefix, job]))
 
     # steps and durable waits (fenced by the lease token)
+
+    async def queue_stats(self, queues: Sequence[str]) -> tuple[int, list[QueueStats]]:
+        """(live workers, per queue its gauges): `queues` plus those of the published
+        job map, in one call."""
+        k = self.keys
+        reply = await self.call("queue_stats", [k.jobs(), k.workers()], [k.prefix, *queues])
+        stats = [QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4]))
+                 for q in reply[1:]]  # fmt: skip
+        return int(reply[0]), stats

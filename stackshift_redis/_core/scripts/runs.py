@@ -32,7 +32,7 @@ class RunScripts(Door):
         record the step when already due."""
         k = self.keys
         args = [k.prefix, run_id, token, step, rel_ms, until_ms, record, int(park)]
-        return _wait_reply(await self.call("suspend", [k.run(run_id)], args))
+        return _wait_reply(await self.call("sleep", [k.run(run_id)], args))
 
     async def wait_event(
         self, run_id: str, token: str, step: str, event: str, shape: str, values_key: str,

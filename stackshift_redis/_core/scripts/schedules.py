@@ -1,64 +1,16 @@
-"""Scripts of events, queue statistics, state and schedules."""
+"""Scripts of schedules: upsert, find the due ones, fire, trigger, pause/resume/delete."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from .door import Door, DueSchedule, QueueStats, SendReply, _str
+from .door import Door, DueSchedule, _str
 
 
-class MiscScripts(Door):
-    """Scripts of events, queue statistics, state and schedules."""
+class ScheduleScripts(Door):
+    """Scripts of schedules."""
 
-    async def send_event(
-        self, name: str, event_id: str, encoded: bytes, flat_json: str, payload: bytes,
-        dedupe_ms: int, log_ms: int, local_triggers: dict[str, str], call_token: str,
-        fields: dict[str, str] | None = None, retention_ms: int = 0,
-        plans: dict[str, str] | None = None,
-    ) -> SendReply:  # fmt: skip
-        """Record an event once; resume matching waiters; start triggered jobs (with the
-        hook `fields`, {"x:<name>": value}, stored on each started run, and `plans`: the
-        flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
-        CancelOn rules match."""
-        k = self.keys
-        keys = [k.event_seen(event_id), k.event_log(name), k.event_data(name),
-                k.event_shapes(name), k.triggers(name), k.event_names()]  # fmt: skip
-        args = [k.prefix, name, event_id, encoded, flat_json, payload, dedupe_ms, log_ms,
-                json.dumps(local_triggers), call_token,
-                json.dumps(fields) if fields else "", retention_ms or 86_400_000,
-                json.dumps(plans or {})]  # fmt: skip
-        duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
-        return SendReply(
-            bool(duplicate), [_str(r) for r in resumed], [_str(r) for r in started],
-            [_str(r) for r in cancelled],
-        )  # fmt: skip
-
-    # metrics
-    async def queue_stats(self, queues: Sequence[str]) -> tuple[int, list[QueueStats]]:
-        """(live workers, per queue its gauges): `queues` plus those of the published
-        job map, in one call."""
-        k = self.keys
-        reply = await self.call("queue_stats", [k.jobs(), k.workers()], [k.prefix, *queues])
-        stats = [QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4]))
-                 for q in reply[1:]]  # fmt: skip
-        return int(reply[0]), stats
-
-    # state
-    async def state_incr(self, name: str, amount: int, ttl_ms: int) -> int:
-        """Add to a counter (TTL only on creation). InvalidArgumentError if not an int."""
-        return int(await self.call("state_incr", [self.keys.state(name)], [amount, ttl_ms, name]))
-
-    async def lock_extend(self, name: str, token: str, ttl_ms: int) -> bool:
-        """Reset a lock's TTL while it holds `token`."""
-        return bool(await self.call("lock_extend", [self.keys.lock(name)], [token, ttl_ms]))
-
-    async def lock_release(self, name: str, token: str) -> bool:
-        """Delete a lock while it holds `token`."""
-        return bool(await self.call("lock_release", [self.keys.lock(name)], [token]))
-
-    # schedules
     async def upsert_schedule(
         self, name: str, job: str, queue: str, payload: bytes, cron: str, every_ms: int,
         timezone: str, signature: str, overlap: str, catchup: str, jitter_ms: int,

@@ -1,4 +1,4 @@
--- suspend: a sleep step: register its timer as a pending wait of the running run (see
+-- sleep: a sleep step: register its timer as a pending wait of the running run (see
 -- lib/add_wait.lua), or record the step at once when already due (server clock).
 -- KEYS[1] run  keys.run(run_id)  HASH
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] step name
