@@ -12,7 +12,14 @@ import pytest
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._core.keys import SHAPES, Keys, lua_keys
-from stackshift_redis._core.luasrc import lua_dir, script_names, source
+from stackshift_redis._core.luasrc import (
+    MAX_INCLUDE_DEPTH,
+    include_depth,
+    lua_dir,
+    readme_with_graph,
+    script_names,
+    source,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "lua"
@@ -201,3 +208,13 @@ def test_one_name_per_script() -> None:
     assert calls, "no script call found"
     for method, scripts in calls.items():
         assert scripts == {method.removesuffix("_call")}, f"Scripts.{method} calls {scripts}"
+
+
+def test_the_include_graph_is_drawn_and_bounded() -> None:
+    readme = (LUA / "README.md").read_text()
+    assert readme == readme_with_graph(readme), (
+        "lua/README.md's include graph is out of date: run "
+        'python -c "from stackshift_redis._core import luasrc; luasrc.write_readme_graph()"'
+    )
+    for name in script_names():
+        assert include_depth(name) <= MAX_INCLUDE_DEPTH, f"{name}.lua includes too deep"

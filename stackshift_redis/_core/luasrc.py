@@ -3,6 +3,9 @@
 Includes are inlined once each, dependencies first. `keys.lua` is not a file: it is the
 table `K` rendered from keys.SHAPES, so key shapes are written in one place only.
 
+`include_graph()` draws who inlines what (lua/README.md, "Include graph"); no chain may be
+deeper than MAX_INCLUDE_DEPTH.
+
 The clock is one include, `now_ms.lua`. `source(name, clock_key=...)` renders a script for
 a TestEnv: its `now_ms` (lua/testing/now_ms.lua) reads the virtual time from that key.
 Production scripts are rendered without it and stay exactly the files in lua/.
@@ -68,6 +71,57 @@ def source(name: str, clock_key: str | None = None) -> str:
     return "\n".join(_render(lua_dir() / f"{name}.lua", set(), clock_key)) + "\n"
 
 
+MAX_INCLUDE_DEPTH = 9  # the longest include chain allowed: a deeper one is a decision
+
+
+def _includes(path: Path) -> list[str]:
+    return [m.group(1) for line in path.read_text().splitlines() if (m := _INCLUDE.match(line))]
+
+
+def include_depth(name: str) -> int:
+    """How many library levels a script (or `lib/<name>.lua`) inlines below itself."""
+    lib = lua_dir() / "lib" / name
+    path = lib if name.endswith(".lua") else lua_dir() / f"{name}.lua"
+    deps = [d for d in _includes(path) if d not in _VIRTUAL and d != "now_ms.lua"]
+    return max((1 + include_depth(d) for d in deps), default=0)
+
+
+def _closure(path: Path, seen: set[str]) -> set[str]:
+    for dep in _includes(path):
+        if dep not in seen and dep not in _VIRTUAL:
+            seen.add(dep)
+            _closure(lua_dir() / "lib" / dep, seen)
+    return seen
+
+
+def include_graph() -> str:
+    """lua/README.md's "Include graph" table: each script, the libraries it includes
+    directly, how many it inlines in all, and its depth."""
+    rows = ["| script | includes | inlined | depth |", "|---|---|---|---|"]
+    for name in script_names():
+        path = lua_dir() / f"{name}.lua"
+        direct = ", ".join(d.removesuffix(".lua") for d in _includes(path)) or "-"
+        inlined = len(_closure(path, set()) - set(_VIRTUAL))
+        rows.append(f"| `{name}` | {direct} | {inlined} | {include_depth(name)} |")
+    return "\n".join(rows)
+
+
 def script_names() -> list[str]:
     """Every atomic operation: the top-level lua/*.lua files."""
     return sorted(p.stem for p in lua_dir().glob("*.lua"))
+
+
+GRAPH_START, GRAPH_END = "<!-- include-graph:start -->", "<!-- include-graph:end -->"
+
+
+def readme_with_graph(text: str) -> str:
+    """lua/README.md's text with its include-graph section regenerated."""
+    head, rest = text.split(GRAPH_START, 1)
+    _, tail = rest.split(GRAPH_END, 1)
+    return f"{head}{GRAPH_START}\n{include_graph()}\n{GRAPH_END}{tail}"
+
+
+def write_readme_graph() -> None:
+    """Regenerate lua/README.md's include graph (in a checkout)."""
+    readme = lua_dir() / "README.md"
+    readme.write_text(readme_with_graph(readme.read_text()))

@@ -169,7 +169,8 @@ class QueueScripts(Door):
         return int(await self.call("trim", keys, [retention_ms, limit, notify_keep_ms]))
 
     async def drop_consumer(self, queue: str, consumer: str) -> bool:
-        """Delete a consumer of the queue's group if nothing is pending for it."""
+        """Delete a gone worker's consumer from the queue's group (it holds no pending
+        entries: every read is NOACK)."""
         return bool(await self.call("drop_consumer", [self.keys.stream(queue)], [GROUP, consumer]))
 
     # the shared registry (workers' heartbeats)
