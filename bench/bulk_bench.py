@@ -3,26 +3,21 @@
 Prints the wall time of each bulk operation and, from SLOWLOG (threshold 0), the longest
 and median script call: how long Redis is blocked at a time. One dedicated redis-server.
 
-    python bench/bulk_bench.py [--runs 100000] [--batch 200]
+    python -m bench.bulk_bench [--runs 100000] [--batch 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from redis_server import RedisServer
-
-from stackshift_redis import StackShift, control
+from bench.redis_server import RedisServer
+from stackshift_redis import StackShift
+from stackshift_redis._client import control
 
 
 async def _evalsha(app: StackShift) -> tuple[int, int]:

@@ -5,7 +5,7 @@ by an in-process burst worker, the rest left queued), then for each dashboard pa
 the CLI's queue listing prints the Redis commands per request (INFO commandstats) and the
 median render time over a few requests, plus the memory of the status indexes.
 
-    .venv/bin/python bench/dashboard_bench.py [--runs 100000] [--executed 10000]
+    .venv/bin/python -m bench.dashboard_bench [--runs 100000] [--executed 10000]
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from redis_server import RedisServer
-
+from bench.redis_server import RedisServer
 from stackshift_redis import StackShift
 from stackshift_redis._client.inspector import Inspector
 from stackshift_redis.dashboard import create_app

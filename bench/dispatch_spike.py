@@ -2,7 +2,7 @@
 (priority and round-robin groups in front of a ticket stream), in one run, one server.
 
     git worktree add /tmp/ss-old d10c57a     # the last commit with runs in the stream
-    python bench/dispatch_spike.py --old-tree /tmp/ss-old [--n 20000] [--repeats 3]
+    python -m bench.dispatch_spike --old-tree /tmp/ss-old [--n 20000] [--repeats 3]
 
 Each row drains n queued no-op runs with ONE worker process at default settings
 (bench/peers/stackshift_driver.py --mode process): runs/s, Redis CPU per run, Redis
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -23,10 +24,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+from bench.redis_server import RedisServer
 
-from redis_server import RedisServer  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 COLUMNS = [
     ("proc_rate", "runs/s", "{:.0f}"),
@@ -40,7 +40,8 @@ COLUMNS = [
 def drive(tree: Path, url: str, n: int, extra: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, str(tree / "bench" / "peers" / "stackshift_driver.py"),
            "--mode", "process", "--n", str(n), "--redis-url", url, "--flush", *extra]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tree)
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # that tree's stackshift_redis
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tree, env=env)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         return {"error": (out.stderr or out.stdout)[-400:]}

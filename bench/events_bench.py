@@ -1,7 +1,7 @@
 """Event correlation cost: send_event latency and Redis time as waiting runs grow
 (100 -> 10,000 waiters over 100 correlation values), and send_event -> resumed-run latency.
 
-    python bench/events_bench.py [--sizes 100,1000,10000] [--sends 200]
+    python -m bench.events_bench [--sizes 100,1000,10000] [--sends 200]
 """
 
 # ruff: noqa: ASYNC110  (polling Redis-side state is what a benchmark does)
@@ -10,17 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from redis_server import RedisServer
-
+from bench.redis_server import RedisServer
 from stackshift_redis import RunContext, StackShift
 
 

@@ -1,7 +1,7 @@
 """Flow-control benchmarks on one dedicated redis-server, each next to the same workload
 without flow control (plain), from the same run:
 
-    python bench/flow_bench.py [--backlog 10000] [--samples 100] [--seconds 60]
+    python -m bench.flow_bench [--backlog 10000] [--samples 100] [--seconds 60]
 
 fairness: one key holds `backlog` queued runs (10 ms each); while a worker process
 (concurrency 10) works through them, `samples` runs of other keys are started one by one,
@@ -28,13 +28,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.redis_server import RedisServer
+from stackshift_redis import Concurrency, StackShift, Throttle
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent))
-
-from redis_server import RedisServer  # noqa: E402
-
-from stackshift_redis import Concurrency, StackShift, Throttle  # noqa: E402
 
 
 def make_app(url: str, namespace: str, mode: str) -> StackShift:

@@ -4,7 +4,7 @@ the tracing hook (OpenTelemetry SDK provider recording spans, exporting none; an
 API's no-op tracer) and with the metrics hook. Prints per mode the median jobs/s and worker
 CPU µs per job (the steadier number on a shared machine), relative to no hook.
 
-    python bench/observability_bench.py [--n 3000] [--repeats 3] [--job noop|steps3]
+    python -m bench.observability_bench [--n 3000] [--repeats 3] [--job noop|steps3]
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from redis_server import RedisServer
+from bench.redis_server import RedisServer
 
 DRIVER = Path(__file__).resolve().parent / "peers" / "stackshift_driver.py"
 MODES = ["none", "tracing-api", "tracing", "metrics"]

@@ -2,7 +2,7 @@
 of awaits) against one asyncio.gather, and what a lone wait costs.
 
     git worktree add /tmp/ss-before <commit before parallel waits>
-    python bench/parallel_waits_bench.py [--old-tree /tmp/ss-before] [--repeats 3]
+    python -m bench.parallel_waits_bench [--old-tree /tmp/ss-before] [--repeats 3]
 
 Rows (medians over the repeats, one redis-server, one in-process worker of concurrency
 32; each child does 100 ms of plain asyncio work):
@@ -29,10 +29,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+from bench.redis_server import RedisServer
 
-from redis_server import RedisServer  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 CHILD_WORK = 0.1
 
@@ -119,8 +118,9 @@ async def measure(url: str) -> dict[str, Any]:
 
 
 def run_tree(tree: Path, url: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", url]
+    # that tree's stackshift_redis first, then this checkout's bench package
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(BENCH.parent)])}
+    cmd = [sys.executable, "-m", "bench.parallel_waits_bench", "--child", url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env, cwd=tree)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 import time
-from pathlib import Path
 from types import TracebackType
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from redis_procs import (
+from tests.redis_procs import (
     CHOICES,
     ServerProcess,
     find_server,

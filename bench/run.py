@@ -1,7 +1,7 @@
 """Peer benchmark: stackshift-redis vs arq, saq, rq, taskiq, streaq and bullmq.
 
-    python bench/run.py            # full: every library, 3 repeats, medians, extras
-    python bench/run.py --quick    # stackshift-redis only, 2,000 jobs, 1 repeat (< 1 min)
+    python -m bench.run            # full: every library, 3 repeats, medians, extras
+    python -m bench.run --quick    # stackshift-redis only, 2,000 jobs, 1 repeat (< 1 min)
 
 Starts its own redis-server on a free loopback port (no persistence) and kills it at the
 end; installs each peer into bench/.venvs/<peer>; runs bench/peers/<lib>_driver.py per
@@ -23,12 +23,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from peers._common import Resp, info
-from redis_server import RedisServer
-from report import summarize, table
-from venvs import BENCH, LIBS, PEERS_DIR, Lib, ensure, python_for
+from bench.peers._common import Resp, info
+from bench.redis_server import RedisServer
+from bench.report import summarize, table
+from bench.venvs import BENCH, LIBS, PEERS_DIR, Lib, ensure, python_for
 
 # Workers too slow at their defaults to drain 20,000 jobs in a reasonable time get a
 # smaller batch in full mode (per-job metrics are steady-state rates; the n column shows it).
@@ -73,10 +71,10 @@ def run_driver(lib: Lib, url: str, args: list[str], timeout: float) -> dict[str,
 
 
 def run_extras(url: str, delayed: int, retry_runs: int, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(BENCH / "stackshift_extras.py"), "--redis-url", url,
+    cmd = [sys.executable, "-m", "bench.stackshift_extras", "--redis-url", url,
            "--delayed", str(delayed), "--retry-runs", str(retry_runs)]  # fmt: skip
     try:
-        p = subprocess.run(cmd, cwd=BENCH, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, cwd=BENCH.parent, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"extras timed out after {timeout:.0f}s"}
     for line in reversed(p.stdout.splitlines()):

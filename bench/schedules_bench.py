@@ -9,7 +9,7 @@ leaves out its background cron and network work. Lag: `--ticking` schedules
 with every=1 (on top of the 10,000 idle ones); per run, the wall time at the start of the
 handler minus its tick (`ctx.scheduled_at`); same machine, so one clock.
 
-    python bench/schedules_bench.py [--sizes 10,10000] [--window 10] [--lag-seconds 20]
+    python -m bench.schedules_bench [--sizes 10,10000] [--window 10] [--lag-seconds 20]
 """
 
 from __future__ import annotations
@@ -17,17 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from redis_server import RedisServer
-
+from bench.redis_server import RedisServer
 from stackshift_redis import RunContext, StackShift
 
 

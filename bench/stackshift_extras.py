@@ -8,7 +8,7 @@
   two ways: the promotion script itself (`app._core.scripts.promote`, an internal) and one
   idle worker's upkeep loop over a fixed window (public API). Both must stay flat.
 
-Prints one JSON line. Usage: python bench/stackshift_extras.py --redis-url URL
+Prints one JSON line. Usage: python -m bench.stackshift_extras --redis-url URL
 """
 
 from __future__ import annotations
@@ -16,19 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.peers._common import info
+from stackshift_redis import StackShift
+
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
-sys.path.insert(0, str(BENCH / "peers"))
-
-from _common import info  # noqa: E402
-
-from stackshift_redis import StackShift  # noqa: E402
 
 SMALL = 1000
 CHUNK = 10_000
@@ -99,7 +95,7 @@ async def fill(app: StackShift, url: str, start: int, stop: int) -> tuple[float,
 
 
 async def promote_cost(app: StackShift, url: str) -> dict[str, float] | str:
-    promote = getattr(getattr(app, "scripts", None), "promote", None)
+    promote = getattr(getattr(app._core, "scripts", None), "promote", None)
     if promote is None:
         return "app._core.scripts.promote not found"
     await promote("delayed")

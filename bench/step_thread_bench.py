@@ -4,7 +4,7 @@
 so a blocking call cannot stop lease renewal. This measures that hop alone (no Redis):
 microseconds per call, direct call vs `steps._call_off_loop`, sequential and 32 at once.
 
-    .venv/bin/python bench/step_thread_bench.py [calls]
+    .venv/bin/python -m bench.step_thread_bench [calls]
 """
 
 from __future__ import annotations

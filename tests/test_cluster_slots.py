@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from redis.crc import key_slot
 
 from stackshift_redis import (

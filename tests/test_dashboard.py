@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import namespace_keys, wait_for
+from helpers import namespace_keys, wait_for
 from starlette.applications import Starlette
 from starlette.routing import Mount
 

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
-from jobs_for_tests import ROOT, spawn_worker
+from helpers import ROOT, spawn_worker, wait_for
 
 from stackshift_redis import StackShift
 
@@ -113,7 +112,7 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    procs.append(spawn_worker(redis_url, app.namespace, target="tests.ops_jobs:app"))
+    procs.append(spawn_worker(redis_url, app.namespace, target="tests.apps.operator_jobs:app"))
     done = await app.start_many(
         "checkout", [{"sku": f"sku-{i}"} for i in range(3)], queue_name="shop"
     )

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import CLUSTER
+from helpers import CLUSTER
 
 from stackshift_redis import StackShift
 

@@ -14,8 +14,7 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import namespace_keys, wait_for
-from jobs_for_tests import observed, spawn_worker
+from helpers import namespace_keys, observed, spawn_worker, wait_for
 
 from stackshift_redis import PayloadError, StackShift
 from stackshift_redis._core.records import new_run_id
@@ -205,7 +204,7 @@ async def _all_finished(app: StackShift, runs: list[Any]) -> bool:
 
 
 async def _used_memory(app: StackShift) -> int:
-    from conftest import node_of
+    from helpers import node_of
 
     return int((await app.redis.info("memory", **node_of(app)))["used_memory"])
 

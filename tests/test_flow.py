@@ -12,7 +12,7 @@ import itertools
 from typing import Any
 
 import pytest
-from conftest import namespace_keys
+from helpers import namespace_keys
 
 from stackshift_redis import (
     CancelOn,

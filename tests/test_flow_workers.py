@@ -10,8 +10,9 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from conftest import wait_for
-from jobs_for_tests import KEYED_OPTIONS, obs_key, observed, spawn_worker
+from apps import obs_key
+from apps.core_jobs import KEYED_OPTIONS
+from helpers import observed, spawn_worker, wait_for
 
 from stackshift_redis import StackShift
 

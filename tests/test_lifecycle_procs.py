@@ -7,8 +7,8 @@ import asyncio
 import signal
 import subprocess
 
-from conftest import wait_for
-from jobs_for_tests import obs_key, observed, spawn_worker
+from apps import obs_key
+from helpers import observed, spawn_worker, wait_for
 
 from stackshift_redis import StackShift
 from stackshift_redis.errors import LeaseLostError

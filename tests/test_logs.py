@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
-from jobs_for_tests import spawn_worker, wait_exit
+from helpers import spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import RunContext, RunFailed, StackShift
 from stackshift_redis.logs import JsonFormatter, TextFormatter
@@ -114,7 +113,7 @@ async def test_json_log_format_of_a_worker_process(
     with path.open("wb") as log:
         procs.append(spawn_worker(
             redis_url, app.namespace, "--queue", "obs", "--log-format", "json", log=log,
-            target="tests.obs_jobs:app",
+            target="tests.apps.observability_jobs:app",
         ))  # fmt: skip
     ok = await app.start("ok", 5, queue_name="obs")
     doomed = await app.start("doomed", queue_name="obs")
@@ -144,7 +143,7 @@ async def test_sigterm_names_the_runs_it_hands_back(
     with path.open("wb") as log:
         proc = spawn_worker(
             redis_url, app.namespace, "--queue", "obs", "--grace", "0.3", log=log,
-            target="tests.obs_jobs:app",
+            target="tests.apps.observability_jobs:app",
         )  # fmt: skip
         procs.append(proc)
     run = await app.start("snooze", 30, queue_name="obs")
@@ -167,7 +166,7 @@ async def test_no_start_up_line_before_redis_is_reached(
     with path.open("wb") as log:
         proc = spawn_worker(
             redis_url, app.namespace, "--queue", "obs", "--redis-url",
-            f"redis://127.0.0.1:{closed}/0", log=log, target="tests.obs_jobs:app",
+            f"redis://127.0.0.1:{closed}/0", log=log, target="tests.apps.observability_jobs:app",
         )  # fmt: skip
         procs.append(proc)
     await wait_exit(proc, 3)  # it exits, or waits for Redis: either way not "connected"

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from conftest import skip_on_cluster, wait_for
+from helpers import skip_on_cluster, wait_for
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stackshift_redis import RunContext, StackShift

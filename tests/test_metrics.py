@@ -12,8 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from conftest import wait_for
-from jobs_for_tests import spawn_worker
+from helpers import spawn_worker, wait_for
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -147,7 +146,7 @@ async def test_a_worker_process_serves_counters_histograms_and_gauges(
     with (tmp_path / "worker.log").open("wb") as log:
         procs.append(spawn_worker(
             redis_url, app.namespace, "--queue", "obs", "--metrics-port", str(port), log=log,
-            target="tests.obs_jobs:app",
+            target="tests.apps.observability_jobs:app",
         ))  # fmt: skip
     oks = await app.start_many("ok", [1, 2, 3], queue_name="obs")
     flaky = await app.start("flaky", queue_name="obs")

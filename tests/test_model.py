@@ -59,7 +59,7 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
         @rule(idem=st.sampled_from([None, "a", "b"]), delay=st.booleans())
         def start(self, idem: str | None, delay: bool) -> None:
             run = (new_run_id(), idem, b"\xc0")
-            [(run_id, dedup)] = self.do(
+            [(run_id, dedup, _)] = self.do(
                 self.s.start(
                     "job", "q", [run], delay_ms=60_000 if delay else 0, at_ms=0, idem_ttl_ms=60_000
                 )

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import namespace_keys, wait_for
+from helpers import namespace_keys, wait_for
 
 from stackshift_redis import (
     InvalidArgumentError,

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import namespace_keys, wait_for
-from jobs_for_tests import ROOT
+from helpers import ROOT, namespace_keys, wait_for
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._ops.cli import main

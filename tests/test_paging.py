@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import namespace_keys
+from helpers import namespace_keys
 
 from stackshift_redis import RunContext, RunPage, StackShift
 from stackshift_redis.errors import InvalidArgumentError

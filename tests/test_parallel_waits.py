@@ -13,9 +13,10 @@ import signal
 import time
 from typing import Any
 
+from helpers import wait_for
+
 from stackshift_redis import RunContext, RunFailed, StackShift
 from stackshift_redis._core.records import new_run_id, record_prefix, step_completed
-from tests.conftest import wait_for
 
 
 async def _is(run: Any, status: str) -> bool:
@@ -362,7 +363,7 @@ async def test_a_killed_worker_leaves_registered_waits_that_the_next_attempt_reu
     """A worker process is SIGKILLed while the parent's gather runs a slow step next to
     three invoked children; another worker recovers the parent: it starts no second
     child, awaits the registered ones and finishes."""
-    from jobs_for_tests import observed, spawn_worker
+    from helpers import observed, spawn_worker
 
     run = await app.start("fan_parent", queue_name="fanout")
     procs.append(spawn_worker(redis_url, app.namespace, "--queue", "fanout",

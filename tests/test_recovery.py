@@ -1,7 +1,7 @@
 """Crash recovery on a real Redis: killed workers, lease renewal, global concurrency,
 fencing of stale workers, poison runs, heartbeats and consumer hygiene.
 
-Worker processes run `stackshift-worker tests.jobs_for_tests:app` (see jobs_for_tests.py).
+Worker processes run `stackshift-worker tests.apps.core_jobs:app` (see tests/apps/core_jobs.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import wait_for
-from jobs_for_tests import obs_key, observed, spawn_worker, wait_exit
+from apps import obs_key
+from helpers import observed, spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import RunContext, RunFailed, StackShift
 from stackshift_redis._core.keys import GROUP

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import node_of, wait_for
+from helpers import node_of, wait_for
 
 from stackshift_redis import (
     NonRetriableError,

@@ -16,8 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import namespace_keys, wait_for
-from jobs_for_tests import obs_key, spawn_worker
+from apps import obs_key
+from helpers import namespace_keys, spawn_worker, wait_for
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._client.schedules import ScheduleDuty, server_ms

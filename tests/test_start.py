@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import namespace_keys
+from helpers import namespace_keys
 
 from stackshift_redis import PayloadError, StackShift, UnknownJobError
 from stackshift_redis.errors import InvalidArgumentError

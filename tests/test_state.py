@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
-from conftest import RedisServer
+from helpers import RedisServer
 
 from stackshift_redis import LockError, PayloadError, StackShift
 from stackshift_redis._client.state import Runner, State, SyncState

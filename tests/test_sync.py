@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import RedisServer
+from helpers import RedisServer
 
 from stackshift_redis import RunContext, RunFailed, StackShift
 

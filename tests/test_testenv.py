@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import namespace_keys
+from helpers import namespace_keys
 
 from stackshift_redis import (
     NonRetriableError,

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
-from jobs_for_tests import spawn_worker, wait_exit
+from helpers import spawn_worker, wait_exit, wait_for
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -142,7 +141,7 @@ async def test_a_sleep_resumed_by_another_worker_process_stays_in_the_trace(
         with (tmp_path / f"worker-{i}.log").open("wb") as log:
             proc = spawn_worker(
                 redis_url, app.namespace, "--queue", "obs", log=log, env=env,
-                target="tests.obs_jobs:app",
+                target="tests.apps.observability_jobs:app",
             )  # fmt: skip
         procs.append(proc)
         return proc

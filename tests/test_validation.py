@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import namespace_keys
+from helpers import namespace_keys
 
 from stackshift_redis import StackShift
 from stackshift_redis.errors import InvalidArgumentError

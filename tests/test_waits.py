@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from stackshift_redis import RunContext, RunFailed, StackShift
-from tests.conftest import wait_for
 
 
 async def test_sleep_frees_the_only_slot(app: StackShift, running_worker: Any) -> None:

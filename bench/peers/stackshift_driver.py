@@ -14,12 +14,8 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, if not installed
 
 from _common import Peer, main, mark
 

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from conftest import RedisServer
+from helpers import RedisServer
 
 from stackshift_redis import StackShift
 

@@ -1,7 +1,7 @@
-"""An app for worker subprocesses of tests/test_daytwo_*.py (`stackshift-worker
-tests.daytwo_jobs:app`), configured from the environment: REDIS_URL,
-STACKSHIFT_NAMESPACE, DAYTWO_LIMIT (queue "heavy" concurrency; unset: not configured here)
-and DAYTWO_FAIL_STARTUP (a startup hook raises)."""
+"""The app of deploy and outage tests (`stackshift-worker tests.apps.deploy_jobs:app`):
+DAYTWO_LIMIT sets queue "heavy"'s concurrency (unset: not configured here),
+DAYTWO_FAIL_STARTUP makes a startup hook raise and DAYTWO_STANDALONE connects by URL even
+on a cluster run (see tests/apps/__init__.py for the rest of its configuration)."""
 
 from __future__ import annotations
 
@@ -9,31 +9,13 @@ import asyncio
 import os
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+from stackshift_redis import RunContext
 
-from stackshift_redis import RunContext, StackShift
+from . import ENTER, app_from_env, obs
 
-NAMESPACE = os.environ.get("STACKSHIFT_NAMESPACE", "default")
-_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
-if os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1" and not os.environ.get("DAYTWO_STANDALONE"):
-    _server: dict[str, Any] = {"redis": RedisCluster.from_url(_URL)}
-else:
-    _server = {"redis_url": _URL}
-app = StackShift(**_server, namespace=NAMESPACE)
+app = app_from_env(standalone=bool(os.environ.get("DAYTWO_STANDALONE")))
 if os.environ.get("DAYTWO_LIMIT"):
     app.queue("heavy", concurrency=int(os.environ["DAYTWO_LIMIT"]), visibility_timeout=5)
-
-_ENTER = """
-local n = redis.call('INCR', KEYS[1])
-if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
-return n
-"""
-
-
-def obs(name: str) -> str:
-    """The plain key where jobs of this namespace record `name`."""
-    return f"obs:{{{NAMESPACE}}}:{name}"
-
 
 @app.on_startup
 async def open_pool(resources: dict[str, Any]) -> None:
@@ -48,7 +30,7 @@ def close_pool(resources: dict[str, Any]) -> None:
     """Records that the shutdown hook ran, with the resource it saw (a plain function)."""
     import redis
 
-    client = redis.Redis.from_url(_URL) if "redis_url" in _server else None
+    client = redis.Redis.from_url(app.redis_url) if app.redis_url else None
     if client is not None:
         client.set(obs("shutdown"), str(resources.get("pool")))
         client.close()
@@ -69,7 +51,7 @@ async def echo(ctx: RunContext) -> Any:
 @app.job("hold", queue="heavy")
 async def hold(ctx: RunContext) -> int:
     """Holds a slot of queue "heavy" for a while, tracking concurrent executions."""
-    await app.redis.eval(_ENTER, 2, obs("current"), obs("max"))
+    await app.redis.eval(ENTER, 2, obs("current"), obs("max"))
     try:
         await asyncio.sleep(0.4)
     finally:
@@ -84,7 +66,7 @@ def blocking_charge(amount: int) -> int:
     """A blocking SDK call (a plain function): sleeps 4 s, twice the visibility timeout."""
     import redis
 
-    client = redis.Redis.from_url(_URL) if "redis_url" in _server else None
+    client = redis.Redis.from_url(app.redis_url) if app.redis_url else None
     if client is not None:
         client.incr(obs("charges"))
         client.close()

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 import redis as syncredis
-from conftest import RedisServer, server_binary, wait_for
-from jobs_for_tests import spawn_worker, wait_exit
+from helpers import RedisServer, server_binary, spawn_worker, wait_exit, wait_for
 from redis_procs import free_port
 
 from stackshift_redis import StackShift
 
-TARGET = "tests.daytwo_jobs:app"
+TARGET = "tests.apps.deploy_jobs:app"
 STANDALONE = {"DAYTWO_STANDALONE": "1"}
 
 

@@ -1,5 +1,5 @@
 """The app that worker subprocesses of the CLI and dashboard tests load
-(`stackshift-worker tests.ops_jobs:app`): a job that completes, one that fails on its
+(`stackshift-worker tests.apps.operator_jobs:app`): a job that completes, one that fails on its
 first execution only (so a retry completes it), and one that waits for an event.
 
 Configured from the environment: REDIS_URL, STACKSHIFT_NAMESPACE, STACKSHIFT_TEST_CLUSTER.
@@ -7,19 +7,13 @@ Configured from the environment: REDIS_URL, STACKSHIFT_NAMESPACE, STACKSHIFT_TES
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+from stackshift_redis import RunContext
 
-from stackshift_redis import RunContext, StackShift
+from . import app_from_env
 
-_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
-if os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1":
-    _server: dict[str, Any] = {"redis": RedisCluster.from_url(_URL)}
-else:
-    _server = {"redis_url": _URL}
-app = StackShift(**_server, namespace=os.environ.get("STACKSHIFT_NAMESPACE", "default"))
+app = app_from_env()
 app.queue("shop", concurrency=4)
 
 

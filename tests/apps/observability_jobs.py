@@ -1,4 +1,4 @@
-"""The app that observability tests run in `stackshift-worker tests.obs_jobs:app`
+"""The app that observability tests run in `stackshift-worker tests.apps.observability_jobs:app`
 subprocesses. Configured from the environment: REDIS_URL, STACKSHIFT_NAMESPACE, and
 STACKSHIFT_SPANS (a file: an OpenTelemetry SDK tracer provider is set up that appends
 every finished span to it as one JSON line; the app instruments itself automatically)."""
@@ -9,16 +9,11 @@ import asyncio
 import os
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
+from stackshift_redis import RunContext
 
-from stackshift_redis import RunContext, StackShift
+from . import app_from_env
 
-_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
-if os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1":
-    _server: dict[str, Any] = {"redis": RedisCluster.from_url(_URL)}
-else:
-    _server = {"redis_url": _URL}
-app = StackShift(**_server, namespace=os.environ.get("STACKSHIFT_NAMESPACE", "default"))
+app = app_from_env()
 app.queue("idle")  # configured here, consumed by no worker of the tests: its runs stay ready
 
 SPANS = os.environ.get("STACKSHIFT_SPANS")

