@@ -15,6 +15,7 @@
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
     ├── RedisUnavailableError    (redis ConnectionError) Redis cannot be reached
+    ├── LayoutError              the namespace's storage layout is newer than this code
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
 Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
@@ -31,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 __all__ = [
     "InvalidArgumentError",
     "InvalidRunStateError",
+    "LayoutError",
     "LeaseLostError",
     "LockError",
     "NonRetriableError",
@@ -138,6 +140,11 @@ class LeaseLostError(StackShiftError):
 class RedisUnavailableError(StackShiftError, RedisConnectionError):
     """Redis could not be reached (refused, timed out, unknown host); the message names
     the cause. The original redis-py error is its `__cause__`."""
+
+
+class LayoutError(StackShiftError):
+    """The namespace's storage layout was written by a newer release than this one: this
+    process refuses to write to it (a rollback must not corrupt data)."""
 
 
 class ResultTimeout(StackShiftError, TimeoutError):

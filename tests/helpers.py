@@ -105,9 +105,12 @@ class RedisServer:
 
 
 async def namespace_keys(app: StackShift) -> list[bytes]:
-    """Every key of the app's namespace, sorted (SCAN; on a cluster, every primary)."""
+    """Every data key of the app's namespace, sorted (SCAN; on a cluster, every primary).
+    Leaves out the meta hash: the first contact with a namespace records its storage
+    layout there (stackshift_redis/_core/layout.py), whatever the call did."""
+    meta = app._core.keys.meta().encode()
     found = [k async for k in app.redis.scan_iter(match=app._core.keys.prefix + "*", count=1000)]
-    return sorted(set(found))
+    return sorted(set(found) - {meta})
 
 
 def node_of(app: StackShift) -> Any:

@@ -20,6 +20,9 @@ STATUSES = ("queued", "scheduled", "running", "waiting", "completed", "failed", 
 
 # name -> parts; a part in braces is an argument. One line per key: its type and meaning.
 SHAPES: dict[str, tuple[str, ...]] = {
+    # the namespace
+    "meta": ("meta",),  # HASH layout: storage layout version; mig:<step>: migration cursor
+    "migrating": ("migrating",),  # STRING token of the process migrating the layout (lock)
     # runs
     "run": ("run", "{run_id}"),  # HASH a run: fields in lua/README.md
     "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
@@ -94,6 +97,15 @@ class Keys:
     def render(self, shape: str, *args: str) -> str:
         """The key of `shape` with its arguments."""
         return _render(self.prefix, shape, args)
+
+    # the namespace
+    def meta(self) -> str:
+        """HASH: the storage layout version (`layout`) and migration cursors (`mig:<step>`)."""
+        return _render(self.prefix, "meta", ())
+
+    def migrating(self) -> str:
+        """STRING: the token of the process migrating the layout (a lock with a TTL)."""
+        return _render(self.prefix, "migrating", ())
 
     # runs
     def run(self, run_id: str) -> str:

@@ -22,6 +22,7 @@ from ..errors import InvalidArgumentError, UnknownJobError
 from ..hooks import Hooks
 from .jobs import Registry
 from .keys import Keys, check_name
+from .layout import Layout
 from .scripts import Scripts, redis_call
 from .serializer import Serializer
 
@@ -104,6 +105,7 @@ class Namespace:
         self.redis_url = redis_url
         self._redis = redis
         self._scripts: Scripts | None = None
+        self.layout = Layout(self)
         self.virtual_clock = False  # TestEnv only: scripts read the time from keys.clock()
         self._queue_cache: dict[str, str] = {}
 
@@ -124,12 +126,15 @@ class Namespace:
     def scripts(self) -> Scripts:
         """The Lua scripts bound to this client and namespace."""
         if self._scripts is None:
-            self._scripts = Scripts(self.redis, self.keys, virtual_clock=self.virtual_clock)
+            self._scripts = Scripts(
+                self.redis, self.keys, virtual_clock=self.virtual_clock, gate=self.layout.gate
+            )
         return self._scripts
 
     def use_redis_url(self, redis_url: str) -> None:
         """Point at another Redis (before first use; the CLI's --redis-url)."""
         self.redis_url, self._redis, self._scripts = redis_url, None, None
+        self.layout = Layout(self)
 
     def swap_client(
         self, redis: Any, *, redis_url: str | None = None, virtual_clock: bool = False
@@ -140,6 +145,7 @@ class Namespace:
         previous = (self._redis, self.redis_url, self.virtual_clock)
         self._redis, self.redis_url, self.virtual_clock = redis, redis_url, virtual_clock
         self._scripts = None
+        self.layout = Layout(self)
         self._queue_cache.clear()
         return previous
 

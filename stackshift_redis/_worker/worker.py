@@ -159,6 +159,7 @@ class Worker:
         while await self.outage.wait_until_reachable(self._stopping):
             try:
                 await self.upkeep.check_server()
+                await self.ns.layout.ensure()  # migrates an older layout, or waits for it
                 await self.registration.setup()  # before the first heartbeat: ready when seen
                 await self.upkeep.setup(check=False)
                 return

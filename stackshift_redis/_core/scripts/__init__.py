@@ -4,7 +4,8 @@ redis-py's `Script` does SHA caching, EVALSHA and reload on NOSCRIPT: no cache o
 Every call passes the namespace prefix in ARGV where the script derives keys with `K`
 (lua/README.md); all keys share the namespace hash tag, so each call is one slot.
 Error replies (`CODE detail`) become stackshift errors here (door.py) and nowhere else.
-The methods are grouped by area (queues.py, runs.py, events.py, state.py, schedules.py)
+The methods are grouped by area (queues.py, runs.py, events.py, state.py, schedules.py,
+namespace.py)
 and composed in `Scripts`.
 """
 
@@ -27,13 +28,16 @@ from .door import (
     unavailable,
 )
 from .events import EventScripts
+from .namespace import NamespaceScripts
 from .queues import QueueScripts
 from .runs import RunScripts
 from .schedules import ScheduleScripts
 from .state import StateScripts
 
 
-class Scripts(QueueScripts, RunScripts, EventScripts, StateScripts, ScheduleScripts):
+class Scripts(
+    QueueScripts, RunScripts, EventScripts, StateScripts, ScheduleScripts, NamespaceScripts
+):
     """One method per Lua script (see the package docstring)."""
 
 

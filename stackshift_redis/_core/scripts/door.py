@@ -9,7 +9,8 @@ Error replies (`CODE detail`) become stackshift errors here and nowhere else.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -176,15 +177,30 @@ class Door:
     Redis or RedisCluster client. `virtual_clock` (TestEnv only): the scripts read the
     time from `keys.clock()`."""
 
-    def __init__(self, redis: Any, keys: Keys, *, virtual_clock: bool = False) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        *,
+        virtual_clock: bool = False,
+        gate: Callable[[], Awaitable[float]] | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self._gate = gate  # checks the storage layout (layout.py): until the time it returns
+        self._gate_until = 0.0
         clock_key = keys.clock() if virtual_clock else None
         self._sources = {n: source(n, clock_key) for n in script_names()}
         self._scripts = {n: redis.register_script(text) for n, text in self._sources.items()}
 
+    async def _pass_gate(self) -> None:
+        if self._gate is not None and time.monotonic() >= self._gate_until:
+            self._gate_until = await self._gate()
+
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; error replies become stackshift errors."""
+        if name != "layout":
+            await self._pass_gate()
         script = self._scripts[name]
         try:
             try:
@@ -207,6 +223,7 @@ class Door:
         pipeline refuses EVALSHA and could not reload a script after NOSCRIPT, so there
         the call is queued as EVAL with the script's text (the server caches it too).
         """
+        await self._pass_gate()
         if isinstance(pipe, Pipeline):
             await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
         else:
@@ -215,6 +232,7 @@ class Door:
     async def run_batch(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run prepared calls in one round trip; per call its reply or its exception.
         Connection errors propagate (the caller decides whether to retry)."""
+        await self._pass_gate()
         if len(calls) == 1:
             c = calls[0]
             try:
