@@ -18,15 +18,17 @@ Without `hold` (every later load) the step runs at once.
 
 Worker processes load `tests.upgrade.releases.6707af1.jobs:app`, configured from the
 environment: STACKSHIFT_FIXTURE_REDIS_URL, STACKSHIFT_FIXTURE_NAMESPACE,
-STACKSHIFT_FIXTURE_HOLD=1, STACKSHIFT_FIXTURE_CLUSTER=1 (a RedisCluster client).
+STACKSHIFT_FIXTURE_HOLD=1, STACKSHIFT_FIXTURE_WITHOUT=job,job (jobs left unregistered),
+STACKSHIFT_FIXTURE_CLUSTER=1 (a RedisCluster client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Collection
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from stackshift_redis import (
     CancelOn,
@@ -41,6 +43,7 @@ from stackshift_redis import (
     Throttle,
 )
 
+F = TypeVar("F", bound=Callable[..., Any])
 NAMESPACE = "fixture"
 LONG = timedelta(days=3650)  # event waits a later test must still be able to satisfy
 SHORT = 30  # seconds: sleeps, retry backoff, delays, throttle and debounce periods (all
@@ -49,7 +52,7 @@ THROTTLE_S = 5  # a throttle's window counts actual starts: the deferred runs of
 # fixture start THROTTLE_S apart after a load, so it is kept short
 HOLD_S = 3600
 
-QUEUES = ("work", "crash", "limited", "flow", "idle", "paused")
+QUEUES = ("work", "crash", "reclaim", "limited", "flow", "idle", "paused", "rollout")
 
 
 def make_app(
@@ -57,19 +60,28 @@ def make_app(
     redis: Any = None,
     namespace: str = NAMESPACE,
     hold: bool = False,
+    without: Collection[str] = (),
 ) -> StackShift:
-    """The fixture's app: its queues and jobs on `redis_url` (or a client `redis`)."""
+    """The fixture's app: its queues and jobs on `redis_url` (or a client `redis`).
+    `without`: job names left unregistered (a worker of a deploy that lacks them)."""
     if redis is not None:
         app = StackShift(redis=redis, namespace=namespace)
     else:
         app = StackShift(redis_url or "redis://localhost:6379/0", namespace=namespace)
 
+    def job(name: str, **options: Any) -> Callable[[F], F]:
+        if name in without:
+            return lambda fn: fn
+        return app.job(name, **options)
+
     app.queue("work", visibility_timeout=30)
     app.queue("crash", visibility_timeout=10)  # its worker is SIGKILLed: leases expire
+    app.queue("reclaim", visibility_timeout=2)  # a lease recovered while the queue was paused
     app.queue("limited", concurrency=1, visibility_timeout=10)  # a global limit
     app.queue("flow", visibility_timeout=10)
     app.queue("idle", visibility_timeout=30)  # no worker consumes it while the fixture is made
     app.queue("paused", visibility_timeout=30)  # paused by the fixture maker
+    app.queue("rollout", visibility_timeout=30)  # its worker lacks the job `rolling`
 
     async def effect(ctx: RunContext, step: str, counter: str | None = None) -> str:
         """A step with a counted side effect; returns "<step>-<tag>"."""
@@ -97,7 +109,7 @@ def make_app(
         return result
 
     # -- completed, replayed --------------------------------------------------------------
-    @app.job("rich", queue="work")
+    @job("rich", queue="work")
     async def rich(ctx: RunContext) -> dict[str, Any]:
         """Many step shapes: run, parallel runs, a loop (send, send#2), send_event, a short
         sleep, a last step (a replay from "final" copies every step before it)."""
@@ -111,7 +123,7 @@ def make_app(
                 "notified": isinstance(note, dict), "final": final}  # fmt: skip
 
     # -- a failed attempt waiting for its retry ------------------------------------------
-    @app.job("flaky", queue="work", retries=3, backoff=SHORT)
+    @job("flaky", queue="work", retries=3, backoff=SHORT)
     async def flaky(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         tag, attempt = ctx.payload["tag"], ctx.attempt
@@ -126,14 +138,14 @@ def make_app(
         return {"tag": tag, "a": a, "b": b_result, "attempt": ctx.attempt}
 
     # -- durable waits ---------------------------------------------------------------------
-    @app.job("sleeper", queue="work")
+    @job("sleeper", queue="work")
     async def sleeper(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         await ctx.step.sleep("nap", SHORT)
         b = await effect(ctx, "b")
         return {"tag": ctx.payload["tag"], "a": a, "b": b}
 
-    @app.job("waiter", queue="work")
+    @job("waiter", queue="work")
     async def waiter(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         timeout = ctx.payload.get("timeout_s")
@@ -145,7 +157,7 @@ def make_app(
         return {"tag": ctx.payload["tag"], "a": a, "b": b,
                 "data": evt.data if evt is not None else None}  # fmt: skip
 
-    @app.job("parent", queue="work")
+    @job("parent", queue="work")
     async def parent(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         tag = ctx.payload["tag"]
@@ -154,16 +166,16 @@ def make_app(
         b = await effect(ctx, "b")
         return {"tag": tag, "a": a, "b": b, "child": child}
 
-    @app.job("child_sleep", queue="work")
+    @job("child_sleep", queue="work")
     async def child_sleep(ctx: RunContext) -> dict[str, Any]:
         await ctx.step.sleep("nap", SHORT)
         return {"child": ctx.payload["tag"], "c": await effect(ctx, "c")}
 
-    @app.job("child_idle", queue="idle")
+    @job("child_idle", queue="idle")
     async def child_idle(ctx: RunContext) -> dict[str, Any]:
         return {"child": ctx.payload["tag"], "c": await effect(ctx, "c")}
 
-    @app.job("gather", queue="work")
+    @job("gather", queue="work")
     async def gather(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         _, evt = await asyncio.gather(
@@ -175,7 +187,7 @@ def make_app(
         return {"tag": ctx.payload["tag"], "a": a, "b": b,
                 "data": evt.data if evt is not None else None}  # fmt: skip
 
-    @app.job("lookback", queue="work")
+    @job("lookback", queue="work")
     async def lookback(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         evt = await ctx.step.wait_for_event(
@@ -185,7 +197,7 @@ def make_app(
         return {"tag": ctx.payload["tag"], "a": a,
                 "data": evt.data if evt is not None else None}  # fmt: skip
 
-    @app.job("cancellable", queue="work",
+    @job("cancellable", queue="work",
              cancel_on=[CancelOn(event="order.cancelled", match="order")])  # fmt: skip
     async def cancellable(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
@@ -193,12 +205,12 @@ def make_app(
         return {"tag": ctx.payload["tag"], "a": a}
 
     # -- failed for good, its failure handler ----------------------------------------------
-    @app.job("doomed", queue="work", retries=0, on_failure="doomed_handler")
+    @job("doomed", queue="work", retries=0, on_failure="doomed_handler")
     async def doomed(ctx: RunContext) -> None:
         await effect(ctx, "a")
         raise NonRetriableError("card declined")
 
-    @app.job("doomed_handler", queue="work")
+    @job("doomed_handler", queue="work")
     async def doomed_handler(ctx: RunContext) -> dict[str, Any]:
         failed = ctx.payload
         tag = failed["payload"]["tag"]
@@ -211,7 +223,7 @@ def make_app(
         return {"handled": handled, "job": failed["job"], "error": failed["error"]["message"]}
 
     # -- leased by a SIGKILLed worker -------------------------------------------------------
-    @app.job("crashy", queue="crash")
+    @job("crashy", queue="crash")
     async def crashy(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         b = await effect(ctx, "b")
@@ -219,54 +231,64 @@ def make_app(
         c = await effect(ctx, "c")
         return {"tag": ctx.payload["tag"], "a": a, "b": b, "held": h, "c": c}
 
-    @app.job("tenant_sync", queue="flow",
+    @job("tenant_sync", queue="flow",
              concurrency=[Concurrency(limit=1, key="tenant")])  # fmt: skip
     async def tenant_sync(ctx: RunContext) -> dict[str, Any]:
         h = await held(ctx)
         c = await effect(ctx, "c")
         return {"tag": ctx.payload["tag"], "tenant": ctx.payload["tenant"], "held": h, "c": c}
 
-    @app.job("limited_job", queue="limited")
+    @job("limited_job", queue="limited")
     async def limited_job(ctx: RunContext) -> dict[str, Any]:
         h = await held(ctx)
         c = await effect(ctx, "c")
         return {"tag": ctx.payload["tag"], "held": h, "c": c}
 
     # -- queued, scheduled, paused, flow control at start ---------------------------------
-    @app.job("simple", queue="idle")
+    @job("simple", queue="idle")
     async def simple(ctx: RunContext) -> dict[str, Any]:
         a = await effect(ctx, "a")
         b = await effect(ctx, "b")
         return {"tag": ctx.payload["tag"], "a": a, "b": b}
 
-    @app.job("paused_job", queue="paused")
+    @job("paused_job", queue="paused")
     async def paused_job(ctx: RunContext) -> dict[str, Any]:
         return {"tag": ctx.payload["tag"], "a": await effect(ctx, "a")}
 
-    @app.job("throttled", queue="idle",
+    @job("throttled", queue="idle",
              throttle=Throttle(limit=1, period=THROTTLE_S, key="acct"))  # fmt: skip
     async def throttled(ctx: RunContext) -> dict[str, Any]:
         return {"tag": ctx.payload["tag"], "a": await effect(ctx, "a")}
 
-    @app.job("debounced", queue="idle",
+    @job("debounced", queue="idle",
              debounce=Debounce(period=SHORT, key="doc", timeout=4 * SHORT))  # fmt: skip
     async def debounced(ctx: RunContext) -> dict[str, Any]:
         return {"tag": ctx.payload["tag"], "n": ctx.payload["n"], "a": await effect(ctx, "a")}
 
-    @app.job("singleton_job", queue="idle", singleton=Singleton(key="acct", mode="skip"))
+    @job("throttled_w", queue="work", throttle=Throttle(limit=1, period=60, key="acct"))
+    async def throttled_w(ctx: RunContext) -> dict[str, Any]:
+        """Taken while the fixture is made: its start is in the throttle's window log."""
+        return {"tag": ctx.payload["tag"], "a": await effect(ctx, "a")}
+
+    @job("rolling", queue="rollout")
+    async def rolling(ctx: RunContext) -> dict[str, Any]:
+        """Handed back by a worker that does not register it (make_fixture.py)."""
+        return {"tag": ctx.payload["tag"], "a": await effect(ctx, "a")}
+
+    @job("singleton_job", queue="idle", singleton=Singleton(key="acct", mode="skip"))
     async def singleton_job(ctx: RunContext) -> dict[str, Any]:
         return {"tag": ctx.payload["tag"], "a": await effect(ctx, "a")}
 
-    @app.job("rated", queue="idle", rate_limit=RateLimit(limit=2, period=3600, key="user"))
+    @job("rated", queue="idle", rate_limit=RateLimit(limit=2, period=3600, key="user"))
     async def rated(ctx: RunContext) -> dict[str, Any]:
         return {"tag": ctx.payload["tag"], "a": await effect(ctx, "a")}
 
-    @app.job("on_signup", queue="idle", on_event="user.signup")
+    @job("on_signup", queue="idle", on_event="user.signup")
     async def on_signup(ctx: RunContext) -> dict[str, Any]:
         user = ctx.event.data["user"] if ctx.event is not None else None
         return {"tag": ctx.payload["tag"], "user": user, "a": await effect(ctx, "a")}
 
-    @app.job("plain_job", queue="work")
+    @job("plain_job", queue="work")
     def plain_job(ctx: SyncRunContext) -> dict[str, Any]:
         tag = ctx.payload["tag"]
 
@@ -277,11 +299,11 @@ def make_app(
         return {"tag": tag, "a": ctx.step.run("a", fn)}
 
     # -- schedules ---------------------------------------------------------------------------
-    @app.job("ticker", queue="idle")
+    @job("ticker", queue="idle")
     async def ticker(ctx: RunContext) -> dict[str, Any]:
         return {"schedule": ctx.schedule, "payload": ctx.payload}
 
-    @app.job("yearly", queue="idle", cron="0 0 1 1 *")  # a decorator schedule (origin job)
+    @job("yearly", queue="idle", cron="0 0 1 1 *")  # a decorator schedule (origin job)
     async def yearly(ctx: RunContext) -> dict[str, Any]:
         return {"schedule": ctx.schedule}
 
@@ -292,11 +314,13 @@ def _from_env() -> StackShift:
     url = os.environ.get("STACKSHIFT_FIXTURE_REDIS_URL", "redis://localhost:6379/0")
     namespace = os.environ.get("STACKSHIFT_FIXTURE_NAMESPACE", NAMESPACE)
     hold = os.environ.get("STACKSHIFT_FIXTURE_HOLD") == "1"
+    without = [j for j in os.environ.get("STACKSHIFT_FIXTURE_WITHOUT", "").split(",") if j]
     if os.environ.get("STACKSHIFT_FIXTURE_CLUSTER") == "1":
         from redis.asyncio.cluster import RedisCluster
 
-        return make_app(redis=RedisCluster.from_url(url), namespace=namespace, hold=hold)
-    return make_app(url, namespace=namespace, hold=hold)
+        client = RedisCluster.from_url(url)
+        return make_app(redis=client, namespace=namespace, hold=hold, without=without)
+    return make_app(url, namespace=namespace, hold=hold, without=without)
 
 
 app = _from_env()
