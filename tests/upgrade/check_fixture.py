@@ -219,7 +219,8 @@ async def act_and_wait(check: Check, app: StackShift, client: Any, manifest: Man
             check.expect("actions", True, "")
         else:
             raise ValueError(f"unknown action {a}")
-    wait_s = max(0, manifest.data["latest_due_ms"] - await server_ms(client)) / 1000
+    due_in = manifest.data["latest_due_ms"] - await server_ms(client)
+    wait_s = min(max(0, due_in), 3600_000) / 1000
     deadline = time.monotonic() + wait_s + timeout
     pending = set(manifest.runs) | set(extra)
     while pending and time.monotonic() < deadline:
