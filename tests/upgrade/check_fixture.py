@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "upgrade")]
 
-from loader import Manifest, dump_namespace, load_fixture, read_dump  # noqa: E402
+from loader import Manifest, dump_namespace, load_fixture, prefix_of, read_dump  # noqa: E402
 
 import stackshift_redis  # noqa: E402
 from stackshift_redis import LockError, StackShift  # noqa: E402
@@ -188,7 +188,7 @@ async def run_check(
             print("worker log errors:\n  " + "\n  ".join(errors[:20]))
     await app.close()
     if not keep:  # a shared server keeps nothing of the check
-        prefix = app.keys.prefix
+        prefix = prefix_of(namespace)
         keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
         for lo in range(0, len(keys), 500):
             await client.delete(*keys[lo : lo + 500])
@@ -335,7 +335,7 @@ async def stranded_keys(check: Check, app: StackShift) -> None:
     """In the fixture release's own layout (lua/README.md): no lease, ready entry, ring
     entry, delayed entry, held Concurrency slot, parked group or event waiter is left,
     and every queue's counters of ready, scheduled and waiting runs are back at 0."""
-    r, prefix = app.redis, app.keys.prefix
+    r, prefix = app.redis, prefix_of(app.namespace)
     left: list[str] = []
     for pattern in ("q:*:leases", "q:*:ready:*", "q:*:ring", "q:*:delayed", "fc:*:slot:*",
                     "fc:*:park:*", "ev:*:w:*"):  # fmt: skip

@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "upgrade")]
 
 from loader import PLACEHOLDER, read_dump  # noqa: E402
-
 from stackshift_redis.keys import SHAPES  # noqa: E402
 
 _ROW = re.compile(r"^\|\s*(`[^|]+)\|\s*(.+?)\s*\|\s*$")
