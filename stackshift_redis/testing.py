@@ -28,7 +28,7 @@ from ._client.state import State
 from ._core import clock
 from ._core.keys import check_name
 from ._core.records import Duration, epoch_ms, error_json, millis
-from ._core.scripts import ScriptCall, TakenRun
+from ._core.scripts import FailRequest, ScriptCall, TakenRun
 from ._worker.attempts import Executor
 from ._worker.dispatch import Dispatcher
 from ._worker.registration import Registration
@@ -283,9 +283,14 @@ class TestEnv:
             log.error("run %s (%s): its stored payload does not decode: %s", run.run_id,
                       run.job, exc)  # fmt: skip
             error = error_json(exc, type_name="PayloadError")
-            outcome: ScriptCall | None = ns.scripts.fail_call(
-                run.run_id, run.token, error, "failed", 0, ns.settings.retention_ms
+            request = FailRequest(
+                run_id=run.run_id,
+                token=run.token,
+                error_json=error,
+                outcome="failed",
+                retention_ms=ns.settings.retention_ms,
             )
+            outcome: ScriptCall | None = ns.scripts.fail_call(request)
         else:
             outcome = await executor.run(ex)
         if outcome is not None:

@@ -13,7 +13,7 @@ from helpers import namespace_keys, wait_for
 
 from stackshift_redis import InvalidArgumentError, RunContext, StackShift
 from stackshift_redis._client.control import BATCH
-from stackshift_redis._core.scripts import Scripts
+from stackshift_redis._core.scripts import BulkRequest, Scripts
 
 
 @pytest.fixture
@@ -221,9 +221,19 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     upto, changed, calls = "", 0, 0
     while True:
         n, nxt, upto = await app._core.scripts.bulk(
-            k.idx_status("queued"), "cancel", "queued", "a", (-1, -1), (*cursor, upto), 50,
-            "bulk", 60_000, 1_000_000,
-        )  # fmt: skip
+            BulkRequest(
+                index=k.idx_status("queued"),
+                action="cancel",
+                status="queued",
+                job="a",
+                created_ms=(-1, -1),
+                cursor=(*cursor, upto),
+                limit=50,
+                reason="bulk",
+                retention_ms=60_000,
+                budget_us=1_000_000,
+            )
+        )
         changed, calls = changed + n, calls + 1
         assert n <= 25
         if nxt is None:

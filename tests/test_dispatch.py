@@ -10,15 +10,15 @@ from typing import Any
 
 from stackshift_redis import StackShift
 from stackshift_redis._core.records import new_run_id
+from stackshift_redis._core.scripts import StartRequest, fields_of
 
 OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
 
 
 async def _start(app: StackShift, queue: str = "q", **fields: str) -> str:
     run = (new_run_id(), None, app.serializer.dumps(None))
-    [(run_id, _, _)] = await app._core.scripts.start(
-        "j", queue, [run], delay_ms=0, at_ms=0, idem_ttl_ms=1000, extra=fields
-    )
+    request = StartRequest(job="j", queue=queue, idem_ttl_ms=1000, fields=fields_of(fields))
+    [(run_id, _, _)] = await app._core.scripts.start(request, [run])
     return run_id
 
 

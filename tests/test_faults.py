@@ -18,6 +18,7 @@ from helpers import namespace_keys, observed, spawn_worker, wait_for
 
 from stackshift_redis import PayloadError, StackShift
 from stackshift_redis._core.records import new_run_id
+from stackshift_redis._core.scripts import StartRequest
 from stackshift_redis.errors import LeaseLostError, RunDataError
 
 OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
@@ -84,9 +85,9 @@ async def test_an_undecodable_run_fails_alone(app: StackShift, running_worker: A
     app.job("j", lambda ctx: ctx.payload)
     good = await app.start_many("j", list(range(5)))
     bad_id = new_run_id()
-    await app._core.scripts.start(  # stored by another client whose serializer differs
-        "j", "default", [(bad_id, None, b"\xc1")], delay_ms=0, at_ms=0, idem_ttl_ms=1000
-    )
+    request = StartRequest(job="j", queue="default", idem_ttl_ms=1000)
+    # stored by another client whose serializer differs
+    await app._core.scripts.start(request, [(bad_id, None, b"\xc1")])
     more = await app.start_many("j", list(range(5, 10)))
     running_worker(app)
     assert [await r.result(timeout=10) for r in good + more] == list(range(10))
@@ -211,11 +212,10 @@ async def _used_memory(app: StackShift) -> int:
 
 async def test_a_resent_start_is_not_a_duplicate_of_itself(app: StackShift) -> None:
     run = (new_run_id(), "order-1", app.serializer.dumps(None))
-    first = await app._core.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
-    again = await app._core.scripts.start("j", "q", [run], delay_ms=0, at_ms=0, idem_ttl_ms=60_000)
+    request = StartRequest(job="j", queue="q", idem_ttl_ms=60_000)
+    first = await app._core.scripts.start(request, [run])
+    again = await app._core.scripts.start(request, [run])
     assert first == again == [(run[0], False, None)]
     other = (new_run_id(), "order-1", app.serializer.dumps(None))
-    assert await app._core.scripts.start(
-        "j", "q", [other], delay_ms=0, at_ms=0, idem_ttl_ms=60_000
-    ) == [(run[0], True, None)]
+    assert await app._core.scripts.start(request, [other]) == [(run[0], True, None)]
     assert await app.redis.zcard(app._core.keys.ready("q", "0")) == 1

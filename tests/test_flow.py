@@ -23,9 +23,23 @@ from stackshift_redis import (
     StackShift,
     Throttle,
 )
+from stackshift_redis._core.scripts import SleepRequest, TakenRun
 from stackshift_redis.errors import InvalidArgumentError
 
 OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
+
+
+def _nap(t: TakenRun) -> SleepRequest:
+    """A minute's sleep of taken run `t` that parks it at once."""
+    return SleepRequest(
+        run_id=t.run_id,
+        token=t.token,
+        step="nap",
+        rel_ms=60_000,
+        until_ms=-1,
+        record=b"\xc0",
+        park=True,
+    )
 
 
 async def _take(app: StackShift, n: int, queue: str = "q") -> list[Any]:
@@ -155,9 +169,7 @@ async def test_slots_are_freed_by_suspend_and_by_lease_recovery(app: StackShift)
     r2 = await app.start("j", {"k": "a"})
     [t1] = await _take(app, 5)
     assert t1.run_id == r1.id
-    assert (
-        await app._core.scripts.sleep(t1.run_id, t1.token, "nap", 60_000, -1, b"\xc0", True)
-    ).parked
+    assert (await app._core.scripts.sleep(_nap(t1))).parked
     [t2] = await _take(app, 5)  # the sleeping run holds no slot
     assert t2.run_id == r2.id
     await app.redis.zadd(app._core.keys.leases("q"), {t2.run_id: 1})  # its worker died
@@ -386,9 +398,7 @@ async def test_cancel_on_event_ends_scheduled_and_waiting_runs(app: StackShift) 
     waiting = await app.start("j", {"id": 1})
     [t] = await _take(app, 1)
     assert t.run_id == waiting.id
-    assert (
-        await app._core.scripts.sleep(t.run_id, t.token, "nap", 60_000, -1, b"\xc0", True)
-    ).parked
+    assert (await app._core.scripts.sleep(_nap(t))).parked
     sent = await app.send_event("stop", {"id": 1})
     assert sorted(sent.cancelled) == sorted([later.id, waiting.id])
     assert [await later.status(), await waiting.status()] == ["cancelled", "cancelled"]

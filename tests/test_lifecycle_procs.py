@@ -11,6 +11,7 @@ from apps import obs_key
 from helpers import observed, spawn_worker, wait_for
 
 from stackshift_redis import StackShift
+from stackshift_redis._core.scripts import FailRequest, ScriptCall
 from stackshift_redis.errors import LeaseLostError
 
 
@@ -48,9 +49,15 @@ async def test_on_failure_exactly_once_when_workers_are_killed_around_the_failur
     # the failing script sent again (a lost reply): recognised as done, no second handler;
     # the first worker's attempt, sent late: fenced by its older lease token
     err = '{"type": "NonRetriableError", "message": "card declined", "traceback": ""}'
+
     # the lease token is the run's take count (RunInfo.executions)
-    again = app._core.scripts.fail_call(run.id, str(info.executions), err, "failed", 0, 60_000)
-    late = app._core.scripts.fail_call(run.id, str(info.executions - 1), err, "failed", 0, 60_000)
+    def fail(token: str) -> ScriptCall:
+        request = FailRequest(
+            run_id=run.id, token=token, error_json=err, outcome="failed", retention_ms=60_000
+        )
+        return app._core.scripts.fail_call(request)
+
+    again, late = fail(str(info.executions)), fail(str(info.executions - 1))
     replies = await app._core.scripts.run_batch([again, late])
     assert replies[0] == b"failed" and isinstance(replies[1], LeaseLostError)
     assert await _handler_runs(app) == [handler]

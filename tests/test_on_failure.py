@@ -16,6 +16,7 @@ from stackshift_redis import (
     RunFailed,
     StackShift,
 )
+from stackshift_redis._core.scripts import FailRequest
 from stackshift_redis._core.serializer import MsgpackSerializer
 from stackshift_redis.testing import TestEnv, fake_redis
 
@@ -112,7 +113,11 @@ async def test_a_replayed_fail_call_starts_no_second_handler(app: StackShift) ->
     [taken] = (await app._core.scripts.take([("default", 30_000)], 1, max_deliveries=5,
                                       retention_ms=60_000)).taken  # fmt: skip
     err = '{"type": "ValueError", "message": "bad", "traceback": ""}'
-    call = app._core.scripts.fail_call(run.id, taken.token, err, "failed", 0, 60_000)
+    call = app._core.scripts.fail_call(
+        FailRequest(
+            run_id=run.id, token=taken.token, error_json=err, outcome="failed", retention_ms=60_000
+        )
+    )
     assert await app._core.scripts.run_batch([call]) == [b"failed"]
     # a lost reply: the call sent again is recognised as done and writes nothing
     assert await app._core.scripts.run_batch([call]) == [b"failed"]

@@ -17,6 +17,7 @@ from helpers import wait_for
 
 from stackshift_redis import RunContext, RunFailed, StackShift
 from stackshift_redis._core.records import new_run_id, record_prefix, step_completed
+from stackshift_redis._core.scripts import InvokeRequest, SleepRequest
 
 
 async def _is(run: Any, status: str) -> bool:
@@ -270,16 +271,31 @@ async def test_registered_waits_survive_a_lost_attempt(app: StackShift) -> None:
     await app.start("p")
     t = await _take_one(app)
     recs = (step_completed(b"\xc0"), record_prefix("completed", "result"), b"")
-    first = await app._core.scripts.invoke(
-        t.run_id, t.token, "a", "kid", "default", new_run_id(), b"\xc0", -1, 60_000, recs
-    )
-    again = await app._core.scripts.invoke(  # re-sent after a lost reply: the same child
-        t.run_id, t.token, "a", "kid", "default", new_run_id(), b"\xc0", -1, 60_000, recs
-    )
+
+    def invoke() -> InvokeRequest:
+        return InvokeRequest(
+            run_id=t.run_id,
+            token=t.token,
+            step="a",
+            job="kid",
+            queue="default",
+            child_id=new_run_id(),
+            payload=b"\xc0",
+            timeout_ms=-1,
+            idem_ttl_ms=60_000,
+            records=recs,
+        )
+
+    first = await app._core.scripts.invoke(invoke())
+    again = await app._core.scripts.invoke(invoke())  # re-sent after a lost reply: same child
     assert first.outcome == again.outcome == "pending" and first.child == again.child
     none = step_completed(b"\xc0")
     assert (
-        await app._core.scripts.sleep(t.run_id, t.token, "s", 60_000, -1, none, False)
+        await app._core.scripts.sleep(
+            SleepRequest(
+                run_id=t.run_id, token=t.token, step="s", rel_ms=60_000, until_ms=-1, record=none
+            )
+        )
     ).outcome == ("pending")
     await app.redis.zadd(app._core.keys.leases("default"), {t.run_id: 1})  # its worker died
     assert await app._core.scripts.reclaim("default", 60_000) == [t.run_id]

@@ -18,6 +18,7 @@ from stackshift_redis import (
     StackShift,
 )
 from stackshift_redis._core.records import new_run_id
+from stackshift_redis._core.scripts import StartRequest
 
 
 async def test_retries_exhausted_fail_with_error_details(
@@ -248,8 +249,8 @@ async def test_finished_runs_expire_and_queues_stay_empty(
     assert await app.get_run(runs[0].id) is None
     # finishing trims expired index entries, amortized: on ids ending in "0" (1 in 16)
     trimming_id = new_run_id()[:-1] + "0"
-    await app._core.scripts.start("j", "default", [(trimming_id, None, app.serializer.dumps(None))],
-                            delay_ms=0, at_ms=0, idem_ttl_ms=1000)  # fmt: skip
+    request = StartRequest(job="j", queue="default", idem_ttl_ms=1000)
+    await app._core.scripts.start(request, [(trimming_id, None, app.serializer.dumps(None))])
     await app.run(trimming_id).result(timeout=10)
     assert await app.redis.zcard(app._core.keys.idx_status("completed")) == 1
 

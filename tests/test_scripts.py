@@ -4,6 +4,7 @@ NOSCRIPT recovery; and a fakeredis run of the main flow."""
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,20 @@ def test_one_name_per_script() -> None:
     assert calls, "no script call found"
     for method, scripts in calls.items():
         assert scripts == {method.removesuffix("_call")}, f"Scripts.{method} calls {scripts}"
+
+
+def test_each_request_is_named_after_its_script() -> None:
+    """A request dataclass (scripts/requests.py) is `<Script>Request` for the script whose
+    Scripts method takes it."""
+    from stackshift_redis._core.scripts import Scripts, requests
+
+    names = [n for n in vars(requests) if n.endswith("Request")]
+    assert names
+    for name in names:
+        script = re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Request")).lower()
+        assert (LUA / f"{script}.lua").is_file(), f"{name}: no lua/{script}.lua"
+        method = getattr(Scripts, script, None) or getattr(Scripts, f"{script}_call")
+        assert name in str(inspect.signature(method)), f"Scripts.{script} does not take {name}"
 
 
 def test_the_include_graph_is_drawn_and_bounded() -> None:

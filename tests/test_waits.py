@@ -12,6 +12,7 @@ import pytest
 from helpers import wait_for
 
 from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis._core.scripts import StartRequest
 
 
 async def test_sleep_frees_the_only_slot(app: StackShift, running_worker: Any) -> None:
@@ -310,9 +311,8 @@ async def test_invoke_of_an_already_finished_child_returns_at_once(
     await app.worker(poll_interval=0.05, block_ms=100).run(burst=True)
     assert await child.result(timeout=5) == 42
     payload = app.serializer.dumps(None)
-    await app._core.scripts.start(
-        "parent", "default", [(parent_id, None, payload)], delay_ms=0, at_ms=0, idem_ttl_ms=1000
-    )
+    request = StartRequest(job="parent", queue="default", idem_ttl_ms=1000)
+    await app._core.scripts.start(request, [(parent_id, None, payload)])
     running_worker(app)
     assert await app.run(parent_id).result(timeout=10) == 42
     info = await app.get_run(parent_id)

@@ -7,6 +7,7 @@ stored outcome. No worker slot is held while the run is parked."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from .._core.records import (
     step_completed,
     step_failed,
 )
-from .._core.scripts import WaitReply
+from .._core.scripts import InvokeRequest, SleepRequest, WaitEventRequest, WaitReply
 from ..errors import InvalidArgumentError, RunFailed
 from .execution import MISSING, Execution
 from .parking import CancelRequested
@@ -86,9 +87,12 @@ async def sleep(
             raise InvalidArgumentError("sleep_until needs a datetime")
         absolute = epoch_ms(until) if until is not None else -1
         none = _none_record(ex)
-        rec = await _register(ex, key, "sleep", lambda park: ex.ns.scripts.sleep(
-            ex.run_id, ex.token, key, rel, absolute, none, park
-        ))  # fmt: skip
+        request = SleepRequest(
+            run_id=ex.run_id, token=ex.token, step=key, rel_ms=rel, until_ms=absolute, record=none
+        )
+        rec = await _register(
+            ex, key, "sleep", lambda park: ex.ns.scripts.sleep(replace(request, park=park))
+        )
     await _settled(ex, key, "sleep", rec)
 
 
@@ -110,9 +114,21 @@ async def wait_for_event(
         timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
         back, none = millis(lookback, "lookback"), _none_record(ex)
         received = record_prefix("completed", "result")
-        found = await _register(ex, key, "event", lambda park: ex.ns.scripts.wait_event(
-            ex.run_id, ex.token, key, event, shape, vkey, timeout_ms, back, none, received, park
-        ))  # fmt: skip
+        request = WaitEventRequest(
+            run_id=ex.run_id,
+            token=ex.token,
+            step=key,
+            event=event,
+            shape=shape,
+            values_key=vkey,
+            timeout_ms=timeout_ms,
+            lookback_ms=back,
+            timed_out_record=none,
+            received_prefix=received,
+        )
+        found = await _register(
+            ex, key, "event", lambda park: ex.ns.scripts.wait_event(replace(request, park=park))
+        )
     return decode_event(_stored(ex, key, await _settled(ex, key, "event", found)))
 
 
@@ -139,10 +155,22 @@ async def invoke(
         fields = {}  # the child's hook fields, e.g. the trace context of this step
         if ns.hooks:
             fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
-        rec = await _register(ex, key, "child", lambda park: ns.scripts.invoke(
-            ex.run_id, ex.token, key, job, queue, new_run_id(), data, timeout_ms,
-            ns.settings.retention_ms, records, fields, park,
-        ))  # fmt: skip
+        request = InvokeRequest(
+            run_id=ex.run_id,
+            token=ex.token,
+            step=key,
+            job=job,
+            queue=queue,
+            child_id=new_run_id(),
+            payload=data,
+            timeout_ms=timeout_ms,
+            idem_ttl_ms=ns.settings.retention_ms,
+            records=records,
+            fields=fields,
+        )
+        rec = await _register(
+            ex, key, "child", lambda park: ns.scripts.invoke(replace(request, park=park))
+        )
     return _stored(ex, key, await _settled(ex, key, "child", rec))
 
 

@@ -15,7 +15,7 @@ from .control import Control, Statuses
 from .events import EventBus
 from .handles import ResultWaiter, RunHandle
 from .reads import find_run, get_run, list_runs
-from .starting import Starter
+from .starting import Starter, StartOptions
 from .state import State
 
 
@@ -52,17 +52,16 @@ class Client:
         """Start a run of `job`; with an idempotency key, duplicates return the same run.
         `priority` (-100..100, default: the job's) orders ready runs: higher first. Under
         the job's flow control the start may be skipped (`RunHandle.skipped`)."""
-        runs = await self.start_many(
-            job,
-            [payload],
+        keys = None if idempotency_key is None else [idempotency_key]
+        options = StartOptions(
             queue_name=queue_name,
-            idempotency_keys=None if idempotency_key is None else [idempotency_key],
+            idempotency_keys=keys,
             idempotency_ttl=idempotency_ttl,
             delay=delay,
             run_at=run_at,
             priority=priority,
         )
-        return runs[0]
+        return (await self._start(job, [payload], options))[0]
 
     async def start_many(
         self,
@@ -77,9 +76,7 @@ class Client:
         priority: int | None = None,
     ) -> list[RunHandle]:
         """Start many runs of `job` in few round trips; same rules per run as `start`."""
-        started = await self._starter.start_many(
-            job,
-            payloads,
+        options = StartOptions(
             queue_name=queue_name,
             idempotency_keys=idempotency_keys,
             idempotency_ttl=idempotency_ttl,
@@ -87,6 +84,13 @@ class Client:
             run_at=run_at,
             priority=priority,
         )
+        return await self._start(job, payloads, options)
+
+    async def _start(
+        self, job: str, payloads: Sequence[Any], options: StartOptions
+    ) -> list[RunHandle]:
+        """start and start_many, and their sync twins: runs of `job` under `options`."""
+        started = await self._starter.start_many(job, payloads, options)
         return [
             RunHandle(self._core, self._waiter, run_id, dedup, skipped)
             for run_id, dedup, skipped in started

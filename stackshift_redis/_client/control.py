@@ -21,6 +21,7 @@ from datetime import datetime
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import check_run_id, epoch_ms, new_run_id
+from .._core.scripts import BulkRequest
 from ..errors import InvalidArgumentError, RunNotFoundError
 from .reads import check_statuses
 
@@ -104,10 +105,19 @@ class Control:
             index = k.idx_job_status(job, status) if job else k.idx_status(status)
             position = ("", "")
             while True:
-                changed, nxt, upto = await ns.scripts.bulk(
-                    index, action, status, job or "", created, (*position, upto), BATCH,
-                    reason, ns.settings.retention_ms, BUDGET_US,
-                )  # fmt: skip
+                request = BulkRequest(
+                    index=index,
+                    action=action,
+                    status=status,
+                    job=job or "",
+                    created_ms=created,
+                    cursor=(*position, upto),
+                    limit=BATCH,
+                    reason=reason,
+                    retention_ms=ns.settings.retention_ms,
+                    budget_us=BUDGET_US,
+                )
+                changed, nxt, upto = await ns.scripts.bulk(request)
                 total += changed
                 if nxt is None:
                     break

@@ -19,6 +19,7 @@ from .._core import clock
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Event, SendEventResult, from_ms
+from .._core.scripts import SendEventRequest
 from ..errors import InvalidArgumentError
 
 PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -116,11 +117,21 @@ class EventBus:
         fields: dict[str, str] = {}
         if ns.hooks:  # for the runs it starts (on_event jobs), e.g. the caller's trace
             fields = {f"x:{k}": v for k, v in ns.hooks.start_fields("", "").items()}
-        reply = await ns.scripts.send_event(
-            name, event_id, encoded, json.dumps(flatten(data)), payload,
-            ns.settings.event_dedupe_ms, ns.settings.event_log_ms, triggers,
-            uuid.uuid4().hex, fields, ns.settings.retention_ms, plans,
-        )  # fmt: skip
+        request = SendEventRequest(
+            name=name,
+            event_id=event_id,
+            encoded=encoded,
+            flat_json=json.dumps(flatten(data)),
+            payload=payload,
+            dedupe_ms=ns.settings.event_dedupe_ms,
+            log_ms=ns.settings.event_log_ms,
+            local_triggers=triggers,
+            call_token=uuid.uuid4().hex,
+            fields=fields,
+            retention_ms=ns.settings.retention_ms,
+            plans=plans,
+        )
+        reply = await ns.scripts.send_event(request)
         if ns.hooks and not reply.duplicate:
             ns.hooks.event_sent(name, reply.resumed, reply.started)
         return SendEventResult(

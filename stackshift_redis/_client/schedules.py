@@ -28,7 +28,7 @@ from .._core.cron import CATCHUPS, OVERLAPS, Cadence, check_choice, jitter_ms, m
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Duration, from_ms, millis, new_run_id
-from .._core.scripts import DueSchedule
+from .._core.scripts import DueSchedule, FireScheduleRequest, UpsertScheduleRequest
 from ..errors import ScheduleNotFoundError
 from .handles import RunHandle
 
@@ -103,10 +103,22 @@ async def upsert(
     data = ns.serializer.dumps(payload)
     queue = await ns.queue_for(job, queue_name)
     next_ms = cadence.next_after(await server_ms(ns))
-    await ns.scripts.upsert_schedule(
-        name, job, queue, data, cadence.cron or "", cadence.every_ms or 0, cadence.timezone,
-        cadence.signature, overlap, catchup, jitter_ms_, origin, next_ms,
-    )  # fmt: skip
+    request = UpsertScheduleRequest(
+        name=name,
+        job=job,
+        queue=queue,
+        payload=data,
+        cron=cadence.cron or "",
+        every_ms=cadence.every_ms or 0,
+        timezone=cadence.timezone,
+        signature=cadence.signature,
+        overlap=overlap,
+        catchup=catchup,
+        jitter_ms=jitter_ms_,
+        origin=origin,
+        next_ms=next_ms,
+    )
+    await ns.scripts.upsert_schedule(request)
 
 
 class Schedules:
@@ -283,7 +295,10 @@ class ScheduleDuty:
         plan_ = [(t, new_run_id(), jitter_ms(d.name, t, d.jitter_ms)) for t in ticks]
         s = ns.settings
         ttl = min(s.idempotency_ttl_ms, GUARD_TTL_MS)
-        reply = await ns.scripts.fire_schedule(d, new_next, plan_, ttl, s.retention_ms)
+        request = FireScheduleRequest(
+            due=d, next_ms=new_next, ticks=plan_, idem_ttl_ms=ttl, retention_ms=s.retention_ms
+        )
+        reply = await ns.scripts.fire_schedule(request)
         if reply is None:
             return None
         created, skipped = reply

@@ -1,31 +1,68 @@
 """Starting runs: validation, then one `start` script call per batch.
 
-Concurrent single starts made in one event-loop iteration with the same job and options
-are coalesced into one script call (each run still atomic on its own).
+Concurrent single starts made in one event-loop iteration with the same StartRequest (job,
+queue and options) are coalesced into one script call (each run still atomic on its own).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .._core.batching import TickBatcher
 from .._core.flow import check_priority
+from .._core.jobs import JobDef
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Duration, epoch_ms, millis, new_run_id
-from .._core.scripts import NewRun, StartReply
+from .._core.scripts import NewRun, StartReply, StartRequest, fields_of
 from ..errors import InvalidArgumentError, PayloadError
 from .events import match_key
 from .liveness import ConsumerWatch
 
 MAX_IDEMPOTENCY_KEY = 512
 MAX_BATCH = 500
-
-# job, queue, delay_ms, at_ms, idem_ttl_ms, extra fields (sorted items)
-Group = tuple[str, str, int, int, int, tuple[tuple[str, str], ...]]
 Started = StartReply  # run id (None when skipped), deduplicated, skipped reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartOptions:
+    """The options of one `start` / `start_many` call, validated when built; the client,
+    the sync facade and the starter pass it on as it is (see `Client.start`)."""
+
+    queue_name: str | None = None
+    idempotency_keys: Sequence[str] | None = None  # one per payload (a tuple once built)
+    idempotency_ttl: Duration | None = None
+    delay: Duration | None = None
+    run_at: datetime | None = None
+    priority: int | None = None
+    delay_ms: int = field(default=0, init=False, repr=False)
+    at_ms: int = field(default=0, init=False, repr=False)  # run_at in epoch ms, or 0
+    idem_ttl_ms: int | None = field(default=None, init=False, repr=False)  # if given
+
+    def __post_init__(self) -> None:
+        keys = self.idempotency_keys
+        if keys is not None:
+            keys = tuple(keys)
+            object.__setattr__(self, "idempotency_keys", keys)
+        for key in keys or ():
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+                raise InvalidArgumentError(f"invalid idempotency key {key!r}")
+        if self.delay is not None and self.run_at is not None:
+            raise InvalidArgumentError("pass delay or run_at, not both")
+        if self.delay is not None:
+            object.__setattr__(self, "delay_ms", millis(self.delay, "delay"))
+        if self.run_at is not None:
+            if not isinstance(self.run_at, datetime):
+                raise InvalidArgumentError("run_at must be a datetime")
+            object.__setattr__(self, "at_ms", epoch_ms(self.run_at))
+        if self.idempotency_ttl is not None:
+            ttl_ms = max(1, millis(self.idempotency_ttl, "idempotency_ttl"))
+            object.__setattr__(self, "idem_ttl_ms", ttl_ms)
+        if self.priority is not None:
+            check_priority(self.priority)
 
 
 def _round_trip(ns: Namespace, payload: Any) -> bytes:
@@ -45,23 +82,11 @@ class Starter:
 
     def __init__(self, ns: Namespace) -> None:
         self._ns = ns
-        self._groups: dict[Group, list[tuple[NewRun, asyncio.Future[Started]]]] = {}
-        self._scheduled = False
-        self._sending: set[asyncio.Future[None]] = set()
+        self._single = TickBatcher(self._send, limit=MAX_BATCH)  # see the module docstring
         self._watch = ConsumerWatch(ns)
 
     async def start_many(
-        self,
-        job: str,
-        payloads: Sequence[Any],
-        *,
-        queue_name: str | None = None,
-        idempotency_keys: Sequence[str] | None = None,
-        idempotency_ttl: Duration | None = None,
-        delay: Duration | None = None,
-        run_at: datetime | None = None,
-        extra: dict[str, str] | None = None,
-        priority: int | None = None,
+        self, job: str, payloads: Sequence[Any], options: StartOptions
     ) -> list[Started]:
         """(run id | None, deduplicated, skipped reason | None) per payload, in order;
         nothing is written on bad input. The job's flow-control rules (flow.py) are
@@ -70,22 +95,12 @@ class Starter:
         check_name("job", job)
         if not isinstance(payloads, Sequence) or isinstance(payloads, (str, bytes)):
             raise InvalidArgumentError(f"payloads must be a list of payloads, not {payloads!r}")
-        if idempotency_keys is not None and len(idempotency_keys) != len(payloads):
+        keys = options.idempotency_keys
+        if keys is not None and len(keys) != len(payloads):
             raise InvalidArgumentError("idempotency_keys needs one key per payload")
-        for key in idempotency_keys or ():
-            if not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-                raise InvalidArgumentError(f"invalid idempotency key {key!r}")
-        if delay is not None and run_at is not None:
-            raise InvalidArgumentError("pass delay or run_at, not both")
-        delay_ms = millis(delay, "delay") if delay is not None else 0
-        if run_at is not None and not isinstance(run_at, datetime):
-            raise InvalidArgumentError("run_at must be a datetime")
-        at_ms = epoch_ms(run_at) if run_at is not None else 0
-        ttl_ms = self._idem_ttl_ms(job, idempotency_ttl)
         jd = ns.registry.jobs.get(job)
-        if priority is not None:
-            prio = check_priority(priority)
-        else:
+        prio = options.priority
+        if prio is None:
             prio = jd.priority if jd is not None else 0
         plans = [""] * len(payloads)
         if jd is not None and jd.flow:
@@ -94,72 +109,40 @@ class Starter:
             encoded = [_round_trip(ns, p) for p in payloads]
         except PayloadError as exc:  # name where: payload['amount']
             raise (exc if str(exc).startswith("payload") else exc.at("payload")) from None
-        queue = await ns.queue_for(job, queue_name)
-        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(encoded)
-        fields = dict(extra or {})
-        if prio:
-            fields["priority"] = str(prio)
+        queue = await ns.queue_for(job, options.queue_name)
+        fields = {"priority": str(prio)} if prio else {}
         if ns.hooks:
             fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
-        if len(encoded) == 1:  # a single start: coalesced with concurrent ones
-            group = (job, queue, delay_ms, at_ms, ttl_ms, tuple(sorted(fields.items())))
-            started = await self._coalesced(group, (new_run_id(), keys[0], encoded[0], plans[0]))
-            await self._watch.check(job, queue)
-            return [started]
-        out: list[Started] = []
-        for lo in range(0, len(encoded), MAX_BATCH):
-            hi = min(lo + MAX_BATCH, len(encoded))
-            batch: list[NewRun] = [
-                (new_run_id(), keys[i], encoded[i], plans[i]) for i in range(lo, hi)
-            ]
-            out += await ns.scripts.start(
-                job, queue, batch, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=ttl_ms,
-                extra=fields, retention_ms=ns.settings.retention_ms,
-            )  # fmt: skip
+        request = StartRequest(
+            job=job,
+            queue=queue,
+            idem_ttl_ms=self._idem_ttl_ms(jd, options),
+            delay_ms=options.delay_ms,
+            at_ms=options.at_ms,
+            fields=fields_of(fields),
+            retention_ms=ns.settings.retention_ms,
+        )
+        runs: list[NewRun] = [
+            (new_run_id(), keys[i] if keys else None, data, plans[i])
+            for i, data in enumerate(encoded)
+        ]
+        if len(runs) == 1:  # a single start: coalesced with concurrent ones
+            out = [await self._single.submit(request, runs[0])]
+        else:
+            out = []
+            for lo in range(0, len(runs), MAX_BATCH):
+                out += await ns.scripts.start(request, runs[lo : lo + MAX_BATCH])
         if out:
             await self._watch.check(job, queue)
         return out
 
-    def _idem_ttl_ms(self, job: str, override: Duration | None) -> int:
-        if override is not None:
-            return max(1, millis(override, "idempotency_ttl"))
-        jd = self._ns.registry.jobs.get(job)
+    def _idem_ttl_ms(self, jd: JobDef | None, options: StartOptions) -> int:
+        if options.idem_ttl_ms is not None:
+            return options.idem_ttl_ms
         if jd is not None and jd.idempotency_ttl is not None:
             return max(1, round(jd.idempotency_ttl * 1000))
         return self._ns.settings.idempotency_ttl_ms
 
-    async def _coalesced(self, group: Group, run: NewRun) -> Started:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Started] = loop.create_future()
-        self._groups.setdefault(group, []).append((run, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await fut
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        groups, self._groups = self._groups, {}
-        for group, items in groups.items():
-            for lo in range(0, len(items), MAX_BATCH):
-                task = asyncio.ensure_future(self._send(group, items[lo : lo + MAX_BATCH]))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
-
-    async def _send(
-        self, group: Group, items: list[tuple[NewRun, asyncio.Future[Started]]]
-    ) -> None:
-        job, queue, delay_ms, at_ms, ttl_ms, fields = group
-        try:
-            replies = await self._ns.scripts.start(
-                job, queue, [run for run, _ in items], delay_ms=delay_ms, at_ms=at_ms,
-                idem_ttl_ms=ttl_ms, extra=dict(fields), retention_ms=self._ns.settings.retention_ms,
-            )  # fmt: skip
-        except Exception as exc:
-            for _, fut in items:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (_, fut), reply in zip(items, replies, strict=True):
-            if not fut.done():
-                fut.set_result(reply)
+    async def _send(self, request: StartRequest, runs: list[NewRun]) -> list[Started]:
+        """One `start` call for the single starts of one tick that share `request`."""
+        return await self._ns.scripts.start(request, runs)

@@ -23,6 +23,7 @@ from .._core.records import Duration, RunInfo, RunPage, SendEventResult
 from .client import Client
 from .control import Statuses
 from .handles import RunHandle
+from .starting import StartOptions
 from .state import SyncState
 
 T = TypeVar("T")
@@ -161,18 +162,16 @@ class SyncStackShift:
         priority: int | None = None,
     ) -> SyncRunHandle:
         """Start a run (see StackShift.start)."""
-        handle = self._run(
-            self._target.start(
-                job,
-                payload,
-                queue_name=queue_name,
-                idempotency_key=idempotency_key,
-                idempotency_ttl=idempotency_ttl,
-                delay=delay,
-                run_at=run_at,
-                priority=priority,
-            )
+        keys = None if idempotency_key is None else [idempotency_key]
+        options = StartOptions(
+            queue_name=queue_name,
+            idempotency_keys=keys,
+            idempotency_ttl=idempotency_ttl,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
         )
+        [handle] = self._run(self._target._start(job, [payload], options))
         return SyncRunHandle(self, handle)
 
     def start_many(
@@ -188,18 +187,15 @@ class SyncStackShift:
         priority: int | None = None,
     ) -> list[SyncRunHandle]:
         """Start many runs (see StackShift.start_many)."""
-        handles = self._run(
-            self._target.start_many(
-                job,
-                payloads,
-                queue_name=queue_name,
-                idempotency_keys=idempotency_keys,
-                idempotency_ttl=idempotency_ttl,
-                delay=delay,
-                run_at=run_at,
-                priority=priority,
-            )
+        options = StartOptions(
+            queue_name=queue_name,
+            idempotency_keys=idempotency_keys,
+            idempotency_ttl=idempotency_ttl,
+            delay=delay,
+            run_at=run_at,
+            priority=priority,
         )
+        handles = self._run(self._target._start(job, payloads, options))
         return [SyncRunHandle(self, h) for h in handles]
 
     def run(self, run_id: str) -> SyncRunHandle:

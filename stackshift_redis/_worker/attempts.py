@@ -19,7 +19,7 @@ from .._client.state import State, SyncState
 from .._core.jobs import JobDef, QueueConfig
 from .._core.namespace import Namespace
 from .._core.records import error_json, from_ms
-from .._core.scripts import ScriptCall, TakenRun
+from .._core.scripts import FailRequest, HandBackRequest, ScriptCall, TakenRun
 from ..errors import (
     InvalidArgumentError,
     LeaseLostError,
@@ -193,9 +193,15 @@ class Executor:
         )
         err = json.dumps({"type": "UnknownJobError", "message": msg, "traceback": ""})
         self._notify(ex, "handed_back", None)
-        return self.ns.scripts.hand_back_call(
-            ex.run_id, ex.token, HANDBACK_DELAY_MS, limit, self.ns.settings.retention_ms, err
+        request = HandBackRequest(
+            run_id=ex.run_id,
+            token=ex.token,
+            delay_ms=HANDBACK_DELAY_MS,
+            limit_ms=limit,
+            retention_ms=self.ns.settings.retention_ms,
+            error_json=err,
         )
+        return self.ns.scripts.hand_back_call(request)
 
     def _notify(self, ex: Execution, outcome: str, error: BaseException | None) -> None:
         if self.ns.hooks:
@@ -224,9 +230,15 @@ class Executor:
         if outcome == "cancelled":
             err = json.dumps({"type": "RunCancelled", "message": str(exc), "traceback": ""})
         self._notify(ex, outcome, exc)
-        return ns.scripts.fail_call(
-            ex.run_id, ex.token, err, outcome, delay_ms, ns.settings.retention_ms
+        request = FailRequest(
+            run_id=ex.run_id,
+            token=ex.token,
+            error_json=err,
+            outcome=outcome,
+            retention_ms=ns.settings.retention_ms,
+            delay_ms=delay_ms,
         )
+        return ns.scripts.fail_call(request)
 
 
 def _extra(ex: Execution) -> dict[str, Any]:

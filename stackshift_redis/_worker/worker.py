@@ -23,7 +23,7 @@ from .._client.state import State
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import error_json
-from .._core.scripts import CONNECTION_ERRORS, ScriptCall, TakenRun
+from .._core.scripts import CONNECTION_ERRORS, FailRequest, ScriptCall, TakenRun
 from ..errors import InvalidArgumentError
 from .attempts import Executor
 from .dispatch import Dispatcher
@@ -279,9 +279,14 @@ class Worker:
             run.run_id, run.job, type(exc).__name__, exc,
         )  # fmt: skip
         error = error_json(exc, type_name="PayloadError")
-        call = self.ns.scripts.fail_call(
-            run.run_id, run.token, error, "failed", 0, self.ns.settings.retention_ms
+        request = FailRequest(
+            run_id=run.run_id,
+            token=run.token,
+            error_json=error,
+            outcome="failed",
+            retention_ms=self.ns.settings.retention_ms,
         )
+        call = self.ns.scripts.fail_call(request)
         task = asyncio.ensure_future(self._finish(call))
         self._flush_tasks.add(task)
         task.add_done_callback(self._flush_tasks.discard)

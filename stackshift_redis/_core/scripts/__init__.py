@@ -5,8 +5,8 @@ Every call passes the namespace prefix in ARGV where the script derives keys wit
 (lua/README.md); all keys share the namespace hash tag, so each call is one slot.
 Error replies (`CODE detail`) become stackshift errors here (door.py) and nowhere else.
 The methods are grouped by area (queues.py, runs.py, events.py, state.py, schedules.py,
-namespace.py)
-and composed in `Scripts`.
+namespace.py) and composed in `Scripts`; a script with many arguments takes one request
+dataclass named after it (requests.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,19 @@ from .door import (
 from .events import EventScripts
 from .namespace import NamespaceScripts
 from .queues import QueueScripts
+from .requests import (
+    BulkRequest,
+    FailRequest,
+    FireScheduleRequest,
+    HandBackRequest,
+    InvokeRequest,
+    SendEventRequest,
+    SleepRequest,
+    StartRequest,
+    UpsertScheduleRequest,
+    WaitEventRequest,
+    fields_of,
+)
 from .runs import RunScripts
 from .schedules import ScheduleScripts
 from .state import StateScripts
@@ -43,18 +56,29 @@ class Scripts(
 
 __all__ = [
     "CONNECTION_ERRORS",
+    "BulkRequest",
     "Door",
     "DueSchedule",
+    "FailRequest",
+    "FireScheduleRequest",
+    "HandBackRequest",
+    "InvokeRequest",
     "NewRun",
     "ParkReply",
     "QueueStats",
     "ScriptCall",
     "Scripts",
+    "SendEventRequest",
     "SendReply",
+    "SleepRequest",
     "StartReply",
+    "StartRequest",
     "TakeReply",
     "TakenRun",
+    "UpsertScheduleRequest",
+    "WaitEventRequest",
     "WaitReply",
+    "fields_of",
     "redis_call",
     "unavailable",
 ]

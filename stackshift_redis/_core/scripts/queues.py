@@ -19,6 +19,7 @@ from .door import (
     _pairs,
     _str,
 )
+from .requests import FailRequest, HandBackRequest, StartRequest
 
 
 class QueueScripts(Door):
@@ -26,49 +27,27 @@ class QueueScripts(Door):
 
     # starting runs
     def start_call(
-        self,
-        job: str,
-        queue: str,
-        runs: Sequence[NewRun],
-        *,
-        delay_ms: int,
-        at_ms: int,
-        idem_ttl_ms: int,
-        extra: dict[str, str] | None = None,
-        retention_ms: int = 0,
+        self, request: StartRequest, runs: Sequence[NewRun]
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of `start` for runs of (run_id, idempotency key or None, payload
         [, flow-control plan JSON])."""
-        k = self.keys
+        k, r = self.keys, request
         keys: list[str] = []
-        fields = json.dumps(extra) if extra else ""
-        args: list[Any] = [k.prefix, job, queue, delay_ms, at_ms, idem_ttl_ms, fields, len(runs),
-                           retention_ms or 86_400_000]  # fmt: skip
+        fields = json.dumps(dict(r.fields)) if r.fields else ""
+        retention_ms = r.retention_ms or 86_400_000
+        args: list[Any] = [k.prefix, r.job, r.queue, r.delay_ms, r.at_ms, r.idem_ttl_ms, fields]
+        args += [len(runs), retention_ms]
         for run in runs:
             run_id, idem, payload = run[0], run[1], run[2]
-            keys += [k.run(run_id), k.idem(job, idem) if idem is not None else k.run(run_id)]
+            keys += [k.run(run_id), k.idem(r.job, idem) if idem is not None else k.run(run_id)]
             plan = run[3] if len(run) > 3 else ""
             args += [run_id, "1" if idem is not None else "0", payload, plan]
         return keys, args
 
-    async def start(
-        self,
-        job: str,
-        queue: str,
-        runs: Sequence[NewRun],
-        *,
-        delay_ms: int,
-        at_ms: int,
-        idem_ttl_ms: int,
-        extra: dict[str, str] | None = None,
-        retention_ms: int = 0,
-    ) -> list[StartReply]:
+    async def start(self, request: StartRequest, runs: Sequence[NewRun]) -> list[StartReply]:
         """Create runs (under their flow-control plans) and make them ready or schedule them:
         (run_id | None, deduplicated, skipped reason | None) each."""
-        keys, args = self.start_call(
-            job, queue, runs, delay_ms=delay_ms, at_ms=at_ms, idem_ttl_ms=idem_ttl_ms,
-            extra=extra, retention_ms=retention_ms,
-        )  # fmt: skip
+        keys, args = self.start_call(request, runs)
         reply = await self.call("start", keys, args)
         return [
             (_str(reply[i]) or None, bool(int(reply[i + 1])), _str(reply[i + 2]) or None)
@@ -113,22 +92,18 @@ class QueueScripts(Door):
         args = [self.keys.prefix, run_id, token, result, retention_ms]
         return ScriptCall("complete", run_id, [self.keys.run(run_id)], args)
 
-    def fail_call(
-        self, run_id: str, token: str, error_json: str, outcome: str, delay_ms: int,
-        retention_ms: int,
-    ) -> ScriptCall:  # fmt: skip
+    def fail_call(self, request: FailRequest) -> ScriptCall:
         """A prepared `fail` (outcome: retry | failed | cancelled)."""
-        args = [self.keys.prefix, run_id, token, error_json, outcome, delay_ms, retention_ms]
-        return ScriptCall("fail", run_id, [self.keys.run(run_id)], args)
+        k, q = self.keys, request
+        args = [k.prefix, q.run_id, q.token, q.error_json, q.outcome, q.delay_ms, q.retention_ms]
+        return ScriptCall("fail", q.run_id, [k.run(q.run_id)], args)
 
-    def hand_back_call(
-        self, run_id: str, token: str, delay_ms: int, limit_ms: int, retention_ms: int,
-        error_json: str,
-    ) -> ScriptCall:  # fmt: skip
+    def hand_back_call(self, request: HandBackRequest) -> ScriptCall:
         """A prepared `hand_back`: a run of a job this worker does not register goes back
         (scheduled after delay_ms), or fails once it was handed back for limit_ms."""
-        args = [self.keys.prefix, run_id, token, delay_ms, limit_ms, retention_ms, error_json]
-        return ScriptCall("hand_back", run_id, [self.keys.run(run_id)], args)
+        k, q = self.keys, request
+        args = [k.prefix, q.run_id, q.token, q.delay_ms, q.limit_ms, q.retention_ms, q.error_json]
+        return ScriptCall("hand_back", q.run_id, [k.run(q.run_id)], args)
 
     async def promote(self, queue: str, limit: int = 1000) -> tuple[int, int]:
         """Make due runs ready: (moved, ms to next due or -1)."""

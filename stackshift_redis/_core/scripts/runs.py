@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from .door import Door, ParkReply, WaitReply, _str
+from .requests import BulkRequest, InvokeRequest, SleepRequest, WaitEventRequest
 
 
 class RunScripts(Door):
@@ -24,47 +25,31 @@ class RunScripts(Door):
         """Record a running run's progress (LeaseLostError when no longer held)."""
         await self.call("progress", [self.keys.run(run_id)], [run_id, token, value])
 
-    async def sleep(
-        self, run_id: str, token: str, step: str, rel_ms: int, until_ms: int, record: bytes,
-        park: bool,
-    ) -> WaitReply:  # fmt: skip
+    async def sleep(self, request: SleepRequest) -> WaitReply:
         """Register a timer as a pending wait (parking the run at once when `park`), or
         record the step when already due."""
-        k = self.keys
-        args = [k.prefix, run_id, token, step, rel_ms, until_ms, record, int(park)]
-        return _wait_reply(await self.call("sleep", [k.run(run_id)], args))
+        k, q = self.keys, request
+        args = [k.prefix, q.run_id, q.token, q.step, q.rel_ms, q.until_ms, q.record, int(q.park)]
+        return _wait_reply(await self.call("sleep", [k.run(q.run_id)], args))
 
-    async def wait_event(
-        self, run_id: str, token: str, step: str, event: str, shape: str, values_key: str,
-        timeout_ms: int, lookback_ms: int, timed_out_record: bytes, received_prefix: bytes,
-        park: bool,
-    ) -> WaitReply:  # fmt: skip
+    async def wait_event(self, request: WaitEventRequest) -> WaitReply:
         """Match a recent event, or register a pending wait for one (parking when `park`)."""
-        k = self.keys
-        keys = [
-            k.run(run_id), k.event_log(event), k.event_data(event), k.event_shapes(event),
-            k.event_waiters(event, shape, values_key),
-        ]  # fmt: skip
-        args = [
-            k.prefix, run_id, token, step, event, shape, values_key, timeout_ms, lookback_ms,
-            timed_out_record, received_prefix, int(park),
-        ]  # fmt: skip
+        k, q = self.keys, request
+        keys: list[str] = [k.run(q.run_id), k.event_log(q.event), k.event_data(q.event)]
+        keys += [k.event_shapes(q.event), k.event_waiters(q.event, q.shape, q.values_key)]
+        args: list[Any] = [k.prefix, q.run_id, q.token, q.step, q.event, q.shape, q.values_key]
+        args += [q.timeout_ms, q.lookback_ms, q.timed_out_record, q.received_prefix, int(q.park)]
         return _wait_reply(await self.call("wait_event", keys, args))
 
-    async def invoke(
-        self, run_id: str, token: str, step: str, job: str, queue: str, child_id: str,
-        payload: bytes, timeout_ms: int, idem_ttl_ms: int, records: tuple[bytes, bytes, bytes],
-        fields: dict[str, str] | None = None, park: bool = False,
-    ) -> WaitReply:  # fmt: skip
+    async def invoke(self, request: InvokeRequest) -> WaitReply:
         """Start a child run once per (parent, step) and register a pending wait for it
-        (parking the parent when `park`). records: (timed-out record, completed-record
-        prefix, failed-record prefix); fields: hook fields {"x:<name>": value} for the
-        child."""
-        k = self.keys
-        idem = k.idem(job, f"invoke:{run_id}:{step}")
-        args = [k.prefix, run_id, token, step, job, queue, child_id, payload, timeout_ms,
-                idem_ttl_ms, *records, json.dumps(fields) if fields else "", int(park)]  # fmt: skip
-        return _wait_reply(await self.call("invoke", [k.run(run_id), idem], args))
+        (parking the parent when `park`)."""
+        k, q = self.keys, request
+        idem = k.idem(q.job, f"invoke:{q.run_id}:{q.step}")
+        args: list[Any] = [k.prefix, q.run_id, q.token, q.step, q.job, q.queue, q.child_id]
+        args += [q.payload, q.timeout_ms, q.idem_ttl_ms, *q.records]
+        args += [json.dumps(q.fields) if q.fields else "", int(q.park)]
+        return _wait_reply(await self.call("invoke", [k.run(q.run_id), idem], args))
 
     async def park(self, run_id: str, token: str, steps: list[str]) -> ParkReply:
         """Park the run until the first of `steps` (pending waits) settles, unless some
@@ -91,19 +76,14 @@ class RunScripts(Door):
         k = self.keys
         return bool(await self.call("retry", [k.run(run_id)], [k.prefix, run_id]))
 
-    async def bulk(
-        self, index: str, action: str, status: str, job: str, created_ms: tuple[int, int],
-        cursor: tuple[str, str, str], limit: int, reason: str, retention_ms: int,
-        budget_us: int,
-    ) -> tuple[int, tuple[str, str] | None, str]:  # fmt: skip
-        """One batch of cancel_runs/retry_runs over the status index `index`: at most
-        `limit` runs, stopping early after `budget_us` of server time. created_ms: (after,
-        before), -1 for none; cursor: (score, run id, upto), "" to begin and for upto
-        "now". Returns (runs changed, the next (score, run id) or None when the pass is
-        over, upto)."""
-        args = [self.keys.prefix, action, status, job, created_ms[0], created_ms[1], *cursor,
-                limit, reason, retention_ms, budget_us]  # fmt: skip
-        changed, score, last, upto = await self.call("bulk", [index], args)
+    async def bulk(self, request: BulkRequest) -> tuple[int, tuple[str, str] | None, str]:
+        """One batch of cancel_runs/retry_runs: at most `limit` runs, stopping early after
+        `budget_us` of server time. Returns (runs changed, the next (score, run id) or None
+        when the pass is over, upto)."""
+        q = request
+        args: list[Any] = [self.keys.prefix, q.action, q.status, q.job, *q.created_ms, *q.cursor]
+        args += [q.limit, q.reason, q.retention_ms, q.budget_us]
+        changed, score, last, upto = await self.call("bulk", [q.index], args)
         nxt = (_str(score), _str(last)) if _str(score) else None
         return int(changed), nxt, _str(upto)
 
@@ -130,8 +110,6 @@ class RunScripts(Door):
         """Mark a run as awaited; its (status, result, error) or None when unknown."""
         reply = await self.call("watch", [self.keys.run(run_id)], [])
         return (_str(reply[0]), reply[1], reply[2]) if reply else None
-
-    # events
 
 
 def _wait_reply(reply: list[Any]) -> WaitReply:

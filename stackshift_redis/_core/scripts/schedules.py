@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .door import Door, DueSchedule, _str
+from .requests import FireScheduleRequest, UpsertScheduleRequest
 
 
 class ScheduleScripts(Door):
     """Scripts of schedules."""
 
-    async def upsert_schedule(
-        self, name: str, job: str, queue: str, payload: bytes, cron: str, every_ms: int,
-        timezone: str, signature: str, overlap: str, catchup: str, jitter_ms: int,
-        origin: str, next_ms: int,
-    ) -> tuple[bool, int, bool]:  # fmt: skip
+    async def upsert_schedule(self, request: UpsertScheduleRequest) -> tuple[bool, int, bool]:
         """Create or update a schedule: (created, next fire ms, paused)."""
-        k = self.keys
-        args = [name, job, queue, payload, cron, every_ms, timezone, signature, overlap,
-                catchup, jitter_ms, origin, next_ms]  # fmt: skip
-        r = await self.call("upsert_schedule", [k.schedule(name), k.schedules()], args)
+        k, q = self.keys, request
+        args: list[Any] = [q.name, q.job, q.queue, q.payload, q.cron, q.every_ms, q.timezone]
+        args += [q.signature, q.overlap, q.catchup, q.jitter_ms, q.origin, q.next_ms]
+        r = await self.call("upsert_schedule", [k.schedule(q.name), k.schedules()], args)
         return bool(r[0]), int(r[1]), bool(r[2])
 
     async def due_schedules(self, limit: int) -> tuple[int, int, list[DueSchedule]]:
@@ -34,17 +30,14 @@ class ScheduleScripts(Door):
                                    f[6] or "UTC", f[7] or "latest", int(f[8] or 0)))  # fmt: skip
         return int(r[0]), int(r[1]), due
 
-    async def fire_schedule(
-        self, due: DueSchedule, new_next_ms: int, ticks: Sequence[tuple[int, str, int]],
-        idem_ttl_ms: int, retention_ms: int,
-    ) -> tuple[list[str], int] | None:  # fmt: skip
-        """Fire ticks (tick ms, run id, jitter ms) and advance to `new_next_ms`, if `due` is
-        still current: (created run ids, ticks skipped by overlap), or None (stale)."""
-        k = self.keys
-        keys = [k.schedule(due.name), k.schedules()]
-        args: list[Any] = [k.prefix, due.name, due.next_ms, due.rev, new_next_ms, idem_ttl_ms,
-                           retention_ms, len(ticks)]  # fmt: skip
-        for tick, run_id, jitter in ticks:
+    async def fire_schedule(self, request: FireScheduleRequest) -> tuple[list[str], int] | None:
+        """Fire the ticks and advance the schedule, if `due` is still current: (created run
+        ids, ticks skipped by overlap), or None (stale)."""
+        k, q, due = self.keys, request, request.due
+        keys: list[str] = [k.schedule(due.name), k.schedules()]
+        args: list[Any] = [k.prefix, due.name, due.next_ms, due.rev, q.next_ms, q.idem_ttl_ms]
+        args += [q.retention_ms, len(q.ticks)]
+        for tick, run_id, jitter in q.ticks:
             keys.append(k.idem(due.job, f"schedule:{due.name}:{tick}"))
             args += [tick, run_id, jitter]
         r = await self.call("fire_schedule", keys, args)
