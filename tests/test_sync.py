@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import uuid
 from collections.abc import Iterator
@@ -95,3 +96,18 @@ def test_sync_bulk_control_replay_and_pause(apps: tuple[StackShift, StackShift])
     assert again.result(timeout=10) == 1
     info = client.sync.get_run(again.id)
     assert info is not None and info.replay_of == runs[0].id
+
+
+def test_every_client_coroutine_has_a_sync_twin_with_the_same_parameters() -> None:
+    from stackshift_redis._client.client import Client
+    from stackshift_redis._client.sync import SyncStackShift
+
+    coroutines = inspect.getmembers(Client, inspect.iscoroutinefunction)
+    names = [name for name, _ in coroutines if not name.startswith("_")]
+    assert "start" in names and "send_event" in names
+    for name in names:
+        twin = getattr(SyncStackShift, name, None)
+        assert callable(twin), f"Client.{name} has no twin on the sync facade"
+        assert not inspect.iscoroutinefunction(twin), f"SyncStackShift.{name} is a coroutine"
+        mine = inspect.signature(getattr(Client, name)).parameters
+        assert inspect.signature(twin).parameters == mine, f"SyncStackShift.{name} differs"
