@@ -10,8 +10,10 @@ raises). With no hook added, the worker calls handlers and steps directly: no co
                                    its stored result on a later attempt is not hooked again)
     Hook.step_sync(inp, proceed)   around one step of a plain-function handler (its thread)
     Hook.suspended(inp, step, kind)  the attempt parked the run (sleep, event, child)
-    Hook.finished(inp, outcome, error)  completed | retry | failed | cancelled | lost |
-                                   handed_back (a job this worker does not register)
+    Hook.finished(inp, outcome, error)  once Redis answered the script that records the
+                                   outcome: completed | retry | failed | cancelled |
+                                   handed_back (a job this worker does not register) as
+                                   recorded, or lost | unconfirmed when it was not
     Hook.start_fields(job, queue)  client side: fields stored with each new run (for
                                    example a trace context), read back in AttemptInput.fields;
                                    job and queue are '' for the runs an event starts
@@ -39,12 +41,14 @@ class AttemptInput:
     run_id: str
     job: str
     queue: str
-    attempt: int  # executions of the run so far, this one included
+    attempt: int  # as ctx.attempt: failed attempts + 1 (a resume keeps it)
     resumed: bool  # the run waited (sleep, event, child) and this attempt continues it
     fields: dict[str, str] = field(default_factory=dict)  # stored by Hook.start_fields
     first: bool = False  # the run's first execution (not a retry, resume or recovery)
     waited: float = 0.0  # seconds from ready to taken (server clock): the queue wait
     resumed_by: str = ""  # resumed: event | timer | child_ok | child_failed
+    execution: int = 1  # executions of the run so far, this one included (every take
+    # counts: resumes and recoveries too; RunInfo.executions)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,10 @@ class Hook:
     """Base class: every method passes through. Override what you need."""
 
     async def attempt(self, inp: AttemptInput, proceed: Proceed) -> Any:
-        """Around one attempt; return what `proceed()` returns."""
+        """Around one attempt; return what `proceed()` returns. `proceed()` runs the
+        handler and records its outcome: it returns once Redis answered, and raises what
+        the handler raised, or LeaseLostError / the Redis error when the outcome could
+        not be recorded (see `finished`)."""
         return await proceed()
 
     async def step(self, inp: StepInput, proceed: Proceed) -> Any:
@@ -75,7 +82,18 @@ class Hook:
         """The attempt parked the run at `step` (kind: sleep | event | child)."""
 
     def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
-        """The attempt ended: completed | retry | failed | cancelled | lost."""
+        """The attempt ended, told once Redis answered the script that records its
+        outcome (never before): `completed`, `retry`, `failed`, `cancelled` or
+        `handed_back` (a run of a job this worker does not register) as recorded, with
+        `error` the exception that ended the attempt (None when completed).
+
+        `lost`: nothing was recorded because another worker holds the run now (its lease
+        expired and was taken, during the attempt or before the outcome reached Redis);
+        `error` is the LeaseLostError. `unconfirmed`: Redis did not confirm the record
+        (unreachable after the worker's retries, or an error reply); `error` is that
+        error. The run is then most likely not recorded and is taken again once its
+        lease expires (its completed steps are reused). A parked run is told through
+        `suspended` instead; an attempt cut off by a stop is not told."""
 
     def start_fields(self, job: str, queue: str) -> dict[str, str]:
         """Fields to store with a run being started in this process (client side)."""

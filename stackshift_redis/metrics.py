@@ -66,8 +66,8 @@ class MetricsHook(Hook):
             registry=registry,
         )  # fmt: skip
         self.attempt_seconds = Histogram(
-            "stackshift_attempt_duration_seconds", "Duration of one attempt (until it ends, "
-            "fails or parks the run)", jq, registry=registry,
+            "stackshift_attempt_duration_seconds", "Duration of one attempt (until its outcome "
+            "is recorded, or it parks the run)", jq, registry=registry,
         )  # fmt: skip
         self.step_seconds = Histogram(
             "stackshift_step_duration_seconds", "Duration of one step execution", steps,
@@ -135,7 +135,8 @@ class MetricsHook(Hook):
         bound[2].observe(time.perf_counter() - t0)
 
     def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
-        """Count the attempt's outcome (a lost lease counts nothing: the run goes on)."""
+        """Count the attempt's outcome as Redis recorded it (lost and unconfirmed count
+        nothing: the run goes on elsewhere or is taken again)."""
         name = OUTCOME_COUNTER.get(outcome)
         if name is not None:
             self.runs[name].labels(inp.job, inp.queue).inc()

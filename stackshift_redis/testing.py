@@ -31,6 +31,7 @@ from ._core.records import Duration, epoch_ms, error_json, millis
 from ._core.scripts import FailRequest, ScriptCall, TakenRun
 from ._worker.attempts import Executor
 from ._worker.dispatch import Dispatcher
+from ._worker.outage import Outage
 from ._worker.registration import Registration
 from ._worker.upkeep import Upkeep
 from .app import StackShift
@@ -163,19 +164,22 @@ class TestEnv:
         self._previous = ns.swap_client(self._redis, virtual_clock=True)
         self._previous_clock = clock.use(self._clock_ns)
         consumer = f"testenv-{id(self):x}"
-        self._dispatcher = Dispatcher(ns, self.queues, consumer)
-        self._executor = Executor(ns, State(ns), asyncio.get_running_loop())
-        self._upkeep = Upkeep(ns, consumer, self.queues, lambda: [], poll_interval=0.0)
+        registration = Registration(ns, consumer, self.queues)  # as a worker's (see run())
+        conf = registration.conf
+        self._dispatcher = Dispatcher(ns, self.queues, consumer, conf)
+        self._executor = Executor(
+            ns, State(ns), asyncio.get_running_loop(), finish=self._finish, conf=conf,
+            resources={},
+        )  # fmt: skip
+        self._upkeep = Upkeep(
+            ns, consumer, self.queues, held=lambda: [], poll_interval=0.0, conf=conf,
+            on_heartbeat=registration.register, outage=Outage(ns),
+        )  # fmt: skip
         try:
+            await registration.setup()  # groups, job map, triggers, queue settings
             await self._upkeep.setup()
-            await self._dispatcher.setup()
-            await self._upkeep.next_due_ms()  # a first script call creates the Lua runtime
+            await self._upkeep.next_due_ms()  # a script call: the Lua runtime exists now
             _add_sha1hex(server)
-            registration = Registration(ns, consumer, self.queues, self._dispatcher.setup)
-            await registration.setup()  # job map, triggers, queue settings (registration.py)
-            self._upkeep.on_heartbeat = registration.register
-            self._upkeep.conf = self._dispatcher.conf = registration.conf
-            self._executor.conf = registration.conf
         except BaseException:
             await self._close()
             raise
@@ -282,18 +286,23 @@ class TestEnv:
         except Exception as exc:  # its payload or event does not decode: it fails alone
             log.error("run %s (%s): its stored payload does not decode: %s", run.run_id,
                       run.job, exc)  # fmt: skip
-            error = error_json(exc, type_name="PayloadError")
             request = FailRequest(
                 run_id=run.run_id,
                 token=run.token,
-                error_json=error,
+                error_json=error_json(exc, type_name="PayloadError"),
                 outcome="failed",
                 retention_ms=ns.settings.retention_ms,
             )
-            outcome: ScriptCall | None = ns.scripts.fail_call(request)
-        else:
-            outcome = await executor.run(ex)
-        if outcome is not None:
-            [result] = await ns.scripts.run_batch([outcome])
-            if isinstance(result, Exception):
-                log.warning("recording %s of run %s failed: %s", outcome.script, run.run_id, result)
+            reply = await self._finish(ns.scripts.fail_call(request))
+            if isinstance(reply, Exception):
+                log.warning("recording the failure of run %s failed: %s", run.run_id, reply)
+            return
+        await executor.run(ex)  # records the outcome (through _finish)
+
+    async def _finish(self, call: ScriptCall) -> object:
+        """Record one outcome as a worker does, unbatched: its reply, or its exception."""
+        try:
+            [reply] = await self.app._core.scripts.run_batch([call])
+        except Exception as exc:
+            return exc
+        return reply

@@ -5,9 +5,12 @@ A span per attempt and per step, in the trace of the code that started the run: 
 the run field `x:traceparent` (W3C Trace Context), and every attempt of the run, on any
 worker process and after every resume, is a child of that span. Attributes:
 `stackshift.kind` (attempt, or the step's kind), `stackshift.name` (job or step name),
-`stackshift.attempt`, `stackshift.run_id`, `stackshift.job`, `stackshift.queue`; an
-exception is recorded on the span with status ERROR; a step that parks the run (sleep,
-event wait, child) ends with the event `stackshift.suspended`.
+`stackshift.attempt` (as ctx.attempt: failed attempts + 1), `stackshift.execution` (the
+run's executions so far, resumes included), `stackshift.run_id`, `stackshift.job`,
+`stackshift.queue`; an exception is recorded on the span with status ERROR; a step that
+parks the run (sleep, event wait, child) ends with the event `stackshift.suspended`. An
+attempt's span ends once its outcome is recorded: when it could not be (the lease was
+lost, Redis did not confirm), it ends with status ERROR too.
 
 Every app instruments itself when opentelemetry-api is importable and, at the app's first
 use (first start, send or attempt), a tracer provider has been configured (an SDK's, as
@@ -73,13 +76,18 @@ class TracingHook(Hook):
 
     def _attrs(self, inp: AttemptInput, kind: str, name: str) -> dict[str, Any]:
         return {
-            "stackshift.kind": kind, "stackshift.name": name, "stackshift.attempt": inp.attempt,
-            "stackshift.run_id": inp.run_id, "stackshift.job": inp.job,
+            "stackshift.kind": kind,
+            "stackshift.name": name,
+            "stackshift.attempt": inp.attempt,
+            "stackshift.execution": inp.execution,
+            "stackshift.run_id": inp.run_id,
+            "stackshift.job": inp.job,
             "stackshift.queue": inp.queue,
-        }  # fmt: skip
+        }
 
     async def attempt(self, inp: AttemptInput, proceed: Proceed) -> Any:
-        """One span around the attempt, a child of the span that started the run."""
+        """One span around the attempt and the record of its outcome, a child of the span
+        that started the run."""
         parent = self._propagator.extract(inp.fields)
         attrs = self._attrs(inp, "attempt", inp.job)
         attrs.update({"stackshift.resumed": inp.resumed, "stackshift.queue_wait_s": inp.waited})

@@ -176,7 +176,7 @@ async def test_slots_are_freed_by_suspend_and_by_lease_recovery(app: StackShift)
     assert await app._core.scripts.reclaim("q", 60_000) == [t2.run_id]
     assert await app.redis.scard(app._core.keys.slot("j", "0:a")) == 0
     [t3] = await _take(app, 5)
-    assert t3.run_id == r2.id and t3.attempt == 2
+    assert t3.run_id == r2.id and t3.execution == 2
 
 
 async def test_a_poisoned_run_gives_its_slot_back(app: StackShift) -> None:

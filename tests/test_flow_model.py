@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from stackshift_redis import Concurrency, StackShift
+from stackshift_redis._core.scripts import FailRequest, SleepRequest
 
 ERR = json.dumps({"type": "E", "message": "m", "traceback": ""})
 KEYS = ("a", "b", "c")
@@ -100,7 +101,15 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
         def fail(self, data: st.DataObject, retry: bool) -> None:
             if (r := self._pick(data, "running")) is not None:
                 outcome = "retry" if retry else "failed"
-                call = self.s.fail_call(r, self.tokens[r], ERR, outcome, 0, 60_000)
+                call = self.s.fail_call(
+                    FailRequest(
+                        run_id=r,
+                        token=self.tokens[r],
+                        error_json=ERR,
+                        outcome=outcome,
+                        retention_ms=60_000,
+                    )
+                )
                 self.do(self.s.run_batch([call]))
                 self.status[r] = "scheduled" if retry else "failed"
 
@@ -109,7 +118,16 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             if (r := self._pick(data, "running")) is not None:
                 self.naps += 1  # a new step each time: a settled one would return at once
                 nap = f"nap{self.naps}"
-                reply = self.do(self.s.sleep(r, self.tokens[r], nap, 60_000, -1, b"\xc0", True))
+                nap_request = SleepRequest(
+                    run_id=r,
+                    token=self.tokens[r],
+                    step=nap,
+                    rel_ms=60_000,
+                    until_ms=-1,
+                    record=b"\xc0",
+                    park=True,
+                )
+                reply = self.do(self.s.sleep(nap_request))
                 if r in self.flagged:  # a cancel is pending: the run is not parked
                     assert reply.outcome == "cancel"
                     return

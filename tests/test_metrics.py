@@ -164,8 +164,16 @@ async def test_a_worker_process_serves_counters_histograms_and_gauges(
         pass
     await wait_for(lambda: _is(waiter, "waiting"))
     await wait_for(lambda: _is(snooze, "running"))
-    samples = await asyncio.to_thread(_scrape, port)
     obs = {"queue": "obs"}
+
+    async def counted() -> bool:  # once the worker has each finish script's answer
+        s = await asyncio.to_thread(_scrape, port)
+        done, failed = "stackshift_runs_completed_total", "stackshift_runs_failed_total"
+        ok, flaky = _get(s, done, job="ok", **obs), _get(s, done, job="flaky", **obs)
+        return (ok, flaky, _get(s, failed, job="doomed", **obs)) == (3, 1, 1)
+
+    await wait_for(counted)
+    samples = await asyncio.to_thread(_scrape, port)
     assert _get(samples, "stackshift_runs_completed_total", job="ok", **obs) == 3
     assert _get(samples, "stackshift_runs_completed_total", job="flaky", **obs) == 1
     assert _get(samples, "stackshift_runs_retried_total", job="flaky", **obs) == 1
@@ -184,11 +192,18 @@ async def test_a_worker_process_serves_counters_histograms_and_gauges(
     assert _get(samples, "stackshift_workers_alive") == 1
     await app.send_event("obs.go", {"k": "k1"})
     assert await waiter.result(timeout=10) == {"k": "k1"}
+    await wait_for(
+        lambda: _scraped(port, "stackshift_runs_completed_total", 1, job="waiter", **obs)
+    )
     samples = await asyncio.to_thread(_scrape, port)
     assert _get(samples, "stackshift_runs_resumed_total", job="waiter", **obs) == 1
     assert _get(samples, "stackshift_event_resume_latency_seconds_count", job="waiter", **obs) == 1
     assert _get(samples, "stackshift_queue_waiting", queue="obs") == 0
     assert _get(samples, "stackshift_runs_completed_total", job="waiter", **obs) == 1
+
+
+async def _scraped(port: int, name: str, value: float, **labels: str) -> bool:
+    return _get(await asyncio.to_thread(_scrape, port), name, **labels) == value
 
 
 async def _is(run: Any, status: str) -> bool:

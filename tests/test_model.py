@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from stackshift_redis import StackShift
 from stackshift_redis._core.keys import STATUSES
 from stackshift_redis._core.records import new_run_id
+from stackshift_redis._core.scripts import FailRequest, StartRequest
 
 FINAL = {"completed", "failed", "cancelled"}
 ERR = json.dumps({"type": "E", "message": "m", "traceback": ""})
@@ -61,7 +62,10 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             run = (new_run_id(), idem, b"\xc0")
             [(run_id, dedup, _)] = self.do(
                 self.s.start(
-                    "job", "q", [run], delay_ms=60_000 if delay else 0, at_ms=0, idem_ttl_ms=60_000
+                    StartRequest(
+                        job="job", queue="q", idem_ttl_ms=60_000, delay_ms=60_000 if delay else 0
+                    ),
+                    [run],
                 )
             )
             if idem is not None and idem in self.idem:
@@ -106,7 +110,15 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
             if running:
                 run_id = data.draw(st.sampled_from(running))
                 outcome = "retry" if retry else "failed"
-                call = self.s.fail_call(run_id, self.tokens[run_id], ERR, outcome, 0, 60_000)
+                call = self.s.fail_call(
+                    FailRequest(
+                        run_id=run_id,
+                        token=self.tokens[run_id],
+                        error_json=ERR,
+                        outcome=outcome,
+                        retention_ms=60_000,
+                    )
+                )
                 self.do(self.s.run_batch([call]))
                 self._set(run_id, "scheduled" if retry else "failed")
 

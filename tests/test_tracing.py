@@ -61,6 +61,11 @@ async def test_attempt_and_step_spans_are_children_of_the_starting_span(
     attempts = _by_name(found, "attempt order")
     # first attempt parks at the sleep, the resumed one fails at charge, the retry completes
     assert [s.attributes["stackshift.resumed"] for s in attempts] == [False, True, False]
+    # attempt as ctx.attempt (failed attempts + 1), execution: every take counts
+    numbers = [
+        (a.attributes["stackshift.attempt"], a.attributes["stackshift.execution"]) for a in attempts
+    ]
+    assert numbers == [(1, 1), (1, 2), (2, 3)]
     for span in attempts:
         assert span.parent is not None and span.parent.span_id == ctx.span_id
         assert span.context.trace_id == ctx.trace_id

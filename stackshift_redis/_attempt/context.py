@@ -41,7 +41,7 @@ class _ContextBase:
     scheduled_at: datetime | None
     """The schedule's tick this run is for (aware, UTC), else None."""
 
-    def __init__(self, execution: Execution) -> None:
+    def __init__(self, execution: Execution, resources: dict[str, Any] | None = None) -> None:
         self._ex = execution
         self.payload = execution.payload
         self.run_id = execution.run_id
@@ -49,7 +49,7 @@ class _ContextBase:
         self.queue = execution.queue
         self.attempt = execution.attempt
         self.event = execution.event
-        self.resources = {}
+        self.resources = resources if resources is not None else {}
         self.schedule = execution.schedule
         self.scheduled_at = execution.scheduled_at
         self.logger = logging.LoggerAdapter(
@@ -77,8 +77,8 @@ class RunContext(_ContextBase):
     step: Step
     """The step API: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
 
-    def __init__(self, execution: Execution) -> None:
-        super().__init__(execution)
+    def __init__(self, execution: Execution, resources: dict[str, Any] | None = None) -> None:
+        super().__init__(execution, resources)
         self.step = Step(execution)
 
     @property
@@ -99,9 +99,13 @@ class SyncRunContext(_ContextBase):
     """The step API, blocking: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
 
     def __init__(
-        self, execution: Execution, loop: asyncio.AbstractEventLoop, state: SyncState
+        self,
+        execution: Execution,
+        loop: asyncio.AbstractEventLoop,
+        state: SyncState,
+        resources: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(execution)
+        super().__init__(execution, resources)
         self.step = SyncStep(execution, loop)
         self._loop = loop
         self._state = state

@@ -19,25 +19,37 @@ from .._core.namespace import Namespace
 from .._core.scripts import TakeReply
 
 
-class Dispatcher:
-    """Takes runs of `queues` for one worker (consumer `consumer`)."""
+async def create_groups(ns: Namespace, queues: Sequence[str]) -> None:
+    """Create each queue's stream and consumer group (idempotent)."""
+    for q in queues:
+        try:
+            await ns.redis.xgroup_create(ns.keys.stream(q), GROUP, "$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
-    def __init__(self, ns: Namespace, queues: Sequence[str], consumer: str) -> None:
+
+class Dispatcher:
+    """Takes runs of `queues` for one worker (consumer `consumer`); `conf` gives a
+    queue's effective settings (registration.py)."""
+
+    def __init__(
+        self,
+        ns: Namespace,
+        queues: Sequence[str],
+        consumer: str,
+        conf: Callable[[str], QueueConfig],
+    ) -> None:
         self.ns = ns
         self.queues = list(queues)
         self.consumer = consumer
+        self.conf = conf
         self._turn = 0
         self._streams = {ns.keys.stream(q): q for q in self.queues}
-        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
 
     async def setup(self) -> None:
         """Create each queue's stream and consumer group (idempotent)."""
-        for q in self.queues:
-            try:
-                await self.ns.redis.xgroup_create(self.ns.keys.stream(q), GROUP, "$", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await create_groups(self.ns, self.queues)
 
     async def take(self, n: int) -> TakeReply:
         """Lease up to `n` runs; queues take turns at going first."""

@@ -18,10 +18,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from .._core.jobs import QueueConfig
 from .._core.namespace import Namespace
+from .dispatch import create_groups
 
 log = logging.getLogger("stackshift.worker")
 REGISTRATION_TTL_MS = 20_000  # four heartbeats: entries outlive a slow heartbeat or two
@@ -30,17 +30,10 @@ REGISTRATION_TTL_MS = 20_000  # four heartbeats: entries outlive a slow heartbea
 class Registration:
     """Publishes one worker's queue settings and registrations."""
 
-    def __init__(
-        self,
-        ns: Namespace,
-        worker_id: str,
-        queues: list[str],
-        create_groups: Callable[[], Awaitable[None]],
-    ) -> None:
+    def __init__(self, ns: Namespace, worker_id: str, queues: list[str]) -> None:
         self.ns = ns
         self.worker_id = worker_id
         self.queues = queues
-        self.create_groups = create_groups
         self.confs: dict[str, QueueConfig] = {}
         """Effective settings of the consumed queues (local, else published, else default)."""
         self.recoveries = 0
@@ -120,7 +113,7 @@ class Registration:
 
     async def setup(self) -> None:
         """At start: consumer groups, queue settings, registrations, failure handlers."""
-        await self.create_groups()
+        await create_groups(self.ns, self.queues)
         await self.publish_queues()
         await self.register()
         await self.publish_on_failure()

@@ -42,7 +42,9 @@ class Upkeep:
     """Background duties of one worker.
 
     `held()` lists the attempts the worker runs now (for renewal and cancel notices);
-    `busy()` says whether anything runs or waits to be started (for burst mode).
+    `conf(queue)` gives a queue's effective settings and `on_heartbeat()` refreshes what
+    the worker registers (registration.py); `outage` says Redis is unreachable (one line,
+    then backoff); `concurrency` is shown to operators (None: not a worker's).
     """
 
     def __init__(
@@ -50,8 +52,12 @@ class Upkeep:
         ns: Namespace,
         worker_id: str,
         queues: list[str],
+        *,
         held: Callable[[], list[tuple[Execution, asyncio.Task[None]]]],
         poll_interval: float,
+        conf: Callable[[str], QueueConfig],
+        on_heartbeat: Callable[[], Awaitable[Any]],
+        outage: Outage,
         concurrency: int | None = None,
     ) -> None:
         self.ns = ns
@@ -59,6 +65,9 @@ class Upkeep:
         self.queues = queues
         self.held = held
         self.poll_interval = poll_interval
+        self.conf = conf
+        self.on_heartbeat = on_heartbeat
+        self.outage = outage
         self._next: dict[str, float] = {}
         self._control_id: Any = "0-0"
         self._reconcile_at = 0
@@ -66,9 +75,6 @@ class Upkeep:
         self.trim_every = min(30.0, max(1.0, retention_s / 2))
         self.schedules = ScheduleDuty(ns)
         self.stopped = asyncio.Event()
-        self.conf: Callable[[str], QueueConfig] = ns.registry.queue  # effective settings
-        self.on_heartbeat: Callable[[], Awaitable[Any]] | None = None  # registration.py
-        self.outage: Outage | None = None  # Redis unreachable: one line, then backoff
         self.concurrency = concurrency
         self._started_ms: float | None = None
 
@@ -123,13 +129,10 @@ class Upkeep:
         while not self.stopped.is_set():
             try:
                 wait = await self.tick()
-                if self.outage is not None:
-                    self.outage.ok()
+                self.outage.ok()
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
-                if self.outage is None:
-                    raise
                 await self.outage.failed(exc)
                 wait = 0.0
             except Exception:
@@ -278,8 +281,7 @@ class Upkeep:
                 pipe.zrem(k.workers(), *stale)
                 pipe.hdel(k.worker_info(), *stale)
                 await pipe.execute()
-        if self.on_heartbeat is not None:
-            await self.on_heartbeat()
+        await self.on_heartbeat()
 
     async def hygiene(self) -> None:
         """Delete consumers whose worker is gone (its heartbeat expired; a consumer is named

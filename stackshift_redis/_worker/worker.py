@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 
 from .._attempt.execution import Execution
 from .._client.state import State
+from .._core.batching import TickBatcher
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import error_json
@@ -79,25 +80,25 @@ class Worker:
         self.block_ms = block_ms
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
         self.running: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
-        self.dispatcher = Dispatcher(ns, self.queues, self.id)
-        self.registration = Registration(ns, self.id, self.queues, self.dispatcher.setup)
-        self.dispatcher.conf = self.registration.conf
-        self.upkeep = Upkeep(ns, self.id, self.queues, self._held, poll_interval, concurrency)
-        self.upkeep.conf = self.registration.conf
-        self.upkeep.on_heartbeat = self.registration.register
+        self.registration = Registration(ns, self.id, self.queues)
+        conf = self.registration.conf  # effective queue settings: local, else published
+        self.dispatcher = Dispatcher(ns, self.queues, self.id, conf)
         self.outage = Outage(ns)
-        self.upkeep.outage = self.outage
+        self.upkeep = Upkeep(
+            ns, self.id, self.queues, held=self._held, poll_interval=poll_interval, conf=conf,
+            on_heartbeat=self.registration.register, outage=self.outage, concurrency=concurrency,
+        )  # fmt: skip
         self.lifecycle = Lifecycle(ns)
         self.watchdog = LoopWatchdog(self._running_ids, lag_threshold)
         self.state = State(ns)
-        self._executor: Executor | None = None
+        # finish scripts sent in one loop tick go in one pipeline
+        self._finishes: TickBatcher[None, ScriptCall, object] = TickBatcher(self._send)
+        self._executor: Executor | None = None  # built in run(): it needs the running loop
         self._stopping = asyncio.Event()
         self._forced = False
         self._slot_freed = asyncio.Event()
-        self._pending: list[tuple[ScriptCall, asyncio.Future[None]]] = []
-        self._flush_scheduled = False
         self._cut_off: list[tuple[str, str, str]] = []
-        self._flush_tasks: set[asyncio.Future[None]] = set()
+        self._undecodable_tasks: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._burst = False
         self._done = asyncio.Event()
@@ -117,10 +118,15 @@ class Worker:
     async def run(self, burst: bool = False) -> None:
         """Process runs until stop() (or, with burst, until nothing is queued, running or due)."""
         self._loop = asyncio.get_running_loop()
-        self._executor = Executor(self.ns, self.state, self._loop)
-        self._executor.resources = self.lifecycle.resources
-        self._executor.handback_limit_ms = round(self.handback_limit * 1000)
-        self._executor.conf = self.registration.conf
+        self._executor = Executor(
+            self.ns,
+            self.state,
+            self._loop,
+            finish=self._finish,
+            conf=self.registration.conf,
+            resources=self.lifecycle.resources,  # filled by the startup hooks
+            handback_limit_ms=round(self.handback_limit * 1000),
+        )
         self._burst = burst
         self._done.clear()
         try:
@@ -194,7 +200,7 @@ class Worker:
         ]
         self._cut_off = []
         await self._hand_back(cut_off)
-        await self._flush()
+        await self._finishes.flush()
 
     async def _hand_back(self, cut_off: list[tuple[str, str, str]]) -> None:
         """Make attempts cut off by the stop ready now, instead of after their lease expires:
@@ -286,25 +292,27 @@ class Worker:
             outcome="failed",
             retention_ms=self.ns.settings.retention_ms,
         )
-        call = self.ns.scripts.fail_call(request)
-        task = asyncio.ensure_future(self._finish(call))
-        self._flush_tasks.add(task)
-        task.add_done_callback(self._flush_tasks.discard)
+        task = asyncio.ensure_future(self._fail_undecodable(self.ns.scripts.fail_call(request)))
+        self._undecodable_tasks.add(task)
+        task.add_done_callback(self._undecodable_tasks.discard)
+
+    async def _fail_undecodable(self, call: ScriptCall) -> None:
+        reply = await self._finish(call)
+        if isinstance(reply, Exception):
+            log.warning("recording the failure of run %s failed: %s", call.run_id, reply)
 
     async def _execute(self, ex: Execution) -> None:
         assert self._executor is not None
         try:
-            outcome = await self._executor.run(ex)
-            ex.finished = True
-            if outcome is not None and not ex.lost:
-                await self._finish(outcome)
+            await self._executor.run(ex)  # records the outcome (through _finish)
         except asyncio.CancelledError:
             if not self._stopping.is_set() and not ex.lost:
                 raise
             if not ex.lost:  # cut off by a stop: handed back in _drain
                 self._cut_off.append((ex.queue, ex.run_id, ex.token))
         except Exception:
-            log.exception("run %s: could not record its outcome", ex.run_id, extra=ex.log_extra)
+            log.exception("run %s: the attempt failed unexpectedly", ex.run_id,
+                          extra=ex.log_extra)  # fmt: skip
         finally:
             held = self.running.get(ex.run_id)
             if held is not None and held[0] is ex:  # not a newer attempt of the same run
@@ -312,34 +320,11 @@ class Worker:
             self._slot_freed.set()
 
     # finishing, batched: one pipeline for the outcomes ready in one loop iteration
-    async def _finish(self, outcome: ScriptCall) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((outcome, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        await fut
+    async def _finish(self, call: ScriptCall) -> object:
+        """Record one outcome: its reply, or the exception it ended with (a value)."""
+        return await self._finishes.submit(None, call)
 
-    def _start_flush(self) -> None:
-        task = asyncio.ensure_future(self._flush())
-        self._flush_tasks.add(task)
-        task.add_done_callback(self._flush_tasks.discard)
-
-    async def _flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._pending = self._pending, []
-        try:
-            if batch:
-                results = await self._send([o for o, _ in batch])
-                for (o, _), res in zip(batch, results, strict=True):
-                    if isinstance(res, Exception):
-                        log.warning("recording %s of run %s failed: %s", o.script, o.run_id, res)
-        finally:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
-
-    async def _send(self, calls: list[ScriptCall]) -> list[object]:
+    async def _send(self, key: None, calls: list[ScriptCall]) -> list[object]:
         """One call, or one pipeline; connection errors are retried (the scripts are
         idempotent: a repeated finish fails its lease check and changes nothing)."""
         for attempt in range(4):

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from stackshift_redis import Concurrency, NonRetriableError, RunContext
-from stackshift_redis.hooks import AttemptInput, Hook
 
 from . import ENTER, app_from_env, obs
 
@@ -125,23 +124,14 @@ async def keyed(ctx: RunContext) -> int:
     return int(n)
 
 
-class _KillOnFail(Hook):
-    """SIGKILLs this worker when an attempt of `doomed` has failed for good, before the
-    script that records the failure (and starts the failure handler) is sent."""
-
-    def finished(self, inp: AttemptInput, outcome: str, error: BaseException | None) -> None:
-        if inp.job == "doomed" and outcome == "failed":
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-if os.environ.get("STACKSHIFT_KILL_ON_FAIL") == "1":
-    app.add_hook(_KillOnFail())
-
-
 @app.job("doomed", queue="doomed", retries=0, on_failure="doomed_handler")
 async def doomed(ctx: RunContext) -> None:
-    """Fails for good, every time."""
+    """Fails for good, every time; with STACKSHIFT_KILL_ON_FAIL=1 the worker is SIGKILLed
+    as the attempt fails, before the script that records the failure (and starts the
+    failure handler) is sent."""
     await app.redis.incr(obs("doomed"))
+    if os.environ.get("STACKSHIFT_KILL_ON_FAIL") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
     raise NonRetriableError("card declined")
 
 

@@ -84,7 +84,7 @@ class TakenRun:
     run_id: str
     queue: str
     token: str
-    attempt: int  # executions so far, this one included
+    execution: int  # takes of the run so far, this one included (the lease token)
     job: str
     payload: bytes
     event: bytes  # the triggering event (serialized) or b""

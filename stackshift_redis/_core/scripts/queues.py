@@ -75,7 +75,7 @@ class QueueScripts(Door):
                 continue
             taken.append(
                 TakenRun(
-                    run_id=_str(r[0]), token=_str(r[2]), attempt=int(r[3]), job=_str(r[4]),
+                    run_id=_str(r[0]), token=_str(r[2]), execution=int(r[3]), job=_str(r[4]),
                     payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
                     resumed=bool(r[9]), fields=_pairs(r[10]), schedule=_str(r[11]),
                     scheduled_at=int(r[12] or 0), waited_ms=int(r[13]),
