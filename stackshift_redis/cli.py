@@ -51,8 +51,12 @@ async def _serve(
         signals["count"] += 1
         force = signals["count"] > 1
         running = " ".join(sorted(worker.running)) or "none"
-        log.info("%s: %s (running: %s)", sig.name,
-                 "stopping now" if force else "finishing running attempts", running)  # fmt: skip
+        log.info(
+            "%s: %s (running: %s)",
+            sig.name,
+            "stopping now" if force else "finishing running attempts",
+            running,
+        )
         worker.request_stop(force=force)
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -72,9 +72,13 @@ class RunFailed(StackShiftError):
     the parent without retries (the child's failure is stored; a retry would re-raise it)."""
 
     def __init__(
-        self, message: str, *, run_id: str = "", error: dict[str, Any] | None = None,
+        self,
+        message: str,
+        *,
+        run_id: str = "",
+        error: dict[str, Any] | None = None,
         final: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.error = error or {}

@@ -29,8 +29,12 @@ RUN_COUNTERS = {
     "cancelled": "Running runs that stopped because they were cancelled",
     "resumed": "Attempts that resumed a run after a sleep, event or child",
 }
-OUTCOME_COUNTER = {"completed": "completed", "failed": "failed", "retry": "retried",
-                   "cancelled": "cancelled"}  # fmt: skip
+OUTCOME_COUNTER = {
+    "completed": "completed",
+    "failed": "failed",
+    "retry": "retried",
+    "cancelled": "cancelled",
+}
 GAUGES = {
     "ready": "Runs ready to be taken",
     "scheduled": "Runs due later (delayed starts, retries after backoff)",
@@ -62,26 +66,35 @@ class MetricsHook(Hook):
             "stackshift_steps_failed", "Steps that raised", steps, registry=registry
         )
         self.events_sent = Counter(
-            "stackshift_events_sent", "Events recorded (duplicates excluded)", ["event"],
+            "stackshift_events_sent",
+            "Events recorded (duplicates excluded)",
+            ["event"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.attempt_seconds = Histogram(
-            "stackshift_attempt_duration_seconds", "Duration of one attempt (until its outcome "
-            "is recorded, or it parks the run)", jq, registry=registry,
-        )  # fmt: skip
-        self.step_seconds = Histogram(
-            "stackshift_step_duration_seconds", "Duration of one step execution", steps,
+            "stackshift_attempt_duration_seconds",
+            "Duration of one attempt (until its outcome is recorded, or it parks the run)",
+            jq,
             registry=registry,
-        )  # fmt: skip
+        )
+        self.step_seconds = Histogram(
+            "stackshift_step_duration_seconds",
+            "Duration of one step execution",
+            steps,
+            registry=registry,
+        )
         self.queue_wait = Histogram(
-            "stackshift_queue_wait_seconds", "From ready to taken by a worker (server clock)",
-            jq, registry=registry,
-        )  # fmt: skip
+            "stackshift_queue_wait_seconds",
+            "From ready to taken by a worker (server clock)",
+            jq,
+            registry=registry,
+        )
         self.event_resume = Histogram(
             "stackshift_event_resume_latency_seconds",
             "From the event that resumed a run to its attempt starting (server clock)",
-            jq, registry=registry,
-        )  # fmt: skip
+            jq,
+            registry=registry,
+        )
 
     async def attempt(self, inp: AttemptInput, proceed: Proceed) -> Any:
         """Count the start, observe the queue wait and the attempt's duration."""
@@ -128,8 +141,11 @@ class MetricsHook(Hook):
         key = (inp.attempt.job, inp.attempt.queue, inp.kind)
         bound = self._steps.get(key)  # the labelled children, bound once per label set
         if bound is None:
-            bound = (self.steps_completed.labels(*key), self.steps_failed.labels(*key),
-                     self.step_seconds.labels(*key))  # fmt: skip
+            bound = (
+                self.steps_completed.labels(*key),
+                self.steps_failed.labels(*key),
+                self.step_seconds.labels(*key),
+            )
             self._steps[key] = bound
         (bound[1] if failed else bound[0]).inc()
         bound[2].observe(time.perf_counter() - t0)

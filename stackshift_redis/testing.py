@@ -122,10 +122,10 @@ class TestEnv:
         self.concurrency = _positive_int("concurrency", concurrency)
         self.max_attempts = _positive_int("max_attempts", max_attempts)
         ns = app._core
-        names = list(queues) if queues is not None else sorted(
-            {j.queue for j in ns.registry.jobs.values()} | set(ns.registry.queues) | {"default"}
-        )  # fmt: skip
-        self.queues = [check_name("queue", q) for q in names]
+        if queues is None:  # the queues of its jobs, the configured ones and default
+            used = {j.queue for j in ns.registry.jobs.values()}
+            queues = sorted(used | set(ns.registry.queues) | {"default"})
+        self.queues = [check_name("queue", q) for q in queues]
         if not self.queues:
             raise InvalidArgumentError("queues must name at least one queue")
         self._start_ms = epoch_ms(start) if start is not None else clock.now_ms()
@@ -168,13 +168,18 @@ class TestEnv:
         conf = registration.conf
         self._dispatcher = Dispatcher(ns, self.queues, consumer, conf)
         self._executor = Executor(
-            ns, State(ns), asyncio.get_running_loop(), finish=self._finish, conf=conf,
-            resources={},
-        )  # fmt: skip
+            ns, State(ns), asyncio.get_running_loop(), finish=self._finish, conf=conf, resources={}
+        )
         self._upkeep = Upkeep(
-            ns, consumer, self.queues, held=lambda: [], poll_interval=0.0, conf=conf,
-            on_heartbeat=registration.register, outage=Outage(ns),
-        )  # fmt: skip
+            ns,
+            consumer,
+            self.queues,
+            held=lambda: [],
+            poll_interval=0.0,
+            conf=conf,
+            on_heartbeat=registration.register,
+            outage=Outage(ns),
+        )
         try:
             await registration.setup()  # groups, job map, triggers, queue settings
             await self._upkeep.setup()
@@ -284,8 +289,9 @@ class TestEnv:
         try:
             ex = executor.build(run, sent)
         except Exception as exc:  # its payload or event does not decode: it fails alone
-            log.error("run %s (%s): its stored payload does not decode: %s", run.run_id,
-                      run.job, exc)  # fmt: skip
+            log.error(
+                "run %s (%s): its stored payload does not decode: %s", run.run_id, run.job, exc
+            )
             request = FailRequest(
                 run_id=run.run_id,
                 token=run.token,

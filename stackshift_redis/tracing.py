@@ -57,10 +57,13 @@ class TracingHook(Hook):
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         with self._tracer.start_as_current_span(
-            name, context=context, kind=SpanKind.CONSUMER if context is not None else
-            SpanKind.INTERNAL, attributes=attrs, record_exception=False,
+            name,
+            context=context,
+            kind=SpanKind.CONSUMER if context is not None else SpanKind.INTERNAL,
+            attributes=attrs,
+            record_exception=False,
             set_status_on_exception=False,
-        ) as span:  # fmt: skip
+        ) as span:
             try:
                 yield span
             except Suspended as exc:

@@ -44,9 +44,13 @@ class Parking:
     and whether the attempt has parked the run."""
 
     def __init__(
-        self, ns: Namespace, run_id: str, token: str, registered: Iterable[str] = (),
+        self,
+        ns: Namespace,
+        run_id: str,
+        token: str,
+        registered: Iterable[str] = (),
         on_park: Callable[[str, str], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.ns = ns
         self.run_id = run_id
         self.token = token

@@ -40,8 +40,9 @@ async def _call_off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
     return value
 
 
-async def _run_step(ex: Execution, name: str, fn: Callable[..., Any], *args: Any,
-                    **kwargs: Any) -> Any:  # fmt: skip
+async def _run_step(
+    ex: Execution, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
     key, memo = ex.lookup(name)
     if memo is not MISSING:
         return memo
@@ -118,10 +119,15 @@ class Step:
         """Suspend until a matching event arrives (its Event), or None after `timeout`.
         Match values compare by type too: 12345 does not match "12345"."""
         ex = self._ex
-        return self._track(name, _hooked(
-            ex, name, "wait_for_event",
-            lambda: waits.wait_for_event(ex, name, event, match, timeout, lookback),
-        ))  # fmt: skip
+        return self._track(
+            name,
+            _hooked(
+                ex,
+                name,
+                "wait_for_event",
+                lambda: waits.wait_for_event(ex, name, event, match, timeout, lookback),
+            ),
+        )
 
     def invoke(
         self, name: str, job: str, payload: Any = None, timeout: Duration | None = None

@@ -160,9 +160,12 @@ class Client:
         bounded batches; the number cancelled (running ones: flagged, they stop at their
         next step). Safe to call again."""
         return await self._control.cancel_runs(
-            job=job, status=status, created_after=created_after,
-            created_before=created_before, reason=reason,
-        )  # fmt: skip
+            job=job,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            reason=reason,
+        )
 
     async def retry_runs(
         self,

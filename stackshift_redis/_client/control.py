@@ -78,8 +78,9 @@ class Control:
         statuses = _statuses("cancel_runs", status, CANCELLABLE)
         if not isinstance(reason, str):
             raise InvalidArgumentError("cancel_runs: reason must be a str")
-        return await self._bulk("cancel", job, statuses, _range(created_after, created_before),
-                                reason)  # fmt: skip
+        return await self._bulk(
+            "cancel", job, statuses, _range(created_after, created_before), reason
+        )
 
     async def retry_runs(
         self,
@@ -94,9 +95,13 @@ class Control:
         return await self._bulk("retry", job, statuses, _range(created_after, created_before), "")
 
     async def _bulk(
-        self, action: str, job: str | None, statuses: list[str], created: tuple[int, int],
+        self,
+        action: str,
+        job: str | None,
+        statuses: list[str],
+        created: tuple[int, int],
         reason: str,
-    ) -> int:  # fmt: skip
+    ) -> int:
         ns, k = self._ns, self._ns.keys
         if job is not None:
             check_name("job", job)

@@ -135,6 +135,9 @@ class EventBus:
         if ns.hooks and not reply.duplicate:
             ns.hooks.event_sent(name, reply.resumed, reply.started)
         return SendEventResult(
-            id=event_id, resumed=reply.resumed, started=reply.started, duplicate=reply.duplicate,
+            id=event_id,
+            resumed=reply.resumed,
+            started=reply.started,
+            duplicate=reply.duplicate,
             cancelled=reply.cancelled,
-        )  # fmt: skip
+        )

@@ -320,10 +320,18 @@ class Inspector:
                     continue
                 w = json.loads(raw)
                 paths = [p for p in (w.get("s") or "").split(",") if p]
-                out.append(Waiter(
-                    i, _txt(job) if job else "", _txt(f)[2:], w.get("k", ""), w.get("e"),
-                    paths, w.get("c"), from_ms(score),
-                ))  # fmt: skip
+                out.append(
+                    Waiter(
+                        i,
+                        _txt(job) if job else "",
+                        _txt(f)[2:],
+                        w.get("k", ""),
+                        w.get("e"),
+                        paths,
+                        w.get("c"),
+                        from_ms(score),
+                    )
+                )
         return out
 
     async def _scores(self, key: str, ids: list[str]) -> list[Any]:

@@ -43,6 +43,8 @@ class ConsumerWatch:
         log.warning(
             "run of job %r started on queue %r, which no live worker consumes: it waits "
             "until a worker for %r starts (check queue_name= and the workers' --queue)",
-            job, queue, queue,
-        )  # fmt: skip
+            job,
+            queue,
+            queue,
+        )
         return False

@@ -150,10 +150,19 @@ class Schedules:
         keeps its next tick; a new cadence fires at its first tick after now. Bad input:
         InvalidArgumentError naming the argument, nothing written."""
         await upsert(
-            self._ns, name, job=job, cron=cron, every=every, payload=payload,
-            timezone=timezone, overlap=overlap, catchup=catchup, jitter=jitter,
-            queue_name=queue_name, origin="api",
-        )  # fmt: skip
+            self._ns,
+            name,
+            job=job,
+            cron=cron,
+            every=every,
+            payload=payload,
+            timezone=timezone,
+            overlap=overlap,
+            catchup=catchup,
+            jitter=jitter,
+            queue_name=queue_name,
+            origin="api",
+        )
         info = await self.get(name)
         assert info is not None
         return info
@@ -245,9 +254,14 @@ class ScheduleDuty:
         for j in jobs:
             if j.cron is not None:
                 await upsert(
-                    ns, j.name, job=j.name, cron=j.cron, timezone=j.timezone or "UTC",
-                    queue_name=j.queue, origin="job",
-                )  # fmt: skip
+                    ns,
+                    j.name,
+                    job=j.name,
+                    cron=j.cron,
+                    timezone=j.timezone or "UTC",
+                    queue_name=j.queue,
+                    origin="job",
+                )
         plain = [j.name for j in jobs if j.cron is None]
         if not plain:
             return
@@ -305,6 +319,9 @@ class ScheduleDuty:
         if len(ticks) > 1 or skipped or not ticks:
             log.info(
                 "schedule %r: %d due ticks, %d runs created, %d skipped (overlap)",
-                d.name, len(ticks), len(created), skipped,
-            )  # fmt: skip
+                d.name,
+                len(ticks),
+                len(created),
+                skipped,
+            )
         return created

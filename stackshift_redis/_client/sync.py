@@ -256,10 +256,13 @@ class SyncStackShift:
         """Cancel matching runs in batches (see StackShift.cancel_runs)."""
         return self._run(
             self._target.cancel_runs(
-                job=job, status=status, created_after=created_after,
-                created_before=created_before, reason=reason,
+                job=job,
+                status=status,
+                created_after=created_after,
+                created_before=created_before,
+                reason=reason,
             )
-        )  # fmt: skip
+        )
 
     def retry_runs(
         self,
@@ -272,10 +275,12 @@ class SyncStackShift:
         """Queue matching failed (or cancelled) runs again (see StackShift.retry_runs)."""
         return self._run(
             self._target.retry_runs(
-                job=job, status=status, created_after=created_after,
+                job=job,
+                status=status,
+                created_after=created_after,
                 created_before=created_before,
             )
-        )  # fmt: skip
+        )
 
     def replay(self, run_id: str, from_step: str | None = None) -> SyncRunHandle:
         """A new run of the run's job and payload (see StackShift.replay)."""

@@ -1,4 +1,4 @@
-""""Now" on the Python side: the one place Python reads the wall clock.
+""" "Now" on the Python side: the one place Python reads the wall clock.
 
 Lua scripts read the Redis server clock (lua/lib/now_ms.lua); Python stamps a few values
 of its own (run ids, step records, event timestamps) with `now_ns()`. `TestEnv`

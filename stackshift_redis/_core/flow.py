@@ -230,9 +230,13 @@ class Flow:
 
     def __bool__(self) -> bool:
         return bool(
-            self.concurrency or self.throttle or self.rate_limit or self.debounce
-            or self.singleton or self.cancel_on
-        )  # fmt: skip
+            self.concurrency
+            or self.throttle
+            or self.rate_limit
+            or self.debounce
+            or self.singleton
+            or self.cancel_on
+        )
 
     def plan(self, job: str, payload: Any, match_key: MatchKeyFn, priority: int = 0) -> str:
         """The run's plan as JSON for the start script ('' when the job has no rules and

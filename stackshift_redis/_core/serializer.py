@@ -61,8 +61,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return decode(data) if decode is not None else msgpack.ExtType(code, data)
 
 
-_LEAVES = (type(None), bool, int, float, str, bytes, bytearray, datetime, date, time, Decimal,
-           uuid.UUID)  # fmt: skip
+_SCALARS = (type(None), bool, int, float, str, bytes, bytearray)
+_LEAVES = (*_SCALARS, datetime, date, time, Decimal, uuid.UUID)  # with the ext types
 
 
 def find_unserializable(value: Any, limit: int = 10_000) -> tuple[str, str] | None:

@@ -111,14 +111,23 @@ class Executor:
             execution=run.execution,
         )
         return Execution(
-            ns=ns, state=self.state, run_id=run.run_id, job=run.job, queue=run.queue,
-            token=run.token, attempt=run.fails + 1, payload=ns.serializer.loads(run.payload),
-            event=event, steps=parse_steps(run.steps, ns), hook_input=hook_input,
+            ns=ns,
+            state=self.state,
+            run_id=run.run_id,
+            job=run.job,
+            queue=run.queue,
+            token=run.token,
+            attempt=run.fails + 1,
+            payload=ns.serializer.loads(run.payload),
+            event=event,
+            steps=parse_steps(run.steps, ns),
+            hook_input=hook_input,
             lease_ms=round(self.conf(run.queue).visibility_timeout * 1000),
             confirmed_at=sent_at,
-            schedule=run.schedule or None, scheduled_at=from_ms(run.scheduled_at or None),
+            schedule=run.schedule or None,
+            scheduled_at=from_ms(run.scheduled_at or None),
             pending=run.pending,
-        )  # fmt: skip
+        )
 
     async def run(self, ex: Execution) -> None:
         """Execute the handler and record its outcome; then tell hooks and the log."""
@@ -126,8 +135,9 @@ class Executor:
         if job is None:
             self._tell(ex, await self._record(ex, self._hand_back(ex)))
             return
-        log.debug("run %s (%s) attempt %d started", ex.run_id, ex.job, ex.attempt,
-                  extra=ex.log_extra)  # fmt: skip
+        log.debug(
+            "run %s (%s) attempt %d started", ex.run_id, ex.job, ex.attempt, extra=ex.log_extra
+        )
         settled = _Settled()
         try:
             if self.ns.hooks:
@@ -144,8 +154,12 @@ class Executor:
                     if settled.outcome is not None:
                         self._tell(ex, settled.outcome)
                     raise
-                log.error("run %s: a hook raised after its outcome was recorded: %r",
-                          ex.run_id, exc, extra=ex.log_extra)  # fmt: skip
+                log.error(
+                    "run %s: a hook raised after its outcome was recorded: %r",
+                    ex.run_id,
+                    exc,
+                    extra=ex.log_extra,
+                )
         if settled.outcome is not None:
             self._tell(ex, settled.outcome)
 

@@ -58,9 +58,12 @@ class Dispatcher:
         pairs = [(q, round(self.conf(q).visibility_timeout * 1000)) for q in qs]
         settings = self.ns.settings
         return await self.ns.scripts.take(
-            pairs, n, max_deliveries=settings.max_deliveries,
-            retention_ms=settings.retention_ms, taker=self.consumer,
-        )  # fmt: skip
+            pairs,
+            n,
+            max_deliveries=settings.max_deliveries,
+            retention_ms=settings.retention_ms,
+            taker=self.consumer,
+        )
 
     async def wait(self, count: int, block_ms: int) -> bool:
         """Block until a ticket arrives on any queue (True) or `block_ms` passes (False)."""

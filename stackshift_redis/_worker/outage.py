@@ -69,8 +69,9 @@ class Outage:
             self._delay = BACKOFF_FIRST_S
             log.error(
                 "cannot reach Redis at %s: %s; retrying with backoff until it is reachable",
-                describe_server(self.ns), cause(exc),
-            )  # fmt: skip
+                describe_server(self.ns),
+                cause(exc),
+            )
         delay = self._delay
         self._delay = min(BACKOFF_CAP_S, self._delay * 2)
         await asyncio.sleep(delay)
@@ -80,8 +81,9 @@ class Outage:
         if self.since is not None:
             log.warning(
                 "Redis at %s is reachable again (after %.1fs)",
-                describe_server(self.ns), time.monotonic() - self.since,
-            )  # fmt: skip
+                describe_server(self.ns),
+                time.monotonic() - self.since,
+            )
             self.since = None
 
     async def wait_until_reachable(self, stopping: asyncio.Event) -> bool:

@@ -32,8 +32,15 @@ def log_outcome(ex: Execution, o: Outcome, handback_limit_ms: int) -> None:
     if o.name == "completed":
         log.info("run %s (%s) completed", run, job, extra=extra)
     elif o.name == "retry":
-        log.warning("run %s (%s) attempt %d failed, retrying in %.3gs: %s", run, job,
-                    ex.attempt, o.delay_ms / 1000, error, extra=extra)  # fmt: skip
+        log.warning(
+            "run %s (%s) attempt %d failed, retrying in %.3gs: %s",
+            run,
+            job,
+            ex.attempt,
+            o.delay_ms / 1000,
+            error,
+            extra=extra,
+        )
     elif o.name == "cancelled":
         log.info("run %s (%s) cancelled: %s", run, job, exc, extra=extra)
     elif o.name == "failed":
@@ -43,13 +50,28 @@ def log_outcome(ex: Execution, o: Outcome, handback_limit_ms: int) -> None:
         log.error(
             "run %s: job %r is not registered in this worker (queue %s): handed back for a "
             "worker that has it; it fails if no such worker takes it within %gs",
-            run, job, ex.queue, handback_limit_ms / 1000, extra=extra,
-        )  # fmt: skip
+            run,
+            job,
+            ex.queue,
+            handback_limit_ms / 1000,
+            extra=extra,
+        )
     elif o.name == "lost":
         before = f" before its outcome ({o.intended}) was recorded" if o.intended else ""
-        log.warning("run %s (%s): lease lost to another worker%s; outcome dropped", run, job,
-                    before, extra=extra)  # fmt: skip
+        log.warning(
+            "run %s (%s): lease lost to another worker%s; outcome dropped",
+            run,
+            job,
+            before,
+            extra=extra,
+        )
     else:  # unconfirmed
-        log.error("run %s (%s): its outcome (%s) was not recorded, Redis did not confirm it "
-                  "(%s); the run is taken again once its lease expires", run, job,
-                  o.intended, error, extra=extra)  # fmt: skip
+        log.error(
+            "run %s (%s): its outcome (%s) was not recorded, Redis did not confirm it "
+            "(%s); the run is taken again once its lease expires",
+            run,
+            job,
+            o.intended,
+            error,
+            extra=extra,
+        )

@@ -63,8 +63,11 @@ class Registration:
                     log.warning(
                         "queue %r: visibility_timeout %gs here differs from the published "
                         "%gs (another process configures it): publishing %gs",
-                        q, conf.visibility_timeout, int(vis) / 1000, conf.visibility_timeout,
-                    )  # fmt: skip
+                        q,
+                        conf.visibility_timeout,
+                        int(vis) / 1000,
+                        conf.visibility_timeout,
+                    )
                 pipe.hset(k.queue_conf(q), "visibility_ms", vis_ms)
                 if conf.concurrency is None:
                     continue  # not given here: never erase another process's limit
@@ -72,9 +75,11 @@ class Registration:
                     log.warning(
                         "queue %r: concurrency %s here differs from the published %s "
                         "(another process configures it): publishing %s",
-                        q, conf.concurrency or "unlimited", int(conc),
+                        q,
                         conf.concurrency or "unlimited",
-                    )  # fmt: skip
+                        int(conc),
+                        conf.concurrency or "unlimited",
+                    )
                 if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
                     pipe.hdel(k.queue_conf(q), "concurrency")
                 else:
@@ -106,9 +111,12 @@ class Registration:
                 else:
                     pipe.hdel(k.on_failure(), j.name)
                 if j.on_failure and j.on_failure not in reg.jobs:
-                    log.info("job %s: on_failure job %s is not registered in this worker "
-                             "(its runs go to the queue published for it, else 'default')",
-                             j.name, j.on_failure)  # fmt: skip
+                    log.info(
+                        "job %s: on_failure job %s is not registered in this worker "
+                        "(its runs go to the queue published for it, else 'default')",
+                        j.name,
+                        j.on_failure,
+                    )
             await pipe.execute()
 
     async def setup(self) -> None:
@@ -125,8 +133,9 @@ class Registration:
             "worker %s: Redis lost this namespace's queues (%s; a restart without "
             "persistence, FLUSHALL or failover?): re-creating consumer groups, job map, "
             "triggers and queue settings",
-            self.worker_id, cause,
-        )  # fmt: skip
+            self.worker_id,
+            cause,
+        )
         await self.setup()
 
 

@@ -253,8 +253,9 @@ class Upkeep:
                 elif state == "lost":
                     ex.lost = True
                     task.cancel()
-                    log.warning("run %s: lease lost; stopping this attempt", ex.run_id,
-                                extra=ex.log_extra)  # fmt: skip
+                    log.warning(
+                        "run %s: lease lost; stopping this attempt", ex.run_id, extra=ex.log_extra
+                    )
 
     async def _now_ms(self) -> float:
         """The Redis server clock (workers' clocks may disagree)."""
@@ -268,9 +269,15 @@ class Upkeep:
         now_ms = await self._now_ms()
         self._started_ms = self._started_ms or now_ms
         k = self.ns.keys
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                "concurrency": self.concurrency, "running": len(self.held()),
-                "at": round(now_ms), "started": round(self._started_ms)}  # fmt: skip
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "running": len(self.held()),
+            "at": round(now_ms),
+            "started": round(self._started_ms),
+        }
         async with self.ns.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(k.workers(), {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
             pipe.hset(k.worker_info(), self.worker_id, json.dumps(info))

@@ -20,9 +20,11 @@ class LoopWatchdog:
     """Measures how late the loop runs a timer; `running()` names the runs held now."""
 
     def __init__(
-        self, running: Callable[[], list[tuple[str, str]]], threshold: float = 1.0,
+        self,
+        running: Callable[[], list[tuple[str, str]]],
+        threshold: float = 1.0,
         interval: float = 0.25,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.running = running
         self.threshold = threshold
         self.interval = interval
@@ -43,5 +45,6 @@ class LoopWatchdog:
                     "async handler stops lease renewal (another worker may take the run); "
                     "use a plain function in ctx.step.run (it runs in a thread) or "
                     "asyncio.to_thread",
-                    lag, runs or "no run",
-                )  # fmt: skip
+                    lag,
+                    runs or "no run",
+                )

@@ -85,9 +85,16 @@ class Worker:
         self.dispatcher = Dispatcher(ns, self.queues, self.id, conf)
         self.outage = Outage(ns)
         self.upkeep = Upkeep(
-            ns, self.id, self.queues, held=self._held, poll_interval=poll_interval, conf=conf,
-            on_heartbeat=self.registration.register, outage=self.outage, concurrency=concurrency,
-        )  # fmt: skip
+            ns,
+            self.id,
+            self.queues,
+            held=self._held,
+            poll_interval=poll_interval,
+            conf=conf,
+            on_heartbeat=self.registration.register,
+            outage=self.outage,
+            concurrency=concurrency,
+        )
         self.lifecycle = Lifecycle(ns)
         self.watchdog = LoopWatchdog(self._running_ids, lag_threshold)
         self.state = State(ns)
@@ -138,8 +145,12 @@ class Worker:
             await self.lifecycle.shutdown()
             self._done.set()
             return
-        log.info("worker %s: connected; queues %s, concurrency %d", self.id, self.queues,
-                 self.concurrency)  # fmt: skip
+        log.info(
+            "worker %s: connected; queues %s, concurrency %d",
+            self.id,
+            self.queues,
+            self.concurrency,
+        )
         fetch = asyncio.create_task(self._fetch_loop(), name="stackshift-fetch")
         duties = asyncio.create_task(self.upkeep.loop(), name="stackshift-upkeep")
         watch = asyncio.create_task(self.watchdog.loop(self._done), name="stackshift-watchdog")
@@ -208,8 +219,13 @@ class Worker:
         if cut_off:
             ids = " ".join(run_id for _, run_id, _ in cut_off[:50])
             more = " ..." if len(cut_off) > 50 else ""
-            log.warning("worker %s: handing back %d runs cut off by the stop: %s%s", self.id,
-                        len(cut_off), ids, more)  # fmt: skip
+            log.warning(
+                "worker %s: handing back %d runs cut off by the stop: %s%s",
+                self.id,
+                len(cut_off),
+                ids,
+                more,
+            )
         for queue in {q for q, _, _ in cut_off}:
             held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
             with contextlib.suppress(Exception):
@@ -247,8 +263,13 @@ class Worker:
         sent = time.monotonic()
         reply = await self.dispatcher.take(free)
         for run_id, queue, why in reply.dropped:
-            log.error("run %s (queue %s): %s", run_id, queue, _DROPPED[why],
-                      extra={"run_id": run_id, "queue": queue})  # fmt: skip
+            log.error(
+                "run %s (queue %s): %s",
+                run_id,
+                queue,
+                _DROPPED[why],
+                extra={"run_id": run_id, "queue": queue},
+            )
         for run in reply.taken:
             self._start(run, sent)
         if len(reply.taken) >= free or self._stopping.is_set():
@@ -274,16 +295,20 @@ class Worker:
         if stale is not None:  # this worker stalled past its lease and got the run again
             stale[0].lost = True
             stale[1].cancel()
-            log.warning("run %s: lease lost; stopping the stale attempt", ex.run_id,
-                        extra=ex.log_extra)  # fmt: skip
+            log.warning(
+                "run %s: lease lost; stopping the stale attempt", ex.run_id, extra=ex.log_extra
+            )
         task = asyncio.create_task(self._execute(ex), name=f"stackshift-run-{ex.run_id}")
         self.running[ex.run_id] = (ex, task)
 
     def _undecodable(self, run: TakenRun, exc: Exception) -> None:
         log.error(
             "run %s (%s): its stored payload does not decode (%s: %s); failed without retries",
-            run.run_id, run.job, type(exc).__name__, exc,
-        )  # fmt: skip
+            run.run_id,
+            run.job,
+            type(exc).__name__,
+            exc,
+        )
         error = error_json(exc, type_name="PayloadError")
         request = FailRequest(
             run_id=run.run_id,
@@ -311,8 +336,7 @@ class Worker:
             if not ex.lost:  # cut off by a stop: handed back in _drain
                 self._cut_off.append((ex.queue, ex.run_id, ex.token))
         except Exception:
-            log.exception("run %s: the attempt failed unexpectedly", ex.run_id,
-                          extra=ex.log_extra)  # fmt: skip
+            log.exception("run %s: the attempt failed unexpectedly", ex.run_id, extra=ex.log_extra)
         finally:
             held = self.running.get(ex.run_id)
             if held is not None and held[0] is ex:  # not a newer attempt of the same run

@@ -56,9 +56,14 @@ class QueueScripts(Door):
 
     # the take path and finishing
     async def take(
-        self, queues: Sequence[tuple[str, int]], n: int, *, max_deliveries: int,
-        retention_ms: int, taker: str = "direct",
-    ) -> TakeReply:  # fmt: skip
+        self,
+        queues: Sequence[tuple[str, int]],
+        n: int,
+        *,
+        max_deliveries: int,
+        retention_ms: int,
+        taker: str = "direct",
+    ) -> TakeReply:
         """Lease up to `n` ready runs from `queues`, (queue, lease_ms) pairs, in that order.
         Safe to re-send: the call's take id makes a repeat return the same runs."""
         k = self.keys
@@ -75,14 +80,24 @@ class QueueScripts(Door):
                 continue
             taken.append(
                 TakenRun(
-                    run_id=_str(r[0]), token=_str(r[2]), execution=int(r[3]), job=_str(r[4]),
-                    payload=r[5], event=r[6], steps=list(r[7]), fails=int(r[8] or 0),
-                    resumed=bool(r[9]), fields=_pairs(r[10]), schedule=_str(r[11]),
-                    scheduled_at=int(r[12] or 0), waited_ms=int(r[13]),
-                    resumed_by=_str(r[14]), pending=tuple(_str(s) for s in r[15]),
+                    run_id=_str(r[0]),
+                    token=_str(r[2]),
+                    execution=int(r[3]),
+                    job=_str(r[4]),
+                    payload=r[5],
+                    event=r[6],
+                    steps=list(r[7]),
+                    fails=int(r[8] or 0),
+                    resumed=bool(r[9]),
+                    fields=_pairs(r[10]),
+                    schedule=_str(r[11]),
+                    scheduled_at=int(r[12] or 0),
+                    waited_ms=int(r[13]),
+                    resumed_by=_str(r[14]),
+                    pending=tuple(_str(s) for s in r[15]),
                     queue=_str(r[16]),
                 )
-            )  # fmt: skip
+            )
         return TakeReply(taken, dropped)
 
     def complete_call(
@@ -134,9 +149,8 @@ class QueueScripts(Door):
         return int(checked), int(repaired), int(nxt)
 
     async def trim(
-        self, indexes: Sequence[tuple[str, str]], retention_ms: int, limit: int,
-        notify_keep_ms: int,
-    ) -> int:  # fmt: skip
+        self, indexes: Sequence[tuple[str, str]], retention_ms: int, limit: int, notify_keep_ms: int
+    ) -> int:
         """Drop expired finished-run index entries (bounded per index) from each (time
         index, id-ordered index) pair; entries removed."""
         pairs = [key for pair in indexes for key in pair]
@@ -150,15 +164,23 @@ class QueueScripts(Door):
 
     # the shared registry (workers' heartbeats)
     async def register(
-        self, ttl_ms: int, jobs: dict[str, str], triggers: Sequence[tuple[str, str, str]],
+        self,
+        ttl_ms: int,
+        jobs: dict[str, str],
+        triggers: Sequence[tuple[str, str, str]],
         queues: Sequence[str],
-    ) -> int:  # fmt: skip
+    ) -> int:
         """Refresh a live worker's job map, triggers (event, job, queue) and consumed
         queues for `ttl_ms`; drop entries no live worker refreshed. Returns how many."""
         k = self.keys
         keys = [k.owners(), k.jobs(), k.qlive()] + [k.triggers(e) for e, _, _ in triggers]
-        args = [k.prefix, ttl_ms, json.dumps(jobs),
-                json.dumps([list(t) for t in triggers]), json.dumps(list(queues))]  # fmt: skip
+        args = [
+            k.prefix,
+            ttl_ms,
+            json.dumps(jobs),
+            json.dumps([list(t) for t in triggers]),
+            json.dumps(list(queues)),
+        ]
         return int(await self.call("register", keys, args))
 
     async def unregister_job(self, job: str) -> int:
@@ -173,6 +195,7 @@ class QueueScripts(Door):
         job map, in one call."""
         k = self.keys
         reply = await self.call("queue_stats", [k.jobs(), k.workers()], [k.prefix, *queues])
-        stats = [QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4]))
-                 for q in reply[1:]]  # fmt: skip
+        stats = [
+            QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4])) for q in reply[1:]
+        ]
         return int(reply[0]), stats

@@ -26,8 +26,19 @@ class ScheduleScripts(Door):
         due: list[DueSchedule] = []
         for i in range(2, len(r), 9):
             f = [_str(v) if v else "" for v in r[i : i + 9]]
-            due.append(DueSchedule(f[0], int(f[1]), f[2], f[3], f[4], int(f[5] or 0),
-                                   f[6] or "UTC", f[7] or "latest", int(f[8] or 0)))  # fmt: skip
+            due.append(
+                DueSchedule(
+                    f[0],
+                    int(f[1]),
+                    f[2],
+                    f[3],
+                    f[4],
+                    int(f[5] or 0),
+                    f[6] or "UTC",
+                    f[7] or "latest",
+                    int(f[8] or 0),
+                )
+            )
         return int(r[0]), int(r[1]), due
 
     async def fire_schedule(self, request: FireScheduleRequest) -> tuple[list[str], int] | None:
@@ -48,8 +59,9 @@ class ScheduleScripts(Door):
     async def trigger_schedule(self, name: str, run_id: str) -> bool:
         """Start a run of the schedule now; False when there is no such schedule."""
         k = self.keys
-        return bool(await self.call("trigger_schedule", [k.schedule(name)],
-                                    [k.prefix, name, run_id]))  # fmt: skip
+        return bool(
+            await self.call("trigger_schedule", [k.schedule(name)], [k.prefix, name, run_id])
+        )
 
     async def control_schedule(self, name: str, op: str, next_ms: int = 0, rev: str = "") -> int:
         """pause | resume | delete: 1 done, 0 no such schedule, -1 changed since `rev`."""
