@@ -135,8 +135,11 @@ class Layout:
                 log.warning(
                     "namespace %r: another process is migrating the storage layout %d -> %d; "
                     "waiting for it (its lock expires in %.0f s if it died)",
-                    ns.namespace, found, LAYOUT, max(0, int(reply[1])) / 1000,
-                )  # fmt: skip
+                    ns.namespace,
+                    found,
+                    LAYOUT,
+                    max(0, int(reply[1])) / 1000,
+                )
                 told = True
             await asyncio.sleep(WAIT_S)
         token_var = _MIGRATING.set(True)
@@ -149,8 +152,13 @@ class Layout:
 
     async def _run_steps(self, found: int, token: str, meta: dict[str, str]) -> None:
         ns = self._ns
-        log.warning("namespace %r: migrating the storage layout %d -> %d (%d steps)",
-                    ns.namespace, found, LAYOUT, len(MIGRATIONS))  # fmt: skip
+        log.warning(
+            "namespace %r: migrating the storage layout %d -> %d (%d steps)",
+            ns.namespace,
+            found,
+            LAYOUT,
+            len(MIGRATIONS),
+        )
         started = time.monotonic()
         for step in MIGRATIONS:
             cursor: str | None = meta.get(f"mig:{step.name}", "")
@@ -165,14 +173,24 @@ class Layout:
                         f"namespace {ns.namespace!r}: lost the migration lock during step "
                         f"{step.name!r} (this process was paused?); another process goes on"
                     )
-            log.warning("namespace %r: migration step %s (%s): %d batches in %.1f s",
-                        ns.namespace, step.name, step.what, batches,
-                        time.monotonic() - t0)  # fmt: skip
+            log.warning(
+                "namespace %r: migration step %s (%s): %d batches in %.1f s",
+                ns.namespace,
+                step.name,
+                step.what,
+                batches,
+                time.monotonic() - t0,
+            )
         done = await ns.scripts.layout("finish", layout=LAYOUT, token=token, lock_ms=LOCK_MS)
         if not done:
             raise LayoutError(f"namespace {ns.namespace!r}: lost the migration lock at the end")
-        log.warning("namespace %r: storage layout %d -> %d migrated in %.1f s",
-                    ns.namespace, found, LAYOUT, time.monotonic() - started)  # fmt: skip
+        log.warning(
+            "namespace %r: storage layout %d -> %d migrated in %.1f s",
+            ns.namespace,
+            found,
+            LAYOUT,
+            time.monotonic() - started,
+        )
 
     async def _save(self, token: str, step: str, cursor: str) -> bool:
         return bool(
