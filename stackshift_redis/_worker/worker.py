@@ -2,8 +2,9 @@
 
 The fetch loop takes as many runs as it has free slots (one script call); when a take
 comes back short it blocks on the queues' ticket streams. Background duties (upkeep.py)
-promote due runs, renew leases, recover expired ones and heartbeat. Finishing scripts
-are batched into pipelines.
+promote due runs, renew leases, recover expired ones and heartbeat. The finish scripts
+of one loop tick go in one pipeline (TickBatcher); an attempt's outcome is told to hooks
+and the log once its finish answered (attempts.py).
 """
 
 from __future__ import annotations
@@ -346,11 +347,14 @@ class Worker:
     # finishing, batched: one pipeline for the outcomes ready in one loop iteration
     async def _finish(self, call: ScriptCall) -> object:
         """Record one outcome: its reply, or the exception it ended with (a value)."""
-        return await self._finishes.submit(None, call)
+        try:
+            return await self._finishes.submit(None, call)
+        except Exception as exc:  # the batch failed as a whole (not a connection error)
+            return exc
 
     async def _send(self, key: None, calls: list[ScriptCall]) -> list[object]:
-        """One call, or one pipeline; connection errors are retried (the scripts are
-        idempotent: a repeated finish fails its lease check and changes nothing)."""
+        """One call, or one pipeline; connection errors are retried (a finish sent again is
+        recognised as done by its lease token and changes nothing: lua/lib/done_by.lua)."""
         for attempt in range(4):
             try:
                 return await self.ns.scripts.run_batch(calls)
