@@ -63,12 +63,12 @@ for j = 1, #page, 2 do
   cursor, cursor_id = score, id
   local rk = K.run(prefix, id)
   local f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'group', 'priority', 'created',
-    'cancel')
+    'cancel', 'out')
   local created = tonumber(f[6] or '-1')
   if f[1] == status and (job == '' or f[2] == job) and (after < 0 or created >= after)
       and (before < 0 or created < before) then
     if action == 'retry' then
-      retry_run(prefix, rk, id, f, now)
+      retry_run(prefix, rk, id, f, now, f[8])
       changed = changed + 1
     elseif not (status == 'running' and f[7]) then -- a running run flagged already: skip
       local out = cancel_run(prefix, id, reason, now, keep)

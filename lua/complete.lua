@@ -18,6 +18,7 @@ if not f then
 end
 release_lease(prefix, f[3], id)
 finish_run(prefix, KEYS[1], id, f[2], 'running', 'completed', now_ms(), tonumber(ARGV[5]),
-  {result = ARGV[4]}, {}, {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8]})
+  {result = ARGV[4]}, {},
+  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9]})
 redis.call('HDEL', KEYS[1], 'error') -- an earlier attempt's error: history stays in the timeline
 return 1

@@ -17,7 +17,7 @@ local repaired, dropped = 0, 0
 for _, id in ipairs(ids) do
   local rk = K.run(prefix, id)
   local f = redis.call('HMGET', rk, 'status', 'queue', 'group', 'job', 'priority', 'payload',
-    'tl_len')
+    'tl_len', 'out')
   if f[1] ~= 'queued' then
     redis.call('ZREM', KEYS[1], id)
     dropped = dropped + 1
@@ -30,7 +30,8 @@ for _, id in ipairs(ids) do
       local err = {type = 'RunDataError', traceback = '',
         message = 'run record is damaged: job, queue or payload missing'}
       finish_run(prefix, rk, id, f[4] or '?', 'queued', 'failed', now, tonumber(ARGV[4]),
-        {error = cjson.encode(err)}, {error = err.message}, {tl_len = tonumber(f[7]) or 0})
+        {error = cjson.encode(err)}, {error = err.message},
+        {tl_len = tonumber(f[7]) or 0, out = f[8]})
       dropped = dropped + 1
     end
   end

@@ -8,11 +8,11 @@
 -- @include now_ms.lua
 -- @include retry_run.lua
 local prefix, id, rk = ARGV[1], ARGV[2], KEYS[1]
-local f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'group', 'priority')
+local f = redis.call('HMGET', rk, 'status', 'job', 'queue', 'group', 'priority', 'out')
 if not f[1] then return 0 end
 if f[1] ~= 'failed' and f[1] ~= 'cancelled' then
   return redis.error_reply('BAD_STATE run ' .. id .. ' is ' .. f[1] ..
     ', not failed or cancelled')
 end
-retry_run(prefix, rk, id, f, now_ms())
+retry_run(prefix, rk, id, f, now_ms(), f[6])
 return 1

@@ -10,6 +10,7 @@ from ._client.handles import RunHandle
 from ._client.schedules import ScheduleInfo
 from ._client.state import Lock, State, SyncState
 from ._core.flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle
+from ._core.output import StreamMessage
 from ._core.records import Event, RunInfo, RunPage, RunStatus, SendEventResult
 from ._worker.worker import Worker
 from .app import StackShift
@@ -57,6 +58,7 @@ __all__ = [
     "StackShiftError",
     "State",
     "Step",
+    "StreamMessage",
     "SyncRunContext",
     "SyncState",
     "SyncStep",

@@ -14,6 +14,7 @@ from ._core.flow import CancelOn, Concurrency, Debounce, RateLimit, Singleton, T
 from ._core.jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from ._core.keys import check_name
 from ._core.namespace import Namespace, Settings, check_url
+from ._core.output import DEFAULT_MAX_MESSAGES
 from ._core.records import Duration, check_int, millis
 from ._core.serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from ._worker.worker import Worker
@@ -152,6 +153,7 @@ class StackShift(Client):
         singleton: Singleton | None = ...,
         cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
         priority: int = ...,
+        max_stream_messages: int = ...,
     ) -> F: ...
     @overload
     def job(
@@ -175,6 +177,7 @@ class StackShift(Client):
         singleton: Singleton | None = ...,
         cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
         priority: int = ...,
+        max_stream_messages: int = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -197,6 +200,7 @@ class StackShift(Client):
         singleton: Singleton | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         priority: int = 0,
+        max_stream_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
         `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
@@ -205,7 +209,9 @@ class StackShift(Client):
         {"run_id", "job", "payload", "error": {"type", "message"}} (needs the default
         msgpack serializer: the payload is built inside the failing script). Flow control
         (concurrency, throttle, rate_limit, debounce, singleton, cancel_on, priority): see
-        stackshift_redis._core.flow and the README, "Flow control"."""
+        stackshift_redis._core.flow and the README, "Flow control".
+        `max_stream_messages` caps each run's output stream (`ctx.publish`): the oldest
+        messages are dropped beyond it."""
         if on_failure is not None and not isinstance(self._core.serializer, MsgpackSerializer):
             raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
         flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
@@ -226,6 +232,7 @@ class StackShift(Client):
                     timezone=timezone,
                     flow=flow,
                     priority=priority,
+                    max_stream_messages=max_stream_messages,
                 )
             )
             return func

@@ -2,10 +2,12 @@
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
 -- settle the parent's wait for it (invoke), resuming the parent if it is parked. Its own
 -- pending waits are dropped (waits its handler no longer awaited; children keep running).
--- pre: {tl_len, awaited, parent, wait_n} already read, or nil. The caller has released
+-- pre: {tl_len, awaited, parent, wait_n, out} already read, or nil. The caller has released
 -- the run's lease, if it had one. The run keeps its last lease token, so a finish re-sent
 -- after a lost reply is recognised (see done_by). A run that fails starts its job's
--- failure handler here, atomically (lib/start_on_failure.lua).
+-- failure handler here, atomically (lib/start_on_failure.lua). A run with an output stream
+-- (`out`: it published, or a reader follows it) ends the stream with an {e = status} entry
+-- and expires it with the run; a run without one pays nothing for streams.
 -- @include keys.lua
 -- @include move_index.lua
 -- @include adopt_wait.lua
@@ -14,11 +16,12 @@
 -- @include resume_waiting.lua
 -- @include start_on_failure.lua
 -- @include flow_done.lua
+-- @include out_id.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
   flow_done(prefix, rk, id)
   if not pre then
-    local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent', 'wait_n')
-    pre = {tl_len = p[1], awaited = p[2], parent = p[3], wait_n = p[4]}
+    local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent', 'wait_n', 'out')
+    pre = {tl_len = p[1], awaited = p[2], parent = p[3], wait_n = p[4], out = p[5]}
   end
   if pre.wait_n then drop_waits(prefix, rk, id) end
   if new == 'failed' then -- on_failure: the handler run's id goes in the 'failed' entry
@@ -34,10 +37,20 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     args[#args + 1] = f
     args[#args + 1] = v
   end
+  local end_id = pre.out and out_id(pre.out, now)
+  if end_id then
+    args[#args + 1] = 'out'
+    args[#args + 1] = end_id
+  end
   redis.call(unpack(args))
   redis.call('HDEL', rk, 'cancel') -- the token stays: a re-sent finish sees it was done
   move_index(prefix, id, job, old, new, now, keep_ms)
   redis.call('PEXPIRE', rk, keep_ms)
+  if end_id then -- the output stream: its readers learn of the end; it expires with the run
+    local ok = K.output(prefix, id)
+    redis.call('XADD', ok, end_id, 'e', new)
+    redis.call('PEXPIRE', ok, keep_ms)
+  end
   if pre.awaited then
     redis.call('XADD', K.done(prefix), 'MAXLEN', '~', '10000', '*', 'r', id)
   end

@@ -17,7 +17,7 @@
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
   local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
-    'fails', 'payload', 'expired')
+    'fails', 'payload', 'expired', 'out')
   if not st[1] then
     if redis.call('EXISTS', rk) == 0 then return {id, 'missing'} end
   end
@@ -31,7 +31,8 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
     local err = {type = 'RunDataError', traceback = '',
       message = 'run record is damaged: field ' .. bad .. ' is missing or not a number'}
     finish_run(prefix, rk, id, st[2] or '?', 'queued', 'failed', now, keep_ms,
-      {error = cjson.encode(err)}, {error = err.message}, {tl_len = tonumber(st[5]) or 0})
+      {error = cjson.encode(err)}, {error = err.message}, {tl_len = tonumber(st[5]) or 0,
+      out = st[9]})
     return {id, 'damaged'}
   end
   local deliv = (tonumber(st[3]) or 0) + 1

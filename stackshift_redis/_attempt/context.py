@@ -1,6 +1,7 @@
 """What a handler gets: `RunContext` (async handlers) and `SyncRunContext` (plain
 functions, run in a thread). Siblings with the same fields; only the step API, state and
-`progress` differ (awaitable in one, blocking in the other), so both type-check."""
+`progress` and `publish` differ (awaitable in one, blocking in the other), so both
+type-check."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .._client.state import State, SyncState
 from .._core.records import Event
 from ..logs import run_extra
 from .execution import Execution
+from .output import Publisher
 from .parking import CancelRequested
 from .steps import Step, SyncStep
 
@@ -56,6 +58,7 @@ class _ContextBase:
             logging.getLogger("stackshift.run"),
             run_extra(self.run_id, self.job, self.attempt, self.queue),
         )
+        self._publisher = Publisher(execution)
 
     @property
     def cancelled(self) -> bool:
@@ -90,6 +93,13 @@ class RunContext(_ContextBase):
         """Record the run's progress (any serializable value); see RunInfo.progress."""
         await self._ex.set_progress(value)
 
+    async def publish(self, data: Any, topic: str = "default") -> str:
+        """Append `data` (any serializable value) to the run's output stream, which
+        `run.stream()` reads as it is produced; returns the message id. Size-checked like
+        payloads (PayloadError, nothing written). Not memoized: code that runs again (a
+        retry, a resume) publishes again, with its `ctx.attempt`."""
+        return await self._publisher.publish(data, topic)
+
 
 class SyncRunContext(_ContextBase):
     """The context of a plain-function handler (it runs in a worker thread):
@@ -118,3 +128,8 @@ class SyncRunContext(_ContextBase):
     def progress(self, value: Any) -> None:
         """Record the run's progress (blocking)."""
         asyncio.run_coroutine_threadsafe(self._ex.set_progress(value), self._loop).result()
+
+    def publish(self, data: Any, topic: str = "default") -> str:
+        """Append `data` to the run's output stream (blocking); the message id."""
+        coro = self._publisher.publish(data, topic)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

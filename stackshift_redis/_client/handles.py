@@ -1,33 +1,24 @@
-"""Run handles and the shared result waiter (one blocking reader per process, no polling)."""
+"""Run handles and the shared result waiter (one blocking reader per process, no polling);
+output streams are read through streams.py (one blocking reader per followed run)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .._core.namespace import Namespace
+from .._core.output import StreamMessage, check_message_id, check_topic
 from .._core.records import Duration, RunInfo, RunStatus, seconds
 from ..errors import ResultTimeout, RunCancelled, RunFailed, RunNotFoundError
 from .reads import get_run, run_status
+from .streams import Tails, block_ms, follow
 
 _SAFETY_CHECK_S = 5.0
-_DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's, when the client does not set one
 _MAX_WATCHES = 32  # concurrent watch calls: a RedisCluster client fails, not waits, when
 # its pool (100 connections per node by default) runs out, and a namespace is one node
-
-
-def _block_ms(client: Any) -> int:
-    """An XREAD BLOCK well inside the client's socket timeout (redis-py 8 defaults it to
-    5 s): a read outlasting it fails, and RedisCluster then retries it for about a minute."""
-    kwargs = getattr(client, "connection_kwargs", None)  # RedisCluster
-    if kwargs is None:
-        kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-    timeout = kwargs.get("socket_timeout", _DEFAULT_SOCKET_TIMEOUT_S)
-    if timeout is None:
-        return int(_SAFETY_CHECK_S * 1000)
-    return max(50, min(int(_SAFETY_CHECK_S * 1000), int(float(timeout) * 500)))
 
 
 class RunHandle:
@@ -88,6 +79,21 @@ class RunHandle:
             error=err,
         )
 
+    def stream(
+        self, topic: str | None = None, after: str | None = None
+    ) -> AsyncIterator[StreamMessage]:
+        """The run's output (`ctx.publish`) as an async iterator of StreamMessage: every
+        topic or only `topic`, in publish order, from the first message or after the
+        message id `after`. It waits for new messages (one blocking read per run and
+        process, shared by its readers) and ends once the run is final and every message
+        was read. Iterating raises RunNotFoundError when there is no such run."""
+        run_id = self._run_id()
+        if topic is not None:
+            check_topic(topic)
+        if after is not None:
+            check_message_id(after)
+        return follow(self._ns, self._waiter.tails, run_id, topic, after)
+
 
 class ResultWaiter:
     """Resolves result() waits from keys.done(): one XREAD BLOCK loop for all waiters."""
@@ -99,6 +105,8 @@ class ResultWaiter:
         self._ready: asyncio.Future[None] | None = None
         self._last_id = b"0-0"
         self._watch_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.tails = Tails(ns)
+        """The readers of run output streams (RunHandle.stream)."""
 
     async def _watch(self, run_id: str) -> tuple[str, Any, Any] | None:
         """`scripts.watch`, with at most _MAX_WATCHES in flight (a thousand waiters at once)."""
@@ -156,7 +164,7 @@ class ResultWaiter:
             return
         self._last_id = last[0][0] if last else b"0-0"
         ready.set_result(None)
-        loop, block = asyncio.get_running_loop(), _block_ms(redis)
+        loop, block = asyncio.get_running_loop(), block_ms(redis)
         next_check = loop.time() + _SAFETY_CHECK_S
         while self._futures:
             try:
@@ -194,6 +202,7 @@ class ResultWaiter:
         redis-py can lose a cancellation that lands mid-command (the blocking XREAD is then
         re-sent, redis/redis-py#2028), so the cancel is repeated until the task ends.
         """
+        await self.tails.close()
         task, self._task = self._task, None
         if task is None:
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from .._core.namespace import Namespace, client_from_url
+from .._core.output import StreamMessage
 from .._core.records import Duration, RunInfo, RunPage, SendEventResult
 from .client import Client
 from .control import Statuses
@@ -95,6 +96,10 @@ class SyncRunHandle:
         """The return value once completed; RunFailed, RunCancelled or TimeoutError."""
         return self._facade._run(self._handle.result(timeout=timeout))
 
+    def stream(self, topic: str | None = None, after: str | None = None) -> Iterator[StreamMessage]:
+        """The run's output messages, blocking (see RunHandle.stream)."""
+        return self._facade._iterate(self._handle.stream(topic, after))
+
 
 class SyncStackShift:
     """Blocking twins of start, start_many, get_run, cancel, retry, list_runs, send_event, state."""
@@ -138,6 +143,23 @@ class SyncStackShift:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         loop, _ = self._ensure()
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def _iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        """Drive an async iterator of the facade's loop from this thread."""
+
+        async def step() -> T:
+            return await anext(agen)
+
+        try:
+            while True:
+                try:
+                    yield self._run(step())
+                except StopAsyncIteration:
+                    return
+        finally:
+            close = getattr(agen, "aclose", None)
+            if close is not None and self._loop is not None:
+                self._run(close())
 
     def run_with(self, fn: Callable[[Client], Coroutine[Any, Any, T]], timeout: float) -> T:
         """Run `fn(client)` on the facade's loop with its own client, from any thread

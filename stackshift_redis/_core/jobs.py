@@ -12,6 +12,7 @@ from ..errors import InvalidArgumentError
 from .cron import make_cadence
 from .flow import Flow, check_priority
 from .keys import check_name
+from .output import DEFAULT_MAX_MESSAGES, check_max_messages
 from .records import Duration, seconds
 
 BackoffFn = Callable[[int], float]
@@ -52,6 +53,7 @@ class JobDef:
     timezone: str | None = None  # the cron's IANA time zone (default UTC)
     flow: Flow = field(default_factory=Flow)
     priority: int = 0
+    max_stream_messages: int = DEFAULT_MAX_MESSAGES  # output stream cap per run (publish)
 
     @property
     def is_async(self) -> bool:
@@ -74,6 +76,7 @@ def make_job(
     timezone: str | None = None,
     flow: Flow | None = None,
     priority: int = 0,
+    max_stream_messages: int = DEFAULT_MAX_MESSAGES,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
@@ -110,6 +113,7 @@ def make_job(
         timezone=timezone,
         flow=flow if flow is not None else Flow(),
         priority=check_priority(priority),
+        max_stream_messages=check_max_messages(max_stream_messages, name),
     )
 
 

@@ -38,6 +38,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
     "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
+    "output": ("out", "{run_id}"),  # STREAM a run's output messages (capped; expires with it)
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
@@ -165,6 +166,10 @@ class Keys:
         """STRING: a taker's last take id and the runs it leased (a re-sent take gets
         them again)."""
         return _render(self.prefix, "take", (taker,))
+
+    def output(self, run_id: str) -> str:
+        """STREAM: a run's output messages (`ctx.publish`), capped; expires with the run."""
+        return _render(self.prefix, "output", (run_id,))
 
     # queues
     def stream(self, queue: str) -> str:

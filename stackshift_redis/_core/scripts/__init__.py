@@ -5,8 +5,8 @@ Every call passes the namespace prefix in ARGV where the script derives keys wit
 (lua/README.md); all keys share the namespace hash tag, so each call is one slot.
 Error replies (`CODE detail`) become stackshift errors here (door.py) and nowhere else.
 The methods are grouped by area (queues.py, runs.py, events.py, state.py, schedules.py,
-namespace.py) and composed in `Scripts`; a script with many arguments takes one request
-dataclass named after it (requests.py).
+namespace.py, output.py) and composed in `Scripts`; a script with many arguments takes one
+request dataclass named after it (requests.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .door import (
 )
 from .events import EventScripts
 from .namespace import NamespaceScripts
+from .output import OutputScripts
 from .queues import QueueScripts
 from .requests import (
     BulkRequest,
@@ -49,7 +50,13 @@ from .state import StateScripts
 
 
 class Scripts(
-    QueueScripts, RunScripts, EventScripts, StateScripts, ScheduleScripts, NamespaceScripts
+    QueueScripts,
+    RunScripts,
+    EventScripts,
+    StateScripts,
+    ScheduleScripts,
+    NamespaceScripts,
+    OutputScripts,
 ):
     """One method per Lua script (see the package docstring)."""
 
