@@ -67,6 +67,8 @@ REQUIRED = {
     "fire_schedule",
     "trigger_schedule",
     "control_schedule",
+    "publish",
+    "follow",
 }
 
 
@@ -170,6 +172,7 @@ async def test_every_script_call_touches_one_slot(
     @app.job("flow")
     async def flow(ctx: RunContext) -> Any:
         a = await ctx.step.run("a", lambda: 1)
+        await ctx.publish({"a": a}, topic="steps")
         await ctx.step.sleep("nap", 0.05)
         evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
         kid = await ctx.step.invoke("kid", job="child", payload=21)
@@ -216,6 +219,7 @@ async def test_every_script_call_touches_one_slot(
     sent = await app.send_event("go", {"id": "o1", "v": 100})
     assert sent.resumed == [flow_run.id]
     assert await flow_run.result(timeout=15) == 1 + 42 + 100
+    assert {m.data["a"] async for m in flow_run.stream(topic="steps")} == {1}
     assert [await r.result(timeout=10) for r in many] == [2, 4, 2]
     assert [await r.result(timeout=10) for r in gated] == [0, 1, 2]
     assert await flaky_run.result(timeout=10) == "ok"

@@ -151,3 +151,25 @@ async def _all_waiting(app: StackShift, runs: list[Any]) -> bool:
         if info is None or info.status != "waiting":
             return False
     return True
+
+
+@skip_on_cluster
+async def test_publishes_through_lost_replies_are_added_once_each(
+    proxy: DroppingProxy, make_app: Any, running_worker: Any
+) -> None:
+    direct: StackShift = make_app()
+    app = proxied(proxy, direct.namespace)
+
+    @app.job("talk")
+    async def talk(ctx: RunContext) -> int:
+        for i in range(200):
+            await ctx.publish(i)  # a lost reply is re-sent with the same call number
+        return 200
+
+    run = await app.start("talk")
+    running_worker(app, concurrency=1)
+    assert await run.result(timeout=60) == 200
+    got = [(m.attempt, m.data) async for m in direct.run(run.id).stream()]
+    assert got == [(1, i) for i in range(200)]  # none lost, none twice
+    assert proxy.dropped > 10
+    await app.close()

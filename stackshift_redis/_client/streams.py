@@ -33,6 +33,8 @@ from .reads import run_status
 
 BATCH = 500  # entries per XRANGE / XREAD
 OUTAGE_S = 60.0  # a reader rides out connection errors this long, then raises
+MAX_CALLS = 32  # readers' calls in flight at once (a RedisCluster client fails, not
+# waits, when its pool of 100 connections per node runs out; see ResultWaiter)
 _SAFETY_S = 5.0
 _DEFAULT_SOCKET_TIMEOUT_S = 5.0  # redis-py's, when the client does not set one
 T = TypeVar("T")
@@ -78,6 +80,27 @@ class Tails:
     def __init__(self, ns: Namespace) -> None:
         self._ns = ns
         self._tails: dict[str, _Tail] = {}
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """A reader's call: at most MAX_CALLS at once, retried through connection errors
+        for up to OUTAGE_S (backing off), then RedisUnavailableError."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(MAX_CALLS))
+        first: float | None = None
+        pause = 0.1
+        while True:
+            try:
+                async with self._slots[1]:
+                    return await fn()
+            except (*CONNECTION_ERRORS, RedisUnavailableError) as exc:
+                now = time.monotonic()
+                first = now if first is None else first
+                if now - first > OUTAGE_S:
+                    raise unavailable(exc) from exc
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 2)
 
     async def wait(self, run_id: str, after: str) -> Wake:
         """Wait for entries past `after` (see Wake)."""
@@ -133,22 +156,6 @@ class Tails:
             self._wake(tail, [])
 
 
-async def _retrying(fn: Callable[[], Awaitable[T]]) -> T:
-    """`fn()`, retried through connection errors for up to OUTAGE_S (backing off)."""
-    first: float | None = None
-    pause = 0.1
-    while True:
-        try:
-            return await fn()
-        except (*CONNECTION_ERRORS, RedisUnavailableError) as exc:
-            now = time.monotonic()
-            first = now if first is None else first
-            if now - first > OUTAGE_S:
-                raise unavailable(exc) from exc
-            await asyncio.sleep(pause)
-            pause = min(1.0, pause * 2)
-
-
 async def follow(
     ns: Namespace, tails: Tails, run_id: str, topic: str | None, after: str | None
 ) -> AsyncIterator[StreamMessage]:
@@ -156,17 +163,17 @@ async def follow(
     is final and every message was read. RunNotFoundError when there is no such run."""
     redis, key = ns.redis, ns.keys.output(run_id)
     pos = after or "0-0"
-    status = await _retrying(lambda: ns.scripts.follow(run_id))
+    status = await tails.call(lambda: ns.scripts.follow(run_id))
     if status is None:
         raise RunNotFoundError(f"no run {run_id}")
     final = RunStatus(status).is_final
 
     async def is_final() -> bool:
-        now = await _retrying(lambda: run_status(ns, run_id))
+        now = await tails.call(lambda: run_status(ns, run_id))
         return now is None or RunStatus(now).is_final
 
     while True:
-        raw = await _retrying(partial(redis.xrange, key, min=f"({pos}", max="+", count=BATCH))
+        raw = await tails.call(partial(redis.xrange, key, min=f"({pos}", max="+", count=BATCH))
         entries: list[Entry] = [(str_id(i), f) for i, f in raw]
         messages, ended = _messages(entries, topic, ns)
         for msg in messages:
