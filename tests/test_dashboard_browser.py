@@ -6,6 +6,7 @@ the page and watch the waiting run resume. Screenshots go to tests/artifacts/.""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import subprocess
@@ -177,3 +178,37 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
 
 async def _is(run: Any, status: str) -> bool:
     return bool(await run.status() == status)
+
+
+async def test_the_run_page_shows_a_runs_output_live(
+    app: StackShift, redis_url: str, is_cluster: bool, procs: list[Any], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    procs.append(spawn_worker(redis_url, app.namespace, target="tests.apps.operator_jobs:app"))
+    run = await app.start("narrate", {"id": "s1"}, queue_name="shop")
+    await wait_for(lambda: _is(run, "waiting"), 20)
+    dash, base = start_dashboard(redis_url, app.namespace, is_cluster)
+    procs.append(dash)
+    d = browser
+
+    await asyncio.to_thread(d.get, f"{base}/runs/{run.id}")
+    await until(d, lambda d: d.find_element(By.ID, "output-state").text == "live")
+    assert d.find_elements(By.CSS_SELECTOR, "#output tbody tr") == []
+    assert (await app.send_event("story.go", {"id": "s1"})).resumed == [run.id]
+    # the messages arrive over ~3 s, while htmx refreshes the rest of the page every 2 s
+    await until(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#output tbody tr")) >= 8)
+    shot(d, "run-output-live")
+    await until(d, lambda d: "ended" in d.find_element(By.ID, "output-state").text, 30)
+    rows = d.find_elements(By.CSS_SELECTOR, "#output tbody tr")
+    ids = [r.get_attribute("data-id") for r in rows]
+    stored = [m.id async for m in run.stream()]
+    assert ids == stored and len(ids) == 20  # all 20, in publish order, none twice
+    texts = [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows]
+    assert [json.loads(t).get("line") or json.loads(t)["pct"] for t in texts] == [
+        n if n % 5 else n * 5 for n in range(1, 21)
+    ]
+    assert d.find_element(By.ID, "output-count").text == "20"
+    assert d.find_element(By.ID, "output-state").text == "ended: the run is completed"
+    await until(d, lambda d: d.find_element(By.ID, "run-status").text == "completed")
+    shot(d, "run-output")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .._core.namespace import Namespace
@@ -81,7 +81,7 @@ class RunHandle:
 
     def stream(
         self, topic: str | None = None, after: str | None = None
-    ) -> AsyncIterator[StreamMessage]:
+    ) -> AsyncGenerator[StreamMessage, None]:
         """The run's output (`ctx.publish`) as an async iterator of StreamMessage: every
         topic or only `topic`, in publish order, from the first message or after the
         message id `after`. It waits for new messages (one blocking read per run and

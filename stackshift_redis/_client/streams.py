@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -158,7 +158,7 @@ class Tails:
 
 async def follow(
     ns: Namespace, tails: Tails, run_id: str, topic: str | None, after: str | None
-) -> AsyncIterator[StreamMessage]:
+) -> AsyncGenerator[StreamMessage, None]:
     """The run's messages after `after` (all topics, or `topic`), in order, until the run
     is final and every message was read. RunNotFoundError when there is no such run."""
     redis, key = ns.redis, ns.keys.output(run_id)

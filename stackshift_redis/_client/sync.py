@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -144,7 +144,7 @@ class SyncStackShift:
         loop, _ = self._ensure()
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
-    def _iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+    def _iterate(self, agen: AsyncGenerator[T, None]) -> Iterator[T]:
         """Drive an async iterator of the facade's loop from this thread."""
 
         async def step() -> T:
@@ -157,9 +157,8 @@ class SyncStackShift:
                 except StopAsyncIteration:
                     return
         finally:
-            close = getattr(agen, "aclose", None)
-            if close is not None and self._loop is not None:
-                self._run(close())
+            if self._loop is not None:
+                self._run(agen.aclose())
 
     def run_with(self, fn: Callable[[Client], Coroutine[Any, Any, T]], timeout: float) -> T:
         """Run `fn(client)` on the facade's loop with its own client, from any thread

@@ -1,10 +1,12 @@
 """The dashboard: a Starlette app with server-rendered pages over `inspection.Inspector`.
 
 Pages (stable URLs, relative to where the app is mounted): `/` (queues, workers, totals),
-`/runs?status=&job=&cursor=`, `/runs/{run_id}`, `/events`, `/schedules`. Actions are POST
-forms carrying a CSRF token (`/runs/{id}/cancel|retry|replay`, `/events`): refused with 403
-without the token and 405 when the app is read-only. htmx (vendored, no build step)
-refreshes the live parts of a page by fetching the page again and swapping `#live`.
+`/runs?status=&job=&cursor=`, `/runs/{run_id}`, `/events`, `/schedules`;
+`/runs/{run_id}/stream` is the run's output as Server-Sent Events (streaming.py), which
+the run page shows live. Actions are POST forms carrying a CSRF token
+(`/runs/{id}/cancel|retry|replay`, `/events`): refused with 403 without the token and 405
+when the app is read-only. htmx (vendored, no build step) refreshes the live parts of a
+page by fetching the page again and swapping `#live`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .._client.client import Client
 from .._client.inspector import Inspector, jsonable, waterfall
 from .._core.keys import STATUSES
 from ..errors import InvalidArgumentError, StackShiftError
+from .streaming import stream_endpoint
 
 HERE = Path(__file__).resolve().parent
 Handler = Callable[[Request], Awaitable[Response]]
@@ -318,6 +321,7 @@ def create_app(
         Route("/", w(d.overview)),
         Route("/runs", w(d.runs)),
         Route("/runs/{run_id}", w(d.run)),
+        Route("/runs/{run_id}/stream", w(stream_endpoint(stackshift))),
         Route("/runs/{run_id}/cancel", w(d.cancel, True), methods=["POST"]),
         Route("/runs/{run_id}/retry", w(d.retry, True), methods=["POST"]),
         Route("/runs/{run_id}/replay", w(d.replay, True), methods=["POST"]),
