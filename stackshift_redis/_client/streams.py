@@ -18,6 +18,7 @@ id it yielded, so nothing is lost or repeated.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .._core.output import StreamMessage, end_of, parse_message, str_id
 from .._core.records import RunStatus
 from .._core.scripts import CONNECTION_ERRORS, unavailable
 from ..errors import RedisUnavailableError, RunNotFoundError
+from .inspector import jsonable
 from .reads import run_status
 
 BATCH = 500  # entries per XRANGE / XREAD
@@ -212,3 +214,13 @@ def _messages(
         elif topic is None or fields.get(b"t", b"default").decode() == topic:
             out.append(parse_message(entry_id, fields, ns.serializer))
     return out, ended
+
+
+def message_json(msg: StreamMessage) -> str:
+    """A message as one line of JSON: {id, topic, data, at, attempt} (the dashboard's SSE
+    `data:`, `stackshift runs tail --json`)."""
+    return json.dumps(
+        {"id": msg.id, "topic": msg.topic, "data": jsonable(msg.data),
+         "at": msg.at.isoformat(), "attempt": msg.attempt},
+        ensure_ascii=False,
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from ..app import StackShift
 from ..errors import InvalidArgumentError, RunNotFoundError, StackShiftError
 from . import render
 from .admin import dashboard, schedules
+from .tail import runs_tail
 from .target import (
     DEFAULT_URL,
     Target,
@@ -62,7 +63,10 @@ def main(ctx: click.Context, redis_url: str, namespace: str, cluster: bool) -> N
 # runs
 @main.group()
 def runs() -> None:
-    """List, show, cancel, retry and replay runs."""
+    """List, show, tail, cancel, retry and replay runs."""
+
+
+runs.add_command(runs_tail)
 
 
 @runs.command("list")

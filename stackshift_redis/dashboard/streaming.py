@@ -20,21 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .._client.client import Client
-from .._client.inspector import jsonable
+from .._client.streams import message_json
 from .._core.output import StreamMessage, check_message_id, check_topic
 from ..errors import RunNotFoundError
 
 KEEPALIVE_S = 15.0
 RETRY_MS = 2000  # how long a browser waits before it reconnects
-
-
-def message_json(msg: StreamMessage) -> str:
-    """A message as the JSON of its SSE `data:` line."""
-    return json.dumps(
-        {"id": msg.id, "topic": msg.topic, "data": jsonable(msg.data),
-         "at": msg.at.isoformat(), "attempt": msg.attempt},
-        ensure_ascii=False,
-    )  # fmt: skip
 
 
 def sse(data: str, *, event: str | None = None, event_id: str | None = None) -> str:
