@@ -37,6 +37,7 @@ import redis
 
 from bench.redis_server import RedisServer
 from stackshift_redis import StackShift
+from stackshift_redis._core.scripts import PublishRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "streambench"
@@ -82,14 +83,14 @@ async def publish_cost(url: str, n: int, pad: int) -> list[str]:
         taken = (await s.take([("default", 600_000)], 1, max_deliveries=5,
                               retention_ms=60_000)).taken[0]  # fmt: skip
         data = app.serializer.dumps({"i": 0, "t": time.time(), "pad": "x" * pad})
-        await s.publish(run.id, taken.token, 0, 1, "", data, n)  # loads the script
+        await s.publish(PublishRequest(run.id, taken.token, 0, 1, "", data, n))  # loads it
         call = 1
         for phase in ("below the cap", "at the cap (trims one each)"):
             cpu0, us0, mem0 = _cpu(r), _script_us(r), r.info("memory")["used_memory"]
             t0 = time.perf_counter()
             for _ in range(n):
                 call += 1
-                await s.publish(run.id, taken.token, call, 1, "", data, n)
+                await s.publish(PublishRequest(run.id, taken.token, call, 1, "", data, n))
             wall = time.perf_counter() - t0
             cpu, us = _cpu(r) - cpu0, _script_us(r) - us0
             mem = (r.info("memory")["used_memory"] - mem0) / n

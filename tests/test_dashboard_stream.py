@@ -41,9 +41,7 @@ def events(text: str) -> list[dict[str, Any]]:
     return out
 
 
-async def test_a_finished_runs_messages_then_the_end(
-    app: StackShift, running_worker: Any
-) -> None:
+async def test_a_finished_runs_messages_then_the_end(app: StackShift, running_worker: Any) -> None:
     @app.job("talk")
     async def talk(ctx: RunContext) -> str:
         for i in range(4):

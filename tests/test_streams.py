@@ -22,6 +22,7 @@ from stackshift_redis import (
     StreamMessage,
     SyncRunContext,
 )
+from stackshift_redis._core.scripts import PublishRequest
 from stackshift_redis.errors import LeaseLostError
 
 
@@ -196,16 +197,20 @@ async def test_a_stale_token_is_refused_and_a_resent_call_adds_nothing(app: Stac
     scripts = app._core.scripts
     reply = await scripts.take([("default", 30_000)], 1, max_deliveries=5, retention_ms=60_000)
     taken = reply.taken[0]
-    first = await scripts.publish(run.id, taken.token, 1, 1, "", b"\xa1a", 100)
-    again = await scripts.publish(run.id, taken.token, 1, 1, "", b"\xa1a", 100)  # re-sent
-    second = await scripts.publish(run.id, taken.token, 2, 1, "", b"\xa1b", 100)
+
+    def req(token: str, call: int, data: bytes) -> PublishRequest:
+        return PublishRequest(run.id, token, call, attempt=1, topic="", data=data, cap=100)
+
+    first = await scripts.publish(req(taken.token, 1, b"\xa1a"))
+    again = await scripts.publish(req(taken.token, 1, b"\xa1a"))  # re-sent
+    second = await scripts.publish(req(taken.token, 2, b"\xa1b"))
     assert first == again != second
     assert await app.redis.xlen(app._core.keys.output(run.id)) == 2
     with pytest.raises(LeaseLostError):
-        await scripts.publish(run.id, "999", 3, 1, "", b"\xa1c", 100)  # another take's token
+        await scripts.publish(req("999", 3, b"\xa1c"))  # another take's token
     await scripts.run_batch([scripts.complete_call(run.id, taken.token, b"\xc0", 60_000)])
     with pytest.raises(LeaseLostError):  # the attempt is over
-        await scripts.publish(run.id, taken.token, 3, 1, "", b"\xa1c", 100)
+        await scripts.publish(req(taken.token, 3, b"\xa1c"))
     assert [m.data for m in await read(run)] == ["a", "b"]
 
 

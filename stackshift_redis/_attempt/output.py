@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from .._core.output import DEFAULT_MAX_MESSAGES, DEFAULT_TOPIC, check_topic
+from .._core.scripts import PublishRequest
 from .execution import Execution
 
 
@@ -36,7 +37,13 @@ class Publisher:
         cap = job.max_stream_messages if job is not None else DEFAULT_MAX_MESSAGES
         async with self._lock:
             self._calls += 1
-            return await ex.ns.scripts.publish(
-                ex.run_id, ex.token, self._calls, ex.attempt,
-                "" if topic == DEFAULT_TOPIC else topic, raw, cap,
-            )  # fmt: skip
+            request = PublishRequest(
+                run_id=ex.run_id,
+                token=ex.token,
+                call=self._calls,
+                attempt=ex.attempt,
+                topic="" if topic == DEFAULT_TOPIC else topic,
+                data=raw,
+                cap=cap,
+            )
+            return await ex.ns.scripts.publish(request)

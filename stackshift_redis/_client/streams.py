@@ -220,7 +220,12 @@ def message_json(msg: StreamMessage) -> str:
     """A message as one line of JSON: {id, topic, data, at, attempt} (the dashboard's SSE
     `data:`, `stackshift runs tail --json`)."""
     return json.dumps(
-        {"id": msg.id, "topic": msg.topic, "data": jsonable(msg.data),
-         "at": msg.at.isoformat(), "attempt": msg.attempt},
+        {
+            "id": msg.id,
+            "topic": msg.topic,
+            "data": jsonable(msg.data),
+            "at": msg.at.isoformat(),
+            "attempt": msg.attempt,
+        },
         ensure_ascii=False,
-    )  # fmt: skip
+    )

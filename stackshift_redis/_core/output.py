@@ -49,8 +49,9 @@ def check_topic(topic: object) -> str:
 def check_message_id(value: object, what: str = "after") -> str:
     """A message id (`<ms>-<seq>`, as `StreamMessage.id`); InvalidArgumentError otherwise."""
     if not isinstance(value, str) or not _ID_RE.match(value):
-        raise InvalidArgumentError(f"{what} must be a message id like '1764180000000-0', not "
-                                   f"{value!r}")  # fmt: skip
+        raise InvalidArgumentError(
+            f"{what} must be a message id like '1764180000000-0', not {value!r}"
+        )
     return value
 
 

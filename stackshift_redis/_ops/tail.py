@@ -52,8 +52,9 @@ async def follow(app: StackShift, run_id: str, topic: str | None, as_json: bool)
     messages = handle.stream(topic=topic)
     status = await _status(app, run_id)
     if status == "expired":
-        raise RunNotFoundError(f"no run {run_id} in namespace {app.namespace!r} (unknown or "
-                               "expired)")  # fmt: skip
+        raise RunNotFoundError(
+            f"no run {run_id} in namespace {app.namespace!r} (unknown or expired)"
+        )
     click.echo(_status_line(status, as_json))
     items: asyncio.Queue[StreamMessage | Exception | None] = asyncio.Queue()
 

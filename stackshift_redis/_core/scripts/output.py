@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from .door import Door, _str
+from .requests import PublishRequest
 
 
 class OutputScripts(Door):
     """Scripts of run output streams (lua/README.md, "Run output streams")."""
 
-    async def publish(
-        self, run_id: str, token: str, call: int, attempt: int, topic: str, data: bytes,
-        cap: int,
-    ) -> str:  # fmt: skip
-        """Append a message to a running run's output stream; its id. `call` numbers the
-        attempt's publishes: a re-sent call returns the id it got (nothing added).
-        LeaseLostError when the token no longer holds the run."""
-        k = self.keys
-        keys = [k.run(run_id), k.output(run_id)]
-        return _str(await self.call("publish", keys, [run_id, token, call, attempt, topic,
-                                                      data, cap]))  # fmt: skip
+    async def publish(self, request: PublishRequest) -> str:
+        """Append a message to a running run's output stream; its id. A re-sent call (the
+        same `call` number) returns the id it got, nothing added. LeaseLostError when the
+        token no longer holds the run."""
+        k, q = self.keys, request
+        args = [q.run_id, q.token, q.call, q.attempt, q.topic, q.data, q.cap]
+        return _str(await self.call("publish", [k.run(q.run_id), k.output(q.run_id)], args))
 
     async def follow(self, run_id: str) -> str | None:
         """Mark an unfinished run as followed (its finish then ends its output stream); its

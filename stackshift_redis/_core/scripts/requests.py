@@ -173,3 +173,17 @@ class FireScheduleRequest:
     ticks: Sequence[tuple[int, str, int]]
     idem_ttl_ms: int
     retention_ms: int
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """Append `data` to a running run's output stream (`publish`), capped at `cap` entries.
+    `call` numbers the attempt's publishes (1, 2, ...): a re-sent call is recognised."""
+
+    run_id: str
+    token: str
+    call: int
+    attempt: int
+    topic: str  # "" for the default topic
+    data: bytes
+    cap: int
