@@ -73,9 +73,11 @@ async def test_tail_exits_1_for_a_failed_or_unknown_run_and_2_for_bad_usage(
 
     run = await app.start("doomed")
     running_worker(app)
-    result = await tail(app, redis_url, is_cluster, run.id)
+    await wait_for(lambda: _status(app, run.id, "failed"), 10)
+    result = await tail(app, redis_url, is_cluster, run.id)  # a finished run: all, then exit
     assert result.exit_code == 1, result.output
-    assert "default #1 trying" in result.output and result.output.splitlines()[-1] == "-- failed"
+    lines = result.output.splitlines()
+    assert lines[0] == "-- failed" and lines[1].endswith(" default #1 trying") and len(lines) == 2
     unknown = await tail(app, redis_url, is_cluster, "0000000000000000deadbeef")
     assert unknown.exit_code == 1 and "no run 0000000000000000deadbeef" in unknown.output
     assert "Traceback" not in unknown.output

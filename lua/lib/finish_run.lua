@@ -45,12 +45,12 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
   redis.call(unpack(args))
   redis.call('HDEL', rk, 'cancel') -- the token stays: a re-sent finish sees it was done
   move_index(prefix, id, job, old, new, now, keep_ms)
-  redis.call('PEXPIRE', rk, keep_ms)
   if end_id then -- the output stream: its readers learn of the end; it expires with the run
-    local ok = K.output(prefix, id)
+    local ok = K.output(prefix, id) -- (first: an expiry set a ms later would outlive the run)
     redis.call('XADD', ok, end_id, 'e', new)
     redis.call('PEXPIRE', ok, keep_ms)
   end
+  redis.call('PEXPIRE', rk, keep_ms)
   if pre.awaited then
     redis.call('XADD', K.done(prefix), 'MAXLEN', '~', '10000', '*', 'r', id)
   end
