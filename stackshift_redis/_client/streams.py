@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .._core.namespace import Namespace
-from .._core.output import StreamMessage, end_of, parse_message, str_id
+from .._core.output import StreamMessage, end_of, parse_message, str_id, topic_of
 from .._core.records import RunStatus
 from .._core.scripts import CONNECTION_ERRORS, unavailable
 from ..errors import RedisUnavailableError, RunNotFoundError
@@ -211,7 +211,7 @@ def _messages(
     for entry_id, fields in entries:
         if end_of(fields) is not None:
             ended = True
-        elif topic is None or fields.get(b"t", b"default").decode() == topic:
+        elif topic is None or topic_of(fields) == topic:
             out.append(parse_message(entry_id, fields, ns.serializer))
     return out, ended
 

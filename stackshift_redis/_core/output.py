@@ -71,12 +71,17 @@ def end_of(fields: dict[bytes, bytes]) -> str | None:
     return None if status is None else status.decode()
 
 
+def topic_of(fields: dict[bytes, bytes]) -> str:
+    """The topic of a message entry."""
+    topic = fields.get(b"t")
+    return topic.decode() if topic is not None else DEFAULT_TOPIC
+
+
 def parse_message(entry_id: str, fields: dict[bytes, bytes], ser: Serializer) -> StreamMessage:
     """A message entry as a StreamMessage (data through the run's serializer)."""
-    topic = fields.get(b"t")
     return StreamMessage(
         id=entry_id,
-        topic=topic.decode() if topic is not None else DEFAULT_TOPIC,
+        topic=topic_of(fields),
         data=ser.loads(fields[b"d"]),
         at=message_at(entry_id),
         attempt=int(fields.get(b"a", b"1")),
