@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import IO, Any
 import pytest
 from apps import obs_key
 from redis.asyncio.cluster import RedisCluster
-from redis_procs import RedisProcError, ServerBinary, find_server
+from redis_procs import RedisProcError, ServerBinary, find_server, free_port, ping
 
 from stackshift_redis import StackShift
 from stackshift_redis._core.namespace import client_from_url
@@ -179,3 +180,38 @@ async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None
             return code
         await asyncio.sleep(0.05)
     return proc.poll()
+
+
+class OwnRedis:
+    """A server a test starts, kills and starts again on one port and directory (the
+    session's binary): without persistence (a restart loses every key), or with `aof`
+    (appendfsync always: a restart keeps every acknowledged write)."""
+
+    def __init__(self, aof: bool = False) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ss-own-redis-")
+        self.aof = aof
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else []
+        self.proc = subprocess.Popen(
+            [server_binary().server, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", *persist, "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not ping(self.port):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGKILL: no shutdown; what survives is what the AOF holds, if any."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None

@@ -7,62 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import server_binary, skip_on_cluster, wait_for
-from redis_procs import free_port, ping
+from helpers import OwnRedis, skip_on_cluster, wait_for
 
 from stackshift_redis import RunContext, StackShift, StreamMessage
 
 
-class AofRedis:
-    """A redis-server with AOF (fsync on every write) that the test kills and restarts."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="ss-aof-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [server_binary().server, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not ping(self.port):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()  # SIGKILL: no shutdown, what survives is what the AOF holds
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
-def aof_redis() -> Iterator[AofRedis]:
-    server = AofRedis()
+def aof_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis(aof=True)
     server.start()
     yield server
-    server.kill()
+    server.stop()
     shutil.rmtree(server.dir, ignore_errors=True)
 
 
 @skip_on_cluster  # one server restarted in place
 async def test_a_reader_resumes_after_redis_restarts_from_its_aof(
-    aof_redis: AofRedis, namespace: str, running_worker: Any
+    aof_redis: OwnRedis, namespace: str, running_worker: Any
 ) -> None:
     app = StackShift(aof_redis.url, namespace=namespace)
     gate = asyncio.Event()
@@ -87,7 +52,7 @@ async def test_a_reader_resumes_after_redis_restarts_from_its_aof(
         worker = running_worker(app)
         await wait_for(lambda: len(got) == 50, 15)
         await asyncio.sleep(0.3)  # the reader blocks in XREAD on the run's stream
-        aof_redis.kill()
+        aof_redis.stop()
         await asyncio.sleep(1.0)
         assert not task.done()  # riding out the outage
         aof_redis.start()  # the same port and directory: the AOF is replayed

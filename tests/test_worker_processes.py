@@ -5,60 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as syncredis
-from helpers import RedisServer, server_binary, spawn_worker, wait_exit, wait_for
-from redis_procs import free_port
+from helpers import OwnRedis, RedisServer, spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import StackShift
 
 TARGET = "tests.apps.deploy_jobs:app"
 STANDALONE = {"DAYTWO_STANDALONE": "1"}
-
-
-class OwnRedis:
-    """A redis-server this test starts, stops and restarts (no persistence) on one port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="ss-daytwo-")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = server_binary().server  # the session's choice (redis-server by default)
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = syncredis.Redis(port=self.port)
-        try:
-            for _ in range(200):
-                try:
-                    client.ping()
-                    return
-                except syncredis.ConnectionError:
-                    time.sleep(0.05)
-            raise AssertionError("redis-server did not start")
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 @pytest.fixture
