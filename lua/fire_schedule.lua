@@ -1,13 +1,14 @@
 -- fire_schedule: fire a schedule's due ticks and advance it, atomically: exactly one caller
 -- wins a tick (compare-and-set on the stored next fire time and definition rev), each
--- tick's run is created through create_run (ready now, or scheduled at tick + jitter) with
--- an idempotency key per (schedule, tick) as a second guard, and overlap is decided here.
+-- tick's run is created through create_run (ready now, or scheduled at tick + jitter), and
+-- overlap is decided here. A tick at or before `last_tick` (the newest tick handled) is
+-- never fired again, should it be planned again (a server clock set back): the second
+-- guard, kept in the schedule's hash instead of a key per tick.
 -- KEYS[1] sched   keys.schedule(name)  HASH the schedule
 -- KEYS[2] scheds  keys.schedules()     ZSET name -> next fire ms
--- KEYS[2+i] idem  keys.idem(job, 'schedule:<name>:<tick_i>')  STRING -> run id
 -- ARGV[1] prefix  ARGV[2] name  ARGV[3] expected next fire ms  ARGV[4] expected rev
--- ARGV[5] new next fire ms  ARGV[6] idem_ttl_ms  ARGV[7] retention_ms  ARGV[8] n ticks
--- ARGV[6+3i] tick_i ms  ARGV[7+3i] run_id_i  ARGV[8+3i] jitter_i ms
+-- ARGV[5] new next fire ms  ARGV[6] retention_ms  ARGV[7] n ticks
+-- ARGV[5+3i] tick_i ms  ARGV[6+3i] run_id_i  ARGV[7+3i] jitter_i ms
 -- Overlap: 'skip' creates no run while the last run is unfinished, 'cancel_other' cancels
 -- it (see lib/cancel_run.lua), 'allow' creates regardless.
 -- Returns {'fired', {created run ids}, skipped count} or {'stale'} (another caller won,
@@ -19,20 +20,17 @@
 -- @include cancel_run.lua
 local prefix, name, sk = ARGV[1], ARGV[2], KEYS[1]
 local f = redis.call('HMGET', sk, 'next', 'rev', 'paused', 'job', 'queue', 'payload',
-  'overlap', 'last_run')
+  'overlap', 'last_run', 'last_tick')
 if not f[2] or f[1] ~= ARGV[3] or f[2] ~= ARGV[4] or f[3] then return {'stale'} end
 local now = now_ms()
 if tonumber(ARGV[3]) > now then return {'stale'} end
 local job, queue, payload, overlap, last = f[4], f[5], f[6], f[7], f[8]
-local ttl, keep = ARGV[6], tonumber(ARGV[7])
+local keep, handled = tonumber(ARGV[6]), tonumber(f[9] or '0')
 local created, skipped = {}, 0
-for i = 1, tonumber(ARGV[8]) do
-  local tick, id, jit = tonumber(ARGV[6 + 3 * i]), ARGV[7 + 3 * i], tonumber(ARGV[8 + 3 * i])
-  local ik = KEYS[2 + i]
-  local seen = redis.call('GET', ik)
-  if seen and redis.call('EXISTS', K.run(prefix, seen)) == 1 then
-    last = seen -- this tick already has its run
-  else
+for i = 1, tonumber(ARGV[7]) do
+  local tick, id, jit = tonumber(ARGV[5 + 3 * i]), ARGV[6 + 3 * i], tonumber(ARGV[7 + 3 * i])
+  if tick > handled then -- (else this tick was handled already)
+    handled = tick
     local busy = false
     if last and overlap ~= 'allow' then
       local st = redis.call('HGET', K.run(prefix, last), 'status')
@@ -46,14 +44,13 @@ for i = 1, tonumber(ARGV[8]) do
           now, keep)
       end
       create_run(prefix, id, job, queue, payload, now, tick + jit,
-        {schedule = name, scheduled_at = tick, idem_key = ik})
-      redis.call('SET', ik, id, 'PX', ttl)
+        {schedule = name, scheduled_at = tick})
       created[#created + 1] = id
       last = id
     end
   end
 end
-redis.call('HSET', sk, 'next', ARGV[5])
+redis.call('HSET', sk, 'next', ARGV[5], 'last_tick', handled)
 if last then redis.call('HSET', sk, 'last_run', last) end
 redis.call('ZADD', KEYS[2], ARGV[5], name)
 return {'fired', created, skipped}

@@ -239,6 +239,25 @@ async def test_one_tick_fires_once_even_when_polled_concurrently(app: StackShift
     assert ticks == list(range(ticks[0], ticks[-1] + 1, 1000))  # each once, none skipped
 
 
+async def test_a_tick_leaves_no_key_and_never_fires_twice(app: StackShift) -> None:
+    """Issue 23, defect 4: a tick left a guard key for an hour (3,600 keys for an every=1s
+    schedule). Now the schedule's hash keeps the newest tick handled instead."""
+    await app.schedules.create("g", job="gj", every=1, catchup="all", queue_name="gq")
+    tick = await _make_due(app, "g", 3)
+    await ScheduleDuty(app._core).poll()
+    fired = await _ticks(app, await _runs(app, "gj"))
+    assert len(fired) in (4, 5) and fired[0] == tick
+    per_tick = [k for k in await namespace_keys(app) if b":idem:" in k]
+    assert per_tick == []
+    # the stored next fire set back to the first tick (a server clock set back): the ticks
+    # planned again are not fired a second time
+    await app.redis.hset(app._core.keys.schedule("g"), "next", tick)
+    await app.redis.zadd(app._core.keys.schedules(), {"g": tick})
+    await ScheduleDuty(app._core).poll()
+    again = await _ticks(app, await _runs(app, "gj"))
+    assert len(again) == len(set(again)) and again[: len(fired)] == fired
+
+
 async def test_pause_resume_without_burst(app: StackShift) -> None:
     await app.schedules.create("p", job="pj", every=1, catchup="all", queue_name="pq")
     assert await app.schedules.pause("p") is True

@@ -36,10 +36,6 @@ log = logging.getLogger("stackshift.schedules")
 POLL_S = 0.5  # an idle worker looks for due schedules this often (new ones are seen then)
 BATCH = 100  # due schedules read per script call
 MAX_BATCHES = 10  # per poll; the rest are fired at the next poll, right after
-# The per-tick idempotency key only guards against a tick planned again after it fired (a
-# stored next fire set back, e.g. from a skewed clock): an hour is ample, and a per-second
-# schedule then keeps 3,600 such keys, not a day's worth.
-GUARD_TTL_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -307,10 +303,8 @@ class ScheduleDuty:
                 log.error("schedule %r cannot be planned (%s); fix it with create()", d.name, exc)
             return None
         plan_ = [(t, new_run_id(), jitter_ms(d.name, t, d.jitter_ms)) for t in ticks]
-        s = ns.settings
-        ttl = min(s.idempotency_ttl_ms, GUARD_TTL_MS)
         request = FireScheduleRequest(
-            due=d, next_ms=new_next, ticks=plan_, idem_ttl_ms=ttl, retention_ms=s.retention_ms
+            due=d, next_ms=new_next, ticks=plan_, retention_ms=ns.settings.retention_ms
         )
         reply = await ns.scripts.fire_schedule(request)
         if reply is None:

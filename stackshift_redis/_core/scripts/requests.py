@@ -171,7 +171,6 @@ class FireScheduleRequest:
     due: DueSchedule
     next_ms: int
     ticks: Sequence[tuple[int, str, int]]
-    idem_ttl_ms: int
     retention_ms: int
 
 

@@ -46,10 +46,9 @@ class ScheduleScripts(Door):
         ids, ticks skipped by overlap), or None (stale)."""
         k, q, due = self.keys, request, request.due
         keys: list[str] = [k.schedule(due.name), k.schedules()]
-        args: list[Any] = [k.prefix, due.name, due.next_ms, due.rev, q.next_ms, q.idem_ttl_ms]
-        args += [q.retention_ms, len(q.ticks)]
+        args: list[Any] = [k.prefix, due.name, due.next_ms, due.rev, q.next_ms, q.retention_ms]
+        args += [len(q.ticks)]
         for tick, run_id, jitter in q.ticks:
-            keys.append(k.idem(due.job, f"schedule:{due.name}:{tick}"))
             args += [tick, run_id, jitter]
         r = await self.call("fire_schedule", keys, args)
         if r[0] != b"fired":
