@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -17,6 +18,70 @@ from .logs import configure
 from .metrics import register
 
 log = logging.getLogger("stackshift.worker")
+_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RECEIVED: list[signal.Signals] = []  # stop signals noted before the worker's loop took over
+
+
+def _note(signum: int, frame: object) -> None:
+    RECEIVED.append(signal.Signals(signum))
+
+
+def note_signals() -> None:
+    """Note SIGTERM and SIGINT instead of dying of them (Python's default), until the
+    worker's event loop handles them: a worker stopped while it starts, or while it exits,
+    still exits 0 (`_stackshift_redis_worker` installs this before any import)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _note)
+
+
+def one_line(exc: click.UsageError) -> click.UsageError:
+    """A usage error that prints as one line, `Error: <what> (see '<command> --help')`,
+    instead of click's usage lines; its exit code stays 2."""
+    if exc.ctx is None or isinstance(exc, _HELP):  # a group called alone prints its help
+        return exc
+    return click.UsageError(f"{exc.format_message()} (see '{exc.ctx.command_path} --help')")
+
+
+class OneLineCommand(click.Command):
+    """A click command whose usage errors are one line (see `one_line`)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
+
+class OneLineGroup(click.Group):
+    """A click group whose usage errors, and those of its commands and subgroups, are one
+    line (see `one_line`)."""
+
+    group_class = type  # subgroups are OneLineGroups too
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:  # fmt: skip
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
 
 
 def load_app(target: str) -> StackShift:
@@ -45,7 +110,7 @@ async def _serve(
 ) -> None:
     worker = app.worker(queues=queues or None, concurrency=concurrency, grace=grace)
     loop = asyncio.get_running_loop()
-    signals = {"count": 0}
+    signals = {"count": len(RECEIVED) - 1 if RECEIVED else 0}
 
     def on_signal(sig: signal.Signals) -> None:  # a flag only; a second signal forces
         signals["count"] += 1
@@ -59,8 +124,10 @@ async def _serve(
         )
         worker.request_stop(force=force)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    if RECEIVED:  # a stop signal arrived while the worker started
+        on_signal(RECEIVED[-1])
     try:
         await worker.run(burst=burst)
     finally:
@@ -91,7 +158,7 @@ def serve_metrics(app: StackShift, port: int) -> None:
     log.info("metrics: http://0.0.0.0:%d/metrics", port)
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.argument("app_path", metavar="MODULE:APP")
 @click.option("--queue", "-q", "queues", multiple=True, help="Queue to consume (repeatable).")
 @click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
@@ -129,16 +196,22 @@ def main(
     metrics_port: int | None,
 ) -> None:
     """Run a stackshift worker for the app MODULE:APP (e.g. myapp.jobs:stackshift)."""
+    note_signals()
     configure(log_level, log_format)
     app = load_app(app_path)
     if redis_url:
         app.use_redis_url(redis_url)
     if metrics_port is not None:
         serve_metrics(app, metrics_port)
+    if RECEIVED:
+        log.info("%s before the worker started: exiting (nothing was claimed)", RECEIVED[-1].name)
+        return
     try:
         asyncio.run(_serve(app, list(queues), concurrency, burst, grace))
     except StackShiftError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        note_signals()  # closing the loop gave SIGTERM back to Python's default
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
 CLUSTER_NODES = 3
 skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
+WORKER_ENTRY = "_stackshift_redis_worker"  # the module the `stackshift-worker` command runs
 
 
 async def observed(app: StackShift, name: str) -> int:
@@ -143,7 +144,8 @@ def spawn_worker(
     env: dict[str, str] | None = None,
     target: str = "tests.apps.core_jobs:app",
 ) -> subprocess.Popen[bytes]:
-    """Start `stackshift-worker target args...` for `namespace` (cwd: the repository)."""
+    """Start `stackshift-worker target args...` for `namespace` (cwd: the repository), as
+    the installed command does (`python -m _stackshift_redis_worker`)."""
     full_env = {
         **os.environ,
         "REDIS_URL": redis_url,
@@ -152,7 +154,7 @@ def spawn_worker(
         **(env or {}),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "stackshift_redis.cli", target, *args],
+        [sys.executable, "-m", WORKER_ENTRY, target, *args],
         cwd=ROOT,
         env=full_env,
         stdin=subprocess.DEVNULL,

@@ -106,6 +106,45 @@ async def test_second_signal_forces_exit(
     assert await run.status() == "queued"  # handed back at once for another worker
 
 
+async def _catches(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Wait until the process has a handler for `sig` (Linux: SigCgt in /proc/PID/status)."""
+
+    def caught() -> bool:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt"))
+        return bool(int(mask, 16) >> (sig - 1) & 1)
+
+    await wait_for(caught, timeout=10)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+async def test_a_restarted_worker_stopped_while_it_starts_exits_zero(
+    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+) -> None:
+    """Issue 23, defect 5: a freshly restarted worker exited -15 on SIGTERM. Until the
+    worker installed its handlers (after importing the package and the app) Python's
+    default action for SIGTERM applied; `_stackshift_redis_worker` now notes the signal
+    before any import, and the worker stops cleanly."""
+    client = make_app()
+    await client.start("sleepy", 60, queue_name="cli")
+    with _log(tmp_path) as log:
+        first = spawn_worker(redis_url, client.namespace, "--queue", "cli", log=log)
+        procs.append(first)
+        await wait_for(lambda: _seen(client, "sleepy", "started"), timeout=15)
+        first.send_signal(signal.SIGKILL)  # a crash; its supervisor restarts it at once
+        assert await wait_exit(first, 10) == -signal.SIGKILL
+        for delay in (0.05, 0.15, 0.3, 0.6, 1.5):
+            proc = spawn_worker(redis_url, client.namespace, "--queue", "cli", log=log)
+            procs.append(proc)
+            await _catches(proc, signal.SIGINT)  # the interpreter is up
+            await asyncio.sleep(delay)
+            proc.send_signal(signal.SIGTERM)
+            code = await wait_exit(proc, 20)
+            assert code == 0, f"SIGTERM {delay}s after start: exit {code}"
+    text = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in text
+
+
 def _cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stackshift_redis.cli", *args],
@@ -131,6 +170,16 @@ def test_bad_target_is_a_clear_error(target: str, expected: str) -> None:
     assert done.returncode != 0
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["tests.apps.core_jobs"], [], ["tests.apps.core_jobs:app", "--concurrency", "0"]]
+)
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    """Issue 23, defect 5: one `Error:` line and exit code 2, no usage lines."""
+    done = _cli(*args, "--redis-url", "redis://127.0.0.1:1/0")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Error: ") and done.stderr.count("\n") == 1, done.stderr
 
 
 async def test_warns_when_maxmemory_policy_evicts(

@@ -142,6 +142,23 @@ async def test_token_and_basic_auth(app: StackShift) -> None:
         assert (await c.get("/", auth=("ops", "nope"))).status_code == 401
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "Bearer", "bEaReR"])
+async def test_the_auth_scheme_is_matched_in_any_case(app: StackShift, scheme: str) -> None:
+    """Issue 23, defect 5: `bearer <token>` got 401 (RFC 7235: the scheme is
+    case-insensitive). The credentials themselves stay case-sensitive."""
+    async with _client(create_app(app, token="s3cret")) as c:
+        ok = await c.get("/", headers={"Authorization": f"{scheme} s3cret"})
+        assert ok.status_code == 200
+        wrong = await c.get("/", headers={"Authorization": f"{scheme} S3CRET"})
+        assert wrong.status_code == 401
+    basic = scheme.replace("earer", "asic").replace("EARER", "ASIC").replace("EaReR", "AsIc")
+    async with _client(create_app(app, basic_auth="ops:pw")) as c:
+        ok = await c.get("/", headers={"Authorization": f"{basic}  b3BzOnB3"})  # ops:pw
+        assert ok.status_code == 200
+        bad = await c.get("/", headers={"Authorization": f"{basic} not-base64!"})
+        assert bad.status_code == 401
+
+
 async def test_mounted_under_a_prefix(app: StackShift) -> None:
     _jobs(app)
     run = await app.start("ok", delay=600)

@@ -242,6 +242,32 @@ def test_the_console_command_reports_redis_down_in_one_line() -> None:
     assert usage.returncode == 2 and "invalid --redis-url" in usage.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "list", "--status", "lost"],
+        ["runs", "show"],
+        ["runs", "frobnicate"],
+        ["--bogus", "queues"],
+        ["runs", "list", "--after", "yesterday"],
+        ["runs", "list", "--job", "bad name!"],
+        ["events", "send", "e", "--data", "{nope"],
+        ["schedules", "pause"],
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    """Issue 23, defect 5: click printed its usage lines before the `Error:` line (4 lines;
+    the README promises one). Through the real entry point, before any Redis is reached."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stackshift_redis._ops.cli", "--redis-url",
+         "redis://127.0.0.1:1/0", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "--help" in done.stderr and done.stdout == ""
+
+
 async def test_queue_counters_replace_computed_counts_when_present(
     app: StackShift, cli: Cli
 ) -> None:

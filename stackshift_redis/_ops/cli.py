@@ -17,6 +17,7 @@ import click
 from .._client.inspector import Inspector, jsonable
 from .._core.keys import STATUSES
 from ..app import StackShift
+from ..cli import OneLineGroup
 from ..errors import InvalidArgumentError, RunNotFoundError, StackShiftError
 from . import render
 from .admin import dashboard, schedules
@@ -32,7 +33,7 @@ from .target import (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--redis-url",
     envvar="STACKSHIFT_REDIS_URL",

@@ -67,6 +67,14 @@ def _describe(client: Any) -> str:
     return "the configured Redis"
 
 
+def _credentials(header: str, scheme: str) -> str | None:
+    """The credentials of an Authorization header of `scheme` (any case), else None."""
+    given, _, credentials = header.strip().partition(" ")
+    if given.lower() != scheme or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
 class Dashboard:
     """The pages and actions of one namespace."""
 
@@ -91,18 +99,23 @@ class Dashboard:
 
     # access
     def _denied(self, request: Request) -> Response | None:
-        """None when the request may proceed, else the 401 response."""
+        """None when the request may proceed, else the 401 response. The scheme of the
+        Authorization header is matched case-insensitively (RFC 7235)."""
         auth = request.headers.get("authorization", "")
         if self.basic is not None:
-            expected = "Basic " + base64.b64encode(self.basic.encode()).decode()
-            if not hmac.compare_digest(auth.encode(), expected.encode()):
+            given = _credentials(auth, "basic")
+            try:
+                pair = base64.b64decode(given or "", validate=True).decode()
+            except ValueError:
+                pair = ""
+            if not hmac.compare_digest(pair.encode(), self.basic.encode()):
                 return Response(
                     "authentication required",
                     401,
                     headers={"WWW-Authenticate": 'Basic realm="stackshift"'},
                 )
         if self.token is not None:
-            given = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+            given = _credentials(auth, "bearer")
             given = given or request.query_params.get("token")
             given = given or request.cookies.get("stackshift_token")
             if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
