@@ -11,6 +11,7 @@ from typing import Any
 from .._client.state import State
 from .._core.namespace import Namespace
 from .._core.records import Event, read_step, step_completed, step_failed
+from .._core.serializer import dumps_checked, round_trip
 from ..errors import LeaseLostError, NonRetriableError, PayloadError
 from ..hooks import AttemptInput
 from ..logs import run_extra
@@ -117,14 +118,13 @@ class Execution:
 
     async def record(self, key: str, value: Any) -> Any:
         """Store a completed step; returns the value as a later attempt will see it."""
-        try:
-            data = self.ns.serializer.dumps(value)
+        try:  # read back before it is stored: the check costs no extra work
+            data, stored = round_trip(self.ns.serializer, value, f"step {key!r} result")
         except PayloadError as exc:
-            raise NonRetriableError(str(exc.at(f"step {key!r} result"))) from exc
+            raise NonRetriableError(str(exc)) from exc
         cancel = await self.ns.scripts.record_step(
             self.run_id, self.token, key, step_completed(data), "step_completed"
         )
-        stored = self.ns.serializer.loads(data)
         self.steps[key] = {"status": "completed", "result": stored}
         if cancel:
             self.cancel_requested = True
@@ -139,7 +139,7 @@ class Execution:
 
     async def set_progress(self, value: Any) -> None:
         """Record the run's progress (any serializable value)."""
-        data = self.ns.serializer.dumps(value)
+        data = dumps_checked(self.ns.serializer, value, "progress")
         await self.ns.scripts.progress(self.run_id, self.token, data)
 
 

@@ -25,6 +25,7 @@ from .._core.records import (
     step_failed,
 )
 from .._core.scripts import InvokeRequest, SleepRequest, WaitEventRequest, WaitReply
+from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, RunFailed
 from .execution import MISSING, Execution
 from .parking import CancelRequested
@@ -145,7 +146,7 @@ async def invoke(
     async with ex.parking.busy():
         check_name("job", job)
         queue = await ns.queue_for(job)
-        data = ns.serializer.dumps(payload)
+        data = dumps_checked(ns.serializer, payload, "invoke payload")
         timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
         records = (
             step_failed("child run timed out"),

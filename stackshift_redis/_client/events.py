@@ -20,6 +20,7 @@ from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Event, SendEventResult, from_ms
 from .._core.scripts import SendEventRequest
+from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError
 
 PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
@@ -105,7 +106,7 @@ class EventBus:
         if not isinstance(event_id, str) or not 0 < len(event_id) <= 256:
             raise InvalidArgumentError(f"invalid event id {event_id!r}")
         ns = self._ns
-        payload = ns.serializer.dumps(data)
+        payload = dumps_checked(ns.serializer, data, "event data")  # no Redis call
         encoded = self.encode(name, data, event_id)
         triggers = ns.registry.triggers(name)
         plans: dict[str, str] = {}

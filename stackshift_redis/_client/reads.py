@@ -19,7 +19,15 @@ from typing import Any
 
 from .._core.keys import STATUSES, check_name
 from .._core.namespace import Namespace
-from .._core.records import RunInfo, RunPage, check_int, check_run_id, epoch_ms, parse_run
+from .._core.records import (
+    RunInfo,
+    RunPage,
+    RunStatus,
+    check_int,
+    check_run_id,
+    epoch_ms,
+    parse_run,
+)
 from .._core.scripts import redis_call
 from ..errors import InvalidArgumentError, RunDataError
 
@@ -40,6 +48,19 @@ def _parse(run_id: str, h: dict[bytes, bytes], ns: Namespace) -> RunInfo:
     except Exception as exc:
         why = f"{exc}" if isinstance(exc, ValueError) else f"{exc!r}"
         raise RunDataError(f"run {run_id}: its stored record is damaged ({why})") from exc
+
+
+def _listed(run_id: str, h: dict[bytes, bytes], ns: Namespace, status: str) -> RunInfo:
+    """A listed run: a damaged record comes back with its `damaged` fields left empty, so
+    one bad run does not fail a page."""
+    try:
+        return parse_run(run_id, h, ns.serializer, status=status)
+    except Exception as exc:  # not even the fields that can be read: its id and status
+        return RunInfo(
+            id=run_id, status=RunStatus(status), job="", queue="", payload=None, result=None,
+            error=None, attempts=0, created_at=None, started_at=None, finished_at=None,
+            steps={}, timeline=[], damaged=f"the record does not decode ({exc!r})",
+        )  # fmt: skip
 
 
 @redis_call
@@ -113,14 +134,15 @@ async def list_runs(
         for key in idx:
             pipe.zrevrangebylex(key, high, low, 0, limit + 1)
         ranges: list[Any] = await pipe.execute()
-    ids = sorted({m.decode() for r in ranges for m in r}, reverse=True)
+    listed_as = {m.decode(): s for s, r in zip(statuses, ranges, strict=True) for m in r}
+    ids = sorted(listed_as, reverse=True)
     next_cursor = ids[limit - 1] if len(ids) > limit else None
     ids = ids[:limit]
     async with ns.redis.pipeline(transaction=False) as pipe:
         for run_id in ids:
             pipe.hgetall(k.run(run_id))
         hashes = await pipe.execute()
-    runs = [_parse(i, h, ns) for i, h in zip(ids, hashes, strict=True) if h]
+    runs = [_listed(i, h, ns, listed_as[i]) for i, h in zip(ids, hashes, strict=True) if h]
     if status is not None:  # a run that changed status since the index read is left out
         runs = [r for r in runs if r.status in statuses]
     return RunPage(runs, next_cursor)

@@ -29,6 +29,7 @@ from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Duration, from_ms, millis, new_run_id
 from .._core.scripts import DueSchedule, FireScheduleRequest, UpsertScheduleRequest
+from .._core.serializer import dumps_checked
 from ..errors import ScheduleNotFoundError
 from .handles import RunHandle
 
@@ -96,7 +97,7 @@ async def upsert(
     check_choice("overlap", overlap, OVERLAPS)
     check_choice("catchup", catchup, CATCHUPS)
     jitter_ms_ = millis(jitter, "jitter")
-    data = ns.serializer.dumps(payload)
+    data = dumps_checked(ns.serializer, payload, "schedule payload")
     queue = await ns.queue_for(job, queue_name)
     next_ms = cadence.next_after(await server_ms(ns))
     request = UpsertScheduleRequest(

@@ -18,6 +18,7 @@ from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Duration, epoch_ms, millis, new_run_id
 from .._core.scripts import NewRun, StartReply, StartRequest, fields_of
+from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, PayloadError
 from .events import match_key
 from .liveness import ConsumerWatch
@@ -68,13 +69,7 @@ class StartOptions:
 def _round_trip(ns: Namespace, payload: Any) -> bytes:
     """The serialized payload, refused unless it also deserializes (a worker could not run
     a run whose payload it cannot read)."""
-    data = ns.serializer.dumps(payload)
-    try:
-        ns.serializer.loads(data)
-    except Exception as exc:
-        why = f"{type(exc).__name__}: {exc}"
-        raise PayloadError(f"payload does not deserialize back ({why})") from None
-    return data
+    return dumps_checked(ns.serializer, payload, "payload")
 
 
 class Starter:

@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 from .._core.namespace import Namespace
 from .._core.records import Duration, millis, seconds
 from .._core.scripts import redis_call
+from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, LockError, PayloadError
 
 __all__ = ["Lock", "Runner", "State", "SyncLock", "SyncState"]
@@ -69,11 +70,12 @@ class State:
     def __init__(self, ns: Namespace) -> None:
         self._ns = ns
 
-    def _encode(self, value: Any) -> bytes:
+    def _encode(self, name: str, value: Any) -> bytes:
+        what = f"state {name!r}"
         if isinstance(value, int) and not isinstance(value, bool):
-            self._ns.serializer.dumps(value)  # the app's serializer decides what is valid
+            dumps_checked(self._ns.serializer, value, what)  # the app's serializer decides
             return str(int(value)).encode()
-        data = self._ns.serializer.dumps(value)
+        data = dumps_checked(self._ns.serializer, value, what)
         if _DECIMAL.fullmatch(data):
             raise PayloadError("serialized value looks like an integer counter; refusing it")
         return data
@@ -93,7 +95,7 @@ class State:
         """Store `value` under `name`, expiring after `ttl` (None: never; clears an old TTL)."""
         key = self._ns.keys.state(_check_name(name))
         ttl_ms = _ttl_ms(ttl)
-        data = self._encode(value)
+        data = self._encode(name, value)
         await self._ns.redis.set(key, data, px=ttl_ms or None)
 
     @redis_call
@@ -128,7 +130,7 @@ class State:
         ttl_ms = _ttl_ms(ttl)
         if ttl_ms == 0:
             raise InvalidArgumentError("mark needs a ttl")
-        return bool(await self._ns.redis.set(key, self._encode(True), px=ttl_ms, nx=True))
+        return bool(await self._ns.redis.set(key, self._encode(name, True), px=ttl_ms, nx=True))
 
     def lock(self, name: str, ttl: Duration = 30, wait: Duration | None = 5) -> Lock:
         """A distributed lock: `async with st.lock("invoice:42", ttl=30, wait=5): ...`.

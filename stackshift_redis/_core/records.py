@@ -7,9 +7,11 @@ import math
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import msgpack
@@ -218,6 +220,10 @@ class RunInfo:
     """The run this one replays (`replay`), else None."""
     executions: int = 0
     """How many times a worker took the run: attempts plus resumes after waits."""
+    damaged: str | None = None
+    """None, or which fields of the stored record do not decode and why. `list_runs` (and
+    the CLI and dashboard pages of runs) list such a run with the fields that did decode;
+    `get_run` raises RunDataError for it."""
 
 
 class RunPage(list[RunInfo]):
@@ -251,45 +257,81 @@ def _in_order(
     return {name: steps[name] for name in sorted(steps, key=key)}
 
 
-def _load(serializer: Serializer, h: dict[bytes, bytes], field: bytes) -> Any:
-    if field not in h:
-        return None
-    try:
-        return serializer.loads(h[field])
-    except Exception as exc:
-        raise ValueError(f"field {field.decode()!r} does not deserialize ({exc!r})") from exc
+class _Fields:
+    """Reads a run hash field by field; what does not decode is noted, not raised."""
+
+    def __init__(self, h: dict[bytes, bytes], serializer: Serializer) -> None:
+        self.h = h
+        self.serializer = serializer
+        self.problems: list[str] = []
+
+    def read(self, name: str, decode: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return decode()
+        except Exception as exc:
+            self.problems.append(f"field {name!r} does not deserialize ({exc!r})")
+            return default
+
+    def load(self, field: bytes) -> Any:
+        """A serialized field (payload, result, progress), None when absent."""
+        if field not in self.h:
+            return None
+        return self.read(field.decode(), lambda: self.serializer.loads(self.h[field]))
 
 
-def parse_run(run_id: str, h: dict[bytes, bytes], serializer: Serializer) -> RunInfo:
-    """A RunInfo from the run hash (HGETALL)."""
+def parse_run(
+    run_id: str, h: dict[bytes, bytes], serializer: Serializer, *, status: str | None = None
+) -> RunInfo:
+    """A RunInfo from the run hash (HGETALL). A field that does not decode raises
+    ValueError naming it; with `status` (the status index the run was listed from) it is
+    left empty instead and the RunInfo says what is `damaged`: one bad record does not
+    fail a page of `list_runs`."""
+    f = _Fields(h, serializer)
     steps: dict[str, dict[str, Any]] = {}
     entries: list[tuple[int, dict[str, Any]]] = []
     for k, v in h.items():
         if k.startswith(b"s:"):
-            steps[k[2:].decode()] = read_step(v, serializer)
+            rec = f.read(k.decode(), partial(read_step, v, serializer))
+            if rec is not None:
+                steps[k[2:].decode()] = rec
         elif k.startswith(b"t:"):
-            e = json.loads(v)
-            e["at"] = from_ms(e["at"])
-            entries.append((int(k[2:]), e))
+            e = f.read(k.decode(), partial(_entry, k, v))
+            if e is not None:
+                entries.append(e)
     timeline = [e for _, e in sorted(entries, key=lambda p: p[0])]
-    result = _load(serializer, h, b"result")
-    error = json.loads(h[b"error"]) if b"error" in h else None
-    return RunInfo(
+    state = f.read("status", lambda: RunStatus(_s(h.get(b"status"))))
+    if f.problems and status is None:
+        raise ValueError(f.problems[0])
+    info = RunInfo(
         id=run_id,
-        status=RunStatus(_s(h.get(b"status"))),
-        job=_s(h.get(b"job")),
-        queue=_s(h.get(b"queue")),
-        payload=_load(serializer, h, b"payload"),
-        result=result,
-        error=error,
-        attempts=int(h.get(b"fails", 0)) + 1 if int(h.get(b"attempts", 0)) else 0,
-        executions=int(h.get(b"attempts", 0)),
-        created_at=from_ms(h.get(b"created")),
-        started_at=from_ms(h.get(b"started")),
-        finished_at=from_ms(h.get(b"finished")),
+        status=state if state is not None else RunStatus(str(status)),
+        job=f.read("job", lambda: _s(h.get(b"job")), ""),
+        queue=f.read("queue", lambda: _s(h.get(b"queue")), ""),
+        payload=f.load(b"payload"),
+        result=f.load(b"result"),
+        error=f.read("error", lambda: json.loads(h[b"error"]) if b"error" in h else None),
+        attempts=f.read("fails", lambda: _attempts(h), 0),
+        executions=f.read("attempts", lambda: int(h.get(b"attempts", 0)), 0),
+        created_at=f.read("created", lambda: from_ms(h.get(b"created"))),
+        started_at=f.read("started", lambda: from_ms(h.get(b"started"))),
+        finished_at=f.read("finished", lambda: from_ms(h.get(b"finished"))),
         steps=_in_order(steps, timeline),
         timeline=timeline,
-        parent_id=_s(h[b"parent"]) if b"parent" in h else None,
-        progress=_load(serializer, h, b"progress"),
-        replay_of=_s(h[b"replay_of"]) if b"replay_of" in h else None,
+        parent_id=f.read("parent", lambda: _s(h[b"parent"]) if b"parent" in h else None),
+        progress=f.load(b"progress"),
+        replay_of=f.read("replay_of", lambda: _s(h[b"replay_of"]) if b"replay_of" in h else None),
+        damaged="; ".join(f.problems) or None,
     )
+    if f.problems and status is None:
+        raise ValueError(f.problems[0])
+    return info
+
+
+def _entry(k: bytes, v: bytes) -> tuple[int, dict[str, Any]]:
+    e = json.loads(v)
+    e["at"] = from_ms(e["at"])
+    return int(k[2:]), e
+
+
+def _attempts(h: dict[bytes, bytes]) -> int:
+    return int(h.get(b"fails", 0)) + 1 if int(h.get(b"attempts", 0)) else 0

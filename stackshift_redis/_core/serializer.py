@@ -114,3 +114,26 @@ class MsgpackSerializer:
         return msgpack.unpackb(
             data, raw=False, timestamp=3, ext_hook=_ext_hook, strict_map_key=False
         )
+
+
+def round_trip(serializer: Serializer, value: Any, what: str) -> tuple[bytes, Any]:
+    """`value` serialized and read back: (bytes, the value a reader gets). PayloadError,
+    naming `what` ("event data", "payload"), when it does not serialize or does not read
+    back: some values pack but never unpack (a dict with tuple keys comes back with list
+    keys, which are unhashable), and a stored value nobody can read breaks its readers.
+    Every write of user data goes through here, before anything is written."""
+    try:
+        data = serializer.dumps(value)
+    except PayloadError as exc:
+        raise exc.at(what) from None
+    try:
+        back = serializer.loads(data)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise PayloadError(f"{what} does not deserialize back ({why})") from None
+    return data, back
+
+
+def dumps_checked(serializer: Serializer, value: Any, what: str) -> bytes:
+    """`value` serialized, refused with PayloadError unless it reads back (see round_trip)."""
+    return round_trip(serializer, value, what)[0]

@@ -59,12 +59,15 @@ def runs_table(page: Sequence[RunInfo]) -> None:
             r.id,
             r.job,
             r.queue,
-            status(r.status.value),
+            status(r.status.value) + (" [red]damaged[/]" if r.damaged else ""),
             str(r.attempts),
             when(r.created_at),
             span(r.started_at, r.finished_at),
         )
     console.print(t)
+    for r in page:  # one line each: what of its record cannot be read
+        if r.damaged:
+            console.print(f"run {r.id} ({r.status.value}) is damaged: {r.damaged}", markup=False)
 
 
 def run_detail(info: RunInfo, children: list[str]) -> None:

@@ -27,6 +27,7 @@ from .._core.jobs import JobDef, QueueConfig
 from .._core.namespace import Namespace
 from .._core.records import error_json, from_ms
 from .._core.scripts import FailRequest, HandBackRequest, ScriptCall, TakenRun
+from .._core.serializer import dumps_checked
 from ..errors import (
     InvalidArgumentError,
     LeaseLostError,
@@ -189,9 +190,9 @@ class Executor:
         if ex.parking.parked:
             return result
         try:
-            data = self.ns.serializer.dumps(result)
+            data = dumps_checked(self.ns.serializer, result, "return value")
         except PayloadError as exc:
-            bad = exc.at("return value")
+            bad = exc
             settled.outcome = await self._record(ex, self._failure(ex, job, bad, None))
             settled.raised = _unrecorded(settled.outcome) or bad
             raise settled.raised from None
@@ -243,7 +244,7 @@ class Executor:
             reason = await self.ns.redis.hget(self.ns.keys.run(ex.run_id), "cancel")
             text = reason.decode() if reason else "cancelled while running"
             return self._failure(ex, job, CancelRequested(text), None, "cancelled")
-        if isinstance(exc, NonRetriableError | InvalidArgumentError):  # bad arguments: a bug
+        if isinstance(exc, NonRetriableError | InvalidArgumentError | PayloadError):  # a bug
             return self._failure(ex, job, exc, retry_delay=None)
         if isinstance(exc, RunFailed):  # a stored child failure is final (see Step.invoke)
             return self._failure(ex, job, exc, retry_delay=None if exc.final else -1)

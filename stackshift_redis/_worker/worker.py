@@ -304,7 +304,8 @@ class Worker:
 
     def _undecodable(self, run: TakenRun, exc: Exception) -> None:
         log.error(
-            "run %s (%s): its stored payload does not decode (%s: %s); failed without retries",
+            "run %s (%s): its stored payload, event or a step does not decode (%s: %s); "
+            "failed without retries",
             run.run_id,
             run.job,
             type(exc).__name__,
