@@ -154,6 +154,10 @@ async def test_a_damaged_run_does_not_fail_a_page(
             assert bad in page.text and "damaged: field &#39;s:pay&#39;" in page.text, path
         one = await c.get(f"/runs/{bad}")
         assert one.status_code == 409 and "damaged" in one.text
+        events = await c.get("/events")
+        assert events.status_code == 200 and "damaged: does not deserialize" in events.text
+    out = await asyncio.to_thread(runner.invoke, ops_main, [*base, *cluster, "events", "list"])
+    assert out.exit_code == 0 and "legacy" in out.output, out.output
 
 
 async def test_only_the_damaged_fields_are_left_out(app: StackShift) -> None:

@@ -288,11 +288,19 @@ class Inspector:
         out: list[Event] = []
         for n, log, data in zip(names, logs, datas, strict=True):
             for (eid, ts), raw in zip(log, data, strict=False):
-                value = self.ns.serializer.loads(raw) if raw else None
+                value = self._event_data(raw)
                 if isinstance(value, dict) and "data" in value:
                     value = value["data"]
                 out.append(Event(n, _txt(eid), value, from_ms(int(ts)) or datetime.min))
         return sorted(out, key=lambda e: e.ts, reverse=True)
+
+    def _event_data(self, raw: bytes | None) -> Any:
+        """A recorded event, or a note saying it is damaged: one bad record (stored by an
+        older version) does not fail the list."""
+        try:
+            return self.ns.serializer.loads(raw) if raw else None
+        except Exception as exc:
+            return f"<damaged: does not deserialize ({exc!r})>"
 
     async def waiters(self, limit: int = MAX_WAITERS) -> list[Waiter]:
         """The newest waiting runs and what each waits for: one Waiter per pending wait
