@@ -13,5 +13,5 @@ if redis.call('HGET', rk, 's:' .. ARGV[3]) ~= ARGV[4] then -- else: a re-sent ca
   redis.call('HSET', rk, 's:' .. ARGV[3], ARGV[4])
   timeline(rk, now_ms(), ARGV[5], {step = ARGV[3]})
 end
-if redis.call('HEXISTS', rk, 'cancel') == 1 then return 1 end
+if f[10] then return 1 end
 return 0

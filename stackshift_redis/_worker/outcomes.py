@@ -30,7 +30,8 @@ def log_outcome(ex: Execution, o: Outcome, handback_limit_ms: int) -> None:
     run, job, extra, exc = ex.run_id, ex.job, ex.log_extra, o.error
     error = f"{type(exc).__name__}: {exc}" if exc is not None else ""
     if o.name == "completed":
-        log.info("run %s (%s) completed", run, job, extra=extra)
+        late = "; its cancel came too late (no step after it)" if ex.cancel_requested else ""
+        log.info("run %s (%s) completed%s", run, job, late, extra=extra)
     elif o.name == "retry":
         log.warning(
             "run %s (%s) attempt %d failed, retrying in %.3gs: %s",
