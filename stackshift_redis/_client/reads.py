@@ -57,10 +57,21 @@ def _listed(run_id: str, h: dict[bytes, bytes], ns: Namespace, status: str) -> R
         return parse_run(run_id, h, ns.serializer, status=status)
     except Exception as exc:  # not even the fields that can be read: its id and status
         return RunInfo(
-            id=run_id, status=RunStatus(status), job="", queue="", payload=None, result=None,
-            error=None, attempts=0, created_at=None, started_at=None, finished_at=None,
-            steps={}, timeline=[], damaged=f"the record does not decode ({exc!r})",
-        )  # fmt: skip
+            id=run_id,
+            status=RunStatus(status),
+            job="",
+            queue="",
+            payload=None,
+            result=None,
+            error=None,
+            attempts=0,
+            created_at=None,
+            started_at=None,
+            finished_at=None,
+            steps={},
+            timeline=[],
+            damaged=f"the record does not decode ({exc!r})",
+        )
 
 
 @redis_call
