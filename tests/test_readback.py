@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from helpers import namespace_keys, wait_for
 
 from stackshift_redis import PayloadError, RunContext, StackShift
+from stackshift_redis._core.scripts import SendEventRequest
 from stackshift_redis._ops.cli import main as ops_main
 from stackshift_redis.dashboard import create_app
 from stackshift_redis.errors import NonRetriableError, RunDataError
@@ -109,9 +110,10 @@ async def _damaged_run(app: StackShift, running_worker: Any) -> str:
     ser = app._core.serializer
     raw = ser.dumps({"name": "paid", "id": "legacy", "data": {"id": 1, **BAD}, "ts": 1})
     flat = json.dumps({"id": "1"})
-    await app._core.scripts.send_event(
+    request = SendEventRequest(
         "paid", "legacy", raw, flat, ser.dumps(None), 60_000, 60_000, {}, uuid.uuid4().hex
     )
+    await app._core.scripts.send_event(request)
     await wait_for(lambda: _is(app, run.id, "failed"), timeout=10)
     for i in range(3):
         assert await app.run((await app.start("fine", i)).id).result(timeout=10) == "ok"

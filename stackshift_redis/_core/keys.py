@@ -6,6 +6,14 @@ the parts of its shape in `SHAPES` joined by `:`. `Keys` renders them in Python;
 `lua_keys()` renders the same shapes as the Lua table `K` that scripts include with
 `-- @include keys.lua`, so a script that must find a key at run time (a run id read from a
 sorted set) spells no key name itself.
+
+Parts read back unambiguously whatever characters they hold: every argument but the last
+part of a key is escaped (`escape`: `%` -> `%25`, `:` -> `%3A`), so it is one `:`-free
+segment and the last part takes the rest. Names (jobs, queues, events) may contain `:`;
+`idem:a:b:c` was both job `a` with key `b:c` and job `a:b` with key `c` before (issue 23).
+A name without `:` and `%` renders as it always did. An argument followed only by a
+status (a closed word: `STATUSES`) stays as is too: the per-job status indexes did not
+change. `parse()` reads a key back into its shape and arguments.
 """
 
 from __future__ import annotations
@@ -82,10 +90,81 @@ def check_name(kind: str, name: object) -> str:
     return name
 
 
+def escape(part: str) -> str:
+    """A key part as one `:`-free segment: `%` -> `%25`, `:` -> `%3A` (else unchanged)."""
+    if "%" in part or ":" in part:
+        return part.replace("%", "%25").replace(":", "%3A")
+    return part
+
+
+def unescape(segment: str) -> str:
+    """The part an escaped segment stands for (the inverse of `escape`)."""
+    return re.sub("%(25|3A)", lambda m: "%" if m.group(1) == "25" else ":", segment)
+
+
+def _raw(parts: tuple[str, ...], i: int) -> bool:
+    """Whether argument `i` is written as is: the last part, or one followed only by a
+    status (a closed word without `:`)."""
+    return all(p == "{status}" for p in parts[i + 1 :])
+
+
+# per shape: (literal text, or None for an argument; whether the argument is escaped)
+_PLANS: dict[str, tuple[tuple[str | None, bool], ...]] = {
+    name: tuple(
+        (None, not _raw(parts, i)) if p.startswith("{") else (p, False) for i, p in enumerate(parts)
+    )
+    for name, parts in SHAPES.items()
+}
+
+
 def _render(prefix: str, shape: str, args: tuple[str, ...]) -> str:
-    parts = SHAPES[shape]
     values = iter(args)
-    return prefix + ":".join(next(values) if p.startswith("{") else p for p in parts)
+    out: list[str] = []
+    for literal, escaped in _PLANS[shape]:
+        if literal is not None:
+            out.append(literal)
+        else:
+            value = next(values)
+            out.append(escape(value) if escaped else value)
+    return prefix + ":".join(out)
+
+
+def parse(prefix: str, key: str) -> tuple[str, tuple[str, ...]] | None:
+    """(shape, arguments) of a key of the namespace with `prefix`, or None for a key of
+    no shape. Each key has exactly one reading (tests/test_keys.py checks it)."""
+    if not key.startswith(prefix):
+        return None
+    segments = key[len(prefix) :].split(":")
+    found = [(shape, args) for shape in SHAPES if (args := _match(shape, segments)) is not None]
+    return found[0] if len(found) == 1 else None
+
+
+def scan_pattern(prefix: str, first: str = "") -> str:
+    """A SCAN MATCH pattern for the keys of the namespace with `prefix` whose shape's first
+    literal begins with a character of `first` (every key when empty)."""
+    return prefix + (f"[{first}]*" if first else "*")
+
+
+def _match(shape: str, segments: list[str]) -> tuple[str, ...] | None:
+    plan = _PLANS[shape]
+    wide = next((i for i, (lit, esc) in enumerate(plan) if lit is None and not esc), None)
+    if (wide is None and len(segments) != len(plan)) or len(segments) < len(plan):
+        return None
+    spare = len(segments) - len(plan)  # the segments the raw argument takes beyond one
+    args: list[str] = []
+    at = 0
+    for i, (literal, escaped) in enumerate(plan):
+        width = 1 + spare if i == wide else 1
+        text = ":".join(segments[at : at + width])
+        at += width
+        if literal is not None:
+            if text != literal:
+                return None
+        elif SHAPES[shape][i] == "{status}" and text not in STATUSES:
+            return None
+        else:
+            args.append(unescape(text) if escaped else text)
+    return tuple(args)
 
 
 class Keys:
@@ -291,21 +370,30 @@ class Keys:
 
 
 def lua_keys() -> str:
-    """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does."""
-    lines = ["-- keys: rendered from stackshift_redis/_core/keys.py SHAPES", "local K = {}"]
+    """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does
+    (`K_esc` escapes a part as `escape`)."""
+    lines = [
+        "-- keys: rendered from stackshift_redis/_core/keys.py SHAPES",
+        "local K = {}",
+        "local function K_esc(s)",
+        "  s = tostring(s)",
+        "  if not string.find(s, '[%%:]') then return s end",
+        "  return (string.gsub(string.gsub(s, '%%', '%%25'), ':', '%%3A'))",
+        "end",
+    ]
     for name, parts in SHAPES.items():
         args = [p[1:-1] for p in parts if p.startswith("{")]
         pieces: list[str] = []
         literal = ""
-        for i, part in enumerate(parts):
+        for i, ((text, escaped), part) in enumerate(zip(_PLANS[name], parts, strict=True)):
             sep = ":" if i < len(parts) - 1 else ""
-            if part.startswith("{"):
+            if text is None:
                 if literal:
                     pieces.append(f"'{literal}'")
-                pieces.append(part[1:-1])
+                pieces.append(f"K_esc({part[1:-1]})" if escaped else part[1:-1])
                 literal = sep
             else:
-                literal += part + sep
+                literal += text + sep
         if literal:
             pieces.append(f"'{literal}'")
         params = "".join(f", {a}" for a in args)

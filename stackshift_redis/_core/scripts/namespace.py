@@ -1,4 +1,5 @@
-"""The script of the namespace itself: its storage layout version and migration lock."""
+"""The scripts of the namespace itself: its storage layout version and migration lock,
+and moving a key of an older layout to its name now."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .door import Door
 
 
 class NamespaceScripts(Door):
-    """The namespace's layout script."""
+    """The namespace's layout scripts."""
 
     async def layout(
         self,
@@ -27,3 +28,11 @@ class NamespaceScripts(Door):
         k = self.keys
         keys = [k.meta(), k.migrating(), *markers]
         return await self.call("layout", keys, [op, layout, token, lock_ms, step, cursor])
+
+    async def move_key(
+        self, old: str, new: str, *, merge: str = "keep", run: str = "", field: str = ""
+    ) -> bool:
+        """Give key `old` the name `new` (a migration step; lua/move_key.lua), and the field
+        `field` of run hash `run` that names it; False when there was nothing to move."""
+        args = [merge, field]
+        return bool(await self.call("move_key", [old, new, run or old], args))
