@@ -106,15 +106,26 @@ async def test_second_signal_forces_exit(
     assert await run.status() == "queued"  # handed back at once for another worker
 
 
-async def _catches(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Wait until the process has a handler for `sig` (Linux: SigCgt in /proc/PID/status)."""
+def _caught(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler for `sig` (Linux: SigCgt in /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt"))
+    return bool(int(mask, 16) >> (sig - 1) & 1)
 
-    def caught() -> bool:
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt"))
-        return bool(int(mask, 16) >> (sig - 1) & 1)
 
-    await wait_for(caught, timeout=10)
+async def _handles_sigterm_before_importing(proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the process catches SIGTERM; by then it must not have imported the
+    package yet (msgpack's C module, which the package imports, is not mapped)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while not _caught(proc.pid, signal.SIGTERM):
+        assert asyncio.get_running_loop().time() < deadline, "SIGTERM never handled"
+        await asyncio.sleep(0.001)
+    assert not _mapped(proc.pid, "_cmsgpack"), "SIGTERM was handled after the package's imports"
+
+
+def _mapped(pid: int, name: str) -> bool:
+    """Whether a shared object whose path holds `name` is mapped in the process."""
+    return name in Path(f"/proc/{pid}/maps").read_text()
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
@@ -123,8 +134,8 @@ async def test_a_restarted_worker_stopped_while_it_starts_exits_zero(
 ) -> None:
     """Issue 23, defect 5: a freshly restarted worker exited -15 on SIGTERM. Until the
     worker installed its handlers (after importing the package and the app) Python's
-    default action for SIGTERM applied; `_stackshift_redis_worker` now notes the signal
-    before any import, and the worker stops cleanly."""
+    default action for SIGTERM applied; `_stackshift_redis_worker` now handles it before
+    any import, and the worker stops cleanly whenever the signal comes."""
     client = make_app()
     await client.start("sleepy", 60, queue_name="cli")
     with _log(tmp_path) as log:
@@ -133,14 +144,14 @@ async def test_a_restarted_worker_stopped_while_it_starts_exits_zero(
         await wait_for(lambda: _seen(client, "sleepy", "started"), timeout=15)
         first.send_signal(signal.SIGKILL)  # a crash; its supervisor restarts it at once
         assert await wait_exit(first, 10) == -signal.SIGKILL
-        for delay in (0.05, 0.15, 0.3, 0.6, 1.5):
+        for delay in (0.0, 0.05, 0.2, 0.5, 1.5):
             proc = spawn_worker(redis_url, client.namespace, "--queue", "cli", log=log)
             procs.append(proc)
-            await _catches(proc, signal.SIGINT)  # the interpreter is up
+            await _handles_sigterm_before_importing(proc)
             await asyncio.sleep(delay)
             proc.send_signal(signal.SIGTERM)
             code = await wait_exit(proc, 20)
-            assert code == 0, f"SIGTERM {delay}s after start: exit {code}"
+            assert code == 0, f"SIGTERM {delay}s after its handler was set: exit {code}"
     text = (tmp_path / "worker.log").read_text()
     assert "Traceback" not in text
 
