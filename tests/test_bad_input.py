@@ -315,7 +315,7 @@ FLOW: list[Case] = [
     _c("job on_failure itself", _declare(on_failure="declared"), says="on_failure"),
     _c("job cron", _declare(cron="nope"), says="cron"),
     _c("queue name", lambda a: _queue(a, "a b"), says="queue"),
-    _c("queue concurrency", lambda a: _queue(a, "q", concurrency=0), says="concurrency"),
+    _c("queue concurrency", lambda a: _queue(a, "q", concurrency=-1), says="concurrency"),
     _c("queue visibility", lambda a: _queue(a, "q", visibility_timeout=0), says="visibility"),
 ]
 
