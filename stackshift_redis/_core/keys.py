@@ -375,10 +375,16 @@ def lua_keys() -> str:
     lines = [
         "-- keys: rendered from stackshift_redis/_core/keys.py SHAPES",
         "local K = {}",
+        "local K_escaped = {}  -- part -> escaped part, within one script call",
         "local function K_esc(s)",
-        "  s = tostring(s)",
-        "  if not string.find(s, '[%%:]') then return s end",
-        "  return (string.gsub(string.gsub(s, '%%', '%%25'), ':', '%%3A'))",
+        "  local v = K_escaped[s]",
+        "  if v then return v end",
+        "  v = s",
+        "  if string.find(s, ':', 1, true) or string.find(s, '%', 1, true) then",
+        "    v = string.gsub(string.gsub(s, '%%', '%%25'), ':', '%%3A')",
+        "  end",
+        "  K_escaped[s] = v",
+        "  return v",
         "end",
     ]
     for name, parts in SHAPES.items():
