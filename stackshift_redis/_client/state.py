@@ -96,18 +96,23 @@ class State:
         key = self._ns.keys.state(_check_name(name))
         ttl_ms = _ttl_ms(ttl)
         data = self._encode(name, value)
+        await self._ns.scripts.gate()
         await self._ns.redis.set(key, data, px=ttl_ms or None)
 
     @redis_call
     async def get(self, name: str, default: Any = None) -> Any:
         """The value stored under `name` (an int for counters), or `default` when absent."""
-        data = await self._ns.redis.get(self._ns.keys.state(_check_name(name)))
+        key = self._ns.keys.state(_check_name(name))
+        await self._ns.scripts.gate()
+        data = await self._ns.redis.get(key)
         return default if data is None else self._decode(name, data)
 
     @redis_call
     async def delete(self, name: str) -> bool:
         """Remove `name`; True when it existed."""
-        return bool(await self._ns.redis.delete(self._ns.keys.state(_check_name(name))))
+        key = self._ns.keys.state(_check_name(name))
+        await self._ns.scripts.gate()
+        return bool(await self._ns.redis.delete(key))
 
     async def incr(self, name: str, amount: int = 1, ttl: Duration | None = None) -> int:
         """Add `amount` to the counter `name` (created at 0) and return the new value.
@@ -130,6 +135,7 @@ class State:
         ttl_ms = _ttl_ms(ttl)
         if ttl_ms == 0:
             raise InvalidArgumentError("mark needs a ttl")
+        await self._ns.scripts.gate()
         return bool(await self._ns.redis.set(key, self._encode(name, True), px=ttl_ms, nx=True))
 
     def lock(self, name: str, ttl: Duration = 30, wait: Duration | None = 5) -> Lock:
@@ -169,6 +175,7 @@ class Lock:
             raise LockError(f"lock {self.name!r}: this Lock object is already held")
         deadline = None if self.wait is None else time.monotonic() + self.wait
         pause = _FIRST_PAUSE
+        await self._ns.scripts.gate()
         while True:
             sent = time.monotonic()
             if await self._ns.redis.set(self._key, self.token, px=self.ttl_ms, nx=True):

@@ -405,3 +405,11 @@ def lua_keys() -> str:
         params = "".join(f", {a}" for a in args)
         lines.append(f"function K.{name}(p{params}) return {' .. '.join(['p', *pieces])} end")
     return "\n".join(lines)
+
+
+def layout1_markers(keys: Keys) -> list[str]:
+    """Keys that a namespace of storage layout 1 (release 6707af1) with any data has (a run,
+    a worker, a schedule), spelled as layout 1 named them: frozen, whatever later layouts
+    rename (layout.py tells an old namespace from a new one by them)."""
+    names = [*(f"idx:{s}" for s in STATUSES), "jobs", "workers", "scheds", "seq"]
+    return [keys.prefix + n for n in names]

@@ -21,6 +21,7 @@ from ..cli import OneLineGroup
 from ..errors import InvalidArgumentError, RunNotFoundError, StackShiftError
 from . import render
 from .admin import dashboard, schedules
+from .layout_cmd import layout
 from .tail import runs_tail
 from .target import (
     DEFAULT_URL,
@@ -318,6 +319,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 
 main.add_command(schedules)
 main.add_command(dashboard)
+main.add_command(layout)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -96,3 +97,19 @@ class Outage:
             except UNAVAILABLE as exc:
                 await self.failed(exc)
         return False
+
+
+async def unless_set(stop: asyncio.Event, work: Awaitable[None]) -> None:
+    """Await `work`, or cancel it when `stop` is set first (a worker asked to stop while it
+    waits for another process's migration, or migrates: the next process resumes it)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+    if not task.cancelled():
+        task.result()

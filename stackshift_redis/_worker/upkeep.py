@@ -17,10 +17,11 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from .._attempt.execution import Execution
 from .._client.schedules import ScheduleDuty
+from .._core import layout
 from .._core.jobs import QueueConfig
 from .._core.keys import GROUP
 from .._core.namespace import Namespace
-from ..errors import StackShiftError
+from ..errors import LayoutError, StackShiftError
 from .outage import UNAVAILABLE, Outage
 
 log = logging.getLogger("stackshift.worker")
@@ -44,7 +45,8 @@ class Upkeep:
     `held()` lists the attempts the worker runs now (for renewal and cancel notices);
     `conf(queue)` gives a queue's effective settings and `on_heartbeat()` refreshes what
     the worker registers (registration.py); `outage` says Redis is unreachable (one line,
-    then backoff); `concurrency` is shown to operators (None: not a worker's).
+    then backoff); `concurrency` is shown to operators (None: not a worker's);
+    `on_refused(exc)` is told a LayoutError (a newer layout: the worker stops).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Upkeep:
         on_heartbeat: Callable[[], Awaitable[Any]],
         outage: Outage,
         concurrency: int | None = None,
+        on_refused: Callable[[LayoutError], None] | None = None,
     ) -> None:
         self.ns = ns
         self.worker_id = worker_id
@@ -77,6 +80,8 @@ class Upkeep:
         self.stopped = asyncio.Event()
         self.concurrency = concurrency
         self._started_ms: float | None = None
+        self.on_refused = on_refused  # the namespace has a newer layout: stop the worker
+        self._sweep: asyncio.Task[None] | None = None  # layout.py: the rolling-deploy sweep
 
     async def setup(self, check: bool = True) -> None:
         """Check the server (unless done already), note the control stream, heartbeat
@@ -135,6 +140,11 @@ class Upkeep:
             except UNAVAILABLE as exc:
                 await self.outage.failed(exc)
                 wait = 0.0
+            except LayoutError as exc:
+                if self.on_refused is None:
+                    raise
+                self.on_refused(exc)
+                return
             except Exception:
                 log.exception("worker %s: upkeep failed; retrying", self.worker_id)
                 wait = 1.0
@@ -166,7 +176,22 @@ class Upkeep:
             await self.reconcile()
         if self._due("trim", self.trim_every):
             await self.trim()
+        if self.ns.layout.sweep_due() and (self._sweep is None or self._sweep.done()):
+            self._sweep = asyncio.create_task(self._run_sweep(), name="stackshift-sweep")
         return max(wait, 0.005)
+
+    async def _run_sweep(self) -> None:
+        """The rolling-deploy sweep (layout.py), in the background: conversions run again
+        while workers of an older release are alive and for a while after a migration."""
+        try:
+            await self.ns.layout.sweep()
+        except LayoutError as exc:
+            if self.on_refused is not None:
+                self.on_refused(exc)
+        except UNAVAILABLE:
+            pass  # the next check tells again whether one is due
+        except Exception:
+            log.exception("worker %s: the rolling-deploy sweep failed", self.worker_id)
 
     async def reconcile(self) -> None:
         """Re-queue queued runs that lost their ready entry (a crash mid-script, damaged
@@ -277,6 +302,7 @@ class Upkeep:
             "running": len(self.held()),
             "at": round(now_ms),
             "started": round(self._started_ms),
+            "layout": layout.LAYOUT,
         }
         async with self.ns.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(k.workers(), {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})
@@ -321,8 +347,14 @@ class Upkeep:
                 return False
         return True
 
-    async def teardown(self) -> None:
-        """Leave the group cleanly: drop our heartbeat and our consumer."""
+    async def teardown(self, write: bool = True) -> None:
+        """Leave the group cleanly: drop our heartbeat and our consumer (unless `write` is
+        False: a worker refused by a newer layout writes nothing; its heartbeat expires)."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            await asyncio.wait([self._sweep])
+        if not write:
+            return
         with contextlib.suppress(Exception):
             await self.ns.redis.zrem(self.ns.keys.workers(), self.worker_id)
             await self.ns.redis.hdel(self.ns.keys.worker_info(), self.worker_id)

@@ -26,10 +26,10 @@ from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import error_json
 from .._core.scripts import CONNECTION_ERRORS, FailRequest, ScriptCall, TakenRun
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, LayoutError
 from .attempts import Executor
 from .dispatch import Dispatcher
-from .outage import UNAVAILABLE, Outage
+from .outage import UNAVAILABLE, Outage, unless_set
 from .registration import Registration, is_lost_group
 from .startup_hooks import Lifecycle
 from .upkeep import Upkeep
@@ -95,6 +95,7 @@ class Worker:
             on_heartbeat=self.registration.register,
             outage=self.outage,
             concurrency=concurrency,
+            on_refused=self.refuse,
         )
         self.lifecycle = Lifecycle(ns)
         self.watchdog = LoopWatchdog(self._running_ids, lag_threshold)
@@ -110,6 +111,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._burst = False
         self._done = asyncio.Event()
+        self.refused: LayoutError | None = None
+        """Set when the namespace turned out to have a newer layout: the worker stops."""
 
     @property
     def threads_busy(self) -> int:
@@ -164,11 +167,13 @@ class Worker:
                 await self._drain()
                 self.upkeep.stopped.set()
                 await _finish_task(duties, 5)
-                await self.upkeep.teardown()
+                await self.upkeep.teardown(write=self.refused is None)
                 await self.lifecycle.shutdown()
             finally:
                 self._done.set()
                 watch.cancel()
+        if self.refused is not None:
+            raise self.refused
 
     async def _setup(self) -> None:
         """Run the startup hooks (a failure stops the worker before it claims anything),
@@ -177,12 +182,22 @@ class Worker:
         while await self.outage.wait_until_reachable(self._stopping):
             try:
                 await self.upkeep.check_server()
-                await self.ns.layout.ensure()  # migrates an older layout, or waits for it
+                self.ns.layout.worker = True  # its checks also read live workers' layouts
+                await unless_set(self._stopping, self.ns.layout.ensure(fresh=True))  # or waits
+                if self._stopping.is_set():
+                    return
                 await self.registration.setup()  # before the first heartbeat: ready when seen
                 await self.upkeep.setup(check=False)
                 return
             except UNAVAILABLE as exc:
                 await self.outage.failed(exc)
+
+    def refuse(self, exc: LayoutError) -> None:
+        """The namespace has a newer layout (or is being migrated to one): stop at once
+        and write nothing more; `run()` raises `exc` once stopped."""
+        if self.refused is None:
+            self.refused = exc
+        self.request_stop(force=True)
 
     def request_stop(self, force: bool = False) -> None:
         """Ask the worker to stop (safe from a signal handler); `force` skips the grace period."""
@@ -199,6 +214,15 @@ class Worker:
             await self._done.wait()
 
     async def _drain(self) -> None:
+        if self.refused is not None:  # nothing may be written: leases expire by themselves
+            tasks = [task for _, task in self.running.values()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
+            self._cut_off = []
+            await self._finishes.flush()  # refused at the gate: resolves waiting attempts
+            return
         tasks = [task for _, task in self.running.values()]
         if tasks and not self._forced:
             log.info("worker %s: waiting up to %.0fs for %d runs", self.id, self.grace, len(tasks))
@@ -243,6 +267,8 @@ class Worker:
                 raise
             except UNAVAILABLE as exc:
                 await self.outage.failed(exc)
+            except LayoutError as exc:
+                self.refuse(exc)
             except Exception:
                 log.exception("worker %s: fetch failed; retrying", self.id)
                 await asyncio.sleep(1.0)
@@ -349,9 +375,12 @@ class Worker:
     async def _finish(self, call: ScriptCall) -> object:
         """Record one outcome: its reply, or the exception it ended with (a value)."""
         try:
-            return await self._finishes.submit(None, call)
+            reply = await self._finishes.submit(None, call)
         except Exception as exc:  # the batch failed as a whole (not a connection error)
-            return exc
+            reply = exc
+        if isinstance(reply, LayoutError):  # the gate: a newer layout
+            self.refuse(reply)
+        return reply
 
     async def _send(self, key: None, calls: list[ScriptCall]) -> list[object]:
         """One call, or one pipeline; connection errors are retried (a finish sent again is

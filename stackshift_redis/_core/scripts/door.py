@@ -197,6 +197,11 @@ class Door:
         if self._gate is not None and time.monotonic() >= self._gate_until:
             self._gate_until = await self._gate()
 
+    async def gate(self) -> None:
+        """The layout gate alone, for writes made without a script (State's plain
+        commands): LayoutError on a newer layout; waits for a migration under way."""
+        await self._pass_gate()
+
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one script; error replies become stackshift errors."""
         if name != "layout":

@@ -22,12 +22,17 @@ class NamespaceScripts(Door):
         step: str = "",
         cursor: str = "",
         markers: Sequence[str] = (),
+        extra: int = 0,
+        workers: bool = False,
     ) -> Any:
-        """check | lock | renew | cursor | finish (lua/layout.lua says what each returns).
-        Never gated: it is how the gate learns the layout."""
+        """check | lock | sweep | renew | cursor | finish | unlock | swept (lua/layout.lua
+        says what each returns). `extra`: check: 1 to record the layout on a new namespace;
+        sweep: the least ms between two sweeps. `workers`: check also reports the oldest
+        layout among live workers. Never gated: it is how the gate learns the layout."""
         k = self.keys
-        keys = [k.meta(), k.migrating(), *markers]
-        return await self.call("layout", keys, [op, layout, token, lock_ms, step, cursor])
+        keys = [k.meta(), k.migrating(), k.workers(), k.worker_info(), *markers]
+        args = [op, layout, token, lock_ms, step, cursor, extra, int(workers)]
+        return await self.call("layout", keys, args)
 
     async def move_key(
         self, old: str, new: str, *, merge: str = "keep", run: str = "", field: str = ""
