@@ -134,14 +134,14 @@ class Layout:
     def _refuse(self, layout: int, migrating: bool) -> LayoutError:
         ns = self._ns.namespace
         what = (
-            f"is being migrated to storage layout {layout}"
+            f"is being migrated to storage layout {layout} by"
             if migrating
-            else f"has storage layout {layout}"
+            else f"has storage layout {layout}, written by"
         )
         self._refused = LayoutError(
-            f"namespace {ns!r} {what}, written by a newer stackshift-redis than this one "
-            f"(layout {LAYOUT}): this process does not write to it; run the newer release "
-            "(see the Deploying guide, 'Upgrades and rollbacks')"
+            f"namespace {ns!r} {what} a newer stackshift-redis than this one (layout "
+            f"{LAYOUT}): this process does not write to it; run the newer release (see the "
+            "Deploying guide, 'Upgrades and rollbacks')"
         )
         self._checked_at = time.monotonic()
         return self._refused

@@ -4,7 +4,8 @@ and the layout module's timings, from the environment:
 
 - LAYOUT_STEP=1 installs the test step: it converts the items a test put in the sorted
   set `obs("items")`, LAYOUT_STEP_PER_CALL per call (default 2), each call sleeping
-  LAYOUT_STEP_DELAY seconds (default 0): a slow, multi-batch step.
+  LAYOUT_STEP_DELAY seconds (default 0): a slow, multi-batch step. LAYOUT_STEP_HANG_AT=n:
+  the n-th call (of all processes) hangs after converting, before its cursor is saved.
 - LAYOUT_TARGET: the layout this process writes (default: the library's), and the one
   the step leads to: 3 makes this process a "next release" on a namespace of layout 2.
 - LAYOUT_LOCK_MS, LAYOUT_RECHECK_S, LAYOUT_DRAIN_MARGIN_S, LAYOUT_SWEEP_EVERY_S,
@@ -44,7 +45,7 @@ local items, conv, applied, tries, calls, pids, first, last, touched, queued, ru
   unpack(KEYS)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('INCR', calls)
+local call = redis.call('INCR', calls)
 redis.call('SADD', pids, ARGV[3])
 redis.call('SET', first, now, 'NX')
 redis.call('SET', last, now)
@@ -62,8 +63,8 @@ for _, item in ipairs(batch) do
     done = done + 1
   end
 end
-if #batch < tonumber(ARGV[2]) then return {'', done} end
-return {batch[#batch], done}
+if #batch < tonumber(ARGV[2]) then return {'', done, call} end
+return {batch[#batch], done, call}
 """
 
 
@@ -76,7 +77,11 @@ async def convert(ns: Any, cursor: str, limit: int) -> tuple[str | None, int]:
     keys += [ns.keys.idx_status("queued"), ns.keys.idx_status("running")]
     per_call = os.environ.get("LAYOUT_STEP_PER_CALL", "2")
     runs = os.environ.get("LAYOUT_RUNS", "0")
-    nxt, done = await ns.redis.eval(CONVERT, len(keys), *keys, cursor, per_call, os.getpid(), runs)
+    nxt, done, call = await ns.redis.eval(
+        CONVERT, len(keys), *keys, cursor, per_call, os.getpid(), runs
+    )
+    if int(call) == int(os.environ.get("LAYOUT_STEP_HANG_AT", "0")):
+        await asyncio.sleep(3600)  # converted, cursor not saved: a test kills us here
     return (nxt.decode() or None), int(done)
 
 
