@@ -38,7 +38,7 @@ def counting_step(app: StackShift, n: int, per_call: int = 2, name: str = "count
         for i in range(lo, min(lo + per_call, n)):
             seen["tries"][i] = seen["tries"].get(i, 0) + 1
             key = f"obs:{{{app.namespace}}}:conv"
-            if await app.redis.hsetnx(key, str(i), 1):  # the idempotency check
+            if await ns.redis.hsetnx(key, str(i), 1):  # the idempotency check
                 seen["applied"][i] = seen["applied"].get(i, 0) + 1
         hi = lo + per_call
         return (str(hi) if hi < n else None), min(per_call, max(0, n - lo))
@@ -249,3 +249,37 @@ async def _dump(app: StackShift) -> list[tuple[str, str, Any]]:
 async def _status(app: StackShift, run_id: str, status: str) -> bool:
     info = await app.get_run(run_id)
     return info is not None and info.status == status
+
+
+async def test_stackshift_layout_show_migrate_and_sweep(
+    app: StackShift, redis_url: str, is_cluster: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from stackshift_redis._ops.cli import main
+
+    base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]
+
+    async def cli(*args: str) -> Any:
+        return await asyncio.to_thread(CliRunner().invoke, main, [*base, *args])
+
+    await make_layout1(app)
+    step, seen = counting_step(app, 4)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [step])
+    shown = await cli("layout", "show", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["layout"] == 0
+    migrated = await cli("layout", "migrate")
+    assert migrated.exit_code == 0, migrated.output
+    assert "migrating the storage layout 1 -> 2 (1 steps)" in migrated.stderr
+    assert "migration step count (test items): 4 converted, 2 batches" in migrated.stderr
+    assert migrated.stdout.startswith(f"namespace {app.namespace!r}: storage layout 2")
+    swept = await cli("layout", "sweep")
+    assert swept.exit_code == 0 and swept.stdout == "swept: 1 steps after layout 1\n"
+    assert seen["calls"] == 4 and seen["applied"] == dict.fromkeys(range(4), 1)
+    text = (await cli("layout", "show")).stdout
+    assert "last migration: from layout 1 at" in text and "last rolling-deploy sweep" in text
+    await app.redis.hset(app._core.keys.meta(), "layout", layout.LAYOUT + 1)
+    refused = await cli("layout", "migrate")
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(f"Error: namespace {app.namespace!r} has storage layout 3")
+    assert "older than the namespace" in (await cli("layout", "show")).stdout

@@ -314,15 +314,16 @@ class Layout:
         hint, self._sweep_hint = self._sweep_hint, False
         return hint and self._sweep_from() is not None
 
-    async def sweep(self) -> bool:
+    async def sweep(self, after: int | None = None) -> bool:
         """Run the steps again over the whole namespace (converting what processes of an
         older release wrote since), under the migration lock; False when another process
-        sweeps, or swept lately."""
-        base = self._sweep_from()
+        sweeps, or swept lately. `after`: run the steps after that layout now, due or not
+        (`stackshift layout sweep`; the layout must be current)."""
+        base = self._sweep_from() if after is None else after
         if base is None:
             return False
         token, ns = uuid.uuid4().hex, self._ns
-        every = round(SWEEP_EVERY_S * 1000)
+        every = round(SWEEP_EVERY_S * 1000) if after is None else 0
         got = await ns.scripts.layout(
             "sweep", layout=LAYOUT, token=token, lock_ms=LOCK_MS, extra=every
         )

@@ -8,17 +8,19 @@ no application code: `_core/migrations.py`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from .._core.layout import LAYOUT
+from .._core.migrations import steps_after
 from ..app import StackShift
-from .target import emit_json, json_option, target_of
+from .target import Refused, emit_json, json_option, target_of
 
 
 async def read_status(app: StackShift) -> dict[str, Any]:
@@ -86,6 +88,8 @@ def _render(s: dict[str, Any]) -> list[str]:
         lines.append(f"a process of layout {seen} checked it at {_when(at, now)}")
     counts = ", ".join(f"{n} of layout {lay}" for lay, n in s["live_workers"].items())
     lines.append(f"live workers: {counts or 'none'}")
+    if layout > s["this_code"]:
+        lines.append("this stackshift-redis is older than the namespace: it refuses to write")
     older = [lay for lay in s["live_workers"] if lay < (layout or 1)]
     if older:
         lines.append(
@@ -112,20 +116,65 @@ def layout_show(ctx: click.Context, as_json: bool) -> None:
         click.echo("\n".join(_render(status)))
 
 
+class _Echo(logging.Handler):
+    """The layout's log lines on stderr while a command runs (one line each)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    handler = _Echo()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("stackshift.layout")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 @layout.command("migrate")
 @click.pass_context
 def layout_migrate(ctx: click.Context) -> None:
     """Migrate an older layout now, one line per step on stderr (waits while another
     process migrates; refuses a newer layout)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger = logging.getLogger("stackshift.layout")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
     async def work(app: StackShift) -> dict[str, Any]:
         await app._core.layout.ensure()
         return await read_status(app)
 
-    status = target_of(ctx).run(work)
+    with _log_to_stderr():
+        status = target_of(ctx).run(work)
     click.echo(_render(status)[0])
+
+
+@layout.command("sweep")
+@click.option(
+    "--after",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Run the steps that lead past this layout (1: release 6707af1).",
+)
+@click.pass_context
+def layout_sweep(ctx: click.Context, after: int) -> None:
+    """Run this release's migration steps again over the whole namespace, now: converts
+    what processes of an older release wrote since the migration (run it once the last
+    of them is gone). One line on stderr; nothing to do when this release has no steps."""
+
+    async def work(app: StackShift) -> bool:
+        await app._core.layout.ensure()
+        if not steps_after(after):
+            return True
+        return await app._core.layout.sweep(after=after)
+
+    with _log_to_stderr():
+        swept = target_of(ctx).run(work)
+    if not swept:
+        raise Refused("another process is migrating or sweeping this namespace: try again")
+    click.echo(f"swept: {len(steps_after(after))} steps after layout {after}")
