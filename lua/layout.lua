@@ -20,7 +20,7 @@
 --     nothing is written. Otherwise `seen:<ARGV[2]>` is set to now (one write per check).
 --   lock: {1, meta as a flat list, now} when the lock is taken (`next` set to ARGV[2]),
 --     {0, ms left} while another process holds it, {2} when the layout is current,
---     {3, layout} when a newer layout was recorded or a newer migration began.
+--     {3, layout, next} when a newer layout was recorded or a newer migration began.
 --   sweep: 1 when the lock is taken for a sweep (the layout is current, no migration is
 --     under way, the last sweep ended ARGV[7] ms ago or more), else 0.
 --   renew, cursor, finish, unlock, swept: 1 while the lock is ours, else 0. cursor stores
@@ -65,7 +65,7 @@ end
 
 if op == 'lock' then
   local layout, nxt = num('layout'), num('next')
-  if layout > mine or nxt > mine then return {3, math.max(layout, nxt)} end
+  if layout > mine or nxt > mine then return {3, layout, nxt} end
   if layout == mine then return {2} end
   if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then
     redis.call('HSET', KEYS[1], 'next', mine)

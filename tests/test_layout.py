@@ -283,3 +283,15 @@ async def test_stackshift_layout_show_migrate_and_sweep(
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
     assert refused.stderr.startswith(f"Error: namespace {app.namespace!r} has storage layout 3")
     assert "older than the namespace" in (await cli("layout", "show")).stdout
+
+
+async def test_a_newer_migration_that_begins_between_check_and_lock_is_refused(
+    app: StackShift, make_app: Callable[..., StackShift]
+) -> None:
+    await make_layout1(app)
+    lay = make_app(app.namespace)._core.layout
+    found = layout.Found(0, 0, True, 0, 0, 0, 0, 0)  # what its check read
+    await app.redis.hset(app._core.keys.meta(), "next", layout.LAYOUT + 1)  # then, a newer one
+    with pytest.raises(LayoutError, match="is being migrated to storage layout 3 by a newer"):
+        await lay._migrate(found)
+    assert not await app.redis.exists(app._core.keys.migrating())

@@ -169,8 +169,9 @@ class Layout:
             token = uuid.uuid4().hex
             reply = await ns.scripts.layout("lock", layout=LAYOUT, token=token, lock_ms=LOCK_MS)
             code = int(reply[0])
-            if code == 3:
-                raise self._refuse(int(reply[1]), True)
+            if code == 3:  # a newer release came first
+                recorded, nxt = int(reply[1]), int(reply[2])
+                raise self._refuse(max(recorded, nxt), nxt > recorded)
             if code == 2:
                 return  # another process finished it
             if code == 0:
