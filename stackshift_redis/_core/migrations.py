@@ -14,8 +14,10 @@ A step is `Migration(name, what, convert, layout)`:
   first time) and returns the next cursor, or None when nothing is left; it may return
   `(next cursor, items converted)` so that the log line counts them. `ns` is the
   `Namespace` (`ns.redis`, `ns.keys`, `ns.scripts`); its script calls pass the layout
-  gate while the step runs. Each call is bounded: one or a few short Redis calls (a Lua
-  script for anything that must be atomic), never a script that walks everything.
+  gate while the step runs. Type it `Any`: importing `_core.namespace` here (even under
+  TYPE_CHECKING) is a cycle (namespace -> layout -> migrations) that test_layers refuses.
+  Each call is bounded: one or a few short Redis calls (a Lua script for anything that
+  must be atomic), never a script that walks everything.
 - **Idempotent, per item**: the cursor is saved after each call, so a process killed
   between a call and the save makes the next process run that batch again; and the
   rolling-deploy sweep (below) runs every step again over data already converted. Check
@@ -27,8 +29,11 @@ A step is `Migration(name, what, convert, layout)`:
 - **No app settings**: the CLI migrates with none (no registry, default retention), so a
   step keeps TTLs as they are (PTTL then PEXPIRE) and reads nothing from the app.
 - `name`: unique forever (the cursor is stored as `mig:<name>` in `keys.meta()`).
-  `what`: what it converts, for the log line. `layout`: the layout it leads to (2 for
-  every step of this wave): a namespace runs the steps whose `layout` is above its own.
+  `what`: what it converts, for the log line. `layout`: the layout it leads to; a
+  namespace runs the steps whose `layout` is above its own. Main records layout 2 (with
+  6707af1's data) since the layout check landed, and any commit of main may be deployed,
+  so each landing that changes stored data raises `layout.LAYOUT` by one and gives its
+  steps that number: the first one 3, the next 4, and so on.
 - The old names of `keys.meta()`, `keys.migrating()`, `keys.workers()`,
   `keys.worker_info()` and the markers of layout 1 (`layout.old_layout_markers`) are read
   by every later release: never rename them.
