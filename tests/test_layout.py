@@ -21,6 +21,7 @@ from stackshift_redis._core.migrations import Migration
 from stackshift_redis.errors import LayoutError
 
 Items = dict[str, Any]
+L = layout.LAYOUT
 
 
 def counting_step(app: StackShift, n: int, per_call: int = 2, name: str = "count",
@@ -76,7 +77,7 @@ async def test_a_new_namespace_records_the_layout_and_the_gate_costs_one_call_pe
         await app.state.set(f"k{i}", i)
     assert calls.count("layout") == 1  # one check for 40 writes: nothing per run
     m = await meta(app)
-    assert m["layout"] == str(layout.LAYOUT) and "next" not in m and "seen:2" in m
+    assert m["layout"] == str(layout.LAYOUT) and "next" not in m and f"seen:{L}" in m
 
 
 async def test_a_client_on_a_newer_layout_refuses_with_one_line_and_writes_nothing(
@@ -104,9 +105,9 @@ async def test_a_client_on_a_newer_layout_refuses_with_one_line_and_writes_nothi
     info = await app.get_run(run.id)  # reads are not refused
     assert info is not None and info.status == "queued"
     # a migration to a newer layout under way refuses the same way
-    await app.redis.hset(app._core.keys.meta(), mapping={"layout": 2, "next": 3})
+    await app.redis.hset(app._core.keys.meta(), mapping={"layout": L, "next": L + 1})
     late = make_app(first.namespace)
-    with pytest.raises(LayoutError, match="is being migrated to storage layout 3"):
+    with pytest.raises(LayoutError, match=f"is being migrated to storage layout {L + 1}"):
         await late.state.set("k", 1)
 
 
@@ -123,7 +124,7 @@ async def test_two_processes_at_once_migrate_once_and_the_second_check_runs_noth
     assert seen["calls"] == 5 and seen["applied"] == dict.fromkeys(range(9), 1)
     assert len(set(seen["ns"])) == 1  # one of the two processes ran it
     m = await meta(a)
-    assert m["layout"] == "2" and m["mig:count"] == "done" and m["migrated_from"] == "1"
+    assert m["layout"] == str(L) and m["mig:count"] == "done" and m["migrated_from"] == "1"
     assert "next" not in m and not await a.redis.exists(a._core.keys.migrating())
     monkeypatch.setattr(layout, "RECHECK_S", 0.0)  # the next call checks again
     await b._core.layout.ensure()
@@ -148,7 +149,7 @@ async def test_a_process_that_lost_the_lock_waits_then_resumes_at_the_saved_curs
     assert "resumes at cursor '4'" in caplog.text
     assert seen["applied"] == dict.fromkeys(range(10), 1)  # batch 3 ran twice, converted once
     assert seen["tries"][4] == 2 and seen["calls"] == 6
-    assert (await meta(app))["layout"] == "2"
+    assert (await meta(app))["layout"] == str(L)
 
 
 async def test_a_failing_step_releases_the_lock_and_the_next_process_resumes_at_once(
@@ -165,11 +166,11 @@ async def test_a_failing_step_releases_the_lock_and_the_next_process_resumes_at_
     with pytest.raises(RuntimeError, match="step bug"):
         await make_app(app.namespace)._core.layout.ensure()
     m = await meta(app)
-    assert m["mig:count"] == "2" and m["next"] == "2" and "layout" not in m
+    assert m["mig:count"] == "2" and m["next"] == str(L) and "layout" not in m
     assert not await app.redis.exists(app._core.keys.migrating())  # no TTL to wait for
     await asyncio.wait_for(make_app(app.namespace)._core.layout.ensure(), 5)
     assert seen["applied"] == dict.fromkeys(range(6), 1)
-    assert (await meta(app))["layout"] == "2"
+    assert (await meta(app))["layout"] == str(L)
 
 
 async def test_workers_sweep_again_while_an_old_release_worker_is_alive(
@@ -218,7 +219,7 @@ async def test_a_running_worker_stops_on_a_newer_layout_and_writes_nothing_more(
     run = await app.start("noop", {}, queue_name="lay")
     await wait_for(lambda: _status(app, run.id, "completed"), 10)
     await app.redis.hset(app._core.keys.meta(), "layout", layout.LAYOUT + 1)
-    with pytest.raises(LayoutError, match="has storage layout 3"):
+    with pytest.raises(LayoutError, match=f"has storage layout {L + 1}"):
         await asyncio.wait_for(task, 10)
     assert worker.refused is not None
     assert await app.redis.zscore(app._core.keys.workers(), worker.id) is not None  # kept
@@ -270,9 +271,9 @@ async def test_stackshift_layout_show_migrate_and_sweep(
     assert shown.exit_code == 0 and json.loads(shown.stdout)["layout"] == 0
     migrated = await cli("layout", "migrate")
     assert migrated.exit_code == 0, migrated.output
-    assert "migrating the storage layout 1 -> 2 (1 steps)" in migrated.stderr
+    assert f"migrating the storage layout 1 -> {L} (1 steps)" in migrated.stderr
     assert "migration step count (test items): 4 converted, 2 batches" in migrated.stderr
-    assert migrated.stdout.startswith(f"namespace {app.namespace!r}: storage layout 2")
+    assert migrated.stdout.startswith(f"namespace {app.namespace!r}: storage layout {L}")
     swept = await cli("layout", "sweep")
     assert swept.exit_code == 0 and swept.stdout == "swept: 1 steps after layout 1\n"
     assert seen["calls"] == 4 and seen["applied"] == dict.fromkeys(range(4), 1)
@@ -281,7 +282,8 @@ async def test_stackshift_layout_show_migrate_and_sweep(
     await app.redis.hset(app._core.keys.meta(), "layout", layout.LAYOUT + 1)
     refused = await cli("layout", "migrate")
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
-    assert refused.stderr.startswith(f"Error: namespace {app.namespace!r} has storage layout 3")
+    newer = f"Error: namespace {app.namespace!r} has storage layout {L + 1}"
+    assert refused.stderr.startswith(newer)
     assert "older than the namespace" in (await cli("layout", "show")).stdout
 
 
@@ -292,6 +294,6 @@ async def test_a_newer_migration_that_begins_between_check_and_lock_is_refused(
     lay = make_app(app.namespace)._core.layout
     found = layout.Found(0, 0, True, 0, 0, 0, 0, 0)  # what its check read
     await app.redis.hset(app._core.keys.meta(), "next", layout.LAYOUT + 1)  # then, a newer one
-    with pytest.raises(LayoutError, match="is being migrated to storage layout 3 by a newer"):
+    with pytest.raises(LayoutError, match=f"being migrated to storage layout {L + 1} by a newer"):
         await lay._migrate(found)
     assert not await app.redis.exists(app._core.keys.migrating())

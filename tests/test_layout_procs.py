@@ -26,11 +26,12 @@ from helpers import ROOT, spawn_worker, wait_exit, wait_for
 from upgrade.loader import dump_namespace
 
 from stackshift_redis import RunHandle, StackShift
-from stackshift_redis._core import layout
+from stackshift_redis._core import layout, migrations
 from stackshift_redis.errors import LayoutError
 
 APP = "tests.apps.layout_jobs:app"
-STEP = f"mig:test-step-{layout.LAYOUT}"
+L = layout.LAYOUT
+STEP = f"mig:test-step-{L}"
 
 
 def obs(app: StackShift, name: str) -> str:
@@ -94,10 +95,12 @@ async def test_two_new_workers_at_once_migrate_once_and_touch_no_run_before_it_i
         info = await app.get_run(h.id)
         assert info is not None and ms(info, "started_at") >= int(m["migrated_at"])
     texts = [log.read_text() for log in logs]
-    migrated = [t for t in texts if "migrating the storage layout 1 -> 2 (1 steps)" in t]
-    assert len(migrated) == 1 and "migration step test-step-2 (test items): 12 converted, " \
-        "7 batches" in migrated[0] and "storage layout 1 -> 2 migrated in" in migrated[0]
-    assert sum("another process is migrating the storage layout 1 -> 2" in t for t in texts) == 1
+    steps = len(migrations.steps_after(1)) + 1  # the library's and the test step
+    migrated = [t for t in texts if f"migrating the storage layout 1 -> {L} ({steps} steps)" in t]
+    assert len(migrated) == 1
+    assert f"migration step test-step-{L} (test items): 12 converted, 7 batches" in migrated[0]
+    assert f"storage layout 1 -> {L} migrated in" in migrated[0]
+    assert sum(f"another process is migrating the storage layout 1 -> {L}" in t for t in texts) == 1
     assert not any("Traceback" in t for t in texts)
 
 
@@ -130,8 +133,8 @@ async def test_sigkill_of_the_migrating_process_halfway_the_next_one_finishes_it
     assert len(await app.redis.smembers(obs(app, "pids"))) == 2
     text = second.read_text()
     assert "another process is migrating" in text  # the dead one's lock, until its TTL
-    assert "migration step test-step-2 resumes at cursor 'i0005'" in text
-    assert "migration step test-step-2 (test items): 12 converted, 8 batches" in text
+    assert f"migration step test-step-{L} resumes at cursor 'i0005'" in text
+    assert f"migration step test-step-{L} (test items): 12 converted, 8 batches" in text
 
 
 @pytest.mark.timeout(60)
@@ -182,8 +185,8 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
     app: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Release N (layout 2, this code) runs a worker and a client; release N+1 (layout 3:
-    this code with LAYOUT=3 and a test step) starts. It announces the migration, waits
+    """Release N (layout L, this code) runs a worker and a client; release N+1 (layout L+1:
+    this code with LAYOUT=L+1 and a test step) starts. It announces the migration, waits
     until N's processes have re-checked, and converts only once they stopped writing."""
     monkeypatch.setattr(layout, "RECHECK_S", 1.0)  # this test process: a client of N
     timing = {"LAYOUT_RECHECK_S": "1", "LAYOUT_DRAIN_MARGIN_S": "0.5"}
@@ -201,14 +204,14 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
         except LayoutError as exc:
             refused = exc
         await asyncio.sleep(0.05)
-    assert "is being migrated to storage layout 3" in str(refused)
+    assert f"is being migrated to storage layout {L + 1}" in str(refused)
     assert await wait_exit(procs[0], 20) == 1  # N's worker: one line, exit 1
-    assert "is being migrated to storage layout 3" in old_log.read_text()
+    assert f"is being migrated to storage layout {L + 1}" in old_log.read_text()
     await wait_for(lambda: _layout_is(app, layout.LAYOUT + 1), 30)
     await wait_for(lambda: all_completed(app, handles), 30)  # N+1 runs what N left
     m = await meta(app)
     first = await num(app, "first_ms")
-    assert first >= int(m["seen:2"]) + 1000  # N's last check + its recheck interval
+    assert first >= int(m[f"seen:{L}"]) + 1000  # N's last check + its recheck interval
     for h in handles:  # nothing written to any run while the step converted
         info = await app.get_run(h.id)
         assert info is not None and info.status == "completed"
@@ -216,8 +219,8 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
             at = int(entry["at"].timestamp() * 1000)
             assert not first <= at <= int(m["migrated_at"]), entry
     text = new_log.read_text()
-    assert "processes of layout [2] checked it" in text and "stopped writing" in text
-    assert "migration step test-step-3 (test items): 4 converted" in text
+    assert f"processes of layout [{L}] checked it" in text and "stopped writing" in text
+    assert f"migration step test-step-{L + 1} (test items): 4 converted" in text
 
 
 @pytest.mark.timeout(120)
@@ -226,8 +229,8 @@ async def test_rollback_release_6707af1_runs_on_a_migrated_namespace_and_is_seen
     procs: list[subprocess.Popen[bytes]], tmp_path: Path,
 ) -> None:  # fmt: skip
     """A worker of release 6707af1 knows no layout: nothing can stop it. On this release's
-    layout (no step changed the data yet) it runs; new workers see it (its heartbeat has no
-    layout) and would sweep; `stackshift layout show` names it."""
+    layout it runs runs of names without ':' (their keys did not change); new workers see it
+    (its heartbeat has no layout) and sweep; `stackshift layout show` names it."""
     tree = _release_tree("6707af1", tmp_path)
     handles = [await app.start("simple", {"tag": f"rb{i}"}, queue_name="idle") for i in range(3)]
     assert (await meta(app))["layout"] == str(layout.LAYOUT)

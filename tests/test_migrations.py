@@ -1,4 +1,4 @@
-"""Conversions of an older layout (stackshift_redis/_worker/migrations.py).
+"""Conversions of an older layout (stackshift_redis/_core/migrate_keys.py).
 
 `escape_key_names` (issue 23, defect 1): names with ':' are escaped in key names now; the
 keys a namespace of layout 1 (6707af1) holds for such names are renamed. An old layout is
@@ -15,9 +15,9 @@ import pytest
 from helpers import namespace_keys, wait_for
 
 from stackshift_redis import Concurrency, RunContext, Singleton, StackShift, Throttle
-from stackshift_redis._core import layout
+from stackshift_redis._core import layout, migrations
 from stackshift_redis._core.keys import SHAPES, parse
-from stackshift_redis._worker.migrations import escape_key_names
+from stackshift_redis._core.migrate_keys import escape_key_names
 
 FIELDS = ("sgl", "idem_key")  # run hash fields that name a key
 
@@ -199,16 +199,16 @@ async def test_a_key_of_both_layouts_is_merged(app: StackShift) -> None:
 async def test_it_runs_as_a_step_of_the_layout_migration(
     make_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Wired into _core/layout.py's MIGRATIONS (as its engineer will): a namespace of layout
-    1 (no version recorded) is converted before the first script call goes through."""
+    """Listed in _core/migrations.py's MIGRATIONS: a namespace of layout 1 (no version
+    recorded) is converted before the first script call goes through."""
     app = make_app()
     k = app._core.keys
     run = await app.start("a:b", queue_name="q:1", idempotency_key="k")
     renamed = await _downgrade(app)
     assert renamed
     await app.redis.delete(k.meta())  # as 6707af1 left it: no layout recorded
-    step = layout.Migration("escape_key_names", "key names with ':'", escape_key_names)
-    monkeypatch.setattr(layout, "MIGRATIONS", [step])
+    [step] = [m for m in migrations.MIGRATIONS if m.convert is escape_key_names]
+    assert step.layout == 3 <= layout.LAYOUT
     fresh = make_app(app.namespace)
     again = await fresh.start("a:b", queue_name="q:1", idempotency_key="k")
     assert again.deduplicated and again.id == run.id

@@ -11,8 +11,8 @@ gate too). That check is one script call per process per 30 s, nothing per run:
 - the same: go on;
 - newer, or a migration to a newer one under way: refuse to write (`LayoutError`, one
   line; the check itself writes nothing): a rollback must not corrupt data;
-- none, and no data of an older layout: a new namespace (given `LAYOUT` when there are
-  no steps at all, else migrated from 1 quietly: steps find nothing, cheaply);
+- none, and none of layout 1's marker keys (`keys.layout1_markers`): a new namespace,
+  given `LAYOUT` at once (no step runs: a step may cost a SCAN);
 - older: migrate. One process takes the lock (`keys.migrating()`, a token with a TTL it
   renews, `next` set in the meta hash) and runs the steps of `migrations.MIGRATIONS` that
   lead past the namespace's layout, in bounded batches, storing each step's cursor after
@@ -25,7 +25,7 @@ Release 6707af1 never checks: its workers and clients keep writing layout 1 afte
 migration. New workers therefore run the steps again (`Layout.sweep`, one worker at a
 time, under the same lock) every `SWEEP_EVERY_S` while a live worker has an older layout
 (workers publish theirs in `keys.worker_info()`; 6707af1's publish none) and for
-`SWEEP_AFTER_S` after a migration. With no steps (this release) a sweep never runs.
+`SWEEP_AFTER_S` after a migration; with no step to run again, never.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from .scripts import Scripts
 
 log = logging.getLogger("stackshift.layout")
 
-LAYOUT = 2  # the layout this code writes (1: commit 6707af1, which recorded none)
+LAYOUT = 3  # the layout this code writes (1: commit 6707af1, which recorded none; 2: the
+# same data, its version recorded; 3: key names of names with ':' escaped, issue 23)
 LOCK_MS = 30_000  # the migration lock's TTL, renewed by its holder every third of it
 RECHECK_S = 30.0  # a live process reads the version again after this long (every release)
 DRAIN_MARGIN_S = 5.0  # added to RECHECK_S when waiting for older processes to notice
@@ -152,7 +153,6 @@ class Layout:
             "check",
             layout=LAYOUT,
             markers=old_layout_markers(ns),
-            extra=int(not steps_after(1)),
             workers=self.worker,
         )
         found = self.found = Found.of(reply)

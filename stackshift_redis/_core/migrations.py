@@ -1,8 +1,9 @@
 """The steps that carry a namespace's data from one storage layout to the next.
 
-PUT EVERY MIGRATION STEP HERE (not in `_worker`): clients migrate too (a client's first
-script call may find an older layout), `_core` cannot import `_worker` (tests/test_layers.py),
-and the `stackshift layout migrate` command runs the steps with no application code.
+REGISTER EVERY MIGRATION STEP HERE, its code in `_core` (here, or a module of its own such
+as `migrate_keys.py`), not in `_worker`: clients migrate too (a client's first script call
+may find an older layout), `_core` cannot import `_worker` (tests/test_layers.py), and the
+`stackshift layout migrate` command runs the steps with no application code.
 `layout.py` runs them (lock, cursors, log lines, waiting processes); this module only
 lists them. A release that changes what Redis holds (a key name, a run-hash field, an
 index, the shape of a value) adds its steps to `MIGRATIONS`, raises `layout.LAYOUT`,
@@ -34,6 +35,10 @@ A step is `Migration(name, what, convert, layout)`:
   6707af1's data) since the layout check landed, and any commit of main may be deployed,
   so each landing that changes stored data raises `layout.LAYOUT` by one and gives its
   steps that number: the first one 3, the next 4, and so on.
+- A namespace with no layout recorded and none of layout 1's marker keys
+  (`keys.layout1_markers`: a status index, the job map, a worker, a schedule, the run-id
+  counter) is new: it is given the current layout and no step runs on it. A step that
+  converts keys a namespace can hold without any of those adds a marker there.
 - The old names of `keys.meta()`, `keys.migrating()`, `keys.workers()`,
   `keys.worker_info()` and the markers of layout 1 (`layout.old_layout_markers`) are read
   by every later release: never rename them.
@@ -61,6 +66,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .migrate_keys import escape_key_names
+
 Converted = str | None | tuple[str | None, int]  # next cursor, or (next cursor, count)
 Convert = Callable[[Any, str, int], Awaitable[Converted]]  # (Namespace, cursor, limit)
 
@@ -75,7 +82,14 @@ class Migration:
     layout: int  # the layout this step leads to
 
 
-MIGRATIONS: list[Migration] = []  # every step, oldest first (run in this order)
+MIGRATIONS: list[Migration] = [  # every step, oldest first (run in this order)
+    Migration(
+        "escape_key_names",
+        "idempotency, queue, flow-control and event keys of names with ':'",
+        escape_key_names,
+        3,
+    ),
+]
 
 
 def steps_after(layout: int) -> list[Migration]:

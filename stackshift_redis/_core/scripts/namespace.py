@@ -26,9 +26,9 @@ class NamespaceScripts(Door):
         workers: bool = False,
     ) -> Any:
         """check | lock | sweep | renew | cursor | finish | unlock | swept (lua/layout.lua
-        says what each returns). `extra`: check: 1 to record the layout on a new namespace;
-        sweep: the least ms between two sweeps. `workers`: check also reports the oldest
-        layout among live workers. Never gated: it is how the gate learns the layout."""
+        says what each returns). `extra`: sweep: the least ms between two sweeps.
+        `workers`: check also reports the oldest layout among live workers. Never gated:
+        it is how the gate learns the layout."""
         k = self.keys
         keys = [k.meta(), k.migrating(), k.workers(), k.worker_info(), *markers]
         args = [op, layout, token, lock_ms, step, cursor, extra, int(workers)]

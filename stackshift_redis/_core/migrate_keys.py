@@ -1,11 +1,12 @@
-"""Conversions of stored data from an older layout to this one.
+"""The migration step `escape_key_names` (layout 3, issue 23): key names of names with ':'.
 
-Each is a step `async def convert(ns, cursor, limit) -> next cursor | None`: it converts up
-to `limit` items after `cursor` ("" or "0" at first) and returns the cursor to go on from,
-or None when nothing is left. Steps are idempotent (an item converted already is left
-alone) and safe after a crash halfway (each item moves in one script), so running one
-again from any cursor, or from the start, converts nothing twice. `_core/layout.py` runs
-them in order under its lock (`Migration`, `MIGRATIONS`).
+A step `async def convert(ns, cursor, limit) -> next cursor | None` (registered in
+`migrations.MIGRATIONS`, whose docstring has the rules): it converts up to `limit` items
+after `cursor` ("" or "0" at first) and returns the cursor to go on from, or None when
+nothing is left. Idempotent (a key converted already is left alone) and safe after a crash
+halfway (each key moves in one script), so running it again from any cursor, or from the
+start (the rolling-deploy sweep), converts nothing twice. `ns` is the Namespace, typed
+`Any` (importing `.namespace` here would be a cycle: namespace -> layout -> migrations).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from .._core.keys import NAME_RE, scan_pattern
-from .._core.namespace import Namespace
+from .keys import NAME_RE, scan_pattern
 
 log = logging.getLogger("stackshift.layout")
 
@@ -39,7 +39,7 @@ _SLOT = {"slot": "slot", "park": "parked"}
 _EVENT = {"shapes": "event_shapes", "log": "event_log", "data": "event_data"}
 
 
-async def escape_key_names(ns: Namespace, cursor: str, limit: int) -> str | None:
+async def escape_key_names(ns: Any, cursor: str, limit: int) -> str | None:
     """Issue 23: a job, queue or event name with ':' is escaped in key names now (keys.py:
     every part but the last). Renames the keys of layout 1 (6707af1) that such names
     changed: idempotency keys (and the run field naming one), the keys of a queue,
@@ -56,7 +56,7 @@ async def escape_key_names(ns: Namespace, cursor: str, limit: int) -> str | None
     return None if after == "0" else after
 
 
-async def _scan(ns: Namespace, cursor: str, limit: int) -> tuple[str, list[Any]]:
+async def _scan(ns: Any, cursor: str, limit: int) -> tuple[str, list[Any]]:
     """One SCAN of the keys of the four families a name is part of (on a cluster: on the
     node that holds the namespace)."""
     match = scan_pattern(ns.keys.prefix, "iqfe")
@@ -74,7 +74,7 @@ async def _scan(ns: Namespace, cursor: str, limit: int) -> tuple[str, list[Any]]
     return (after.decode() if isinstance(after, bytes) else str(after)), list(keys)
 
 
-async def _new_name(ns: Namespace, key: str) -> tuple[str, str, str, str] | None:
+async def _new_name(ns: Any, key: str) -> tuple[str, str, str, str] | None:
     """(new key, hash merge, run hash, run field naming the key) for a key of layout 1
     whose name part holds ':', else None."""
     k = ns.keys
@@ -107,7 +107,7 @@ async def _new_name(ns: Namespace, key: str) -> tuple[str, str, str, str] | None
     return None
 
 
-async def _queue_key(ns: Namespace, key: str, segs: list[str]) -> tuple[str, str, str, str] | None:
+async def _queue_key(ns: Any, key: str, segs: list[str]) -> tuple[str, str, str, str] | None:
     """A queue's key: `q:<queue>:<what>` or `q:<queue>:ready:<group>`. A queue name with a
     segment `ready` can be read both ways: the reading whose queue is known (in the job
     map or the live queues) wins; with none known the key is left as it is, logged."""
@@ -138,7 +138,7 @@ async def _queue_key(ns: Namespace, key: str, segs: list[str]) -> tuple[str, str
     return k.render(shape, *args), "sum" if shape == "queue_stat" else "keep", "", ""
 
 
-async def _idem(ns: Namespace, key: str, rest: str) -> tuple[str, str, str, str] | None:
+async def _idem(ns: Any, key: str, rest: str) -> tuple[str, str, str, str] | None:
     """An idempotency key `idem:<job>:<key>`: its job is that of the run it names (a key
     naming no run any more is left to expire: a start treats it as absent)."""
     run_id = await ns.redis.get(key)
