@@ -2,7 +2,7 @@
 -- data left behind: a queued run missing from its ready set is made ready again (or failed
 -- with RunDataError when its record is unusable); entries of runs that are gone, or no
 -- longer queued, leave the index.
--- KEYS[1] queued  keys.idx_status('queued')  ZSET run ids by time entered
+-- KEYS[1] queued  keys.ord_status('queued')  ZSET queued run ids (scores 0, by id)
 -- ARGV[1] prefix  ARGV[2] start rank  ARGV[3] limit  ARGV[4] retention_ms
 -- Returns {checked, repaired, next start rank (0 when the walk reached the end)}.
 -- Cost: O(limit).

@@ -42,7 +42,7 @@ async def dropped(app: StackShift) -> AsyncIterator[StackShift]:
 
 
 async def _count(app: StackShift, job: str, status: str) -> int:
-    return int(await app.redis.zcard(app._core.keys.idx_job_status(job, status)))
+    return int(await app.redis.zcard(app._core.keys.ord_job_status(job, status)))
 
 
 async def test_cancel_thousands_of_queued_runs_while_a_worker_takes_them(
@@ -171,11 +171,11 @@ async def test_bad_input_writes_nothing(
     app.job("j", lambda ctx: None)
     await app.start_many("j", [1, 2, 3])
     before = await namespace_keys(app)
-    queued = await app.redis.zrange(app._core.keys.idx_status("queued"), 0, -1, withscores=True)
+    queued = await app.redis.zrange(app._core.keys.ord_status("queued"), 0, -1)
     with pytest.raises(InvalidArgumentError, match=match):
         await getattr(app, call)(**kwargs)
     assert await namespace_keys(app) == before
-    after = await app.redis.zrange(app._core.keys.idx_status("queued"), 0, -1, withscores=True)
+    after = await app.redis.zrange(app._core.keys.ord_status("queued"), 0, -1)
     assert after == queued
 
 
@@ -188,9 +188,9 @@ async def test_a_pass_examines_each_entry_once_across_equal_scores(
     runs = await app.start_many("j", list(range(450)))  # one script: one score
     await asyncio.sleep(0.02)
     cut = datetime.now(UTC)
-    scores = {s for _, s in await app.redis.zrange(app._core.keys.idx_status("queued"), 0, -1,
+    scores = {s for _, s in await app.redis.zrange(app._core.keys.ord_status("queued"), 0, -1,
                                                     withscores=True)}  # fmt: skip
-    assert len(scores) == 1
+    assert scores == {0}  # queued: the id-ordered index only
     assert await app.cancel_runs(created_after=cut) == 0
     assert await app.cancel_runs(created_before=cut) == 450
     ids: Sequence[str] = [r.id for r in runs]
@@ -207,22 +207,22 @@ async def test_bulk_control_on_fakeredis(fake_app: StackShift) -> None:
 
 
 async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShift) -> None:
-    """300 index entries at one score, every other one of another job: each batch goes on
-    after the last entry it examined (binary search among equal scores), whether that
-    entry left the index (cancelled) or stayed (skipped)."""
+    """300 index entries at one score (the id-ordered queued index), every other one of
+    another job: each batch goes on after the last entry it examined (binary search among
+    equal scores), whether that entry left the index (cancelled) or stayed (skipped)."""
     k = app._core.keys
     ids = [f"{i:024x}" for i in range(300)]
     for i, run_id in enumerate(ids):
         job = "a" if i % 2 == 0 else "b"
         await app.redis.hset(k.run(run_id), mapping={"status": "queued", "job": job,
                                                       "queue": "q", "created": 1000})  # fmt: skip
-        await app.redis.zadd(k.idx_status("queued"), {run_id: 1000})
+        await app.redis.zadd(k.ord_status("queued"), {run_id: 0})
     cursor: tuple[str, str] = ("", "")
     upto, changed, calls = "", 0, 0
     while True:
         n, nxt, upto = await app._core.scripts.bulk(
             BulkRequest(
-                index=k.idx_status("queued"),
+                index=k.ord_status("queued"),
                 action="cancel",
                 status="queued",
                 job="a",
@@ -232,6 +232,7 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
                 reason="bulk",
                 retention_ms=60_000,
                 budget_us=1_000_000,
+                by_id=True,
             )
         )
         changed, calls = changed + n, calls + 1

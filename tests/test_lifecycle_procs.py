@@ -19,7 +19,7 @@ async def _handler_runs(app: StackShift) -> list[str]:
     ids: list[str] = []
     for status in ("queued", "running", "completed", "failed"):
         members = await app.redis.zrange(
-            app._core.keys.idx_job_status("doomed_handler", status), 0, -1
+            app._core.keys.ord_job_status("doomed_handler", status), 0, -1
         )
         ids += [m.decode() for m in members]
     return sorted(set(ids))  # a run moving between two reads is listed twice

@@ -108,7 +108,7 @@ async def test_starts_through_lost_replies_make_exactly_one_run_each(
     assert not any(h.deduplicated for attempt, h in keyed if attempt == 0)
     assert len({r.id for r in plain}) == len(plain)
     assert len({h.id for _, h in keyed}) == 250
-    queued = await direct.redis.zcard(direct._core.keys.idx_status("queued"))
+    queued = await direct.redis.zcard(direct._core.keys.ord_status("queued"))
     assert len(plain) + 250 <= queued <= len(plain) + failed + 250
     await app.close()
 

@@ -50,7 +50,7 @@ async def _truth(app: StackShift) -> dict[str, dict[str, int]]:
     """Per queue and live status, how many runs have it (from the status indexes)."""
     out: dict[str, dict[str, int]] = {}
     for status in LIVE:
-        for rid in await app.redis.zrange(app._core.keys.idx_status(status), 0, -1):
+        for rid in await app.redis.zrange(app._core.keys.ord_status(status), 0, -1):
             queue = (await app.redis.hget(app._core.keys.run(rid.decode()), "queue")).decode()
             counts = out.setdefault(queue, dict.fromkeys(LIVE, 0))
             counts[status] += 1

@@ -17,6 +17,7 @@ from helpers import namespace_keys, wait_for
 from stackshift_redis import Concurrency, RunContext, Singleton, StackShift, Throttle
 from stackshift_redis._core import layout, migrations
 from stackshift_redis._core.keys import SHAPES, parse
+from stackshift_redis._core.migrate_indexes import drop_untimed_indexes
 from stackshift_redis._core.migrate_keys import escape_key_names
 
 FIELDS = ("sgl", "idem_key")  # run hash fields that name a key
@@ -213,3 +214,29 @@ async def test_it_runs_as_a_step_of_the_layout_migration(
     again = await fresh.start("a:b", queue_name="q:1", idempotency_key="k")
     assert again.deduplicated and again.id == run.id
     assert not set(renamed) & {key.decode() for key in await namespace_keys(app)}
+
+
+async def test_untimed_indexes_drops_the_time_indexes_of_queued_and_running(
+    app: StackShift,
+) -> None:
+    """Layout 4 (issue 22): the idx/idxj sets of queued and running go (their runs are in
+    the id-ordered sets too); those of the other statuses stay; twice is harmless."""
+    app.job("a:b", lambda ctx: None)
+    run = await app.start("a:b")
+    k, r = app._core.keys, app.redis
+    old = [k.idx_status("queued"), k.idx_status("running"), k.idx_job_status("a:b", "queued")]
+    old.append(k.idx_job_status("a:b", "running"))
+    kept = [k.idx_status("failed"), k.idx_job_status("a:b", "waiting")]
+    for key in old + kept:  # as layout 3 wrote them
+        await r.zadd(key, {run.id: 1})
+    for _ in range(2):
+        cursor: str | None = ""
+        deleted = 0
+        while cursor is not None:
+            cursor, n = await drop_untimed_indexes(app._core, cursor, 3)
+            deleted += n
+    assert deleted == 0  # the second pass found nothing left
+    assert [await r.exists(key) for key in old + kept] == [0] * len(old) + [1] * len(kept)
+    assert await r.zrange(k.ord_status("queued"), 0, -1) == [run.id.encode()]
+    [step] = [m for m in migrations.MIGRATIONS if m.convert is drop_untimed_indexes]
+    assert step.layout == 4 <= layout.LAYOUT

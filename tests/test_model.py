@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from stackshift_redis import StackShift
-from stackshift_redis._core.keys import STATUSES
+from stackshift_redis._core.keys import STATUSES, UNTIMED
 from stackshift_redis._core.records import new_run_id
 from stackshift_redis._core.scripts import FailRequest, StartRequest
 
@@ -198,9 +198,13 @@ def make_machine(redis_url: str, is_cluster: bool) -> type[RuleBasedStateMachine
                 actual = self.do(r.hget(k.run(run_id), "status"))
                 assert actual is not None and actual.decode() == expected, (run_id, expected)
                 for s in STATUSES:
-                    member = self.do(r.zscore(k.idx_status(s), run_id)) is not None
-                    by_job = self.do(r.zscore(k.idx_job_status("job", s), run_id)) is not None
+                    member = self.do(r.zscore(k.ord_status(s), run_id)) is not None
+                    by_job = self.do(r.zscore(k.ord_job_status("job", s), run_id)) is not None
                     assert member == by_job == (s == expected), (run_id, s, expected)
+                    timed = self.do(r.zscore(k.idx_status(s), run_id)) is not None
+                    timed_job = self.do(r.zscore(k.idx_job_status("job", s), run_id)) is not None
+                    want = s == expected and s not in UNTIMED  # queued, running: none
+                    assert timed == timed_job == want, (run_id, s, expected)
             leased = {m.decode() for m in self.do(r.zrange(k.leases("q"), 0, -1))}
             assert leased == set(self._in("running"))
             delayed = {m.decode() for m in self.do(r.zrange(k.delayed("q"), 0, -1))}

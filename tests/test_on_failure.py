@@ -24,7 +24,7 @@ from stackshift_redis.testing import TestEnv, fake_redis
 async def _handler_runs(app: StackShift, job: str) -> list[str]:
     ids: list[str] = []
     for status in ("queued", "running", "scheduled", "waiting", "completed", "failed"):
-        members = await app.redis.zrange(app._core.keys.idx_job_status(job, status), 0, -1)
+        members = await app.redis.zrange(app._core.keys.ord_job_status(job, status), 0, -1)
         ids += [m.decode() for m in members]
     return sorted(set(ids))  # a run moving between two reads is listed twice
 

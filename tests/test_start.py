@@ -44,7 +44,7 @@ async def test_fifty_concurrent_duplicates_make_one_run(app: StackShift) -> None
     assert len({r.id for r in runs}) == 1
     assert sum(not r.deduplicated for r in runs) == 1
     assert await app.redis.zcard(app._core.keys.ready("pay", "0")) == 1
-    assert await app.redis.zcard(app._core.keys.idx_status("queued")) == 1
+    assert await app.redis.zcard(app._core.keys.ord_status("queued")) == 1
 
 
 async def test_idempotency_is_scoped_by_job_and_expires(app: StackShift) -> None:

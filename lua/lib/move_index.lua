@@ -1,25 +1,32 @@
 -- move_index: move a run from the status indexes of `old` (may be nil) to those of `new`.
--- Two indexes per status (and per job and status): K.idx scored by the time the run entered
--- the status (recency, "finished in the last minute", retention trimming) and K.ord, all
--- scores 0, ordered by run id, i.e. by creation time (stable paging: a run keeps its place).
+-- Every status has K.ord (and K.ordj per job), all scores 0, ordered by run id, i.e. by
+-- creation time (stable paging: a run keeps its place). The statuses whose entry time is
+-- read (scheduled, waiting and the final ones: recency, "finished in the last minute",
+-- retention trimming) also have K.idx (and K.idxj), scored by the time the run entered
+-- the status; queued and running have none (layout 4): a run passes through them on every
+-- lifecycle, and nothing reads when it entered them.
 -- keep_ms > 0 (a final status): up to 256 entries older than keep_ms are trimmed from both,
 -- on 1 call in 16 (chosen by the run id's last character) so the trim cost is amortized.
 -- @include keys.lua
+local UNTIMED = {queued = true, running = true}
 local function move_index(prefix, id, job, old, new, now, keep_ms)
   if old and old ~= '' then
-    redis.call('ZREM', K.idx_status(prefix, old), id)
-    redis.call('ZREM', K.idx_job_status(prefix, job, old), id)
+    if not UNTIMED[old] then
+      redis.call('ZREM', K.idx_status(prefix, old), id)
+      redis.call('ZREM', K.idx_job_status(prefix, job, old), id)
+    end
     redis.call('ZREM', K.ord_status(prefix, old), id)
     redis.call('ZREM', K.ord_job_status(prefix, job, old), id)
   end
-  local by_status = K.idx_status(prefix, new)
-  local by_job = K.idx_job_status(prefix, job, new)
   local ord_status = K.ord_status(prefix, new)
   local ord_job = K.ord_job_status(prefix, job, new)
-  redis.call('ZADD', by_status, now, id)
-  redis.call('ZADD', by_job, now, id)
   redis.call('ZADD', ord_status, 0, id)
   redis.call('ZADD', ord_job, 0, id)
+  if UNTIMED[new] then return end
+  local by_status = K.idx_status(prefix, new)
+  local by_job = K.idx_job_status(prefix, job, new)
+  redis.call('ZADD', by_status, now, id)
+  redis.call('ZADD', by_job, now, id)
   if keep_ms > 0 and string.byte(id, -1) % 16 == 0 then
     local horizon = string.format('%d', now - keep_ms)
     for _, pair in ipairs({{by_status, ord_status}, {by_job, ord_job}}) do

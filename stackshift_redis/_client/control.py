@@ -2,7 +2,9 @@
 and resuming queues.
 
 Bulk operations are served from the status indexes (`keys.idx_status`,
-`keys.idx_job_status`: run ids scored by when they entered that status) in bounded
+`keys.idx_job_status`: run ids scored by when they entered that status; queued and running
+have only the id-ordered `keys.ord_status` / `keys.ord_job_status`, where a run's creation
+time stands for its entry time) in bounded
 batches, never one unbounded script and never a SCAN: each batch is one `bulk` script call
 that examines at most `BATCH` index entries after a cursor, stops once it has used
 `BUDGET_US` of server time, and re-checks every run before it acts, so Redis is never
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from .._core.keys import check_name
+from .._core.keys import UNTIMED, check_name
 from .._core.namespace import Namespace
 from .._core.records import check_run_id, epoch_ms, new_run_id
 from .._core.scripts import BulkRequest
@@ -107,7 +109,11 @@ class Control:
             check_name("job", job)
         total, upto = 0, ""
         for status in statuses:
-            index = k.idx_job_status(job, status) if job else k.idx_status(status)
+            by_id = status in UNTIMED  # no time index: the id-ordered one
+            if by_id:
+                index = k.ord_job_status(job, status) if job else k.ord_status(status)
+            else:
+                index = k.idx_job_status(job, status) if job else k.idx_status(status)
             position = ("", "")
             while True:
                 request = BulkRequest(
@@ -121,6 +127,7 @@ class Control:
                     reason=reason,
                     retention_ms=ns.settings.retention_ms,
                     budget_us=BUDGET_US,
+                    by_id=by_id,
                 )
                 changed, nxt, upto = await ns.scripts.bulk(request)
                 total += changed

@@ -242,10 +242,11 @@ class Inspector:
         return out
 
     async def totals(self) -> dict[str, int]:
-        """Runs retained per status. Cost: one ZCARD per status."""
+        """Runs retained per status. Cost: one ZCARD per status (of the id-ordered index:
+        every status has one)."""
         async with self.ns.redis.pipeline(transaction=False) as pipe:
             for s in STATUSES:
-                pipe.zcard(self.ns.keys.idx_status(s))
+                pipe.zcard(self.ns.keys.ord_status(s))
             counts = await pipe.execute()
         return {s: int(c) for s, c in zip(STATUSES, counts, strict=True)}
 

@@ -25,6 +25,7 @@ from ..errors import InvalidArgumentError
 NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 GROUP = "workers"
 STATUSES = ("queued", "scheduled", "running", "waiting", "completed", "failed", "cancelled")
+UNTIMED = ("queued", "running")  # statuses with no time index (idx, idxj): lib/move_index.lua
 
 # name -> parts; a part in braces is an argument. One line per key: its type and meaning.
 SHAPES: dict[str, tuple[str, ...]] = {
@@ -34,7 +35,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     # runs
     "run": ("run", "{run_id}"),  # HASH a run: fields in lua/README.md
     "idem": ("idem", "{job}", "{key}"),  # STRING idempotency key -> run id
-    "idx_status": ("idx", "{status}"),  # ZSET run ids with that status, by entry time ms
+    "idx_status": ("idx", "{status}"),  # ZSET run ids by status entry ms (not UNTIMED ones)
     "idx_job_status": ("idxj", "{job}", "{status}"),  # ZSET the same, per job
     "ord_status": ("ord", "{status}"),  # ZSET run ids with that status, score 0: id order
     "ord_job_status": ("ordj", "{job}", "{status}"),  # ZSET the same, per job (paging by cursor)
@@ -411,5 +412,6 @@ def layout1_markers(keys: Keys) -> list[str]:
     """Keys that a namespace of storage layout 1 (release 6707af1) with any data has (a run,
     a worker, a schedule), spelled as layout 1 named them: frozen, whatever later layouts
     rename (layout.py tells an old namespace from a new one by them)."""
-    names = [*(f"idx:{s}" for s in STATUSES), "jobs", "workers", "scheds", "seq"]
+    names = [*(f"idx:{s}" for s in STATUSES), *(f"ord:{s}" for s in STATUSES)]
+    names += ["jobs", "workers", "scheds", "seq"]  # (layout 4 writes no idx:queued)
     return [keys.prefix + n for n in names]

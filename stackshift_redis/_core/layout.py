@@ -47,8 +47,9 @@ from .scripts import Scripts
 
 log = logging.getLogger("stackshift.layout")
 
-LAYOUT = 3  # the layout this code writes (1: commit 6707af1, which recorded none; 2: the
-# same data, its version recorded; 3: key names of names with ':' escaped, issue 23)
+LAYOUT = 4  # the layout this code writes (1: commit 6707af1, which recorded none; 2: the
+# same data, its version recorded; 3: key names of names with ':' escaped, issue 23;
+# 4: no time index for queued and running runs, issue 22)
 LOCK_MS = 30_000  # the migration lock's TTL, renewed by its holder every third of it
 RECHECK_S = 30.0  # a live process reads the version again after this long (every release)
 DRAIN_MARGIN_S = 5.0  # added to RECHECK_S when waiting for older processes to notice

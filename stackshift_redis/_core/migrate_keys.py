@@ -56,10 +56,10 @@ async def escape_key_names(ns: Any, cursor: str, limit: int) -> str | None:
     return None if after == "0" else after
 
 
-async def _scan(ns: Any, cursor: str, limit: int) -> tuple[str, list[Any]]:
-    """One SCAN of the keys of the four families a name is part of (on a cluster: on the
-    node that holds the namespace)."""
-    match = scan_pattern(ns.keys.prefix, "iqfe")
+async def _scan(ns: Any, cursor: str, limit: int, match: str = "") -> tuple[str, list[Any]]:
+    """One SCAN of the keys of the four families a name is part of, or of `match` (on a
+    cluster: on the node that holds the namespace)."""
+    match = match or scan_pattern(ns.keys.prefix, "iqfe")
     r = ns.redis
     if isinstance(r, RedisCluster):
         node = r.get_node_from_key(ns.keys.prefix)

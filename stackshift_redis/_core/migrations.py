@@ -66,6 +66,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .migrate_indexes import drop_untimed_indexes
 from .migrate_keys import escape_key_names
 
 Converted = str | None | tuple[str | None, int]  # next cursor, or (next cursor, count)
@@ -88,6 +89,12 @@ MIGRATIONS: list[Migration] = [  # every step, oldest first (run in this order)
         "idempotency, queue, flow-control and event keys of names with ':'",
         escape_key_names,
         3,
+    ),
+    Migration(
+        "untimed_indexes",
+        "time indexes of queued and running runs (deleted: only the id-ordered ones stay)",
+        drop_untimed_indexes,
+        4,
     ),
 ]
 

@@ -145,7 +145,7 @@ class QueueScripts(Door):
         """Repair a batch of the queued index: (checked, repaired, next start rank or 0)."""
         k = self.keys
         args = [k.prefix, start, limit, retention_ms]
-        checked, repaired, nxt = await self.call("reconcile", [k.idx_status("queued")], args)
+        checked, repaired, nxt = await self.call("reconcile", [k.ord_status("queued")], args)
         return int(checked), int(repaired), int(nxt)
 
     async def trim(

@@ -82,7 +82,7 @@ class RunScripts(Door):
         when the pass is over, upto)."""
         q = request
         args: list[Any] = [self.keys.prefix, q.action, q.status, q.job, *q.created_ms, *q.cursor]
-        args += [q.limit, q.reason, q.retention_ms, q.budget_us]
+        args += [q.limit, q.reason, q.retention_ms, q.budget_us, int(q.by_id)]
         changed, score, last, upto = await self.call("bulk", [q.index], args)
         nxt = (_str(score), _str(last)) if _str(score) else None
         return int(changed), nxt, _str(upto)
