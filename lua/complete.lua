@@ -18,11 +18,11 @@ if not f then
   if now_f[1] == 'completed' and now_f[2] == ARGV[3] then return 1 end -- a re-sent call
   return redis.error_reply(err)
 end
-release_lease(prefix, f[3], id)
+release_lease(prefix, f[3], id, f)
 local entry = {}
 if f[10] then entry['cancel_too_late'] = f[10] end
 finish_run(prefix, KEYS[1], id, f[2], 'running', 'completed', now_ms(), tonumber(ARGV[5]),
   {result = ARGV[4]}, entry,
-  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9]})
-redis.call('HDEL', KEYS[1], 'error') -- an earlier attempt's error: history stays in the timeline
+  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9], flow = true,
+   cxl = f[12], sgl = f[13]}) -- (an earlier attempt's error goes: the timeline keeps it)
 return 1

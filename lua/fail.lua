@@ -24,7 +24,7 @@ if not f then
 end
 local now = now_ms()
 local err = cjson.decode(ARGV[4])
-release_lease(prefix, f[3], id)
+release_lease(prefix, f[3], id, f)
 if outcome == 'retry' then
   redis.call('HSET', rk, 'error', ARGV[4], 'deliveries', 0)
   local due = now + tonumber(ARGV[6])

@@ -24,7 +24,7 @@ if not f then
   return redis.error_reply(lost)
 end
 local now = now_ms()
-release_lease(prefix, f[3], id)
+release_lease(prefix, f[3], id, f)
 local h = redis.call('HMGET', rk, 'unclaimed_since', 'unclaimed_last')
 local since = tonumber(h[1] or now)
 if now - tonumber(h[2] or now) > 60000 then since = now end -- a new episode

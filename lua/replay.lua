@@ -50,8 +50,8 @@ for _, f in ipairs({'event', 'group', 'priority', 'slots', 'thr'}) do fields[f] 
 fields['replay_of'] = id
 local step = nil
 if from ~= '' then step = from end
-timeline(KEYS[2], now, 'replay_of', {run = id, from_step = step})
 for _, field in ipairs(copy) do redis.call('HSET', KEYS[2], field, v[field]) end
-create_run(prefix, new_id, v['job'], v['queue'], v['payload'], now, now, fields)
+create_run(prefix, new_id, v['job'], v['queue'], v['payload'], now, now, fields,
+  {{type = 'replay_of', at = now, run = id, from_step = step}})
 timeline(KEYS[1], now, 'replayed', {run = new_id, from_step = step})
 return {new_id, #copy}

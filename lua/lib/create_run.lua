@@ -1,23 +1,34 @@
 -- create_run: write a new run's hash and make it ready now, or schedule it at `due`.
 -- fields: extra hash fields (parent, parent_step, event, idem_key, group, priority, ...).
--- Returns the new status.
+-- One HSET writes the run whole: its fields, status and first timeline entry (`attempts`
+-- is not written: absent reads as 0). `first` (may be nil): timeline entries before its
+-- queued/scheduled one (a replay's `replay_of`). Returns the new status.
 -- @include keys.lua
--- @include timeline.lua
--- @include set_status.lua
--- @include make_ready.lua
-local function create_run(prefix, id, job, queue, payload, now, due, fields)
+-- @include move_index.lua
+-- @include enqueue.lua
+local function create_run(prefix, id, job, queue, payload, now, due, fields, first)
   local rk = K.run(prefix, id)
-  redis.call('HSET', rk, 'job', job, 'queue', queue, 'payload', payload, 'created', now,
-    'attempts', 0)
-  for f, v in pairs(fields) do redis.call('HSET', rk, f, v) end
-  if due > now then
+  local status, entry = 'queued', {type = 'queued', at = now}
+  if due > now then status, entry = 'scheduled', {due = due, type = 'scheduled', at = now} end
+  local entries = first or {}
+  entries[#entries + 1] = entry
+  local args = {'HSET', rk, 'job', job, 'queue', queue, 'payload', payload, 'created', now,
+    'status', status, 'tl_len', #entries}
+  for n, e in ipairs(entries) do
+    args[#args + 1] = 't:' .. n
+    args[#args + 1] = cjson.encode(e)
+  end
+  for f, v in pairs(fields) do
+    args[#args + 1] = f
+    args[#args + 1] = v
+  end
+  redis.call(unpack(args))
+  if status == 'scheduled' then
     redis.call('ZADD', K.delayed(prefix, queue), due, id)
     redis.call('HINCRBY', K.queue_stat(prefix, queue), 'scheduled', 1)
-    timeline(rk, now, 'scheduled', {due = due})
-    set_status(prefix, rk, id, job, nil, 'scheduled', now, 0)
-    return 'scheduled'
+  else
+    enqueue(prefix, id, queue, fields['group'], fields['priority'], nil)
   end
-  make_ready(prefix, rk, id, job, queue, fields['group'], fields['priority'], nil, now,
-    'queued', nil)
-  return 'queued'
+  move_index(prefix, id, job, nil, status, now, 0)
+  return status
 end

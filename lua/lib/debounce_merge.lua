@@ -13,7 +13,7 @@ local function debounce_merge(prefix, job, plan, payload, now)
   if not id then return nil end
   local rk = K.run(prefix, id)
   local f = redis.call('HMGET', rk, 'status', 'attempts', 'queue', 'deb_first', 'cxl')
-  if f[1] ~= 'scheduled' or f[2] ~= '0' then return nil end
+  if f[1] ~= 'scheduled' or (f[2] and f[2] ~= '0') then return nil end -- it ran
   local delayed = K.delayed(prefix, f[3])
   local due = now + d[2]
   if d[3] > 0 then due = math.min(due, tonumber(f[4]) + d[3]) end

@@ -2,7 +2,8 @@
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
 -- settle the parent's wait for it (invoke), resuming the parent if it is parked. Its own
 -- pending waits are dropped (waits its handler no longer awaited; children keep running).
--- pre: {tl_len, awaited, parent, wait_n, out} already read, or nil. The caller has released
+-- pre: {tl_len, awaited, parent, wait_n, out} already read (with flow = true: cxl, sgl
+-- too), or nil. A completed run loses the error of an earlier attempt (its timeline has it). The caller has released
 -- the run's lease, if it had one. The run keeps its last lease token, so a finish re-sent
 -- after a lost reply is recognised (see done_by). A run that fails starts its job's
 -- failure handler here, atomically (lib/start_on_failure.lua). A run with an output stream
@@ -18,7 +19,7 @@
 -- @include flow_done.lua
 -- @include out_id.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
-  flow_done(prefix, rk, id)
+  flow_done(prefix, rk, id, pre)
   if not pre then
     local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent', 'wait_n', 'out')
     pre = {tl_len = p[1], awaited = p[2], parent = p[3], wait_n = p[4], out = p[5]}
@@ -43,7 +44,11 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     args[#args + 1] = end_id
   end
   redis.call(unpack(args))
-  redis.call('HDEL', rk, 'cancel') -- the token stays: a re-sent finish sees it was done
+  if new == 'completed' then -- the token stays: a re-sent finish sees it was done
+    redis.call('HDEL', rk, 'cancel', 'error')
+  else
+    redis.call('HDEL', rk, 'cancel')
+  end
   move_index(prefix, id, job, old, new, now, keep_ms)
   if end_id then -- the output stream: its readers learn of the end; it expires with the run
     local ok = K.output(prefix, id) -- (first: an expiry set a ms later would outlive the run)

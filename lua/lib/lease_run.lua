@@ -16,11 +16,12 @@
 -- @include ready_wait.lua
 local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   local rk = K.run(prefix, id)
-  local st = redis.call('HMGET', rk, 'status', 'job', 'deliveries', 'attempts', 'tl_len',
-    'fails', 'payload', 'expired', 'out')
-  if not st[1] then
-    if redis.call('EXISTS', rk) == 0 then return {id, 'missing'} end
-  end
+  -- one read of the whole hash (fields, step records, timeline), one write of the transition
+  local h = redis.call('HGETALL', rk)
+  if #h == 0 then return {id, 'missing'} end
+  local v, steps, hooked, waits, tl = split_run(h)
+  local st = {v['status'], v['job'], v['deliveries'], v['attempts'], v['tl_len'], v['fails'],
+    v['payload'], v['expired'], v['out']}
   if st[1] ~= 'queued' then return nil end
   local bad = nil
   if not st[2] then bad = 'job' elseif not st[7] then bad = 'payload' end
@@ -48,12 +49,10 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
       {error = cjson.encode(err)}, {error = err.message}, nil)
     return {id, 'poison'}
   end
-  -- one read of the whole hash (fields and step records), one write of the transition
-  local v, steps, hooked, waits = split_run(redis.call('HGETALL', rk))
   local attempt = (tonumber(v['attempts']) or 0) + 1
   local token = tostring(attempt)
   local n = (tonumber(v['tl_len']) or 0) + 1
-  local was_resumed, last = resumed(rk, n - 1)
+  local was_resumed, last = resumed(tl['t:' .. (n - 1)])
   local waited, by = ready_wait(last, now)
   local args = {'HSET', rk, 'status', 'running', 'attempts', attempt, 'token', token,
     'deliveries', deliv, 'tl_len', n, 't:' .. n,

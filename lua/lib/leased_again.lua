@@ -7,10 +7,10 @@
 -- @include ready_wait.lua
 local function leased_again(prefix, id, token, now)
   local rk = K.run(prefix, id)
-  local v, steps, hooked, waits = split_run(redis.call('HGETALL', rk))
+  local v, steps, hooked, waits, tl = split_run(redis.call('HGETALL', rk))
   if v['status'] ~= 'running' or v['token'] ~= token then return nil end
   local n = tonumber(v['tl_len']) or 1
-  local was_resumed, last = resumed(rk, n - 1)
+  local was_resumed, last = resumed(tl['t:' .. (n - 1)])
   local waited, by = ready_wait(last, now)
   return {id, 'ok', token, tonumber(v['attempts']) or 1, v['job'], v['payload'],
     v['event'] or '', steps, v['fails'] or '0', was_resumed, hooked,

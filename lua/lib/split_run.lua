@@ -1,7 +1,8 @@
 -- split_run: a run's HGETALL reply split into plain fields, step records (flat name,
--- record pairs), hook fields (flat x:<name> pairs) and the steps of its pending waits.
+-- record pairs), hook fields (flat x:<name> pairs), the steps of its pending waits and its
+-- timeline entries (t:<n> -> JSON text).
 local function split_run(h)
-  local v, steps, hooked, waits = {}, {}, {}, {}
+  local v, steps, hooked, waits, tl = {}, {}, {}, {}, {}
   for j = 1, #h, 2 do
     local pre = string.sub(h[j], 1, 2)
     if pre == 's:' then
@@ -12,9 +13,11 @@ local function split_run(h)
       hooked[#hooked + 1] = h[j + 1]
     elseif pre == 'w:' then
       waits[#waits + 1] = string.sub(h[j], 3)
-    elseif pre ~= 't:' then
+    elseif pre == 't:' then
+      tl[h[j]] = h[j + 1]
+    else
       v[h[j]] = h[j + 1]
     end
   end
-  return v, steps, hooked, waits
+  return v, steps, hooked, waits, tl
 end

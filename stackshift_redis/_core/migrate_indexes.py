@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keys import UNTIMED, parse
+from .keys import UNTIMED, parse, scan_pattern
 from .migrate_keys import _scan
 
 
 async def drop_untimed_indexes(ns: Any, cursor: str, limit: int) -> tuple[str | None, int]:
-    """One SCAN batch (`limit`: SCAN's COUNT) of the namespace's `idx*` keys; those of
+    """One SCAN batch (`limit`: SCAN's COUNT) of the namespace's `i*` keys; the indexes of
     queued and running are unlinked. Returns (next cursor or None, keys deleted)."""
     k = ns.keys
-    after, found = await _scan(ns, cursor or "0", limit, k.prefix + "idx*")
+    after, found = await _scan(ns, cursor or "0", limit, scan_pattern(k.prefix, "i"))
     doomed = []
     for raw in found:
         key = raw.decode() if isinstance(raw, bytes) else str(raw)
