@@ -3,15 +3,18 @@
 -- ARGV[1] run_id  ARGV[2] token  ARGV[3] step name  ARGV[4] record (bytes)
 -- ARGV[5] timeline type ('step_completed' | 'step_failed')
 -- Returns 1 when a cancel was requested for the run, else 0.  Errors: LEASE_LOST.
+-- Cost: one HMGET (the lease check and the step's current record), one HSET (the record
+-- and its timeline entry).
 -- @include now_ms.lua
--- @include timeline.lua
 -- @include check_lease.lua
 local rk = KEYS[1]
-local f, err = check_lease(rk, ARGV[1], ARGV[2])
+local field = 's:' .. ARGV[3]
+local f, err = check_lease(rk, ARGV[1], ARGV[2], field)
 if not f then return redis.error_reply(err) end
-if redis.call('HGET', rk, 's:' .. ARGV[3]) ~= ARGV[4] then -- else: a re-sent call
-  redis.call('HSET', rk, 's:' .. ARGV[3], ARGV[4])
-  timeline(rk, now_ms(), ARGV[5], {step = ARGV[3]})
+if f[14] ~= ARGV[4] then -- else: a re-sent call
+  local n = (tonumber(f[5]) or 0) + 1
+  redis.call('HSET', rk, field, ARGV[4], 'tl_len', n, 't:' .. n,
+    cjson.encode({step = ARGV[3], type = ARGV[5], at = now_ms()}))
 end
 if f[10] then return 1 end
 return 0
