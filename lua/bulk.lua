@@ -5,13 +5,15 @@
 -- server time of the operation's first batch) are not examined, so a pass ends even while
 -- runs keep arriving and a retried run that fails again is not retried twice.
 -- KEYS[1] index  keys.idx_status(status) or keys.idx_job_status(job, status)  ZSET; for
---   queued and running (no time index) keys.ord_status / keys.ord_job_status, all scores 0
---   (ARGV[14] '1'): a run's entry time there is its creation time, read from its id
+--   queued (no time index) keys.ord_status / keys.ord_job_status, all scores 0 (ARGV[14]
+--   'id'): a run's entry time there is its creation time, read from its id; for running
+--   (no index) one queue's keys.leases (ARGV[14] 'lease': scored by lease expiry, which
+--   only grows, so a renewed run may be examined again, and is then skipped)
 -- ARGV[1] prefix  ARGV[2] action ('cancel' | 'retry')  ARGV[3] status  ARGV[4] job ('': any)
 -- ARGV[5] created after ms (-1: none)  ARGV[6] created before ms (-1: none)
 -- ARGV[7] cursor score ('': from the start)  ARGV[8] cursor run id  ARGV[9] upto ('': now)
 -- ARGV[10] limit  ARGV[11] cancel reason  ARGV[12] retention_ms  ARGV[13] budget µs
--- ARGV[14] '1' when KEYS[1] is ordered by run id (scores 0), else '0'
+-- ARGV[14] the order of KEYS[1]: 'time' (entry time), 'id' (scores 0) or 'lease'
 -- Returns {runs changed, next cursor score ('' when the pass is over), next cursor run id,
 -- upto}.
 -- Cost: at most `limit` runs and about `budget` µs of server time (the batch stops early
@@ -26,7 +28,7 @@ local key, prefix, action, status, job = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARG
 local after, before = tonumber(ARGV[5]), tonumber(ARGV[6])
 local limit, reason, keep = tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local budget = tonumber(ARGV[13])
-local by_id = ARGV[14] == '1'
+local by_id, by_lease = ARGV[14] == 'id', ARGV[14] == 'lease'
 local function created_ms(id) -- run ids begin with their creation ms as 11 hex digits
   return tonumber(string.sub(id, 1, 11), 16) or 0
 end
@@ -52,7 +54,7 @@ if ARGV[7] ~= '' then
   start = lo
 elseif after >= 0 and by_id then -- ids created before `after`
   start = redis.call('ZLEXCOUNT', key, '-', '(' .. string.format('%011x', after))
-elseif after >= 0 then
+elseif after >= 0 and not by_lease then
   -- a run enters a status no earlier than it was created: skip what entered before `after`
   start = redis.call('ZCOUNT', key, '-inf', '(' .. after)
 end
@@ -62,7 +64,7 @@ local over = #page < 2 * limit -- the index ends within this page
 for j = 1, #page, 2 do
   local id, score = page[j], page[j + 1]
   local entered = tonumber(score)
-  if by_id then entered = created_ms(id) end
+  if by_id then entered = created_ms(id) elseif by_lease then entered = 0 end
   if entered > tonumber(upto) then
     over = true
     break

@@ -16,7 +16,8 @@
 -- KEYS[5i-1] conf    keys.queue_conf(queue_i)  HASH paused, concurrency
 -- KEYS[5i]   stat    keys.queue_stat(queue_i)  HASH seq (turns), starved
 -- KEYS[5i+1] stream  keys.stream(queue_i)      STREAM wake-up tickets
--- Derived (K): ready sets K.ready(queue, group), runs K.run(id).
+-- Derived (K): ready sets K.ready(queue, group), runs K.run(id), K.leased_queues() (a queue
+-- that leased runs joins it: running runs are read from the leases of its queues).
 -- ARGV[1] prefix  ARGV[2] n  ARGV[3] max_deliveries  ARGV[4] retention_ms
 -- ARGV[5] take id (unique per call)  ARGV[4+2i] queue_i  ARGV[5+2i] lease_ms_i
 -- Returns per taken run {run_id, 'ok', token, attempt, job, payload, trigger event, steps,
@@ -81,6 +82,7 @@ while ARGV[4 + 2 * i] and taken < want do
     end
   end
   local stop = taken + room
+  local before = taken
   while taken < stop and pops < 4 * want do
     local turn = redis.call('ZRANGE', ring, 0, 1)
     local group = turn[1]
@@ -111,6 +113,9 @@ while ARGV[4 + 2 * i] and taken < want do
   end
   if blocked or redis.call('EXISTS', ring) == 0 then
     redis.call('XTRIM', stream, 'MAXLEN', 0)
+  end
+  if taken > before then -- list_runs finds running runs in the leases of these queues
+    redis.call('SADD', K.leased_queues(prefix), queue)
   end
   i = i + 1
 end

@@ -16,13 +16,8 @@ from stackshift_redis.errors import LeaseLostError
 
 
 async def _handler_runs(app: StackShift) -> list[str]:
-    ids: list[str] = []
-    for status in ("queued", "running", "completed", "failed"):
-        members = await app.redis.zrange(
-            app._core.keys.ord_job_status("doomed_handler", status), 0, -1
-        )
-        ids += [m.decode() for m in members]
-    return sorted(set(ids))  # a run moving between two reads is listed twice
+    page = await app.list_runs(job="doomed_handler", limit=1000)  # every status at once
+    return sorted(r.id for r in page)
 
 
 async def test_on_failure_exactly_once_when_workers_are_killed_around_the_failure(

@@ -219,16 +219,19 @@ async def test_it_runs_as_a_step_of_the_layout_migration(
 async def test_untimed_indexes_drops_the_time_indexes_of_queued_and_running(
     app: StackShift,
 ) -> None:
-    """Layout 4 (issue 22): the idx/idxj sets of queued and running go (their runs are in
-    the id-ordered sets too); those of the other statuses stay; twice is harmless."""
+    """Layout 4 (issue 22): the idx/idxj sets of queued and running and the ord/ordj sets
+    of running go (queued runs are in the id-ordered sets too, running ones in their
+    queue's leases, whose queues are noted); the others stay; twice is harmless."""
     app.job("a:b", lambda ctx: None)
     run = await app.start("a:b")
     k, r = app._core.keys, app.redis
     old = [k.idx_status("queued"), k.idx_status("running"), k.idx_job_status("a:b", "queued")]
-    old.append(k.idx_job_status("a:b", "running"))
-    kept = [k.idx_status("failed"), k.idx_job_status("a:b", "waiting")]
+    old += [k.idx_job_status("a:b", "running"), k.ord_status("running")]
+    old.append(k.ord_job_status("a:b", "running"))
+    kept = [k.idx_status("failed"), k.idx_job_status("a:b", "waiting"), k.ord_status("waiting")]
     for key in old + kept:  # as layout 3 wrote them
         await r.zadd(key, {run.id: 1})
+    await r.zadd(k.leases("q:1"), {"r9": 1})  # a queue with leases: noted in leased_queues
     for _ in range(2):
         cursor: str | None = ""
         deleted = 0
@@ -238,5 +241,6 @@ async def test_untimed_indexes_drops_the_time_indexes_of_queued_and_running(
     assert deleted == 0  # the second pass found nothing left
     assert [await r.exists(key) for key in old + kept] == [0] * len(old) + [1] * len(kept)
     assert await r.zrange(k.ord_status("queued"), 0, -1) == [run.id.encode()]
+    assert await r.smembers(k.leased_queues()) == {b"q:1"}
     [step] = [m for m in migrations.MIGRATIONS if m.convert is drop_untimed_indexes]
     assert step.layout == 4 <= layout.LAYOUT

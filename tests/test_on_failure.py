@@ -22,11 +22,8 @@ from stackshift_redis.testing import TestEnv, fake_redis
 
 
 async def _handler_runs(app: StackShift, job: str) -> list[str]:
-    ids: list[str] = []
-    for status in ("queued", "running", "scheduled", "waiting", "completed", "failed"):
-        members = await app.redis.zrange(app._core.keys.ord_job_status(job, status), 0, -1)
-        ids += [m.decode() for m in members]
-    return sorted(set(ids))  # a run moving between two reads is listed twice
+    page = await app.list_runs(job=job, limit=1000)  # every status, read at once
+    return sorted(r.id for r in page)
 
 
 def _register_handler(app: StackShift, seen: list[dict[str, Any]], **kw: Any) -> None:

@@ -13,6 +13,7 @@ import pytest
 from helpers import namespace_keys
 
 from stackshift_redis import RunContext, RunPage, StackShift
+from stackshift_redis._client.inspector import Inspector
 from stackshift_redis.errors import InvalidArgumentError
 
 
@@ -174,3 +175,25 @@ async def test_paging_on_fakeredis(fake_app: StackShift) -> None:
     assert [r.id for r in first + rest] == ids[::-1] and rest.cursor is None
     found = await fake_app.find_run("j", "none")
     assert found is None
+
+
+async def test_running_runs_are_paged_from_the_leases(app: StackShift) -> None:
+    """Layout 4: running runs have no index; list_runs reads them from the leases of the
+    queues runs were leased from, by job, by cursor and newest first like any status, and
+    the totals count them there."""
+    app.job("a", lambda ctx: None, queue="qa")
+    app.job("b", lambda ctx: None, queue="qb")
+    started = [await app.start("a", i) for i in range(5)] + [await app.start("b", 9)]
+    s = app._core.scripts
+    for q in ("qa", "qb"):  # leased by a take, as a worker does (no attempt runs)
+        taken = await s.take([(q, 60_000)], 10, max_deliveries=5, retention_ms=60_000)
+        assert len(taken.taken) == (5 if q == "qa" else 1)
+    await app.start("a", 7)  # stays queued
+    ids_a = sorted((r.id for r in started[:5]), reverse=True)
+    assert await _page_all(app, 2, status="running", job="a") == ids_a
+    assert await _page_all(app, 4, status="running") == sorted(
+        (r.id for r in started), reverse=True
+    )
+    page = await app.list_runs(status=["running", "queued"], job="a", limit=3)
+    assert [r.status for r in page] == ["queued", "running", "running"]
+    assert (await Inspector(app._core).totals())["running"] == 6

@@ -4,7 +4,8 @@ and resuming queues.
 Bulk operations are served from the status indexes (`keys.idx_status`,
 `keys.idx_job_status`: run ids scored by when they entered that status; queued and running
 have only the id-ordered `keys.ord_status` / `keys.ord_job_status`, where a run's creation
-time stands for its entry time) in bounded
+time stands for its entry time; running runs are walked in the leases of every queue in
+`keys.leased_queues`) in bounded
 batches, never one unbounded script and never a SCAN: each batch is one `bulk` script call
 that examines at most `BATCH` index entries after a cursor, stops once it has used
 `BUDGET_US` of server time, and re-checks every run before it acts, so Redis is never
@@ -108,12 +109,20 @@ class Control:
         if job is not None:
             check_name("job", job)
         total, upto = 0, ""
+        walks: list[tuple[str, str, str]] = []  # (status, index, its order)
         for status in statuses:
-            by_id = status in UNTIMED  # no time index: the id-ordered one
-            if by_id:
-                index = k.ord_job_status(job, status) if job else k.ord_status(status)
+            if status == "running":  # no index: the leases of every queue that leased runs
+                queues = sorted(q.decode() for q in await ns.redis.smembers(k.leased_queues()))
+                walks += [(status, k.leases(q), "lease") for q in queues]
+            elif status in UNTIMED:  # no time index: the id-ordered one
+                walks.append(
+                    (status, k.ord_job_status(job, status) if job else k.ord_status(status), "id")
+                )
             else:
-                index = k.idx_job_status(job, status) if job else k.idx_status(status)
+                walks.append(
+                    (status, k.idx_job_status(job, status) if job else k.idx_status(status), "time")
+                )
+        for status, index, order in walks:
             position = ("", "")
             while True:
                 request = BulkRequest(
@@ -127,7 +136,7 @@ class Control:
                     reason=reason,
                     retention_ms=ns.settings.retention_ms,
                     budget_us=BUDGET_US,
-                    by_id=by_id,
+                    order=order,
                 )
                 changed, nxt, upto = await ns.scripts.bulk(request)
                 total += changed

@@ -242,13 +242,20 @@ class Inspector:
         return out
 
     async def totals(self) -> dict[str, int]:
-        """Runs retained per status. Cost: one ZCARD per status (of the id-ordered index:
-        every status has one)."""
-        async with self.ns.redis.pipeline(transaction=False) as pipe:
-            for s in STATUSES:
-                pipe.zcard(self.ns.keys.ord_status(s))
+        """Runs retained per status. Cost: one ZCARD per status (of its id-ordered index;
+        running: of the leases of each queue that leased runs)."""
+        r, k = self.ns.redis, self.ns.keys
+        queues = [q.decode() for q in await r.smembers(k.leased_queues())]
+        indexed = [s for s in STATUSES if s != "running"]
+        async with r.pipeline(transaction=False) as pipe:
+            for s in indexed:
+                pipe.zcard(k.ord_status(s))
+            for q in queues:
+                pipe.zcard(k.leases(q))
             counts = await pipe.execute()
-        return {s: int(c) for s, c in zip(STATUSES, counts, strict=True)}
+        totals = dict(zip(indexed, counts, strict=False))
+        totals["running"] = sum(counts[len(indexed) :])
+        return {s: int(totals[s]) for s in STATUSES}
 
     async def overview(self) -> Overview:
         """Queues, workers and totals (the dashboard's first page)."""

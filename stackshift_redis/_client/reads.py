@@ -2,12 +2,13 @@
 
 Paging: `list_runs` pages the creation-ordered indexes `K.ord(status)` and
 `K.ordj(job, status)` (all scores 0, so a ZSET is ordered by run id, and run ids start
-with their creation time in ms as 11 hex digits). A cursor is the last run id of a page;
-the next page is the ids below it. A run keeps its place in that order whatever its status
-becomes, so paging never returns a run twice and never skips a run that kept a matching
-status throughout, while runs move between statuses. The index ranges of one page are read
-in one MULTI (one slot: the namespace's hash tag), so a run moving between two of the
-requested statuses during the read is seen exactly once.
+with their creation time in ms as 11 hex digits); running runs have no index (layout 4)
+and are read from their queues' leases, in the same id order. A cursor is the last run id
+of a page; the next page is the ids below it. A run keeps its place in that order whatever
+its status becomes, so paging never returns a run twice and never skips a run that kept a
+matching status throughout, while runs move between statuses. The ids of one page are
+read by one script (lua/list_runs.lua, one slot: the namespace's hash tag), so a run
+moving between two of the requested statuses during the read is seen exactly once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from .._core.keys import STATUSES, check_name
 from .._core.namespace import Namespace
@@ -131,8 +131,9 @@ async def list_runs(
 ) -> RunPage:
     """A page of runs, newest first (by creation), and the cursor of the next page.
 
-    Cost: one MULTI of one ZREVRANGEBYLEX per status (LIMIT limit+1), then one pipeline of
-    `limit` HGETALLs: bounded whatever the number of runs retained.
+    Cost: one script call (lua/list_runs.lua: one ZREVRANGEBYLEX per status, LIMIT
+    limit+1; running runs from the queues' leases, bounded by the workers' concurrency),
+    then one pipeline of `limit` HGETALLs: bounded whatever the number of runs retained.
     """
     statuses = check_statuses(status)
     if job is not None:
@@ -140,12 +141,8 @@ async def list_runs(
     check_int(limit, "limit", 1, MAX_PAGE)
     high, low = page_bounds(cursor, created_after, created_before)
     k = ns.keys
-    idx = [k.ord_job_status(job, s) if job else k.ord_status(s) for s in statuses]
-    async with ns.redis.pipeline(transaction=True) as pipe:
-        for key in idx:
-            pipe.zrevrangebylex(key, high, low, 0, limit + 1)
-        ranges: list[Any] = await pipe.execute()
-    listed_as = {m.decode(): s for s, r in zip(statuses, ranges, strict=True) for m in r}
+    page = await ns.scripts.list_runs(job or "", statuses, (high, low), limit + 1)
+    listed_as = dict(page)
     ids = sorted(listed_as, reverse=True)
     next_cursor = ids[limit - 1] if len(ids) > limit else None
     ids = ids[:limit]

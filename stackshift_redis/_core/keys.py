@@ -46,6 +46,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "on_failure": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
     "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
     "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
+    "leased_queues": ("lq",),  # SET queues runs were ever leased from (running runs: leases)
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     "output": ("out", "{run_id}"),  # STREAM a run's output messages (capped; expires with it)
     # queues
@@ -241,6 +242,10 @@ class Keys:
     def qlive(self) -> str:
         """ZSET: queue -> expiry ms of the latest heartbeat of a worker consuming it."""
         return _render(self.prefix, "qlive", ())
+
+    def leased_queues(self) -> str:
+        """SET: the queues runs were ever leased from (running runs are in their leases)."""
+        return _render(self.prefix, "leased_queues", ())
 
     def take(self, taker: str) -> str:
         """STRING: a taker's last take id and the runs it leased (a re-sent take gets

@@ -92,7 +92,7 @@ MIGRATIONS: list[Migration] = [  # every step, oldest first (run in this order)
     ),
     Migration(
         "untimed_indexes",
-        "time indexes of queued and running runs (deleted: only the id-ordered ones stay)",
+        "status indexes of queued (time) and running runs (deleted; running: from leases)",
         drop_untimed_indexes,
         4,
     ),

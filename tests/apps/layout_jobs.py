@@ -74,7 +74,7 @@ async def convert(ns: Any, cursor: str, limit: int) -> tuple[str | None, int]:
     names = ("items", "conv", "applied", "tries", "calls", "pids", "first_ms", "last_ms",
              "touched")  # fmt: skip
     keys = [obs(n) for n in names]
-    keys += [ns.keys.ord_status("queued"), ns.keys.ord_status("running")]
+    keys += [ns.keys.ord_status("queued"), ns.keys.leases("lay")]
     per_call = os.environ.get("LAYOUT_STEP_PER_CALL", "2")
     runs = os.environ.get("LAYOUT_RUNS", "0")
     nxt, done, call = await ns.redis.eval(

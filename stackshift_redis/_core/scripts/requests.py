@@ -124,7 +124,7 @@ class BulkRequest:
     reason: str
     retention_ms: int
     budget_us: int
-    by_id: bool = False  # `index` is ordered by run id (ord indexes: queued, running)
+    order: str = "time"  # of `index`: time (idx), id (ord: queued) or lease (running)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,21 @@ from .requests import BulkRequest, InvokeRequest, SleepRequest, WaitEventRequest
 class RunScripts(Door):
     """Scripts of a running attempt and of run control: steps, waits, cancel, retry, bulk."""
 
+    async def list_runs(
+        self, job: str, statuses: list[str], bounds: tuple[str, str], n: int
+    ) -> list[tuple[str, str]]:
+        """(run id, status) of up to `n` runs per status within the ZREVRANGEBYLEX bounds
+        (high, low), of `job` ("" for any), read atomically (a read: no layout gate)."""
+        k = self.keys
+        keys = [
+            k.leased_queues()
+            if s == "running"
+            else (k.ord_job_status(job, s) if job else k.ord_status(s))
+            for s in statuses
+        ]
+        flat = await self.call("list_runs", keys, [k.prefix, job, *bounds, n, *statuses])
+        return [(_str(flat[i]), _str(flat[i + 1])) for i in range(0, len(flat), 2)]
+
     async def record_step(
         self, run_id: str, token: str, name: str, record: bytes, kind: str
     ) -> bool:
@@ -82,7 +97,7 @@ class RunScripts(Door):
         when the pass is over, upto)."""
         q = request
         args: list[Any] = [self.keys.prefix, q.action, q.status, q.job, *q.created_ms, *q.cursor]
-        args += [q.limit, q.reason, q.retention_ms, q.budget_us, int(q.by_id)]
+        args += [q.limit, q.reason, q.retention_ms, q.budget_us, q.order]
         changed, score, last, upto = await self.call("bulk", [q.index], args)
         nxt = (_str(score), _str(last)) if _str(score) else None
         return int(changed), nxt, _str(upto)
