@@ -10,6 +10,7 @@ import pytest
 from helpers import namespace_keys
 
 from stackshift_redis import PayloadError, StackShift, UnknownJobError
+from stackshift_redis._core.batching import TickBatcher
 from stackshift_redis.errors import InvalidArgumentError
 
 
@@ -143,3 +144,27 @@ async def test_namespaces_are_isolated(make_app: Any, running_worker: Any) -> No
     assert await ra.status() == "queued"  # b's worker never sees a's queue
     running_worker(a)
     assert await ra.result(timeout=10) == "from a"
+
+
+async def test_a_lone_start_is_sent_at_once_and_concurrent_ones_are_batched() -> None:
+    """TickBatcher(eager=True): nothing in flight, the submit is sent in the caller's task;
+    submits made while it is in flight go together in one batch on the next tick."""
+    calls: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def send(key: str, items: list[int]) -> list[int]:
+        calls.append(items)
+        if len(calls) == 1:
+            await gate.wait()
+        return [i * 10 for i in items]
+
+    batcher: TickBatcher[str, int, int] = TickBatcher(send, eager=True)
+    first = asyncio.ensure_future(batcher.submit("k", 1))
+    await asyncio.sleep(0)
+    assert calls == [[1]]  # sent at once
+    rest = [asyncio.ensure_future(batcher.submit("k", i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert [await first, *[await r for r in rest]] == [10, 20, 30, 40]
+    assert calls == [[1], [2, 3, 4]]
+    assert await batcher.submit("k", 5) == 50 and calls[-1] == [5]

@@ -1,7 +1,9 @@
 """Starting runs: validation, then one `start` script call per batch.
 
 Concurrent single starts made in one event-loop iteration with the same StartRequest (job,
-queue and options) are coalesced into one script call (each run still atomic on its own).
+queue and options) are coalesced into one script call (each run still atomic on its own);
+a start made while no other is in flight (one at a time) is sent at once, without waiting
+for the next loop iteration.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Starter:
 
     def __init__(self, ns: Namespace) -> None:
         self._ns = ns
-        self._single = TickBatcher(self._send, limit=MAX_BATCH)  # see the module docstring
+        self._single = TickBatcher(self._send, limit=MAX_BATCH, eager=True)  # module docstring
         self._watch = ConsumerWatch(ns)
 
     async def start_many(

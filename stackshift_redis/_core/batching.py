@@ -16,19 +16,36 @@ class TickBatcher(Generic[K, I, R]):
     """Collects `submit(key, item)` calls made in one loop iteration and, on the next,
     calls `send(key, items)` once per key (at most `limit` items a call; 0: no limit),
     each send in a task of its own. `submit` returns its item's reply; an exception
-    `send` raises is raised to every caller of that batch."""
+    `send` raises is raised to every caller of that batch.
+
+    `eager`: a submit made while nothing is pending or being sent (one call at a time,
+    awaited in turn) is sent at once, in the caller's task: no loop tick, no task. Those
+    made while it is in flight are batched as usual."""
 
     def __init__(
-        self, send: Callable[[K, list[I]], Awaitable[Sequence[R]]], limit: int = 0
+        self,
+        send: Callable[[K, list[I]], Awaitable[Sequence[R]]],
+        limit: int = 0,
+        *,
+        eager: bool = False,
     ) -> None:
         self._send = send
         self._limit = limit
+        self._eager = eager
+        self._direct = 0  # eager sends in flight
         self._pending: dict[K, list[tuple[I, asyncio.Future[R]]]] = {}
         self._scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
 
     async def submit(self, key: K, item: I) -> R:
         """Add `item` to this tick's batch for `key`; its reply once the batch was sent."""
+        if self._eager and not (self._direct or self._pending or self._sending):
+            self._direct += 1
+            try:
+                [reply] = await self._send(key, [item])
+            finally:
+                self._direct -= 1
+            return reply
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[R] = loop.create_future()
         self._pending.setdefault(key, []).append((item, fut))
