@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ._worker.supervisor import Supervisor
 from .app import StackShift
 from .errors import StackShiftError
 from .logs import configure
@@ -188,7 +189,16 @@ def serve_metrics(app: StackShift, port: int) -> None:
     "--metrics-port",
     default=None,
     type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics on this port (needs stackshift-redis[metrics]).",
+    help="Serve Prometheus metrics on this port (needs stackshift-redis[metrics]); with "
+    "--processes N, worker process i serves on this port + i.",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Worker processes: more than 1 runs a supervisor that starts them, restarts one "
+    "that dies and forwards SIGTERM/SIGINT.",
 )
 def main(
     app_path: str,
@@ -200,11 +210,27 @@ def main(
     log_level: str,
     log_format: str,
     metrics_port: int | None,
+    processes: int,
 ) -> None:
     """Run a stackshift worker for the app MODULE:APP (e.g. myapp.jobs:stackshift)."""
     note_signals()
     configure(log_level, log_format)
     app = load_app(app_path)
+    if processes > 1 and RECEIVED:
+        log.info("%s before the workers started: exiting", RECEIVED[-1].name)
+        return
+    if processes > 1:
+        args = [app_path, *(a for q in queues for a in ("--queue", q))]
+        args += ["--concurrency", str(concurrency), "--grace", str(grace)]
+        args += ["--log-level", log_level, "--log-format", log_format]
+        args += ["--redis-url", redis_url] if redis_url else []
+        args += ["--burst"] if burst else []
+
+        def argv(slot: int) -> list[str]:
+            port = [] if metrics_port is None else ["--metrics-port", str(metrics_port + slot)]
+            return [*args, *port]
+
+        sys.exit(Supervisor(processes, argv, burst).run())
     if redis_url:
         app.use_redis_url(redis_url)
     if metrics_port is not None:
