@@ -31,6 +31,14 @@ def _children(pid: int) -> set[int]:
     return out
 
 
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 async def test_processes_restart_a_dying_worker_and_stop_on_sigterm(
     make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
 ) -> None:
@@ -56,8 +64,7 @@ async def test_processes_restart_a_dying_worker_and_stop_on_sigterm(
     text = (tmp_path / "sup.log").read_text()
     assert code == 0, text
     assert "exited with -9" in text
-    for pid in now:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert all(_gone(pid) for pid in now)
 
 
 async def test_workers_dying_at_start_make_the_supervisor_give_up(
