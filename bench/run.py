@@ -1,7 +1,10 @@
 """Peer benchmark: stackshift-redis vs arq, saq, rq, taskiq, streaq and bullmq.
 
     python -m bench.run            # full: every library, 3 repeats, medians, extras
+    python -m bench.run --peers    # the same (the peer comparison is the default)
     python -m bench.run --quick    # stackshift-redis only, 2,000 jobs, 1 repeat (< 1 min)
+    python -m bench.run --baseline-tree /tmp/ss-main --libs stackshift   # this checkout
+                                   # against another tree of the library, alternated
 
 Starts its own redis-server on a free loopback port (no persistence) and kills it at the
 end; installs each peer into bench/.venvs/<peer>; runs bench/peers/<lib>_driver.py per
@@ -49,14 +52,19 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_driver(lib: Lib, url: str, args: list[str], timeout: float) -> dict[str, Any]:
-    """Run one driver invocation; always returns a dict (with "error" on failure)."""
+def run_driver(
+    lib: Lib, url: str, args: list[str], timeout: float, tree: Path | None = None
+) -> dict[str, Any]:
+    """Run one driver invocation; always returns a dict (with "error" on failure). `tree`:
+    another checkout whose stackshift_redis the driver imports (first on PYTHONPATH)."""
     cmd = [str(python_for(lib)), str(PEERS_DIR / lib.driver), "--redis-url", url, "--flush",
            "--timeout", str(max(30.0, timeout - 60)), *lib.args, *args]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(":")
     try:
         p = subprocess.run(
-            cmd, cwd=PEERS_DIR, capture_output=True, text=True, timeout=timeout,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            cmd, cwd=PEERS_DIR, capture_output=True, text=True, timeout=timeout, env=env,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         return {"error": f"driver timed out after {timeout:.0f}s"}
@@ -101,7 +109,13 @@ def _num(v: Any) -> str:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--peers", action="store_true", help="the peer comparison (the default)")
     p.add_argument("--quick", action="store_true", help="stackshift only, 2,000 jobs, 1 repeat")
+    p.add_argument(
+        "--baseline-tree", type=Path,
+        help="another checkout (git worktree) of the library: rows stackshift@base (and "
+        "stackshift@base[steps3]) run its code, right after this checkout's, every repeat",
+    )  # fmt: skip
     p.add_argument("--libs", help=f"comma list from {','.join(LIBS)} (default: all)")
     p.add_argument("--n", type=int, default=20_000, help="jobs drained per process run")
     p.add_argument("--enqueue-n", type=int, default=5000, help="jobs per enqueue measurement")
@@ -131,13 +145,14 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
-def source_rev() -> str:
+def source_rev(tree: Path | None = None) -> str:
     """The repo commit the stackshift numbers come from (+ whether its code was dirty)."""
+    root = tree or BENCH.parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BENCH, text=True,
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
                              capture_output=True, timeout=10).stdout.strip()  # fmt: skip
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "stackshift_redis", "lua"],
-                               cwd=BENCH.parent, text=True, capture_output=True,
+                               cwd=root, text=True, capture_output=True,
                                timeout=10).stdout.strip()  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -167,6 +182,9 @@ def main() -> int:
     rows = list(names)
     if "stackshift" in names and not a.quick:
         rows.insert(names.index("stackshift") + 1, "stackshift[steps3]")
+    if "stackshift" in names and a.baseline_tree is not None:
+        at = rows.index("stackshift") + (1 if a.quick else 2)
+        rows[at:at] = ["stackshift@base"] + ([] if a.quick else ["stackshift@base[steps3]"])
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in rows}
     extras: dict[str, Any] | None = None
     with RedisServer() as srv:
@@ -174,20 +192,23 @@ def main() -> int:
         log(f"redis-server {redis_version} at {srv.url}")
         for rep in range(a.repeats):
             for row in rows:
-                name = "stackshift" if row == "stackshift[steps3]" else row
+                name = "stackshift" if row.startswith("stackshift") else row
+                tree = a.baseline_tree if row.startswith("stackshift@base") else None
                 if name in broken:
                     runs[row].append({"mode": "process", "error": broken[name]})
                     continue
                 lib = LIBS[name]
-                n = a.n if a.quick else min(a.n, PROCESS_CAP.get(row, a.n))
-                if row == name:
+                cap = PROCESS_CAP.get(row.replace("@base", ""), a.n)
+                n = a.n if a.quick else min(a.n, cap)
+                steps3 = row.endswith("[steps3]")
+                if not steps3:
                     log(f"rep {rep + 1}/{a.repeats} {row}: enqueue x{a.enqueue_n}")
                     enq = ["--mode", "enqueue", "--n", str(a.enqueue_n)]
-                    runs[row].append(run_driver(lib, srv.url, enq, a.timeout))
+                    runs[row].append(run_driver(lib, srv.url, enq, a.timeout, tree))
                 log(f"rep {rep + 1}/{a.repeats} {row}: process x{n}")
-                extra = ["--job", "steps3"] if row != name else []
+                extra = ["--job", "steps3"] if steps3 else []
                 proc = ["--mode", "process", "--n", str(n), *extra]
-                res = run_driver(lib, srv.url, proc, a.timeout)
+                res = run_driver(lib, srv.url, proc, a.timeout, tree)
                 res.setdefault("mode", "process")
                 res.setdefault("n", n)
                 runs[row].append(res)
@@ -201,6 +222,10 @@ def main() -> int:
             extras = run_extras(srv.url, a.delayed, a.retry_runs, timeout=900)
     notes = {n: LIBS[n].note for n in names}
     notes["stackshift[steps3]"] = "3 memoized ctx.step.run per job"
+    if a.baseline_tree is not None:
+        base = f"{a.baseline_tree} ({source_rev(a.baseline_tree)})"
+        notes["stackshift@base"] = f"the library of {base}"
+        notes["stackshift@base[steps3]"] = "the same, 3 memoized ctx.step.run per job"
     text = "\n".join(
         [
             f"stackshift-redis peer benchmark, {date.today()} ({'quick' if a.quick else 'full'})",
