@@ -298,6 +298,10 @@ def parse_run(
             e = f.read(k.decode(), partial(_entry, k, v))
             if e is not None:
                 entries.append(e)
+    if b"t:1" not in h and b"created" in h and b"tl_len" in h:  # implied: queued at created
+        entries.append(
+            (1, {"type": "queued", "at": f.read("created", lambda: from_ms(h[b"created"]))})
+        )
     timeline = [e for _, e in sorted(entries, key=lambda p: p[0])]
     state = f.read("status", lambda: RunStatus(_s(h.get(b"status"))))
     if f.problems and status is None:
