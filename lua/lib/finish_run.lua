@@ -2,8 +2,8 @@
 -- timeline entry {type = new, ...entry}), expire it after keep_ms, wake result() waiters and
 -- settle the parent's wait for it (invoke), resuming the parent if it is parked. Its own
 -- pending waits are dropped (waits its handler no longer awaited; children keep running).
--- pre: {tl_len, awaited, parent, wait_n, out} already read (with flow = true: cxl, sgl
--- too), or nil. A completed run loses the error of an earlier attempt (its timeline has it). The caller has released
+-- pre: {tl_len, awaited, parent, wait_n, out} already read (with flow = true: cxl, sgl,
+-- cancel and err (the error field) too), or nil. A completed run loses the error of an earlier attempt (its timeline has it). The caller has released
 -- the run's lease, if it had one. The run keeps its last lease token, so a finish re-sent
 -- after a lost reply is recognised (see done_by). A run that fails starts its job's
 -- failure handler here, atomically (lib/start_on_failure.lua). A run with an output stream
@@ -44,7 +44,13 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     args[#args + 1] = end_id
   end
   redis.call(unpack(args))
-  if new == 'completed' then -- the token stays: a re-sent finish sees it was done
+  -- the token stays: a re-sent finish sees it was done
+  if pre.flow then -- cancel and error were read: delete only what is there
+    local gone = {}
+    if pre.cancel then gone[#gone + 1] = 'cancel' end
+    if pre.err and new == 'completed' then gone[#gone + 1] = 'error' end
+    if #gone > 0 then redis.call('HDEL', rk, unpack(gone)) end
+  elseif new == 'completed' then
     redis.call('HDEL', rk, 'cancel', 'error')
   else
     redis.call('HDEL', rk, 'cancel')
