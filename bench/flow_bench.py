@@ -90,7 +90,7 @@ async def fairness(url: str, mode: str, backlog: int, samples: int) -> dict[str,
             info = await r.info()
             assert info is not None and info.started_at and info.created_at
             delays.append((info.started_at - info.created_at).total_seconds() * 1000)
-        left = await app.redis.zcard(app._core.keys.idx_job_status("work", "queued"))
+        left = await app.redis.zcard(app._core.keys.ord_job_status("work", "queued"))
     finally:
         proc.terminate()
         proc.join(10)
