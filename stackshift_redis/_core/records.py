@@ -242,17 +242,20 @@ def _s(v: bytes | None) -> str:
 def _in_order(
     steps: dict[str, dict[str, Any]], timeline: list[dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Steps in execution order: by their first timeline entry, then by record time."""
-    first: dict[str, int] = {}
+    """Steps in execution order: by the time of their first timeline entry, else of their
+    record (a replay's copied records, older than the new run, come first)."""
+    first: dict[str, tuple[float, int]] = {}
     for i, e in enumerate(timeline):
         name = e.get("step")
         if isinstance(name, str) and name not in first:
-            first[name] = i
-    far = len(timeline)
+            at = e.get("at")
+            first[name] = (at.timestamp() if isinstance(at, datetime) else 0.0, i)
 
-    def key(name: str) -> tuple[int, float]:
+    def key(name: str) -> tuple[float, int]:
+        if name in first:
+            return first[name]
         at = steps[name].get("at")
-        return first.get(name, far), at.timestamp() if isinstance(at, datetime) else 0.0
+        return (at.timestamp() if isinstance(at, datetime) else 0.0), -1
 
     return {name: steps[name] for name in sorted(steps, key=key)}
 

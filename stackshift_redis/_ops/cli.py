@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .._client.inspector import Inspector, jsonable
+from .._client.views import RunView
 from .._core.keys import STATUSES
 from ..app import StackShift
 from ..cli import OneLineGroup
@@ -117,14 +118,13 @@ def runs_list(
         click.echo(f"next page: --cursor {page.cursor}")
 
 
-async def _show(app: StackShift, run_id: str) -> tuple[Any, list[str]]:
-    insp = Inspector(app._core)
-    info = await insp.run(run_id)
-    if info is None:
+async def _show(app: StackShift, run_id: str) -> RunView:
+    view = await Inspector(app._core).view(run_id)
+    if view is None:
         raise RunNotFoundError(
             f"no run {run_id} in namespace {app.namespace!r} (unknown or expired)"
         )
-    return info, await insp.children(info)
+    return view
 
 
 @runs.command("show")
@@ -132,12 +132,12 @@ async def _show(app: StackShift, run_id: str) -> tuple[Any, list[str]]:
 @json_option
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """A run: status, payload, result or error, steps with durations, timeline."""
-    info, children = target_of(ctx).run(lambda app: _show(app, run_id))
+    """A run: status, links, payload, result or error, steps (result, duration), waits."""
+    view = target_of(ctx).run(lambda app: _show(app, run_id))
     if as_json:
-        emit_json({**jsonable(info), "children": children})
+        emit_json({**jsonable(view.info), "children": view.children, "waits": view.waits})
         return
-    render.run_detail(info, children)
+    render.run_detail(view)
 
 
 @runs.command("find")
@@ -152,13 +152,13 @@ def runs_find(ctx: click.Context, job: str, idempotency_key: str, as_json: bool)
         info = await Inspector(app._core).find(job, idempotency_key)
         if info is None:
             raise RunNotFoundError(f"no run of {job!r} for idempotency key {idempotency_key!r}")
-        return info, await Inspector(app._core).children(info)
+        return await _show(app, info.id)
 
-    info, children = target_of(ctx).run(work)
+    view = target_of(ctx).run(work)
     if as_json:
-        emit_json({**jsonable(info), "children": children})
+        emit_json({**jsonable(view.info), "children": view.children, "waits": view.waits})
         return
-    render.run_detail(info, children)
+    render.run_detail(view)
 
 
 def _each(

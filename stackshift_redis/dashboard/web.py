@@ -17,6 +17,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +34,7 @@ from starlette.templating import Jinja2Templates
 
 from .._client.client import Client
 from .._client.inspector import Inspector, jsonable, waterfall
+from .._client.views import until
 from .._core.keys import STATUSES
 from ..errors import InvalidArgumentError, StackShiftError
 from .streaming import stream_endpoint
@@ -54,6 +56,10 @@ def _span(start: Any, end: Any) -> str:
     if start is None or end is None:
         return "-"
     secs = (end - start).total_seconds()
+    return f"{secs * 1000:.0f} ms" if secs < 1 else f"{secs:.2f} s"
+
+
+def _span_s(secs: float) -> str:
     return f"{secs * 1000:.0f} ms" if secs < 1 else f"{secs:.2f} s"
 
 
@@ -95,7 +101,7 @@ class Dashboard:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters.update(pretty=_pretty, when=_when)
-        env.globals.update(span=_span, statuses=STATUSES, final=FINAL)
+        env.globals.update(span=_span, statuses=STATUSES, final=FINAL, until=until, span_s=_span_s)
 
     # access
     def _denied(self, request: Request) -> Response | None:
@@ -219,8 +225,8 @@ class Dashboard:
     async def run(self, request: Request) -> Response:
         """One run: payload, result or error, step waterfall, timeline, links."""
         run_id = request.path_params["run_id"]
-        info = await self.inspector.run(run_id)
-        if info is None:
+        view = await self.inspector.view(run_id)
+        if view is None:
             return self.error(
                 request,
                 404,
@@ -228,15 +234,17 @@ class Dashboard:
                 f"No run {run_id} in namespace {self.client._core.namespace!r}: "
                 "it never existed here or expired after retention.",
             )
-        bars = waterfall(info)
+        bars = waterfall(view.info)
         total = max([b["start"] + (b["duration"] or 0) for b in bars] + [0.001])
         return self.page(
             request,
             "run.html",
-            run=info,
+            run=view.info,
+            view=view,
             bars=bars,
             total=total,
-            children=await self.inspector.children(info),
+            children=view.children,
+            now=datetime.now(UTC),
         )
 
     async def events(
