@@ -15,7 +15,7 @@ calling it again is safe: what was done already no longer matches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from .._core.keys import check_name
@@ -23,13 +23,14 @@ from .._core.namespace import Namespace
 from .._core.records import check_run_id, epoch_ms, new_run_id
 from .._core.scripts import BulkRequest
 from ..errors import InvalidArgumentError, RunNotFoundError
-from .reads import check_statuses
+from .reads import check_statuses, page_bounds
 
 BATCH = 200  # index entries examined per script call, at most
 BUDGET_US = 2000  # server time a batch may use before it stops (a run's work finishes)
 CANCELLABLE = ("queued", "scheduled", "waiting", "running")
 RETRIABLE = ("failed", "cancelled")
 Statuses = str | Sequence[str] | None
+Progress = Callable[[int], None] | None  # called after each batch with the count so far
 
 
 def _statuses(op: str, status: Statuses, allowed: tuple[str, ...]) -> list[str]:
@@ -73,13 +74,14 @@ class Control:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         reason: str = "cancelled",
+        progress: Progress = None,
     ) -> int:
         """Cancel the matching runs (default: every unfinished status); the count."""
         statuses = _statuses("cancel_runs", status, CANCELLABLE)
         if not isinstance(reason, str):
             raise InvalidArgumentError("cancel_runs: reason must be a str")
         return await self._bulk(
-            "cancel", job, statuses, _range(created_after, created_before), reason
+            "cancel", job, statuses, _range(created_after, created_before), reason, progress
         )
 
     async def retry_runs(
@@ -89,10 +91,39 @@ class Control:
         status: Statuses = "failed",
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        progress: Progress = None,
     ) -> int:
         """Queue the matching failed (or cancelled) runs again; the count."""
         statuses = _statuses("retry_runs", status, RETRIABLE)
-        return await self._bulk("retry", job, statuses, _range(created_after, created_before), "")
+        created = _range(created_after, created_before)
+        return await self._bulk("retry", job, statuses, created, "", progress)
+
+    async def count_runs(
+        self,
+        action: str,
+        *,
+        job: str | None = None,
+        status: Statuses = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> int:
+        """How many runs `action` ('cancel' | 'retry') would change now with these filters
+        (a dry run; its default statuses). Cost: one ZLEXCOUNT per status on the
+        creation-ordered index (O(log n)), in one pipeline."""
+        if action not in ("cancel", "retry"):
+            raise InvalidArgumentError(f"count_runs: action must be cancel or retry: {action!r}")
+        allowed = CANCELLABLE if action == "cancel" else RETRIABLE
+        default = None if action == "cancel" else "failed"
+        statuses = _statuses(f"{action}_runs", status if status else default, allowed)
+        _range(created_after, created_before)
+        if job is not None:
+            check_name("job", job)
+        high, low = page_bounds(None, created_after, created_before)
+        k = self._ns.keys
+        async with self._ns.redis.pipeline(transaction=False) as pipe:
+            for s in statuses:
+                pipe.zlexcount(k.ord_job_status(job, s) if job else k.ord_status(s), low, high)
+            return sum(int(n) for n in await pipe.execute())
 
     async def _bulk(
         self,
@@ -101,6 +132,7 @@ class Control:
         statuses: list[str],
         created: tuple[int, int],
         reason: str,
+        progress: Progress = None,
     ) -> int:
         ns, k = self._ns, self._ns.keys
         if job is not None:
@@ -124,6 +156,8 @@ class Control:
                 )
                 changed, nxt, upto = await ns.scripts.bulk(request)
                 total += changed
+                if progress is not None:
+                    progress(total)
                 if nxt is None:
                     break
                 position = nxt

@@ -24,7 +24,7 @@ def _schedules(app: StackShift) -> Any:
 
 @click.group()
 def schedules() -> None:
-    """List, pause, resume and trigger schedules."""
+    """List, pause, resume, trigger and delete schedules."""
 
 
 @schedules.command("list")
@@ -62,7 +62,7 @@ def _schedule_action(verb: str) -> Callable[..., None]:
     return command
 
 
-for _verb in ("pause", "resume", "trigger"):
+for _verb in ("pause", "resume", "trigger", "delete"):
     schedules.command(_verb)(_schedule_action(_verb))
 
 

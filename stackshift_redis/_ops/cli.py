@@ -9,7 +9,6 @@ error is one line on stderr, never a traceback.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
@@ -19,8 +18,8 @@ from .._client.views import RunView
 from .._core.keys import STATUSES
 from ..app import StackShift
 from ..cli import OneLineGroup
-from ..errors import InvalidArgumentError, RunNotFoundError, StackShiftError
-from . import render
+from ..errors import RunNotFoundError
+from . import actions, render
 from .admin import dashboard, schedules
 from .layout_cmd import layout
 from .tail import runs_tail
@@ -70,6 +69,8 @@ def runs() -> None:
 
 
 runs.add_command(runs_tail)
+runs.add_command(actions.runs_cancel)
+runs.add_command(actions.runs_retry)
 
 
 @runs.command("list")
@@ -161,64 +162,6 @@ def runs_find(ctx: click.Context, job: str, idempotency_key: str, as_json: bool)
     render.run_detail(view)
 
 
-def _each(
-    ctx: click.Context, ids: tuple[str, ...], act: Callable[[StackShift, str], Awaitable[str]]
-) -> None:
-    async def work(app: StackShift) -> list[tuple[str, str | None]]:
-        out: list[tuple[str, str | None]] = []
-        for run_id in ids:
-            try:
-                out.append((run_id, await act(app, run_id)))
-            except (RunNotFoundError, StackShiftError) as exc:
-                if isinstance(exc, InvalidArgumentError):
-                    raise
-                out.append((run_id, None))
-                click.echo(f"{run_id}: {exc}", err=True)
-        return out
-
-    results = target_of(ctx).run(work)
-    for run_id, message in results:
-        if message is not None:
-            click.echo(f"{run_id}: {message}")
-    if any(m is None for _, m in results):
-        ctx.exit(1)
-
-
-@runs.command("cancel")
-@click.argument("run_ids", nargs=-1, required=True)
-@click.option("--reason", default="cancelled by operator", show_default=True)
-@click.pass_context
-def runs_cancel(ctx: click.Context, run_ids: tuple[str, ...], reason: str) -> None:
-    """Cancel runs (running ones stop at their next step)."""
-
-    async def act(app: StackShift, run_id: str) -> str:
-        status = await app.run(run_id).status()
-        if status is None:
-            raise RunNotFoundError("no such run (unknown or expired)")
-        if not await app.cancel(run_id, reason):
-            raise StackShiftError(f"not cancelled: the run is already {status}")
-        return (
-            "cancel requested (running: stops at its next step)"
-            if status == "running"
-            else "cancelled"
-        )
-
-    _each(ctx, run_ids, act)
-
-
-@runs.command("retry")
-@click.argument("run_ids", nargs=-1, required=True)
-@click.pass_context
-def runs_retry(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
-    """Queue failed runs again (their completed steps are reused)."""
-
-    async def act(app: StackShift, run_id: str) -> str:
-        await app.retry(run_id)
-        return "queued again"
-
-    _each(ctx, run_ids, act)
-
-
 @runs.command("replay")
 @click.argument("run_id")
 @click.option("--from-step", default=None, help="Re-run this step and the later ones.")
@@ -230,7 +173,7 @@ def runs_replay(ctx: click.Context, run_id: str, from_step: str | None) -> None:
         handle = await app.replay(rid, from_step=from_step)
         return f"replayed as {handle.id}"
 
-    _each(ctx, (run_id,), act)
+    actions._each(ctx, (run_id,), act)
 
 
 # events
@@ -290,21 +233,6 @@ def events_list(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @json_option
 @click.pass_context
-def queues(ctx: click.Context, as_json: bool) -> None:
-    """Queues: ready, scheduled, running, waiting, paused, concurrency, done/failed."""
-    target = target_of(ctx)
-    stats = target.run(lambda app: Inspector(app._core).queues())
-    if as_json:
-        emit_json(stats)
-    elif not stats:
-        click.echo(f"no queues known: {empty_hint(target)}; queues appear once a worker starts")
-    else:
-        render.queues_table(stats)
-
-
-@main.command()
-@json_option
-@click.pass_context
 def workers(ctx: click.Context, as_json: bool) -> None:
     """Workers: id, host, pid, queues, running, last heartbeat."""
     target = target_of(ctx)
@@ -317,6 +245,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
         render.workers_table(found)
 
 
+main.add_command(actions.queues)
 main.add_command(schedules)
 main.add_command(dashboard)
 main.add_command(layout)
