@@ -33,10 +33,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .._client.client import Client
+from .._client.control import CANCELLABLE, RETRIABLE
 from .._client.inspector import Inspector, jsonable, waterfall
 from .._client.views import until
 from .._core.keys import STATUSES
 from ..errors import InvalidArgumentError, StackShiftError
+from .ops import Ops, job_names, parse_when, search_run
 from .streaming import stream_endpoint
 
 HERE = Path(__file__).resolve().parent
@@ -198,16 +200,40 @@ class Dashboard:
         return self.page(request, "overview.html", ov=ov, took=took)
 
     async def runs(self, request: Request) -> Response:
-        """A page of runs, filtered by status and job."""
+        """A page of runs, filtered by status, job and creation time; `q` finds a run by
+        id or idempotency key."""
         q = request.query_params
         status = [s for s in q.getlist("status") if s] or None
         job = q.get("job") or None
         cursor = q.get("cursor") or None
+        search = (q.get("q") or "").strip()
+        jobs = await job_names(self.client)
+        if search:
+            found = await search_run(self.client, search, [job] if job else jobs)
+            if found is not None:
+                return self.redirect(request, f"/runs/{found}")
+        after = parse_when(q.get("created_after") or "", "created after")
+        before = parse_when(q.get("created_before") or "", "created before")
         started = time.perf_counter()
-        page = await self.inspector.runs(status=status, job=job, limit=50, cursor=cursor)
+        page = await self.inspector.runs(
+            status=status,
+            job=job,
+            limit=50,
+            cursor=cursor,
+            created_after=after,
+            created_before=before,
+        )
         took = (time.perf_counter() - started) * 1000
-        keep = {k: v for k, v in (("job", job or ""),) if v}
-        params = [("status", s) for s in status or []] + list(keep.items())
+        keep = [
+            (k, v)
+            for k, v in (
+                ("job", job or ""),
+                ("created_after", q.get("created_after") or ""),
+                ("created_before", q.get("created_before") or ""),
+            )
+            if v
+        ]
+        params = [("status", s) for s in status or []] + keep
         nxt = urlencode([*params, ("cursor", page.cursor)]) if page.cursor else None
         first = urlencode(params)
         return self.page(
@@ -216,10 +242,16 @@ class Dashboard:
             page=page,
             status=status or [],
             job=job or "",
+            jobs=jobs,
+            created_after=q.get("created_after") or "",
+            created_before=q.get("created_before") or "",
+            search=search,
             cursor=cursor,
             next_query=nxt,
             first_query=first,
             took=took,
+            retriable=[s for s in status or ["failed"] if s in RETRIABLE],
+            cancellable=[s for s in status or CANCELLABLE if s in CANCELLABLE],
         )
 
     async def run(self, request: Request) -> Response:
@@ -337,10 +369,11 @@ def create_app(
     <token>` (or `?token=` once in a browser, which sets a cookie); `basic_auth`
     ("user:password") requires HTTP basic authentication."""
     d = Dashboard(stackshift, read_only=read_only, token=token, basic_auth=basic_auth)
-    w = d.wrap
+    w, ops = d.wrap, Ops(d)
     routes = [
         Route("/", w(d.overview)),
         Route("/runs", w(d.runs)),
+        Route("/runs/bulk", w(ops.bulk, True), methods=["POST"]),
         Route("/runs/{run_id}", w(d.run)),
         Route("/runs/{run_id}/stream", w(stream_endpoint(stackshift))),
         Route("/runs/{run_id}/cancel", w(d.cancel, True), methods=["POST"]),
@@ -349,6 +382,8 @@ def create_app(
         Route("/events", w(d.events)),
         Route("/events", w(d.send_event, True), methods=["POST"]),
         Route("/schedules", w(d.schedules)),
+        Route("/schedules/{name}/{verb}", w(ops.schedule, True), methods=["POST"]),
+        Route("/queues/{name}/{verb}", w(ops.queue, True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _not_found})

@@ -1,0 +1,99 @@
+"""Operators, round 2 in the dashboard (ASGI, no browser): bulk retry/cancel with a
+confirmation showing the count, queue pause/resume, schedule buttons, run list filters
+and search, under the CSRF and read-only rules."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from stackshift_redis import StackShift
+from stackshift_redis.dashboard import create_app
+
+
+def _client(asgi: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t")
+
+
+async def _csrf(c: httpx.AsyncClient, path: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', (await c.get(path)).text)
+    assert found
+    return found.group(1)
+
+
+async def test_bulk_cancel_and_retry_confirm_with_the_count(app: StackShift) -> None:
+    app.job("mass", lambda ctx: None, queue="dq")
+    app.job("other", lambda ctx: None, queue="dq")
+    await app.start_many("mass", list(range(30)))
+    keep = await app.start("other")
+    await app._core.redis.hset(app._core.keys.jobs(), mapping={"mass": "dq", "other": "dq"})
+    async with _client(create_app(app)) as c:
+        page = (await c.get("/runs", params={"job": "mass", "status": "queued"})).text
+        assert 'id="bulk-cancel"' in page and '<option value="mass" selected>' in page
+        csrf = await _csrf(c, "/runs?job=mass")
+        form = {"csrf": csrf, "action": "cancel", "job": "mass", "status": "queued"}
+        confirm = await c.post("/runs/bulk", data=form)
+        assert confirm.status_code == 200 and 'data-count="30"' in confirm.text
+        assert await app.run(keep.id).status() == "queued"
+        done = await c.post("/runs/bulk", data={**form, "confirm": "yes"})
+        assert done.status_code == 303 and "30+run%28s%29+cancelled" in done.headers["location"]
+        form = {"csrf": csrf, "action": "retry", "job": "mass", "status": "cancelled"}
+        confirm = await c.post("/runs/bulk", data=form)
+        assert 'data-count="30"' in confirm.text
+        done = await c.post("/runs/bulk", data={**form, "confirm": "yes"})
+        assert "30+run%28s%29+retried" in done.headers["location"]
+        assert await app.run(keep.id).status() == "queued"
+        forged = await c.post("/runs/bulk", data={**form, "csrf": "x", "confirm": "yes"})
+        assert forged.status_code == 403
+    async with _client(create_app(app, read_only=True)) as c:
+        refused = await c.post("/runs/bulk", data=form)
+        assert refused.status_code == 405
+
+
+async def test_queue_and_schedule_buttons(app: StackShift) -> None:
+    app.job("tick", lambda ctx: None, queue="dq")
+    await app._core.redis.hset(app._core.keys.jobs(), "tick", "dq")
+    await app.schedules.create("hourly", job="tick", cron="0 * * * *")
+    async with _client(create_app(app)) as c:
+        home = (await c.get("/")).text
+        assert 'data-queue-action="pause"' in home
+        csrf = await _csrf(c, "/")
+        paused = await c.post("/queues/dq/pause", data={"csrf": csrf})
+        assert paused.status_code == 303 and "paused" in paused.headers["location"]
+        assert 'data-queue-action="resume"' in (await c.get("/")).text
+        await c.post("/queues/dq/resume", data={"csrf": csrf})
+        assert await app.pause_queue("dq") is True  # it was resumed
+        page = (await c.get("/schedules")).text
+        assert 'data-action="trigger"' in page and 'data-action="delete"' in page
+        fired = await c.post("/schedules/hourly/trigger", data={"csrf": csrf})
+        assert "triggered" in fired.headers["location"]
+        ask = await c.post("/schedules/hourly/delete", data={"csrf": csrf})
+        assert ask.status_code == 200 and "Delete schedule hourly?" in ask.text
+        assert await app.schedules.get("hourly") is not None
+        gone = await c.post("/schedules/hourly/delete", data={"csrf": csrf, "confirm": "yes"})
+        assert gone.status_code == 303 and await app.schedules.get("hourly") is None
+        missing = await c.post("/schedules/hourly/pause", data={"csrf": csrf})
+        assert missing.status_code == 404
+
+
+async def test_runs_filters_and_search(app: StackShift) -> None:
+    app.job("a", lambda ctx: None, queue="dq")
+    app.job("b", lambda ctx: None, queue="dq")
+    ra = await app.start("a", idempotency_key="order:o_1")
+    rb = await app.start("b")
+    await app._core.redis.hset(app._core.keys.jobs(), mapping={"a": "dq", "b": "dq"})
+    async with _client(create_app(app)) as c:
+        by_id = await c.get("/runs", params={"q": rb.id})
+        assert by_id.status_code == 303 and by_id.headers["location"] == f"/runs/{rb.id}"
+        by_key = await c.get("/runs", params={"q": "order:o_1"})
+        assert by_key.headers["location"] == f"/runs/{ra.id}"
+        miss = await c.get("/runs", params={"q": "nope"})
+        assert miss.status_code == 200 and 'id="search-miss"' in miss.text
+        later = await c.get("/runs", params={"created_after": "2999-01-01T00:00"})
+        assert ra.id not in later.text and "No runs match" in later.text
+        earlier = await c.get("/runs", params={"created_before": "2999-01-01T00:00:00"})
+        assert ra.id in earlier.text and rb.id in earlier.text
+        bad = await c.get("/runs", params={"created_after": "yesterday"})
+        assert bad.status_code == 400
