@@ -23,6 +23,7 @@ local entry = {}
 if f[10] then entry['cancel_too_late'] = f[10] end
 finish_run(prefix, KEYS[1], id, f[2], 'running', 'completed', now_ms(), tonumber(ARGV[5]),
   {result = ARGV[4]}, entry,
-  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9]})
+  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9],
+    queue = f[3]})
 redis.call('HDEL', KEYS[1], 'error') -- an earlier attempt's error: history stays in the timeline
 return 1

@@ -8,8 +8,9 @@ import re
 from typing import Any
 
 import httpx
+from helpers import wait_for
 
-from stackshift_redis import StackShift
+from stackshift_redis import RunContext, StackShift
 from stackshift_redis.dashboard import create_app
 
 
@@ -97,3 +98,30 @@ async def test_runs_filters_and_search(app: StackShift) -> None:
         assert ra.id in earlier.text and rb.id in earlier.text
         bad = await c.get("/runs", params={"created_after": "yesterday"})
         assert bad.status_code == 400
+
+
+async def test_minute_counts_feed_the_overview_chart(app: StackShift, running_worker: Any) -> None:
+    def flaky(ctx: RunContext) -> None:
+        if ctx.payload % 4 == 0:
+            raise RuntimeError("no")
+
+    app.job("burst", flaky, queue="cq", retries=0)
+    handles = await app.start_many("burst", list(range(40)))
+    running_worker(app, concurrency=10)
+    assert len(handles) == 40
+
+    async def all_done() -> bool:
+        return bool(await app._control.count_runs("retry", job="burst") == 10)
+
+    await wait_for(all_done, timeout=20)
+    key = app._core.keys.minutes("cq")
+    fields = await app._core.redis.hgetall(key)
+    counts = {k.decode()[-1]: 0 for k in fields}
+    for k, v in fields.items():
+        counts[k.decode()[-1]] += int(v)
+    assert counts.get("c", 0) == 30 and counts.get("f", 0) == 10
+    assert 0 < await app._core.redis.pttl(key) <= 3_660_000
+    async with _client(create_app(app)) as c:
+        home = (await c.get("/")).text
+        assert '<svg class="chart"' in home and 'data-queue="cq" data-completed="30"' in home
+        assert 'data-failed="10"' in home

@@ -35,9 +35,11 @@ from starlette.templating import Jinja2Templates
 from .._client.client import Client
 from .._client.control import CANCELLABLE, RETRIABLE
 from .._client.inspector import Inspector, jsonable, waterfall
-from .._client.views import until
+from .._client.views import minute_series, until
 from .._core.keys import STATUSES
+from .._core.records import epoch_ms
 from ..errors import InvalidArgumentError, StackShiftError
+from .charts import minute_chart
 from .ops import Ops, job_names, parse_when, search_run
 from .streaming import stream_endpoint
 
@@ -196,8 +198,11 @@ class Dashboard:
         """Queues, workers and run counts."""
         started = time.perf_counter()
         ov = await self.inspector.overview()
+        now = epoch_ms(ov.now) if ov.now else int(time.time() * 1000)
+        series = await minute_series(self.client._core, [q.name for q in ov.queues], now)
         took = (time.perf_counter() - started) * 1000
-        return self.page(request, "overview.html", ov=ov, took=took)
+        charts = [(m, minute_chart(m)) for m in series]
+        return self.page(request, "overview.html", ov=ov, took=took, charts=charts)
 
     async def runs(self, request: Request) -> Response:
         """A page of runs, filtered by status, job and creation time; `q` finds a run by
