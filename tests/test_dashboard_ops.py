@@ -125,3 +125,40 @@ async def test_minute_counts_feed_the_overview_chart(app: StackShift, running_wo
         home = (await c.get("/")).text
         assert '<svg class="chart"' in home and 'data-queue="cq" data-completed="30"' in home
         assert 'data-failed="10"' in home
+
+
+async def test_login_session_cookie_csrf_tied_to_the_session_and_headers(
+    app: StackShift,
+) -> None:
+    app.job("ok", lambda ctx: None, queue="dq")
+    run = await app.start("ok", delay=600)
+    asgi = create_app(app, token="s3cret")
+    async with _client(asgi) as c:
+        asked = await c.get("/runs")
+        assert asked.status_code == 401 and 'name="token"' in asked.text
+        assert asked.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in asked.headers["content-security-policy"]
+        wrong = await c.post("/login", data={"token": "nope", "next": "/runs"})
+        assert wrong.status_code == 401 and "Wrong token" in wrong.text
+        ok = await c.post("/login", data={"token": "s3cret", "next": "/runs"})
+        assert ok.status_code == 303 and ok.headers["location"] == "/runs"
+        assert "s3cret" not in ok.headers["set-cookie"]
+        page = await c.get(f"/runs/{run.id}")
+        assert page.status_code == 200 and "?token=" not in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        other = _client(asgi)
+        async with other:
+            await other.post("/login", data={"token": "s3cret"})
+            stolen = await other.post(f"/runs/{run.id}/cancel", data={"csrf": csrf.group(1)})
+            assert stolen.status_code == 403  # another session's token
+        done = await c.post(f"/runs/{run.id}/cancel", data={"csrf": csrf.group(1)})
+        assert done.status_code == 303
+        icon = await c.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+        evil = await c.post("/login", data={"token": "s3cret", "next": "//evil.example/"})
+        assert evil.headers["location"] == "/"
+    async with _client(create_app(app)) as c:  # no token: a session for the CSRF token
+        page = await c.get("/")
+        assert "stackshift_session" in page.headers["set-cookie"]
+        assert (await c.get("/static/dashboard.css")).headers["x-frame-options"] == "DENY"

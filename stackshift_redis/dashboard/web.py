@@ -11,10 +11,7 @@ page by fetching the page again and swapping `#live`.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -27,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -39,6 +36,7 @@ from .._client.views import minute_series, until
 from .._core.keys import STATUSES
 from .._core.records import epoch_ms
 from ..errors import InvalidArgumentError, StackShiftError
+from .auth import COOKIE, Access, SecurityHeaders, Sessions
 from .charts import minute_chart
 from .ops import Ops, job_names, parse_when, search_run
 from .streaming import stream_endpoint
@@ -77,15 +75,7 @@ def _describe(client: Any) -> str:
     return "the configured Redis"
 
 
-def _credentials(header: str, scheme: str) -> str | None:
-    """The credentials of an Authorization header of `scheme` (any case), else None."""
-    given, _, credentials = header.strip().partition(" ")
-    if given.lower() != scheme or not credentials.strip():
-        return None
-    return credentials.strip()
-
-
-class Dashboard:
+class Dashboard(Access):
     """The pages and actions of one namespace."""
 
     def __init__(
@@ -101,37 +91,13 @@ class Dashboard:
         self.read_only = read_only
         self.token = token
         self.basic = basic_auth
-        self.csrf = secrets.token_urlsafe(32)  # synchronizer token: only our pages carry it
+        self.sessions = Sessions(token)  # signed session cookies; CSRF tokens tied to them
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters.update(pretty=_pretty, when=_when)
         env.globals.update(span=_span, statuses=STATUSES, final=FINAL, until=until, span_s=_span_s)
 
     # access
-    def _denied(self, request: Request) -> Response | None:
-        """None when the request may proceed, else the 401 response. The scheme of the
-        Authorization header is matched case-insensitively (RFC 7235)."""
-        auth = request.headers.get("authorization", "")
-        if self.basic is not None:
-            given = _credentials(auth, "basic")
-            try:
-                pair = base64.b64decode(given or "", validate=True).decode()
-            except ValueError:
-                pair = ""
-            if not hmac.compare_digest(pair.encode(), self.basic.encode()):
-                return Response(
-                    "authentication required",
-                    401,
-                    headers={"WWW-Authenticate": 'Basic realm="stackshift"'},
-                )
-        if self.token is not None:
-            given = _credentials(auth, "bearer")
-            given = given or request.query_params.get("token")
-            given = given or request.cookies.get("stackshift_token")
-            if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
-                return Response("a valid bearer token is required", 401)
-        return None
-
     def page(self, request: Request, name: str, code: int = 200, **ctx: Any) -> Response:
         """Render a template with the common context."""
         base = request.scope.get("root_path", "").rstrip("/")
@@ -140,7 +106,7 @@ class Dashboard:
             base=base,
             namespace=self.client._core.namespace,
             read_only=self.read_only,
-            csrf=self.csrf,
+            csrf=self.sessions.csrf(sid) if (sid := getattr(request.state, "sid", None)) else "",
             msg=request.query_params.get("msg"),
             can_replay=hasattr(self.client, "replay"),
         )
@@ -154,23 +120,30 @@ class Dashboard:
         """Access checks, read-only and CSRF for actions, one clear page per failure."""
 
         async def endpoint(request: Request) -> Response:
+            session = self.sessions.read(request.cookies.get(COOKIE))
+            request.state.session = session
+            request.state.sid = session["sid"] if session else None
+            moved = self._token_in_url(request)
+            if moved is not None:
+                return moved
+            fresh = request.state.sid is None
+            if fresh:  # a session for this browser: its pages' CSRF tokens are tied to it
+                request.state.sid, request.state.cookie = self.sessions.new(False)
             denied = self._denied(request)
             if denied is not None:
-                return denied
+                return self._with_cookie(denied, request, fresh)
             try:
                 if action:
                     if self.read_only:
                         return self.error(request, 405, "Read-only", "This dashboard is read-only.")
                     form = await request.form()
                     given = str(form.get("csrf", ""))
-                    if not hmac.compare_digest(given.encode(), self.csrf.encode()):
+                    if fresh or not self.sessions.csrf_ok(request.state.sid, given):
                         return self.error(
                             request, 403, "Refused", "Missing or invalid CSRF token: reload."
                         )
                 response = await handler(request)
-                if self.token is not None and request.query_params.get("token"):
-                    response.set_cookie("stackshift_token", self.token, httponly=True)
-                return response
+                return self._with_cookie(response, request, fresh)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 url = _describe(self.client._core.redis)
                 return self.error(
@@ -355,6 +328,11 @@ class Dashboard:
         return self.redirect(request, "/events", msg)
 
 
+async def favicon(request: Request) -> Response:
+    """The icon (also at /favicon.ico for browsers that ask there)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc, HTTPException) else "Not found"
     status = exc.status_code if isinstance(exc, HTTPException) else 404
@@ -377,6 +355,9 @@ def create_app(
     w, ops = d.wrap, Ops(d)
     routes = [
         Route("/", w(d.overview)),
+        Route("/login", w(d.login_form)),
+        Route("/login", d.login, methods=["POST"]),
+        Route("/favicon.ico", favicon),
         Route("/runs", w(d.runs)),
         Route("/runs/bulk", w(ops.bulk, True), methods=["POST"]),
         Route("/runs/{run_id}", w(d.run)),
@@ -391,4 +372,6 @@ def create_app(
         Route("/queues/{name}/{verb}", w(ops.queue, True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app.add_middleware(SecurityHeaders)
+    return app
