@@ -40,6 +40,7 @@ async def test_bulk_cancel_and_retry_confirm_with_the_count(app: StackShift) -> 
         assert await app.run(keep.id).status() == "queued"
         done = await c.post("/runs/bulk", data={**form, "confirm": "yes"})
         assert done.status_code == 303 and "30+run%28s%29+cancelled" in done.headers["location"]
+        assert done.headers["location"].startswith("/runs?job=mass&status=queued&msg=")
         form = {"csrf": csrf, "action": "retry", "job": "mass", "status": "cancelled"}
         confirm = await c.post("/runs/bulk", data=form)
         assert 'data-count="30"' in confirm.text

@@ -178,6 +178,22 @@ async def run_view(ns: Namespace, run_id: str) -> RunView | None:
     )
 
 
+TIME_FIELDS = ("until", "due")  # timeline entry fields holding epoch ms
+
+
+def entry_details(entry: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry's fields but `at` and `type`, epoch-ms times as UTC dates."""
+    out: dict[str, Any] = {}
+    for k, v in entry.items():
+        if k in ("at", "type"):
+            continue
+        if k in TIME_FIELDS and isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            stamp = from_ms(v)
+            v = stamp.strftime("%Y-%m-%d %H:%M:%S UTC") if stamp else v
+        out[k] = v
+    return out
+
+
 def until(when: datetime | None, now: datetime) -> str:
     """A deadline in words relative to now: 'in 1 h 59 m', 'in 42 s', '3 m ago'."""
     if when is None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._client.inspector import QueueStats, Waiter, WorkerInfo, jsonable
-from .._client.views import RunView, WaitView, until
+from .._client.views import RunView, WaitView, entry_details, until
 from .._core.records import Event, RunInfo
 
 # piped output (scripts, tests) is not cut to 80 columns: ids must stay whole
@@ -129,7 +129,7 @@ def run_detail(view: RunView) -> None:
     for col in ("at", "event", "details"):
         t.add_column(col)
     for e in info.timeline:
-        extra = {k: v for k, v in e.items() if k not in ("at", "type")}
+        extra = entry_details(e)
         t.add_row(
             when(e.get("at")), str(e.get("type")), json.dumps(jsonable(extra)) if extra else ""
         )

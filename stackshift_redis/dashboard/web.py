@@ -32,7 +32,7 @@ from starlette.templating import Jinja2Templates
 from .._client.client import Client
 from .._client.control import CANCELLABLE, RETRIABLE
 from .._client.inspector import Inspector, jsonable, waterfall
-from .._client.views import minute_series, until
+from .._client.views import entry_details, minute_series, until
 from .._core.keys import STATUSES
 from .._core.records import epoch_ms
 from ..errors import InvalidArgumentError, StackShiftError
@@ -95,7 +95,14 @@ class Dashboard(Access):
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
         env.filters.update(pretty=_pretty, when=_when)
-        env.globals.update(span=_span, statuses=STATUSES, final=FINAL, until=until, span_s=_span_s)
+        env.globals.update(
+            span=_span,
+            statuses=STATUSES,
+            final=FINAL,
+            until=until,
+            details=entry_details,
+            span_s=_span_s,
+        )
 
     # access
     def page(self, request: Request, name: str, code: int = 200, **ctx: Any) -> Response:
@@ -163,7 +170,7 @@ class Dashboard(Access):
     def redirect(self, request: Request, path: str, msg: str | None = None) -> Response:
         """303 to a page of this app, with a one-line message."""
         base = request.scope.get("root_path", "").rstrip("/")
-        query = "?" + urlencode({"msg": msg}) if msg else ""
+        query = ("&" if "?" in path else "?") + urlencode({"msg": msg}) if msg else ""
         return RedirectResponse(base + path + query, status_code=303)
 
     # pages
