@@ -2,8 +2,8 @@
 
 `--redis-url` and `--namespace` (or STACKSHIFT_REDIS_URL, STACKSHIFT_NAMESPACE) are all it
 needs. Reads go through `inspection.Inspector`; tables are drawn by `ops_render`. Exit
-codes: 0 ok, 1 not found or refused (Redis unreachable included), 2 usage error. Every
-error is one line on stderr, never a traceback.
+codes (target.py): 0 ok, 1 not found or refused, 2 usage error, 3 Redis unreachable or
+refusing. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -203,13 +203,16 @@ def events_send(
     if result.duplicate:
         click.echo(f"event {result.id}: already sent (duplicate id): nothing resumed or started")
         return
+    cancelled = list(getattr(result, "cancelled", []))
     click.echo(
-        f"event {result.id}: resumed {len(result.resumed)} run(s), started {len(result.started)}"
+        f"event {result.id}: resumed {len(result.resumed)} run(s), started "
+        f"{len(result.started)}, cancelled {len(cancelled)}"
     )
-    for rid in result.resumed:
-        click.echo(f"  resumed {rid}")
-    for rid in result.started:
-        click.echo(f"  started {rid}")
+    for verb, ids in (("resumed", result.resumed), ("started", result.started)):
+        for rid in ids:
+            click.echo(f"  {verb} {rid}")
+    for rid in cancelled:
+        click.echo(f"  cancelled {rid}")
 
 
 @events.command("list")
