@@ -74,3 +74,40 @@ async def test_events_send_names_started_and_cancelled_runs(
     assert done.exit_code == 0, done.output
     assert "resumed 0 run(s), started 0, cancelled 1" in done.output
     assert f"  cancelled {run.id}" in done.output
+
+
+def _log(tmp_path: Any) -> Any:
+    return open(tmp_path / "worker.log", "wb")
+
+
+async def test_a_flushall_under_a_blocked_worker_is_one_warning(
+    tmp_path: Any, procs: list[Any]
+) -> None:
+    import shutil
+
+    from helpers import OwnRedis, spawn_worker, wait_for
+
+    server = OwnRedis()
+    server.start()
+    log = _log(tmp_path)
+    try:
+        env = {"STACKSHIFT_TEST_CLUSTER": "0"}
+        procs.append(spawn_worker(server.url, "flushed", log=log, env=env,
+                                  target="tests.apps.ops_jobs:app"))  # fmt: skip
+        app = StackShift(server.url, namespace="flushed")
+        try:
+            await wait_for(lambda: app.redis.zcard(app._core.keys.workers()), 20)
+            await asyncio.sleep(0.5)  # blocked on its ticket streams
+            await app.redis.flushall()
+            await wait_for(lambda: app.redis.hget(app._core.keys.jobs(), "sign"), 20)
+            run = await app.start("burst", {"fail": False})
+            assert await run.result(timeout=20) == "ok"
+        finally:
+            await app.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+        log.close()
+    text = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert text.count("lost this namespace's queues") == 1, text[-3000:]
