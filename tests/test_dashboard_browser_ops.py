@@ -74,6 +74,11 @@ async def test_steps_waits_and_queue_and_schedule_buttons(
     assert "event payment.succeeded matching order_id" in waits, waits
     assert re.search(r"timeout at .* UTC \(in 59 m", waits), waits
     shot(d, "run-waiting-event")
+    d.find_element(By.ID, "cancel-ask").click()  # a cancel asks first (no script needed)
+    await until(d, lambda d: d.find_element(By.ID, "cancel").is_displayed())
+    shot(d, "run-cancel-confirm")
+    d.find_element(By.ID, "cancel").click()
+    await until(d, lambda d: d.find_element(By.ID, "run-status").text == "cancelled")
 
     await asyncio.to_thread(d.get, base + "/")
     btn = "#queues tr[data-queue='ops'] button[data-queue-action]"

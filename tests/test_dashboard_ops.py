@@ -163,3 +163,11 @@ async def test_login_session_cookie_csrf_tied_to_the_session_and_headers(
         page = await c.get("/")
         assert "stackshift_session" in page.headers["set-cookie"]
         assert (await c.get("/static/dashboard.css")).headers["x-frame-options"] == "DENY"
+
+
+async def test_event_data_is_shown_as_written(app: StackShift) -> None:
+    await app.send_event("note", {"html": "<b>x</b>", "word": "café"})
+    async with _client(create_app(app)) as c:
+        page = (await c.get("/events")).text
+        assert "&lt;b&gt;x&lt;/b&gt;" in page and "café" in page
+        assert "\\u003c" not in page and "<b>x</b>" not in page

@@ -50,6 +50,11 @@ def _pretty(value: Any) -> str:
     return json.dumps(jsonable(value), indent=2, ensure_ascii=False)
 
 
+def _compact(value: Any) -> str:
+    """One-line JSON, characters as they are (the template escapes the HTML)."""
+    return json.dumps(jsonable(value), ensure_ascii=False)
+
+
 def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -94,7 +99,7 @@ class Dashboard(Access):
         self.sessions = Sessions(token)  # signed session cookies; CSRF tokens tied to them
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
-        env.filters.update(pretty=_pretty, when=_when)
+        env.filters.update(pretty=_pretty, when=_when, compact=_compact)
         env.globals.update(
             span=_span,
             statuses=STATUSES,
