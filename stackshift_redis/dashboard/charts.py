@@ -44,9 +44,9 @@ def minute_chart(series: MinuteSeries) -> Markup:
             )
     for i in range(0, n + 1, 10):
         x = PAD_L + i * bw
-        label = "now" if i == n else f"-{n - i} m"
+        label, anchor = ("now", "end") if i == n else (f"-{n - i} m", "middle")
         parts.append(
-            f'<text x="{x:.1f}" y="{H - 4}" class="lbl" text-anchor="middle">{label}</text>'
+            f'<text x="{x:.1f}" y="{H - 4}" class="lbl" text-anchor="{anchor}">{label}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
