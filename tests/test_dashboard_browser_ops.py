@@ -94,6 +94,10 @@ async def test_steps_waits_and_queue_and_schedule_buttons(
 
     await asyncio.to_thread(d.get, base + "/schedules")
     row = "td[data-schedule='nightly-report']"
+    await until(
+        d, lambda d: d.find_element(By.CSS_SELECTOR, f"{row} button[data-action='trigger']")
+    )
+    shot(d, "schedules")
     d.find_element(By.CSS_SELECTOR, f"{row} button[data-action='delete']").click()
     await until(d, lambda d: "Delete schedule nightly-report?" in d.page_source)
     shot(d, "schedule-delete-confirm")

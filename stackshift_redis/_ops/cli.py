@@ -78,8 +78,10 @@ runs.add_command(actions.runs_retry)
 @click.option("--job", "-j", default=None)
 @click.option("--limit", "-l", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--cursor", default=None, help="The cursor printed under the previous page.")
-@click.option("--after", default=None, help="Created at or after (ISO date/time, UTC).")
-@click.option("--before", default=None, help="Created before (ISO date/time, UTC).")
+@click.option(
+    "--created-after", "--after", "after", default=None, help="ISO date/time (UTC), inclusive."
+)
+@click.option("--created-before", "--before", "before", default=None, help="ISO date/time (UTC).")
 @json_option
 @click.pass_context
 def runs_list(

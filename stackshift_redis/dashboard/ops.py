@@ -11,7 +11,7 @@ script per batch of at most 200 runs and about 2 ms of Redis time)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -19,9 +19,6 @@ from starlette.responses import Response
 
 from .._client.control import CANCELLABLE, RETRIABLE
 from ..errors import InvalidArgumentError
-
-if TYPE_CHECKING:
-    from .web import Dashboard
 
 SCHEDULE_VERBS = ("pause", "resume", "trigger", "delete")
 
@@ -64,8 +61,8 @@ async def search_run(client: Any, text: str, jobs: list[str]) -> str | None:
 class Ops:
     """The operator actions of one dashboard."""
 
-    def __init__(self, d: Dashboard) -> None:
-        self.d = d
+    def __init__(self, d: Any) -> None:
+        self.d = d  # the web.Dashboard (typed Any: web imports this module)
 
     async def queue(self, request: Request) -> Response:
         """POST /queues/{name}/pause|resume."""
