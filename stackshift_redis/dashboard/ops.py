@@ -11,7 +11,7 @@ script per batch of at most 200 runs and about 2 ms of Redis time)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -58,11 +58,23 @@ async def search_run(client: Any, text: str, jobs: list[str]) -> str | None:
     return None
 
 
+class Pages(Protocol):
+    """What the actions use of web.Dashboard (web imports this module, not the reverse)."""
+
+    client: Any
+
+    def page(self, request: Request, name: str, code: int = 200, **ctx: Any) -> Response: ...
+
+    def error(self, request: Request, status: int, title: str, detail: str) -> Response: ...
+
+    def redirect(self, request: Request, path: str, msg: str | None = None) -> Response: ...
+
+
 class Ops:
     """The operator actions of one dashboard."""
 
-    def __init__(self, d: Any) -> None:
-        self.d = d  # the web.Dashboard (typed Any: web imports this module)
+    def __init__(self, d: Pages) -> None:
+        self.d = d
 
     async def queue(self, request: Request) -> Response:
         """POST /queues/{name}/pause|resume."""
