@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from helpers import wait_for
 
 from stackshift_redis import RunContext, StackShift
@@ -171,3 +172,37 @@ async def test_event_data_is_shown_as_written(app: StackShift) -> None:
         page = (await c.get("/events")).text
         assert "&lt;b&gt;x&lt;/b&gt;" in page and "café" in page
         assert "\\u003c" not in page and "<b>x</b>" not in page
+
+
+async def test_a_large_bulk_action_goes_on_in_parts_with_progress(
+    app: StackShift, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stackshift_redis.dashboard import ops
+
+    monkeypatch.setattr(ops, "PART_S", 0.0)  # one batch per request
+    app.job("many", lambda ctx: None, queue="dq")
+    await app.start_many("many", list(range(450)))
+    async with _client(create_app(app)) as c:
+        csrf = await _csrf(c, "/runs?job=many")
+        form: dict[str, Any] = {"csrf": csrf, "action": "cancel", "job": "many"}
+        confirm = await c.post("/runs/bulk", data=form)
+        assert 'data-count="450"' in confirm.text
+        fields = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', confirm.text))
+        parts, page = 0, None
+        while True:
+            page = await c.post("/runs/bulk", data={**fields, "csrf": csrf})
+            parts += 1
+            if page.status_code == 303:
+                break
+            assert page.status_code == 200 and 'id="bulk-progress"' in page.text
+            assert "of 450 runs so far" in page.text and "autosubmit.js" in page.text
+            fields = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', page.text))
+        assert parts >= 3 and "450+run%28s%29+cancelled" in page.headers["location"]
+    assert await app._control.count_runs("cancel", job="many") == 0
+
+
+async def test_bulk_part_refuses_a_bad_cursor(app: StackShift) -> None:
+    from stackshift_redis.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="invalid cursor"):
+        await app._control.bulk_part("cancel", job="x", cursor="0|1|zz|")

@@ -15,6 +15,8 @@ calling it again is safe: what was done already no longer matches.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -30,6 +32,7 @@ BUDGET_US = 2000  # server time a batch may use before it stops (a run's work fi
 CANCELLABLE = ("queued", "scheduled", "waiting", "running")
 RETRIABLE = ("failed", "cancelled")
 Statuses = str | Sequence[str] | None
+_CURSOR = re.compile(r"^\d{1,2}\|[0-9.e+-]{0,32}\|[0-9a-f]{0,64}\|\d{0,16}$")
 Progress = Callable[[int], None] | None  # called after each batch with the count so far
 
 
@@ -125,6 +128,31 @@ class Control:
                 pipe.zlexcount(k.ord_job_status(job, s) if job else k.ord_status(s), low, high)
             return sum(int(n) for n in await pipe.execute())
 
+    async def bulk_part(
+        self,
+        action: str,
+        *,
+        job: str | None = None,
+        status: Statuses = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        reason: str = "cancelled",
+        cursor: str | None = None,
+        seconds: float = 1.0,
+    ) -> tuple[int, str | None]:
+        """Part of a bulk cancel or retry (the dashboard's progress): batches for about
+        `seconds`, from `cursor` (None: the start); (runs changed, the cursor to go on
+        from, or None when the pass is over)."""
+        if action not in ("cancel", "retry"):
+            raise InvalidArgumentError(f"bulk: action must be cancel or retry: {action!r}")
+        allowed = CANCELLABLE if action == "cancel" else RETRIABLE
+        default = None if action == "cancel" else "failed"
+        statuses = _statuses(f"{action}_runs", status if status else default, allowed)
+        created = _range(created_after, created_before)
+        return await self._bulk_part(
+            action, job, statuses, created, reason, cursor, time.monotonic() + seconds
+        )
+
     async def _bulk(
         self,
         action: str,
@@ -134,13 +162,35 @@ class Control:
         reason: str,
         progress: Progress = None,
     ) -> int:
+        total, _ = await self._bulk_part(
+            action, job, statuses, created, reason, None, None, progress
+        )
+        return total
+
+    async def _bulk_part(
+        self,
+        action: str,
+        job: str | None,
+        statuses: list[str],
+        created: tuple[int, int],
+        reason: str,
+        cursor: str | None,
+        deadline: float | None,
+        progress: Progress = None,
+    ) -> tuple[int, str | None]:
         ns, k = self._ns, self._ns.keys
         if job is not None:
             check_name("job", job)
-        total, upto = 0, ""
-        for status in statuses:
+        first, position, upto = 0, ("", ""), ""
+        if cursor is not None:  # "<status number>|<score>|<run id>|<upto>"
+            if not _CURSOR.match(cursor):
+                raise InvalidArgumentError(f"bulk: invalid cursor {cursor!r}")
+            n, score, run_id, upto = cursor.split("|")
+            first, position = int(n), (score, run_id)
+        total = 0
+        for i in range(first, len(statuses)):
+            status = statuses[i]
             index = k.idx_job_status(job, status) if job else k.idx_status(status)
-            position = ("", "")
             while True:
                 request = BulkRequest(
                     index=index,
@@ -161,7 +211,10 @@ class Control:
                 if nxt is None:
                     break
                 position = nxt
-        return total
+                if deadline is not None and time.monotonic() > deadline:
+                    return total, f"{i}|{position[0]}|{position[1]}|{upto}"
+            position = ("", "")
+        return total, None
 
     async def replay(self, run_id: str, from_step: str | None = None) -> str:
         """Start a new run of the run's job and payload; the new run's id."""

@@ -6,7 +6,9 @@ under the same CSRF and read-only rules as the run actions (`Dashboard.wrap`).
 `created_after`, `created_before`) first answers a confirmation page with the number of
 matching runs (`Control.count_runs`: one ZLEXCOUNT per status); that page posts again
 with `confirm=yes`, and the runs are changed in bounded batches (`Control`: one `bulk`
-script per batch of at most 200 runs and about 2 ms of Redis time)."""
+script per batch of at most 200 runs and about 2 ms of Redis time). A request acts for
+about PART_S seconds; a larger set answers a progress page ("retried 12,000 of 100,000")
+that posts the next part with its cursor (static/autosubmit.js, or its Continue button)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from .._client.control import CANCELLABLE, RETRIABLE
 from ..errors import InvalidArgumentError
 
 SCHEDULE_VERBS = ("pause", "resume", "trigger", "delete")
+PART_S = 1.0  # a bulk action's time per request; the progress page posts the next part
 
 
 def parse_when(value: str, what: str) -> datetime | None:
@@ -135,6 +138,7 @@ class Ops:
             count = await control.count_runs(action, **filters)
             fields = [("action", action), ("job", job)] + [("status", s) for s in status]
             fields += [(k, str(form.get(k, ""))) for k in ("created_after", "created_before")]
+            fields.append(("count", str(count)))
             return self.d.page(
                 request,
                 "confirm.html",
@@ -145,9 +149,27 @@ class Ops:
                 fields=fields,
                 back=back,
             )
-        if action == "cancel":
-            done = await control.cancel_runs(reason="cancelled from the dashboard", **filters)
-        else:
-            done = await control.retry_runs(**filters)
+        reason = "cancelled from the dashboard"
+        cursor = str(form.get("cursor") or "") or None
+        done = _int(form.get("done"))
+        changed, nxt = await control.bulk_part(
+            action, reason=reason, cursor=cursor, seconds=PART_S, **filters
+        )
+        done += changed
         verb = "cancelled" if action == "cancel" else "retried"
+        if nxt is not None:  # a large set: show the progress, the page posts the next part
+            fields = [("action", action), ("job", job)] + [("status", s) for s in status]
+            fields += [(k, str(form.get(k, ""))) for k in ("created_after", "created_before")]
+            fields += [("cursor", nxt), ("done", str(done)), ("count", str(form.get("count")))]
+            total = _int(form.get("count"))
+            return self.d.page(
+                request, "bulk_progress.html", verb=verb, done=done, total=total, fields=fields
+            )
         return self.d.redirect(request, f"/runs?{back}", f"{done} run(s) {verb}")
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(int(str(value or 0)), 0)
+    except ValueError:
+        return 0
