@@ -4,6 +4,7 @@ progress), `queues pause|resume`, `schedules delete`."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner, Result
@@ -52,17 +53,17 @@ async def test_bulk_retry_dry_run_confirm_and_yes(app: StackShift, cli: Cli) -> 
 async def test_bulk_filters_by_creation_time(app: StackShift, cli: Cli) -> None:
     app.job("later", lambda ctx: None, queue="bulkq")
     early = await app.start_many("later", [1, 2, 3])
-    await asyncio.sleep(0.02)
     info = await app.get_run(early[-1].id)
     assert info is not None and info.created_at is not None
-    cut = (info.created_at.replace(microsecond=0)).isoformat()
-    await asyncio.sleep(1.1)
+    cut = (info.created_at + timedelta(milliseconds=500)).isoformat()
+    await asyncio.sleep(1.0)
     late = await app.start_many("later", [4, 5])
     before = await cli("runs", "cancel", "--job", "later", "--created-before", cut, "--dry-run")
-    assert before.exit_code == 0 and before.stdout.strip() == "0 run(s) would be cancelled"
+    assert before.exit_code == 0 and before.stdout.strip() == "3 run(s) would be cancelled"
     after = await cli("runs", "cancel", "--job", "later", "--created-after", cut, "--yes")
-    assert after.stdout.strip() == "5 run(s) cancelled", after.output
+    assert after.stdout.strip() == "2 run(s) cancelled", after.output
     assert await app.run(late[0].id).status() == "cancelled"
+    assert await app.run(early[0].id).status() == "queued"
 
 
 async def test_bulk_usage_errors(cli: Cli) -> None:
