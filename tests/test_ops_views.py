@@ -68,6 +68,11 @@ async def test_steps_and_waits_are_shown(
     assert "(in 1 h 59 m" in shown.output and "until=17" not in shown.output
     shown = await _cli(app, redis_url, is_cluster, "runs", "show", payer.id, "--json")
     assert '"event": "paid"' in shown.output
+    listed = await _cli(app, redis_url, is_cluster, "events", "list")
+    assert "(in 59 m" in listed.output and "(in 1 h 59 m" in listed.output, listed.output
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        page = (await c.get("/events")).text
+        assert "(in 59 m" in page and "(in 1 h 59 m" in page
 
 
 async def test_replay_links_and_copied_steps_in_order(

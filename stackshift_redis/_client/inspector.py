@@ -80,6 +80,7 @@ class Waiter:
     match_on: list[str]  # the event data paths the wait matches (their values are hashed)
     child: str | None
     since: datetime | None
+    due: datetime | None = None  # a sleep's end, or the wait's timeout
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,7 @@ class Inspector:
                         paths,
                         w.get("c"),
                         from_ms(score),
+                        from_ms(w["d"]) if w.get("d") else None,
                     )
                 )
         return out

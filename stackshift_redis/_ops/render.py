@@ -214,10 +214,12 @@ def events_tables(recent: Sequence[Event], waiting: Sequence[Waiter]) -> None:
         t.add_row(when(e.ts), e.name, e.id, json.dumps(jsonable(e.data))[:80])
     console.print(t if recent else "no recent events")
     t = Table(title="waiting runs", show_edge=False, header_style="bold", title_justify="left")
-    for col in ("run id", "job", "step", "waits for", "since"):
+    for col in ("run id", "job", "step", "waits for", "since", "until / timeout"):
         t.add_column(col, no_wrap=True)
+    now = datetime.now(UTC)
     for w in waiting:
-        t.add_row(w.run_id, w.job, w.step, waits_for(w), when(w.since))
+        due = f"{when(w.due)} ({until(w.due, now)})" if w.due else "none"
+        t.add_row(w.run_id, w.job, w.step, waits_for(w), when(w.since), due)
     console.print(t if waiting else "no runs are waiting")
 
 

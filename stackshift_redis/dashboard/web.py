@@ -281,6 +281,7 @@ class Dashboard(Access):
             400 if error else 200,
             recent=recent,
             waiting=waiting,
+            now=datetime.now(UTC),
             error=error,
             form=form or {},
         )
