@@ -98,7 +98,9 @@ class TestEnv:
     ```
 
     Inside the block the app talks to a private fakeredis server (the app's own Redis is
-    untouched and is used again afterwards) and time stands still until `advance()`.
+    untouched and is used again afterwards) and time stands still until `advance()`, or
+    until `await run.result()`, which skips time to the run's end (`time_skipping=False`
+    turns that off; see `settle`).
     Only jobs registered on `app` execute; `queues` defaults to every queue of them.
     Redis TTLs (retention, state `ttl=`, locks, idempotency and event dedupe windows)
     follow real time: the virtual clock moves what the scripts and runs see.
