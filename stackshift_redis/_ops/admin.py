@@ -70,12 +70,15 @@ for _verb in ("pause", "resume", "trigger", "delete"):
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--read-only", is_flag=True, help="Disable cancel, retry, replay, send event.")
+@click.option(
+    "--read-only", is_flag=True, help="Refuse every action (cancel, retry, bulk, pause...)."
+)
 @click.option(
     "--token",
     envvar="STACKSHIFT_DASHBOARD_TOKEN",
     default=None,
-    help="Require this bearer token (env STACKSHIFT_DASHBOARD_TOKEN).",
+    help="Require this token: browsers sign in once, scripts send it as a Bearer token "
+    "(env STACKSHIFT_DASHBOARD_TOKEN).",
 )
 @click.option(
     "--basic-auth",
