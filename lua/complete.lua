@@ -24,5 +24,5 @@ if f[10] then entry['cancel_too_late'] = f[10] end
 finish_run(prefix, KEYS[1], id, f[2], 'running', 'completed', now_ms(), tonumber(ARGV[5]),
   {result = ARGV[4]}, entry,
   {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9], flow = true,
-   cxl = f[12], sgl = f[13], cancel = f[10], err = f[14]}) -- (an earlier attempt's error goes: the timeline keeps it)
+   cxl = f[12], sgl = f[13], cancel = f[10], err = f[14], queue = f[3]}) -- (an earlier attempt's error goes: the timeline keeps it)
 return 1

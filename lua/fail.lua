@@ -40,5 +40,6 @@ if outcome == 'cancelled' then -- the children its pending waits are for go with
 end
 finish_run(prefix, rk, id, f[2], 'running', outcome, now, tonumber(ARGV[7]),
   {error = ARGV[4], deliveries = 0}, {error = err.message},
-  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9]})
+  {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9],
+    queue = f[3]})
 return outcome

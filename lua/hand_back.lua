@@ -32,7 +32,8 @@ if now - since >= tonumber(ARGV[5]) then
   local err = cjson.decode(ARGV[7])
   finish_run(prefix, rk, id, f[2], 'running', 'failed', now, tonumber(ARGV[6]),
     {error = ARGV[7], deliveries = 0}, {error = err.message},
-    {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9]})
+    {tl_len = f[5], awaited = f[6], parent = f[7], wait_n = f[8], out = f[9],
+    queue = f[3]})
   return 'failed'
 end
 redis.call('HSET', rk, 'unclaimed_since', since, 'unclaimed_last', now)

@@ -2,7 +2,8 @@
 -- priority and concurrency slots), linked both ways: the new run's `replay_of` field and timeline entry
 -- 'replay_of', the original's timeline entry 'replayed'. With a from_step, the completed
 -- step records the original made before that step are copied (execution order: where the
--- original's timeline first names each step), so that step and later ones run again.
+-- original's timeline first names each step), so that step and later ones run again; each
+-- copied record gets a 'step_copied' timeline entry, in that order.
 -- KEYS[1] run  keys.run(run_id)  HASH the run to replay
 -- KEYS[2] new  keys.run(new_id)  HASH the new run
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] new_id  ARGV[4] from_step ('': none)
@@ -21,8 +22,8 @@ if #h == 0 then return redis.error_reply('NOT_FOUND no run ' .. id) end
 local v = {}
 for j = 1, #h, 2 do v[h[j]] = h[j + 1] end
 local copy = {}
+local order = {} -- step name -> index of the first timeline entry naming it
 if from ~= '' then
-  local order = {} -- step name -> index of the first timeline entry naming it
   for n = 1, tonumber(v['tl_len'] or '0') do
     local raw = v['t:' .. n]
     if raw then
@@ -50,8 +51,13 @@ for _, f in ipairs({'event', 'group', 'priority', 'slots', 'thr'}) do fields[f] 
 fields['replay_of'] = id
 local step = nil
 if from ~= '' then step = from end
-for _, field in ipairs(copy) do redis.call('HSET', KEYS[2], field, v[field]) end
-create_run(prefix, new_id, v['job'], v['queue'], v['payload'], now, now, fields,
-  {{type = 'replay_of', at = now, run = id, from_step = step}})
+-- copied records in the original's order, each with a timeline entry (runs show, the page)
+table.sort(copy, function(a, b) return order[string.sub(a, 3)] < order[string.sub(b, 3)] end)
+local first = {{type = 'replay_of', at = now, run = id, from_step = step}}
+for _, field in ipairs(copy) do
+  redis.call('HSET', KEYS[2], field, v[field])
+  first[#first + 1] = {type = 'step_copied', at = now, step = string.sub(field, 3)}
+end
+create_run(prefix, new_id, v['job'], v['queue'], v['payload'], now, now, fields, first)
 timeline(KEYS[1], now, 'replayed', {run = new_id, from_step = step})
 return {new_id, #copy}

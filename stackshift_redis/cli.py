@@ -232,7 +232,10 @@ def main(
 
         sys.exit(Supervisor(processes, argv, burst).run())
     if redis_url:
-        app.use_redis_url(redis_url)
+        try:
+            app.use_redis_url(redis_url)
+        except StackShiftError as exc:  # a malformed URL: one line, exit 2
+            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
     if metrics_port is not None:
         serve_metrics(app, metrics_port)
     if RECEIVED:

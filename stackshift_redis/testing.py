@@ -35,9 +35,10 @@ from ._worker.outage import Outage
 from ._worker.registration import Registration
 from ._worker.upkeep import Upkeep
 from .app import StackShift
-from .errors import InvalidArgumentError, StackShiftError
+from .errors import InvalidArgumentError, ResultTimeout, StackShiftError
 
 log = logging.getLogger("stackshift.testing")
+SKIP_LIMIT_MS = 366 * 86_400_000  # how far result() skips virtual time, at most
 _POLL_S = (0.005, 0.1)  # while attempts run: look for runs they made ready, backing off
 
 
@@ -97,7 +98,9 @@ class TestEnv:
     ```
 
     Inside the block the app talks to a private fakeredis server (the app's own Redis is
-    untouched and is used again afterwards) and time stands still until `advance()`.
+    untouched and is used again afterwards) and time stands still until `advance()`, or
+    until `await run.result()`, which skips time to the run's end (`time_skipping=False`
+    turns that off; see `settle`).
     Only jobs registered on `app` execute; `queues` defaults to every queue of them.
     Redis TTLs (retention, state `ttl=`, locks, idempotency and event dedupe windows)
     follow real time: the virtual clock moves what the scripts and runs see.
@@ -113,6 +116,7 @@ class TestEnv:
         start: datetime | None = None,
         concurrency: int = 100,
         max_attempts: int = 10_000,
+        time_skipping: bool = True,
     ) -> None:
         if not isinstance(app, StackShift):
             raise InvalidArgumentError(f"app must be a StackShift app, not {app!r}")
@@ -121,6 +125,10 @@ class TestEnv:
         self.app = app
         self.concurrency = _positive_int("concurrency", concurrency)
         self.max_attempts = _positive_int("max_attempts", max_attempts)
+        if not isinstance(time_skipping, bool):
+            raise InvalidArgumentError(f"time_skipping must be a bool, not {time_skipping!r}")
+        self.time_skipping = time_skipping
+        self._busy = 0  # drain/advance/settle calls under way (a result() inside one waits)
         ns = app._core
         if queues is None:  # the queues of its jobs, the configured ones and default
             used = {j.queue for j in ns.registry.jobs.values()}
@@ -163,6 +171,8 @@ class TestEnv:
         await self.app.close()  # the result reader and sync facade reconnect to fakeredis
         self._previous = ns.swap_client(self._redis, virtual_clock=True)
         self._previous_clock = clock.use(self._clock_ns)
+        if self.time_skipping:
+            ns.settle = self.settle
         consumer = f"testenv-{id(self):x}"
         registration = Registration(ns, consumer, self.queues)  # as a worker's (see run())
         conf = registration.conf
@@ -205,6 +215,7 @@ class TestEnv:
             await self.app.close()  # the result reader, which reads from fakeredis
         finally:
             redis, redis_url, virtual = self._previous
+            self.app._core.settle = None
             self.app._core.swap_client(redis, redis_url=redis_url, virtual_clock=virtual)
             clock.use(self._previous_clock)
             self._previous = None
@@ -221,6 +232,13 @@ class TestEnv:
     async def drain(self) -> int:
         """Execute everything due now, in-process, until no run is ready and no attempt is
         running; returns the number of attempts executed. Time does not move."""
+        self._busy += 1
+        try:
+            return await self._drain()
+        finally:
+            self._busy -= 1
+
+    async def _drain(self) -> int:
         dispatcher, _, upkeep = self._parts()
         await upkeep.due_now()
         running: set[asyncio.Task[None]] = set()
@@ -260,6 +278,13 @@ class TestEnv:
         ms = millis(duration, "duration") if _finite(duration) else -1
         if ms < 0:
             raise InvalidArgumentError(f"duration must be finite, not {duration!r}")
+        self._busy += 1
+        try:
+            return await self._advance(ms)
+        finally:
+            self._busy -= 1
+
+    async def _advance(self, ms: int) -> int:
         _, _, upkeep = self._parts()
         target = self._now_ms + ms
         executed = await self.drain()
@@ -274,6 +299,43 @@ class TestEnv:
             raise StackShiftError(f"advance stopped after {self.max_attempts} due times")
         await self._set_clock(target)
         return executed + await self.drain()
+
+    async def settle(self, run_id: str) -> None:
+        """Time skipping, as `await run.result()` uses it inside the block: drain, and
+        while the run is not final move the clock to the next due time (sleeps, timeouts,
+        delayed runs, retries) and drain again, up to SKIP_LIMIT of virtual time. A run
+        that waits for what only the test can do (an event, a run it waits for that
+        nothing starts) raises ResultTimeout at once, saying so. Called from inside a
+        drain (a job awaiting another run's result), it does nothing: the drain runs it."""
+        if self._busy or self._previous is None:
+            return
+        self._busy += 1
+        try:
+            await self._settle(run_id)
+        finally:
+            self._busy -= 1
+
+    async def _settle(self, run_id: str) -> None:
+        _, _, upkeep = self._parts()
+        key = self.app._core.keys.run(run_id)
+        deadline = self._now_ms + SKIP_LIMIT_MS
+        for _ in range(self.max_attempts):
+            await self._drain()
+            raw = await self._redis.hget(key, "status")
+            status = raw.decode() if raw is not None else None
+            if status is None or status in ("completed", "failed", "cancelled"):
+                return  # result() answers (or says the run is unknown)
+            wait = await upkeep.next_due_ms()
+            if wait is None or self._now_ms + wait > deadline:
+                raise ResultTimeout(
+                    f"run {run_id} is {status} and nothing is due in this TestEnv"
+                    + (" within a year of virtual time" if wait is not None else "")
+                    + ": it waits for something only the test does (send its event, "
+                    "start what it waits for); do that first, or use env.drain()/advance()"
+                )
+            if wait > 0:
+                await self._set_clock(self._now_ms + wait)
+        raise StackShiftError(f"result() stopped after {self.max_attempts} due times")
 
     async def _take(self, dispatcher: Dispatcher, n: int) -> list[tuple[TakenRun, float]]:
         sent = time.monotonic()

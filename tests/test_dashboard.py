@@ -132,8 +132,10 @@ async def test_token_and_basic_auth(app: StackShift) -> None:
         assert (await c.get("/")).status_code == 401
         ok = await c.get("/", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
-        first = await c.get("/", params={"token": "s3cret"})  # a browser: sets a cookie
-        assert first.status_code == 200 and "stackshift_token" in first.headers["set-cookie"]
+        first = await c.get("/runs", params={"token": "s3cret", "job": "x"})  # a browser
+        assert first.status_code == 303 and first.headers["location"] == "/runs?job=x"
+        assert "stackshift_session" in first.headers["set-cookie"]  # signed; not the token
+        assert "s3cret" not in first.headers["set-cookie"]
         assert (await c.get("/runs")).status_code == 200
     async with _client(create_app(app, basic_auth="ops:pw")) as c:
         challenge = await c.get("/")

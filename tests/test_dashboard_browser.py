@@ -166,7 +166,7 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
     shot(d, "run-resumed")
 
     await asyncio.to_thread(d.get, base + "/runs/0000000000000000deadbeef")
-    assert "Run not found" in d.page_source
+    await until(d, lambda d: "Run not found" in d.page_source)  # under load: let it render
     shot(d, "run-not-found")
     await asyncio.to_thread(d.get, base + "/events")
     d.find_element(By.ID, "event-name").send_keys("payment.succeeded")

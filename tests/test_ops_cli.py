@@ -232,7 +232,7 @@ def test_the_console_command_reports_redis_down_in_one_line() -> None:
          "redis://127.0.0.1:1/0", "queues"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 1
+    assert done.returncode == 3  # the exit-code table: 3 is Redis
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in done.stderr
     usage = subprocess.run(

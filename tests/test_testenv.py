@@ -23,7 +23,7 @@ from stackshift_redis import (
 )
 from stackshift_redis._core import clock as clock_module
 from stackshift_redis._core.luasrc import script_names, source
-from stackshift_redis.errors import InvalidArgumentError
+from stackshift_redis.errors import InvalidArgumentError, ResultTimeout
 from stackshift_redis.testing import TestEnv
 
 # the app's own Redis is never reached inside a TestEnv: nothing listens on port 1
@@ -337,3 +337,33 @@ async def test_schedules_fire_at_each_tick_in_test_env() -> None:
         await app.schedules.create("hourly", job="report", cron="0 * * * *")
         await env.advance(timedelta(hours=3))
     assert fired == [1, 2, 3]  # one run per tick, each at its own time
+
+
+async def test_result_skips_virtual_time_until_the_run_is_final() -> None:
+    """Issue 27: `await run.result()` inside a TestEnv drains and moves the clock to each
+    due time (sleeps, retries) until the run is final, like Temporal's time skipping."""
+    app = offline_app()
+
+    @app.job("patient", retries=3, backoff=timedelta(hours=1))
+    async def patient(ctx: RunContext) -> int:
+        await ctx.step.sleep("a-day", timedelta(days=1))
+        if ctx.attempt < 3:
+            raise ConnectionError("not yet")
+        return ctx.attempt
+
+    @app.job("forever")
+    async def forever(ctx: RunContext) -> Any:
+        return await ctx.step.wait_for_event("never", event="never.sent")
+
+    async with TestEnv(app) as env:
+        begin = env.now
+        run = await app.start("patient")
+        assert await run.result(timeout=5) == 3  # no drain, no advance
+        assert timedelta(days=1) < env.now - begin < timedelta(days=1, hours=4)
+        stuck = await app.start("forever")
+        with pytest.raises(ResultTimeout, match="nothing is due in this TestEnv"):
+            await stuck.result(timeout=5)
+    async with TestEnv(app, time_skipping=False) as env:
+        run = await app.start("patient")
+        with pytest.raises(ResultTimeout):
+            await run.result(timeout=0.2)

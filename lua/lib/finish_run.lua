@@ -8,7 +8,9 @@
 -- after a lost reply is recognised (see done_by). A run that fails starts its job's
 -- failure handler here, atomically (lib/start_on_failure.lua). A run with an output stream
 -- (`out`: it published, or a reader follows it) ends the stream with an {e = status} entry
--- and expires it with the run; a run without one pays nothing for streams.
+-- and expires it with the run; a run without one pays nothing for streams. A completed or
+-- failed run is counted in its queue's per-minute buckets (lib/minute_counts.lua; pre.queue,
+-- else one HGET).
 -- @include keys.lua
 -- @include move_index.lua
 -- @include adopt_wait.lua
@@ -18,11 +20,13 @@
 -- @include start_on_failure.lua
 -- @include flow_done.lua
 -- @include out_id.lua
+-- @include minute_counts.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
   flow_done(prefix, rk, id, pre)
   if not pre then
-    local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent', 'wait_n', 'out')
-    pre = {tl_len = p[1], awaited = p[2], parent = p[3], wait_n = p[4], out = p[5]}
+    local p = redis.call('HMGET', rk, 'tl_len', 'awaited', 'parent', 'wait_n', 'out', 'queue')
+    pre = {tl_len = p[1], awaited = p[2], parent = p[3], wait_n = p[4], out = p[5],
+      queue = p[6]}
   end
   if pre.wait_n then drop_waits(prefix, rk, id) end
   if new == 'failed' then -- on_failure: the handler run's id goes in the 'failed' entry
@@ -62,6 +66,9 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     redis.call('PEXPIRE', ok, keep_ms)
   end
   redis.call('PEXPIRE', rk, keep_ms)
+  if new ~= 'cancelled' then
+    minute_counts(prefix, pre.queue or redis.call('HGET', rk, 'queue') or '', new, now)
+  end
   if pre.awaited then
     redis.call('XADD', K.done(prefix), 'MAXLEN', '~', '10000', '*', 'r', id)
   end

@@ -18,7 +18,9 @@ calling it again is safe: what was done already no longer matches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from .._core.keys import UNTIMED, check_name
@@ -26,13 +28,15 @@ from .._core.namespace import Namespace
 from .._core.records import check_run_id, epoch_ms, new_run_id
 from .._core.scripts import BulkRequest
 from ..errors import InvalidArgumentError, RunNotFoundError
-from .reads import check_statuses
+from .reads import check_statuses, page_bounds
 
 BATCH = 200  # index entries examined per script call, at most
 BUDGET_US = 2000  # server time a batch may use before it stops (a run's work finishes)
 CANCELLABLE = ("queued", "scheduled", "waiting", "running")
 RETRIABLE = ("failed", "cancelled")
 Statuses = str | Sequence[str] | None
+_CURSOR = re.compile(r"^\d{1,4}\|[0-9.e+-]{0,32}\|[0-9a-f]{0,64}\|\d{0,16}$")
+Progress = Callable[[int], None] | None  # called after each batch with the count so far
 
 
 def _statuses(op: str, status: Statuses, allowed: tuple[str, ...]) -> list[str]:
@@ -76,13 +80,14 @@ class Control:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         reason: str = "cancelled",
+        progress: Progress = None,
     ) -> int:
         """Cancel the matching runs (default: every unfinished status); the count."""
         statuses = _statuses("cancel_runs", status, CANCELLABLE)
         if not isinstance(reason, str):
             raise InvalidArgumentError("cancel_runs: reason must be a str")
         return await self._bulk(
-            "cancel", job, statuses, _range(created_after, created_before), reason
+            "cancel", job, statuses, _range(created_after, created_before), reason, progress
         )
 
     async def retry_runs(
@@ -92,10 +97,100 @@ class Control:
         status: Statuses = "failed",
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        progress: Progress = None,
     ) -> int:
         """Queue the matching failed (or cancelled) runs again; the count."""
         statuses = _statuses("retry_runs", status, RETRIABLE)
-        return await self._bulk("retry", job, statuses, _range(created_after, created_before), "")
+        created = _range(created_after, created_before)
+        return await self._bulk("retry", job, statuses, created, "", progress)
+
+    async def count_runs(
+        self,
+        action: str,
+        *,
+        job: str | None = None,
+        status: Statuses = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> int:
+        """How many runs `action` ('cancel' | 'retry') would change now with these filters
+        (a dry run; its default statuses). Cost: one ZLEXCOUNT per status on the
+        creation-ordered index (O(log n)), in one pipeline."""
+        if action not in ("cancel", "retry"):
+            raise InvalidArgumentError(f"count_runs: action must be cancel or retry: {action!r}")
+        allowed = CANCELLABLE if action == "cancel" else RETRIABLE
+        default = None if action == "cancel" else "failed"
+        statuses = _statuses(f"{action}_runs", status if status else default, allowed)
+        _range(created_after, created_before)
+        if job is not None:
+            check_name("job", job)
+        high, low = page_bounds(None, created_after, created_before)
+        k = self._ns.keys
+        running = await self._count_running(job, low, high) if "running" in statuses else 0
+        async with self._ns.redis.pipeline(transaction=False) as pipe:
+            for s in statuses:
+                if s != "running":
+                    pipe.zlexcount(k.ord_job_status(job, s) if job else k.ord_status(s), low, high)
+            return running + sum(int(n) for n in await pipe.execute())
+
+    async def _count_running(self, job: str | None, low: str, high: str) -> int:
+        """Running runs have no index: the leases of every queue that leased runs (as many
+        as the workers' concurrency), filtered by id range and, with `job`, one HMGET."""
+        ns, k = self._ns, self._ns.keys
+        queues = sorted(q.decode() for q in await ns.redis.smembers(k.leased_queues()))
+        async with ns.redis.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.zrange(k.leases(q), 0, -1)
+            ids = [i.decode() for leased in await pipe.execute() for i in leased]
+        ids = [i for i in ids if _in_range(i, low, high)]
+        if job is None or not ids:
+            return len(ids)
+        async with ns.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hget(k.run(i), "job")
+            return sum(1 for j in await pipe.execute() if j is not None and j.decode() == job)
+
+    async def _walks(self, job: str | None, statuses: list[str]) -> list[tuple[str, str, str]]:
+        """(status, index, its order) per index a bulk pass walks: running runs in the leases
+        of every queue that leased runs, queued ones in the id-ordered index, others by time."""
+        ns, k = self._ns, self._ns.keys
+        walks: list[tuple[str, str, str]] = []
+        for status in statuses:
+            if status == "running":
+                queues = sorted(q.decode() for q in await ns.redis.smembers(k.leased_queues()))
+                walks += [(status, k.leases(q), "lease") for q in queues]
+            elif status in UNTIMED:
+                index = k.ord_job_status(job, status) if job else k.ord_status(status)
+                walks.append((status, index, "id"))
+            else:
+                index = k.idx_job_status(job, status) if job else k.idx_status(status)
+                walks.append((status, index, "time"))
+        return walks
+
+    async def bulk_part(
+        self,
+        action: str,
+        *,
+        job: str | None = None,
+        status: Statuses = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        reason: str = "cancelled",
+        cursor: str | None = None,
+        seconds: float = 1.0,
+    ) -> tuple[int, str | None]:
+        """Part of a bulk cancel or retry (the dashboard's progress): batches for about
+        `seconds`, from `cursor` (None: the start); (runs changed, the cursor to go on
+        from, or None when the pass is over)."""
+        if action not in ("cancel", "retry"):
+            raise InvalidArgumentError(f"bulk: action must be cancel or retry: {action!r}")
+        allowed = CANCELLABLE if action == "cancel" else RETRIABLE
+        default = None if action == "cancel" else "failed"
+        statuses = _statuses(f"{action}_runs", status if status else default, allowed)
+        created = _range(created_after, created_before)
+        return await self._bulk_part(
+            action, job, statuses, created, reason, cursor, time.monotonic() + seconds
+        )
 
     async def _bulk(
         self,
@@ -104,26 +199,37 @@ class Control:
         statuses: list[str],
         created: tuple[int, int],
         reason: str,
+        progress: Progress = None,
     ) -> int:
-        ns, k = self._ns, self._ns.keys
+        total, _ = await self._bulk_part(
+            action, job, statuses, created, reason, None, None, progress
+        )
+        return total
+
+    async def _bulk_part(
+        self,
+        action: str,
+        job: str | None,
+        statuses: list[str],
+        created: tuple[int, int],
+        reason: str,
+        cursor: str | None,
+        deadline: float | None,
+        progress: Progress = None,
+    ) -> tuple[int, str | None]:
+        ns = self._ns
         if job is not None:
             check_name("job", job)
-        total, upto = 0, ""
-        walks: list[tuple[str, str, str]] = []  # (status, index, its order)
-        for status in statuses:
-            if status == "running":  # no index: the leases of every queue that leased runs
-                queues = sorted(q.decode() for q in await ns.redis.smembers(k.leased_queues()))
-                walks += [(status, k.leases(q), "lease") for q in queues]
-            elif status in UNTIMED:  # no time index: the id-ordered one
-                walks.append(
-                    (status, k.ord_job_status(job, status) if job else k.ord_status(status), "id")
-                )
-            else:
-                walks.append(
-                    (status, k.idx_job_status(job, status) if job else k.idx_status(status), "time")
-                )
-        for status, index, order in walks:
-            position = ("", "")
+        first, position, upto = 0, ("", ""), ""
+        if cursor is not None:  # "<walk number>|<score>|<run id>|<upto>"
+            if not _CURSOR.match(cursor):
+                raise InvalidArgumentError(f"bulk: invalid cursor {cursor!r}")
+            n, score, run_id, upto = cursor.split("|")
+            first, position = int(n), (score, run_id)
+        walks = await self._walks(job, statuses)
+        total = 0
+        for i in range(first, len(walks)):
+            status, index, order = walks[i]
             while True:
                 request = BulkRequest(
                     index=index,
@@ -140,10 +246,15 @@ class Control:
                 )
                 changed, nxt, upto = await ns.scripts.bulk(request)
                 total += changed
+                if progress is not None:
+                    progress(total)
                 if nxt is None:
                     break
                 position = nxt
-        return total
+                if deadline is not None and time.monotonic() > deadline:
+                    return total, f"{i}|{position[0]}|{position[1]}|{upto}"
+            position = ("", "")
+        return total, None
 
     async def replay(self, run_id: str, from_step: str | None = None) -> str:
         """Start a new run of the run's job and payload; the new run's id."""
@@ -169,3 +280,10 @@ class Control:
     async def resume_queue(self, name: str) -> bool:
         """Resume a paused queue and wake its workers. False if it was not paused."""
         return await self._ns.scripts.resume_queue(check_name("queue", name))
+
+
+def _in_range(run_id: str, low: str, high: str) -> bool:
+    """Whether `run_id` lies within ZRANGEBYLEX bounds (low, high) as page_bounds gives."""
+    if low != "-" and run_id < low[1:]:
+        return False
+    return high == "+" or run_id < high[1:]

@@ -9,14 +9,17 @@ info HASH, the event-name ZSET and the event logs. Costs are in each method's do
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .._core.keys import STATUSES
 from .._core.namespace import Namespace
 from .._core.records import Event, RunInfo, RunPage, from_ms
 from .reads import find_run, get_run, list_runs
+from .views import RunView, run_view
+from .views import jsonable as jsonable
+from .views import waterfall as waterfall
 
 MAX_GROUPS = 64  # ready groups counted per queue (more: the count is a lower bound)
 # Per-queue counters the scripts may keep in K.qstat (metrics): when present they replace
@@ -77,6 +80,7 @@ class Waiter:
     match_on: list[str]  # the event data paths the wait matches (their values are hashed)
     child: str | None
     since: datetime | None
+    due: datetime | None = None  # a sleep's end, or the wait's timeout
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,10 @@ class Inspector:
         """One run (HGETALL)."""
         return await get_run(self.ns, run_id)
 
+    async def view(self, run_id: str) -> RunView | None:
+        """One run in full: steps, pending waits, links (views.run_view; one HGETALL)."""
+        return await run_view(self.ns, run_id)
+
     async def find(self, job: str, idempotency_key: str) -> RunInfo | None:
         """The run an idempotency key points to."""
         return await find_run(self.ns, job, idempotency_key)
@@ -346,6 +354,7 @@ class Inspector:
                         paths,
                         w.get("c"),
                         from_ms(score),
+                        from_ms(w["d"]) if w.get("d") else None,
                     )
                 )
         return out
@@ -357,57 +366,3 @@ class Inspector:
             for i in ids:
                 pipe.zscore(key, i)
             return [int(s) if s is not None else None for s in await pipe.execute()]
-
-
-def waterfall(info: RunInfo) -> list[dict[str, Any]]:
-    """Bars for a step waterfall from the timeline: each step from the entry before its
-    outcome (the attempt's start or the previous step) to its outcome; each wait from its
-    `waiting` entry to the next entry. Offsets are seconds from the run's creation."""
-    origin = info.created_at or (info.timeline[0]["at"] if info.timeline else None)
-    if origin is None:
-        return []
-    bars: list[dict[str, Any]] = []
-    prev = origin
-    tl = info.timeline
-    for n, e in enumerate(tl):
-        at = e.get("at") or prev
-        kind = e.get("type", "")
-        if kind in ("step_completed", "step_failed") and e.get("step"):
-            bars.append(_bar(e["step"], kind.split("_")[1], prev, at, origin))
-        elif kind == "waiting" and e.get("step"):
-            end = tl[n + 1]["at"] if n + 1 < len(tl) else None
-            steps, kinds = e.get("steps") or [e["step"]], e.get("kinds") or [e.get("kind", "")]
-            for step, what in zip(steps, kinds, strict=False):  # a gather: one bar per wait
-                bars.append(_bar(step, f"waiting ({what})", at, end, origin))
-        prev = at
-    return bars
-
-
-def _bar(
-    name: str, state: str, start: datetime, end: datetime | None, origin: datetime
-) -> dict[str, Any]:
-    s = (start - origin).total_seconds()
-    d = (end - start).total_seconds() if end is not None else None
-    return {"step": name, "state": state, "start": s, "duration": d, "open": end is None}
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-ready copy of inspection values: dataclasses, RunInfo, datetimes, bytes."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return value.hex()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)

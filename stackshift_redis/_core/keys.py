@@ -57,6 +57,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "delayed": ("q", "{queue}", "delayed"),  # ZSET run id -> due ms (delays, retries, timers)
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "queue_conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
+    "minutes": ("q", "{queue}", "min"),  # HASH '<minute>:c|f' -> runs completed|failed (1 h)
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
     "worker_info": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, ...}
     "clock": ("clock",),  # STRING TestEnv only: virtual time ms (lua/testing/now_ms.lua)
@@ -273,6 +274,11 @@ class Keys:
         """HASH: queue counters kept by the scripts (seq, starved; ready, scheduled and
         waiting runs, read by metrics)."""
         return _render(self.prefix, "queue_stat", (queue,))
+
+    def minutes(self, queue: str) -> str:
+        """HASH: runs completed ('<epoch minute>:c') and failed ('<minute>:f') per minute
+        over the last hour (lua/lib/minute_counts.lua; the overview's chart)."""
+        return _render(self.prefix, "minutes", (queue,))
 
     def delayed(self, queue: str) -> str:
         """ZSET: run id -> due time (ms) for delayed runs, retries and timers."""

@@ -27,6 +27,7 @@ _QUEUE = {
     "delayed": "delayed",
     "leases": "leases",
     "conf": "queue_conf",
+    "min": "minutes",  # per-minute counts (issue 27): no release of layout 1 wrote them
 }
 _FLOW = {
     "thr": "throttle",

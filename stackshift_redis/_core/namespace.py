@@ -107,6 +107,7 @@ class Namespace:
         self._scripts: Scripts | None = None
         self.layout = Layout(self)
         self.virtual_clock = False  # TestEnv only: scripts read the time from keys.clock()
+        self.settle: Any = None  # TestEnv only: result() runs the clock until the run is final
         self._queue_cache: dict[str, str] = {}
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sysconfig
 import threading
 import traceback
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
+from types import TracebackType
 from typing import Any
 
 import msgpack
@@ -112,9 +114,24 @@ def new_run_id() -> str:
     return f"{ms:011x}{seq:05x}{os.urandom(4).hex()}"
 
 
+_LIBRARY = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # stackshift_redis/
+    sysconfig.get_paths()["stdlib"] + os.sep,  # asyncio, concurrent.futures (threads)
+)
+
+
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from its first frame outside this library and the standard library
+    (the user's handler), or all of it when every frame is ours."""
+    t = tb
+    while t is not None and t.tb_frame.f_code.co_filename.startswith(_LIBRARY):
+        t = t.tb_next
+    return t or tb
+
+
 def error_json(exc: BaseException, *, type_name: str | None = None) -> str:
-    """The error record of a failed attempt: type, message, traceback."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The error record of a failed attempt: type, message, traceback (from user code)."""
+    tb = "".join(traceback.format_exception(type(exc), exc, user_traceback(exc.__traceback__)))
     return json.dumps(
         {"type": type_name or type(exc).__name__, "message": str(exc), "traceback": tb[-8000:]}
     )
@@ -242,17 +259,20 @@ def _s(v: bytes | None) -> str:
 def _in_order(
     steps: dict[str, dict[str, Any]], timeline: list[dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Steps in execution order: by their first timeline entry, then by record time."""
-    first: dict[str, int] = {}
+    """Steps in execution order: by the time of their first timeline entry, else of their
+    record (a replay's copied records, older than the new run, come first)."""
+    first: dict[str, tuple[float, int]] = {}
     for i, e in enumerate(timeline):
         name = e.get("step")
         if isinstance(name, str) and name not in first:
-            first[name] = i
-    far = len(timeline)
+            at = e.get("at")
+            first[name] = (at.timestamp() if isinstance(at, datetime) else 0.0, i)
 
-    def key(name: str) -> tuple[int, float]:
+    def key(name: str) -> tuple[float, int]:
+        if name in first:
+            return first[name]
         at = steps[name].get("at")
-        return first.get(name, far), at.timestamp() if isinstance(at, datetime) else 0.0
+        return (at.timestamp() if isinstance(at, datetime) else 0.0), -1
 
     return {name: steps[name] for name in sorted(steps, key=key)}
 

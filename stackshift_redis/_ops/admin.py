@@ -24,7 +24,7 @@ def _schedules(app: StackShift) -> Any:
 
 @click.group()
 def schedules() -> None:
-    """List, pause, resume and trigger schedules."""
+    """List, pause, resume, trigger and delete schedules."""
 
 
 @schedules.command("list")
@@ -62,7 +62,7 @@ def _schedule_action(verb: str) -> Callable[..., None]:
     return command
 
 
-for _verb in ("pause", "resume", "trigger"):
+for _verb in ("pause", "resume", "trigger", "delete"):
     schedules.command(_verb)(_schedule_action(_verb))
 
 
@@ -70,12 +70,15 @@ for _verb in ("pause", "resume", "trigger"):
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--read-only", is_flag=True, help="Disable cancel, retry, replay, send event.")
+@click.option(
+    "--read-only", is_flag=True, help="Refuse every action (cancel, retry, bulk, pause...)."
+)
 @click.option(
     "--token",
     envvar="STACKSHIFT_DASHBOARD_TOKEN",
     default=None,
-    help="Require this bearer token (env STACKSHIFT_DASHBOARD_TOKEN).",
+    help="Require this token: browsers sign in once, scripts send it as a Bearer token "
+    "(env STACKSHIFT_DASHBOARD_TOKEN).",
 )
 @click.option(
     "--basic-auth",

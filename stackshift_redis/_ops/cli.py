@@ -2,24 +2,24 @@
 
 `--redis-url` and `--namespace` (or STACKSHIFT_REDIS_URL, STACKSHIFT_NAMESPACE) are all it
 needs. Reads go through `inspection.Inspector`; tables are drawn by `ops_render`. Exit
-codes: 0 ok, 1 not found or refused (Redis unreachable included), 2 usage error. Every
-error is one line on stderr, never a traceback.
+codes (target.py): 0 ok, 1 not found or refused, 2 usage error, 3 Redis unreachable or
+refusing. Every error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 
 from .._client.inspector import Inspector, jsonable
+from .._client.views import RunView
 from .._core.keys import STATUSES
 from ..app import StackShift
 from ..cli import OneLineGroup
-from ..errors import InvalidArgumentError, RunNotFoundError, StackShiftError
-from . import render
+from ..errors import RunNotFoundError
+from . import actions, render
 from .admin import dashboard, schedules
 from .layout_cmd import layout
 from .tail import runs_tail
@@ -69,6 +69,8 @@ def runs() -> None:
 
 
 runs.add_command(runs_tail)
+runs.add_command(actions.runs_cancel)
+runs.add_command(actions.runs_retry)
 
 
 @runs.command("list")
@@ -76,8 +78,10 @@ runs.add_command(runs_tail)
 @click.option("--job", "-j", default=None)
 @click.option("--limit", "-l", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--cursor", default=None, help="The cursor printed under the previous page.")
-@click.option("--after", default=None, help="Created at or after (ISO date/time, UTC).")
-@click.option("--before", default=None, help="Created before (ISO date/time, UTC).")
+@click.option(
+    "--created-after", "--after", "after", default=None, help="ISO date/time (UTC), inclusive."
+)
+@click.option("--created-before", "--before", "before", default=None, help="ISO date/time (UTC).")
 @json_option
 @click.pass_context
 def runs_list(
@@ -117,14 +121,13 @@ def runs_list(
         click.echo(f"next page: --cursor {page.cursor}")
 
 
-async def _show(app: StackShift, run_id: str) -> tuple[Any, list[str]]:
-    insp = Inspector(app._core)
-    info = await insp.run(run_id)
-    if info is None:
+async def _show(app: StackShift, run_id: str) -> RunView:
+    view = await Inspector(app._core).view(run_id)
+    if view is None:
         raise RunNotFoundError(
             f"no run {run_id} in namespace {app.namespace!r} (unknown or expired)"
         )
-    return info, await insp.children(info)
+    return view
 
 
 @runs.command("show")
@@ -132,12 +135,12 @@ async def _show(app: StackShift, run_id: str) -> tuple[Any, list[str]]:
 @json_option
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """A run: status, payload, result or error, steps with durations, timeline."""
-    info, children = target_of(ctx).run(lambda app: _show(app, run_id))
+    """A run: status, links, payload, result or error, steps (result, duration), waits."""
+    view = target_of(ctx).run(lambda app: _show(app, run_id))
     if as_json:
-        emit_json({**jsonable(info), "children": children})
+        emit_json({**jsonable(view.info), "children": view.children, "waits": view.waits})
         return
-    render.run_detail(info, children)
+    render.run_detail(view)
 
 
 @runs.command("find")
@@ -152,71 +155,13 @@ def runs_find(ctx: click.Context, job: str, idempotency_key: str, as_json: bool)
         info = await Inspector(app._core).find(job, idempotency_key)
         if info is None:
             raise RunNotFoundError(f"no run of {job!r} for idempotency key {idempotency_key!r}")
-        return info, await Inspector(app._core).children(info)
+        return await _show(app, info.id)
 
-    info, children = target_of(ctx).run(work)
+    view = target_of(ctx).run(work)
     if as_json:
-        emit_json({**jsonable(info), "children": children})
+        emit_json({**jsonable(view.info), "children": view.children, "waits": view.waits})
         return
-    render.run_detail(info, children)
-
-
-def _each(
-    ctx: click.Context, ids: tuple[str, ...], act: Callable[[StackShift, str], Awaitable[str]]
-) -> None:
-    async def work(app: StackShift) -> list[tuple[str, str | None]]:
-        out: list[tuple[str, str | None]] = []
-        for run_id in ids:
-            try:
-                out.append((run_id, await act(app, run_id)))
-            except (RunNotFoundError, StackShiftError) as exc:
-                if isinstance(exc, InvalidArgumentError):
-                    raise
-                out.append((run_id, None))
-                click.echo(f"{run_id}: {exc}", err=True)
-        return out
-
-    results = target_of(ctx).run(work)
-    for run_id, message in results:
-        if message is not None:
-            click.echo(f"{run_id}: {message}")
-    if any(m is None for _, m in results):
-        ctx.exit(1)
-
-
-@runs.command("cancel")
-@click.argument("run_ids", nargs=-1, required=True)
-@click.option("--reason", default="cancelled by operator", show_default=True)
-@click.pass_context
-def runs_cancel(ctx: click.Context, run_ids: tuple[str, ...], reason: str) -> None:
-    """Cancel runs (running ones stop at their next step)."""
-
-    async def act(app: StackShift, run_id: str) -> str:
-        status = await app.run(run_id).status()
-        if status is None:
-            raise RunNotFoundError("no such run (unknown or expired)")
-        if not await app.cancel(run_id, reason):
-            raise StackShiftError(f"not cancelled: the run is already {status}")
-        return (
-            "cancel requested (running: stops at its next step)"
-            if status == "running"
-            else "cancelled"
-        )
-
-    _each(ctx, run_ids, act)
-
-
-@runs.command("retry")
-@click.argument("run_ids", nargs=-1, required=True)
-@click.pass_context
-def runs_retry(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
-    """Queue failed runs again (their completed steps are reused)."""
-
-    async def act(app: StackShift, run_id: str) -> str:
-        await app.retry(run_id)
-        return "queued again"
-
-    _each(ctx, run_ids, act)
+    render.run_detail(view)
 
 
 @runs.command("replay")
@@ -230,7 +175,7 @@ def runs_replay(ctx: click.Context, run_id: str, from_step: str | None) -> None:
         handle = await app.replay(rid, from_step=from_step)
         return f"replayed as {handle.id}"
 
-    _each(ctx, (run_id,), act)
+    actions._each(ctx, (run_id,), act)
 
 
 # events
@@ -260,13 +205,16 @@ def events_send(
     if result.duplicate:
         click.echo(f"event {result.id}: already sent (duplicate id): nothing resumed or started")
         return
+    cancelled = list(getattr(result, "cancelled", []))
     click.echo(
-        f"event {result.id}: resumed {len(result.resumed)} run(s), started {len(result.started)}"
+        f"event {result.id}: resumed {len(result.resumed)} run(s), started "
+        f"{len(result.started)}, cancelled {len(cancelled)}"
     )
-    for rid in result.resumed:
-        click.echo(f"  resumed {rid}")
-    for rid in result.started:
-        click.echo(f"  started {rid}")
+    for verb, ids in (("resumed", result.resumed), ("started", result.started)):
+        for rid in ids:
+            click.echo(f"  {verb} {rid}")
+    for rid in cancelled:
+        click.echo(f"  cancelled {rid}")
 
 
 @events.command("list")
@@ -290,21 +238,6 @@ def events_list(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @json_option
 @click.pass_context
-def queues(ctx: click.Context, as_json: bool) -> None:
-    """Queues: ready, scheduled, running, waiting, paused, concurrency, done/failed."""
-    target = target_of(ctx)
-    stats = target.run(lambda app: Inspector(app._core).queues())
-    if as_json:
-        emit_json(stats)
-    elif not stats:
-        click.echo(f"no queues known: {empty_hint(target)}; queues appear once a worker starts")
-    else:
-        render.queues_table(stats)
-
-
-@main.command()
-@json_option
-@click.pass_context
 def workers(ctx: click.Context, as_json: bool) -> None:
     """Workers: id, host, pid, queues, running, last heartbeat."""
     target = target_of(ctx)
@@ -317,6 +250,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
         render.workers_table(found)
 
 
+main.add_command(actions.queues)
 main.add_command(schedules)
 main.add_command(dashboard)
 main.add_command(layout)

@@ -11,7 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .._client.inspector import QueueStats, Waiter, WorkerInfo, jsonable, waterfall
+from .._client.inspector import QueueStats, Waiter, WorkerInfo, jsonable
+from .._client.views import RunView, WaitView, entry_details, until
 from .._core.records import Event, RunInfo
 
 # piped output (scripts, tests) is not cut to 80 columns: ids must stay whole
@@ -70,8 +71,11 @@ def runs_table(page: Sequence[RunInfo]) -> None:
             console.print(f"run {r.id} ({r.status.value}) is damaged: {r.damaged}", markup=False)
 
 
-def run_detail(info: RunInfo, children: list[str]) -> None:
-    """Everything about one run."""
+def run_detail(view: RunView) -> None:
+    """Everything about one run: facts, links, payload, result or error, each step with
+    its result or error and duration, what a waiting run waits for, the timeline."""
+    info = view.info
+    now = datetime.now(UTC)
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -84,11 +88,22 @@ def run_detail(info: RunInfo, children: list[str]) -> None:
     head.add_row(
         "finished", f"{when(info.finished_at)}  ({span(info.created_at, info.finished_at)})"
     )
-    if info.parent_id:
-        head.add_row("parent", info.parent_id)
-    for child in children:
-        head.add_row("child", child)
+    for label, ids in (
+        ("parent", [info.parent_id]),
+        ("child", view.children),
+        ("replay of", [info.replay_of]),
+        ("replayed as", view.replays),
+        ("failure handler", view.failure_handlers),
+        ("handles failure of", [view.failure_of]),
+    ):
+        for rid in ids:
+            if rid:
+                head.add_row(label, rid)
     console.print(head)
+    if view.waits:
+        console.rule("[magenta]waiting for[/]", align="left")
+        for w in view.waits:
+            console.print(f"step {w.step}: {wait_text(w, now)}", markup=False)
     console.rule("payload", align="left")
     console.print(as_json(info.payload), markup=False)
     if info.error:
@@ -99,26 +114,40 @@ def run_detail(info: RunInfo, children: list[str]) -> None:
     elif info.status.value == "completed":
         console.rule("result", align="left")
         console.print(as_json(info.result), markup=False)
-    bars = waterfall(info)
-    if bars:
+    if view.steps:
         console.rule("steps", align="left")
         t = Table(show_edge=False, header_style="bold")
-        for col in ("step", "outcome", "start", "duration"):
-            t.add_column(col, no_wrap=True)
-        for b in bars:
-            dur = "(open)" if b["open"] else f"{b['duration']:.3f}s"
-            t.add_row(b["step"], b["state"], f"+{b['start']:.3f}s", dur)
+        for col in ("step", "outcome", "duration", "result or error"):
+            t.add_column(col, no_wrap=col != "result or error")
+        for st in view.steps:
+            dur = f"{st.duration:.3f}s" if st.duration is not None else "-"
+            text = st.text if len(st.text) <= 2000 else st.text[:2000] + " ..."
+            t.add_row(st.name, st.status, dur, text)
         console.print(t)
     console.rule("timeline", align="left")
     t = Table(show_edge=False, header_style="bold")
     for col in ("at", "event", "details"):
         t.add_column(col)
     for e in info.timeline:
-        extra = {k: v for k, v in e.items() if k not in ("at", "type")}
+        extra = entry_details(e)
         t.add_row(
             when(e.get("at")), str(e.get("type")), json.dumps(jsonable(extra)) if extra else ""
         )
     console.print(t)
+
+
+def wait_text(w: WaitView, now: datetime) -> str:
+    """What one pending wait waits for and until when, in words."""
+    if w.kind == "event":
+        what = f"event {w.event}" + (f" matching {', '.join(w.match_on)}" if w.match_on else "")
+    elif w.kind == "child":
+        what = f"child run {w.child}"
+    else:
+        what = "a timer (sleep)"
+    if w.due is None:
+        return what + ", no timeout"
+    label = "until" if w.kind == "sleep" else "timeout at"
+    return f"{what}, {label} {when(w.due)} UTC ({until(w.due, now)})"
 
 
 def queues_table(stats: Sequence[QueueStats]) -> None:
@@ -185,10 +214,12 @@ def events_tables(recent: Sequence[Event], waiting: Sequence[Waiter]) -> None:
         t.add_row(when(e.ts), e.name, e.id, json.dumps(jsonable(e.data))[:80])
     console.print(t if recent else "no recent events")
     t = Table(title="waiting runs", show_edge=False, header_style="bold", title_justify="left")
-    for col in ("run id", "job", "step", "waits for", "since"):
+    for col in ("run id", "job", "step", "waits for", "since", "until / timeout"):
         t.add_column(col, no_wrap=True)
+    now = datetime.now(UTC)
     for w in waiting:
-        t.add_row(w.run_id, w.job, w.step, waits_for(w), when(w.since))
+        due = f"{when(w.due)} ({until(w.due, now)})" if w.due else "none"
+        t.add_row(w.run_id, w.job, w.step, waits_for(w), when(w.since), due)
     console.print(t if waiting else "no runs are waiting")
 
 

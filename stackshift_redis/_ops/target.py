@@ -1,6 +1,13 @@
 """Shared pieces of the `stackshift` command: where it points (a Redis URL and a
 namespace), running one coroutine on a fresh app, and turning every failure into one
-clear line with the right exit code (1 not found or refused, 2 usage)."""
+clear line, `Error: <what happened>: <what to check>` on stderr, with its exit code:
+
+    0  done
+    1  refused or not found: an unknown run or schedule, a run in the wrong state, a
+       confirmation declined; `runs tail`: the run failed or was cancelled
+    2  usage: a bad option or argument (status, date, JSON, name, --redis-url)
+    3  Redis: unreachable, timed out, or refused the connection (password, DB index)
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,12 @@ class Refused(click.ClickException):
     """Not found or refused: exit code 1, one line."""
 
     exit_code = 1
+
+
+class RedisTrouble(click.ClickException):
+    """Redis unreachable or refusing the connection: exit code 3, one line."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -67,14 +80,21 @@ class Target:
         try:
             return asyncio.run(main())
         except (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException) as exc:
-            raise Refused(
+            raise RedisTrouble(
                 f"cannot reach Redis at {self.redis_url} ({exc}): is redis-server running "
                 "there? check --redis-url or STACKSHIFT_REDIS_URL"
             ) from None
         except InvalidArgumentError as exc:
             raise click.UsageError(str(exc)) from None
-        except (StackShiftError, RedisError) as exc:
+        except StackShiftError as exc:
             raise Refused(str(exc)) from None
+        except RedisError as exc:
+            hint = (
+                ": that database number does not exist there (the /N of --redis-url)"
+                if "DB index" in str(exc)
+                else ""
+            )
+            raise RedisTrouble(f"Redis at {self.redis_url} refused: {exc}{hint}") from None
 
 
 def target_of(ctx: click.Context) -> Target:

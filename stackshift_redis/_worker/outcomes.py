@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from .._attempt.execution import Execution
+from .._core.records import user_traceback
 from .._core.scripts import ScriptCall
 
 log = logging.getLogger("stackshift.worker")
@@ -45,7 +46,9 @@ def log_outcome(ex: Execution, o: Outcome, handback_limit_ms: int) -> None:
     elif o.name == "cancelled":
         log.info("run %s (%s) cancelled: %s", run, job, exc, extra=extra)
     elif o.name == "failed":
-        trace = exc if exc is not None and exc.__traceback__ is not None else None
+        trace = None  # from the user's code, as the stored error's traceback
+        if exc is not None and exc.__traceback__ is not None:
+            trace = (type(exc), exc, user_traceback(exc.__traceback__))
         log.error("run %s (%s) failed: %s", run, job, error, exc_info=trace, extra=extra)
     elif o.name == "handed_back":
         log.error(

@@ -140,5 +140,7 @@ class Registration:
 
 
 def is_lost_group(exc: BaseException) -> bool:
-    """True for the error a ticket read gets when its stream or group is gone."""
-    return "NOGROUP" in str(exc)
+    """True for the error a ticket read gets when its stream or group is gone: NOGROUP, or
+    (a read blocked while FLUSHALL deleted the stream) UNBLOCKED ... no longer exists."""
+    text = str(exc)
+    return "NOGROUP" in text or (text.startswith("UNBLOCKED") and "no longer exists" in text)

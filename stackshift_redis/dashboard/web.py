@@ -11,12 +11,10 @@ page by fetching the page again and swapping `#live`.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
-import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,15 +24,21 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .._client.client import Client
+from .._client.control import CANCELLABLE, RETRIABLE
 from .._client.inspector import Inspector, jsonable, waterfall
+from .._client.views import entry_details, minute_series, until
 from .._core.keys import STATUSES
+from .._core.records import epoch_ms
 from ..errors import InvalidArgumentError, StackShiftError
+from .auth import COOKIE, Access, SecurityHeaders, Sessions
+from .charts import minute_chart
+from .ops import Ops, job_names, parse_when, search_run
 from .streaming import stream_endpoint
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +48,11 @@ FINAL = ("completed", "failed", "cancelled")
 
 def _pretty(value: Any) -> str:
     return json.dumps(jsonable(value), indent=2, ensure_ascii=False)
+
+
+def _compact(value: Any) -> str:
+    """One-line JSON, characters as they are (the template escapes the HTML)."""
+    return json.dumps(jsonable(value), ensure_ascii=False)
 
 
 def _when(value: Any) -> str:
@@ -57,6 +66,10 @@ def _span(start: Any, end: Any) -> str:
     return f"{secs * 1000:.0f} ms" if secs < 1 else f"{secs:.2f} s"
 
 
+def _span_s(secs: float) -> str:
+    return f"{secs * 1000:.0f} ms" if secs < 1 else f"{secs:.2f} s"
+
+
 def _describe(client: Any) -> str:
     """Where a client points, for error pages (no password)."""
     kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
@@ -67,15 +80,7 @@ def _describe(client: Any) -> str:
     return "the configured Redis"
 
 
-def _credentials(header: str, scheme: str) -> str | None:
-    """The credentials of an Authorization header of `scheme` (any case), else None."""
-    given, _, credentials = header.strip().partition(" ")
-    if given.lower() != scheme or not credentials.strip():
-        return None
-    return credentials.strip()
-
-
-class Dashboard:
+class Dashboard(Access):
     """The pages and actions of one namespace."""
 
     def __init__(
@@ -91,37 +96,20 @@ class Dashboard:
         self.read_only = read_only
         self.token = token
         self.basic = basic_auth
-        self.csrf = secrets.token_urlsafe(32)  # synchronizer token: only our pages carry it
+        self.sessions = Sessions(token)  # signed session cookies; CSRF tokens tied to them
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
-        env.filters.update(pretty=_pretty, when=_when)
-        env.globals.update(span=_span, statuses=STATUSES, final=FINAL)
+        env.filters.update(pretty=_pretty, when=_when, compact=_compact)
+        env.globals.update(
+            span=_span,
+            statuses=STATUSES,
+            final=FINAL,
+            until=until,
+            details=entry_details,
+            span_s=_span_s,
+        )
 
     # access
-    def _denied(self, request: Request) -> Response | None:
-        """None when the request may proceed, else the 401 response. The scheme of the
-        Authorization header is matched case-insensitively (RFC 7235)."""
-        auth = request.headers.get("authorization", "")
-        if self.basic is not None:
-            given = _credentials(auth, "basic")
-            try:
-                pair = base64.b64decode(given or "", validate=True).decode()
-            except ValueError:
-                pair = ""
-            if not hmac.compare_digest(pair.encode(), self.basic.encode()):
-                return Response(
-                    "authentication required",
-                    401,
-                    headers={"WWW-Authenticate": 'Basic realm="stackshift"'},
-                )
-        if self.token is not None:
-            given = _credentials(auth, "bearer")
-            given = given or request.query_params.get("token")
-            given = given or request.cookies.get("stackshift_token")
-            if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
-                return Response("a valid bearer token is required", 401)
-        return None
-
     def page(self, request: Request, name: str, code: int = 200, **ctx: Any) -> Response:
         """Render a template with the common context."""
         base = request.scope.get("root_path", "").rstrip("/")
@@ -130,7 +118,7 @@ class Dashboard:
             base=base,
             namespace=self.client._core.namespace,
             read_only=self.read_only,
-            csrf=self.csrf,
+            csrf=self.sessions.csrf(sid) if (sid := getattr(request.state, "sid", None)) else "",
             msg=request.query_params.get("msg"),
             can_replay=hasattr(self.client, "replay"),
         )
@@ -144,23 +132,30 @@ class Dashboard:
         """Access checks, read-only and CSRF for actions, one clear page per failure."""
 
         async def endpoint(request: Request) -> Response:
+            session = self.sessions.read(request.cookies.get(COOKIE))
+            request.state.session = session
+            request.state.sid = session["sid"] if session else None
+            moved = self._token_in_url(request)
+            if moved is not None:
+                return moved
+            fresh = request.state.sid is None
+            if fresh:  # a session for this browser: its pages' CSRF tokens are tied to it
+                request.state.sid, request.state.cookie = self.sessions.new(False)
             denied = self._denied(request)
             if denied is not None:
-                return denied
+                return self._with_cookie(denied, request, fresh)
             try:
                 if action:
                     if self.read_only:
                         return self.error(request, 405, "Read-only", "This dashboard is read-only.")
                     form = await request.form()
                     given = str(form.get("csrf", ""))
-                    if not hmac.compare_digest(given.encode(), self.csrf.encode()):
+                    if fresh or not self.sessions.csrf_ok(request.state.sid, given):
                         return self.error(
                             request, 403, "Refused", "Missing or invalid CSRF token: reload."
                         )
                 response = await handler(request)
-                if self.token is not None and request.query_params.get("token"):
-                    response.set_cookie("stackshift_token", self.token, httponly=True)
-                return response
+                return self._with_cookie(response, request, fresh)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 url = _describe(self.client._core.redis)
                 return self.error(
@@ -180,7 +175,7 @@ class Dashboard:
     def redirect(self, request: Request, path: str, msg: str | None = None) -> Response:
         """303 to a page of this app, with a one-line message."""
         base = request.scope.get("root_path", "").rstrip("/")
-        query = "?" + urlencode({"msg": msg}) if msg else ""
+        query = ("&" if "?" in path else "?") + urlencode({"msg": msg}) if msg else ""
         return RedirectResponse(base + path + query, status_code=303)
 
     # pages
@@ -188,20 +183,47 @@ class Dashboard:
         """Queues, workers and run counts."""
         started = time.perf_counter()
         ov = await self.inspector.overview()
+        now = epoch_ms(ov.now) if ov.now else int(time.time() * 1000)
+        series = await minute_series(self.client._core, [q.name for q in ov.queues], now)
         took = (time.perf_counter() - started) * 1000
-        return self.page(request, "overview.html", ov=ov, took=took)
+        charts = [(m, minute_chart(m)) for m in series]
+        return self.page(request, "overview.html", ov=ov, took=took, charts=charts)
 
     async def runs(self, request: Request) -> Response:
-        """A page of runs, filtered by status and job."""
+        """A page of runs, filtered by status, job and creation time; `q` finds a run by
+        id or idempotency key."""
         q = request.query_params
         status = [s for s in q.getlist("status") if s] or None
         job = q.get("job") or None
         cursor = q.get("cursor") or None
+        search = (q.get("q") or "").strip()
+        jobs = await job_names(self.client)
+        if search:
+            found = await search_run(self.client, search, [job] if job else jobs)
+            if found is not None:
+                return self.redirect(request, f"/runs/{found}")
+        after = parse_when(q.get("created_after") or "", "created after")
+        before = parse_when(q.get("created_before") or "", "created before")
         started = time.perf_counter()
-        page = await self.inspector.runs(status=status, job=job, limit=50, cursor=cursor)
+        page = await self.inspector.runs(
+            status=status,
+            job=job,
+            limit=50,
+            cursor=cursor,
+            created_after=after,
+            created_before=before,
+        )
         took = (time.perf_counter() - started) * 1000
-        keep = {k: v for k, v in (("job", job or ""),) if v}
-        params = [("status", s) for s in status or []] + list(keep.items())
+        keep = [
+            (k, v)
+            for k, v in (
+                ("job", job or ""),
+                ("created_after", q.get("created_after") or ""),
+                ("created_before", q.get("created_before") or ""),
+            )
+            if v
+        ]
+        params = [("status", s) for s in status or []] + keep
         nxt = urlencode([*params, ("cursor", page.cursor)]) if page.cursor else None
         first = urlencode(params)
         return self.page(
@@ -210,17 +232,23 @@ class Dashboard:
             page=page,
             status=status or [],
             job=job or "",
+            jobs=jobs,
+            created_after=q.get("created_after") or "",
+            created_before=q.get("created_before") or "",
+            search=search,
             cursor=cursor,
             next_query=nxt,
             first_query=first,
             took=took,
+            retriable=[s for s in status or ["failed"] if s in RETRIABLE],
+            cancellable=[s for s in status or CANCELLABLE if s in CANCELLABLE],
         )
 
     async def run(self, request: Request) -> Response:
         """One run: payload, result or error, step waterfall, timeline, links."""
         run_id = request.path_params["run_id"]
-        info = await self.inspector.run(run_id)
-        if info is None:
+        view = await self.inspector.view(run_id)
+        if view is None:
             return self.error(
                 request,
                 404,
@@ -228,15 +256,17 @@ class Dashboard:
                 f"No run {run_id} in namespace {self.client._core.namespace!r}: "
                 "it never existed here or expired after retention.",
             )
-        bars = waterfall(info)
+        bars = waterfall(view.info)
         total = max([b["start"] + (b["duration"] or 0) for b in bars] + [0.001])
         return self.page(
             request,
             "run.html",
-            run=info,
+            run=view.info,
+            view=view,
             bars=bars,
             total=total,
-            children=await self.inspector.children(info),
+            children=view.children,
+            now=datetime.now(UTC),
         )
 
     async def events(
@@ -251,6 +281,7 @@ class Dashboard:
             400 if error else 200,
             recent=recent,
             waiting=waiting,
+            now=datetime.now(UTC),
             error=error,
             form=form or {},
         )
@@ -310,6 +341,11 @@ class Dashboard:
         return self.redirect(request, "/events", msg)
 
 
+async def favicon(request: Request) -> Response:
+    """The icon (also at /favicon.ico for browsers that ask there)."""
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc, HTTPException) else "Not found"
     status = exc.status_code if isinstance(exc, HTTPException) else 404
@@ -329,10 +365,14 @@ def create_app(
     <token>` (or `?token=` once in a browser, which sets a cookie); `basic_auth`
     ("user:password") requires HTTP basic authentication."""
     d = Dashboard(stackshift, read_only=read_only, token=token, basic_auth=basic_auth)
-    w = d.wrap
+    w, ops = d.wrap, Ops(d)
     routes = [
         Route("/", w(d.overview)),
+        Route("/login", w(d.login_form)),
+        Route("/login", d.login, methods=["POST"]),
+        Route("/favicon.ico", favicon),
         Route("/runs", w(d.runs)),
+        Route("/runs/bulk", w(ops.bulk, True), methods=["POST"]),
         Route("/runs/{run_id}", w(d.run)),
         Route("/runs/{run_id}/stream", w(stream_endpoint(stackshift))),
         Route("/runs/{run_id}/cancel", w(d.cancel, True), methods=["POST"]),
@@ -341,6 +381,10 @@ def create_app(
         Route("/events", w(d.events)),
         Route("/events", w(d.send_event, True), methods=["POST"]),
         Route("/schedules", w(d.schedules)),
+        Route("/schedules/{name}/{verb}", w(ops.schedule, True), methods=["POST"]),
+        Route("/queues/{name}/{verb}", w(ops.queue, True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app.add_middleware(SecurityHeaders)
+    return app
