@@ -197,3 +197,27 @@ async def test_bad_input_raises_and_writes_nothing(app: StackShift, running_work
     running_worker(app)
     assert await run.result(timeout=10) is None
     assert tx_mod.FAULT is None
+
+
+async def test_runs_show_lists_what_a_commit_applied(
+    app: StackShift, running_worker: Any, redis_url: str, is_cluster: bool
+) -> None:
+    from test_ops_cli import Cli
+
+    @app.job("record-order")
+    async def record_order(ctx: RunContext) -> Any:
+        return await ctx.step.transact("record-order", record, ctx.payload)
+
+    app.job("send-receipt", lambda ctx: None)
+    run = await app.start("record-order", {"id": 3, "cart": "c9"})
+    running_worker(app)
+    assert await run.result(timeout=10) == 1
+    info = await app.get_run(run.id)
+    assert info is not None and info.steps["record-order"]["tx"]["deleted"] == ["cart:c9"]
+    shown = await Cli(redis_url, app.namespace, is_cluster)("runs", "show", run.id)
+    assert shown.exit_code == 0, shown.output
+    text = shown.output
+    assert "transactions" in text and "set      orders:count, order:3" in text
+    assert "deleted  cart:c9" in text
+    assert f"event    order.recorded (id {run.id}:record-order:1)" in text
+    assert f"started  {info.steps['record-order']['tx']['started'][0]}" in text

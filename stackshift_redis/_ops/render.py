@@ -109,6 +109,11 @@ def run_detail(info: RunInfo, children: list[str]) -> None:
             dur = "(open)" if b["open"] else f"{b['duration']:.3f}s"
             t.add_row(b["step"], b["state"], f"+{b['start']:.3f}s", dur)
         console.print(t)
+    commits = [(name, s["tx"]) for name, s in info.steps.items() if "tx" in s]
+    if commits:
+        console.rule("transactions", align="left")
+        for line in tx_lines(commits):
+            console.print(line, markup=False)
     console.rule("timeline", align="left")
     t = Table(show_edge=False, header_style="bold")
     for col in ("at", "event", "details"):
@@ -119,6 +124,19 @@ def run_detail(info: RunInfo, children: list[str]) -> None:
             when(e.get("at")), str(e.get("type")), json.dumps(jsonable(extra)) if extra else ""
         )
     console.print(t)
+
+
+def tx_lines(commits: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Plain text of what transactional steps committed, one line per kind of effect."""
+    out: list[str] = []
+    for name, tx in commits:
+        out.append(f"{name}:")
+        for kind in ("set", "deleted", "started"):
+            if tx.get(kind):
+                out.append(f"  {kind:<8} {', '.join(map(str, tx[kind]))}")
+        for ev in tx.get("events") or ():
+            out.append(f"  event    {ev[0]} (id {ev[1]})")
+    return out
 
 
 def queues_table(stats: Sequence[QueueStats]) -> None:
