@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -72,7 +73,9 @@ async def _transact_step(
     async def body() -> Any:
         async with ex.parking.busy():
             await ex.ensure_lease()
-            for _ in range(max_conflicts + 1):
+            for n in range(max_conflicts + 1):
+                if n:
+                    await asyncio.sleep(tx_mod.pause(n))
                 tx = tx_mod.new_tx(ex, key)
                 try:
                     value = fn(tx, *args, **kw)
@@ -268,7 +271,9 @@ class SyncStep:
 
         def body() -> Any:
             self._wait(ex.ensure_lease())
-            for _ in range(max_conflicts + 1):
+            for n in range(max_conflicts + 1):
+                if n:
+                    time.sleep(tx_mod.pause(n))
                 tx = tx_mod.new_tx(ex, key)
                 try:
                     value = fn(SyncStateTx(tx, self._loop), *args, **kwargs)

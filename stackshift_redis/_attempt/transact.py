@@ -6,7 +6,8 @@ remembered with the bytes seen, everything else is buffered. Then one `transact`
 call (lua/transact.lua) checks the lease, checks that every key read still holds what
 was read (optimistic concurrency: by value, so a key that expired or was rewritten counts
 as changed), and applies the writes, events and starts and stores the step record. On a
-conflict `fn` runs again with fresh reads, at most `max_conflicts` times.
+conflict `fn` runs again with fresh reads (after a short jittered pause), at most
+`max_conflicts` times.
 
 Exactly once: nothing is written before the commit (a crash before it leaves nothing);
 the commit is one script (a crash after it finds the step recorded on the next attempt,
@@ -16,6 +17,7 @@ its step recorded and applies nothing; a worker that lost its lease commits noth
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,13 @@ from .statetx import StateTx
 
 FAULT: Callable[[str], None] | None = None  # tests only: called "before_commit"/"after_commit"
 CONFLICT = object()  # commit(): a key read changed, run fn again
+
+
+def pause(conflicts: int) -> float:
+    """Seconds to wait before re-running `fn` after its `conflicts`-th conflict: jittered,
+    doubling from 10 ms up to 0.5 s, so contenders of a hot key spread out instead of
+    colliding again in lockstep."""
+    return random.uniform(0, min(0.5, 0.005 * 2**conflicts))
 
 
 def new_tx(ex: Execution, key: str) -> StateTx:
