@@ -156,11 +156,6 @@ async def test_a_recorded_step_is_not_committed_again(
 
 
 async def test_a_resent_commit_applies_nothing_again(app: StackShift, running_worker: Any) -> None:
-    sent: list[Any] = []
-
-    def resend(point: str) -> None:
-        sent.append(point)
-
     async def fn(tx: StateTx) -> int:
         tx.send_event("e")
         return await tx.incr("r")
@@ -180,6 +175,8 @@ async def test_a_resent_commit_applies_nothing_again(app: StackShift, running_wo
     running_worker(app)
     assert await run.result(timeout=10) == 1
     assert await app.state.get("r") == 1
+    info = await app.get_run(run.id)
+    assert info is not None and [e["type"] for e in info.timeline].count("step_completed") == 1
 
 
 async def test_bad_input_raises_and_writes_nothing(app: StackShift, running_worker: Any) -> None:
@@ -221,3 +218,48 @@ async def test_runs_show_lists_what_a_commit_applied(
     assert "deleted  cart:c9" in text
     assert f"event    order.recorded (id {run.id}:record-order:1)" in text
     assert f"started  {info.steps['record-order']['tx']['started'][0]}" in text
+
+
+async def test_a_commit_without_the_lease_writes_nothing(
+    app: StackShift, running_worker: Any
+) -> None:
+    from stackshift_redis._core.records import step_completed
+    from stackshift_redis._core.scripts import TransactRequest
+    from stackshift_redis.errors import LeaseLostError
+
+    app.job("j", lambda ctx: None)
+    run = await app.start("j")
+    running_worker(app)
+    await run.result(timeout=10)
+    request = TransactRequest(
+        run_id=run.id, token="1", step="late", record=step_completed(b"\xc0"),
+        commit_token="t", reads=(), writes=(("k", "s", b"v", 0),), events=(), starts=(),
+        summary="{}", retention_ms=0, dedupe_ms=1000, log_ms=0,
+    )  # fmt: skip
+    with pytest.raises(LeaseLostError):
+        await app._core.scripts.transact(request)
+    assert await app.state.get("k") is None
+
+
+async def test_reads_see_own_writes_and_incr_keeps_the_ttl(
+    app: StackShift, running_worker: Any
+) -> None:
+    async def fn(tx: StateTx) -> list[Any]:
+        tx.set("a", {"x": 1})
+        seen = [await tx.get("a"), await tx.get("missing", "d")]
+        tx.delete("a")
+        seen.append(await tx.get("a", "gone"))
+        seen.append(await tx.incr("ttl", 2))
+        return seen
+
+    await app.state.set("ttl", 40, ttl=100)
+
+    @app.job("j")
+    async def j(ctx: RunContext) -> Any:
+        return await ctx.step.transact("s", fn)
+
+    run = await app.start("j")
+    running_worker(app)
+    assert await run.result(timeout=10) == [{"x": 1}, "d", "gone", 42]
+    assert await app.state.get("ttl") == 42
+    assert 0 < await app.redis.pttl(app._core.keys.state("ttl")) <= 100_000
