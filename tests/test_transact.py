@@ -263,3 +263,25 @@ async def test_reads_see_own_writes_and_incr_keeps_the_ttl(
     assert await run.result(timeout=10) == [{"x": 1}, "d", "gone", 42]
     assert await app.state.get("ttl") == 42
     assert 0 < await app.redis.pttl(app._core.keys.state("ttl")) <= 100_000
+
+
+async def test_starts_are_idempotent_like_start(app: StackShift, running_worker: Any) -> None:
+    async def fn(tx: StateTx, i: int) -> None:
+        tx.start("child", i, idempotency_key="once")
+        tx.start("child", i + 10, delay=60)
+
+    @app.job("j")
+    async def j(ctx: RunContext) -> Any:
+        return await ctx.step.transact("s", fn, ctx.payload)
+
+    app.job("child", lambda ctx: ctx.payload)
+    runs = [await app.start("j", i) for i in range(2)]
+    running_worker(app)
+    for r in runs:
+        await r.result(timeout=10)
+    infos = [await app.get_run(r.id) for r in runs]
+    started = [i.steps["s"]["tx"]["started"] for i in infos if i is not None]
+    assert started[0][0] == started[1][0]  # one run for the idempotency key
+    assert len({started[0][1], started[1][1]}) == 2
+    delayed = await app.get_run(started[0][1])
+    assert delayed is not None and delayed.status.value == "scheduled"
