@@ -14,7 +14,8 @@
 -- TTL, 'd' delete), bytes, ttl_ms (0: none); per event: name, id, bytes, flat JSON,
 -- payload, local triggers JSON, hook fields JSON, plans JSON; per start: job, queue,
 -- run id, has_idem '1'|'0', payload, plan JSON, delay_ms, at_ms, idem_ttl_ms, fields JSON.
--- Returns {'ok', cancel 0|1, {run id, deduplicated, skipped, ...} per start} |
+-- Returns {'ok', cancel 0|1, {run id, deduplicated, skipped, ...} per start, per event
+-- send_event's {duplicate, resumed, started, cancelled}} |
 -- {'done', record} (recorded already: a re-sent commit) | {'conflict', i} (read i changed).
 -- Errors: LEASE_LOST.  Cost: O(keys + events' send cost + starts); one script call.
 -- @include now_ms.lua
@@ -52,9 +53,10 @@ for j = 1, nw do
 end
 local kb = 1 + nr + nw
 local keep = ARGV[8]
+local sent = {}
 for e = 1, ne do
   local ek = {KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4], KEYS[kb + 5], KEYS[kb + 6]}
-  emit_event(ek, {prefix, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+  sent[e] = emit_event(ek, {prefix, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
     ARGV[9], ARGV[10], ARGV[a + 6], ARGV[6] .. ':' .. e, ARGV[a + 7], keep, ARGV[a + 8]})
   kb, a = kb + 6, a + 8
 end
@@ -78,5 +80,5 @@ redis.call('HSET', rk, 's:' .. step, ARGV[5], 'tx:' .. step, ARGV[6])
 local summary = cjson.decode(ARGV[11])
 if #started > 0 then summary['started'] = started end
 timeline(rk, now, 'step_completed', {step = step, tx = summary})
-if f[10] then return {'ok', 1, out} end
-return {'ok', 0, out}
+if f[10] then return {'ok', 1, out, sent} end
+return {'ok', 0, out, sent}

@@ -48,6 +48,19 @@ async def test_commit_applies_writes_events_starts_and_result(
         ev = await ctx.step.wait_for_event("w", "order.recorded", match={"id": 7})
         return ev.data if ev else None
 
+    from stackshift_redis.hooks import Hook, StepInput
+
+    told: list[Any] = []
+
+    class Told(Hook):
+        def event_sent(self, name: str, resumed: list[str], started: list[str]) -> None:
+            told.append((name, resumed, len(started)))
+
+        async def step(self, inp: StepInput, proceed: Any) -> Any:
+            told.append(inp.kind)
+            return await proceed()
+
+    app.add_hook(Told())
     await app.state.set("cart:c1", ["x"])
     w = await app.start("waiter")
     running_worker(app)
@@ -72,6 +85,7 @@ async def test_commit_applies_writes_events_starts_and_result(
     assert tx["set"] == ["orders:count", "order:7"] and tx["deleted"] == ["cart:c1"]
     assert tx["events"] == [["order.recorded", f"{run.id}:record-order:1"]]
     assert len(tx["started"]) == 1
+    assert ("order.recorded", [w.id], 0) in told and "transact" in told
 
 
 async def test_a_conflict_runs_fn_again_with_fresh_reads(
@@ -218,6 +232,14 @@ async def test_runs_show_lists_what_a_commit_applied(
     assert "deleted  cart:c9" in text
     assert f"event    order.recorded (id {run.id}:record-order:1)" in text
     assert f"started  {info.steps['record-order']['tx']['started'][0]}" in text
+    import httpx
+
+    from stackshift_redis.dashboard import create_app
+
+    transport = httpx.ASGITransport(app=create_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        page = (await client.get(f"/runs/{run.id}")).text
+    assert "tx=" in page and "orders:count" in page and "cart:c9" in page  # the timeline
 
 
 async def test_a_commit_without_the_lease_writes_nothing(

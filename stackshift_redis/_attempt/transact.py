@@ -91,6 +91,10 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     ex.steps[key] = {"status": "completed", "result": stored}
     if reply.cancel:
         ex.cancel_requested = True
+    if ex.ns.hooks:  # as send_event tells them
+        for e, (duplicate, resumed, started) in zip(tx.events, reply.events, strict=False):
+            if not duplicate:
+                ex.ns.hooks.event_sent(e.name, resumed, started)
     return stored
 
 

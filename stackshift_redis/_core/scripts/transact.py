@@ -20,6 +20,7 @@ class TransactReply:
     outcome: str
     cancel: bool = False
     started: tuple[StartReply, ...] = ()
+    events: tuple[tuple[bool, list[str], list[str]], ...] = ()  # duplicate, resumed, started
     record: bytes | None = None
     changed: str | None = None
 
@@ -66,4 +67,7 @@ class TransactScripts(Door):
             (_str(flat[i]) or None, bool(int(flat[i + 1])), _str(flat[i + 2]) or None)
             for i in range(0, len(flat), 3)
         )
-        return TransactReply(outcome, cancel=bool(int(reply[1])), started=started)
+        events = tuple(
+            (bool(int(e[0])), [_str(r) for r in e[1]], [_str(r) for r in e[2]]) for e in reply[3]
+        )
+        return TransactReply(outcome, cancel=bool(int(reply[1])), started=started, events=events)
