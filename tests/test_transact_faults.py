@@ -164,6 +164,7 @@ async def test_lost_commit_replies(make_app: Any, redis_url: str) -> None:
     await proxy.start()
     try:
         await _exactly_once(app, f"redis://127.0.0.1:{proxy.port}/0", "", 0, timeout=240)
+        print(f"commit replies dropped: {proxy.dropped}")
         assert proxy.dropped > 100, proxy.dropped
     finally:
         await proxy.close()
