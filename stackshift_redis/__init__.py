@@ -5,6 +5,7 @@ Cluster), every state transition one atomic Lua script.
 """
 
 from ._attempt.context import RunContext, SyncRunContext
+from ._attempt.statetx import StateTx
 from ._attempt.steps import Step, SyncStep
 from ._client.handles import RunHandle
 from ._client.schedules import ScheduleInfo
@@ -26,6 +27,7 @@ from .errors import (
     RunFailed,
     RunNotFoundError,
     StackShiftError,
+    TransactionConflictError,
     UnknownJobError,
 )
 
@@ -57,12 +59,14 @@ __all__ = [
     "StackShift",
     "StackShiftError",
     "State",
+    "StateTx",
     "Step",
     "StreamMessage",
     "SyncRunContext",
     "SyncState",
     "SyncStep",
     "Throttle",
+    "TransactionConflictError",
     "UnknownJobError",
     "Worker",
 ]

@@ -14,6 +14,7 @@
     ├── RunDataError             a run's stored record is damaged (unreadable fields)
     ├── LockError                a lock was not acquired, or was lost
     ├── LeaseLostError           a worker's claim on a run was taken over
+    ├── TransactionConflictError a transactional step kept meeting concurrent writes
     ├── RedisUnavailableError    (redis ConnectionError) Redis cannot be reached
     ├── LayoutError              the namespace's storage layout is newer than this code
     └── ResultTimeout            (TimeoutError) `result()` waited too long
@@ -46,6 +47,7 @@ __all__ = [
     "RunNotFoundError",
     "ScheduleNotFoundError",
     "StackShiftError",
+    "TransactionConflictError",
     "UnknownJobError",
 ]
 
@@ -139,6 +141,11 @@ class LockError(StackShiftError):
 
 class LeaseLostError(StackShiftError):
     """This worker no longer holds the run: another worker recovered it."""
+
+
+class TransactionConflictError(StackShiftError):
+    """A transactional step (`ctx.step.transact`) found a key it read changed at every
+    commit, `max_conflicts` times in a row: the step fails with nothing written."""
 
 
 class RedisUnavailableError(StackShiftError, RedisConnectionError):

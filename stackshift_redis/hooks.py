@@ -57,7 +57,7 @@ class StepInput:
 
     attempt: AttemptInput
     name: str  # as the handler gave it (a repeated name is stored with a #n suffix)
-    kind: str  # run | sleep | wait_for_event | invoke | send_event
+    kind: str  # run | transact | sleep | wait_for_event | invoke | send_event
 
 
 class Hook:

@@ -69,7 +69,9 @@ REQUIRED = {
     "control_schedule",
     "publish",
     "follow",
+    "transact",
 }
+VARIABLE = {"transact"}  # KEYS and ARGV counted by an argument (the header says how)
 
 
 @pytest.fixture
@@ -176,6 +178,7 @@ async def test_every_script_call_touches_one_slot(
         await ctx.step.sleep("nap", 0.05)
         evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
         kid = await ctx.step.invoke("kid", job="child", payload=21)
+        await ctx.step.transact("tx", _tx_all)
         await ctx.step.run("slow", asyncio.sleep, 0.5)  # outlives a renew interval
         assert evt is not None
         return a + kid + evt.data["v"]
@@ -259,11 +262,22 @@ async def test_every_script_call_touches_one_slot(
         derived = [a for a in args if isinstance(a, str) and a.startswith("ss:{")]
         assert all(_slot(a) == prefix_slot for a in derived), f"{name}: ARGV {derived}"
     for name, keys, args in script_calls:
+        if name in VARIABLE:
+            continue
         spec = header_spec(name)
         assert matches(spec["KEYS"], len(keys)), f"{name}: {len(keys)} KEYS vs its header"
         assert matches(spec["ARGV"], len(args)), f"{name}: {len(args)} ARGV vs its header"
     missing = REQUIRED - {name for name, _, _ in script_calls}
     assert not missing, f"the workload did not exercise {sorted(missing)}"
+
+
+async def _tx_all(tx: Any) -> None:
+    """A transactional step that reads, writes, deletes, sends an event and starts runs."""
+    await tx.incr("tx:n")
+    tx.set("tx:v", {"a": 1}, ttl=60)
+    tx.delete("tx:gone")
+    tx.send_event("tx.done", {"k": "z"})
+    tx.start("child", 4, idempotency_key="tx-child")
 
 
 async def _waits_for_event(run: Any) -> bool:

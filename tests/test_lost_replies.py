@@ -21,9 +21,12 @@ from stackshift_redis import RunContext, StackShift
 class DroppingProxy:
     """Forwards TCP to Redis; drops a reply (and the connection) with probability `p`."""
 
-    def __init__(self, upstream: tuple[str, int], p: float, seed: int = 7) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], p: float, seed: int = 7, match: bytes = b"EVAL"
+    ) -> None:
         self.upstream = upstream
         self.p = p
+        self.match = match  # replies to requests holding this (upper-cased) are dropped
         self.rng = random.Random(seed)
         self.dropped = 0
         self.server: asyncio.Server | None = None
@@ -46,7 +49,7 @@ class DroppingProxy:
 
         async def pump_up() -> None:
             while data := await reader.read(65536):
-                script[0] = b"EVAL" in data.upper()
+                script[0] = self.match in data.upper()
                 up_w.write(data)
                 await up_w.drain()
 

@@ -78,7 +78,7 @@ class RunContext(_ContextBase):
     ctx.progress(...)`, `await ctx.state.get(...)`."""
 
     step: Step
-    """The step API: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
+    """The step API: run, transact, sleep, sleep_until, wait_for_event, invoke, send_event."""
 
     def __init__(self, execution: Execution, resources: dict[str, Any] | None = None) -> None:
         super().__init__(execution, resources)
@@ -106,7 +106,8 @@ class SyncRunContext(_ContextBase):
     `ctx.step.run(...)`, `ctx.progress(...)` and `ctx.state.get(...)` block."""
 
     step: SyncStep
-    """The step API, blocking: run, sleep, sleep_until, wait_for_event, invoke, send_event."""
+    """The step API, blocking: run, transact, sleep, sleep_until, wait_for_event, invoke,
+    send_event."""
 
     def __init__(
         self,

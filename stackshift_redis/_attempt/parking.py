@@ -11,11 +11,12 @@ the handler runs from the top: settled waits return their records, the others ar
 registered (no second child, no second waiter) and the attempt parks again.
 
 A wait that the handler itself awaits while nothing else runs registers and parks in one
-call. "Every branch is at a durable wait" is seen through steps and waits, and through the
-handler's own task, which must be blocked (in a gather, an asyncio.wait, on a wait): while
-it runs (it may be about to cancel a wait it lost interest in) the attempt does not park.
-Plain awaits inside a branch of a gather are not seen: such a branch is cut off by a park
-and runs again when the run resumes."""
+call. "Every branch is at a durable wait" is decided from the state of the handler's tasks
+(quiescence.py), not from loop timing: no step runs, no wait registers, and following what
+the handler's task awaits (gathers, asyncio.wait, TaskGroups, tasks) every branch ends at
+a registered wait. A branch in a plain await (an HTTP call, asyncio.sleep) keeps the run
+from parking until it ends or reaches a wait, so no unrecorded work is cut off; the
+handler's own task running (it may be about to cancel a wait) does too."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from typing import Any
 
 from .._core.namespace import Namespace
 from ..errors import RunCancelled
+from . import quiescence
 
-QUIET_TURNS = 3  # loop turns with nothing in flight before the attempt parks
+RECHECK_S = 0.1  # quiescence is re-checked when the awaited future ends, or this often
 
 
 class Suspended(BaseException):
@@ -137,22 +139,20 @@ class Parking:
             await asyncio.shield(parker)
 
     async def _quiet(self) -> None:
-        """Return once no step runs, no wait registers and the handler's task is blocked,
-        for QUIET_TURNS turns of the loop in a row."""
-        turns = 0
-        while turns < QUIET_TURNS:
+        """Return once no step runs, no wait registers and every branch the handler awaits
+        is blocked on one of its waits (quiescence.check)."""
+        while True:
             if self.active:
                 await self._idle.wait()
-                turns = 0
-            await asyncio.sleep(0)
-            turns = turns + 1 if self._root_blocked() else 0
-
-    def _root_blocked(self) -> bool:
-        """The handler's task awaits a future that is not done (it is not about to run)."""
-        if self.root is None:
-            return True
-        waiter = getattr(self.root, "_fut_waiter", None)  # asyncio.Task's current await
-        return waiter is not None and not waiter.done()
+                continue
+            waits = [fut for fut, _ in self._awaited.values() if not fut.done()]
+            blocked, watch = quiescence.check(self.root, waits)
+            if blocked:
+                return
+            if watch is None:  # a task is about to run: look again after it did
+                await asyncio.sleep(0)
+            else:
+                await quiescence.until_done(watch, RECHECK_S)
 
     def _still_awaited(self, steps: list[str]) -> list[tuple[str, asyncio.Future[bytes], str]]:
         """(step, future, kind) of `steps` still awaited (a branch may have been cancelled)."""

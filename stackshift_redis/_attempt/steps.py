@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
@@ -12,8 +13,10 @@ from typing import Any, TypeVar
 from .._core.records import Duration, Event
 from ..errors import NonRetriableError
 from ..hooks import StepInput
+from . import transact as tx_mod
 from . import waits
 from .execution import MISSING, Execution
+from .statetx import SyncStateTx
 
 T = TypeVar("T")
 
@@ -60,6 +63,35 @@ async def _run_step(
     return await _hooked(ex, name, "run", body)
 
 
+async def _transact_step(
+    ex: Execution, name: str, fn: Callable[..., Any], max_conflicts: int, *args: Any, **kw: Any
+) -> Any:
+    key, memo = ex.lookup(name)
+    if memo is not MISSING:
+        return memo
+
+    async def body() -> Any:
+        async with ex.parking.busy():
+            await ex.ensure_lease()
+            for n in range(max_conflicts + 1):
+                if n:
+                    await asyncio.sleep(tx_mod.pause(n))
+                tx = tx_mod.new_tx(ex, key)
+                try:
+                    value = fn(tx, *args, **kw)
+                    if inspect.isawaitable(value):
+                        value = await value
+                except Exception as exc:
+                    await ex.record_failure(key, exc)
+                    raise
+                out = await tx_mod.commit(ex, key, tx, value)
+                if out is not tx_mod.CONFLICT:
+                    return out
+            await tx_mod.conflicted(ex, key, max_conflicts)
+
+    return await _hooked(ex, name, "transact", body)
+
+
 class Step:
     """Steps inside an async handler: results are stored once and reused on later attempts.
 
@@ -93,6 +125,21 @@ class Step:
         on the event loop, a plain `fn` in a thread (a blocking call cannot stop lease
         renewal)."""
         return self._track(name, _run_step(self._ex, name, fn, *args, **kwargs))
+
+    def transact(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        max_conflicts: int = 10,
+        **kwargs: Any,
+    ) -> Coroutine[Any, Any, Any]:
+        """Run `fn(tx, *args, **kwargs)` with a StateTx and commit its state writes, events,
+        starts and result together, exactly once (see transact.py); a key it read that
+        changed before the commit runs it again, at most `max_conflicts` times, then the
+        step fails with TransactionConflictError."""
+        tx_mod.check_conflicts(max_conflicts)
+        return self._track(name, _transact_step(self._ex, name, fn, max_conflicts, *args, **kwargs))
 
     def sleep(self, name: str, duration: Duration) -> Coroutine[Any, Any, None]:
         """Suspend the run for `duration` without holding a worker slot."""
@@ -203,6 +250,44 @@ class SyncStep:
         if not ex.ns.hooks:
             return body()
         return ex.ns.hooks.step_sync(StepInput(ex.hook_input, name, "run"), body)
+
+    def transact(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        max_conflicts: int = 10,
+        **kwargs: Any,
+    ) -> Any:
+        """Run `fn(tx, *args, **kwargs)` in this thread with a blocking StateTx and commit
+        its writes, events, starts and result together, exactly once (see Step.transact)."""
+        ex = self._ex
+        tx_mod.check_conflicts(max_conflicts)
+        key, memo = ex.lookup(name)
+        if memo is not MISSING:
+            return memo
+        if inspect.iscoroutinefunction(fn):
+            raise NonRetriableError(_ASYNC_IN_SYNC.format(name=name, fn=_fn_name(fn)))
+
+        def body() -> Any:
+            self._wait(ex.ensure_lease())
+            for n in range(max_conflicts + 1):
+                if n:
+                    time.sleep(tx_mod.pause(n))
+                tx = tx_mod.new_tx(ex, key)
+                try:
+                    value = fn(SyncStateTx(tx, self._loop), *args, **kwargs)
+                except Exception as exc:
+                    self._wait(ex.record_failure(key, exc))
+                    raise
+                out = self._wait(tx_mod.commit(ex, key, tx, value))
+                if out is not tx_mod.CONFLICT:
+                    return out
+            self._wait(tx_mod.conflicted(ex, key, max_conflicts))
+
+        if not ex.ns.hooks:
+            return body()
+        return ex.ns.hooks.step_sync(StepInput(ex.hook_input, name, "transact"), body)
 
     def sleep(self, name: str, duration: Duration) -> None:
         """Suspend the run for `duration` (see Step.sleep)."""

@@ -100,6 +100,21 @@ class EventBus:
 
     async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:
         """Record the event once per id; resume matching waiters; start on_event jobs."""
+        request = self.prepare(name, data, event_id)
+        reply = await self._ns.scripts.send_event(request)
+        if self._ns.hooks and not reply.duplicate:
+            self._ns.hooks.event_sent(name, reply.resumed, reply.started)
+        return SendEventResult(
+            id=request.event_id,
+            resumed=reply.resumed,
+            started=reply.started,
+            duplicate=reply.duplicate,
+            cancelled=reply.cancelled,
+        )
+
+    def prepare(self, name: str, data: Any, event_id: str | None = None) -> SendEventRequest:
+        """The send_event call of an event, checked (nothing is written on bad input); a
+        transactional step's commit sends it too (lua/lib/emit_event.lua)."""
         check_name("event", name)
         if event_id is None:
             event_id = uuid.uuid4().hex
@@ -118,7 +133,7 @@ class EventBus:
         fields: dict[str, str] = {}
         if ns.hooks:  # for the runs it starts (on_event jobs), e.g. the caller's trace
             fields = {f"x:{k}": v for k, v in ns.hooks.start_fields("", "").items()}
-        request = SendEventRequest(
+        return SendEventRequest(
             name=name,
             event_id=event_id,
             encoded=encoded,
@@ -131,14 +146,4 @@ class EventBus:
             fields=fields,
             retention_ms=ns.settings.retention_ms,
             plans=plans,
-        )
-        reply = await ns.scripts.send_event(request)
-        if ns.hooks and not reply.duplicate:
-            ns.hooks.event_sent(name, reply.resumed, reply.started)
-        return SendEventResult(
-            id=event_id,
-            resumed=reply.resumed,
-            started=reply.started,
-            duplicate=reply.duplicate,
-            cancelled=reply.cancelled,
         )

@@ -88,6 +88,22 @@ class Starter:
         """(run id | None, deduplicated, skipped reason | None) per payload, in order;
         nothing is written on bad input. The job's flow-control rules (flow.py) are
         resolved against each payload here and enforced by the start script."""
+        request, runs = await self.prepare(job, payloads, options)
+        if len(runs) == 1:  # a single start: coalesced with concurrent ones
+            out = [await self._single.submit(request, runs[0])]
+        else:
+            out = []
+            for lo in range(0, len(runs), MAX_BATCH):
+                out += await self._ns.scripts.start(request, runs[lo : lo + MAX_BATCH])
+        if out:
+            await self._watch.check(job, request.queue)
+        return out
+
+    async def prepare(
+        self, job: str, payloads: Sequence[Any], options: StartOptions
+    ) -> tuple[StartRequest, list[NewRun]]:
+        """The start call of `payloads`, checked (a transactional step's commit makes the
+        runs too, lua/lib/start_once.lua)."""
         ns = self._ns
         check_name("job", job)
         if not isinstance(payloads, Sequence) or isinstance(payloads, (str, bytes)):
@@ -123,15 +139,7 @@ class Starter:
             (new_run_id(), keys[i] if keys else None, data, plans[i])
             for i, data in enumerate(encoded)
         ]
-        if len(runs) == 1:  # a single start: coalesced with concurrent ones
-            out = [await self._single.submit(request, runs[0])]
-        else:
-            out = []
-            for lo in range(0, len(runs), MAX_BATCH):
-                out += await ns.scripts.start(request, runs[lo : lo + MAX_BATCH])
-        if out:
-            await self._watch.check(job, queue)
-        return out
+        return request, runs
 
     def _idem_ttl_ms(self, jd: JobDef | None, options: StartOptions) -> int:
         if options.idem_ttl_ms is not None:

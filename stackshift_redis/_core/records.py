@@ -226,7 +226,9 @@ class RunInfo:
     finished_at: datetime | None
     """When it finished."""
     steps: dict[str, dict[str, Any]]
-    """Stored steps: {name: {status, result or error, at}}."""
+    """Stored steps: {name: {status, result or error, at}}; a transactional step also has
+    `tx`, what its commit applied: {set, deleted: [state names], events: [[name, id]],
+    started: [run ids]} (each present when not empty)."""
     timeline: list[dict[str, Any]]
     """What happened, in order: [{at, type, ...}] (queued, started, step_completed, ...)."""
     parent_id: str | None = None
@@ -323,6 +325,9 @@ def parse_run(
             (1, {"type": "queued", "at": f.read("created", lambda: from_ms(h[b"created"]))})
         )
     timeline = [e for _, e in sorted(entries, key=lambda p: p[0])]
+    for e in timeline:  # a transactional step: what its commit applied
+        if "tx" in e and e.get("step") in steps:
+            steps[e["step"]]["tx"] = e["tx"]
     state = f.read("status", lambda: RunStatus(_s(h.get(b"status"))))
     if f.problems and status is None:
         raise ValueError(f.problems[0])

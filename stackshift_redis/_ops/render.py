@@ -124,6 +124,11 @@ def run_detail(view: RunView) -> None:
             text = st.text if len(st.text) <= 2000 else st.text[:2000] + " ..."
             t.add_row(st.name, st.status, dur, text)
         console.print(t)
+    commits = [(name, s["tx"]) for name, s in info.steps.items() if "tx" in s]
+    if commits:
+        console.rule("transactions", align="left")
+        for line in tx_lines(commits):
+            console.print(line, markup=False)
     console.rule("timeline", align="left")
     t = Table(show_edge=False, header_style="bold")
     for col in ("at", "event", "details"):
@@ -148,6 +153,19 @@ def wait_text(w: WaitView, now: datetime) -> str:
         return what + ", no timeout"
     label = "until" if w.kind == "sleep" else "timeout at"
     return f"{what}, {label} {when(w.due)} UTC ({until(w.due, now)})"
+
+
+def tx_lines(commits: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Plain text of what transactional steps committed, one line per kind of effect."""
+    out: list[str] = []
+    for name, tx in commits:
+        out.append(f"{name}:")
+        for kind in ("set", "deleted", "started"):
+            if tx.get(kind):
+                out.append(f"  {kind:<8} {', '.join(map(str, tx[kind]))}")
+        for ev in tx.get("events") or ():
+            out.append(f"  event    {ev[0]} (id {ev[1]})")
+    return out
 
 
 def queues_table(stats: Sequence[QueueStats]) -> None:

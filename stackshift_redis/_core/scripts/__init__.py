@@ -41,6 +41,7 @@ from .requests import (
     SendEventRequest,
     SleepRequest,
     StartRequest,
+    TransactRequest,
     UpsertScheduleRequest,
     WaitEventRequest,
     fields_of,
@@ -48,6 +49,7 @@ from .requests import (
 from .runs import RunScripts
 from .schedules import ScheduleScripts
 from .state import StateScripts
+from .transact import TransactReply, TransactScripts
 
 
 class Scripts(
@@ -58,6 +60,7 @@ class Scripts(
     ScheduleScripts,
     NamespaceScripts,
     OutputScripts,
+    TransactScripts,
 ):
     """One method per Lua script (see the package docstring)."""
 
@@ -84,6 +87,8 @@ __all__ = [
     "StartRequest",
     "TakeReply",
     "TakenRun",
+    "TransactReply",
+    "TransactRequest",
     "UpsertScheduleRequest",
     "WaitEventRequest",
     "WaitReply",

@@ -187,3 +187,25 @@ class PublishRequest:
     topic: str  # "" for the default topic
     data: bytes
     cap: int
+
+
+@dataclass(frozen=True)
+class TransactRequest:
+    """One commit of a transactional step (`transact`): reads are (state name, raw bytes
+    seen or None), writes (name, op 's' | 'k' | 'd', bytes, ttl_ms), events prepared
+    send_event requests, starts (StartRequest, one NewRun) pairs; `summary` is the JSON the
+    timeline entry carries (what the commit applied)."""
+
+    run_id: str
+    token: str
+    step: str
+    record: bytes
+    commit_token: str
+    reads: tuple[tuple[str, bytes | None], ...]
+    writes: tuple[tuple[str, str, bytes, int], ...]
+    events: tuple[SendEventRequest, ...]
+    starts: tuple[tuple[StartRequest, tuple[str, str | None, bytes, str]], ...]
+    summary: str
+    retention_ms: int
+    dedupe_ms: int
+    log_ms: int

@@ -1,0 +1,84 @@
+-- transact: commit a transactional step (ctx.step.transact) once, atomically: fenced by the
+-- lease; every key the step read must still hold what it read (else nothing is written);
+-- then its state writes, its events (as send_event), its starts (as start) and the step's
+-- record. The commit token is kept in tx:<step>: a re-sent commit (its reply was lost)
+-- finds the step recorded and applies nothing again.
+-- KEYS[1] run  keys.run(id)  HASH the running run (s:<step>, tx:<step>, timeline)
+-- then, counted by ARGV[7] ('nr nw ne ns'): nr keys read and nw keys written (each
+-- keys.state(name), STRING), 6 keys per event (send_event's KEYS) and 2 per start (start's
+-- run and idem keys)
+-- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] lease token  ARGV[4] step name  ARGV[5] record
+-- ARGV[6] commit token  ARGV[7] counts  ARGV[8] retention_ms  ARGV[9] event dedupe ms
+-- ARGV[10] event log ms  ARGV[11] summary JSON {set, deleted, events} (timeline entry)
+-- then per read: '-' (absent) | '=' .. bytes; per write: op ('s' set, 'k' set keeping the
+-- TTL, 'd' delete), bytes, ttl_ms (0: none); per event: name, id, bytes, flat JSON,
+-- payload, local triggers JSON, hook fields JSON, plans JSON; per start: job, queue,
+-- run id, has_idem '1'|'0', payload, plan JSON, delay_ms, at_ms, idem_ttl_ms, fields JSON.
+-- Returns {'ok', cancel 0|1, {run id, deduplicated, skipped, ...} per start, per event
+-- send_event's {duplicate, resumed, started, cancelled}} |
+-- {'done', record} (recorded already: a re-sent commit) | {'conflict', i} (read i changed).
+-- Errors: LEASE_LOST.  Cost: O(keys + events' send cost + starts); one script call.
+-- @include now_ms.lua
+-- @include timeline.lua
+-- @include check_lease.lua
+-- @include emit_event.lua
+-- @include start_once.lua
+local rk, prefix, step = KEYS[1], ARGV[1], ARGV[4]
+local f, err = check_lease(rk, ARGV[2], ARGV[3])
+if not f then return redis.error_reply(err) end
+local done = redis.call('HMGET', rk, 's:' .. step, 'tx:' .. step)
+if done[2] then return {'done', done[1]} end -- (a failed attempt's record is replaced)
+local c = {}
+for n in string.gmatch(ARGV[7], '%d+') do c[#c + 1] = tonumber(n) end
+local nr, nw, ne, ns = c[1], c[2], c[3], c[4]
+local a = 11
+for i = 1, nr do
+  local cur = redis.call('GET', KEYS[1 + i])
+  local want = ARGV[a + i]
+  if (cur and '=' .. cur or '-') ~= want then return {'conflict', i} end
+end
+a = a + nr
+for j = 1, nw do
+  local key, op, value, ttl = KEYS[1 + nr + j], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  if op == 'd' then
+    redis.call('DEL', key)
+  elseif op == 'k' then
+    redis.call('SET', key, value, 'KEEPTTL')
+  elseif ttl ~= '0' then
+    redis.call('SET', key, value, 'PX', ttl)
+  else
+    redis.call('SET', key, value)
+  end
+  a = a + 3
+end
+local kb = 1 + nr + nw
+local keep = ARGV[8]
+local sent = {}
+for e = 1, ne do
+  local ek = {KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4], KEYS[kb + 5], KEYS[kb + 6]}
+  sent[e] = emit_event(ek, {prefix, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+    ARGV[9], ARGV[10], ARGV[a + 6], ARGV[6] .. ':' .. e, ARGV[a + 7], keep, ARGV[a + 8]})
+  kb, a = kb + 6, a + 8
+end
+local now = now_ms()
+local out, started = {}, {}
+for s = 1, ns do
+  local extra = {}
+  if ARGV[a + 10] ~= '' then extra = cjson.decode(ARGV[a + 10]) end
+  local due = now + tonumber(ARGV[a + 7])
+  if tonumber(ARGV[a + 8]) > 0 then due = tonumber(ARGV[a + 8]) end
+  local rid, dedup, skipped = start_once(prefix, ARGV[a + 1], ARGV[a + 2], KEYS[kb + 1],
+    KEYS[kb + 2], ARGV[a + 3], ARGV[a + 4] == '1', ARGV[a + 5], ARGV[a + 6], extra, now, due,
+    tonumber(keep), ARGV[a + 9])
+  out[#out + 1] = rid
+  out[#out + 1] = dedup
+  out[#out + 1] = skipped
+  if rid ~= '' then started[#started + 1] = rid end
+  kb, a = kb + 2, a + 10
+end
+redis.call('HSET', rk, 's:' .. step, ARGV[5], 'tx:' .. step, ARGV[6])
+local summary = cjson.decode(ARGV[11])
+if #started > 0 then summary['started'] = started end
+timeline(rk, now, 'step_completed', {step = step, tx = summary})
+if f[10] then return {'ok', 1, out, sent} end
+return {'ok', 0, out, sent}
