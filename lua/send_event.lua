@@ -12,7 +12,9 @@
 -- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
 -- ARGV[11] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
 -- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
--- ARGV[13] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
+-- ARGV[13] flow-control plans of triggered jobs: JSON {job: plan JSON} (may be '{}'),
+-- made from the published definitions at revision ARGV[14] (lib/defs_rev.lua)
+-- Each started run is pinned to its job's highest live version (lib/pick_version.lua).
 -- Waiter set members are '<run id>|<step>' (a pending wait: settled with the event, and
 -- the run resumed if parked); they also hold CancelOn registrations, named '!<run id>':
 -- those runs are cancelled.
@@ -20,6 +22,7 @@
 -- {cancelled run ids}} (a triggered run its flow control skipped or merged into a debounce
 -- burst is not listed); a re-sent call (its reply was lost) gets the first call's outcome,
 -- not duplicate.
+-- Errors: STALE when the definitions changed since ARGV[14] (nothing written).
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
 -- @include keys.lua
 -- @include now_ms.lua
@@ -30,6 +33,9 @@
 -- @include lua_run_id.lua
 -- @include values_key.lua
 -- @include cancel_on_event.lua
+-- @include defs_rev.lua
+-- @include pick_version.lua
+-- @include with_version.lua
 local prefix, name, eid, bytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local seen = redis.call('GET', KEYS[1])
 if seen then
@@ -40,6 +46,8 @@ if seen then
   end
   return {1, {}, {}, {}}
 end
+local stale = defs_rev(prefix, ARGV[14])
+if stale then return stale end
 local now = now_ms()
 redis.call('ZADD', KEYS[6], now, name)
 if redis.call('ZCARD', KEYS[6]) > 1000 then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, 0) end
@@ -103,7 +111,8 @@ for job, queue in pairs(jobs) do
   local rid = lua_run_id(prefix, now)
   local plan = nil
   if plans[job] then plan = cjson.decode(plans[job]) end
-  local got, merged = start_run(prefix, job, queue, rid, ARGV[6], plan, now, now, keep, fields)
+  local f = with_version(fields, pick_version(prefix, job, 0, now))
+  local got, merged = start_run(prefix, job, queue, rid, ARGV[6], plan, now, now, keep, f)
   if got ~= '' and merged == 0 then started[#started + 1] = rid end
 end
 local outcome = cjson.encode({resumed, started, cancelled})

@@ -52,6 +52,7 @@ async def _register(
     parking.begin(key)
     if key in parking.registered:
         return None
+    await ex.flush_patches()  # a patch answer is stored before any later step
     reply = await register(await parking.alone())
     if reply.parked:
         raise parking.parked_now(key, kind, here=reply.outcome == "waiting")

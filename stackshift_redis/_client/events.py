@@ -21,12 +21,13 @@ from .._core.namespace import Namespace
 from .._core.records import Event, SendEventResult, from_ms
 from .._core.scripts import SendEventRequest
 from .._core.serializer import dumps_checked
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, StaleDefinitionsError
 
 PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 MAX_PATHS = 8
 MAX_FLAT = 1000
 MAX_DEPTH = 16
+STALE_TRIES = 5  # see starting.py
 Scalar = str | int | float | bool | None
 
 
@@ -108,31 +109,40 @@ class EventBus:
         ns = self._ns
         payload = dumps_checked(ns.serializer, data, "event data")  # no Redis call
         encoded = self.encode(name, data, event_id)
-        triggers = ns.registry.triggers(name)
-        plans: dict[str, str] = {}
-        for job in triggers:  # flow control of the runs it starts (InvalidArgumentError)
-            jd = ns.registry.jobs[job]
-            plan = jd.flow.plan(job, data, match_key, jd.priority)
-            if plan:
-                plans[job] = plan
         fields: dict[str, str] = {}
         if ns.hooks:  # for the runs it starts (on_event jobs), e.g. the caller's trace
             fields = {f"x:{k}": v for k, v in ns.hooks.start_fields("", "").items()}
-        request = SendEventRequest(
-            name=name,
-            event_id=event_id,
-            encoded=encoded,
-            flat_json=json.dumps(flatten(data)),
-            payload=payload,
-            dedupe_ms=ns.settings.event_dedupe_ms,
-            log_ms=ns.settings.event_log_ms,
-            local_triggers=triggers,
-            call_token=uuid.uuid4().hex,
-            fields=fields,
-            retention_ms=ns.settings.retention_ms,
-            plans=plans,
-        )
-        reply = await ns.scripts.send_event(request)
+        call_token = uuid.uuid4().hex
+        for tries in range(STALE_TRIES):
+            rev = await ns.definitions.load(force=tries > 0)
+            rules = ns.definitions.triggered(name)  # published, else local definitions
+            plans: dict[str, str] = {}
+            for job, r in rules.items():  # flow control of the runs it starts
+                plan = r.plan(data, match_key, r.priority)
+                if plan:
+                    plans[job] = plan
+            request = SendEventRequest(
+                name=name,
+                event_id=event_id,
+                encoded=encoded,
+                flat_json=json.dumps(flatten(data)),
+                payload=payload,
+                dedupe_ms=ns.settings.event_dedupe_ms,
+                log_ms=ns.settings.event_log_ms,
+                local_triggers=ns.registry.triggers(name),
+                call_token=call_token,
+                fields=fields,
+                retention_ms=ns.settings.retention_ms,
+                plans=plans,
+                rev=rev,
+            )
+            try:
+                reply = await ns.scripts.send_event(request)
+                break
+            except StaleDefinitionsError:
+                continue
+        else:
+            raise StaleDefinitionsError(f"event {name!r}: definitions kept changing")
         if ns.hooks and not reply.duplicate:
             ns.hooks.event_sent(name, reply.resumed, reply.started)
         return SendEventResult(

@@ -37,6 +37,7 @@ from ..errors import (
     RunFailed,
 )
 from ..hooks import AttemptInput
+from .handbacks import HandBackLog
 from .outcomes import Outcome, log_outcome
 
 log = logging.getLogger("stackshift.worker")
@@ -80,6 +81,7 @@ class Executor:
         self.handback_limit_ms = handback_limit_ms  # unknown jobs: fail after this long
         self.threads_busy = 0  # plain-function handlers still running in threads
         self.handed_back_at = 0.0  # monotonic time of this worker's last hand-back
+        self.handbacks = HandBackLog()  # one line per run handed back, a summary a minute
         self._threads_lock = threading.Lock()
         self._sync_state: SyncState | None = None
 
@@ -128,11 +130,12 @@ class Executor:
             schedule=run.schedule or None,
             scheduled_at=from_ms(run.scheduled_at or None),
             pending=run.pending,
+            version=run.version,
         )
 
     async def run(self, ex: Execution) -> None:
         """Execute the handler and record its outcome; then tell hooks and the log."""
-        job = self.ns.registry.jobs.get(ex.job)
+        job = self.ns.registry.handler(ex.job, ex.version)
         if job is None:
             self._tell(ex, await self._record(ex, self._hand_back(ex)))
             return
@@ -223,7 +226,11 @@ class Executor:
 
     def _tell(self, ex: Execution, outcome: Outcome) -> None:
         """The outcome's log line, then every hook's `finished`."""
-        log_outcome(ex, outcome, self.handback_limit_ms)
+        if outcome.name == "handed_back":
+            has_job = ex.job in self.ns.registry.versions
+            self.handbacks.note(ex.run_id, ex.job, ex.version, ex.queue, has_job)
+        else:
+            log_outcome(ex, outcome, self.handback_limit_ms)
         if self.ns.hooks:
             self.ns.hooks.finished(ex.hook_input, outcome.name, outcome.error)
 
@@ -277,6 +284,7 @@ class Executor:
                     f"step {forgotten[0]!r} was created but never awaited (add `await` "
                     f"before ctx.step...({forgotten[0]!r}, ...))"
                 )
+            await ex.flush_patches()
             return result
         ctx = SyncRunContext(ex, self.loop, self.sync_state, self.resources)
 
@@ -289,7 +297,9 @@ class Executor:
 
         with self._threads_lock:
             self.threads_busy += 1
-        return await asyncio.to_thread(body)
+        result = await asyncio.to_thread(body)
+        await ex.flush_patches()
+        return result
 
     def _hand_back(self, ex: Execution) -> Outcome:
         """A run of a job this worker does not register (a rolling deploy, a worker of an

@@ -31,6 +31,8 @@ class StartRequest:
     at_ms: int = 0  # epoch ms to run at, or 0
     fields: Fields = ()  # extra run fields: priority, hook fields ("x:<name>")
     retention_ms: int = 0  # 0: one day
+    rev: str = ""  # definitions revision the plans were made from ("": not checked)
+    version: int = 0  # the version to pin the runs to (0: the highest live one)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class SendEventRequest:
     fields: dict[str, str] = field(default_factory=dict)  # hook fields of the runs it starts
     retention_ms: int = 0  # 0: one day
     plans: dict[str, str] = field(default_factory=dict)  # job -> flow-control plan JSON
+    rev: str = ""  # definitions revision the plans were made from ("": not checked)
 
 
 @dataclass(frozen=True)
