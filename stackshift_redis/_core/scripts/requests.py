@@ -108,6 +108,8 @@ class InvokeRequest:
     records: tuple[bytes, bytes, bytes]
     fields: dict[str, str] = field(default_factory=dict)  # the child's hook fields
     park: bool = False
+    rev: str = ""  # definitions revision the plan was made from ("": not checked)
+    plan: str = ""  # the child's flow-control plan JSON (flow.py), or ""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ class FireScheduleRequest:
     next_ms: int
     ticks: Sequence[tuple[int, str, int]]
     retention_ms: int
+    rev: str = ""  # definitions revision the plan was made from ("": not checked)
+    plan: str = ""  # the runs' flow-control plan JSON (flow.py), or ""
 
 
 @dataclass(frozen=True)
