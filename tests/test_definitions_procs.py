@@ -26,6 +26,10 @@ def _worker(url: str, ns: str, log: Any = None, **env: str) -> Any:
                         env=env, target=TARGET)  # fmt: skip
 
 
+def _log(path: Path) -> Any:
+    return open(path, "wb")  # noqa: SIM115 (closed by the test)
+
+
 async def _cli(url: str, ns: str, cluster: bool, *args: str) -> Result:
     base = ["--redis-url", url, "--namespace", ns, *(["--cluster"] * cluster)]
     return await asyncio.to_thread(CliRunner().invoke, main, [*base, *args])
@@ -191,7 +195,7 @@ async def test_rolling_deploy_every_run_finishes_on_its_own_version(
     code of its version, and the logs hold no ERROR storm."""
     client = make_app()
     ns = client.namespace
-    logs = [open(tmp_path / f"w{i}.log", "wb") for i in range(4)]  # noqa: SIM115
+    logs = [_log(tmp_path / f"w{i}.log") for i in range(4)]
     workers = [_worker(redis_url, ns, logs[i], DEFS_VERSIONS="1") for i in range(2)]
     procs += workers
     await wait_for(lambda: _published(client, "deploy"), 20)
