@@ -27,7 +27,7 @@ def _worker(url: str, ns: str, log: Any = None, **env: str) -> Any:
 
 
 def _log(path: Path) -> Any:
-    return open(path, "wb")  # noqa: SIM115 (closed by the test)
+    return open(path, "wb")
 
 
 async def _cli(url: str, ns: str, cluster: bool, *args: str) -> Result:
