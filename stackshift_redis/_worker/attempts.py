@@ -35,6 +35,7 @@ from ..errors import (
     PayloadError,
     RetryAfterError,
     RunFailed,
+    UnknownJobError,
 )
 from ..hooks import AttemptInput
 from .handbacks import HandBackLog
@@ -222,13 +223,18 @@ class Executor:
             return Outcome("lost", error=reply, intended=outcome.name)
         if isinstance(reply, BaseException):
             return Outcome("unconfirmed", error=reply, intended=outcome.name)
+        if outcome.name == "handed_back" and reply in (b"failed", "failed"):  # limit reached
+            return Outcome("handed_back", error=UnknownJobError("not taken by a worker"))
         return outcome
 
     def _tell(self, ex: Execution, outcome: Outcome) -> None:
         """The outcome's log line, then every hook's `finished`."""
         if outcome.name == "handed_back":
             has_job = ex.job in self.ns.registry.versions
-            self.handbacks.note(ex.run_id, ex.job, ex.version, ex.queue, has_job)
+            failed = outcome.error is not None  # it failed: the hand-back limit was reached
+            self.handbacks.note(
+                ex.run_id, ex.job, ex.version, ex.queue, has_job, failed, ex.log_extra
+            )
         else:
             log_outcome(ex, outcome, self.handback_limit_ms)
         if self.ns.hooks:

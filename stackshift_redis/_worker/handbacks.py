@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, OrderedDict
+from typing import Any
 
 log = logging.getLogger("stackshift.worker")
 SUMMARY_S = 60.0
@@ -26,12 +27,36 @@ class HandBackLog:
         self._counts: Counter[tuple[str, int]] = Counter()
         self._since = time.monotonic()
 
-    def note(self, run_id: str, job: str, version: int, queue: str, has_job: bool) -> None:
-        """Log the hand-back of one run (see the module docstring)."""
+    def note(
+        self,
+        run_id: str,
+        job: str,
+        version: int,
+        queue: str,
+        has_job: bool,
+        failed: bool,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Log the hand-back of one run (see the module docstring); `failed`: the run
+        failed instead, as no worker that has its job took it within the hand-back limit
+        (one ERROR line)."""
         what = f"version {version} of job {job!r}" if has_job else f"job {job!r}"
+        if failed:
+            self._seen.pop(run_id, None)
+            log.error(
+                "run %s failed: %s is not registered in this worker (queue %s), and no "
+                "worker that has it took the run within the hand-back limit",
+                run_id,
+                what,
+                queue,
+                extra=extra,
+            )
+            return
         if run_id in self._seen:
             self._seen.move_to_end(run_id)
-            log.debug("run %s handed back again (%s not registered here)", run_id, what)
+            log.debug(
+                "run %s handed back again (%s not registered here)", run_id, what, extra=extra
+            )
         else:
             self._seen[run_id] = None
             if len(self._seen) > REMEMBERED:
@@ -42,6 +67,7 @@ class HandBackLog:
                 run_id,
                 what,
                 queue,
+                extra=extra,
             )
         self._counts[(job, version)] += 1
         self.flush()
