@@ -71,6 +71,12 @@ class StartOptions:
             raise InvalidArgumentError(f"version must be an int >= 1, not {v!r}")
 
 
+def _local_version(rules: Rules | None) -> int:
+    """A local definition's highest version while none is published (0: the script picks
+    the highest live version)."""
+    return rules.max_version if rules is not None and not rules.published else 0
+
+
 def _round_trip(ns: Namespace, payload: Any) -> bytes:
     """The serialized payload, refused unless it also deserializes (a worker could not run
     a run whose payload it cannot read)."""
@@ -151,7 +157,7 @@ class Starter:
             fields=fields_of(fields),
             retention_ms=ns.settings.retention_ms,
             rev=rev,
-            version=options.version or 0,
+            version=options.version or _local_version(rules),
         )
 
     async def _send_all(self, request: StartRequest, runs: list[NewRun]) -> list[Started]:
