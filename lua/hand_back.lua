@@ -2,8 +2,9 @@
 -- deploy): give the run back (scheduled again after delay_ms, not failed; the take does
 -- not count as a delivery) so that a worker which has it takes it. When workers publish
 -- the job's live versions (keys.job_versions) and none has the run's version, the run is
--- held queued until one does (lib/hold_unserved.lua), however long. Otherwise a run handed
--- back for limit_ms without a break longer than a minute fails with `error` instead.
+-- held queued until one does (lib/hold_unserved.lua), however long; while one does, the
+-- run is only scheduled again. Otherwise (no worker of this release registered the job) a
+-- run handed back for limit_ms without a break longer than a minute fails with `error`.
 -- KEYS[1] run  keys.run(id)  HASH
 -- Derived (K): the queue's delayed set K.delayed(queue).
 -- ARGV[1] prefix  ARGV[2] run_id  ARGV[3] token  ARGV[4] delay_ms  ARGV[5] limit_ms
@@ -31,14 +32,15 @@ local now = now_ms()
 release_lease(prefix, f[3], id)
 local ver = redis.call('HGET', rk, 'ver') or '1'
 local vk = K.job_versions(prefix, f[2])
-if redis.call('EXISTS', vk) == 1 and tonumber(redis.call('ZSCORE', vk, ver) or 0) < now then
+local known = redis.call('EXISTS', vk) == 1 -- workers of this release registered the job
+if known and tonumber(redis.call('ZSCORE', vk, ver) or 0) < now then
   hold_unserved(prefix, rk, id, f[2], ver, now)
   return 'queued'
 end
 local h = redis.call('HMGET', rk, 'unclaimed_since', 'unclaimed_last')
 local since = tonumber(h[1] or now)
 if now - tonumber(h[2] or now) > 60000 then since = now end -- a new episode
-if now - since >= tonumber(ARGV[5]) then
+if not known and now - since >= tonumber(ARGV[5]) then -- (a live worker has it: no limit)
   local err = cjson.decode(ARGV[7])
   finish_run(prefix, rk, id, f[2], 'running', 'failed', now, tonumber(ARGV[6]),
     {error = ARGV[7], deliveries = 0}, {error = err.message},

@@ -72,9 +72,14 @@ class StartOptions:
 
 
 def _local_version(rules: Rules | None) -> int:
-    """A local definition's highest version while none is published (0: the script picks
-    the highest live version)."""
-    return rules.max_version if rules is not None and not rules.published else 0
+    """The version to pin to when the caller knows it: a local definition's highest while
+    none is published, 1 when the published definition has no other version (the script
+    then skips its lookup); else 0: the script picks the highest live version."""
+    if rules is None:
+        return 0
+    if not rules.published or rules.max_version == 1:
+        return rules.max_version
+    return 0
 
 
 def _round_trip(ns: Namespace, payload: Any) -> bytes:
