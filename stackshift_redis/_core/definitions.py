@@ -18,6 +18,7 @@ hold for other services use dotted paths.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -217,26 +218,35 @@ class Definitions:
     rev: str | None = None
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
     warned: set[str] = field(default_factory=set)
+    _loading: asyncio.Future[str] | None = None
 
     @redis_call
     async def load(self, force: bool = False) -> str:
-        """The revision of the cached definitions (one HGETALL when none or `force`)."""
-        if self.rev is None or force:
-            raw = await self.ns.redis.hgetall(self.ns.keys.defs())
-            data: dict[str, dict[str, Any]] = {}
-            rev = "0"
-            for k, v in raw.items():
-                name = k.decode()
-                if name == REV:
-                    rev = v.decode()
-                elif "|" not in name:  # q|<job>, p|<job>, v|<job>: for the scripts
-                    try:
-                        data[name] = json.loads(v)
-                    except ValueError:
-                        continue
-            self.data, self.rev = data, rev
-        assert self.rev is not None
-        return self.rev
+        """The revision of the cached definitions: one HGETALL when none is cached or
+        `force`, shared by the callers that ask meanwhile (no herd of reloads)."""
+        if self.rev is not None and not force:
+            return self.rev
+        task = self._loading
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = asyncio.ensure_future(self._fetch())
+            self._loading = task
+        return await task
+
+    async def _fetch(self) -> str:
+        raw = await self.ns.redis.hgetall(self.ns.keys.defs())
+        data: dict[str, dict[str, Any]] = {}
+        rev = "0"
+        for k, v in raw.items():
+            name = k.decode()
+            if name == REV:
+                rev = v.decode()
+            elif "|" not in name:  # q|<job>, p|<job>, v|<job>: for the scripts
+                try:
+                    data[name] = json.loads(v)
+                except ValueError:
+                    continue
+        self.data, self.rev = data, rev
+        return rev
 
     def clear(self) -> None:
         """Forget the cache (the next load reads Redis)."""
