@@ -135,3 +135,46 @@ async def test_patched_in_sync_handlers_and_parallel_steps() -> None:
         info = await app.get_run(runs[1].id)
         assert info is not None and info.steps["patched:x"]["result"] is True
         assert info.version == 1
+
+
+async def test_a_failure_handler_run_gets_its_published_queue_and_key_less_rules(
+    make_app: Callable[..., StackShift], running_worker: Any
+) -> None:
+    worker_app = make_app()
+    worker_app.job("pay", _fail, queue="w", retries=0, on_failure="pay-failed")
+    worker_app.job(
+        "pay-failed", lambda ctx: None, queue="h", priority=5, concurrency=Concurrency(1)
+    )
+    running_worker(worker_app, queues=["w"])  # the handler's queue is not consumed
+    await wait_for(lambda: worker_app.redis.hget(worker_app._core.keys.defs(), "pay-failed"))
+    caller = make_app(worker_app.namespace)
+    await caller.start("pay", {"amount": 3})
+    await wait_for(lambda: caller.list_runs(job="pay-failed"), 10)
+    (handler,) = await caller.list_runs(job="pay-failed")
+    fields = await _fields(caller, handler.id, "queue", "group", "slots", "priority")
+    assert fields == [b"h", b"pay-failed/0:*", b'[["0:*",1]]', b"5"]
+
+
+def _fail(ctx: Any) -> None:
+    raise ValueError("declined")
+
+
+async def test_dashboard_jobs_page_lists_versions_and_unfinished_runs(
+    make_app: Callable[..., StackShift], running_worker: Any
+) -> None:
+    import httpx
+
+    from stackshift_redis.dashboard import create_app
+
+    worker_app = make_app()
+    worker_app.job("vj", lambda ctx: None, queue="w", version=1)
+    worker_app.job("vj", lambda ctx: None, queue="w", version=2)
+    running_worker(worker_app, queues=["w"])
+    await wait_for(lambda: worker_app.redis.hget(worker_app._core.keys.defs(), "vj"), 10)
+    await worker_app.start("vj", delay=60, version=1)
+    transport = httpx.ASGITransport(app=create_app(worker_app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        page = await client.get("/jobs")
+    assert page.status_code == 200
+    assert 'id="jobs"' in page.text and "<td>vj</td>" not in page.text  # a link to its runs
+    assert page.text.count(">vj</strong>") == 2  # one row per live version

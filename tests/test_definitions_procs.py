@@ -151,6 +151,8 @@ async def test_a_run_pinned_to_an_unserved_version_waits_queued_then_runs(
     report = json.loads((await _cli(redis_url, ns, is_cluster, "jobs", "--json")).stdout)
     deploy = next(j for j in report if j["job"] == "deploy")
     assert deploy["unserved"] == {"3": 1} and list(deploy["live"]) == ["1"]
+    table = await _cli(redis_url, ns, is_cluster, "jobs")
+    assert table.exit_code == 0 and "(1 unserved)" in table.output, table.output
     await asyncio.sleep(1.5)
     assert await run.status() == "queued"  # not handed back and forth meanwhile
     procs.append(_worker(redis_url, ns, DEFS_VERSIONS="1,2,3"))
