@@ -283,30 +283,15 @@ async def phase_a(m: Maker) -> float:
            {"do": "send_event", "name": "ping", "data": ping})  # fmt: skip
     m.count("w5", {"a": (1, 1)})
     cancel = {"order": "o-9"}
-    m.note(
-        "CO1",
-        co1.id,
-        "cancellable",
-        "waiting, with a CancelOn(order.cancelled, match=order) registration: the event cancels it",
-        {"status": "cancelled"},
-        {"do": "send_event", "name": "order.cancelled", "data": cancel},
-    )
+    m.note("CO1", co1.id, "cancellable", "waiting, with a CancelOn(order.cancelled, "
+           "match=order) registration: the event cancels it",
+           {"status": "cancelled"}, {"do": "send_event", "name": "order.cancelled", "data": cancel})
     m.count("co1", {"a": (1, 1)})
-    m.note(
-        "CX2",
-        cx2.id,
-        "waiter",
-        "cancelled while waiting for an event",
-        {"status": "cancelled", "error": {"message": "cancelled while waiting"}},
-    )
+    m.note("CX2", cx2.id, "waiter", "cancelled while waiting for an event",
+           {"status": "cancelled", "error": {"message": "cancelled while waiting"}})
     m.count("cx2", {"a": (1, 1), "b": (0, 0)})
-    m.note(
-        "X1",
-        x1.id,
-        "doomed",
-        "failed for good (NonRetriableError), on_failure started H1",
-        {"status": "failed", "error": {"type": "NonRetriableError", "message": "card declined"}},
-    )
+    m.note("X1", x1.id, "doomed", "failed for good (NonRetriableError), on_failure started H1",
+           {"status": "failed", "error": {"type": "NonRetriableError", "message": "card declined"}})
     m.count("x1", {"a": (1, 1), "handled": (1, 1)})
     m.note("H1", handler.id, "doomed_handler", "the on_failure handler run of X1, completed",
            {"status": "completed", "result": {"handled": "handled-x1", "job": "doomed",
@@ -373,23 +358,12 @@ async def phase_b(m: Maker) -> None:
            "recovered by another worker (expired=1, a `recovered` timeline entry)",
            done("k3", a="a-k3", b="b-k3"))  # fmt: skip
     m.count("k3", {"a": (1, 1), "b": (1, 1), "held": (0, 1), "c": (0, 1)})
-    m.note(
-        "K2",
-        k2.id,
-        "crashy",
-        "running with a cancel pending (cancelled while running), "
-        "leased by a SIGKILLed worker: cancelled when reclaimed",
-        {"status": "cancelled", "error": {"message": "cancelled while running"}},
-    )
+    m.note("K2", k2.id, "crashy", "running with a cancel pending (cancelled while running), "
+           "leased by a SIGKILLed worker: cancelled when reclaimed",
+           {"status": "cancelled", "error": {"message": "cancelled while running"}})
     m.count("k2", {"a": (1, 1), "b": (1, 1), "held": (0, 0), "c": (0, 0)})
-    m.note(
-        "FC1",
-        fc1.id,
-        "tenant_sync",
-        "running: holds the Concurrency(limit=1, key=tenant) "
-        "slot of tenant t1, leased by a SIGKILLed worker",
-        done("fc1", tenant="t1"),
-    )
+    m.note("FC1", fc1.id, "tenant_sync", "running: holds the Concurrency(limit=1, key=tenant) "
+           "slot of tenant t1, leased by a SIGKILLed worker", done("fc1", tenant="t1"))
     for name, h in (("FC2", fc2), ("FC3", fc3)):
         tag = name.lower()
         m.note(name, h.id, "tenant_sync", "queued: its group parked behind FC1's slot",
@@ -454,13 +428,8 @@ async def phase_e(m: Maker) -> None:
         m.count(tag, {"a": (0, 1), "b": (0, 1)})
     cx1 = await app.start("simple", {"tag": "cx1"})
     assert await app.cancel(cx1.id, reason="cancelled while queued")
-    m.note(
-        "CX1",
-        cx1.id,
-        "simple",
-        "cancelled while queued",
-        {"status": "cancelled", "error": {"message": "cancelled while queued"}},
-    )
+    m.note("CX1", cx1.id, "simple", "cancelled while queued",
+           {"status": "cancelled", "error": {"message": "cancelled while queued"}})
     m.count("cx1", {"a": (0, 0), "b": (0, 0)})
     c1 = m.id_of("C1")
     rp1 = await app.replay(c1, from_step="final")
@@ -590,51 +559,28 @@ def manifest(m: Maker, dump: dict[str, Any]) -> dict[str, Any]:
         "marks": {"welcome:u1": {"set": True, "ttl": True}},
         "locks": {"invoice:42": {"held": True, "ttl": True}},
         "idempotency": {"simple": {"order-q1": by_name["Q1"]}},
-        "event_ids": {
-            "evt-signup-1": {"event": "user.signup", "started": [by_name["E1"]]},
-            "evt-approval-other": {"event": "approval"},
-            "evt-ping-other": {"event": "ping"},
-            "evt-approval-o-6": {"event": "approval", "resumed": [by_name["W6"]]},
-            f"{by_name['C1']}:notify": {"event": "rich.done"},
-        },
+        "event_ids": {"evt-signup-1": {"event": "user.signup", "started": [by_name["E1"]]},
+                      "evt-approval-other": {"event": "approval"},
+                      "evt-ping-other": {"event": "ping"},
+                      "evt-approval-o-6": {"event": "approval", "resumed": [by_name["W6"]]},
+                      f"{by_name['C1']}:notify": {"event": "rich.done"}},
         "schedules": {
-            "hourly": {
-                "job": "ticker",
-                "every_s": 3600,
-                "paused": False,
-                "origin": "api",
-                "payload": {"kind": "hourly"},
-                "note": "not due within an hour of the dump; a load later than that "
-                "fires one catch-up run (catchup=latest)",
-            },
-            "paused-sched": {
-                "job": "ticker",
-                "every_s": 2,
-                "paused": True,
-                "origin": "api",
-                "payload": {"kind": "paused"},
-                "last_run": by_name["TK1"],
-                "note": "fired once (TK1; overlap=skip, catchup=skip), then paused",
-            },
-            "yearly": {
-                "job": "yearly",
-                "cron": "0 0 1 1 *",
-                "paused": False,
-                "origin": "job",
-                "note": "the cron= job's schedule (made by worker A); a load after the "
-                "next 1 January fires one catch-up run",
-            },
+            "hourly": {"job": "ticker", "every_s": 3600, "paused": False, "origin": "api",
+                       "payload": {"kind": "hourly"},
+                       "note": "not due within an hour of the dump; a load later than that "
+                               "fires one catch-up run (catchup=latest)"},
+            "paused-sched": {"job": "ticker", "every_s": 2, "paused": True, "origin": "api",
+                             "payload": {"kind": "paused"}, "last_run": by_name["TK1"],
+                             "note": "fired once (TK1; overlap=skip, catchup=skip), then "
+                                     "paused"},
+            "yearly": {"job": "yearly", "cron": "0 0 1 1 *", "paused": False, "origin": "job",
+                       "note": "the cron= job's schedule (made by worker A); a load after the "
+                               "next 1 January fires one catch-up run"},
         },
-        "queues": {
-            "paused": {"paused": True},
-            "limited": {"concurrency": 1},
-            "reclaim": {"paused": False, "note": "paused while K3 was recovered, resumed"},
-        },
-        "extra_runs": {
-            "ticker": "the trigger_schedule action's run, and at most one catch-up "
-            "run per schedule",
-            "yearly": "at most one catch-up run",
-        },
+        "queues": {"paused": {"paused": True}, "limited": {"concurrency": 1},
+                   "reclaim": {"paused": False, "note": "paused while K3 was recovered, resumed"}},
+        "extra_runs": {"ticker": "the trigger_schedule action's run, and at most one catch-up "
+                                 "run per schedule", "yearly": "at most one catch-up run"},
     }
 
 
