@@ -131,11 +131,16 @@ async def _live_version(app: StackShift, job: str, version: int) -> bool:
 
 
 async def test_a_run_pinned_to_an_unserved_version_waits_queued_then_runs(
-    make_app: Callable[..., StackShift], redis_url: str, is_cluster: bool, procs: list[Any]
+    make_app: Callable[..., StackShift],
+    redis_url: str,
+    is_cluster: bool,
+    procs: list[Any],
+    tmp_path: Path,
 ) -> None:
     client = make_app()
     ns = client.namespace
-    procs.append(_worker(redis_url, ns, DEFS_VERSIONS="1"))
+    logs = [_log(tmp_path / f"w{i}.log") for i in range(2)]
+    procs.append(_worker(redis_url, ns, logs[0], DEFS_VERSIONS="1"))
     await wait_for(lambda: _published(client, "deploy"), 20)
     run = await client.start("deploy", {"nap": 0}, version=3)
 
@@ -155,8 +160,18 @@ async def test_a_run_pinned_to_an_unserved_version_waits_queued_then_runs(
     assert table.exit_code == 0 and "(1 unserved)" in table.output, table.output
     await asyncio.sleep(1.5)
     assert await run.status() == "queued"  # not handed back and forth meanwhile
-    procs.append(_worker(redis_url, ns, DEFS_VERSIONS="1,2,3"))
-    assert (await run.result(timeout=30))["code"] == 3
+    procs.append(_worker(redis_url, ns, logs[1], DEFS_VERSIONS="1,2,3"))
+    try:
+        assert (await run.result(timeout=60))["code"] == 3
+    finally:
+        for f in logs:
+            f.close()
+        text = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
+        info = await client.get_run(run.id)
+        print(text[-4000:], info.timeline if info else None)  # shown when it fails
+    assert info is not None
+    bounced = sum(e["type"] == "handed_back" for e in info.timeline)
+    assert bounced <= 3  # the v1 worker does not win it back again and again
 
 
 async def test_patched_takes_the_old_branch_past_the_point_and_the_new_one_before_it(

@@ -312,6 +312,10 @@ class Executor:
         older or newer version): hand it back for a worker that has the job."""
         limit = self.handback_limit_ms
         self.handed_back_at = time.monotonic()
+        if ex.job in self.ns.registry.versions:  # a version this worker lacks: stay away
+            # until the run is due again, so that a worker that has it takes it (else this
+            # worker, which promotes it, could win it back every time: a ping-pong)
+            self.handed_back_at += HANDBACK_DELAY_MS / 1000
         msg = (
             f"job {ex.job!r} is not registered in the workers that took this run for "
             f"{limit / 1000:g}s"
