@@ -8,20 +8,27 @@
 -- ARGV[10] idempotency ttl ms  ARGV[11] timed-out record  ARGV[12] completed-record prefix
 -- ARGV[13] failed-record prefix  ARGV[14] hook fields for the child (JSON {"x:<name>": v}, or '')
 -- ARGV[15] '1': park the parent right away when the wait is pending (see suspend.lua)
+-- ARGV[16] definitions revision (lib/defs_rev.lua)  ARGV[17] the child's plan JSON or ''
+-- (its job's published rules; never rate limit, singleton or debounce: a child is always
+-- created), the child pinned to its job's highest live version.
 -- A cancel requested for the parent: {'cancel'} instead of parking.
 -- Returns {'done', record, child id} (the child had already finished: step recorded),
 -- {'pending', child id}, {'waiting', child id} or {'parked'} (see suspend.lua).
--- Errors: LEASE_LOST.
+-- Errors: LEASE_LOST; STALE when the definitions changed since ARGV[16] (nothing written).
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include timeline.lua
 -- @include mp_pack.lua
 -- @include wait_begin.lua
--- @include create_run.lua
+-- @include start_run.lua
 -- @include add_wait.lua
 -- @include park_run.lua
+-- @include defs_rev.lua
+-- @include pick_version.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
+local stale = defs_rev(prefix, ARGV[16] or '')
+if stale then return stale end
 local f, reply = wait_begin(rk, id, ARGV[3], step)
 if not f then return reply end
 local now = now_ms()
@@ -31,7 +38,11 @@ if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then
   local fields = {}
   if ARGV[14] ~= '' then fields = cjson.decode(ARGV[14]) end
   fields['parent'], fields['parent_step'], fields['idem_key'] = id, step, KEYS[2]
-  create_run(prefix, child, ARGV[5], ARGV[6], ARGV[8], now, now, fields)
+  local ver = pick_version(prefix, ARGV[5], 0, now)
+  if ver ~= 1 then fields['ver'] = ver end
+  local plan = nil
+  if (ARGV[17] or '') ~= '' then plan = cjson.decode(ARGV[17]) end
+  start_run(prefix, ARGV[5], ARGV[6], child, ARGV[8], plan, now, now, 0, fields)
   redis.call('SET', KEYS[2], child, 'PX', ARGV[10])
   timeline(rk, now, 'child_started', {step = step, child = child})
 end

@@ -1,7 +1,7 @@
 -- reconcile: walk a bounded batch of the queued index and repair what a crash or damaged
 -- data left behind: a queued run missing from its ready set is made ready again (or failed
 -- with RunDataError when its record is unusable); entries of runs that are gone, or no
--- longer queued, leave the index.
+-- longer queued, leave the index. A run held for its version (`unsv`) is left alone.
 -- KEYS[1] queued  keys.ord_status('queued')  ZSET queued run ids (scores 0, by id)
 -- ARGV[1] prefix  ARGV[2] start rank  ARGV[3] limit  ARGV[4] retention_ms
 -- Returns {checked, repaired, next start rank (0 when the walk reached the end)}.
@@ -17,10 +17,11 @@ local repaired, dropped = 0, 0
 for _, id in ipairs(ids) do
   local rk = K.run(prefix, id)
   local f = redis.call('HMGET', rk, 'status', 'queue', 'group', 'job', 'priority', 'payload',
-    'tl_len', 'out')
+    'tl_len', 'out', 'unsv')
   if f[1] ~= 'queued' then
     redis.call('ZREM', KEYS[1], id)
     dropped = dropped + 1
+  elseif f[9] then -- held until a worker serves its version (lib/hold_unserved.lua)
   elseif not (f[2] and redis.call('ZSCORE', K.ready(prefix, f[2], f[3] or '0'), id)) then
     repaired = repaired + 1
     if f[2] and f[4] and f[6] and (not f[7] or tonumber(f[7])) then

@@ -10,10 +10,14 @@
 -- ARGV[1] prefix  ARGV[2] ttl_ms  ARGV[3] jobs JSON {job: queue}
 -- ARGV[4] triggers JSON [[event, job, queue], ...] (KEYS[3+i] is trigger i's hash)
 -- ARGV[5] consumed queues JSON [queue, ...]
+-- ARGV[6] job versions JSON [[job, [version, ...]], ...]: each joins K.job_versions(job)
+-- with this expiry (expired versions leave it), and runs held for it (K.unserved, see
+-- lib/hold_unserved.lua) are made ready, up to 100 per version and call.
 -- Returns the number of stale entries dropped.
--- Cost: O(registrations + dropped entries); at most 200 dropped per call.
+-- Cost: O(registrations + dropped entries + released runs); at most 200 dropped per call.
 -- @include keys.lua
 -- @include now_ms.lua
+-- @include release_unserved.lua
 local prefix = ARGV[1]
 local now = now_ms()
 local expiry = now + tonumber(ARGV[2])
@@ -29,6 +33,14 @@ for _, queue in ipairs(cjson.decode(ARGV[5])) do
   redis.call('ZADD', KEYS[3], 'GT', expiry, queue)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, jv in ipairs(cjson.decode(ARGV[6] or '[]')) do
+  local vk = K.job_versions(prefix, jv[1])
+  redis.call('ZREMRANGEBYSCORE', vk, '-inf', now)
+  for _, v in ipairs(jv[2]) do
+    redis.call('ZADD', vk, 'GT', expiry, v)
+    release_unserved(prefix, jv[1], tostring(v), now, 100)
+  end
+end
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 200)
 for _, entry in ipairs(stale) do
   local p = {}

@@ -1,5 +1,6 @@
 -- replay: start a new run of a run's job with its payload (and trigger event, group,
--- priority and concurrency slots), linked both ways: the new run's `replay_of` field and timeline entry
+-- priority, concurrency slots and version: its copied steps come from that version's
+-- code), linked both ways: the new run's `replay_of` field and timeline entry
 -- 'replay_of', the original's timeline entry 'replayed'. With a from_step, the completed
 -- step records the original made before that step are copied (execution order: where the
 -- original's timeline first names each step), so that step and later ones run again; each
@@ -47,7 +48,7 @@ end
 local now = now_ms()
 local fields = {}
 if ARGV[5] ~= '' then fields = cjson.decode(ARGV[5]) end
-for _, f in ipairs({'event', 'group', 'priority', 'slots', 'thr'}) do fields[f] = v[f] end
+for _, f in ipairs({'event', 'group', 'priority', 'slots', 'thr', 'ver'}) do fields[f] = v[f] end
 fields['replay_of'] = id
 local step = nil
 if from ~= '' then step = from end

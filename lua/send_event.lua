@@ -12,7 +12,9 @@
 -- ARGV[10] call token (unique per send() call: a re-sent call is recognised as this one)
 -- ARGV[11] hook fields for started runs (JSON object {"x:<name>": value}, may be '')
 -- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
--- ARGV[13] flow-control plans of local triggered jobs: JSON {job: plan JSON} (may be '{}')
+-- ARGV[13] flow-control plans of triggered jobs: JSON {job: plan JSON} (may be '{}'),
+-- made from the published definitions at revision ARGV[14] (lib/defs_rev.lua)
+-- Each started run is pinned to its job's highest live version (lib/pick_version.lua).
 -- Waiter set members are '<run id>|<step>' (a pending wait: settled with the event, and
 -- the run resumed if parked); they also hold CancelOn registrations, named '!<run id>':
 -- those runs are cancelled.
@@ -20,6 +22,10 @@
 -- {cancelled run ids}} (a triggered run its flow control skipped or merged into a debounce
 -- burst is not listed); a re-sent call (its reply was lost) gets the first call's outcome,
 -- not duplicate.
+-- Errors: STALE when the definitions changed since ARGV[14] (nothing written).
 -- Cost: O(shapes of this event name + matched waiters + triggers); waiters are never scanned.
+-- @include defs_rev.lua
 -- @include emit_event.lua
+local stale = defs_rev(ARGV[1], ARGV[14])
+if stale then return stale end
 return emit_event(KEYS, ARGV)

@@ -13,7 +13,8 @@
 -- then per read: '-' (absent) | '=' .. bytes; per write: op ('s' set, 'k' set keeping the
 -- TTL, 'd' delete), bytes, ttl_ms (0: none); per event: name, id, bytes, flat JSON,
 -- payload, local triggers JSON, hook fields JSON, plans JSON; per start: job, queue,
--- run id, has_idem '1'|'0', payload, plan JSON, delay_ms, at_ms, idem_ttl_ms, fields JSON.
+-- run id, has_idem '1'|'0', payload, plan JSON, delay_ms, at_ms, idem_ttl_ms, fields JSON,
+-- version (0: the highest live one, lib/pick_version.lua).
 -- Returns {'ok', cancel 0|1, {run id, deduplicated, skipped, ...} per start, per event
 -- send_event's {duplicate, resumed, started, cancelled}} |
 -- {'done', record} (recorded already: a re-sent commit) | {'conflict', i} (read i changed).
@@ -23,6 +24,8 @@
 -- @include check_lease.lua
 -- @include emit_event.lua
 -- @include start_once.lua
+-- @include pick_version.lua
+-- @include with_version.lua
 local rk, prefix, step = KEYS[1], ARGV[1], ARGV[4]
 local f, err = check_lease(rk, ARGV[2], ARGV[3])
 if not f then return redis.error_reply(err) end
@@ -65,6 +68,7 @@ local out, started = {}, {}
 for s = 1, ns do
   local extra = {}
   if ARGV[a + 10] ~= '' then extra = cjson.decode(ARGV[a + 10]) end
+  extra = with_version(extra, pick_version(prefix, ARGV[a + 1], tonumber(ARGV[a + 11]), now))
   local due = now + tonumber(ARGV[a + 7])
   if tonumber(ARGV[a + 8]) > 0 then due = tonumber(ARGV[a + 8]) end
   local rid, dedup, skipped = start_once(prefix, ARGV[a + 1], ARGV[a + 2], KEYS[kb + 1],
@@ -74,7 +78,7 @@ for s = 1, ns do
   out[#out + 1] = dedup
   out[#out + 1] = skipped
   if rid ~= '' then started[#started + 1] = rid end
-  kb, a = kb + 2, a + 10
+  kb, a = kb + 2, a + 11
 end
 redis.call('HSET', rk, 's:' .. step, ARGV[5], 'tx:' .. step, ARGV[6])
 local summary = cjson.decode(ARGV[11])

@@ -154,6 +154,7 @@ class StackShift(Client):
         cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
         priority: int = ...,
         max_stream_messages: int = ...,
+        version: int = ...,
     ) -> F: ...
     @overload
     def job(
@@ -178,6 +179,7 @@ class StackShift(Client):
         cancel_on: CancelOn | Sequence[CancelOn] | None = ...,
         priority: int = ...,
         max_stream_messages: int = ...,
+        version: int = ...,
     ) -> Callable[[F], F]: ...
     def job(
         self,
@@ -201,6 +203,7 @@ class StackShift(Client):
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         priority: int = 0,
         max_stream_messages: int = DEFAULT_MAX_MESSAGES,
+        version: int = 1,
     ) -> F | Callable[[F], F]:
         """Register a job: `@app.job("name", queue=...)` or `app.job("name", fn)`.
         `cron=` (with `timezone=`, default UTC) adds a schedule named after the job, created
@@ -211,7 +214,11 @@ class StackShift(Client):
         (concurrency, throttle, rate_limit, debounce, singleton, cancel_on, priority): see
         stackshift_redis._core.flow and the README, "Flow control".
         `max_stream_messages` caps each run's output stream (`ctx.publish`): the oldest
-        messages are dropped beyond it."""
+        messages are dropped beyond it.
+        `version` (int >= 1): runs are pinned to a version when created and execute only
+        on workers that register it; register several versions of one job to keep old code
+        while old runs finish (README, "Deploying changes"). Workers publish the highest
+        version's rules to Redis, and every caller applies them."""
         if on_failure is not None and not isinstance(self._core.serializer, MsgpackSerializer):
             raise InvalidArgumentError(f"job {name!r}: on_failure needs the msgpack serializer")
         flow = make_flow(concurrency, throttle, rate_limit, debounce, singleton, cancel_on)
@@ -233,6 +240,7 @@ class StackShift(Client):
                     flow=flow,
                     priority=priority,
                     max_stream_messages=max_stream_messages,
+                    version=version,
                 )
             )
             return func
@@ -272,8 +280,12 @@ class StackShift(Client):
         """Forget `name` in the shared job map and triggers now (after a rename or a move;
         stop the workers that register it first, or their next heartbeat publishes it
         again). Entries no live worker registers are also dropped by themselves within
-        about 20 seconds. Returns the number of entries removed."""
-        return await self._core.scripts.unregister_job(check_name("job", name))
+        about 20 seconds. Its published definition is removed too (the last one stays in
+        force while no worker of the job is live, until this). Returns the number of job
+        map and trigger entries removed."""
+        removed = await self._core.scripts.unregister_job(check_name("job", name))
+        self._core.definitions.clear()
+        return removed
 
     def add_hook(self, hook: Hook) -> None:
         """Add a hook around attempts and steps (metrics, tracing: see hooks.py)."""

@@ -17,6 +17,7 @@
     ├── TransactionConflictError a transactional step kept meeting concurrent writes
     ├── RedisUnavailableError    (redis ConnectionError) Redis cannot be reached
     ├── LayoutError              the namespace's storage layout is newer than this code
+    ├── StaleDefinitionsError    (internal) the published job definitions changed
     └── ResultTimeout            (TimeoutError) `result()` waited too long
 
 Lua scripts report errors as `redis.error_reply('CODE detail')`; `from_redis_error`, the
@@ -162,7 +163,13 @@ class ResultTimeout(StackShiftError, TimeoutError):
     """`RunHandle.result()` did not see the run finish in time."""
 
 
+class StaleDefinitionsError(StackShiftError):
+    """Internal: a script refused a start made from outdated job definitions (the caller
+    reloads them and sends again; never seen by users)."""
+
+
 _CODES: dict[str, type[StackShiftError]] = {
+    "STALE": StaleDefinitionsError,
     "LEASE_LOST": LeaseLostError,
     "NOT_FOUND": RunNotFoundError,
     "BAD_STATE": InvalidRunStateError,

@@ -60,6 +60,10 @@ async def test_entries_no_live_worker_registers_are_dropped(
     assert len(sent.started) == 1
     info = await client.get_run(sent.started[0])
     assert info is not None and info.job == "new"
+    # the last published definition stays in force while no worker of the job is live
+    started = await client.start("old")
+    assert (await client.get_run(started.id)).queue == "q1"  # type: ignore[union-attr]
+    await client.unregister_job("old")  # an operator retires it: its definition goes too
     with pytest.raises(UnknownJobError):
         await client.start("old")
 

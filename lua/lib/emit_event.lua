@@ -2,6 +2,7 @@
 -- lua/transact.lua, sends its events through it too). `ek` the event's six keys and `a` the
 -- arguments, both indexed as send_event's KEYS and ARGV. Returns duplicate 0|1, resumed,
 -- started and cancelled run ids (a re-sent call, same a[10], gets the first outcome).
+-- Each started run is pinned to its job's highest live version (lib/pick_version.lua).
 -- @include keys.lua
 -- @include now_ms.lua
 -- @include adopt_wait.lua
@@ -11,6 +12,8 @@
 -- @include lua_run_id.lua
 -- @include values_key.lua
 -- @include cancel_on_event.lua
+-- @include pick_version.lua
+-- @include with_version.lua
 local function emit_event(ek, a)
   local prefix, name, eid, bytes = a[1], a[2], a[3], a[4]
   local seen = redis.call('GET', ek[1])
@@ -85,7 +88,8 @@ local function emit_event(ek, a)
     local rid = lua_run_id(prefix, now)
     local plan = nil
     if plans[job] then plan = cjson.decode(plans[job]) end
-    local got, merged = start_run(prefix, job, queue, rid, a[6], plan, now, now, keep, fields)
+    local f = with_version(fields, pick_version(prefix, job, 0, now))
+    local got, merged = start_run(prefix, job, queue, rid, a[6], plan, now, now, keep, f)
     if got ~= '' and merged == 0 then started[#started + 1] = rid end
   end
   local outcome = cjson.encode({resumed, started, cancelled})

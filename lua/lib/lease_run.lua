@@ -1,7 +1,7 @@
 -- lease_run: lease one run popped from a ready set to the taking worker. Returns
 -- {id, 'ok', token, attempt, job, payload, trigger event, steps, fails, resumed (0|1),
 -- hook fields (flat x:<name> pairs), schedule name or '', scheduled_at ms or '', ms waited
--- since made ready, resumed by (see ready_wait), steps of its pending waits},
+-- since made ready, resumed by (see ready_wait), steps of its pending waits, version},
 -- {id, 'poison'} (delivered more than max_deliv times without finishing: failed),
 -- {id, 'damaged'} (a field is unusable: failed with RunDataError), {id, 'missing'} (no
 -- such run: a foreign or expired entry), or nil when the run is no longer queued (a
@@ -67,5 +67,5 @@ local function lease_run(prefix, id, leases, now, lease_ms, max_deliv, keep_ms)
   move_index(prefix, id, st[2], 'queued', 'running', now, 0)
   return {id, 'ok', token, attempt, st[2], v['payload'], v['event'] or '', steps,
     v['fails'] or '0', was_resumed, hooked, v['schedule'] or '', v['scheduled_at'] or '',
-    waited, by, waits}
+    waited, by, waits, v['ver'] or '1'}
 end

@@ -14,5 +14,5 @@ local function leased_again(prefix, id, token, now)
   local waited, by = ready_wait(last, now)
   return {id, 'ok', token, tonumber(v['attempts']) or 1, v['job'], v['payload'],
     v['event'] or '', steps, v['fails'] or '0', was_resumed, hooked,
-    v['schedule'] or '', v['scheduled_at'] or '', waited, by, waits}
+    v['schedule'] or '', v['scheduled_at'] or '', waited, by, waits, v['ver'] or '1'}
 end

@@ -42,6 +42,8 @@ class _ContextBase:
     """The schedule that started the run, else None."""
     scheduled_at: datetime | None
     """The schedule's tick this run is for (aware, UTC), else None."""
+    version: int
+    """The job version this run is pinned to (`@stackshift.job(..., version=N)`)."""
 
     def __init__(self, execution: Execution, resources: dict[str, Any] | None = None) -> None:
         self._ex = execution
@@ -54,11 +56,19 @@ class _ContextBase:
         self.resources = resources if resources is not None else {}
         self.schedule = execution.schedule
         self.scheduled_at = execution.scheduled_at
+        self.version = execution.version
         self.logger = logging.LoggerAdapter(
             logging.getLogger("stackshift.run"),
             run_extra(self.run_id, self.job, self.attempt, self.queue),
         )
         self._publisher = Publisher(execution)
+
+    def patched(self, patch_id: str) -> bool:
+        """True when this run reaches this point for the first time with code that has
+        patch `patch_id`; False when its history already went past this point without it
+        (steps recorded further on). The answer is recorded in the run and never changes
+        (README, "Deploying changes"). No await: the same in sync handlers."""
+        return self._ex.patched(patch_id)
 
     @property
     def cancelled(self) -> bool:

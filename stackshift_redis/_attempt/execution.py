@@ -12,12 +12,13 @@ from .._client.state import State
 from .._core.namespace import Namespace
 from .._core.records import Event, read_step, step_completed, step_failed
 from .._core.serializer import dumps_checked, round_trip
-from ..errors import LeaseLostError, NonRetriableError, PayloadError
+from ..errors import InvalidArgumentError, LeaseLostError, NonRetriableError, PayloadError
 from ..hooks import AttemptInput
 from ..logs import run_extra
 from .parking import CancelRequested, Parking
 
 MISSING = object()  # lookup(): the step has no stored result yet
+PATCH_PREFIX = "patched:"  # step records holding ctx.patched() answers
 LEASE_TRUST = 0.5  # a step starts unchecked only within this share of the lease since renewal
 
 
@@ -45,6 +46,9 @@ class Execution:
     schedule: str | None = None  # the schedule that started the run
     scheduled_at: datetime | None = None  # its tick
     pending: tuple[str, ...] = ()  # steps with a wait registered by an earlier attempt
+    version: int = 1  # the job version the run is pinned to (ctx.version)
+    used: set[str] = field(default_factory=set)  # stored step names reached by this execution
+    unflushed: list[tuple[str, bool]] = field(default_factory=list)  # patch answers to store
     parking: Parking = field(init=False)
 
     def __post_init__(self) -> None:
@@ -67,7 +71,35 @@ class Execution:
             raise NonRetriableError(f"invalid step name {name!r}")
         n = self.seen.get(name, 0) + 1
         self.seen[name] = n
-        return name if n == 1 else f"{name}#{n}"
+        key = name if n == 1 else f"{name}#{n}"
+        self.used.add(key)
+        return key
+
+    def patched(self, patch_id: object) -> bool:
+        """`ctx.patched(id)`: the answer recorded in the run, else True when this execution
+        has replayed every step the run had recorded (new ground: the patched code runs),
+        False when stored steps lie ahead (the run went past this point without the patch).
+        The answer is stored (as step `PATCH_PREFIX + id`) before the run's next step."""
+        if not isinstance(patch_id, str) or not 0 < len(patch_id) <= 200:
+            raise InvalidArgumentError(f"patch id must be a non-empty str, not {patch_id!r}")
+        key = PATCH_PREFIX + patch_id
+        rec = self.steps.get(key)
+        if rec is not None and rec.get("status") == "completed":
+            return bool(rec.get("result"))
+        ahead = any(k not in self.used and not k.startswith(PATCH_PREFIX) for k in self.steps)
+        self.steps[key] = {"status": "completed", "result": not ahead}
+        self.unflushed.append((key, not ahead))
+        return not ahead
+
+    async def flush_patches(self) -> None:
+        """Store the patch answers given since the last step (fenced by the lease)."""
+        while self.unflushed:
+            key, value = self.unflushed[0]
+            data = self.ns.serializer.dumps(value)
+            await self.ns.scripts.record_step(
+                self.run_id, self.token, key, step_completed(data), "patched"
+            )
+            self.unflushed.pop(0)
 
     def replayed(self, name: object) -> bool:
         """True when the next step called `name` has a stored outcome (a durable wait
@@ -122,6 +154,7 @@ class Execution:
             data, stored = round_trip(self.ns.serializer, value, f"step {key!r} result")
         except PayloadError as exc:
             raise NonRetriableError(str(exc)) from exc
+        await self.flush_patches()
         cancel = await self.ns.scripts.record_step(
             self.run_id, self.token, key, step_completed(data), "step_completed"
         )
@@ -133,6 +166,7 @@ class Execution:
     async def record_failure(self, key: str, exc: BaseException) -> None:
         """Store a failed step (the attempt fails with it)."""
         error = {"type": type(exc).__name__, "message": str(exc)}
+        await self.flush_patches()
         await self.ns.scripts.record_step(
             self.run_id, self.token, key, step_failed(error), "step_failed"
         )

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .._client.events import EventBus, decode_event, match_key
+from .._core.definitions import Rules
 from .._core.keys import check_name
 from .._core.records import (
     Duration,
@@ -26,9 +27,11 @@ from .._core.records import (
 )
 from .._core.scripts import InvokeRequest, SleepRequest, WaitEventRequest, WaitReply
 from .._core.serializer import dumps_checked
-from ..errors import InvalidArgumentError, RunFailed
+from ..errors import InvalidArgumentError, RunFailed, StaleDefinitionsError
 from .execution import MISSING, Execution
 from .parking import CancelRequested
+
+STALE_TRIES = 5  # see _client/starting.py
 
 
 def _none_record(ex: Execution) -> bytes:
@@ -52,6 +55,7 @@ async def _register(
     parking.begin(key)
     if key in parking.registered:
         return None
+    await ex.flush_patches()  # a patch answer is stored before any later step
     reply = await register(await parking.alone())
     if reply.parked:
         raise parking.parked_now(key, kind, here=reply.outcome == "waiting")
@@ -145,7 +149,6 @@ async def invoke(
     ns = ex.ns
     async with ex.parking.busy():
         check_name("job", job)
-        queue = await ns.queue_for(job)
         data = dumps_checked(ns.serializer, payload, "invoke payload")
         timeout_ms = millis(timeout, "timeout") if timeout is not None else -1
         records = (
@@ -153,26 +156,51 @@ async def invoke(
             record_prefix("completed", "result"),
             record_prefix("failed", "error"),
         )
-        fields = {}  # the child's hook fields, e.g. the trace context of this step
-        if ns.hooks:
-            fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
-        request = InvokeRequest(
-            run_id=ex.run_id,
-            token=ex.token,
-            step=key,
-            job=job,
-            queue=queue,
-            child_id=new_run_id(),
-            payload=data,
-            timeout_ms=timeout_ms,
-            idem_ttl_ms=ns.settings.retention_ms,
-            records=records,
-            fields=fields,
-        )
-        rec = await _register(
-            ex, key, "child", lambda park: ns.scripts.invoke(replace(request, park=park))
-        )
+        child_id = new_run_id()
+        for tries in range(STALE_TRIES):
+            rev = await ns.definitions.load(force=tries > 0)
+            rules = ns.definitions.rules(job)
+            queue = rules.queue if rules is not None else await ns.queue_for(job)
+            fields = {}  # the child's hook fields, e.g. the trace context of this step
+            if ns.hooks:
+                fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}
+            request = InvokeRequest(
+                run_id=ex.run_id,
+                token=ex.token,
+                step=key,
+                job=job,
+                queue=queue,
+                child_id=child_id,
+                payload=data,
+                timeout_ms=timeout_ms,
+                idem_ttl_ms=ns.settings.retention_ms,
+                records=records,
+                fields=fields,
+                rev=rev,
+                plan=_child_plan(rules, payload),
+            )
+
+            def call(park: bool, r: InvokeRequest = request) -> Awaitable[WaitReply]:
+                return ns.scripts.invoke(replace(r, park=park))
+
+            try:
+                rec = await _register(ex, key, "child", call)
+                break
+            except StaleDefinitionsError:
+                ex.parking.registered.discard(key)
+        else:
+            raise StaleDefinitionsError(f"invoke {job!r}: definitions kept changing")
     return _stored(ex, key, await _settled(ex, key, "child", rec))
+
+
+def _child_plan(rules: Rules | None, payload: Any) -> str:
+    """A child's plan under its job's rules: concurrency, throttle, priority and cancel_on
+    apply; rate limit, singleton and debounce do not (an invoked child is always created,
+    or its parent would wait for nothing)."""
+    if rules is None or not (rules.flow or rules.priority):
+        return ""
+    flow = replace(rules.flow, rate_limit=None, singleton=None, debounce=None)
+    return flow.plan(rules.job, payload, match_key, rules.priority)
 
 
 async def send_event(ex: Execution, name: str, event: str, data: Any = None) -> dict[str, Any]:

@@ -48,10 +48,13 @@ class Client:
         delay: Duration | None = None,
         run_at: datetime | None = None,
         priority: int | None = None,
+        version: int | None = None,
     ) -> RunHandle:
         """Start a run of `job`; with an idempotency key, duplicates return the same run.
         `priority` (-100..100, default: the job's) orders ready runs: higher first. Under
-        the job's flow control the start may be skipped (`RunHandle.skipped`)."""
+        the job's flow control the start may be skipped (`RunHandle.skipped`). The job's
+        rules are the ones its workers published (else this process's definition).
+        `version` pins the run to that job version (default: the highest live one)."""
         keys = None if idempotency_key is None else [idempotency_key]
         options = StartOptions(
             queue_name=queue_name,
@@ -60,6 +63,7 @@ class Client:
             delay=delay,
             run_at=run_at,
             priority=priority,
+            version=version,
         )
         return (await self._start(job, [payload], options))[0]
 
@@ -74,6 +78,7 @@ class Client:
         delay: Duration | None = None,
         run_at: datetime | None = None,
         priority: int | None = None,
+        version: int | None = None,
     ) -> list[RunHandle]:
         """Start many runs of `job` in few round trips; same rules per run as `start`."""
         options = StartOptions(
@@ -83,6 +88,7 @@ class Client:
             delay=delay,
             run_at=run_at,
             priority=priority,
+            version=version,
         )
         return await self._start(job, payloads, options)
 

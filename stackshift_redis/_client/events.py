@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .._core import clock
@@ -21,12 +22,13 @@ from .._core.namespace import Namespace
 from .._core.records import Event, SendEventResult, from_ms
 from .._core.scripts import SendEventRequest
 from .._core.serializer import dumps_checked
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, StaleDefinitionsError
 
 PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 MAX_PATHS = 8
 MAX_FLAT = 1000
 MAX_DEPTH = 16
+STALE_TRIES = 5  # see starting.py
 Scalar = str | int | float | bool | None
 
 
@@ -100,10 +102,20 @@ class EventBus:
 
     async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:
         """Record the event once per id; resume matching waiters; start on_event jobs."""
+        ns = self._ns
         request = self.prepare(name, data, event_id)
-        reply = await self._ns.scripts.send_event(request)
-        if self._ns.hooks and not reply.duplicate:
-            self._ns.hooks.event_sent(name, reply.resumed, reply.started)
+        for tries in range(STALE_TRIES):  # the rules of the runs it starts: published ones
+            rev = await ns.definitions.load(force=tries > 0)
+            request = replace(request, plans=self._plans(name, data), rev=rev)
+            try:
+                reply = await ns.scripts.send_event(request)
+                break
+            except StaleDefinitionsError:
+                continue
+        else:
+            raise StaleDefinitionsError(f"event {name!r}: definitions kept changing")
+        if ns.hooks and not reply.duplicate:
+            ns.hooks.event_sent(name, reply.resumed, reply.started)
         return SendEventResult(
             id=request.event_id,
             resumed=reply.resumed,
@@ -112,9 +124,20 @@ class EventBus:
             cancelled=reply.cancelled,
         )
 
+    def _plans(self, name: str, data: Any) -> dict[str, str]:
+        """Flow-control plans of the runs the event starts, from the definitions loaded
+        (published, else local: _core/definitions.py); InvalidArgumentError on bad data."""
+        plans: dict[str, str] = {}
+        for job, r in self._ns.definitions.triggered(name).items():
+            plan = r.plan(data, match_key, r.priority)
+            if plan:
+                plans[job] = plan
+        return plans
+
     def prepare(self, name: str, data: Any, event_id: str | None = None) -> SendEventRequest:
         """The send_event call of an event, checked (nothing is written on bad input); a
-        transactional step's commit sends it too (lua/lib/emit_event.lua)."""
+        transactional step's commit sends it too (lua/lib/emit_event.lua), with the plans of
+        the definitions this process has loaded."""
         check_name("event", name)
         if event_id is None:
             event_id = uuid.uuid4().hex
@@ -123,13 +146,7 @@ class EventBus:
         ns = self._ns
         payload = dumps_checked(ns.serializer, data, "event data")  # no Redis call
         encoded = self.encode(name, data, event_id)
-        triggers = ns.registry.triggers(name)
-        plans: dict[str, str] = {}
-        for job in triggers:  # flow control of the runs it starts (InvalidArgumentError)
-            jd = ns.registry.jobs[job]
-            plan = jd.flow.plan(job, data, match_key, jd.priority)
-            if plan:
-                plans[job] = plan
+        plans = self._plans(name, data)
         fields: dict[str, str] = {}
         if ns.hooks:  # for the runs it starts (on_event jobs), e.g. the caller's trace
             fields = {f"x:{k}": v for k, v in ns.hooks.start_fields("", "").items()}
@@ -141,7 +158,7 @@ class EventBus:
             payload=payload,
             dedupe_ms=ns.settings.event_dedupe_ms,
             log_ms=ns.settings.event_log_ms,
-            local_triggers=triggers,
+            local_triggers=ns.registry.triggers(name),
             call_token=uuid.uuid4().hex,
             fields=fields,
             retention_ms=ns.settings.retention_ms,

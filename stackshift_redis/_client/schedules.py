@@ -30,13 +30,15 @@ from .._core.namespace import Namespace
 from .._core.records import Duration, from_ms, millis, new_run_id
 from .._core.scripts import DueSchedule, FireScheduleRequest, UpsertScheduleRequest
 from .._core.serializer import dumps_checked
-from ..errors import ScheduleNotFoundError
+from ..errors import ScheduleNotFoundError, StaleDefinitionsError
+from .events import match_key
 from .handles import RunHandle
 
 log = logging.getLogger("stackshift.schedules")
 POLL_S = 0.5  # an idle worker looks for due schedules this often (new ones are seen then)
 BATCH = 100  # due schedules read per script call
 MAX_BATCHES = 10  # per poll; the rest are fired at the next poll, right after
+STALE_TRIES = 5  # see starting.py
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,23 @@ class ScheduleDuty:
         self._next_check = time.monotonic() + wait
         return wait
 
+    async def _plan(self, d: DueSchedule) -> str:
+        """The flow-control plan of the schedule's runs under its job's rules (published,
+        else local), '' for a job without rules; one HGET of the payload when it has some."""
+        ns = self.ns
+        rules = ns.definitions.rules(d.job)
+        if rules is None or not (rules.flow or rules.priority):
+            return ""
+        raw = await ns.redis.hget(ns.keys.schedule(d.name), "payload")
+        try:
+            payload = ns.serializer.loads(raw) if raw is not None else None
+            return rules.plan(payload, match_key, rules.priority)
+        except Exception as exc:  # a payload the rules cannot key: the tick runs without
+            if (d.name, "plan") not in self._warned:
+                self._warned.add((d.name, "plan"))
+                log.error("schedule %r: job %r's rules do not apply: %s", d.name, d.job, exc)
+            return ""
+
     async def fire(self, d: DueSchedule, now_ms: int) -> list[str] | None:
         """Fire one due schedule's ticks; the created run ids, or None when another worker
         won (or the schedule changed meanwhile)."""
@@ -304,10 +323,23 @@ class ScheduleDuty:
                 log.error("schedule %r cannot be planned (%s); fix it with create()", d.name, exc)
             return None
         plan_ = [(t, new_run_id(), jitter_ms(d.name, t, d.jitter_ms)) for t in ticks]
-        request = FireScheduleRequest(
-            due=d, next_ms=new_next, ticks=plan_, retention_ms=ns.settings.retention_ms
-        )
-        reply = await ns.scripts.fire_schedule(request)
+        for tries in range(STALE_TRIES):
+            rev = await ns.definitions.load(force=tries > 0)
+            request = FireScheduleRequest(
+                due=d,
+                next_ms=new_next,
+                ticks=plan_,
+                retention_ms=ns.settings.retention_ms,
+                rev=rev,
+                plan=await self._plan(d),
+            )
+            try:
+                reply = await ns.scripts.fire_schedule(request)
+                break
+            except StaleDefinitionsError:
+                continue
+        else:
+            return None
         if reply is None:
             return None
         created, skipped = reply

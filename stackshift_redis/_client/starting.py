@@ -14,19 +14,20 @@ from datetime import datetime
 from typing import Any
 
 from .._core.batching import TickBatcher
+from .._core.definitions import Rules
 from .._core.flow import check_priority
-from .._core.jobs import JobDef
 from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.records import Duration, epoch_ms, millis, new_run_id
 from .._core.scripts import NewRun, StartReply, StartRequest, fields_of
 from .._core.serializer import dumps_checked
-from ..errors import InvalidArgumentError, PayloadError
+from ..errors import InvalidArgumentError, PayloadError, StaleDefinitionsError
 from .events import match_key
 from .liveness import ConsumerWatch
 
 MAX_IDEMPOTENCY_KEY = 512
 MAX_BATCH = 500
+STALE_TRIES = 5  # definitions changing under one start this often is a publishing storm
 Started = StartReply  # run id (None when skipped), deduplicated, skipped reason
 
 
@@ -41,6 +42,7 @@ class StartOptions:
     delay: Duration | None = None
     run_at: datetime | None = None
     priority: int | None = None
+    version: int | None = None  # pin the runs to this job version (None: the highest live)
     delay_ms: int = field(default=0, init=False, repr=False)
     at_ms: int = field(default=0, init=False, repr=False)  # run_at in epoch ms, or 0
     idem_ttl_ms: int | None = field(default=None, init=False, repr=False)  # if given
@@ -66,6 +68,20 @@ class StartOptions:
             object.__setattr__(self, "idem_ttl_ms", ttl_ms)
         if self.priority is not None:
             check_priority(self.priority)
+        v = self.version
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise InvalidArgumentError(f"version must be an int >= 1, not {v!r}")
+
+
+def _local_version(rules: Rules | None) -> int:
+    """The version to pin to when the caller knows it: a local definition's highest while
+    none is published, 1 when the published definition has no other version (the script
+    then skips its lookup); else 0: the script picks the highest live version."""
+    if rules is None:
+        return 0
+    if not rules.published or rules.max_version == 1:
+        return rules.max_version
+    return 0
 
 
 def _round_trip(ns: Namespace, payload: Any) -> bytes:
@@ -86,24 +102,35 @@ class Starter:
         self, job: str, payloads: Sequence[Any], options: StartOptions
     ) -> list[Started]:
         """(run id | None, deduplicated, skipped reason | None) per payload, in order;
-        nothing is written on bad input. The job's flow-control rules (flow.py) are
-        resolved against each payload here and enforced by the start script."""
-        request, runs = await self.prepare(job, payloads, options)
-        if len(runs) == 1:  # a single start: coalesced with concurrent ones
-            out = [await self._single.submit(request, runs[0])]
-        else:
-            out = []
-            for lo in range(0, len(runs), MAX_BATCH):
-                out += await self._ns.scripts.start(request, runs[lo : lo + MAX_BATCH])
-        if out:
-            await self._watch.check(job, request.queue)
-        return out
+        nothing is written on bad input. The job's rules (published in Redis, else this
+        process's definition: _core/definitions.py) are resolved against each payload here
+        and enforced by the start script, which refuses a start made from outdated
+        definitions (STALE): they are reloaded and the same runs sent again (a run id is
+        created at most once, so runs of a batch that was written are not written twice)."""
+        ids: list[str] | None = None
+        for tries in range(STALE_TRIES):
+            request, runs = await self.prepare(job, payloads, options, tries > 0, ids)
+            ids = [r[0] for r in runs]
+            try:
+                out = await self._send_all(request, runs)
+            except StaleDefinitionsError:
+                continue
+            if out:
+                await self._watch.check(job, request.queue)
+            return out
+        raise StaleDefinitionsError(f"job {job!r}: definitions kept changing during the start")
 
     async def prepare(
-        self, job: str, payloads: Sequence[Any], options: StartOptions
+        self,
+        job: str,
+        payloads: Sequence[Any],
+        options: StartOptions,
+        reload: bool = False,
+        ids: list[str] | None = None,
     ) -> tuple[StartRequest, list[NewRun]]:
-        """The start call of `payloads`, checked (a transactional step's commit makes the
-        runs too, lua/lib/start_once.lua)."""
+        """The start call of `payloads`, checked, with the rules of the definitions loaded
+        (`reload`: fetched again); a transactional step's commit makes the runs too
+        (lua/lib/start_once.lua)."""
         ns = self._ns
         check_name("job", job)
         if not isinstance(payloads, Sequence) or isinstance(payloads, (str, bytes)):
@@ -111,41 +138,64 @@ class Starter:
         keys = options.idempotency_keys
         if keys is not None and len(keys) != len(payloads):
             raise InvalidArgumentError("idempotency_keys needs one key per payload")
-        jd = ns.registry.jobs.get(job)
-        prio = options.priority
-        if prio is None:
-            prio = jd.priority if jd is not None else 0
-        plans = [""] * len(payloads)
-        if jd is not None and jd.flow:
-            plans = [jd.flow.plan(job, p, match_key) for p in payloads]
         try:
             encoded = [_round_trip(ns, p) for p in payloads]
         except PayloadError as exc:  # name where: payload['amount']
             raise (exc if str(exc).startswith("payload") else exc.at("payload")) from None
-        queue = await ns.queue_for(job, options.queue_name)
-        fields = {"priority": str(prio)} if prio else {}
-        if ns.hooks:
-            fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
-        request = StartRequest(
-            job=job,
-            queue=queue,
-            idem_ttl_ms=self._idem_ttl_ms(jd, options),
-            delay_ms=options.delay_ms,
-            at_ms=options.at_ms,
-            fields=fields_of(fields),
-            retention_ms=ns.settings.retention_ms,
-        )
+        rev = await ns.definitions.load(force=reload)
+        rules = ns.definitions.rules(job)
+        if rules is None:
+            ns.definitions.warn(job, "gets the default rules")
+        plans = [""] * len(payloads)
+        if rules is not None and rules.flow:
+            plans = [rules.plan(p, match_key) for p in payloads]
+        if rules is not None and options.queue_name is None:
+            queue = rules.queue
+        else:
+            queue = await ns.queue_for(job, options.queue_name)
+        request = self._request(job, queue, rules, options, rev)
+        run_ids = ids or [new_run_id() for _ in payloads]
         runs: list[NewRun] = [
-            (new_run_id(), keys[i] if keys else None, data, plans[i])
+            (run_ids[i], keys[i] if keys else None, data, plans[i])
             for i, data in enumerate(encoded)
         ]
         return request, runs
 
-    def _idem_ttl_ms(self, jd: JobDef | None, options: StartOptions) -> int:
+    def _request(
+        self, job: str, queue: str, rules: Rules | None, options: StartOptions, rev: str
+    ) -> StartRequest:
+        ns = self._ns
+        prio = options.priority
+        if prio is None:
+            prio = rules.priority if rules is not None else 0
+        fields = {"priority": str(prio)} if prio else {}
+        if ns.hooks:
+            fields.update({f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()})
+        return StartRequest(
+            job=job,
+            queue=queue,
+            idem_ttl_ms=self._idem_ttl_ms(rules, options),
+            delay_ms=options.delay_ms,
+            at_ms=options.at_ms,
+            fields=fields_of(fields),
+            retention_ms=ns.settings.retention_ms,
+            rev=rev,
+            version=options.version or _local_version(rules),
+        )
+
+    async def _send_all(self, request: StartRequest, runs: list[NewRun]) -> list[Started]:
+        if len(runs) == 1:  # a single start: coalesced with concurrent ones
+            return [await self._single.submit(request, runs[0])]
+        out: list[Started] = []
+        for lo in range(0, len(runs), MAX_BATCH):
+            out += await self._ns.scripts.start(request, runs[lo : lo + MAX_BATCH])
+        return out
+
+    def _idem_ttl_ms(self, rules: Rules | None, options: StartOptions) -> int:
         if options.idem_ttl_ms is not None:
             return options.idem_ttl_ms
-        if jd is not None and jd.idempotency_ttl is not None:
-            return max(1, round(jd.idempotency_ttl * 1000))
+        if rules is not None and rules.idempotency_ttl is not None:
+            return max(1, round(rules.idempotency_ttl * 1000))
         return self._ns.settings.idempotency_ttl_ms
 
     async def _send(self, request: StartRequest, runs: list[NewRun]) -> list[Started]:

@@ -181,6 +181,7 @@ class SyncStackShift:
         delay: Duration | None = None,
         run_at: datetime | None = None,
         priority: int | None = None,
+        version: int | None = None,
     ) -> SyncRunHandle:
         """Start a run (see StackShift.start)."""
         keys = None if idempotency_key is None else [idempotency_key]
@@ -191,6 +192,7 @@ class SyncStackShift:
             delay=delay,
             run_at=run_at,
             priority=priority,
+            version=version,
         )
         [handle] = self._run(self._target._start(job, [payload], options))
         return SyncRunHandle(self, handle)
@@ -206,6 +208,7 @@ class SyncStackShift:
         delay: Duration | None = None,
         run_at: datetime | None = None,
         priority: int | None = None,
+        version: int | None = None,
     ) -> list[SyncRunHandle]:
         """Start many runs (see StackShift.start_many)."""
         options = StartOptions(
@@ -215,6 +218,7 @@ class SyncStackShift:
             delay=delay,
             run_at=run_at,
             priority=priority,
+            version=version,
         )
         handles = self._run(self._target._start(job, payloads, options))
         return [SyncRunHandle(self, h) for h in handles]

@@ -54,6 +54,8 @@ class JobDef:
     flow: Flow = field(default_factory=Flow)
     priority: int = 0
     max_stream_messages: int = DEFAULT_MAX_MESSAGES  # output stream cap per run (publish)
+    version: int = 1  # runs pinned to this version execute this handler
+    backoff_kind: str = "default"  # as published: default | fixed <s> | callable
 
     @property
     def is_async(self) -> bool:
@@ -77,6 +79,7 @@ def make_job(
     flow: Flow | None = None,
     priority: int = 0,
     max_stream_messages: int = DEFAULT_MAX_MESSAGES,
+    version: int = 1,
 ) -> JobDef:
     """Validate options and build a JobDef."""
     check_name("job", name)
@@ -93,6 +96,8 @@ def make_job(
         raise InvalidArgumentError(f"job {name!r}: retries must be an int >= 0")
     if timeout is not None and seconds(timeout, "timeout") <= 0:
         raise InvalidArgumentError(f"job {name!r}: timeout must be positive (None: no limit)")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidArgumentError(f"job {name!r}: version must be an int >= 1, not {version!r}")
     if cron is not None:
         cron = make_cadence(cron, None, timezone).cron
     elif timezone is not None:
@@ -114,7 +119,17 @@ def make_job(
         flow=flow if flow is not None else Flow(),
         priority=check_priority(priority),
         max_stream_messages=check_max_messages(max_stream_messages, name),
+        version=version,
+        backoff_kind=_backoff_kind(backoff),
     )
+
+
+def _backoff_kind(backoff: BackoffFn | Duration | None) -> str:
+    if backoff is None:
+        return "default"
+    if callable(backoff):
+        return "callable"
+    return f"fixed {seconds(backoff, 'backoff'):g}s"
 
 
 @dataclass
@@ -144,16 +159,27 @@ class Registry:
     """The jobs and queues this process knows (shared by the app, its sync facade and its
     workers)."""
 
-    jobs: dict[str, JobDef] = field(default_factory=dict)
+    jobs: dict[str, JobDef] = field(default_factory=dict)  # each job's highest version
+    versions: dict[str, dict[int, JobDef]] = field(default_factory=dict)  # job -> version -> def
     queues: dict[str, QueueConfig] = field(default_factory=dict)
     startup: list[Callable[[dict[str, Any]], Any]] = field(default_factory=list)
     shutdown: list[Callable[[dict[str, Any]], Any]] = field(default_factory=list)
 
     def add_job(self, job: JobDef) -> None:
-        """Register a job; InvalidArgumentError when the name is taken."""
-        if job.name in self.jobs:
-            raise InvalidArgumentError(f"job {job.name!r} is already registered")
-        self.jobs[job.name] = job
+        """Register a job version; InvalidArgumentError when that name and version is taken.
+        `jobs[name]` is the highest version (its rules are the job's)."""
+        versions = self.versions.setdefault(job.name, {})
+        if job.version in versions:
+            raise InvalidArgumentError(
+                f"job {job.name!r} is already registered"
+                + (f" with version {job.version}" if versions and job.version != 1 else "")
+            )
+        versions[job.version] = job
+        self.jobs[job.name] = versions[max(versions)]
+
+    def handler(self, job: str, version: int) -> JobDef | None:
+        """The definition that executes runs of `job` pinned to `version`, or None."""
+        return self.versions.get(job, {}).get(version)
 
     def queue(self, name: str) -> QueueConfig:
         """The queue's settings (defaults when not configured here)."""

@@ -44,6 +44,9 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "seq": ("seq",),  # STRING counter for run ids made inside scripts
     "jobs": ("jobs",),  # HASH job -> queue, published by workers
     "on_failure": ("onfail",),  # HASH job -> its on_failure handler job, published by workers
+    "defs": ("defs",),  # HASH job -> definition JSON; #rev; q:/p:/v:<job> (definitions.py)
+    "job_versions": ("jver", "{job}"),  # ZSET version -> expiry ms of its latest live worker
+    "unserved": ("unsv", "{job}", "{version}"),  # ZSET queued run ids no live worker serves
     "owners": ("owners",),  # ZSET registry entry (job map, trigger) -> expiry ms
     "qlive": ("qlive",),  # ZSET queue -> expiry ms of its latest consumer's heartbeat
     "leased_queues": ("lq",),  # SET queues runs were ever leased from (running runs: leases)
@@ -234,6 +237,18 @@ class Keys:
     def on_failure(self) -> str:
         """HASH: job name -> the job its failed runs start (on_failure), published by workers."""
         return _render(self.prefix, "on_failure", ())
+
+    def defs(self) -> str:
+        """HASH: published job definitions and their revision (`_core/definitions.py`)."""
+        return _render(self.prefix, "defs", ())
+
+    def job_versions(self, job: str) -> str:
+        """ZSET: a job's versions -> expiry ms of the latest live worker registering it."""
+        return _render(self.prefix, "job_versions", (job,))
+
+    def unserved(self, job: str, version: int | str) -> str:
+        """ZSET: queued runs of a job version no live worker serves -> held since ms."""
+        return _render(self.prefix, "unserved", (job, str(version)))
 
     def owners(self) -> str:
         """ZSET: registry entries (j/job/queue, t/event/job/queue) -> expiry ms: dropped

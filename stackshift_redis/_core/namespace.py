@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import InvalidArgumentError, UnknownJobError
 from ..hooks import Hooks
+from .definitions import Definitions
 from .jobs import Registry
 from .keys import Keys, check_name
 from .layout import Layout
@@ -109,6 +110,7 @@ class Namespace:
         self.virtual_clock = False  # TestEnv only: scripts read the time from keys.clock()
         self.settle: Any = None  # TestEnv only: result() runs the clock until the run is final
         self._queue_cache: dict[str, str] = {}
+        self.definitions = Definitions(self)  # the published job definitions (cached)
 
     @property
     def redis(self) -> Any:
@@ -136,6 +138,7 @@ class Namespace:
         """Point at another Redis (before first use; the CLI's --redis-url)."""
         self.redis_url, self._redis, self._scripts = redis_url, None, None
         self.layout = Layout(self)
+        self.definitions.clear()
 
     def swap_client(
         self, redis: Any, *, redis_url: str | None = None, virtual_clock: bool = False
@@ -148,6 +151,7 @@ class Namespace:
         self._scripts = None
         self.layout = Layout(self)
         self._queue_cache.clear()
+        self.definitions.clear()
         return previous
 
     def rebind(self, redis: Any) -> Namespace:
@@ -172,9 +176,14 @@ class Namespace:
 
     @redis_call
     async def queue_for(self, job: str, queue_name: str | None = None) -> str:
-        """The queue of `job`: given, registered here, or published by a worker."""
+        """The queue of `job`: given, published in its definition, registered here, or in
+        the job map of live workers."""
         if queue_name is not None:
             return check_name("queue", queue_name)
+        await self.definitions.load()
+        published = self.definitions.data.get(job)
+        if published is not None:
+            return str(published["queue"])
         known = self.registry.jobs.get(job)
         if known is not None:
             return known.queue

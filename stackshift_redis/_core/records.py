@@ -243,6 +243,10 @@ class RunInfo:
     """None, or which fields of the stored record do not decode and why. `list_runs` (and
     the CLI and dashboard pages of runs) list such a run with the fields that did decode;
     `get_run` raises RunDataError for it."""
+    version: int = 1
+    """The job version the run is pinned to (absent in older runs: 1)."""
+    unserved: bool = False
+    """True while the run waits queued because no live worker registers its version."""
 
 
 class RunPage(list[RunInfo]):
@@ -350,6 +354,8 @@ def parse_run(
         progress=f.load(b"progress"),
         replay_of=f.read("replay_of", lambda: _s(h[b"replay_of"]) if b"replay_of" in h else None),
         damaged="; ".join(f.problems) or None,
+        version=f.read("ver", lambda: int(h.get(b"ver", 1)), 1),
+        unserved=b"unsv" in h,
     )
     if f.problems and status is None:
         raise ValueError(f.problems[0])

@@ -21,6 +21,7 @@ from ..cli import OneLineGroup
 from ..errors import RunNotFoundError
 from . import actions, render
 from .admin import dashboard, schedules
+from .jobs_cmd import jobs
 from .layout_cmd import layout
 from .tail import runs_tail
 from .target import (
@@ -251,6 +252,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 
 
 main.add_command(actions.queues)
+main.add_command(jobs)
 main.add_command(schedules)
 main.add_command(dashboard)
 main.add_command(layout)

@@ -82,6 +82,9 @@ def run_detail(view: RunView) -> None:
     head.add_row("run", info.id)
     head.add_row("job / queue", f"{info.job} / {info.queue}")
     head.add_row("status", status(info.status.value))
+    if info.version != 1 or info.unserved:
+        note = "  (queued: no live worker serves this version)" if info.unserved else ""
+        head.add_row("version", f"{info.version}{note}")
     head.add_row("attempts", str(info.attempts))
     head.add_row("created", when(info.created_at))
     head.add_row("started", when(info.started_at))

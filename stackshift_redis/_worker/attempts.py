@@ -35,8 +35,10 @@ from ..errors import (
     PayloadError,
     RetryAfterError,
     RunFailed,
+    UnknownJobError,
 )
 from ..hooks import AttemptInput
+from .handbacks import HandBackLog
 from .outcomes import Outcome, log_outcome
 
 log = logging.getLogger("stackshift.worker")
@@ -80,6 +82,7 @@ class Executor:
         self.handback_limit_ms = handback_limit_ms  # unknown jobs: fail after this long
         self.threads_busy = 0  # plain-function handlers still running in threads
         self.handed_back_at = 0.0  # monotonic time of this worker's last hand-back
+        self.handbacks = HandBackLog()  # one line per run handed back, a summary a minute
         self._threads_lock = threading.Lock()
         self._sync_state: SyncState | None = None
 
@@ -128,11 +131,12 @@ class Executor:
             schedule=run.schedule or None,
             scheduled_at=from_ms(run.scheduled_at or None),
             pending=run.pending,
+            version=run.version,
         )
 
     async def run(self, ex: Execution) -> None:
         """Execute the handler and record its outcome; then tell hooks and the log."""
-        job = self.ns.registry.jobs.get(ex.job)
+        job = self.ns.registry.handler(ex.job, ex.version)
         if job is None:
             self._tell(ex, await self._record(ex, self._hand_back(ex)))
             return
@@ -219,11 +223,20 @@ class Executor:
             return Outcome("lost", error=reply, intended=outcome.name)
         if isinstance(reply, BaseException):
             return Outcome("unconfirmed", error=reply, intended=outcome.name)
+        if outcome.name == "handed_back" and reply in (b"failed", "failed"):  # limit reached
+            return Outcome("handed_back", error=UnknownJobError("not taken by a worker"))
         return outcome
 
     def _tell(self, ex: Execution, outcome: Outcome) -> None:
         """The outcome's log line, then every hook's `finished`."""
-        log_outcome(ex, outcome, self.handback_limit_ms)
+        if outcome.name == "handed_back":
+            has_job = ex.job in self.ns.registry.versions
+            failed = outcome.error is not None  # it failed: the hand-back limit was reached
+            self.handbacks.note(
+                ex.run_id, ex.job, ex.version, ex.queue, has_job, failed, ex.log_extra
+            )
+        else:
+            log_outcome(ex, outcome, self.handback_limit_ms)
         if self.ns.hooks:
             self.ns.hooks.finished(ex.hook_input, outcome.name, outcome.error)
 
@@ -277,6 +290,7 @@ class Executor:
                     f"step {forgotten[0]!r} was created but never awaited (add `await` "
                     f"before ctx.step...({forgotten[0]!r}, ...))"
                 )
+            await ex.flush_patches()
             return result
         ctx = SyncRunContext(ex, self.loop, self.sync_state, self.resources)
 
@@ -289,13 +303,19 @@ class Executor:
 
         with self._threads_lock:
             self.threads_busy += 1
-        return await asyncio.to_thread(body)
+        result = await asyncio.to_thread(body)
+        await ex.flush_patches()
+        return result
 
     def _hand_back(self, ex: Execution) -> Outcome:
         """A run of a job this worker does not register (a rolling deploy, a worker of an
         older or newer version): hand it back for a worker that has the job."""
         limit = self.handback_limit_ms
         self.handed_back_at = time.monotonic()
+        if ex.job in self.ns.registry.versions:  # a version this worker lacks: stay away
+            # until the run is due again, so that a worker that has it takes it (else this
+            # worker, which promotes it, could win it back every time: a ping-pong)
+            self.handed_back_at += HANDBACK_DELAY_MS / 1000
         msg = (
             f"job {ex.job!r} is not registered in the workers that took this run for "
             f"{limit / 1000:g}s"

@@ -17,8 +17,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
+from .._core.definitions import describe, static_plan
 from .._core.jobs import QueueConfig
 from .._core.namespace import Namespace
 from .dispatch import create_groups
@@ -89,12 +91,14 @@ class Registration:
     async def register(self) -> int:
         """Refresh this worker's job map entries, triggers and consumed queues (a heartbeat);
         returns how many stale entries of gone workers were dropped."""
-        jobs = self.ns.registry.jobs.values()
+        reg = self.ns.registry
+        jobs = reg.jobs.values()
         dropped = await self.ns.scripts.register(
             self.ttl_ms,
             {j.name: j.queue for j in jobs},
             [(j.on_event, j.name, j.queue) for j in jobs if j.on_event],
             self.queues,
+            [(name, sorted(vs)) for name, vs in reg.versions.items()],
         )
         if dropped:
             log.info("dropped %d job map or trigger entries no live worker registers", dropped)
@@ -119,10 +123,36 @@ class Registration:
                     )
             await pipe.execute()
 
+    async def publish_definitions(self) -> str:
+        """Publish each registered job's definition (its highest version's rules and its
+        versions, `_core/definitions.py`): every caller applies it from now on."""
+        reg = self.ns.registry
+        defs = [
+            (
+                j.name,
+                json.dumps(
+                    describe(j, list(reg.versions.get(j.name, {j.version: j}))),
+                    sort_keys=True,
+                    separators=(",", ":"),
+                ),
+                j.queue,
+                static_plan(j),
+                j.version,
+            )
+            for j in reg.jobs.values()
+        ]
+        if not defs:
+            return ""
+        rev = await self.ns.scripts.publish_defs(defs)
+        self.ns.definitions.clear()  # this process starts from what it published
+        return rev
+
     async def setup(self) -> None:
-        """At start: consumer groups, queue settings, registrations, failure handlers."""
+        """At start: consumer groups, queue settings, definitions, registrations,
+        failure handlers."""
         await create_groups(self.ns, self.queues)
         await self.publish_queues()
+        await self.publish_definitions()
         await self.register()
         await self.publish_on_failure()
 

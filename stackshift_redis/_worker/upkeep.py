@@ -303,6 +303,7 @@ class Upkeep:
             "at": round(now_ms),
             "started": round(self._started_ms),
             "layout": layout.LAYOUT,
+            "versions": {j: sorted(v) for j, v in self.ns.registry.versions.items()},
         }
         async with self.ns.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(k.workers(), {self.worker_id: now_ms + 3 * HEARTBEAT_S * 1000})

@@ -92,7 +92,7 @@ class Worker:
             held=self._held,
             poll_interval=poll_interval,
             conf=conf,
-            on_heartbeat=self.registration.register,
+            on_heartbeat=self._heartbeat,
             outage=self.outage,
             concurrency=concurrency,
             on_refused=self.refuse,
@@ -118,6 +118,12 @@ class Worker:
     def threads_busy(self) -> int:
         """Plain-function handlers still running in threads."""
         return self._executor.threads_busy if self._executor is not None else 0
+
+    async def _heartbeat(self) -> int:
+        """Each heartbeat: registrations, and the hand-back summary once a minute."""
+        if self._executor is not None:
+            self._executor.handbacks.flush()
+        return await self.registration.register()
 
     def _held(self) -> list[tuple[Execution, asyncio.Task[None]]]:
         return list(self.running.values())

@@ -1,7 +1,7 @@
 """The dashboard: a Starlette app with server-rendered pages over `inspection.Inspector`.
 
 Pages (stable URLs, relative to where the app is mounted): `/` (queues, workers, totals),
-`/runs?status=&job=&cursor=`, `/runs/{run_id}`, `/events`, `/schedules`;
+`/runs?status=&job=&cursor=`, `/runs/{run_id}`, `/events`, `/schedules`, `/jobs`;
 `/runs/{run_id}/stream` is the run's output as Server-Sent Events (streaming.py), which
 the run page shows live. Actions are POST forms carrying a CSRF token
 (`/runs/{id}/cancel|retry|replay`, `/events`): refused with 403 without the token and 405
@@ -32,6 +32,7 @@ from starlette.templating import Jinja2Templates
 from .._client.client import Client
 from .._client.control import CANCELLABLE, RETRIABLE
 from .._client.inspector import Inspector, jsonable, waterfall
+from .._client.jobs_view import jobs_report
 from .._client.views import entry_details, minute_series, until
 from .._core.keys import STATUSES
 from .._core.records import epoch_ms
@@ -292,6 +293,11 @@ class Dashboard(Access):
         infos = await api.list() if api is not None else None
         return self.page(request, "schedules.html", infos=infos)
 
+    async def jobs(self, request: Request) -> Response:
+        """Jobs: live versions and their workers, unfinished runs per version."""
+        reports = await jobs_report(self.client._core)
+        return self.page(request, "jobs.html", reports=reports)
+
     # actions
     async def cancel(self, request: Request) -> Response:
         """Cancel a run."""
@@ -383,6 +389,7 @@ def create_app(
         Route("/schedules", w(d.schedules)),
         Route("/schedules/{name}/{verb}", w(ops.schedule, True), methods=["POST"]),
         Route("/queues/{name}/{verb}", w(ops.queue, True), methods=["POST"]),
+        Route("/jobs", w(d.jobs)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})

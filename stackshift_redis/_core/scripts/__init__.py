@@ -5,12 +5,13 @@ Every call passes the namespace prefix in ARGV where the script derives keys wit
 (lua/README.md); all keys share the namespace hash tag, so each call is one slot.
 Error replies (`CODE detail`) become stackshift errors here (door.py) and nowhere else.
 The methods are grouped by area (queues.py, runs.py, events.py, state.py, schedules.py,
-namespace.py, output.py) and composed in `Scripts`; a script with many arguments takes one
-request dataclass named after it (requests.py).
+namespace.py, output.py, definitions.py) and composed in `Scripts`; a script with many
+arguments takes one request dataclass named after it (requests.py).
 """
 
 from __future__ import annotations
 
+from .definitions import DefinitionScripts
 from .door import (
     CONNECTION_ERRORS,
     Door,
@@ -61,6 +62,7 @@ class Scripts(
     NamespaceScripts,
     OutputScripts,
     TransactScripts,
+    DefinitionScripts,
 ):
     """One method per Lua script (see the package docstring)."""
 

@@ -97,6 +97,7 @@ class TakenRun:
     waited_ms: int = 0  # from ready to taken (server clock)
     resumed_by: str = ""  # event | timer | child_ok | child_failed when resumed
     pending: tuple[str, ...] = ()  # steps with a wait registered by an earlier attempt
+    version: int = 1  # the job version the run is pinned to
 
 
 @dataclass(frozen=True)

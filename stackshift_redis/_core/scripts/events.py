@@ -24,7 +24,7 @@ class EventScripts(Door):
         args += [q.dedupe_ms]
         args += [q.log_ms, json.dumps(q.local_triggers), q.call_token]
         args += [json.dumps(q.fields) if q.fields else "", q.retention_ms or 86_400_000]
-        args += [json.dumps(q.plans)]
+        args += [json.dumps(q.plans), q.rev]
         duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
         return SendReply(
             bool(duplicate),

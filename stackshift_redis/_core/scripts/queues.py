@@ -36,7 +36,7 @@ class QueueScripts(Door):
         fields = json.dumps(dict(r.fields)) if r.fields else ""
         retention_ms = r.retention_ms or 86_400_000
         args: list[Any] = [k.prefix, r.job, r.queue, r.delay_ms, r.at_ms, r.idem_ttl_ms, fields]
-        args += [len(runs), retention_ms]
+        args += [len(runs), retention_ms, r.rev, r.version]
         for run in runs:
             run_id, idem, payload = run[0], run[1], run[2]
             keys += [k.run(run_id), k.idem(r.job, idem) if idem is not None else k.run(run_id)]
@@ -95,7 +95,8 @@ class QueueScripts(Door):
                     waited_ms=int(r[13]),
                     resumed_by=_str(r[14]),
                     pending=tuple(_str(s) for s in r[15]),
-                    queue=_str(r[16]),
+                    version=int(r[16] or 1),
+                    queue=_str(r[17]),
                 )
             )
         return TakeReply(taken, dropped)
@@ -169,9 +170,11 @@ class QueueScripts(Door):
         jobs: dict[str, str],
         triggers: Sequence[tuple[str, str, str]],
         queues: Sequence[str],
+        versions: Sequence[tuple[str, Sequence[int]]] = (),
     ) -> int:
-        """Refresh a live worker's job map, triggers (event, job, queue) and consumed
-        queues for `ttl_ms`; drop entries no live worker refreshed. Returns how many."""
+        """Refresh a live worker's job map, triggers (event, job, queue), consumed queues
+        and job versions (releasing runs held for them) for `ttl_ms`; drop entries no live
+        worker refreshed. Returns how many."""
         k = self.keys
         keys = [k.owners(), k.jobs(), k.qlive()] + [k.triggers(e) for e, _, _ in triggers]
         args = [
@@ -180,13 +183,16 @@ class QueueScripts(Door):
             json.dumps(jobs),
             json.dumps([list(t) for t in triggers]),
             json.dumps(list(queues)),
+            json.dumps([[j, list(v)] for j, v in versions]),
         ]
         return int(await self.call("register", keys, args))
 
     async def unregister_job(self, job: str) -> int:
-        """Remove `job` from the job map and every trigger; the number of entries removed."""
+        """Remove `job` from the job map, every trigger and the published definitions; the
+        number of job map and trigger entries removed."""
         k = self.keys
-        return int(await self.call("unregister_job", [k.owners(), k.jobs()], [k.prefix, job]))
+        keys = [k.owners(), k.jobs(), k.defs()]
+        return int(await self.call("unregister_job", keys, [k.prefix, job]))
 
     # steps and durable waits (fenced by the lease token)
 

@@ -31,6 +31,8 @@ class StartRequest:
     at_ms: int = 0  # epoch ms to run at, or 0
     fields: Fields = ()  # extra run fields: priority, hook fields ("x:<name>")
     retention_ms: int = 0  # 0: one day
+    rev: str = ""  # definitions revision the plans were made from ("": not checked)
+    version: int = 0  # the version to pin the runs to (0: the highest live one)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class InvokeRequest:
     records: tuple[bytes, bytes, bytes]
     fields: dict[str, str] = field(default_factory=dict)  # the child's hook fields
     park: bool = False
+    rev: str = ""  # definitions revision the plan was made from ("": not checked)
+    plan: str = ""  # the child's flow-control plan JSON (flow.py), or ""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class SendEventRequest:
     fields: dict[str, str] = field(default_factory=dict)  # hook fields of the runs it starts
     retention_ms: int = 0  # 0: one day
     plans: dict[str, str] = field(default_factory=dict)  # job -> flow-control plan JSON
+    rev: str = ""  # definitions revision the plans were made from ("": not checked)
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ class FireScheduleRequest:
     next_ms: int
     ticks: Sequence[tuple[int, str, int]]
     retention_ms: int
+    rev: str = ""  # definitions revision the plan was made from ("": not checked)
+    plan: str = ""  # the runs' flow-control plan JSON (flow.py), or ""
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class RunScripts(Door):
         idem = k.idem(q.job, f"invoke:{q.run_id}:{q.step}")
         args: list[Any] = [k.prefix, q.run_id, q.token, q.step, q.job, q.queue, q.child_id]
         args += [q.payload, q.timeout_ms, q.idem_ttl_ms, *q.records]
-        args += [json.dumps(q.fields) if q.fields else "", int(q.park)]
+        args += [json.dumps(q.fields) if q.fields else "", int(q.park), q.rev, q.plan]
         return _wait_reply(await self.call("invoke", [k.run(q.run_id), idem], args))
 
     async def park(self, run_id: str, token: str, steps: list[str]) -> ParkReply:

@@ -47,7 +47,7 @@ class ScheduleScripts(Door):
         k, q, due = self.keys, request, request.due
         keys: list[str] = [k.schedule(due.name), k.schedules()]
         args: list[Any] = [k.prefix, due.name, due.next_ms, due.rev, q.next_ms, q.retention_ms]
-        args += [len(q.ticks)]
+        args += [len(q.ticks), q.rev, q.plan]
         for tick, run_id, jitter in q.ticks:
             args += [tick, run_id, jitter]
         r = await self.call("fire_schedule", keys, args)

@@ -50,7 +50,7 @@ class TransactScripts(Door):
             keys += [k.run(run_id), k.idem(r.job, idem) if idem is not None else k.run(run_id)]
             args += [r.job, r.queue, run_id, "1" if idem is not None else "0", payload, plan]
             args += [r.delay_ms, r.at_ms, r.idem_ttl_ms]
-            args += [json.dumps(dict(r.fields)) if r.fields else ""]
+            args += [json.dumps(dict(r.fields)) if r.fields else "", r.version]
         return keys, args
 
     async def transact(self, request: TransactRequest) -> TransactReply:
