@@ -68,17 +68,34 @@ async def jobs_report(ns: Namespace) -> list[JobReport]:
 async def _count(ns: Namespace, report: JobReport) -> None:
     r, k = ns.redis, ns.keys
     for status in UNFINISHED:
-        ids = await r.zrange(k.idx_job_status(report.job, status), 0, MAX_RUNS - 1)
+        ids = await _ids(ns, report.job, status)
         report.capped |= len(ids) >= MAX_RUNS
         if not ids:
             continue
         async with r.pipeline(transaction=False) as pipe:
             for rid in ids:
-                pipe.hmget(k.run(rid.decode()), "ver", "unsv")
+                pipe.hmget(k.run(rid), "ver", "unsv", "job")
             fields: list[Any] = await pipe.execute()
-        for ver, unsv in fields:
+        for ver, unsv, job in fields:
+            if job is None or job.decode() != report.job:  # (running: every job's leases)
+                continue
             v = int(ver or 1)
             per = report.unfinished.setdefault(v, {})
             per[status] = per.get(status, 0) + 1
             if unsv is not None:
                 report.unserved[v] = report.unserved.get(v, 0) + 1
+
+
+async def _ids(ns: Namespace, job: str, status: str) -> list[str]:
+    """Up to MAX_RUNS run ids of `job` in `status`: queued ones from the id-ordered index,
+    running ones from the leases of every queue that leased runs (they have no index: any
+    job's, filtered by the caller), the others from the job's time index."""
+    r, k = ns.redis, ns.keys
+    if status == "running":
+        queues = sorted(q.decode() for q in await r.smembers(k.leased_queues()))
+        ids: list[str] = []
+        for q in queues:
+            ids += [i.decode() for i in await r.zrange(k.leases(q), 0, MAX_RUNS - 1)]
+        return ids[:MAX_RUNS]
+    index = k.ord_job_status(job, status) if status == "queued" else k.idx_job_status(job, status)
+    return [i.decode() for i in await r.zrange(index, 0, MAX_RUNS - 1)]
