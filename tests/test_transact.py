@@ -307,3 +307,37 @@ async def test_starts_are_idempotent_like_start(app: StackShift, running_worker:
     assert len({started[0][1], started[1][1]}) == 2
     delayed = await app.get_run(started[0][1])
     assert delayed is not None and delayed.status.value == "scheduled"
+
+
+async def test_starts_and_events_pin_their_runs_to_the_live_version(
+    app: StackShift, running_worker: Any
+) -> None:
+    async def fn(tx: StateTx) -> None:
+        tx.start("v2-child", {"by": "start"})
+        tx.send_event("kick", {"n": 1})
+
+    @app.job("parent")
+    async def parent(ctx: RunContext) -> Any:
+        return await ctx.step.transact("s", fn)
+
+    @app.job("v2-child", version=2)
+    async def v2_child(ctx: RunContext) -> int:
+        return ctx.version
+
+    @app.job("v2-triggered", version=2, on_event="kick")
+    async def v2_triggered(ctx: RunContext) -> int:
+        return ctx.version
+
+    running_worker(app)
+    run = await app.start("parent")
+    await run.result(timeout=10)
+    info = await app.get_run(run.id)
+    assert info is not None
+    child_id = info.steps["s"]["tx"]["started"][0]
+    assert await app.run(child_id).result(timeout=10) == 2
+    for _ in range(100):  # the event's run: started by the commit, pinned to version 2
+        page = await app.list_runs(job="v2-triggered")
+        if page and page[0].status.value == "completed":
+            break
+        await asyncio.sleep(0.05)
+    assert [r.version for r in page] == [2] and page[0].result == 2
