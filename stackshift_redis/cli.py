@@ -216,6 +216,11 @@ def main(
     note_signals()
     configure(log_level, log_format)
     app = load_app(app_path)
+    if redis_url:  # checked here, before any worker process starts
+        try:
+            app.use_redis_url(redis_url)
+        except StackShiftError as exc:  # a malformed URL: one line, exit 2
+            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
     if processes > 1 and RECEIVED:
         log.info("%s before the workers started: exiting", RECEIVED[-1].name)
         return
@@ -231,11 +236,6 @@ def main(
             return [*args, *port]
 
         sys.exit(Supervisor(processes, argv, burst).run())
-    if redis_url:
-        try:
-            app.use_redis_url(redis_url)
-        except StackShiftError as exc:  # a malformed URL: one line, exit 2
-            raise click.BadParameter(str(exc), param_hint="--redis-url") from None
     if metrics_port is not None:
         serve_metrics(app, metrics_port)
     if RECEIVED:

@@ -41,6 +41,8 @@ async def test_bulk_retry_dry_run_confirm_and_yes(app: StackShift, cli: Cli) -> 
     said_no = await cli("runs", "retry", "--job", "bad", "-s", "cancelled", input="n\n")
     assert said_no.exit_code == 1 and "not confirmed" in said_no.output
     assert "retry 250 run(s) of job 'bad'?" in said_no.output
+    no_input = await cli("runs", "retry", "--job", "bad", "-s", "cancelled", input="")
+    assert no_input.exit_code == 1 and "not confirmed" in no_input.output  # no terminal: no
     assert await app.run(handles[0].id).status() == "cancelled"
     done = await cli("runs", "retry", "--job", "bad", "-s", "cancelled", input="y\n")
     assert done.exit_code == 0 and "250 run(s) retried" in done.stdout, done.output
@@ -81,6 +83,7 @@ async def test_bulk_usage_errors(cli: Cli) -> None:
 async def test_queue_pause_resume_and_schedule_delete(app: StackShift, cli: Cli) -> None:
     paused = await cli("queues", "pause", "bulkq")
     assert paused.exit_code == 0 and paused.stdout.strip() == "queue bulkq: paused"
+    assert "warning: no worker or run knows queue 'bulkq'" in paused.output  # a typo shows
     again = await cli("queues", "pause", "bulkq")
     assert again.stdout.strip() == "queue bulkq: already paused"
     app.job("q", lambda ctx: None, queue="bulkq")

@@ -80,3 +80,24 @@ async def test_workers_dying_at_start_make_the_supervisor_give_up(
     text = (tmp_path / "sup.log").read_text()
     assert code == 1, text
     assert "died at start: giving up" in text
+
+
+async def test_a_bad_redis_url_is_one_line_before_any_worker_process_starts(
+    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+) -> None:
+    client = make_app()
+    with (tmp_path / "sup.log").open("wb") as log:
+        sup = spawn_worker(
+            redis_url,
+            client.namespace,
+            "--redis-url",
+            "localhost:6379",
+            "--processes",
+            "2",
+            log=log,
+        )
+        procs.append(sup)
+        code = await wait_exit(sup, 30)
+    lines = (tmp_path / "sup.log").read_text().strip().splitlines()
+    assert code == 2, lines
+    assert len(lines) == 1 and "--redis-url" in lines[0] and "supervisor" not in lines[0]

@@ -98,7 +98,7 @@ def _bulk(ctx: click.Context, action: str, opts: dict[str, Any], reason: str = "
     if count == 0:
         click.echo(f"0 runs {verb}: none match")
         return
-    if not opts["yes"] and not click.confirm(f"{action} {count} run(s) of job {job!r}?", err=True):
+    if not opts["yes"] and not _confirmed(f"{action} {count} run(s) of job {job!r}?"):
         raise Refused("nothing changed (not confirmed; --yes skips the question)")
 
     tty = sys.stderr.isatty()
@@ -191,8 +191,15 @@ def queues(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def queues_pause(ctx: click.Context, name: str) -> None:
     """Pause a queue: workers claim none of its runs until it is resumed."""
-    changed = target_of(ctx).run(lambda app: app.pause_queue(name))
+    target = target_of(ctx)
+    changed = target.run(lambda app: app.pause_queue(name))
     click.echo(f"queue {name}: paused" if changed else f"queue {name}: already paused")
+    known = target.run(lambda app: Inspector(app._core).queue_names())
+    if name not in known:  # a typo pauses nothing anyone uses: say so
+        click.echo(
+            f"warning: no worker or run knows queue {name!r} (known: {', '.join(known) or '-'})",
+            err=True,
+        )
 
 
 @queues.command("resume")
@@ -202,3 +209,12 @@ def queues_resume(ctx: click.Context, name: str) -> None:
     """Resume a paused queue (its runs are taken in order)."""
     changed = target_of(ctx).run(lambda app: app.resume_queue(name))
     click.echo(f"queue {name}: resumed" if changed else f"queue {name}: was not paused")
+
+
+def _confirmed(question: str) -> bool:
+    """The operator's answer; no answer (no terminal, end of input) is a no."""
+    try:
+        return click.confirm(question, err=True)
+    except click.Abort:
+        click.echo(err=True)
+        return False
