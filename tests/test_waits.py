@@ -156,7 +156,8 @@ async def test_on_event_starts_runs_once_per_event_id(make_app: Any, running_wor
         return f"hi {ctx.payload['name']} ({ctx.event.id})"
 
     running_worker(app)
-    await asyncio.sleep(0.2)  # the worker has published its triggers
+    triggers = app._core.keys.triggers("user.signup")
+    await wait_for(lambda: app.redis.hget(triggers, "welcome"), 10)  # the worker published it
     sender: StackShift = make_app(namespace=app.namespace)  # knows no jobs
     sent = await sender.send_event("user.signup", {"name": "ada"}, id="signup-1")
     assert len(sent.started) == 1
