@@ -116,4 +116,7 @@ class Supervisor:
                     self._spawn(slot)
         if given_up:
             return 1
-        return 0 if all(c == 0 for c in self.codes.values()) else 1
+        # a child the forwarded signal ended before it could install its handler (it was
+        # still starting: nothing claimed) stopped as asked
+        stopped = (0, -signal.SIGTERM, -signal.SIGINT)
+        return 0 if all(c in stopped for c in self.codes.values()) else 1
