@@ -108,6 +108,10 @@ async def test_steps_waits_and_queue_and_schedule_buttons(
     assert await app.schedules.get("nightly-report") is None
     shot(d, "schedule-deleted")
 
+    await asyncio.to_thread(d.get, base + "/jobs")  # published definitions, live versions
+    await until(d, lambda d: "sign" in d.find_element(By.TAG_NAME, "main").text)
+    shot(d, "jobs")
+
 
 async def _is(app: StackShift, run_id: str, status: str) -> bool:
     return await _status(app, run_id) == status
