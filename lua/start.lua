@@ -17,7 +17,7 @@
 -- Errors: STALE when the definitions changed since ARGV[10] (nothing written).
 -- @include keys.lua
 -- @include now_ms.lua
--- @include start_run.lua
+-- @include start_once.lua
 -- @include defs_rev.lua
 -- @include pick_version.lua
 -- @include with_version.lua
@@ -36,28 +36,8 @@ local out = {}
 for i = 1, n do
   local rk, ik = KEYS[2 * i - 1], KEYS[2 * i]
   local id, has_idem, payload = ARGV[8 + 4 * i], ARGV[9 + 4 * i] == '1', ARGV[10 + 4 * i]
-  local existing = false
-  if has_idem then
-    existing = redis.call('GET', ik)
-    if existing and redis.call('EXISTS', K.run(prefix, existing)) == 0 then
-      existing = false
-    end
-  end
-  local rid, dedup, skipped = id, 0, ''
-  if existing and existing ~= id then
-    rid, dedup = existing, 1
-  elseif not existing and redis.call('EXISTS', rk) == 0 then -- (else a client retry)
-    local plan = nil
-    if ARGV[11 + 4 * i] ~= '' then plan = cjson.decode(ARGV[11 + 4 * i]) end
-    local fields = extra
-    if has_idem then
-      fields = {idem_key = ik}
-      for f, v in pairs(extra) do fields[f] = v end
-    end
-    rid, dedup, skipped = start_run(prefix, job, queue, id, payload, plan, now, due, keep,
-      fields)
-    if has_idem and rid ~= '' then redis.call('SET', ik, rid, 'PX', idem_ttl) end
-  end
+  local rid, dedup, skipped = start_once(prefix, job, queue, rk, ik, id, has_idem, payload,
+    ARGV[11 + 4 * i], extra, now, due, keep, idem_ttl)
   out[#out + 1] = rid
   out[#out + 1] = dedup
   out[#out + 1] = skipped

@@ -1,5 +1,5 @@
--- start_once: one run of `job`, idempotently, as one pass of lua/start.lua's loop (a copy:
--- start.lua is the hot path and keeps its own; keep the two in step). rk, ik: the run's key
+-- start_once: one run of `job`, idempotently: one pass of lua/start.lua's loop (and a
+-- transactional step's start, lua/transact.lua). rk, ik: the run's key
 -- and its idempotency key (rk again when none); `extra` hook fields (read only). Returns
 -- run id ('' when skipped), deduplicated 0|1 and the skip reason ('' | 'rate_limited' |
 -- 'singleton'); a run id that exists already (a retried call) is returned as it is.
