@@ -83,9 +83,12 @@ async def test_one_line_per_outcome_with_the_run_fields(
     assert failure.exc_info is not None and failure.exc_info[1] is not None  # the traceback
     assert lines(runs["blocked"])[-1][0] == "INFO"
     assert "cancelled" in lines(runs["blocked"])[-1][1]
-    assert any(
-        lvl == "ERROR" and "'ghost' is not registered in this worker" in msg
-        for lvl, msg in lines(ghost)
+    # the ERROR line follows Redis's reply that failed the run: wait for it, too
+    await wait_for(
+        lambda: any(
+            lvl == "ERROR" and "'ghost' is not registered in this worker" in msg
+            for lvl, msg in lines(ghost)
+        )
     )
     for record in _run_records(caplog, ok_id):
         assert {f: getattr(record, f) for f in RUN_FIELDS} == {
