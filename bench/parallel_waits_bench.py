@@ -55,9 +55,7 @@ async def fan_out(url: str, n: int, style: str) -> dict[str, float]:
     @app.job("parent")
     async def parent(ctx: RunContext) -> int:
         if style == "gather":
-            parts = await asyncio.gather(
-                *(ctx.step.invoke(f"c{i}", "child", i) for i in range(n))
-            )
+            parts = await asyncio.gather(*(ctx.step.invoke(f"c{i}", "child", i) for i in range(n)))
             return sum(parts)
         return sum([await ctx.step.invoke(f"c{i}", "child", i) for i in range(n)])
 

@@ -135,9 +135,12 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
     shot(d, "overview")
 
     await asyncio.to_thread(d.get, base + "/runs")
-    rows = d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
-    statuses = sorted(r.get_attribute("data-status") for r in rows)
-    assert statuses == ["completed"] * 3 + ["failed", "waiting"]
+
+    def statuses(d: Any) -> list[str]:
+        rows = d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+        return sorted(r.get_attribute("data-status") for r in rows)
+
+    await until(d, lambda d: statuses(d) == ["completed"] * 3 + ["failed", "waiting"])
     shot(d, "runs")
 
     d.find_element(By.CSS_SELECTOR, "#runs tr[data-status='failed'] a").click()
@@ -150,7 +153,7 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
     shot(d, "run-retried")
 
     await asyncio.to_thread(d.get, base + "/events")
-    assert waiting.id in d.find_element(By.ID, "waiting").text
+    await until(d, lambda d: waiting.id in d.find_element(By.ID, "waiting").text)
     shot(d, "events-waiting")
     d.find_element(By.ID, "event-name").send_keys("payment.succeeded")
     d.find_element(By.ID, "event-data").send_keys('{"order_id": "o_77", "amount": 12}')
@@ -162,7 +165,7 @@ async def test_operator_retries_a_failed_run_and_resumes_a_waiting_one(
     }
     await asyncio.to_thread(d.get, f"{base}/runs/{waiting.id}")
     await until(d, lambda d: d.find_element(By.ID, "run-status").text == "completed")
-    assert len(d.find_elements(By.CSS_SELECTOR, ".wf-row")) == 3  # reserve, wait, ship
+    await until(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".wf-row")) == 3)  # 3 steps
     shot(d, "run-resumed")
 
     await asyncio.to_thread(d.get, base + "/runs/0000000000000000deadbeef")

@@ -85,7 +85,7 @@ async def test_steps_waits_and_queue_and_schedule_buttons(
     await until(d, lambda d: d.find_element(By.CSS_SELECTOR, btn).text == "Pause")
     d.find_element(By.CSS_SELECTOR, btn).click()
     await until(d, lambda d: "queue ops: paused" in d.find_element(By.ID, "flash").text)
-    assert d.find_element(By.CSS_SELECTOR, btn).text == "Resume"
+    await until(d, lambda d: d.find_element(By.CSS_SELECTOR, btn).text == "Resume")
     assert await app.pause_queue("ops") is False  # paused already
     shot(d, "queue-paused")
     d.find_element(By.CSS_SELECTOR, btn).click()

@@ -296,4 +296,3 @@ async def _layout_is(app: StackShift, n: int) -> bool:
 async def _dump(app: StackShift) -> list[tuple[str, str, Any]]:
     keys = (await dump_namespace(app.redis, app.namespace))["keys"]
     return [(k["key"], k["type"], k["value"]) for k in keys]
-

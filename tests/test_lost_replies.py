@@ -169,10 +169,13 @@ async def test_publishes_through_lost_replies_are_added_once_each(
             await ctx.publish(i)  # a lost reply is re-sent with the same call number
         return 200
 
+    # one publish fails for good when all 6 sends lose their reply: 0.2**6 per publish,
+    # about 1% of the test's runs at 20%; at 10% (still > 5 drops) it is about 0.02%
+    proxy.p = 0.1
     run = await app.start("talk")
     running_worker(app, concurrency=1)
     assert await run.result(timeout=60) == 200
     got = [(m.attempt, m.data) async for m in direct.run(run.id).stream()]
     assert got == [(1, i) for i in range(200)]  # none lost, none twice
-    assert proxy.dropped > 10
+    assert proxy.dropped > 5
     await app.close()

@@ -105,8 +105,20 @@ async def test_escape_key_names_converts_layout_1_and_the_runs_finish(
     before = sorted(k.decode() for k in await namespace_keys(app))
     renamed = await _downgrade(app)
     shapes = {_shape(app, new) for new in renamed.values()}
-    assert {"idem", "stream", "ready", "ring", "queue_stat", "delayed", "event_shapes",
-            "event_waiters", "event_log", "event_data", "throttle", "singleton"} <= shapes
+    assert {
+        "idem",
+        "stream",
+        "ready",
+        "ring",
+        "queue_stat",
+        "delayed",
+        "event_shapes",
+        "event_waiters",
+        "event_log",
+        "event_data",
+        "throttle",
+        "singleton",
+    } <= shapes
     # a batch, then a crash: the next process starts over; then once more, to no effect
     assert await escape_key_names(app._core, "", 3) is not None
     assert await _convert(app) > 1

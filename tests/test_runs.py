@@ -120,13 +120,20 @@ async def test_thousand_waiters_do_not_poll(app: StackShift, running_worker: Any
 
     runs = await app.start_many("j", list(range(1000)))
     waits = [asyncio.create_task(r.result(timeout=30)) for r in runs]
-    await asyncio.sleep(1.0)  # every waiter has registered
     node = node_of(app)  # on a cluster: the node holding the namespace's slot
-    before = (await app.redis.info("stats", **node))["total_commands_processed"]
-    await asyncio.sleep(1.0)
-    during = (await app.redis.info("stats", **node))["total_commands_processed"] - before
+    # Once every waiter has registered (slow on a loaded machine; other tests' workers may
+    # still be stopping), a whole second passes with almost no command: polling 1000
+    # waiters would cost thousands every second, always.
+    windows: list[int] = []
+    for _ in range(15):
+        before = (await app.redis.info("stats", **node))["total_commands_processed"]
+        await asyncio.sleep(1.0)
+        after = (await app.redis.info("stats", **node))["total_commands_processed"]
+        windows.append(after - before)
+        if windows[-1] < 20:
+            break
     stats = {k: v["calls"] for k, v in (await app.redis.info("commandstats", **node)).items()}
-    assert during < 20, f"{during} commands while 1000 results were awaited {stats}"
+    assert windows[-1] < 20, f"commands/s {windows} while 1000 results were awaited {stats}"
     running_worker(app, concurrency=100)
     gate.set()
     assert await asyncio.gather(*waits) == list(range(1000))

@@ -409,7 +409,9 @@ async def test_unknown_job_writes_nothing(app: StackShift) -> None:
 
 
 async def test_jitter_delays_each_tick_once(app: StackShift) -> None:
-    await app.schedules.create("jit", job="jj", every=1, jitter=30, queue_name="jq")
+    # a jitter of up to an hour: the tick's delay (hash-derived) all but surely outlasts
+    # a slow poll on a loaded machine (a 30 s jitter fell under a second now and then)
+    await app.schedules.create("jit", job="jj", every=1, jitter=3600, queue_name="jq")
     made = await _make_due(app, "jit", 0)
     await ScheduleDuty(app._core).poll()
     (run,) = await _runs(app, "jj")
@@ -417,7 +419,7 @@ async def test_jitter_delays_each_tick_once(app: StackShift) -> None:
     assert tick - made in (0, 1000)
     assert run.status == "scheduled"  # waits for tick + its jitter, then runs
     due = await app.redis.zscore(app._core.keys.delayed("jq"), run.id)
-    assert due == tick + jitter_ms("jit", tick, 30_000)
+    assert due == tick + jitter_ms("jit", tick, 3_600_000)
 
 
 def test_bad_decorator_options_raise(app: StackShift) -> None:

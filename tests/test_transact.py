@@ -147,9 +147,7 @@ async def test_sync_handler_transact(app: StackShift, running_worker: Any) -> No
     assert await app.state.get("seen") == 7
 
 
-async def test_a_recorded_step_is_not_committed_again(
-    app: StackShift, running_worker: Any
-) -> None:
+async def test_a_recorded_step_is_not_committed_again(app: StackShift, running_worker: Any) -> None:
     calls: list[int] = []
 
     async def once(tx: StateTx) -> int:

@@ -182,4 +182,3 @@ async def test_fifty_concurrent_increments_end_at_fifty(
     assert sorted(results) == list(range(1, 51))
     assert await app.state.get("one") == 50
     await app.close()
-

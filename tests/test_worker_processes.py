@@ -70,7 +70,9 @@ async def test_worker_started_before_redis_waits_for_it(
     log = _log(tmp_path, "worker.log")
     procs.append(spawn_worker(own_redis.url, namespace, "-q", "life", log=log, env=STANDALONE,
                               target=TARGET))  # fmt: skip
-    await asyncio.sleep(3.0)  # the worker backs off, alive
+    # the worker (slow to import on a loaded machine) reports it once, then backs off, alive
+    await wait_for(lambda: "cannot reach Redis" in (tmp_path / "worker.log").read_text(), 30)
+    await asyncio.sleep(1.0)
     assert procs[0].poll() is None
     own_redis.start()
     app = StackShift(own_redis.url, namespace=namespace)

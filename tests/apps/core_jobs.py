@@ -32,8 +32,6 @@ app.queue("fanout", visibility_timeout=1)
 KEYED_OPTIONS: dict[str, Any] = {"queue": "flow", "concurrency": [Concurrency(2, key="k")]}
 
 
-
-
 @app.job("two_steps", queue="recovery")
 async def two_steps(ctx: RunContext) -> str:
     """Step A is quick; step B hangs on its first execution (the test kills the worker)."""

@@ -17,6 +17,7 @@ app = app_from_env(standalone=bool(os.environ.get("DAYTWO_STANDALONE")))
 if os.environ.get("DAYTWO_LIMIT"):
     app.queue("heavy", concurrency=int(os.environ["DAYTWO_LIMIT"]), visibility_timeout=5)
 
+
 @app.on_startup
 async def open_pool(resources: dict[str, Any]) -> None:
     """Puts a shared resource in place (or fails, with DAYTWO_FAIL_STARTUP)."""

