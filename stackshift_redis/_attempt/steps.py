@@ -225,16 +225,26 @@ class SyncStep:
     def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run `fn(*args, **kwargs)` once for this run, in this thread, and store its result."""
+    def _once(
+        self, name: str, fn: Callable[..., Any], kind: str, body: Callable[[str], Any]
+    ) -> Any:
+        """A step's stored result, else `body(step key)` in this thread (through the
+        hooks); a coroutine function is refused (it cannot run in a worker thread)."""
         ex = self._ex
         key, memo = ex.lookup(name)
         if memo is not MISSING:
             return memo
         if inspect.iscoroutinefunction(fn):
             raise NonRetriableError(_ASYNC_IN_SYNC.format(name=name, fn=_fn_name(fn)))
+        if not ex.ns.hooks:
+            return body(key)
+        return ex.ns.hooks.step_sync(StepInput(ex.hook_input, name, kind), lambda: body(key))
 
-        def body() -> Any:
+    def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` once for this run, in this thread, and store its result."""
+        ex = self._ex
+
+        def body(key: str) -> Any:
             self._wait(ex.ensure_lease())
             try:
                 value = fn(*args, **kwargs)
@@ -247,9 +257,7 @@ class SyncStep:
                 raise
             return self._wait(ex.record(key, value))
 
-        if not ex.ns.hooks:
-            return body()
-        return ex.ns.hooks.step_sync(StepInput(ex.hook_input, name, "run"), body)
+        return self._once(name, fn, "run", body)
 
     def transact(
         self,
@@ -263,13 +271,8 @@ class SyncStep:
         its writes, events, starts and result together, exactly once (see Step.transact)."""
         ex = self._ex
         tx_mod.check_conflicts(max_conflicts)
-        key, memo = ex.lookup(name)
-        if memo is not MISSING:
-            return memo
-        if inspect.iscoroutinefunction(fn):
-            raise NonRetriableError(_ASYNC_IN_SYNC.format(name=name, fn=_fn_name(fn)))
 
-        def body() -> Any:
+        def body(key: str) -> Any:
             self._wait(ex.ensure_lease())
             for n in range(max_conflicts + 1):
                 if n:
@@ -285,9 +288,7 @@ class SyncStep:
                     return out
             self._wait(tx_mod.conflicted(ex, key, max_conflicts))
 
-        if not ex.ns.hooks:
-            return body()
-        return ex.ns.hooks.step_sync(StepInput(ex.hook_input, name, "transact"), body)
+        return self._once(name, fn, "transact", body)
 
     def sleep(self, name: str, duration: Duration) -> None:
         """Suspend the run for `duration` (see Step.sleep)."""

@@ -54,6 +54,16 @@ def _statuses(op: str, status: Statuses, allowed: tuple[str, ...]) -> list[str]:
     return given
 
 
+def _action_statuses(action: str, status: Statuses, op: str) -> list[str]:
+    """The statuses a bulk `action` ('cancel' | 'retry') acts on: the given ones, each
+    allowed for it, else its default (every cancellable status; failed runs for retry)."""
+    if action not in ("cancel", "retry"):
+        raise InvalidArgumentError(f"{op}: action must be cancel or retry: {action!r}")
+    allowed = CANCELLABLE if action == "cancel" else RETRIABLE
+    default = None if action == "cancel" else "failed"
+    return _statuses(f"{action}_runs", status if status else default, allowed)
+
+
 def _range(created_after: datetime | None, created_before: datetime | None) -> tuple[int, int]:
     """(after, before) in epoch ms, -1 where not given; an empty or inverted range fails."""
     for name, value in (("created_after", created_after), ("created_before", created_before)):
@@ -116,11 +126,7 @@ class Control:
         """How many runs `action` ('cancel' | 'retry') would change now with these filters
         (a dry run; its default statuses). Cost: one ZLEXCOUNT per status on the
         creation-ordered index (O(log n)), in one pipeline."""
-        if action not in ("cancel", "retry"):
-            raise InvalidArgumentError(f"count_runs: action must be cancel or retry: {action!r}")
-        allowed = CANCELLABLE if action == "cancel" else RETRIABLE
-        default = None if action == "cancel" else "failed"
-        statuses = _statuses(f"{action}_runs", status if status else default, allowed)
+        statuses = _action_statuses(action, status, "count_runs")
         _range(created_after, created_before)
         if job is not None:
             check_name("job", job)
@@ -182,11 +188,7 @@ class Control:
         """Part of a bulk cancel or retry (the dashboard's progress): batches for about
         `seconds`, from `cursor` (None: the start); (runs changed, the cursor to go on
         from, or None when the pass is over)."""
-        if action not in ("cancel", "retry"):
-            raise InvalidArgumentError(f"bulk: action must be cancel or retry: {action!r}")
-        allowed = CANCELLABLE if action == "cancel" else RETRIABLE
-        default = None if action == "cancel" else "failed"
-        statuses = _statuses(f"{action}_runs", status if status else default, allowed)
+        statuses = _action_statuses(action, status, "bulk")
         created = _range(created_after, created_before)
         return await self._bulk_part(
             action, job, statuses, created, reason, cursor, time.monotonic() + seconds
