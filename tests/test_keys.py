@@ -13,7 +13,8 @@ import pytest
 from helpers import namespace_keys, wait_for
 
 from stackshift_redis import Concurrency, RunContext, StackShift
-from stackshift_redis._core.keys import SHAPES, STATUSES, Keys, escape, lua_keys, parse
+from stackshift_redis._core.keys import SHAPES, STATUSES, Keys, escape, parse
+from stackshift_redis._core.luasrc import lua_keys
 
 # separators and escapes in every position: ':' splits parts, '%' starts an escape
 TRICKY = ["a", "a:b", "a%b", "%3A", "a%3Ab", "%253A", ":", "::", "", "%", "a:ready:b", "stream",

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis._core.keys import SHAPES, Keys, lua_keys
+from stackshift_redis._core.keys import SHAPES, Keys
 from stackshift_redis._core.luasrc import (
     MAX_INCLUDE_DEPTH,
     include_depth,
     lua_dir,
+    lua_keys,
     readme_with_graph,
     script_names,
     source,

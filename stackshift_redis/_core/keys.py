@@ -3,7 +3,7 @@
 Every key of a namespace carries the hash tag `{namespace}`, so every script is atomic
 over the whole namespace and runs unchanged on Redis Cluster. A key is `ss:{ns}:` plus
 the parts of its shape in `SHAPES` joined by `:`. `Keys` renders them in Python;
-`lua_keys()` renders the same shapes as the Lua table `K` that scripts include with
+`luasrc.lua_keys()` renders the same shapes as the Lua table `K` that scripts include with
 `-- @include keys.lua`, so a script that must find a key at run time (a run id read from a
 sorted set) spells no key name itself.
 
@@ -115,7 +115,7 @@ def _raw(parts: tuple[str, ...], i: int) -> bool:
 
 
 # per shape: (literal text, or None for an argument; whether the argument is escaped)
-_PLANS: dict[str, tuple[tuple[str | None, bool], ...]] = {
+PLANS: dict[str, tuple[tuple[str | None, bool], ...]] = {
     name: tuple(
         (None, not _raw(parts, i)) if p.startswith("{") else (p, False) for i, p in enumerate(parts)
     )
@@ -126,7 +126,7 @@ _PLANS: dict[str, tuple[tuple[str | None, bool], ...]] = {
 def _render(prefix: str, shape: str, args: tuple[str, ...]) -> str:
     values = iter(args)
     out: list[str] = []
-    for literal, escaped in _PLANS[shape]:
+    for literal, escaped in PLANS[shape]:
         if literal is not None:
             out.append(literal)
         else:
@@ -152,7 +152,7 @@ def scan_pattern(prefix: str, first: str = "") -> str:
 
 
 def _match(shape: str, segments: list[str]) -> tuple[str, ...] | None:
-    plan = _PLANS[shape]
+    plan = PLANS[shape]
     wide = next((i for i, (lit, esc) in enumerate(plan) if lit is None and not esc), None)
     if (wide is None and len(segments) != len(plan)) or len(segments) < len(plan):
         return None
@@ -394,44 +394,6 @@ class Keys:
     def schedules(self) -> str:
         """ZSET: schedule name -> next fire time ms (+inf while paused)."""
         return _render(self.prefix, "schedules", ())
-
-
-def lua_keys() -> str:
-    """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does
-    (`K_esc` escapes a part as `escape`)."""
-    lines = [
-        "-- keys: rendered from stackshift_redis/_core/keys.py SHAPES",
-        "local K = {}",
-        "local K_escaped = {}  -- part -> escaped part, within one script call",
-        "local function K_esc(s)",
-        "  local v = K_escaped[s]",
-        "  if v then return v end",
-        "  v = s",
-        "  if string.find(s, ':', 1, true) or string.find(s, '%', 1, true) then",
-        "    v = string.gsub(string.gsub(s, '%%', '%%25'), ':', '%%3A')",
-        "  end",
-        "  K_escaped[s] = v",
-        "  return v",
-        "end",
-    ]
-    for name, parts in SHAPES.items():
-        args = [p[1:-1] for p in parts if p.startswith("{")]
-        pieces: list[str] = []
-        literal = ""
-        for i, ((text, escaped), part) in enumerate(zip(_PLANS[name], parts, strict=True)):
-            sep = ":" if i < len(parts) - 1 else ""
-            if text is None:
-                if literal:
-                    pieces.append(f"'{literal}'")
-                pieces.append(f"K_esc({part[1:-1]})" if escaped else part[1:-1])
-                literal = sep
-            else:
-                literal += text + sep
-        if literal:
-            pieces.append(f"'{literal}'")
-        params = "".join(f", {a}" for a in args)
-        lines.append(f"function K.{name}(p{params}) return {' .. '.join(['p', *pieces])} end")
-    return "\n".join(lines)
 
 
 def layout1_markers(keys: Keys) -> list[str]:

@@ -17,10 +17,50 @@ import re
 from functools import cache
 from pathlib import Path
 
-from .keys import lua_keys
+from .keys import PLANS, SHAPES
 
 _INCLUDE = re.compile(r"^-- @include ([a-z_]+\.lua)\s*$")
 _PACKAGE = Path(__file__).resolve().parent.parent  # stackshift_redis/
+
+
+def lua_keys() -> str:
+    """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does
+    (`K_esc` escapes a part as `escape`)."""
+    lines = [
+        "-- keys: rendered from stackshift_redis/_core/keys.py SHAPES",
+        "local K = {}",
+        "local K_escaped = {}  -- part -> escaped part, within one script call",
+        "local function K_esc(s)",
+        "  local v = K_escaped[s]",
+        "  if v then return v end",
+        "  v = s",
+        "  if string.find(s, ':', 1, true) or string.find(s, '%', 1, true) then",
+        "    v = string.gsub(string.gsub(s, '%%', '%%25'), ':', '%%3A')",
+        "  end",
+        "  K_escaped[s] = v",
+        "  return v",
+        "end",
+    ]
+    for name, parts in SHAPES.items():
+        args = [p[1:-1] for p in parts if p.startswith("{")]
+        pieces: list[str] = []
+        literal = ""
+        for i, ((text, escaped), part) in enumerate(zip(PLANS[name], parts, strict=True)):
+            sep = ":" if i < len(parts) - 1 else ""
+            if text is None:
+                if literal:
+                    pieces.append(f"'{literal}'")
+                pieces.append(f"K_esc({part[1:-1]})" if escaped else part[1:-1])
+                literal = sep
+            else:
+                literal += text + sep
+        if literal:
+            pieces.append(f"'{literal}'")
+        params = "".join(f", {a}" for a in args)
+        lines.append(f"function K.{name}(p{params}) return {' .. '.join(['p', *pieces])} end")
+    return "\n".join(lines)
+
+
 _VIRTUAL = {"keys.lua": lua_keys}
 
 
