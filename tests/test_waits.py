@@ -21,7 +21,7 @@ async def test_sleep_frees_the_only_slot(app: StackShift, running_worker: Any) -
     @app.job("sleeper")
     async def sleeper(ctx: RunContext) -> float:
         t0 = await ctx.step.run("t0", time.time)
-        await ctx.step.sleep("nap", 1.0)
+        await ctx.step.sleep("nap", 3.0)  # still asleep when `quick` is done, even if loaded
         order.append("sleeper")
         return time.time() - t0
 
@@ -33,7 +33,7 @@ async def test_sleep_frees_the_only_slot(app: StackShift, running_worker: Any) -
     quick = await app.start("quick")
     await quick.result(timeout=5)
     assert await sleeping.status() == "waiting"
-    assert 0.95 <= await sleeping.result(timeout=10) < 5
+    assert 2.95 <= await sleeping.result(timeout=20) < 15
     assert order == ["quick", "sleeper"]
     info = await app.get_run(sleeping.id)
     assert info is not None
