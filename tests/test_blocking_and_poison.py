@@ -42,7 +42,7 @@ async def test_a_plain_step_function_runs_off_the_loop(
             seen["on_loop"] = True
         except RuntimeError:
             seen["on_loop"] = False
-        time.sleep(0.3)
+        time.sleep(1.0)  # long enough for 5 ticks of a loaded loop
         return "done"
 
     @app.job("j")
