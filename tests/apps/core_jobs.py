@@ -25,7 +25,7 @@ app.queue("handlers", visibility_timeout=2)
 app.queue("ordered", visibility_timeout=5)
 app.queue("pause", visibility_timeout=1)
 app.queue("sched", visibility_timeout=5)
-app.queue("flow", visibility_timeout=2)
+app.queue("flow", visibility_timeout=4)
 app.queue("fanout", visibility_timeout=3)
 # per-key concurrency (tests/test_flow_workers.py registers the same options in the test
 # process: flow-control rules are resolved by the process that starts the run)
