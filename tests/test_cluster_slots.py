@@ -166,7 +166,7 @@ def test_keys_of_a_namespace_share_its_slot() -> None:
 async def test_every_script_call_touches_one_slot(
     app: StackShift, running_worker: Any, script_calls: list[Call]
 ) -> None:
-    app.queue("default", visibility_timeout=1)  # renew and reclaim run every ~0.3 s
+    app.queue("default", visibility_timeout=2)  # renew and reclaim run every ~0.67 s
     attempts: dict[str, int] = {}
 
     app.job("child", lambda ctx: ctx.payload * 2)
@@ -179,7 +179,7 @@ async def test_every_script_call_touches_one_slot(
         evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
         kid = await ctx.step.invoke("kid", job="child", payload=21)
         await ctx.step.transact("tx", _tx_all)
-        await ctx.step.run("slow", asyncio.sleep, 0.5)  # outlives a renew interval
+        await ctx.step.run("slow", asyncio.sleep, 1.0)  # outlives a renew interval
         assert evt is not None
         return a + kid + evt.data["v"]
 

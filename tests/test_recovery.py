@@ -245,7 +245,7 @@ async def test_poison_run_fails_after_max_deliveries(
             break
         assert proc.poll() == 1
     with pytest.raises(RunFailed) as caught:
-        await run.result(timeout=5)
+        await run.result(timeout=20)
     assert caught.value.error["type"] == "PoisonRunError"
     info = await client.get_run(run.id)
     assert info is not None and info.status == "failed" and info.error is not None
