@@ -78,7 +78,7 @@ async def test_the_watchdog_names_the_run_when_the_loop_is_blocked(
     running_worker(app, lag_threshold=0.3)
     run = await app.start("hog")
     await run.result(timeout=10)
-    await wait_for(lambda: "event loop blocked" in caplog.text, 5)
+    await wait_for(lambda: "event loop blocked" in caplog.text, 20)
     line = next(r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage())
     assert run.id in line and "(hog)" in line
 

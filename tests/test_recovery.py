@@ -225,7 +225,7 @@ async def test_run_redelivered_to_same_worker_replaces_stale_attempt(
     gate.set()  # the stale attempt (if still running) ends while the new one runs
     assert await run.result(timeout=25) == "second"
     assert count == 2
-    await wait_for(lambda: not worker.running, timeout=5)
+    await wait_for(lambda: not worker.running, timeout=20)
 
 
 async def test_poison_run_fails_after_max_deliveries(
