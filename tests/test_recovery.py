@@ -297,7 +297,7 @@ async def test_dead_worker_consumer_is_cleaned_up(
     graceful, killed = procs
 
     graceful.send_signal(signal.SIGTERM)  # a clean stop leaves the group
-    assert await wait_exit(graceful, 10) == 0
+    assert await wait_exit(graceful, 30) == 0
     assert by_pid[graceful.pid] not in await _consumers(client, "cli")
     assert await ids() == [by_pid[killed.pid]]
 
