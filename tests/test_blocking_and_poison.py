@@ -42,7 +42,7 @@ async def test_a_plain_step_function_runs_off_the_loop(
             seen["on_loop"] = True
         except RuntimeError:
             seen["on_loop"] = False
-        time.sleep(0.3)
+        time.sleep(1.0)  # long enough for 5 ticks of a loaded loop
         return "done"
 
     @app.job("j")
@@ -78,7 +78,7 @@ async def test_the_watchdog_names_the_run_when_the_loop_is_blocked(
     running_worker(app, lag_threshold=0.3)
     run = await app.start("hog")
     await run.result(timeout=10)
-    await wait_for(lambda: "event loop blocked" in caplog.text, 5)
+    await wait_for(lambda: "event loop blocked" in caplog.text, 20)
     line = next(r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage())
     assert run.id in line and "(hog)" in line
 

@@ -129,11 +129,16 @@ async def test_time_range_status_lists_running_runs_and_retrying_cancelled(
     assert again == 40 and {await r.status() for r in first} == {"queued"}
 
     held = await app.start_many("hold", ["a", "b"])
-    running_worker(app, queues=["held"])
+    worker = running_worker(app, queues=["held"])
     await wait_for(lambda: _is(app, "hold", "running", 2))
     assert await app.cancel_runs(status="running") == 2  # flagged: they stop at a step
     assert await app.cancel_runs(status="running") == 0  # flagged already
-    await asyncio.sleep(0.5)  # the worker reads the cancel notices (it polls them)
+
+    def flagged() -> bool:  # the worker has read the cancel notices (it polls them)
+        attempts = [worker.running.get(r.id) for r in held]
+        return all(a is not None and a[0].cancel_requested for a in attempts)
+
+    await wait_for(flagged, 20)
     gate.set()
     for r in held:
         await wait_for(lambda r=r: _status_is(r, "cancelled"))

@@ -99,7 +99,7 @@ async def test_second_signal_forces_exit(
         await asyncio.sleep(0.5)
         assert proc.poll() is None  # still within its grace period
         proc.send_signal(signal.SIGINT)
-        code = await wait_exit(proc, 8)
+        code = await wait_exit(proc, 20)
     text = (tmp_path / "worker.log").read_text()
     assert code == 0, f"worker did not exit after a second signal: {code}\n{text}"
     assert await _seen(client, job, "finished") == 0

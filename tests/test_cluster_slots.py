@@ -166,7 +166,7 @@ def test_keys_of_a_namespace_share_its_slot() -> None:
 async def test_every_script_call_touches_one_slot(
     app: StackShift, running_worker: Any, script_calls: list[Call]
 ) -> None:
-    app.queue("default", visibility_timeout=1)  # renew and reclaim run every ~0.3 s
+    app.queue("default", visibility_timeout=2)  # renew and reclaim run every ~0.67 s
     attempts: dict[str, int] = {}
 
     app.job("child", lambda ctx: ctx.payload * 2)
@@ -179,7 +179,7 @@ async def test_every_script_call_touches_one_slot(
         evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
         kid = await ctx.step.invoke("kid", job="child", payload=21)
         await ctx.step.transact("tx", _tx_all)
-        await ctx.step.run("slow", asyncio.sleep, 0.5)  # outlives a renew interval
+        await ctx.step.run("slow", asyncio.sleep, 1.0)  # outlives a renew interval
         assert evt is not None
         return a + kid + evt.data["v"]
 
@@ -241,14 +241,14 @@ async def test_every_script_call_touches_one_slot(
     await st.set("k", {"a": 1})
     assert await st.incr("n", 2, ttl=60) == 2
     assert await st.mark("m", ttl=60) is True
-    async with st.lock("L", ttl=0.3, wait=1):
-        await asyncio.sleep(0.35)  # extended by lock_extend while held
+    async with st.lock("L", ttl=1, wait=1):  # extended every 0.33 s: a stall keeps it
+        await asyncio.sleep(1.2)  # extended by lock_extend while held
     workers, stats = await app._core.scripts.queue_stats(["default", "other"])  # metrics gauges
     assert workers == 1 and [s.queue for s in stats] == ["default", "other"]
 
     assert await app.unregister_job("parked") == 1
     await app.schedules.create("sched", job="child", every=1, payload=5, overlap="skip")
-    await wait_for(lambda: _fired(app, "sched"), 5)  # a worker's upkeep fired a tick
+    await wait_for(lambda: _fired(app, "sched"), 20)  # a worker's upkeep fired a tick
     assert await (await app.schedules.trigger("sched")).result(timeout=10) == 10
     assert await app.schedules.pause("sched") and await app.schedules.resume("sched")
     assert await app.schedules.delete("sched")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import wait_for
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis.dashboard import create_app, streaming
@@ -93,7 +94,9 @@ async def test_a_live_run_streams_as_it_publishes_with_keepalives(
     running_worker(app)
     async with _client(create_app(app)) as c:
         request = asyncio.create_task(c.get(f"/runs/{run.id}/stream"))
-        await asyncio.sleep(0.4)  # the response is open and quiet: keepalive comments
+        # the response is open (it follows the run: marked) and quiet: keepalive comments
+        await wait_for(lambda: app.redis.hexists(app._core.keys.run(run.id), "out"), 20)
+        await asyncio.sleep(0.4)
         gate.set()
         evs = events((await asyncio.wait_for(request, 15)).text)
     assert {"comment": "keepalive"} in evs

@@ -113,7 +113,8 @@ async def test_a_v1_run_finishes_on_v1_code_while_a_v2_run_starts_at_once(
     old = _worker(redis_url, ns, DEFS_VERSIONS="1")
     procs.append(old)
     await wait_for(lambda: _published(client, "deploy"), 20)
-    first = await client.start("deploy", {"nap": 3})
+    # a nap that outlasts a worker's stop and the next one's start on a loaded machine
+    first = await client.start("deploy", {"nap": 10})
     await wait_for(lambda: _all(client, [first], "waiting"), 20)
     await _stop(old)
     procs.append(_worker(redis_url, ns, DEFS_VERSIONS="1,2"))  # the deploy keeps v1's code

@@ -29,8 +29,10 @@ async def test_a_paused_worker_never_reruns_a_completed_step(
     make_app: Any, redis_server: Any, procs: list[Any], with_progress: bool
 ) -> None:
     app: StackShift = make_app()
+    # a gap of 4 s between the steps: the test sees every step A and stops the worker
+    # within it, also on a loaded machine
     runs = [
-        await app.start("paused_steps", {"gap": 1.5, "progress": with_progress}, queue_name="pause")
+        await app.start("paused_steps", {"gap": 4.0, "progress": with_progress}, queue_name="pause")
         for _ in range(3)
     ]
     paused = spawn_worker(redis_server.url, app.namespace, "-q", "pause", "-c", "4")
@@ -44,7 +46,7 @@ async def test_a_paused_worker_never_reruns_a_completed_step(
         assert await observed(app, "b") == 3
     finally:
         paused.send_signal(signal.SIGCONT)
-    await asyncio.sleep(2.5)  # the paused worker wakes: its gaps are long over
+    await asyncio.sleep(5.0)  # the paused worker wakes: its gaps (4 s) are long over
     assert await observed(app, "b") == 3, "a paused worker ran step B again"
     for run in runs:
         info = await app.get_run(run.id)

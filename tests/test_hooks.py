@@ -3,8 +3,9 @@ fields it stores at start come back with the attempt."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+from helpers import wait_for
 
 from stackshift_redis import RunContext, StackShift, SyncRunContext
 from stackshift_redis.hooks import AttemptInput, Hook, Proceed, StepInput
@@ -59,11 +60,12 @@ async def test_a_hook_sees_attempts_steps_and_outcomes(
     running_worker(app)
     assert await run.result(timeout=10) == 2
     await app.run(failing.id).status()
-    for _ in range(100):
-        finished = {e[:3] for e in hook.seen if e[0] == "finished"}  # told after the record
-        if {("finished", "plain", "failed"), ("finished", "flow", "completed")} <= finished:
-            break
-        await asyncio.sleep(0.05)
+
+    def both_finished() -> bool:  # told after the record: after result() may return
+        finished = {e[:3] for e in hook.seen if e[0] == "finished"}
+        return {("finished", "plain", "failed"), ("finished", "flow", "completed")} <= finished
+
+    await wait_for(both_finished, 20)
     flow_events = [e for e in hook.seen if "plain" not in e and e[1:2] != ("s",)]
     assert flow_events == [
         ("attempt", "flow", 1, 1, False, "t-flow"),

@@ -168,7 +168,7 @@ async def test_a_failing_step_releases_the_lock_and_the_next_process_resumes_at_
     m = await meta(app)
     assert m["mig:count"] == "2" and m["next"] == str(L) and "layout" not in m
     assert not await app.redis.exists(app._core.keys.migrating())  # no TTL to wait for
-    await asyncio.wait_for(make_app(app.namespace)._core.layout.ensure(), 5)
+    await asyncio.wait_for(make_app(app.namespace)._core.layout.ensure(), 10)  # < lock TTL
     assert seen["applied"] == dict.fromkeys(range(6), 1)
     assert (await meta(app))["layout"] == str(L)
 
@@ -236,8 +236,8 @@ async def test_a_worker_waiting_for_another_process_s_migration_stops_when_asked
     worker = app.worker(queues=["lay"], poll_interval=0.05, block_ms=100)
     task = asyncio.create_task(worker.run())
     await wait_for(lambda: "another process is migrating" in caplog.text, 10)
-    await asyncio.wait_for(worker.stop(), 5)
-    await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(worker.stop(), 20)
+    await asyncio.wait_for(task, 20)
     assert seen["calls"] == 0
     assert await app.redis.zscore(app._core.keys.workers(), worker.id) is None  # never joined
 

@@ -109,7 +109,7 @@ async def test_sigkill_of_the_migrating_process_halfway_the_next_one_finishes_it
     app: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     handles = await old_namespace(app, runs=3, items=20)
-    env = {"LAYOUT_STEP": "1", "LAYOUT_STEP_DELAY": "0.1", "LAYOUT_LOCK_MS": "3000"}
+    env = {"LAYOUT_STEP": "1", "LAYOUT_STEP_DELAY": "0.1", "LAYOUT_LOCK_MS": "5000"}
     # the 4th call converts i0006, i0007 and hangs before its cursor is saved
     procs.append(spawn(redis_url, app, tmp_path / "first.log", LAYOUT_STEP_HANG_AT="4", **env))
     await wait_for(lambda: _tried(app, "i0007"), 30)

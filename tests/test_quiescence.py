@@ -43,7 +43,7 @@ async def test_gather_of_waits_is_blocked_and_a_plain_branch_is_not() -> None:
     timer_done = asyncio.Event()
 
     async def plain() -> None:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # still pending at the first check, even after a stall
         timer_done.set()
         await waits[1]
 

@@ -169,11 +169,12 @@ async def test_cancel_running_stops_at_next_step(app: StackShift, running_worker
         await ctx.step.run("two", lambda: done.append("two"))
 
     run = await app.start("long")
-    running_worker(app)
+    worker = running_worker(app)
     await asyncio.wait_for(started.wait(), 10)
     assert await app.cancel(run.id) is True
     assert await run.status() == "running"
-    await asyncio.sleep(0.3)  # workers read cancel requests every poll interval
+    # workers read cancel requests every poll interval: wait until this one has read it
+    await wait_for(lambda: _cancel_flagged(worker, run.id), 20)
     proceed.set()
     with pytest.raises(RunCancelled):
         await run.result(timeout=10)
@@ -262,6 +263,11 @@ async def test_finished_runs_expire_and_queues_stay_empty(
     assert await app.redis.zcard(app._core.keys.idx_status("completed")) == 1
 
 
+def _cancel_flagged(worker: Any, run_id: str) -> bool:
+    held = worker.running.get(run_id)
+    return held is not None and bool(held[0].cancel_requested)
+
+
 async def tickets_gone(count: Any) -> bool:
     return bool(await count() == 0)
 
@@ -329,7 +335,7 @@ async def test_forced_stop_hands_cut_off_runs_back_at_once(app: StackShift) -> N
     second = app.worker(poll_interval=0.05, block_ms=100)
     second_task = asyncio.create_task(second.run())
     try:
-        assert await run.result(timeout=5) == "finished elsewhere"
+        assert await run.result(timeout=20) == "finished elsewhere"
     finally:
         await second.stop(force=True)
         await second_task

@@ -148,8 +148,8 @@ async def test_lock_error_when_not_acquired_and_backoff(
                 pytest.fail("acquired a held lock")
         elapsed = time.monotonic() - t0
         monkeypatch.undo()
-        assert 0.3 <= elapsed < 1.0
-        assert 3 <= calls <= 12  # backs off from 5 ms to 100 ms: no busy spin
+        assert 0.3 <= elapsed < 3.0  # gives up after `wait` (generous: a loaded machine)
+        assert 2 <= calls <= 12  # retried, backing off from 5 ms to 100 ms: no busy spin
         with pytest.raises(LockError):
             await st.lock("busy", wait=0).acquire()
 

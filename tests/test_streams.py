@@ -6,6 +6,7 @@ the sync twins and TestEnv."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -107,7 +108,7 @@ async def test_hundred_concurrent_readers_share_one_blocking_read(
     running_worker(app)
     readers = [asyncio.create_task(read(run)) for _ in range(100)]
     await wait_for(lambda: _status(run, "running"), 10)
-    await asyncio.sleep(0.3)  # every reader has caught up and waits on the run's tail
+    await wait_for(lambda: _tail_waiters(run) == 100, 20)  # every reader waits on the tail
     node = node_of(app)
     before = (await app.redis.info("commandstats", **node)).get("cmdstat_xread", {})
     gate.set()
@@ -117,6 +118,12 @@ async def test_hundred_concurrent_readers_share_one_blocking_read(
     assert len({tuple(m.id for m in r) for r in results}) == 1
     xreads = after.get("calls", 0) - before.get("calls", 0)
     assert xreads <= 100, f"{xreads} XREADs for 50 messages and 100 readers: not shared"
+
+
+def _tail_waiters(run: Any) -> int:
+    """How many readers of this process wait on the run's shared tail read."""
+    tail = run._waiter.tails._tails.get(run.id)
+    return len(tail.waiters) if tail is not None else 0
 
 
 async def _status(run: Any, status: str) -> bool:
@@ -150,7 +157,7 @@ async def test_nothing_is_left_after_retention(make_app: Any, running_worker: An
     talking = await app.start("talk")
     followed = await app.start("quiet", delay=0.3)
     reader = asyncio.create_task(read(followed))  # marks it: its finish ends the stream
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: app.redis.hexists(app._core.keys.run(followed.id), "out"), 10)
     running_worker(app)
     await talking.result(timeout=10)
     assert await asyncio.wait_for(reader, 10) == []
@@ -312,12 +319,23 @@ async def test_a_run_that_never_publishes_pays_no_extra_command(
                 seen.append((await m.next_command())["command"].split())
 
     task = asyncio.create_task(watch())
-    await asyncio.sleep(0.2)
+
+    async def mark(name: str) -> None:
+        """Until MONITOR shows a marker command: it has shown every command before it."""
+        key = f"monitor-mark-{uuid.uuid4().hex}-{name}"
+
+        async def seen_mark() -> bool:
+            await monitor.get(key)
+            return any(key in a for c in seen for a in c)
+
+        await wait_for(seen_mark, 20)
+
     try:
+        await mark("start")  # MONITOR is on
         run = await app.start("noop")
         running_worker(app)
         await wait_for(lambda: _status(run, "completed"), 10)
-        await asyncio.sleep(0.2)
+        await mark("end")  # MONITOR has shown the run's finish
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

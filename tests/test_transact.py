@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from stackshift_redis import (
     RunContext,
@@ -64,7 +65,7 @@ async def test_commit_applies_writes_events_starts_and_result(
     await app.state.set("cart:c1", ["x"])
     w = await app.start("waiter")
     running_worker(app)
-    await asyncio.sleep(0.5)  # the waiter parks
+    await wait_for(lambda: _status_is(w, "waiting"), 20)  # the waiter parks
     run = await app.start("record-order", {"id": 7, "cart": "c1"})
     assert await run.result(timeout=10) == 1
     assert await w.result(timeout=10) == {"id": 7}
@@ -86,6 +87,10 @@ async def test_commit_applies_writes_events_starts_and_result(
     assert tx["events"] == [["order.recorded", f"{run.id}:record-order:1"]]
     assert len(tx["started"]) == 1
     assert ("order.recorded", [w.id], 0) in told and "transact" in told
+
+
+async def _status_is(run: Any, status: str) -> bool:
+    return bool(await run.status() == status)
 
 
 async def test_a_conflict_runs_fn_again_with_fresh_reads(

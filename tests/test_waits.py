@@ -21,7 +21,7 @@ async def test_sleep_frees_the_only_slot(app: StackShift, running_worker: Any) -
     @app.job("sleeper")
     async def sleeper(ctx: RunContext) -> float:
         t0 = await ctx.step.run("t0", time.time)
-        await ctx.step.sleep("nap", 1.0)
+        await ctx.step.sleep("nap", 3.0)  # still asleep when `quick` is done, even if loaded
         order.append("sleeper")
         return time.time() - t0
 
@@ -31,9 +31,9 @@ async def test_sleep_frees_the_only_slot(app: StackShift, running_worker: Any) -
     await wait_for(lambda: sleeping.status(), 5)
     await wait_for(lambda: _is(sleeping, "waiting"))
     quick = await app.start("quick")
-    await quick.result(timeout=5)
+    await quick.result(timeout=15)
     assert await sleeping.status() == "waiting"
-    assert 0.95 <= await sleeping.result(timeout=10) < 5
+    assert 2.95 <= await sleeping.result(timeout=20) < 15
     assert order == ["quick", "sleeper"]
     info = await app.get_run(sleeping.id)
     assert info is not None
@@ -56,7 +56,7 @@ async def test_sleep_until_in_the_past_does_not_suspend(
 
     run = await app.start("j")
     running_worker(app)
-    assert await run.result(timeout=5) == "went on"
+    assert await run.result(timeout=15) == "went on"
     info = await app.get_run(run.id)
     assert info is not None and "waiting" not in [e["type"] for e in info.timeline]
 
@@ -75,12 +75,12 @@ async def test_event_resumes_only_the_matching_run(app: StackShift, running_work
         await wait_for(lambda r=r: _is(r, "waiting"))
     sent = await app.send_event("payment.succeeded", {"order": {"id": "o1"}, "amount": 7})
     assert sent.resumed == [runs[1].id] and sent.started == []
-    assert await runs[1].result(timeout=5) == 7
+    assert await runs[1].result(timeout=15) == 7
     assert await runs[0].status() == "waiting" and await runs[2].status() == "waiting"
     other = await app.send_event("payment.succeeded", {"order": {"id": "o9"}})
     assert other.resumed == []
     await app.send_event("payment.succeeded", {"order": {"id": "o0"}, "amount": 1})
-    assert await runs[0].result(timeout=5) == 1
+    assert await runs[0].result(timeout=15) == 1
     info = await app.get_run(runs[1].id)
     assert info is not None and "event_received" in [e["type"] for e in info.timeline]
 
@@ -121,7 +121,7 @@ async def test_same_event_id_twice_resumes_once(app: StackShift, running_worker:
     await asyncio.sleep(0.3)
     assert await run.status() == "waiting"
     await app.send_event("tick", {"n": 2}, id="evt-2")
-    assert await run.result(timeout=5) == 3
+    assert await run.result(timeout=15) == 3
 
 
 async def test_lookback_catches_an_earlier_event(app: StackShift, running_worker: Any) -> None:
@@ -141,8 +141,8 @@ async def test_lookback_catches_an_earlier_event(app: StackShift, running_worker
     with_lookback = await app.start("j", "a")
     without = await app.start("j", "b")
     running_worker(app)
-    assert await with_lookback.result(timeout=5) == "early-a"
-    assert await without.result(timeout=5) is None
+    assert await with_lookback.result(timeout=15) == "early-a"
+    assert await without.result(timeout=15) is None
     info = await app.get_run(with_lookback.id)
     assert info is not None and "waiting" not in [e["type"] for e in info.timeline]
 
@@ -161,7 +161,7 @@ async def test_on_event_starts_runs_once_per_event_id(make_app: Any, running_wor
     sender: StackShift = make_app(namespace=app.namespace)  # knows no jobs
     sent = await sender.send_event("user.signup", {"name": "ada"}, id="signup-1")
     assert len(sent.started) == 1
-    assert await sender.run(sent.started[0]).result(timeout=5) == "hi ada (signup-1)"
+    assert await sender.run(sent.started[0]).result(timeout=15) == "hi ada (signup-1)"
     again = await sender.send_event("user.signup", {"name": "ada"}, id="signup-1")
     assert again.started == [] and again.duplicate
 
@@ -230,7 +230,7 @@ async def test_step_send_event_is_sent_once(app: StackShift, running_worker: Any
     running_worker(app)
     sent = await run.result(timeout=10)
     assert len(sent["started"]) == 1
-    await app.run(sent["started"][0]).result(timeout=5)
+    await app.run(sent["started"][0]).result(timeout=15)
     assert received == ["o1"]
 
 
@@ -310,7 +310,7 @@ async def test_invoke_of_an_already_finished_child_returns_at_once(
     parent_id = new_run_id()
     child = await app.start("double", 21, idempotency_key=f"invoke:{parent_id}:child")
     await app.worker(poll_interval=0.05, block_ms=100).run(burst=True)
-    assert await child.result(timeout=5) == 42
+    assert await child.result(timeout=15) == 42
     payload = app.serializer.dumps(None)
     request = StartRequest(job="parent", queue="default", idem_ttl_ms=1000)
     await app._core.scripts.start(request, [(parent_id, None, payload)])

@@ -16,8 +16,8 @@ from . import ENTER, app_from_env, obs
 
 app = app_from_env(max_deliveries=int(os.environ.get("STACKSHIFT_MAX_DELIVERIES", "5")))
 app.queue("recovery", visibility_timeout=2)
-app.queue("long", visibility_timeout=1)
-app.queue("limited", concurrency=3, visibility_timeout=2)
+app.queue("long", visibility_timeout=2)
+app.queue("limited", concurrency=3, visibility_timeout=5)
 app.queue("poison", visibility_timeout=1)
 app.queue("cli", visibility_timeout=30)
 app.queue("doomed", visibility_timeout=1)
@@ -25,8 +25,8 @@ app.queue("handlers", visibility_timeout=2)
 app.queue("ordered", visibility_timeout=5)
 app.queue("pause", visibility_timeout=1)
 app.queue("sched", visibility_timeout=5)
-app.queue("flow", visibility_timeout=2)
-app.queue("fanout", visibility_timeout=1)
+app.queue("flow", visibility_timeout=4)
+app.queue("fanout", visibility_timeout=3)
 # per-key concurrency (tests/test_flow_workers.py registers the same options in the test
 # process: flow-control rules are resolved by the process that starts the run)
 KEYED_OPTIONS: dict[str, Any] = {"queue": "flow", "concurrency": [Concurrency(2, key="k")]}
