@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger("stackshift.worker")
 
-QUICK_S = 5.0  # a child that dies sooner than this after its start died at start
+QUICK_S = 15.0  # a child that dies sooner than this after its start died at start (a slow
+# import on a loaded machine takes seconds: 5 s let a failing import pass as a crash)
 MAX_QUICK = 5  # deaths at start in a row (over all children) before giving up
 PAUSE_S = (0.2, 5.0)  # pause before a restart: doubles per death at start, up to the max
 POLL_S = 0.1
