@@ -445,7 +445,8 @@ async def test_exactly_one_run_per_tick_across_worker_processes(
     ns = client.namespace
     procs += [spawn_worker(redis_url, ns, "--queue", "sched") for _ in range(3)]
     await wait_for(lambda: _live_workers(client, 3), 20)
-    await client.schedules.create("tick", job="tick", every=1, queue_name="sched")
+    # catchup="all": a tick owed while every worker stalled (a loaded machine) still fires
+    await client.schedules.create("tick", job="tick", every=1, queue_name="sched", catchup="all")
     started = time.monotonic()
     key = obs_key(ns, "ticks")
     await wait_for(lambda: _count_at_least(client, key, 12), 30)
