@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ._core.keys import check_name
 from ._worker.supervisor import Supervisor
 from .app import StackShift
 from .errors import StackShiftError
@@ -221,6 +222,11 @@ def main(
             app.use_redis_url(redis_url)
         except StackShiftError as exc:  # a malformed URL: one line, exit 2
             raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+    for queue in queues:  # so is every queue name
+        try:
+            check_name("queue", queue)
+        except StackShiftError as exc:
+            raise click.BadParameter(str(exc), param_hint="--queue") from None
     if processes > 1 and RECEIVED:
         log.info("%s before the workers started: exiting", RECEIVED[-1].name)
         return

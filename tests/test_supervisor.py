@@ -71,15 +71,38 @@ async def test_workers_dying_at_start_make_the_supervisor_give_up(
     make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
 ) -> None:
     client = make_app()
-    with (tmp_path / "sup.log").open("wb") as log:  # an invalid queue: each worker exits 1
+    with (tmp_path / "sup.log").open("wb") as log:  # a startup hook fails: each worker exits 1
         sup = spawn_worker(
-            redis_url, client.namespace, "--queue", "bad name", "--processes", "2", log=log
+            redis_url,
+            client.namespace,
+            "--queue",
+            "cli",
+            "--processes",
+            "2",
+            log=log,
+            target="tests.apps.broken_start:app",
         )
         procs.append(sup)
         code = await wait_exit(sup, 90)
     text = (tmp_path / "sup.log").read_text()
     assert code == 1, text
     assert "died at start: giving up" in text
+    assert "refused the connection" in text  # each worker's one line says why
+
+
+async def test_a_bad_queue_name_is_one_line_before_any_worker_process_starts(
+    make_app: Callable[..., StackShift], redis_url: str, procs: list[Any], tmp_path: Path
+) -> None:
+    client = make_app()
+    with (tmp_path / "sup.log").open("wb") as log:
+        sup = spawn_worker(
+            redis_url, client.namespace, "--queue", "bad name", "--processes", "2", log=log
+        )
+        procs.append(sup)
+        code = await wait_exit(sup, 30)
+    lines = (tmp_path / "sup.log").read_text().strip().splitlines()
+    assert code == 2, lines
+    assert len(lines) == 1 and "--queue" in lines[0] and "bad name" in lines[0], lines
 
 
 async def test_a_bad_redis_url_is_one_line_before_any_worker_process_starts(
