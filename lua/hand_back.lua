@@ -34,7 +34,7 @@ local ver = redis.call('HGET', rk, 'ver') or '1'
 local vk = K.job_versions(prefix, f[2])
 local known = redis.call('EXISTS', vk) == 1 -- workers of this release registered the job
 if known and tonumber(redis.call('ZSCORE', vk, ver) or 0) < now then
-  hold_unserved(prefix, rk, id, f[2], ver, now)
+  hold_unserved(prefix, rk, id, f[2], ver, now, f[3])
   return 'queued'
 end
 local h = redis.call('HMGET', rk, 'unclaimed_since', 'unclaimed_last')

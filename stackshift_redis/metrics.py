@@ -40,6 +40,7 @@ GAUGES = {
     "scheduled": "Runs due later (delayed starts, retries after backoff)",
     "running": "Runs leased to a worker",
     "waiting": "Runs parked in a sleep, an event wait or a child wait",
+    "unserved": "Runs queued for a job version that no live worker registers",
 }
 
 

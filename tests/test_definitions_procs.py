@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from click.testing import CliRunner, Result
 from helpers import observed, spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import StackShift
 from stackshift_redis._ops.cli import main
+from stackshift_redis.dashboard import create_app
 
 TARGET = "tests.apps.versioned_jobs:app"
 
@@ -159,6 +162,19 @@ async def test_a_run_pinned_to_an_unserved_version_waits_queued_then_runs(
     assert deploy["unserved"] == {"3": 1} and list(deploy["live"]) == ["1"]
     table = await _cli(redis_url, ns, is_cluster, "jobs")
     assert table.exit_code == 0 and "(1 unserved)" in table.output, table.output
+    # the queue views count it apart from the ready runs: a second held run, then cancelled
+    doomed = await client.start("deploy", {"nap": 0}, version=3)
+    await wait_for(lambda: _queue_unserved(redis_url, ns, is_cluster, 2), 20)
+    table = await _cli(redis_url, ns, is_cluster, "queues")
+    assert "+2 unserved" in table.output, table.output
+    _, gauges = await client._core.scripts.queue_stats(["defs"])
+    assert [(g.ready, g.unserved) for g in gauges if g.queue == "defs"] == [(0, 2)]
+    asgi = httpx.ASGITransport(app=create_app(client))
+    async with httpx.AsyncClient(transport=asgi, base_url="http://t") as web:
+        row = re.search(r'<tr data-queue="defs">.*?</tr>', (await web.get("/")).text, re.S)
+    assert row is not None and "+2 unserved" in row.group(0)
+    assert await client.cancel(doomed.id) is True
+    assert await _queue_unserved(redis_url, ns, is_cluster, 1)
     await asyncio.sleep(1.5)
     assert await run.status() == "queued"  # not handed back and forth meanwhile
     procs.append(_worker(redis_url, ns, logs[1], DEFS_VERSIONS="1,2,3"))
@@ -173,6 +189,13 @@ async def test_a_run_pinned_to_an_unserved_version_waits_queued_then_runs(
     assert info is not None
     bounced = sum(e["type"] == "handed_back" for e in info.timeline)
     assert bounced <= 3  # the v1 worker does not win it back again and again
+    assert await _queue_unserved(redis_url, ns, is_cluster, 0)  # released: counted no more
+
+
+async def _queue_unserved(url: str, ns: str, cluster: bool, n: int) -> bool:
+    """Whether `stackshift queues --json` counts `n` unserved runs on queue defs."""
+    out = json.loads((await _cli(url, ns, cluster, "queues", "--json")).stdout)
+    return [q["unserved"] for q in out if q["name"] == "defs"] == [n]
 
 
 async def test_patched_takes_the_old_branch_past_the_point_and_the_new_one_before_it(

@@ -21,7 +21,7 @@ local function cancel_run(prefix, id, reason, now, keep)
   while todo[i] and i <= 256 do
     local cid = todo[i]
     local rk = K.run(prefix, cid)
-    local w = redis.call('HMGET', rk, 'status', 'queue', 'job', 'group')
+    local w = redis.call('HMGET', rk, 'status', 'queue', 'job', 'group', 'unsv')
     local status = w[1]
     if status and i == 1 and status ~= 'completed' and status ~= 'failed' and
         status ~= 'cancelled' then
@@ -33,6 +33,10 @@ local function cancel_run(prefix, id, reason, now, keep)
       timeline(rk, now, 'cancel_requested', {reason = reason})
     elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
       if status == 'queued' then
+        if w[5] then -- held for a version no live worker serves (hold_unserved)
+          redis.call('HDEL', rk, 'unsv')
+          redis.call('HINCRBY', K.queue_stat(prefix, w[2]), 'unserved', -1)
+        end
         unready(prefix, cid, w[2], w[4])
       else -- the queue's counter of scheduled or waiting runs (see make_ready)
         redis.call('HINCRBY', K.queue_stat(prefix, w[2]), status, -1)

@@ -1,6 +1,7 @@
 -- release_unserved: make up to `limit` runs held in K.unserved(job, ver) ready again (a
 -- worker registering that version is live); held runs that are no longer queued (cancelled
--- meanwhile) just leave the set. Returns how many were made ready.
+-- meanwhile: cancel_run unmarked and uncounted them) just leave the set. Returns how many
+-- were made ready.
 -- @include keys.lua
 -- @include make_ready.lua
 local function release_unserved(prefix, job, ver, now, limit)
@@ -12,6 +13,7 @@ local function release_unserved(prefix, job, ver, now, limit)
     local f = redis.call('HMGET', rk, 'status', 'queue', 'group', 'priority', 'unsv')
     if f[1] == 'queued' and f[5] then
       redis.call('HDEL', rk, 'unsv')
+      redis.call('HINCRBY', K.queue_stat(prefix, f[2]), 'unserved', -1)
       make_ready(prefix, rk, id, job, f[2], f[3], f[4], 'queued', now, 'requeued',
         {reason = 'a worker serves version ' .. ver})
       n = n + 1

@@ -24,7 +24,7 @@ from .views import waterfall as waterfall
 MAX_GROUPS = 64  # ready groups counted per queue (more: the count is a lower bound)
 # Per-queue counters the scripts may keep in K.qstat (metrics): when present they replace
 # the counts computed from ready sets and per-job indexes (exact per queue, O(1)).
-COUNTERS = ("ready", "scheduled", "waiting")
+COUNTERS = ("ready", "scheduled", "waiting", "unserved")
 MAX_WORKERS = 500
 MAX_EVENT_NAMES = 50
 MAX_WAITERS = 200
@@ -33,7 +33,8 @@ MAX_WAITERS = 200
 @dataclass(frozen=True)
 class QueueStats:
     """One queue: ready (queued), scheduled, running (leased), waiting runs; paused, the
-    concurrency limit, and runs completed/failed in the last minute and hour."""
+    concurrency limit, and runs completed/failed in the last minute and hour; `unserved`:
+    queued runs held for a job version no live worker registers (not in `ready`)."""
 
     name: str
     ready: int
@@ -49,6 +50,7 @@ class QueueStats:
     delayed: int  # entries due later: delayed starts, retries, sleep and wait timers
     ready_exact: bool = True  # False when more than MAX_GROUPS groups had ready runs
     jobs: list[str] = field(default_factory=list)
+    unserved: int = 0
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class Inspector:
                     delayed=int(row["delayed"]),
                     ready_exact="ready" in counted or len(row["groups"]) <= MAX_GROUPS,
                     jobs=row["jobs"],
+                    unserved=max(counted.get("unserved", 0), 0),
                 )
             )
         return out

@@ -192,7 +192,8 @@ def queues_table(stats: Sequence[QueueStats]) -> None:
     for q in stats:
         t.add_row(
             q.name,
-            f"{q.ready}{'' if q.ready_exact else '+'}",
+            f"{q.ready}{'' if q.ready_exact else '+'}"
+            + (f" (+{q.unserved} unserved)" if q.unserved else ""),
             str(q.scheduled),
             str(q.running),
             str(q.waiting),

@@ -154,13 +154,15 @@ class ParkReply:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """A queue's gauges (queue_stats): runs ready, scheduled, running and waiting."""
+    """A queue's gauges (queue_stats): runs ready, scheduled, running, waiting and held
+    for a version no live worker serves (unserved)."""
 
     queue: str
     ready: int
     scheduled: int
     running: int
     waiting: int
+    unserved: int
 
 
 @dataclass(frozen=True)

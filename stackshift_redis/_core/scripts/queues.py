@@ -202,6 +202,7 @@ class QueueScripts(Door):
         k = self.keys
         reply = await self.call("queue_stats", [k.jobs(), k.workers()], [k.prefix, *queues])
         stats = [
-            QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4])) for q in reply[1:]
+            QueueStats(_str(q[0]), int(q[1]), int(q[2]), int(q[3]), int(q[4]), int(q[5]))
+            for q in reply[1:]
         ]
         return int(reply[0]), stats
