@@ -137,6 +137,40 @@ async def test_patched_in_sync_handlers_and_parallel_steps() -> None:
         assert info.version == 1
 
 
+async def test_patched_is_false_where_an_earlier_attempt_registered_a_wait_further_on() -> None:
+    app = StackShift("redis://localhost:1/0", namespace="patches-wait")
+    answers: list[bool] = []
+
+    @app.job("pay", retries=1, backoff=0.01)
+    async def pay(ctx: RunContext) -> Any:
+        # attempt 1 is the old code (no patch); attempt 2 the deploy that added the patch
+        answer = ctx.patched("p") if ctx.attempt > 1 else None
+        if answer is not None:
+            answers.append(answer)
+
+        async def crash_once() -> None:
+            await asyncio.sleep(0.3)  # the wait below registers meanwhile
+            if ctx.attempt == 1:
+                raise RuntimeError("crash after the wait was registered")
+
+        await asyncio.gather(ctx.step.wait_for_event("paid", event="paid"), crash_once())
+        return answer
+
+    async with TestEnv(app) as env:
+        run = await app.start("pay")
+        await env.drain()
+        await env.advance(1)  # the retry's backoff
+        assert await run.status() == "waiting"
+        assert (await app.send_event("paid", {})).resumed == [run.id]
+        await env.drain()
+        # the old code went past this point (its wait was registered): the old branch, in
+        # the execution that parked on the wait and in the one the event resumed
+        assert await run.result(timeout=5) is False
+        assert answers == [False, False]
+        info = await app.get_run(run.id)
+        assert info is not None and info.steps["patched:p"]["result"] is False
+
+
 async def test_a_failure_handler_run_gets_its_published_queue_and_key_less_rules(
     make_app: Callable[..., StackShift], running_worker: Any
 ) -> None:

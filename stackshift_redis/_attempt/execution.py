@@ -78,7 +78,8 @@ class Execution:
     def patched(self, patch_id: object) -> bool:
         """`ctx.patched(id)`: the answer recorded in the run, else True when this execution
         has replayed every step the run had recorded (new ground: the patched code runs),
-        False when stored steps lie ahead (the run went past this point without the patch).
+        False when stored steps or registered waits lie ahead (the run went past this point
+        without the patch).
         The answer is stored (as step `PATCH_PREFIX + id`) before the run's next step."""
         if not isinstance(patch_id, str) or not 0 < len(patch_id) <= 200:
             raise InvalidArgumentError(f"patch id must be a non-empty str, not {patch_id!r}")
@@ -86,7 +87,10 @@ class Execution:
         rec = self.steps.get(key)
         if rec is not None and rec.get("status") == "completed":
             return bool(rec.get("result"))
+        # ahead: a step stored, or a wait registered (pending), that this execution has not
+        # reached yet: an earlier attempt went past this point without the patch
         ahead = any(k not in self.used and not k.startswith(PATCH_PREFIX) for k in self.steps)
+        ahead = ahead or any(k not in self.used for k in self.pending)
         self.steps[key] = {"status": "completed", "result": not ahead}
         self.unflushed.append((key, not ahead))
         return not ahead
