@@ -171,6 +171,38 @@ async def test_patched_is_false_where_an_earlier_attempt_registered_a_wait_furth
         assert info is not None and info.steps["patched:p"]["result"] is False
 
 
+async def test_patched_past_a_registered_wait_on_real_redis(
+    app: StackShift, running_worker: Any
+) -> None:
+    answers: list[bool] = []
+
+    @app.job("pay", retries=1, backoff=0.01)
+    async def pay(ctx: RunContext) -> Any:
+        answer = ctx.patched("p") if ctx.attempt > 1 else None  # the deploy, as above
+        if answer is not None:
+            answers.append(answer)
+
+        async def crash_once() -> None:
+            await asyncio.sleep(0.3)
+            if ctx.attempt == 1:
+                raise RuntimeError("crash after the wait was registered")
+
+        await asyncio.gather(ctx.step.wait_for_event("paid", event="paid"), crash_once())
+        return answer
+
+    run = await app.start("pay")
+    running_worker(app)
+    await wait_for(lambda: _parked_on_attempt_2(app, run.id), 20)
+    assert (await app.send_event("paid", {})).resumed == [run.id]
+    assert await run.result(timeout=20) is False
+    assert answers == [False, False]
+
+
+async def _parked_on_attempt_2(app: StackShift, run_id: str) -> bool:
+    info = await app.get_run(run_id)
+    return info is not None and info.status == "waiting" and info.attempts == 2
+
+
 async def test_a_failure_handler_run_gets_its_published_queue_and_key_less_rules(
     make_app: Callable[..., StackShift], running_worker: Any
 ) -> None:
