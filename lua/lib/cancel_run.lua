@@ -13,6 +13,7 @@
 -- @include drop_waits.lua
 -- @include unready.lua
 -- @include finish_run.lua
+-- @include unhold_unserved.lua
 local function cancel_run(prefix, id, reason, now, keep)
   local todo = id
   if type(id) == 'string' then todo = {id} end
@@ -34,8 +35,7 @@ local function cancel_run(prefix, id, reason, now, keep)
     elseif status == 'queued' or status == 'scheduled' or status == 'waiting' then
       if status == 'queued' then
         if w[5] then -- held for a version no live worker serves (hold_unserved)
-          redis.call('HDEL', rk, 'unsv')
-          redis.call('HINCRBY', K.queue_stat(prefix, w[2]), 'unserved', -1)
+          unhold_unserved(prefix, rk, w[2])
         end
         unready(prefix, cid, w[2], w[4])
       else -- the queue's counter of scheduled or waiting runs (see make_ready)

@@ -4,6 +4,7 @@
 -- were made ready.
 -- @include keys.lua
 -- @include make_ready.lua
+-- @include unhold_unserved.lua
 local function release_unserved(prefix, job, ver, now, limit)
   local hk = K.unserved(prefix, job, ver)
   local n = 0
@@ -12,8 +13,7 @@ local function release_unserved(prefix, job, ver, now, limit)
     local rk = K.run(prefix, id)
     local f = redis.call('HMGET', rk, 'status', 'queue', 'group', 'priority', 'unsv')
     if f[1] == 'queued' and f[5] then
-      redis.call('HDEL', rk, 'unsv')
-      redis.call('HINCRBY', K.queue_stat(prefix, f[2]), 'unserved', -1)
+      unhold_unserved(prefix, rk, f[2])
       make_ready(prefix, rk, id, job, f[2], f[3], f[4], 'queued', now, 'requeued',
         {reason = 'a worker serves version ' .. ver})
       n = n + 1
