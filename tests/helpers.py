@@ -136,6 +136,13 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+def cancel_flagged(worker: Any, run_id: str) -> bool:
+    """Whether `worker` (in this process) has read the cancel of its running `run_id`:
+    workers read cancel notices every poll interval (tests only)."""
+    held = worker.running.get(run_id)
+    return held is not None and bool(held[0].cancel_requested)
+
+
 def spawn_worker(
     redis_url: str,
     namespace: str,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import namespace_keys, wait_for
+from helpers import cancel_flagged, namespace_keys, wait_for
 
 from stackshift_redis import InvalidArgumentError, RunContext, StackShift
 from stackshift_redis._client.control import BATCH
@@ -134,11 +134,8 @@ async def test_time_range_status_lists_running_runs_and_retrying_cancelled(
     assert await app.cancel_runs(status="running") == 2  # flagged: they stop at a step
     assert await app.cancel_runs(status="running") == 0  # flagged already
 
-    def flagged() -> bool:  # the worker has read the cancel notices (it polls them)
-        attempts = [worker.running.get(r.id) for r in held]
-        return all(a is not None and a[0].cancel_requested for a in attempts)
-
-    await wait_for(flagged, 20)
+    # the worker has read the cancel notices (it polls them)
+    await wait_for(lambda: all(cancel_flagged(worker, r.id) for r in held), 20)
     gate.set()
     for r in held:
         await wait_for(lambda r=r: _status_is(r, "cancelled"))

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import cancel_flagged, wait_for
 
 from stackshift_redis import RunContext, StackShift
 
@@ -44,7 +44,7 @@ async def test_a_handler_that_returns_before_its_next_step_completes(
         assert await app.cancel(run.id, reason=REASON) is True
     else:
         assert await app.cancel_runs(job="late", status="running", reason=REASON) == 1
-    await wait_for(lambda: _flagged(worker, run.id), timeout=10)
+    await wait_for(lambda: cancel_flagged(worker, run.id), timeout=10)
     release.set()
     assert await run.result(timeout=10) == "done"
     assert seen == [True]  # the handler could have looked: it returned instead
@@ -59,11 +59,6 @@ async def test_a_handler_that_returns_before_its_next_step_completes(
 def _steps(worker: Any, run_id: str) -> dict[str, Any]:
     held = worker.running.get(run_id)
     return held[0].steps if held is not None else {}
-
-
-def _flagged(worker: Any, run_id: str) -> bool:
-    held = worker.running.get(run_id)
-    return held is not None and held[0].cancel_requested
 
 
 async def test_a_stale_attempt_of_a_run_cancelled_by_lease_recovery_is_not_completed(

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import node_of, wait_for
+from helpers import cancel_flagged, node_of, wait_for
 
 from stackshift_redis import (
     NonRetriableError,
@@ -174,7 +174,7 @@ async def test_cancel_running_stops_at_next_step(app: StackShift, running_worker
     assert await app.cancel(run.id) is True
     assert await run.status() == "running"
     # workers read cancel requests every poll interval: wait until this one has read it
-    await wait_for(lambda: _cancel_flagged(worker, run.id), 20)
+    await wait_for(lambda: cancel_flagged(worker, run.id), 20)
     proceed.set()
     with pytest.raises(RunCancelled):
         await run.result(timeout=10)
@@ -261,11 +261,6 @@ async def test_finished_runs_expire_and_queues_stay_empty(
     await app._core.scripts.start(request, [(trimming_id, None, app.serializer.dumps(None))])
     await app.run(trimming_id).result(timeout=10)
     assert await app.redis.zcard(app._core.keys.idx_status("completed")) == 1
-
-
-def _cancel_flagged(worker: Any, run_id: str) -> bool:
-    held = worker.running.get(run_id)
-    return held is not None and bool(held[0].cancel_requested)
 
 
 async def tickets_gone(count: Any) -> bool:
