@@ -112,8 +112,9 @@ async def test_minute_counts_feed_the_overview_chart(app: StackShift, running_wo
     running_worker(app, concurrency=10)
     assert len(handles) == 40
 
-    async def all_done() -> bool:
-        return bool(await app._control.count_runs("retry", job="burst") == 10)
+    async def all_done() -> bool:  # every run finished: 10 failed, and 30 completed
+        statuses = [await h.status() for h in handles]
+        return statuses.count("failed") == 10 and statuses.count("completed") == 30
 
     await wait_for(all_done, timeout=20)
     key = app._core.keys.minutes("cq")
