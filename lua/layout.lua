@@ -12,11 +12,16 @@
 -- ARGV[6] cursor (finish: the layout migrated from, 0 for a new namespace)
 -- ARGV[7] sweep: the least ms between two sweeps
 -- ARGV[8] check: 1 = also report the oldest layout among live workers
+-- ARGV[9] check: this process's partition count (partitions.py)
 -- Returns, per op:
 --   check: {layout (0: none recorded), next (0: none), old data (1: markers found),
 --     oldest live worker layout (0: none or not asked), migrated_at, migrated_from,
---     swept_at, now}. A process of an older layout than `layout` or `next` is refused:
---     nothing is written. Otherwise `seen:<ARGV[2]>` is set to now (one write per check).
+--     swept_at, now, partitions}. A process of an older layout than `layout` or `next` is
+--     refused, and so is one whose partition count (ARGV[9]) is not the recorded one
+--     (`partitions`, only written when above 1; a namespace with a layout or old data and
+--     none recorded has 1): nothing is written, and `partitions` is the recorded count.
+--     Otherwise `seen:<ARGV[2]>` is set to now (one write per check), and a new namespace
+--     records its layout (and its partition count above 1); `partitions` is then 0.
 --   lock: {1, meta as a flat list, now} when the lock is taken (`next` set to ARGV[2]),
 --     {0, ms left} while another process holds it, {2} when the layout is current,
 --     {3, layout, next} when a newer layout was recorded or a newer migration began.
@@ -34,14 +39,16 @@ local function num(field) return tonumber(redis.call('HGET', KEYS[1], field) or 
 if op == 'check' then
   local now = now_ms()
   local layout, nxt = num('layout'), num('next')
-  if layout > mine or nxt > mine then return {layout, nxt, 0, 0, 0, 0, 0, now} end
+  if layout > mine or nxt > mine then return {layout, nxt, 0, 0, 0, 0, 0, now, 0} end
   local old = 0
-  if layout == 0 then
-    if #KEYS > 4 and redis.call('EXISTS', unpack(KEYS, 5)) > 0 then old = 1 end
-    if old == 0 then  -- a new namespace: given this layout, no step to run
-      redis.call('HSET', KEYS[1], 'layout', mine)
-      layout = mine
-    end
+  if layout == 0 and #KEYS > 4 and redis.call('EXISTS', unpack(KEYS, 5)) > 0 then old = 1 end
+  local parts, recorded = tonumber(ARGV[9] or '1'), num('partitions')
+  if recorded == 0 and (layout ~= 0 or old == 1) then recorded = 1 end
+  if recorded ~= 0 and recorded ~= parts then return {layout, nxt, old, 0, 0, 0, 0, now, recorded} end
+  if layout == 0 and old == 0 then  -- a new namespace: given this layout, no step to run
+    redis.call('HSET', KEYS[1], 'layout', mine)
+    if parts > 1 then redis.call('HSET', KEYS[1], 'partitions', parts) end
+    layout = mine
   end
   redis.call('HSET', KEYS[1], 'seen:' .. mine, now)
   local oldest = 0
@@ -59,7 +66,7 @@ if op == 'check' then
     end
   end
   return {layout, nxt, old, oldest, num('migrated_at'), num('migrated_from'), num('swept_at'),
-          now}
+          now, 0}
 end
 
 if op == 'lock' then

@@ -15,6 +15,7 @@ from ._core.jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from ._core.keys import check_name
 from ._core.namespace import Namespace, Settings, check_url
 from ._core.output import DEFAULT_MAX_MESSAGES
+from ._core.partitions import check_partitions, check_preview
 from ._core.records import Duration, check_int, millis
 from ._core.serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from ._worker.worker import Worker
@@ -42,6 +43,7 @@ class StackShift(Client):
         event_dedupe_window: Duration = timedelta(days=1),
         event_log_window: Duration = timedelta(hours=1),
         max_deliveries: int = 5,
+        partitions: int = 1,
     ) -> None:
         if redis is not None and redis_url is not None:
             raise InvalidArgumentError("pass redis_url or redis, not both")
@@ -63,8 +65,10 @@ class StackShift(Client):
             url = "redis://localhost:6379/0"
         if url is not None:
             check_url(url)
+        check_preview(check_partitions(partitions))  # (a preview above 1: partitions.py)
         ns = Namespace(
             namespace=namespace,
+            partitions=partitions,
             serializer=serializer or MsgpackSerializer(max_payload_bytes),
             settings=settings,
             redis_url=url,

@@ -317,7 +317,7 @@ class TestEnv:
 
     async def _settle(self, run_id: str) -> None:
         _, _, upkeep = self._parts()
-        key = self.app._core.keys.run(run_id)
+        key = self.app._core.keys_of(run_id).run(run_id)
         deadline = self._now_ms + SKIP_LIMIT_MS
         for _ in range(self.max_attempts):
             await self._drain()
@@ -361,7 +361,7 @@ class TestEnv:
                 outcome="failed",
                 retention_ms=ns.settings.retention_ms,
             )
-            reply = await self._finish(ns.scripts.fail_call(request))
+            reply = await self._finish(ns.scripts_of(request.run_id).fail_call(request))
             if isinstance(reply, Exception):
                 log.warning("recording the failure of run %s failed: %s", run.run_id, reply)
             return

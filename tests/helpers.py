@@ -111,8 +111,9 @@ async def namespace_keys(app: StackShift) -> list[bytes]:
     Leaves out the meta hash: the first contact with a namespace records its storage
     layout there (stackshift_redis/_core/layout.py), whatever the call did."""
     meta = app._core.keys.meta().encode()
-    found = [k async for k in app.redis.scan_iter(match=app._core.keys.prefix + "*", count=1000)]
-    return sorted(set(found) - {meta})
+    prefixes = {app._core.keys.prefix, *(k.prefix for k in app._core.part_keys)}
+    found = {k for p in prefixes async for k in app.redis.scan_iter(match=p + "*", count=1000)}
+    return sorted(found - {meta})
 
 
 def node_of(app: StackShift) -> Any:

@@ -100,7 +100,7 @@ class Execution:
         while self.unflushed:
             key, value = self.unflushed[0]
             data = self.ns.serializer.dumps(value)
-            await self.ns.scripts.record_step(
+            await self.ns.scripts_of(self.run_id).record_step(
                 self.run_id, self.token, key, step_completed(data), "patched"
             )
             self.unflushed.pop(0)
@@ -144,7 +144,7 @@ class Execution:
             return
         sent = time.monotonic()
         held = [(self.run_id, self.token)]
-        [state] = await self.ns.scripts.renew(self.queue, held, self.lease_ms)
+        [state] = await self.ns.scripts_of(self.run_id).renew(self.queue, held, self.lease_ms)
         if state == "lost":
             self.lost = True
             raise LeaseLostError(f"run {self.run_id}: lease lost while this worker was paused")
@@ -159,7 +159,7 @@ class Execution:
         except PayloadError as exc:
             raise NonRetriableError(str(exc)) from exc
         await self.flush_patches()
-        cancel = await self.ns.scripts.record_step(
+        cancel = await self.ns.scripts_of(self.run_id).record_step(
             self.run_id, self.token, key, step_completed(data), "step_completed"
         )
         self.steps[key] = {"status": "completed", "result": stored}
@@ -171,14 +171,14 @@ class Execution:
         """Store a failed step (the attempt fails with it)."""
         error = {"type": type(exc).__name__, "message": str(exc)}
         await self.flush_patches()
-        await self.ns.scripts.record_step(
+        await self.ns.scripts_of(self.run_id).record_step(
             self.run_id, self.token, key, step_failed(error), "step_failed"
         )
 
     async def set_progress(self, value: Any) -> None:
         """Record the run's progress (any serializable value)."""
         data = dumps_checked(self.ns.serializer, value, "progress")
-        await self.ns.scripts.progress(self.run_id, self.token, data)
+        await self.ns.scripts_of(self.run_id).progress(self.run_id, self.token, data)
 
 
 def parse_steps(raw: list[Any], ns: Namespace) -> dict[str, dict[str, Any]]:

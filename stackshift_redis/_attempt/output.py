@@ -46,4 +46,4 @@ class Publisher:
                 data=raw,
                 cap=cap,
             )
-            return await ex.ns.scripts.publish(request)
+            return await ex.ns.scripts_of(ex.run_id).publish(request)

@@ -191,7 +191,9 @@ class Parking:
                     return
                 self._sending = True
                 try:
-                    reply = await self.ns.scripts.park(self.run_id, self.token, steps)
+                    reply = await self.ns.scripts_of(self.run_id).park(
+                        self.run_id, self.token, steps
+                    )
                 finally:
                     self._sending = False
                 if reply.cancel:  # not parked: the attempt stops

@@ -57,7 +57,7 @@ class StateTx:
         if not known:
             ns = self._state._ns
             await ns.scripts.gate()
-            data = await ns.redis.get(ns.keys.state(name))
+            data = await ns.redis.get(ns.name_keys(name).state(name))
             self.reads[name] = data
         return data
 

@@ -78,7 +78,7 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     )
     if FAULT is not None:
         FAULT("before_commit")
-    reply = await ex.ns.scripts.transact(request)
+    reply = await ex.ns.scripts_of(ex.run_id).transact(request)
     if FAULT is not None:
         FAULT("after_commit")
     if reply.outcome == "conflict":

@@ -19,7 +19,6 @@ from .._core.records import (
     Event,
     epoch_ms,
     millis,
-    new_run_id,
     read_step,
     record_prefix,
     step_completed,
@@ -96,7 +95,10 @@ async def sleep(
             run_id=ex.run_id, token=ex.token, step=key, rel_ms=rel, until_ms=absolute, record=none
         )
         rec = await _register(
-            ex, key, "sleep", lambda park: ex.ns.scripts.sleep(replace(request, park=park))
+            ex,
+            key,
+            "sleep",
+            lambda park: ex.ns.scripts_of(ex.run_id).sleep(replace(request, park=park)),
         )
     await _settled(ex, key, "sleep", rec)
 
@@ -132,7 +134,10 @@ async def wait_for_event(
             received_prefix=received,
         )
         found = await _register(
-            ex, key, "event", lambda park: ex.ns.scripts.wait_event(replace(request, park=park))
+            ex,
+            key,
+            "event",
+            lambda park: ex.ns.scripts_of(ex.run_id).wait_event(replace(request, park=park)),
         )
     return decode_event(_stored(ex, key, await _settled(ex, key, "event", found)))
 
@@ -156,7 +161,7 @@ async def invoke(
             record_prefix("completed", "result"),
             record_prefix("failed", "error"),
         )
-        child_id = new_run_id()
+        child_id = ex.ns.new_run_id(ex.ns.part_of(ex.run_id))
         for tries in range(STALE_TRIES):
             rev = await ns.definitions.load(force=tries > 0)
             rules = ns.definitions.rules(job)
@@ -181,7 +186,7 @@ async def invoke(
             )
 
             def call(park: bool, r: InvokeRequest = request) -> Awaitable[WaitReply]:
-                return ns.scripts.invoke(replace(r, park=park))
+                return ns.scripts_of(r.run_id).invoke(replace(r, park=park))
 
             try:
                 rec = await _register(ex, key, "child", call)

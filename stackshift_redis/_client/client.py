@@ -119,14 +119,16 @@ class Client:
         check_run_id(run_id)
         if not isinstance(reason, str):
             raise InvalidArgumentError(f"reason must be a str, not {reason!r}")
-        reply = await self._core.scripts.cancel(run_id, reason, self._core.settings.retention_ms)
+        reply = await self._core.scripts_of(run_id).cancel(
+            run_id, reason, self._core.settings.retention_ms
+        )
         return reply is not None and reply[1]
 
     async def retry(self, run_id: str) -> RunHandle:
         """Queue a failed (or cancelled) run again; its completed steps are reused.
         RunNotFoundError when there is no such run, InvalidRunStateError when it is
         neither failed nor cancelled."""
-        if not await self._core.scripts.retry(check_run_id(run_id)):
+        if not await self._core.scripts_of(check_run_id(run_id)).retry(run_id):
             raise RunNotFoundError(f"no run {run_id}")
         return self.run(run_id)
 

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from .._core.keys import UNTIMED, check_name
 from .._core.namespace import Namespace
-from .._core.records import check_run_id, epoch_ms, new_run_id
+from .._core.records import check_run_id, epoch_ms
 from .._core.scripts import BulkRequest
 from ..errors import InvalidArgumentError, RunNotFoundError
 from .reads import check_statuses, page_bounds
@@ -264,15 +264,15 @@ class Control:
         if from_step is not None and (not isinstance(from_step, str) or not from_step):
             raise InvalidArgumentError(f"replay: from_step must be a step name: {from_step!r}")
         ns = self._ns
-        job, queue = await ns.redis.hmget(ns.keys.run(run_id), "job", "queue")
+        job, queue = await ns.redis.hmget(ns.keys_of(run_id).run(run_id), "job", "queue")
         if job is None:
             raise RunNotFoundError(f"no run {run_id}")
         fields: dict[str, str] = {}
         if ns.hooks:
             started = ns.hooks.start_fields(job.decode(), (queue or b"").decode())
             fields = {f"x:{name}": value for name, value in started.items()}
-        new_id = new_run_id()
-        await ns.scripts.replay(run_id, new_id, from_step or "", fields)
+        new_id = ns.new_run_id(ns.part_of(run_id))
+        await ns.scripts_of(run_id).replay(run_id, new_id, from_step or "", fields)
         return new_id
 
     async def pause_queue(self, name: str) -> bool:

@@ -116,7 +116,7 @@ class ResultWaiter:
         if self._watch_slots is None or self._watch_slots[0] is not loop:
             self._watch_slots = (loop, asyncio.Semaphore(_MAX_WATCHES))
         async with self._watch_slots[1]:
-            return await self._ns.scripts.watch(run_id)
+            return await self._ns.scripts_of(run_id).watch(run_id)
 
     async def wait(self, run_id: str, timeout: float | None) -> tuple[str, Any, Any]:
         """(status, result bytes, error json) once the run is final."""
@@ -192,7 +192,7 @@ class ResultWaiter:
         with contextlib.suppress(Exception):
             async with self._ns.redis.pipeline(transaction=False) as pipe:
                 for run_id in ids:
-                    pipe.hget(self._ns.keys.run(run_id), "status")
+                    pipe.hget(self._ns.keys_of(run_id).run(run_id), "status")
                 statuses = await pipe.execute()
             for run_id, status in zip(ids, statuses, strict=True):
                 if status is None or RunStatus(status.decode()).is_final:

@@ -38,7 +38,7 @@ _CURSOR_RE = re.compile(r"^[0-9a-f]{11,64}$")
 @redis_call
 async def get_run(ns: Namespace, run_id: str) -> RunInfo | None:
     """The run's RunInfo, or None when unknown or expired."""
-    h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
+    h = await ns.redis.hgetall(ns.keys_of(check_run_id(run_id)).run(run_id))
     return _parse(run_id, h, ns) if h else None
 
 
@@ -77,7 +77,7 @@ def _listed(run_id: str, h: dict[bytes, bytes], ns: Namespace, status: str) -> R
 @redis_call
 async def run_status(ns: Namespace, run_id: str) -> str | None:
     """The run's status, or None when unknown or expired."""
-    value = await ns.redis.hget(ns.keys.run(run_id), "status")
+    value = await ns.redis.hget(ns.keys_of(run_id).run(run_id), "status")
     return None if value is None else str(value.decode())
 
 

@@ -93,7 +93,7 @@ class State:
     @redis_call
     async def set(self, name: str, value: Any, ttl: Duration | None = None) -> None:
         """Store `value` under `name`, expiring after `ttl` (None: never; clears an old TTL)."""
-        key = self._ns.keys.state(_check_name(name))
+        key = self._ns.name_keys(_check_name(name)).state(name)
         ttl_ms = _ttl_ms(ttl)
         data = self._encode(name, value)
         await self._ns.scripts.gate()
@@ -102,7 +102,7 @@ class State:
     @redis_call
     async def get(self, name: str, default: Any = None) -> Any:
         """The value stored under `name` (an int for counters), or `default` when absent."""
-        key = self._ns.keys.state(_check_name(name))
+        key = self._ns.name_keys(_check_name(name)).state(name)
         await self._ns.scripts.gate()
         data = await self._ns.redis.get(key)
         return default if data is None else self._decode(name, data)
@@ -110,7 +110,7 @@ class State:
     @redis_call
     async def delete(self, name: str) -> bool:
         """Remove `name`; True when it existed."""
-        key = self._ns.keys.state(_check_name(name))
+        key = self._ns.name_keys(_check_name(name)).state(name)
         await self._ns.scripts.gate()
         return bool(await self._ns.redis.delete(key))
 
@@ -126,12 +126,12 @@ class State:
         if not INT64[0] <= amount <= INT64[1]:
             raise InvalidArgumentError(f"amount {amount} is outside the 64-bit range")
         ttl_ms = _ttl_ms(ttl)
-        return await self._ns.scripts.state_incr(name, amount, ttl_ms)
+        return await self._ns.name_scripts(name).state_incr(name, amount, ttl_ms)
 
     @redis_call
     async def mark(self, name: str, ttl: Duration) -> bool:
         """Set a dedupe marker for `ttl`; True only for the first call while it lives."""
-        key = self._ns.keys.state(_check_name(name))
+        key = self._ns.name_keys(_check_name(name)).state(name)
         ttl_ms = _ttl_ms(ttl)
         if ttl_ms == 0:
             raise InvalidArgumentError("mark needs a ttl")
@@ -160,7 +160,7 @@ class Lock:
         self.token = secrets.token_hex(16)
         self.lost = False
         self._ns = ns
-        self._key = ns.keys.lock(name)
+        self._key = ns.name_keys(name).lock(name)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -210,7 +210,9 @@ class Lock:
             valid_until = sent + self.ttl_ms / 1000
 
     async def _extend(self) -> bool:
-        return await self._ns.scripts.lock_extend(self.name, self.token, self.ttl_ms)
+        return await self._ns.name_scripts(self.name).lock_extend(
+            self.name, self.token, self.ttl_ms
+        )
 
     async def release(self) -> bool:
         """Stop extending and delete the lock if it still holds our token; True if it did."""
@@ -218,7 +220,7 @@ class Lock:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        released = await self._ns.scripts.lock_release(self.name, self.token)
+        released = await self._ns.name_scripts(self.name).lock_release(self.name, self.token)
         if not released:
             self.lost = True
         return released

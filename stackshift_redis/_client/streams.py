@@ -127,7 +127,7 @@ class Tails:
         tail.waiters.clear()
 
     async def _loop(self, run_id: str, tail: _Tail) -> None:
-        redis, key = self._ns.redis, self._ns.keys.output(run_id)
+        redis, key = self._ns.redis, self._ns.keys_of(run_id).output(run_id)
         block = block_ms(redis)
         try:
             while tail.waiters:
@@ -163,9 +163,9 @@ async def follow(
 ) -> AsyncGenerator[StreamMessage, None]:
     """The run's messages after `after` (all topics, or `topic`), in order, until the run
     is final and every message was read. RunNotFoundError when there is no such run."""
-    redis, key = ns.redis, ns.keys.output(run_id)
+    redis, key = ns.redis, ns.keys_of(run_id).output(run_id)
     pos = after or "0-0"
-    status = await tails.call(lambda: ns.scripts.follow(run_id))
+    status = await tails.call(lambda: ns.scripts_of(run_id).follow(run_id))
     if status is None:
         raise RunNotFoundError(f"no run {run_id}")
     final = RunStatus(status).is_final

@@ -158,7 +158,7 @@ def waits_of(h: dict[bytes, bytes]) -> list[WaitView]:
 
 async def run_view(ns: Namespace, run_id: str) -> RunView | None:
     """A run in full, or None when unknown or expired (one HGETALL)."""
-    h = await ns.redis.hgetall(ns.keys.run(check_run_id(run_id)))
+    h = await ns.redis.hgetall(ns.keys_of(check_run_id(run_id)).run(run_id))
     if not h:
         return None
     info = _parse(run_id, h, ns)

@@ -176,9 +176,10 @@ def _match(shape: str, segments: list[str]) -> tuple[str, ...] | None:
 class Keys:
     """Key names of one namespace (see SHAPES for each key's type and meaning)."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, tag: str | None = None) -> None:
         self.namespace = check_name("namespace", namespace)
-        self.prefix = f"ss:{{{namespace}}}:"
+        self.tag = namespace if tag is None else tag  # a partition's tag (partitions.py)
+        self.prefix = f"ss:{{{self.tag}}}:"
 
     def render(self, shape: str, *args: str) -> str:
         """The key of `shape` with its arguments."""

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import LayoutError
+from ..errors import InvalidArgumentError, LayoutError
 from .keys import Keys, layout1_markers
 from .migrations import split, steps_after
 from .scripts import Scripts
@@ -67,6 +67,7 @@ class _Namespace(Protocol):
 
     namespace: str
     keys: Keys
+    partitions: int
 
     @property
     def scripts(self) -> Scripts: ...
@@ -84,12 +85,13 @@ class Found:
     migrated_from: int  # 0: never, or a new namespace
     swept_at: int
     now: int
+    partitions: int = 0  # the recorded partition count when it is not this process's
 
     @classmethod
     def of(cls, reply: Sequence[Any]) -> Found:
         """From the script's reply."""
         v = [int(x) for x in reply]
-        return cls(v[0], v[1], bool(v[2]), v[3], v[4], v[5], v[6], v[7])
+        return cls(v[0], v[1], bool(v[2]), v[3], v[4], v[5], v[6], v[7], *v[8:9])
 
 
 def old_layout_markers(ns: _Namespace) -> list[str]:
@@ -104,7 +106,7 @@ class Layout:
         self._ns = ns
         self._lock = asyncio.Lock()
         self._checked_at: float | None = None
-        self._refused: LayoutError | None = None
+        self._refused: LayoutError | InvalidArgumentError | None = None
         self._sweep_hint = False
         self.found: Found | None = None  # the last check's reading
         self.worker = False  # a worker's checks also read the oldest live worker's layout
@@ -155,8 +157,17 @@ class Layout:
             layout=LAYOUT,
             markers=old_layout_markers(ns),
             workers=self.worker,
+            partitions=ns.partitions,
         )
         found = self.found = Found.of(reply)
+        if found.partitions:
+            self._refused = InvalidArgumentError(
+                f"namespace {ns.namespace!r} has {found.partitions} partition(s), not "
+                f"{ns.partitions}: every client and worker of a namespace must pass the same "
+                "partitions=; this process writes nothing to it"
+            )
+            self._checked_at = time.monotonic()
+            raise self._refused
         if max(found.layout, found.next) > LAYOUT:
             raise self._refuse(max(found.layout, found.next), found.next > found.layout)
         self._refused = None

@@ -24,6 +24,8 @@ from .definitions import Definitions
 from .jobs import Registry
 from .keys import Keys, check_name
 from .layout import Layout
+from .partitions import check_partitions, partition_of, partition_tags, route
+from .records import new_run_id
 from .scripts import Scripts, redis_call
 from .serializer import Serializer
 
@@ -96,8 +98,13 @@ class Namespace:
         hooks: Hooks | None = None,
         redis_url: str | None = None,
         redis: Any = None,
+        partitions: int = 1,
     ) -> None:
-        self.keys = Keys(namespace)
+        self.keys = Keys(namespace)  # the namespace-wide keys (all keys when partitions = 1)
+        self.partitions = check_partitions(partitions)
+        tags = partition_tags(namespace, self.partitions)
+        self.part_keys = [self.keys] if self.partitions == 1 else [Keys(namespace, t) for t in tags]
+        self._part_scripts: list[Scripts] | None = None
         self.namespace = namespace
         self.serializer = serializer
         self.settings = settings
@@ -134,9 +141,49 @@ class Namespace:
             )
         return self._scripts
 
+    def part_scripts(self, part: int) -> Scripts:
+        """The scripts bound to partition `part`'s keys (`scripts` itself for P = 1)."""
+        if self.partitions == 1:
+            return self.scripts
+        if self._part_scripts is None:
+            self._part_scripts = [
+                Scripts(self.redis, k, virtual_clock=self.virtual_clock, gate=self.layout.gate)
+                for k in self.part_keys
+            ]
+        return self._part_scripts[part]
+
+    def part_of(self, run_id: str) -> int:
+        """The partition of a run (0 when the namespace has one)."""
+        return partition_of(run_id, self.partitions)
+
+    def keys_of(self, run_id: str) -> Keys:
+        """The keys of the partition a run lives on."""
+        return self.part_keys[partition_of(run_id, self.partitions)]
+
+    def scripts_of(self, run_id: str) -> Scripts:
+        """The scripts bound to the partition a run lives on."""
+        return self.part_scripts(partition_of(run_id, self.partitions))
+
+    def new_run_id(self, part: int = 0) -> str:
+        """A new run id on partition `part` (it carries the partition when P > 1)."""
+        return new_run_id(part if self.partitions > 1 else None)
+
+    def part_of_name(self, name: str) -> int:
+        """The partition of a state value or lock: its name's (partitions.route)."""
+        return route(name, self.partitions) if self.partitions > 1 else 0
+
+    def name_keys(self, name: str) -> Keys:
+        """The keys of the partition of a state value or lock (by its name)."""
+        return self.part_keys[self.part_of_name(name)]
+
+    def name_scripts(self, name: str) -> Scripts:
+        """The scripts of the partition of a state value or lock (by its name)."""
+        return self.part_scripts(self.part_of_name(name))
+
     def use_redis_url(self, redis_url: str) -> None:
         """Point at another Redis (before first use; the CLI's --redis-url)."""
         self.redis_url, self._redis, self._scripts = redis_url, None, None
+        self._part_scripts = None
         self.layout = Layout(self)
         self.definitions.clear()
 
@@ -148,7 +195,7 @@ class Namespace:
         (client, redis_url, virtual_clock) to swap back with."""
         previous = (self._redis, self.redis_url, self.virtual_clock)
         self._redis, self.redis_url, self.virtual_clock = redis, redis_url, virtual_clock
-        self._scripts = None
+        self._scripts = self._part_scripts = None
         self.layout = Layout(self)
         self._queue_cache.clear()
         self.definitions.clear()
@@ -163,6 +210,7 @@ class Namespace:
             registry=self.registry,
             hooks=self.hooks,
             redis=redis,
+            partitions=self.partitions,
         )
         ns.virtual_clock = self.virtual_clock
         return ns
@@ -172,7 +220,7 @@ class Namespace:
         if self._redis is not None and self.owns_client:
             await self._redis.aclose(close_connection_pool=True)
             self._redis = None
-            self._scripts = None
+            self._scripts = self._part_scripts = None
 
     @redis_call
     async def queue_for(self, job: str, queue_name: str | None = None) -> str:

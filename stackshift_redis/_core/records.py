@@ -20,6 +20,7 @@ import msgpack
 
 from ..errors import InvalidArgumentError
 from . import clock
+from .partitions import id_suffix
 from .serializer import Serializer
 
 Duration = float | int | timedelta
@@ -97,9 +98,10 @@ _id_lock = threading.Lock()
 _id_last = [0, 0]
 
 
-def new_run_id() -> str:
+def new_run_id(partition: int | None = None) -> str:
     """A unique id sortable by creation time: 11 hex digits of ms, 5 of a per-process
-    sequence (monotonic within a millisecond), 8 random."""
+    sequence (monotonic within a millisecond), 8 random; then `-<partition>` when the
+    namespace has more than one (partitions.py)."""
     with _id_lock:
         ms = clock.now_ms()
         # a clock that went back by more than a second (a TestEnv's virtual clock restored
@@ -111,7 +113,7 @@ def new_run_id() -> str:
         else:
             seq = 0
         _id_last[:] = [ms, seq]
-    return f"{ms:011x}{seq:05x}{os.urandom(4).hex()}"
+    return f"{ms:011x}{seq:05x}{os.urandom(4).hex()}{id_suffix(partition)}"
 
 
 _LIBRARY = (

@@ -201,7 +201,9 @@ class Executor:
             settled.raised = _unrecorded(settled.outcome) or bad
             raise settled.raised from None
         ns = self.ns
-        call = ns.scripts.complete_call(ex.run_id, ex.token, data, ns.settings.retention_ms)
+        call = ns.scripts_of(ex.run_id).complete_call(
+            ex.run_id, ex.token, data, ns.settings.retention_ms
+        )
         settled.outcome = await self._record(ex, Outcome("completed", call))
         settled.raised = _unrecorded(settled.outcome)
         if settled.raised is not None:
@@ -254,7 +256,7 @@ class Executor:
         if isinstance(exc, LeaseLostError):
             return Outcome("lost", error=exc)
         if isinstance(exc, CancelRequested):
-            reason = await self.ns.redis.hget(self.ns.keys.run(ex.run_id), "cancel")
+            reason = await self.ns.redis.hget(self.ns.keys_of(ex.run_id).run(ex.run_id), "cancel")
             text = reason.decode() if reason else "cancelled while running"
             return self._failure(ex, job, CancelRequested(text), None, "cancelled")
         if isinstance(exc, NonRetriableError | InvalidArgumentError | PayloadError):  # a bug
@@ -328,7 +330,7 @@ class Executor:
             retention_ms=self.ns.settings.retention_ms,
             error_json=json.dumps({"type": "UnknownJobError", "message": msg, "traceback": ""}),
         )
-        return Outcome("handed_back", self.ns.scripts.hand_back_call(request))
+        return Outcome("handed_back", self.ns.scripts_of(ex.run_id).hand_back_call(request))
 
     def _failure(
         self,
@@ -355,7 +357,7 @@ class Executor:
             retention_ms=self.ns.settings.retention_ms,
             delay_ms=delay_ms,
         )
-        return Outcome(outcome, self.ns.scripts.fail_call(request), exc, delay_ms)
+        return Outcome(outcome, self.ns.scripts_of(ex.run_id).fail_call(request), exc, delay_ms)
 
 
 def _unrecorded(recorded: Outcome) -> BaseException | None:

@@ -351,7 +351,9 @@ class Worker:
             outcome="failed",
             retention_ms=self.ns.settings.retention_ms,
         )
-        task = asyncio.ensure_future(self._fail_undecodable(self.ns.scripts.fail_call(request)))
+        task = asyncio.ensure_future(
+            self._fail_undecodable(self.ns.scripts_of(request.run_id).fail_call(request))
+        )
         self._undecodable_tasks.add(task)
         task.add_done_callback(self._undecodable_tasks.discard)
 

@@ -48,7 +48,7 @@ async def search_run(client: Any, text: str, jobs: list[str]) -> str | None:
     """A run id that exists, or the run an idempotency key of one of `jobs` points to.
     Cost: one EXISTS, then one GET per job (<= 200) in a pipeline."""
     ns = client._core
-    if len(text) <= 256 and await ns.redis.exists(ns.keys.run(text)):
+    if len(text) <= 256 and await ns.redis.exists(ns.keys_of(text).run(text)):
         return text
     jobs = [j for j in jobs if j][:200]
     async with ns.redis.pipeline(transaction=False) as pipe:

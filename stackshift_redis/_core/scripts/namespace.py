@@ -24,14 +24,16 @@ class NamespaceScripts(Door):
         markers: Sequence[str] = (),
         extra: int = 0,
         workers: bool = False,
+        partitions: int = 1,
     ) -> Any:
         """check | lock | sweep | renew | cursor | finish | unlock | swept (lua/layout.lua
         says what each returns). `extra`: sweep: the least ms between two sweeps.
-        `workers`: check also reports the oldest layout among live workers. Never gated:
+        `workers`: check also reports the oldest layout among live workers; `partitions`:
+        check refuses another count than the recorded one. Never gated:
         it is how the gate learns the layout."""
         k = self.keys
         keys = [k.meta(), k.migrating(), k.workers(), k.worker_info(), *markers]
-        args = [op, layout, token, lock_ms, step, cursor, extra, int(workers)]
+        args = [op, layout, token, lock_ms, step, cursor, extra, int(workers), partitions]
         return await self.call("layout", keys, args)
 
     async def move_key(

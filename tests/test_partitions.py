@@ -1,0 +1,129 @@
+"""Partitions (issue 28), the layer every later step builds on: the tags, run ids that name
+their partition, routing by name, and the partition count recorded at first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from helpers import namespace_keys
+from redis.crc import key_slot
+
+from stackshift_redis import InvalidArgumentError, StackShift
+from stackshift_redis._core.keys import Keys, parse
+from stackshift_redis._core.partitions import (
+    PREVIEW_ENV,
+    check_partitions,
+    partition_of,
+    partition_tags,
+    route,
+)
+from stackshift_redis._core.records import new_run_id
+
+
+@pytest.fixture
+def preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PREVIEW_ENV, "1")
+
+
+def test_one_partition_is_the_namespace_tag() -> None:
+    assert partition_tags("shop", 1) == ["shop"]
+    assert Keys("shop").prefix == "ss:{shop}:"
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 6, 8, 64, 256])
+def test_each_partition_tag_lies_in_its_own_slot_range(count: int) -> None:
+    tags = partition_tags("shop", count)
+    assert len(set(tags)) == count
+    for p, tag in enumerate(tags):
+        assert tag.startswith(f"shop/{p}.")
+        slot = key_slot(Keys("shop", tag).run("x").encode())
+        assert p * 16384 // count <= slot < (p + 1) * 16384 // count
+    assert partition_tags("shop", count) == tags  # the same in every process
+
+
+def test_a_partition_key_reads_back_to_its_shape() -> None:
+    keys = Keys("shop", partition_tags("shop", 4)[2])
+    assert keys.prefix.startswith("ss:{shop/2.")
+    assert parse(keys.prefix, keys.idem("job:a", "k:1")) == ("idem", ("job:a", "k:1"))
+
+
+def test_run_ids_name_their_partition() -> None:
+    plain = new_run_id()
+    assert len(plain) == 24 and partition_of(plain, 4) == 0
+    for p in range(4):
+        rid = new_run_id(p)
+        assert rid.endswith(f"-{p}") and partition_of(rid, 4) == p
+        assert partition_of(rid, 1) == 0
+    assert new_run_id(3) > plain  # ids still sort by creation time
+    for foreign in ["x", "run-1", "0" * 24 + "-9", "0" * 24 + "-a", "0" * 24 + "-"]:
+        assert partition_of(foreign, 4) == 0
+
+
+def test_routing_is_stable_and_spreads() -> None:
+    assert route("customer:42", 8) == route("customer:42", 8)
+    counts = [0] * 8
+    for i in range(8000):
+        counts[route(f"customer:{i}", 8)] += 1
+    assert min(counts) > 800
+
+
+@pytest.mark.parametrize("bad", [0, -1, 257, 1.5, "4", True, None])
+def test_a_bad_partition_count_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError):
+        check_partitions(bad)
+
+
+def test_more_than_one_partition_is_a_preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PREVIEW_ENV, raising=False)
+    with pytest.raises(InvalidArgumentError, match=PREVIEW_ENV):
+        StackShift("redis://localhost:1/0", partitions=4)
+    StackShift("redis://localhost:1/0", partitions=1)
+
+
+async def test_state_lives_on_the_partition_of_its_name(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = make_app(partitions=4)
+    ns = app._core
+    names = [f"counter:{i}" for i in range(16)]
+    for name in names:
+        await app.state.set(name, name)
+        assert await app.state.incr(f"{name}:n", 2) == 2
+    for name in names:
+        assert await app.state.get(name) == name
+        tag = ns.part_keys[ns.part_of_name(name)].tag
+        assert await app.redis.exists(f"ss:{{{tag}}}:st:{name}") == 1
+    used = {ns.part_of_name(n) for n in names}
+    assert len(used) > 1
+    async with app.state.lock("invoice:1", ttl=5):
+        assert await app.redis.exists(ns.name_keys("invoice:1").lock("invoice:1")) == 1
+
+
+async def test_the_partition_count_is_recorded_and_another_is_refused(
+    make_app: Callable[..., StackShift], preview: None, namespace: str
+) -> None:
+    four = make_app(namespace, partitions=4)
+    await four.state.set("a", 1)
+    before = await namespace_keys(four)
+    for other in (1, 2):
+        app = make_app(namespace, partitions=other)
+        with pytest.raises(InvalidArgumentError, match="has 4 partition"):
+            await app.state.set("b", 2)
+        with pytest.raises(InvalidArgumentError, match="has 4 partition"):
+            await app.state.incr("c")
+    assert await namespace_keys(four) == before
+    assert await make_app(namespace, partitions=4).state.get("a") == 1
+
+
+async def test_a_namespace_of_one_partition_refuses_more(
+    make_app: Callable[..., StackShift], preview: None, namespace: str
+) -> None:
+    one = make_app(namespace)
+    await one.state.set("a", 1)
+    before = await namespace_keys(one)
+    with pytest.raises(InvalidArgumentError, match="has 1 partition"):
+        await make_app(namespace, partitions=4).state.set("b", 2)
+    assert await namespace_keys(one) == before
+    meta = await one.redis.hgetall(one._core.keys.meta())
+    assert b"partitions" not in meta  # one partition writes nothing new
