@@ -1,7 +1,8 @@
 -- emit_event: send_event's body (lua/send_event.lua; the commit of a transactional step,
 -- lua/transact.lua, sends its events through it too). `ek` the event's six keys and `a` the
--- arguments, both indexed as send_event's KEYS and ARGV. Returns duplicate 0|1, resumed,
--- started and cancelled run ids (a re-sent call, same a[10], gets the first outcome).
+-- arguments, both indexed as send_event's KEYS and ARGV (a[15] '1': the stored triggers
+-- ek[5] are not read). Returns duplicate 0|1, resumed, started and cancelled run ids (a
+-- re-sent call, same a[10], gets the first outcome).
 -- Each started run is pinned to its job's highest live version (lib/pick_version.lua).
 -- @include keys.lua
 -- @include now_ms.lua
@@ -75,9 +76,11 @@ local function emit_event(ek, a)
     end
   end
   local jobs = cjson.decode(a[9])
-  local stored = redis.call('HGETALL', ek[5])
-  for i = 1, #stored, 2 do
-    if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
+  if a[15] ~= '1' then -- '1': a partition's leg, whose starts the caller resolved in a[9]
+    local stored = redis.call('HGETALL', ek[5])
+    for i = 1, #stored, 2 do
+      if jobs[stored[i]] == nil then jobs[stored[i]] = stored[i + 1] end
+    end
   end
   local plans = cjson.decode(a[13])
   local started = {}

@@ -19,8 +19,9 @@ from typing import Any
 from .._core import clock
 from .._core.keys import check_name
 from .._core.namespace import Namespace
+from .._core.partitions import route
 from .._core.records import Event, SendEventResult, from_ms
-from .._core.scripts import SendEventRequest
+from .._core.scripts import SendEventRequest, SendReply, send_legs
 from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, StaleDefinitionsError
 
@@ -80,6 +81,10 @@ def flatten(data: Any) -> dict[str, str]:
     return out
 
 
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def decode_event(value: Any) -> Event | None:
     """An Event from its stored form (a dict), or None."""
     if not isinstance(value, Mapping):
@@ -108,7 +113,10 @@ class EventBus:
             rev = await ns.definitions.load(force=tries > 0)
             request = replace(request, plans=self._plans(name, data), rev=rev)
             try:
-                reply = await ns.scripts.send_event(request)
+                if ns.partitions == 1:
+                    reply = await ns.scripts.send_event(request)
+                else:
+                    reply = await self._send_legs(request, data)
                 break
             except StaleDefinitionsError:
                 continue
@@ -123,6 +131,43 @@ class EventBus:
             duplicate=reply.duplicate,
             cancelled=reply.cancelled,
         )
+
+    async def _send_legs(self, request: SendEventRequest, data: Any) -> SendReply:
+        """With partitions > 1: send_event on every partition in one pipeline. A run waits
+        (and looks back) on its own partition, so every partition records the event, once
+        per id (its own event_seen; a re-send with the id completes a send cut short).
+        Each run the event triggers starts on one leg: its routing partition."""
+        ns, q = self._ns, request
+        jobs = dict(q.local_triggers)  # registered here; then those of live workers
+        stored = await ns.redis.hgetall(ns.keys.triggers(q.name))
+        for job, queue in stored.items():
+            jobs.setdefault(_text(job), _text(queue))
+        starts: list[dict[str, str]] = [{} for _ in range(ns.partitions)]
+        for job, queue in jobs.items():
+            starts[self._home(job, q.plans.get(job, ""), q.event_id)][job] = queue
+        legs = [
+            (
+                ns.part_scripts(p),
+                replace(
+                    q,
+                    local_triggers=starts[p],
+                    plans={j: plan for j, plan in q.plans.items() if j in starts[p]},
+                ),
+            )
+            for p in range(ns.partitions)
+        ]
+        replies = await send_legs(ns.redis, legs)
+        return SendReply(
+            duplicate=all(r.duplicate for r in replies),
+            resumed=[r for reply in replies for r in reply.resumed],
+            started=[r for reply in replies for r in reply.started],
+            cancelled=[r for reply in replies for r in reply.cancelled],
+        )
+
+    def _home(self, job: str, plan: str, event_id: str) -> int:
+        """The partition a run the event triggers starts on: its flow-control key's, else
+        one chosen by the event id (the same on a re-send, so it starts once)."""
+        return route(event_id, self._ns.partitions)
 
     def _plans(self, name: str, data: Any) -> dict[str, str]:
         """Flow-control plans of the runs the event starts, from the definitions loaded

@@ -28,7 +28,7 @@ from .door import (
     redis_call,
     unavailable,
 )
-from .events import EventScripts
+from .events import EventScripts, send_legs
 from .namespace import NamespaceScripts
 from .output import OutputScripts
 from .queues import QueueScripts
@@ -96,5 +96,6 @@ __all__ = [
     "WaitReply",
     "fields_of",
     "redis_call",
+    "send_legs",
     "unavailable",
 ]

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from .door import Door, SendReply, _str
+from redis.exceptions import ResponseError
+
+from ...errors import RedisUnavailableError, StaleDefinitionsError, from_redis_error
+from .door import CONNECTION_ERRORS, Door, ScriptCall, SendReply, _str, unavailable
 from .requests import SendEventRequest
+
+
+def send_reply(raw: Any) -> SendReply:
+    """send_event's reply as a SendReply."""
+    duplicate, resumed, started, cancelled = raw
+    return SendReply(
+        bool(duplicate),
+        [_str(r) for r in resumed],
+        [_str(r) for r in started],
+        [_str(r) for r in cancelled],
+    )
 
 
 class EventScripts(Door):
     """The script of events."""
 
-    async def send_event(self, request: SendEventRequest) -> SendReply:
-        """Record an event once; resume matching waiters; start triggered jobs (with the
-        hook `fields`, {"x:<name>": value}, stored on each started run, and `plans`: the
-        flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
-        CancelOn rules match."""
-        k, q = self.keys, request
+    def send_event_call(self, q: SendEventRequest, leg: bool = False) -> ScriptCall:
+        """send_event on this partition. A `leg` (one partition's part of a send when the
+        namespace has several) starts only q.local_triggers: the stored triggers (on the
+        namespace's tag) are not read."""
+        k = self.keys
         keys: list[str] = [k.event_seen(q.event_id), k.event_log(q.name), k.event_data(q.name)]
         keys += [k.event_shapes(q.name), k.triggers(q.name), k.event_names()]
         args: list[Any] = [k.prefix, q.name, q.event_id, q.encoded, q.flat_json, q.payload]
@@ -25,10 +39,43 @@ class EventScripts(Door):
         args += [q.log_ms, json.dumps(q.local_triggers), q.call_token]
         args += [json.dumps(q.fields) if q.fields else "", q.retention_ms or 86_400_000]
         args += [json.dumps(q.plans), q.rev]
-        duplicate, resumed, started, cancelled = await self.call("send_event", keys, args)
-        return SendReply(
-            bool(duplicate),
-            [_str(r) for r in resumed],
-            [_str(r) for r in started],
-            [_str(r) for r in cancelled],
-        )
+        if leg:
+            args.append("1")
+        return ScriptCall("send_event", "", keys, args)
+
+    async def send_event(self, request: SendEventRequest) -> SendReply:
+        """Record an event once; resume matching waiters; start triggered jobs (with the
+        hook `fields`, {"x:<name>": value}, stored on each started run, and `plans`: the
+        flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
+        CancelOn rules match."""
+        c = self.send_event_call(request)
+        return send_reply(await self.call(c.script, c.keys, c.args))
+
+
+async def send_legs(
+    redis: Any, legs: Sequence[tuple[EventScripts, SendEventRequest]]
+) -> list[SendReply]:
+    """send_event on several partitions in one pipeline (a RedisCluster pipeline sends each
+    call to its partition's node), each a leg (EventScripts.send_event_call). Every leg
+    runs; then StaleDefinitionsError when any leg was stale, else the first error."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for door, request in legs:
+            c = door.send_event_call(request, leg=True)
+            await door.queue_call(pipe, c.script, c.keys, c.args)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except RedisUnavailableError:
+            raise
+        except CONNECTION_ERRORS as exc:
+            raise unavailable(exc) from exc
+    errors = [
+        from_redis_error(r) if isinstance(r, ResponseError) else r
+        for r in results
+        if isinstance(r, Exception)
+    ]
+    for error in errors:
+        if isinstance(error, StaleDefinitionsError):
+            raise error
+    if errors:
+        raise errors[0]
+    return [send_reply(r) for r in results]
