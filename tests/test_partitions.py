@@ -121,7 +121,7 @@ async def test_the_partition_count_is_recorded_and_another_is_refused(
 async def test_a_namespace_of_one_partition_refuses_more(
     make_app: Callable[..., StackShift], preview: None, namespace: str
 ) -> None:
-    one = make_app(namespace)
+    one = make_app(namespace, partitions=1)
     await one.state.set("a", 1)
     before = await namespace_keys(one)
     with pytest.raises(InvalidArgumentError, match="has 1 partition"):

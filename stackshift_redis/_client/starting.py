@@ -133,6 +133,7 @@ class Starter:
         options: StartOptions,
         reload: bool = False,
         ids: list[str] | None = None,
+        near: int | None = None,
     ) -> tuple[StartRequest, list[NewRun]]:
         """The start call of `payloads`, checked, with the rules of the definitions loaded
         (`reload`: fetched again); a transactional step's commit makes the runs too
@@ -169,6 +170,7 @@ class Starter:
                     p,
                     options.partition_key,
                     keys[i] if keys else None,
+                    near,
                 )
             )
             for i, p in enumerate(payloads)
