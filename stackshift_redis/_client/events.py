@@ -21,6 +21,7 @@ from .._core.keys import check_name
 from .._core.namespace import Namespace
 from .._core.partitions import route
 from .._core.records import Event, SendEventResult, from_ms
+from .._core.routing import pick_partition
 from .._core.scripts import SendEventRequest, SendReply, send_legs
 from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, StaleDefinitionsError
@@ -136,15 +137,19 @@ class EventBus:
         """With partitions > 1: send_event on every partition in one pipeline. A run waits
         (and looks back) on its own partition, so every partition records the event, once
         per id (its own event_seen; a re-send with the id completes a send cut short).
-        Each run the event triggers starts on one leg: its routing partition."""
+        Each run the event triggers starts on one leg: its flow-control key's partition,
+        else the event id's (the same on a re-send of the id, so it starts once)."""
         ns, q = self._ns, request
         jobs = dict(q.local_triggers)  # registered here; then those of live workers
         stored = await ns.redis.hgetall(ns.keys.triggers(q.name))
         for job, queue in stored.items():
             jobs.setdefault(_text(job), _text(queue))
+        rules = ns.definitions.triggered(q.name)
+        home = route(q.event_id, ns.partitions)  # for runs no flow-control key routes
         starts: list[dict[str, str]] = [{} for _ in range(ns.partitions)]
         for job, queue in jobs.items():
-            starts[self._home(job, q.plans.get(job, ""), q.event_id)][job] = queue
+            flow = rules[job].flow if job in rules else None
+            starts[pick_partition(ns.partitions, job, flow, data, near=home)][job] = queue
         legs = [
             (
                 ns.part_scripts(p),
@@ -163,11 +168,6 @@ class EventBus:
             started=[r for reply in replies for r in reply.started],
             cancelled=[r for reply in replies for r in reply.cancelled],
         )
-
-    def _home(self, job: str, plan: str, event_id: str) -> int:
-        """The partition a run the event triggers starts on: its flow-control key's, else
-        one chosen by the event id (the same on a re-send, so it starts once)."""
-        return route(event_id, self._ns.partitions)
 
     def _plans(self, name: str, data: Any) -> dict[str, str]:
         """Flow-control plans of the runs the event starts, from the definitions loaded
