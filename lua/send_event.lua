@@ -14,9 +14,10 @@
 -- ARGV[12] retention_ms (runs cancelled by their CancelOn rules)
 -- ARGV[13] flow-control plans of triggered jobs: JSON {job: plan JSON} (may be '{}'),
 -- made from the published definitions at revision ARGV[14] (lib/defs_rev.lua)
--- ARGV[15] (only with partitions > 1) '1': one partition's leg of a send (events.py): the
--- caller resolved the triggers and gives this leg the runs it starts in ARGV[9]; KEYS[5]
--- (then the partition's own, never written) is not read
+-- ARGV[14+i] an optional last argument (i = 1 only), given when the namespace has
+-- partitions: '1' for one partition's leg of a send (_client/events.py), whose caller
+-- resolved the triggers and gave this leg the runs it starts in ARGV[9]; KEYS[5] (then the
+-- partition's own key, which nothing writes) is not read
 -- Each started run is pinned to its job's highest live version (lib/pick_version.lua).
 -- Waiter set members are '<run id>|<step>' (a pending wait: settled with the event, and
 -- the run resumed if parked); they also hold CancelOn registrations, named '!<run id>':
