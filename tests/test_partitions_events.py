@@ -101,6 +101,28 @@ async def test_correlation_by_data_finds_the_run_on_its_partition(
     assert [await app.run(r).result(timeout=15) for r in runs] == list(range(2 * P))
 
 
+async def test_a_step_sends_to_waiters_on_other_partitions(
+    make_app: Callable[..., StackShift], running_worker: Any
+) -> None:
+    app = make_app(partitions=P)
+    _waiting_job(app)
+
+    @app.job("payer")
+    async def payer(ctx: RunContext) -> Any:
+        return await ctx.step.send_event("pay", "paid", {"batch": "b", "amount": 3})
+
+    waiters = [
+        (await app.start("order", {"batch": "b"}, partition_key=key_on(p, "w"))).id
+        for p in range(1, P)
+    ]
+    running_worker(app, concurrency=8)
+    await wait_for(lambda: _all(app, waiters, "waiting"), 20)
+    sender = await app.start("payer", partition_key=key_on(0, "s"))
+    sent = await sender.result(timeout=15)
+    assert sorted(sent["resumed"]) == sorted(waiters) and sent["id"] == f"{sender.id}:pay"
+    assert [await app.run(r).result(timeout=15) for r in waiters] == [3] * (P - 1)
+
+
 async def test_lookback_finds_an_earlier_event_on_partition_3(
     make_app: Callable[..., StackShift], running_worker: Any
 ) -> None:

@@ -107,7 +107,9 @@ class EventBus:
         return self._ns.serializer.dumps({"name": name, "id": event_id, "data": data, "ts": ts})
 
     async def send(self, name: str, data: Any, event_id: str | None = None) -> SendEventResult:
-        """Record the event once per id; resume matching waiters; start on_event jobs."""
+        """Record the event once per id; resume matching waiters; start on_event jobs.
+        With partitions this is one call per partition (_send_legs), not one atomic call:
+        a send that failed part-way is completed by sending again with the same id."""
         ns = self._ns
         request = self.prepare(name, data, event_id)
         for tries in range(STALE_TRIES):  # the rules of the runs it starts: published ones
