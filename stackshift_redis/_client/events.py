@@ -136,7 +136,7 @@ class EventBus:
         )
 
     async def _send_legs(self, request: SendEventRequest, data: Any) -> SendReply:
-        """With partitions > 1: send_event on every partition in one pipeline. A run waits
+        """With partitions > 1: send_event on every partition (send_legs). A run waits
         (and looks back) on its own partition, so every partition records the event, once
         per id (its own event_seen; a re-send with the id completes a send cut short).
         Each run the event triggers starts on one leg: its flow-control key's partition,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from ...errors import RedisUnavailableError, StaleDefinitionsError, from_redis_error
@@ -55,23 +57,30 @@ class EventScripts(Door):
 async def send_legs(
     redis: Any, legs: Sequence[tuple[EventScripts, SendEventRequest]]
 ) -> list[SendReply]:
-    """send_event on several partitions in one pipeline (a RedisCluster pipeline sends each
-    call to its partition's node), each a leg (EventScripts.send_event_call). Every leg
+    """send_event on several partitions, each a leg (EventScripts.send_event_call): on
+    Redis in one pipeline; on a RedisCluster as concurrent EVALSHA calls, each routed to
+    its partition's node (a cluster pipeline would send every script's text). Every leg
     runs; then StaleDefinitionsError when any leg was stale, else the first error."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for door, request in legs:
-            c = door.send_event_call(request, leg=True)
-            await door.queue_call(pipe, c.script, c.keys, c.args)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except RedisUnavailableError:
-            raise
-        except CONNECTION_ERRORS as exc:
-            raise unavailable(exc) from exc
+    calls = [(door, door.send_event_call(request, leg=True)) for door, request in legs]
+    results: list[Any]
+    if isinstance(redis, RedisCluster):
+        results = await asyncio.gather(
+            *(door.call(c.script, c.keys, c.args) for door, c in calls), return_exceptions=True
+        )
+    else:
+        async with redis.pipeline(transaction=False) as pipe:
+            for door, c in calls:
+                await door.queue_call(pipe, c.script, c.keys, c.args)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except RedisUnavailableError:
+                raise
+            except CONNECTION_ERRORS as exc:
+                raise unavailable(exc) from exc
     errors = [
         from_redis_error(r) if isinstance(r, ResponseError) else r
         for r in results
-        if isinstance(r, Exception)
+        if isinstance(r, BaseException)
     ]
     for error in errors:
         if isinstance(error, StaleDefinitionsError):
