@@ -257,11 +257,14 @@ class Worker:
                 ids,
                 more,
             )
-        for queue in {q for q, _, _ in cut_off}:
-            held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
+        groups: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        for q, run_id, token in cut_off:  # per queue and partition
+            groups.setdefault((q, self.ns.part_of(run_id)), []).append((run_id, token))
+        for (queue, part), held in groups.items():
+            scripts = self.ns.part_scripts(part)
             with contextlib.suppress(Exception):
-                await self.ns.scripts.renew(queue, held, -1)
-                await self.ns.scripts.reclaim(queue, self.ns.settings.retention_ms)
+                await scripts.renew(queue, held, -1)
+                await scripts.reclaim(queue, self.ns.settings.retention_ms)
 
     # taking runs
     async def _fetch_loop(self) -> None:

@@ -1,0 +1,265 @@
+"""Partitions (issue 28), the worker side: one worker serves runs on every partition. Its
+groups and tickets (one blocking read over every partition's streams on standalone Redis,
+one per partition on a cluster), its takes, its upkeep (promotion of retries and delays,
+lease renewal and recovery, cancel notices on each partition's control stream), its
+hand-back on stop; result() waits on each partition's done stream; pausing a queue
+reaches every partition."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from helpers import cancel_flagged, wait_for
+
+from stackshift_redis import RunCancelled, RunContext, StackShift
+from stackshift_redis._core.jobs import QueueConfig
+from stackshift_redis._core.keys import GROUP
+from stackshift_redis._core.partitions import PREVIEW_ENV
+from stackshift_redis._core.scripts import StartRequest
+from stackshift_redis._worker.dispatch import Dispatcher
+
+P = 4
+OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
+
+
+@pytest.fixture
+def four(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
+    monkeypatch.setenv(PREVIEW_ENV, "1")
+    return make_app(partitions=P)
+
+
+async def start_on(
+    app: StackShift, part: int, job: str, payload: Any = None, *, delay_ms: int = 0
+) -> str:
+    """Create a run of `job` on partition `part` with the start script of that partition."""
+    ns = app._core
+    request = StartRequest(
+        job=job,
+        queue="default",
+        idem_ttl_ms=1000,
+        delay_ms=delay_ms,
+        retention_ms=ns.settings.retention_ms,
+        version=1,
+    )
+    run = (ns.new_run_id(part), None, ns.serializer.dumps(payload))
+    [(run_id, _, _)] = await ns.part_scripts(part).start(request, [run])
+    assert run_id is not None and ns.part_of(run_id) == part
+    return run_id
+
+
+def _dispatcher(app: StackShift, consumer: str = "c1") -> Dispatcher:
+    return Dispatcher(app._core, ["default"], consumer, lambda q: QueueConfig(q))
+
+
+async def test_a_ticket_on_any_partition_wakes_the_worker(four: StackShift) -> None:
+    ns = four._core
+    dispatcher = _dispatcher(four)
+    await dispatcher.setup()
+    for k in ns.part_keys:
+        [group] = await four.redis.xinfo_groups(k.stream("default"))
+        assert group["name"] in (GROUP, GROUP.encode())
+    assert await dispatcher.wait(5, 100) is False  # nothing anywhere
+    for part in (3, 1):
+        later = asyncio.ensure_future(asyncio.sleep(0.3))
+        later.add_done_callback(lambda _, p=part: asyncio.ensure_future(start_on(four, p, "j")))
+        began = time.monotonic()
+        assert await dispatcher.wait(5, 4000) is True
+        assert time.monotonic() - began < 3
+        assert dispatcher._woken == [part]
+        reply = await dispatcher.take(5)
+        assert [ns.part_of(t.run_id) for t in reply.taken] == [part]
+
+
+async def test_a_take_fills_up_from_several_partitions(four: StackShift) -> None:
+    ns = four._core
+    ids = {await start_on(four, p, "j") for p in range(P) for _ in range(2)}
+    dispatcher = _dispatcher(four)
+    first = await dispatcher.take(5)
+    assert len(first.taken) == 5
+    assert len({ns.part_of(t.run_id) for t in first.taken}) >= 3
+    rest = await dispatcher.take(10)
+    assert {t.run_id for t in first.taken + rest.taken} == ids
+    assert (await dispatcher.take(10)).taken == []
+
+
+async def test_one_worker_serves_every_partition(four: StackShift, running_worker: Any) -> None:
+    ns = four._core
+
+    @four.job("double")
+    async def double(ctx: RunContext) -> int:
+        return int(ctx.payload) * 2
+
+    ids = [await start_on(four, i % P, "double", i) for i in range(12)]
+    running_worker(four)
+    results = await asyncio.gather(*(four.run(i).result(timeout=15) for i in ids))
+    assert results == [i * 2 for i in range(12)]
+    for run_id in ids:
+        assert await four.redis.hget(ns.keys_of(run_id).run(run_id), "status") == b"completed"
+    assert {ns.part_of(i) for i in ids} == set(range(P))
+    # every partition's done stream told its finishes
+    for p, k in enumerate(ns.part_keys):
+        assert await four.redis.xlen(k.done()) >= 1, p
+
+
+async def test_results_of_runs_on_several_partitions_wait_without_polling(
+    four: StackShift, running_worker: Any
+) -> None:
+    gate = asyncio.Event()
+
+    @four.job("held")
+    async def held(ctx: RunContext) -> int:
+        await gate.wait()
+        return int(ctx.payload)
+
+    ids = [await start_on(four, p, "held", p) for p in (1, 2, 3)]
+    running_worker(four)
+    waits = [asyncio.ensure_future(four.run(i).result(timeout=15)) for i in ids]
+    await asyncio.sleep(0.3)
+    assert not any(w.done() for w in waits)
+    began = time.monotonic()
+    gate.set()
+    assert await asyncio.gather(*waits) == [1, 2, 3]
+    assert time.monotonic() - began < 3  # told by the done streams, not the 5 s recheck
+
+
+async def test_retries_and_delays_on_another_partition(
+    four: StackShift, running_worker: Any
+) -> None:
+    @four.job("flaky", retries=2, backoff=0.05)
+    async def flaky(ctx: RunContext) -> int:
+        if ctx.attempt < 3:
+            raise RuntimeError(f"attempt {ctx.attempt}")
+        return ctx.attempt
+
+    @four.job("later")
+    async def later(ctx: RunContext) -> float:
+        return time.time()
+
+    flaky_id = await start_on(four, 2, "flaky")
+    began = time.time()
+    later_id = await start_on(four, 3, "later", delay_ms=400)
+    running_worker(four)
+    assert await four.run(flaky_id).result(timeout=15) == 3
+    info = await four.get_run(flaky_id)
+    assert info is not None and info.attempts == 3
+    ran_at = await four.run(later_id).result(timeout=15)
+    assert ran_at - began >= 0.35
+
+
+async def test_an_expired_lease_is_recovered_on_another_partition(
+    four: StackShift, running_worker: Any
+) -> None:
+    ns = four._core
+
+    @four.job("j")
+    async def j(ctx: RunContext) -> int:
+        return ctx.attempt
+
+    run_id = await start_on(four, 3, "j")
+    # a worker that took the run and died: a short lease, never renewed
+    dead = await ns.part_scripts(3).take([("default", 300)], 1, taker="dead", **OPTS)
+    assert [t.run_id for t in dead.taken] == [run_id]
+    assert await four.redis.zscore(ns.part_keys[3].leases("default"), run_id) is not None
+    running_worker(four)
+    assert await four.run(run_id).result(timeout=15) == 1  # a lost lease is no failed attempt
+    assert await four.redis.hget(ns.keys_of(run_id).run(run_id), "expired") == b"1"
+
+
+async def test_a_stopped_worker_hands_back_runs_on_their_partitions(
+    four: StackShift, running_worker: Any
+) -> None:
+    ns = four._core
+    started: set[str] = set()
+
+    @four.job("forever")
+    async def forever(ctx: RunContext) -> None:
+        started.add(ctx.run_id)
+        await asyncio.sleep(60)
+
+    ids = [await start_on(four, p, "forever") for p in (1, 3)]
+    worker = running_worker(four, grace=0.1)
+    await wait_for(lambda: started == set(ids), 15)
+    await asyncio.wait_for(worker.stop(force=True), 15)
+    for run_id in ids:  # ready again at once, not after the lease's 30 s
+        leases = ns.keys_of(run_id).leases("default")
+        assert await four.redis.zscore(leases, run_id) is None
+        assert await four.run(run_id).status() == "queued"
+
+
+async def test_cancel_reaches_a_running_run_on_another_partition(
+    four: StackShift, running_worker: Any
+) -> None:
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    @four.job("long")
+    async def long(ctx: RunContext) -> None:
+        await ctx.step.run("one", lambda: 1)
+        started.set()
+        await proceed.wait()
+        await ctx.step.run("two", lambda: 2)
+
+    run_id = await start_on(four, 2, "long")
+    worker = running_worker(four)
+    await asyncio.wait_for(started.wait(), 15)
+    assert await four.cancel(run_id) is True
+    # read from partition 2's control stream (lease renewal would tell only after 10 s)
+    await wait_for(lambda: cancel_flagged(worker, run_id), 5)
+    proceed.set()
+    with pytest.raises(RunCancelled):
+        await four.run(run_id).result(timeout=15)
+
+
+async def test_pause_and_resume_reach_every_partition(
+    four: StackShift, running_worker: Any
+) -> None:
+    ns = four._core
+
+    @four.job("j")
+    async def j(ctx: RunContext) -> int:
+        return int(ctx.payload)
+
+    assert await four.pause_queue("default") is True
+    assert await four.pause_queue("default") is False
+    for k in [ns.keys, *ns.part_keys]:
+        assert await four.redis.hexists(k.queue_conf("default"), "paused")
+    ids = [await start_on(four, p, "j", p) for p in range(P)]
+    running_worker(four)
+    await asyncio.sleep(0.5)
+    assert [await four.run(i).status() for i in ids] == ["queued"] * P
+    assert await four.resume_queue("default") is True
+    assert await four.resume_queue("default") is False
+    for k in [ns.keys, *ns.part_keys]:
+        assert not await four.redis.hexists(k.queue_conf("default"), "paused")
+    results = await asyncio.gather(*(four.run(i).result(timeout=15) for i in ids))
+    assert results == list(range(P))
+
+
+async def test_one_batch_finishes_runs_of_several_partitions(four: StackShift) -> None:
+    ns = four._core
+    ids = [await start_on(four, p, "j") for p in (0, 1, 3)]
+    taken = (await _dispatcher(four).take(5)).taken
+    assert sorted(t.run_id for t in taken) == sorted(ids)
+    calls = [
+        ns.scripts_of(t.run_id).complete_call(t.run_id, t.token, ns.serializer.dumps(1), 60_000)
+        for t in taken
+    ]
+    assert await ns.scripts.run_batch(calls) == [1, 1, 1]
+    for run_id in ids:
+        assert await four.run(run_id).status() == "completed"
+
+
+async def test_burst_mode_ends_once_every_partition_is_served(four: StackShift) -> None:
+    ran: list[str] = []
+
+    @four.job("j")
+    async def j(ctx: RunContext) -> None:
+        ran.append(ctx.run_id)
+
+    ids = [await start_on(four, p, "j") for p in (1, 2, 3)]
+    worker = four.worker(poll_interval=0.05, block_ms=200)
+    await asyncio.wait_for(worker.run(burst=True), 20)
+    assert sorted(ran) == sorted(ids)
