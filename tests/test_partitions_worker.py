@@ -63,15 +63,38 @@ async def test_a_ticket_on_any_partition_wakes_the_worker(four: StackShift) -> N
         [group] = await four.redis.xinfo_groups(k.stream("default"))
         assert group["name"] in (GROUP, GROUP.encode())
     assert await dispatcher.wait(5, 100) is False  # nothing anywhere
+
+    async def later(part: int) -> str:
+        await asyncio.sleep(0.3)
+        return await start_on(four, part, "j")
+
     for part in (3, 1):
-        later = asyncio.ensure_future(asyncio.sleep(0.3))
-        later.add_done_callback(lambda _, p=part: asyncio.ensure_future(start_on(four, p, "j")))
+        started = asyncio.ensure_future(later(part))
         began = time.monotonic()
         assert await dispatcher.wait(5, 4000) is True
         assert time.monotonic() - began < 3
         assert dispatcher._woken == [part]
+        await started
         reply = await dispatcher.take(5)
         assert [ns.part_of(t.run_id) for t in reply.taken] == [part]
+
+
+async def test_many_wakes_leave_no_connection_behind(four: StackShift) -> None:
+    """On a cluster each wait cancels the reads of the partitions that stayed quiet: their
+    connections go back to the pool (it holds 100 per node; 150 waits would exhaust it),
+    and a wait with a ticket there ends at once (a cancel redis-py lost while connecting
+    would hold it for the whole block)."""
+    ns = four._core
+    dispatcher = _dispatcher(four)
+    await dispatcher.setup()
+    for i in range(150):
+        part = i % P
+        await start_on(four, part, "j")
+        began = time.monotonic()
+        assert await dispatcher.wait(5, 4000) is True
+        assert time.monotonic() - began < 2
+        assert dispatcher._woken == [part]
+        assert [ns.part_of(t.run_id) for t in (await dispatcher.take(5)).taken] == [part]
 
 
 async def test_a_take_fills_up_from_several_partitions(four: StackShift) -> None:

@@ -131,12 +131,12 @@ class Dispatcher:
         }
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            pending = [t for t in tasks if not t.done()]
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        finally:  # redis-py can lose a cancel that lands while it connects: cancel again
+            pending = {t for t in tasks if not t.done()}
+            while pending:
+                for t in pending:
+                    t.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.02)
         woken: list[int] = []
         error: BaseException | None = None
         for task, p in tasks.items():  # tickets read by reads that ended before the cancel
