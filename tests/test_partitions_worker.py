@@ -192,6 +192,19 @@ async def test_an_expired_lease_is_recovered_on_another_partition(
     assert await four.redis.hget(ns.keys_of(run_id).run(run_id), "expired") == b"1"
 
 
+async def test_a_queued_run_that_lost_its_ready_entry_is_requeued_on_its_partition(
+    four: StackShift, running_worker: Any
+) -> None:
+    ns = four._core
+    four.job("j", lambda ctx: "ran")
+    run_id = await start_on(four, 3, "j")
+    assert await four.redis.zrem(ns.part_keys[3].ready("default", "0"), run_id) == 1
+    running_worker(four)  # its reconcile duty (first round at start) finds the run
+    assert await four.run(run_id).result(timeout=15) == "ran"
+    info = await four.get_run(run_id)
+    assert info is not None and "requeued" in [e["type"] for e in info.timeline]
+
+
 async def test_a_stopped_worker_hands_back_runs_on_their_partitions(
     four: StackShift, running_worker: Any
 ) -> None:
@@ -286,3 +299,39 @@ async def test_burst_mode_ends_once_every_partition_is_served(four: StackShift) 
     worker = four.worker(poll_interval=0.05, block_ms=200)
     await asyncio.wait_for(worker.run(burst=True), 20)
     assert sorted(ran) == sorted(ids)
+
+
+async def test_hygiene_drops_a_gone_consumer_on_every_partition(four: StackShift) -> None:
+    ns = four._core
+    await _dispatcher(four).setup()
+    for p, k in enumerate(ns.part_keys):  # a worker that read tickets once, then vanished
+        await start_on(four, p, "j")
+        await four.redis.xreadgroup(GROUP, "ghost", {k.stream("default"): ">"}, noack=True)
+
+    async def consumers(p: int) -> set[str]:
+        found = await four.redis.xinfo_consumers(ns.part_keys[p].stream("default"), GROUP)
+        return {c["name"].decode() if isinstance(c["name"], bytes) else c["name"] for c in found}
+
+    assert all(["ghost" in await consumers(p) for p in range(P)])
+    worker = four.worker(queues=["default"])
+    await worker.upkeep.hygiene()
+    assert not any(["ghost" in await consumers(p) for p in range(P)])
+
+
+async def test_expired_index_entries_are_trimmed_on_every_partition(
+    make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch, running_worker: Any
+) -> None:
+    monkeypatch.setenv(PREVIEW_ENV, "1")
+    app = make_app(partitions=P, retention=1)
+    ns = app._core
+    app.job("j", lambda ctx: None)
+    ids = [await start_on(app, p, "j") for p in (1, 2, 3)]
+    worker = running_worker(app)
+    await asyncio.gather(*(app.run(i).result(timeout=15) for i in ids))
+    for run_id in ids:
+        assert await app.redis.zscore(ns.keys_of(run_id).idx_status("completed"), run_id)
+    await asyncio.sleep(1.2)
+    await worker.upkeep.trim()
+    for run_id in ids:
+        assert await app.redis.zscore(ns.keys_of(run_id).idx_status("completed"), run_id) is None
+        assert await app.redis.zscore(ns.keys_of(run_id).ord_status("completed"), run_id) is None
