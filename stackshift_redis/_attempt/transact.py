@@ -30,6 +30,7 @@ from .._core.serializer import round_trip
 from ..errors import NonRetriableError, PayloadError, TransactionConflictError
 from .execution import Execution
 from .statetx import StateTx
+from .tx_partition import check_starts, commit_partition, record_remote
 
 FAULT: Callable[[str], None] | None = None  # tests only: called "before_commit"/"after_commit"
 CONFLICT = object()  # commit(): a key read changed, run fn again
@@ -61,6 +62,10 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     except PayloadError as exc:
         raise NonRetriableError(str(exc)) from exc
     settings = ex.ns.settings
+    at = commit_partition(ex, key, tx)
+    starts = tuple(await tx.prepared_starts(Starter(ex.ns), at))
+    check_starts(ex, key, at, [run[0] for _, run in starts])
+    remote = at != ex.ns.part_of(ex.run_id)
     request = TransactRequest(
         run_id=ex.run_id,
         token=ex.token,
@@ -70,7 +75,7 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
         reads=tuple(tx.reads.items()),
         writes=tuple((n, *w) for n, w in tx.writes.items()),
         events=tuple(tx.events),
-        starts=tuple(await tx.prepared_starts(Starter(ex.ns))),
+        starts=starts,
         summary=tx.summary(),
         retention_ms=settings.retention_ms,
         dedupe_ms=settings.event_dedupe_ms,
@@ -78,9 +83,13 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     )
     if FAULT is not None:
         FAULT("before_commit")
-    reply = await ex.ns.scripts_of(ex.run_id).transact(request)
+    scripts = ex.ns.part_scripts(at)
+    reply = await (scripts.transact(request, remote=True) if remote else scripts.transact(request))
     if FAULT is not None:
         FAULT("after_commit")
+    if remote and reply.outcome != "conflict":
+        record = reply.record if reply.record is not None else request.record
+        await record_remote(ex, key, record, request.commit_token, request.summary)
     if reply.outcome == "conflict":
         return CONFLICT
     if reply.outcome == "done":  # committed by a call whose reply was lost
