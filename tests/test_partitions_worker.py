@@ -8,6 +8,7 @@ reaches every partition."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +19,7 @@ from helpers import cancel_flagged, wait_for
 from stackshift_redis import RunCancelled, RunContext, StackShift
 from stackshift_redis._core.jobs import QueueConfig
 from stackshift_redis._core.keys import GROUP
-from stackshift_redis._core.partitions import PREVIEW_ENV
-from stackshift_redis._core.scripts import StartRequest
+from stackshift_redis._core.partitions import PREVIEW_ENV, route
 from stackshift_redis._worker.dispatch import Dispatcher
 
 P = 4
@@ -29,26 +29,23 @@ OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
 @pytest.fixture
 def four(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
     monkeypatch.setenv(PREVIEW_ENV, "1")
-    return make_app(partitions=P)
+    app = make_app(partitions=P)
+    app.job("noop", lambda ctx: None)
+    return app
+
+
+def key_on(part: int) -> str:
+    """A partition_key that routes to partition `part` (of P)."""
+    return next(f"k{i}" for i in itertools.count() if route(f"k{i}", P) == part)
 
 
 async def start_on(
-    app: StackShift, part: int, job: str, payload: Any = None, *, delay_ms: int = 0
+    app: StackShift, part: int, job: str, payload: Any = None, *, delay: float | None = None
 ) -> str:
-    """Create a run of `job` on partition `part` with the start script of that partition."""
-    ns = app._core
-    request = StartRequest(
-        job=job,
-        queue="default",
-        idem_ttl_ms=1000,
-        delay_ms=delay_ms,
-        retention_ms=ns.settings.retention_ms,
-        version=1,
-    )
-    run = (ns.new_run_id(part), None, ns.serializer.dumps(payload))
-    [(run_id, _, _)] = await ns.part_scripts(part).start(request, [run])
-    assert run_id is not None and ns.part_of(run_id) == part
-    return run_id
+    """Start a run of `job` on partition `part` (through its partition_key)."""
+    run = await app.start(job, payload, partition_key=key_on(part), delay=delay)
+    assert run.id is not None and app._core.part_of(run.id) == part
+    return run.id
 
 
 def _dispatcher(app: StackShift, consumer: str = "c1") -> Dispatcher:
@@ -66,7 +63,7 @@ async def test_a_ticket_on_any_partition_wakes_the_worker(four: StackShift) -> N
 
     async def later(part: int) -> str:
         await asyncio.sleep(0.3)
-        return await start_on(four, part, "j")
+        return await start_on(four, part, "noop")
 
     for part in (3, 1):
         started = asyncio.ensure_future(later(part))
@@ -89,7 +86,7 @@ async def test_many_wakes_leave_no_connection_behind(four: StackShift) -> None:
     await dispatcher.setup()
     for i in range(150):
         part = i % P
-        await start_on(four, part, "j")
+        await start_on(four, part, "noop")
         began = time.monotonic()
         assert await dispatcher.wait(5, 4000) is True
         assert time.monotonic() - began < 2
@@ -99,7 +96,7 @@ async def test_many_wakes_leave_no_connection_behind(four: StackShift) -> None:
 
 async def test_a_take_fills_up_from_several_partitions(four: StackShift) -> None:
     ns = four._core
-    ids = {await start_on(four, p, "j") for p in range(P) for _ in range(2)}
+    ids = {await start_on(four, p, "noop") for p in range(P) for _ in range(2)}
     dispatcher = _dispatcher(four)
     first = await dispatcher.take(5)
     assert len(first.taken) == 5
@@ -164,7 +161,7 @@ async def test_retries_and_delays_on_another_partition(
 
     flaky_id = await start_on(four, 2, "flaky")
     began = time.time()
-    later_id = await start_on(four, 3, "later", delay_ms=400)
+    later_id = await start_on(four, 3, "later", delay=0.4)
     running_worker(four)
     assert await four.run(flaky_id).result(timeout=15) == 3
     info = await four.get_run(flaky_id)
@@ -276,7 +273,7 @@ async def test_pause_and_resume_reach_every_partition(
 
 async def test_one_batch_finishes_runs_of_several_partitions(four: StackShift) -> None:
     ns = four._core
-    ids = [await start_on(four, p, "j") for p in (0, 1, 3)]
+    ids = [await start_on(four, p, "noop") for p in (0, 1, 3)]
     taken = (await _dispatcher(four).take(5)).taken
     assert sorted(t.run_id for t in taken) == sorted(ids)
     calls = [
@@ -305,7 +302,7 @@ async def test_hygiene_drops_a_gone_consumer_on_every_partition(four: StackShift
     ns = four._core
     await _dispatcher(four).setup()
     for p, k in enumerate(ns.part_keys):  # a worker that read tickets once, then vanished
-        await start_on(four, p, "j")
+        await start_on(four, p, "noop")
         await four.redis.xreadgroup(GROUP, "ghost", {k.stream("default"): ">"}, noack=True)
 
     async def consumers(p: int) -> set[str]:
