@@ -76,6 +76,29 @@ async def test_a_ticket_on_any_partition_wakes_the_worker(four: StackShift) -> N
         assert [ns.part_of(t.run_id) for t in reply.taken] == [part]
 
 
+async def test_a_wait_is_one_read_on_standalone_and_one_per_partition_on_a_cluster(
+    four: StackShift, is_cluster: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dispatcher = _dispatcher(four)
+    await dispatcher.setup()
+    calls: list[list[str]] = []
+    read = four.redis.xreadgroup
+
+    async def counted(group: str, consumer: str, streams: dict[str, str], **kw: Any) -> Any:
+        calls.append(sorted(streams))
+        return await read(group, consumer, streams, **kw)
+
+    monkeypatch.setattr(four.redis, "xreadgroup", counted)
+    assert await dispatcher.wait(5, 50) is False
+    await start_on(four, 2, "noop")
+    assert await dispatcher.wait(5, 50) is True and dispatcher._woken == [2]
+    streams = [[k.stream("default")] for k in four._core.part_keys]
+    if is_cluster:  # one read per partition (CROSSSLOT), each wait
+        assert sorted(calls) == sorted(streams * 2)
+    else:  # one read over all 4 partitions' streams, each wait
+        assert calls == [sorted(s for [s] in streams)] * 2
+
+
 async def test_many_wakes_leave_no_connection_behind(four: StackShift) -> None:
     """On a cluster each wait cancels the reads of the partitions that stayed quiet: their
     connections go back to the pool (it holds 100 per node; 150 waits would exhaust it),
