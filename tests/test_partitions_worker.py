@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import cancel_flagged, wait_for
+from apps import obs_key
+from helpers import cancel_flagged, observed, spawn_worker, wait_for
 
 from stackshift_redis import RunCancelled, RunContext, StackShift
 from stackshift_redis._core.jobs import QueueConfig
@@ -355,3 +359,39 @@ async def test_expired_index_entries_are_trimmed_on_every_partition(
     for run_id in ids:
         assert await app.redis.zscore(ns.keys_of(run_id).idx_status("completed"), run_id) is None
         assert await app.redis.zscore(ns.keys_of(run_id).ord_status("completed"), run_id) is None
+
+
+PROC_ENV = {"STACKSHIFT_TEST_PARTITIONS": str(P), PREVIEW_ENV: "1"}
+
+
+async def test_a_killed_worker_process_s_run_is_recovered_on_its_partition(
+    four: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    ns = four.namespace
+    procs += [spawn_worker(redis_url, ns, "--queue", "recovery", env=PROC_ENV) for _ in range(2)]
+    run = await four.start("two_steps", queue_name="recovery", partition_key=key_on(3))
+    assert run.id is not None and four._core.part_of(run.id) == 3
+
+    async def b_pid() -> int:
+        raw = await four.redis.get(obs_key(ns, "b_pid"))
+        return int(raw) if raw else 0
+
+    await wait_for(b_pid, timeout=20)
+    victim = await b_pid()
+    assert victim in {p.pid for p in procs}
+    os.kill(victim, signal.SIGKILL)
+    assert await run.result(timeout=20) == "ab"  # the other process reclaims it (2 s lease)
+    assert await observed(four, "a") == 1 and await observed(four, "b") == 2
+    info = await four.get_run(run.id)
+    assert info is not None and "recovered" in [t["type"] for t in info.timeline]
+
+
+async def test_a_run_longer_than_its_lease_keeps_it_on_its_partition(
+    four: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    procs += [spawn_worker(redis_url, four.namespace, "--queue", "long", env=PROC_ENV)]
+    procs += [spawn_worker(redis_url, four.namespace, "--queue", "long", env=PROC_ENV)]
+    # 3x its 2 s lease: renewed on partition 2 every 0.67 s, never reclaimed
+    run = await four.start("long_run", 6.0, queue_name="long", partition_key=key_on(2))
+    assert await run.result(timeout=40) == "long"
+    assert await observed(four, "execs") == 1
