@@ -103,6 +103,30 @@ async def test_a_wait_is_one_read_on_standalone_and_one_per_partition_on_a_clust
         assert calls == [sorted(s for [s] in streams)] * 2
 
 
+async def test_a_quiet_wait_cancels_no_read(
+    four: StackShift, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster, the reads of a quiet block end together: none is cancelled (which
+    would cost its connection), so an idle worker does not reconnect every block."""
+    dispatcher = _dispatcher(four)
+    await dispatcher.setup()
+    assert await dispatcher.wait(5, 100) is False  # the connections exist from here on
+    cancelled: list[int] = []
+    read = dispatcher._read_part
+
+    async def counted(part: int, count: int, block_ms: int) -> bool:
+        try:
+            return await read(part, count, block_ms)
+        except asyncio.CancelledError:
+            cancelled.append(part)
+            raise
+
+    monkeypatch.setattr(dispatcher, "_read_part", counted)
+    for _ in range(3):
+        assert await dispatcher.wait(5, 100) is False
+    assert cancelled == []
+
+
 async def test_many_wakes_leave_no_connection_behind(four: StackShift) -> None:
     """On a cluster each wait cancels the reads of the partitions that stayed quiet: their
     connections go back to the pool (it holds 100 per node; 150 waits would exhaust it),

@@ -28,6 +28,8 @@ from .._core.keys import GROUP
 from .._core.namespace import Namespace
 from .._core.scripts import TakeReply
 
+QUIET_GRACE_S = 0.2  # on a cluster: how long a quiet wait lets the other reads end
+
 
 async def create_groups(ns: Namespace, queues: Sequence[str]) -> None:
     """Create each queue's stream and consumer group on every partition (idempotent)."""
@@ -124,13 +126,17 @@ class Dispatcher:
 
     async def _wait_each(self, count: int, block_ms: int) -> bool:
         """Redis Cluster: one blocking XREADGROUP per partition (its streams share one
-        slot), at once; the first answer ends the wait and the others are cancelled."""
+        slot), at once; the first ticket ends the wait and the other reads are cancelled
+        (a cancelled read costs its connection). When the block ends quietly, the other
+        reads end with it (same block): they are let end rather than cancelled."""
         tasks = {
             asyncio.ensure_future(self._read_part(p, count, block_ms)): p
             for p in range(self.ns.partitions)
         }
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if pending and all(_quiet(t) for t in done):
+                await asyncio.wait(pending, timeout=QUIET_GRACE_S)
         finally:  # redis-py can lose a cancel that lands while it connects: cancel again
             pending = {t for t in tasks if not t.done()}
             while pending:
@@ -158,6 +164,11 @@ class Dispatcher:
             GROUP, self.consumer, streams, count=max(1, count), block=block_ms, noack=True
         )
         return bool(reply)
+
+
+def _quiet(task: asyncio.Future[bool]) -> bool:
+    """A read that ended with no ticket and no error (its block passed)."""
+    return not task.cancelled() and task.exception() is None and not task.result()
 
 
 def _text(key: Any) -> str:
