@@ -176,6 +176,28 @@ async def test_one_worker_serves_every_partition(four: StackShift, running_worke
         assert await four.redis.xlen(k.done()) >= 1, p
 
 
+async def test_three_workers_run_every_run_once_across_partitions(
+    four: StackShift, running_worker: Any
+) -> None:
+    ns = four._core
+    executed: dict[str, int] = {}
+
+    @four.job("count")
+    async def count(ctx: RunContext) -> int:
+        executed[ctx.run_id] = executed.get(ctx.run_id, 0) + 1
+        await asyncio.sleep(0.01)
+        return int(ctx.payload)
+
+    for _ in range(3):
+        running_worker(four, concurrency=5)
+    handles = [await four.start("count", i) for i in range(120)]  # random partitions
+    results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
+    assert results == list(range(120))
+    assert sorted(executed) == sorted(h.id for h in handles if h.id is not None)
+    assert set(executed.values()) == {1}
+    assert {ns.part_of(i) for i in executed} == set(range(P))
+
+
 async def test_results_of_runs_on_several_partitions_wait_without_polling(
     four: StackShift, running_worker: Any
 ) -> None:
