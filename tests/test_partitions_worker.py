@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._core.jobs import QueueConfig
@@ -262,3 +263,35 @@ async def test_burst_mode_ends_once_every_partition_is_served(four: StackShift) 
     worker = four.worker(poll_interval=0.05, block_ms=200)
     await asyncio.wait_for(worker.run(burst=True), 20)
     assert sorted(ran) == sorted(ids)
+
+
+async def test_a_queue_s_concurrency_limit_applies_per_partition(
+    four: StackShift, running_worker: Any
+) -> None:
+    ns = four._core
+    gate = asyncio.Event()
+    running: set[str] = set()
+    most: dict[int, int] = {}
+
+    four.queue("lim", concurrency=1)
+
+    @four.job("limited", queue="lim")
+    async def limited(ctx: RunContext) -> None:
+        running.add(ctx.run_id)
+        part = ns.part_of(ctx.run_id)
+        now = len([r for r in running if ns.part_of(r) == part])
+        most[part] = max(most.get(part, 0), now)
+        await gate.wait()
+        running.discard(ctx.run_id)
+
+    ids = [await start_on(four, 2, "limited") for _ in range(3)]
+    ids.append(await start_on(four, 1, "limited"))
+    running_worker(four, queues=["lim"], concurrency=10)
+    await wait_for(lambda: len(running) == 2, 15)  # one on each partition
+    await asyncio.sleep(0.3)
+    assert len(running) == 2 and most == {1: 1, 2: 1}
+    for k in [ns.keys, *ns.part_keys]:  # published with each partition's copy
+        assert await four.redis.hget(k.queue_conf("lim"), "concurrency") == b"1"
+    gate.set()
+    await asyncio.gather(*(four.run(i).result(timeout=15) for i in ids))
+    assert most == {1: 1, 2: 1}
