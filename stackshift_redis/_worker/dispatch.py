@@ -27,6 +27,7 @@ from .._core.jobs import QueueConfig
 from .._core.keys import GROUP
 from .._core.namespace import Namespace
 from .._core.scripts import TakeReply
+from .permits import Permits
 
 QUIET_GRACE_S = 0.2  # on a cluster: how long a quiet wait lets the other reads end
 
@@ -66,6 +67,7 @@ class Dispatcher:
             k.stream(q): p for p, k in enumerate(ns.part_keys) for q in self.queues
         }
         self._part_streams = [[k.stream(q) for q in self.queues] for k in ns.part_keys]
+        self.permits = Permits(ns, consumer, conf)  # global concurrency limits (P > 1)
 
     async def setup(self) -> None:
         """Create each queue's stream and consumer group (idempotent)."""
@@ -85,6 +87,24 @@ class Dispatcher:
                 retention_ms=settings.retention_ms,
                 taker=self.consumer,
             )
+        free = [pair for pair in pairs if not self.permits.limit(pair[0])]
+        reply = await self._take_parts(free, n) if free else TakeReply([], [])
+        for pair in pairs:  # limited queues: a permit per run (permits.py)
+            room = n - len(reply.taken)
+            if room <= 0 or not self.permits.limit(pair[0]):
+                continue
+            granted = await self.permits.take(pair[0], room)
+            if not granted:
+                continue
+            got = await self._take_parts([pair], len(granted))
+            await self.permits.bind(pair[0], granted, [r.run_id for r in got.taken])
+            reply.taken.extend(got.taken)
+            reply.dropped.extend(got.dropped)
+        return reply
+
+    async def _take_parts(self, pairs: list[tuple[str, int]], n: int) -> TakeReply:
+        """Up to `n` runs of `pairs`' queues from the partitions in turn."""
+        settings = self.ns.settings
         reply = TakeReply([], [])
         for p in self._take_order():
             got = await self.ns.part_scripts(p).take(

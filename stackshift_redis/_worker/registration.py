@@ -58,7 +58,7 @@ class Registration:
                 conf = local.get(q)
                 if conf is None:
                     vt = int(vis) / 1000 if vis is not None else QueueConfig(q).visibility_timeout
-                    self.confs[q] = QueueConfig(q, None, vt)
+                    self.confs[q] = QueueConfig(q, int(conc) if conc is not None else None, vt)
                     continue
                 self.confs[q] = conf
                 vis_ms = round(conf.visibility_timeout * 1000)

@@ -171,6 +171,7 @@ class Worker:
             try:
                 await _finish_task(fetch, self.block_ms / 1000 + 1)
                 await self._drain()
+                await self.dispatcher.permits.close()
                 self.upkeep.stopped.set()
                 await _finish_task(duties, 5)
                 await self.upkeep.teardown(write=self.refused is None)
@@ -380,6 +381,7 @@ class Worker:
             held = self.running.get(ex.run_id)
             if held is not None and held[0] is ex:  # not a newer attempt of the same run
                 del self.running[ex.run_id]
+                self.dispatcher.permits.finished(ex.run_id)
             self._slot_freed.set()
 
     # finishing, batched: one pipeline for the outcomes ready in one loop iteration
