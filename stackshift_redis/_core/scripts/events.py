@@ -11,7 +11,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from ...errors import RedisUnavailableError, StaleDefinitionsError, from_redis_error
-from .door import CONNECTION_ERRORS, Door, ScriptCall, SendReply, _str, unavailable
+from .door import (
+    CLUSTER_CONCURRENT,
+    CONNECTION_ERRORS,
+    Door,
+    ScriptCall,
+    SendReply,
+    _str,
+    unavailable,
+)
 from .requests import SendEventRequest
 
 
@@ -64,9 +72,13 @@ async def send_legs(
     calls = [(door, door.send_event_call(request, leg=True)) for door, request in legs]
     results: list[Any]
     if isinstance(redis, RedisCluster):
-        results = await asyncio.gather(
-            *(door.call(c.script, c.keys, c.args) for door, c in calls), return_exceptions=True
-        )
+        room = asyncio.Semaphore(CLUSTER_CONCURRENT)  # a node's pool refuses, not waits
+
+        async def leg(door: EventScripts, c: ScriptCall) -> Any:
+            async with room:
+                return await door.call(c.script, c.keys, c.args)
+
+        results = await asyncio.gather(*(leg(d, c) for d, c in calls), return_exceptions=True)
     else:
         async with redis.pipeline(transaction=False) as pipe:
             for door, c in calls:
