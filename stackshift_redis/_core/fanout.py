@@ -27,14 +27,15 @@ async def each(ns: Namespace, fn: Callable[[int], Awaitable[T]]) -> list[T]:
     return list(await asyncio.gather(*(fn(p) for p in range(ns.partitions))))
 
 
-async def pipelined(ns: Namespace, add: Callable[[Any, Keys], None]) -> list[list[Any]]:
-    """One pipeline holding `add(pipe, keys)`'s commands for each partition's keys; the
-    replies of each partition, in partition order (no round trip when nothing was added)."""
+async def pipelined(ns: Namespace, add: Callable[[Any, int, Keys], None]) -> list[list[Any]]:
+    """One pipeline holding `add(pipe, p, keys)`'s commands for each partition p and its
+    keys; the replies of each partition, in partition order (no round trip when nothing
+    was added)."""
     async with ns.redis.pipeline(transaction=False) as pipe:
         sizes: list[int] = []
-        for keys in ns.part_keys:
+        for p, keys in enumerate(ns.part_keys):
             before = len(pipe)
-            add(pipe, keys)
+            add(pipe, p, keys)
             sizes.append(len(pipe) - before)
         replies = list(await pipe.execute()) if sum(sizes) else []
     out: list[list[Any]] = []
