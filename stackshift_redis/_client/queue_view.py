@@ -4,13 +4,14 @@ With partitions each one's structures are read in the same pipeline and summed."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._core.fanout import pipelined, sum_rows
+from .._core.fanout import each, pipelined, sum_rows
 from .._core.keys import Keys
 from .._core.namespace import Namespace
+from .._core.scripts import QueueStats as Gauges
 
 MAX_GROUPS = 64  # ready groups counted per queue (more: the count is a lower bound)
 # Per-queue counters the scripts may keep in K.qstat (metrics): when present they replace
@@ -163,3 +164,26 @@ async def queue_stats(ns: Namespace, names: dict[str, list[str]], now: int) -> l
             )
         )
     return out
+
+
+async def queue_gauges(ns: Namespace, queues: Sequence[str]) -> tuple[int, list[Gauges]]:
+    """(live workers, per queue its gauges) for metrics: `queues` plus those of the
+    published job map. One `queue_stats` script call; with partitions, that call on the
+    namespace-wide keys gives the live workers and the queues, then one call per
+    partition (on its own keys: no job map there) gives its gauges, summed."""
+    if ns.partitions == 1:
+        return await ns.scripts.queue_stats(queues)
+    alive, found = await ns.scripts.queue_stats(queues)
+    names = [g.queue for g in found]
+    parts = await each(ns, lambda p: ns.part_scripts(p).queue_stats(names))
+    per_part = [stats for _, stats in parts]
+    out = []
+    for i, q in enumerate(names):
+        ready, scheduled, running, waiting, unserved = sum_rows(
+            [
+                (g.ready, g.scheduled, g.running, g.waiting, g.unserved)
+                for g in (s[i] for s in per_part)
+            ]
+        )
+        out.append(Gauges(q, ready, scheduled, running, waiting, unserved))
+    return alive, out
