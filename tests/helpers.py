@@ -30,6 +30,11 @@ from stackshift_redis._core.namespace import client_from_url
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
 CLUSTER_NODES = 3
+# STACKSHIFT_TEST_PARTITIONS=4 runs the suite's apps (and worker subprocesses) with 4
+# partitions; more than one is a preview the library refuses without this variable
+TEST_PARTITIONS = int(os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1"))
+if TEST_PARTITIONS > 1:
+    os.environ["STACKSHIFT_PREVIEW_PARTITIONS"] = "1"
 skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
 WORKER_ENTRY = "_stackshift_redis_worker"  # the module the `stackshift-worker` command runs
 
@@ -94,6 +99,7 @@ class RedisServer:
     def app(self, namespace: str | None = None, **kwargs: Any) -> StackShift:
         """An app in `namespace` (fresh by default); close it with `close_app`."""
         ns = namespace or f"t{uuid.uuid4().hex[:12]}"
+        kwargs.setdefault("partitions", TEST_PARTITIONS)
         if self.is_cluster:
             return StackShift(redis=self.client(), namespace=ns, **kwargs)
         return StackShift(self.url, namespace=ns, **kwargs)

@@ -3,13 +3,14 @@ their partition, routing by name, and the partition count recorded at first use.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 from helpers import namespace_keys
 from redis.crc import key_slot
 
-from stackshift_redis import InvalidArgumentError, StackShift
+from stackshift_redis import Concurrency, InvalidArgumentError, RunContext, StackShift, Throttle
 from stackshift_redis._core.keys import Keys, parse
 from stackshift_redis._core.partitions import (
     PREVIEW_ENV,
@@ -19,6 +20,7 @@ from stackshift_redis._core.partitions import (
     route,
 )
 from stackshift_redis._core.records import new_run_id
+from stackshift_redis._core.routing import idempotency_partition
 
 
 @pytest.fixture
@@ -119,7 +121,7 @@ async def test_the_partition_count_is_recorded_and_another_is_refused(
 async def test_a_namespace_of_one_partition_refuses_more(
     make_app: Callable[..., StackShift], preview: None, namespace: str
 ) -> None:
-    one = make_app(namespace)
+    one = make_app(namespace, partitions=1)
     await one.state.set("a", 1)
     before = await namespace_keys(one)
     with pytest.raises(InvalidArgumentError, match="has 1 partition"):
@@ -127,3 +129,118 @@ async def test_a_namespace_of_one_partition_refuses_more(
     assert await namespace_keys(one) == before
     meta = await one.redis.hgetall(one._core.keys.meta())
     assert b"partitions" not in meta  # one partition writes nothing new
+
+
+async def _published(app: StackShift) -> None:
+    """What a starting worker publishes (definitions, their copies, registrations)."""
+    await app.worker().registration.setup()
+
+
+async def test_runs_go_to_the_partition_of_their_key(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = make_app(partitions=4)
+
+    @app.job("plain")
+    async def plain(ctx: RunContext) -> None: ...
+
+    await _published(app)
+    ns = app._core
+    for key in ("customer:1", "customer:2", "customer:3"):
+        handles = [await app.start("plain", i, partition_key=key) for i in range(3)]
+        handles += await app.start_many("plain", [7, 8], partition_key=key)
+        want = route(key, 4)
+        assert {ns.part_of(h.id) for h in handles} == {want}
+        for h in handles:
+            assert h.id.endswith(f"-{want}")
+            assert await app.redis.hget(ns.part_keys[want].run(h.id), "status") == b"queued"
+            info = await app.get_run(h.id)
+            assert info is not None and info.status == "queued"
+    spread = {ns.part_of((await app.start("plain", i)).id) for i in range(40)}
+    assert len(spread) > 1  # no key: a random partition
+
+
+async def test_an_idempotency_key_is_one_run_on_one_partition(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = make_app(partitions=4)
+
+    @app.job("pay")
+    async def pay(ctx: RunContext) -> None: ...
+
+    await _published(app)
+    first = await app.start("pay", 1, idempotency_key="order-9")
+    again = await asyncio.gather(
+        *(app.start("pay", 2, idempotency_key="order-9") for _ in range(5))
+    )
+    assert {h.id for h in again} == {first.id} and all(h.deduplicated for h in again)
+    assert app._core.part_of(first.id) == idempotency_partition("pay", "order-9", 4)
+
+
+async def test_runs_of_one_flow_key_share_a_partition(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = make_app(partitions=4)
+
+    @app.job("sync", concurrency=Concurrency(limit=1, key="account"), rate_limit=None)
+    async def sync(ctx: RunContext) -> None: ...
+
+    @app.job("mixed", concurrency=Concurrency(limit=1, key="a"), throttle=Throttle(5, 1, key="b"))
+    async def mixed(ctx: RunContext) -> None: ...
+
+    await _published(app)
+    ns = app._core
+    for account in ("a1", "a2", "a3", "a4", "a5"):
+        parts = {ns.part_of((await app.start("sync", {"account": account})).id) for _ in range(3)}
+        assert len(parts) == 1
+    before = await namespace_keys(app)
+    with pytest.raises(InvalidArgumentError, match="partition_key cannot be given"):
+        await app.start("sync", {"account": "a1"}, partition_key="x")
+    with pytest.raises(InvalidArgumentError, match="key on different values"):
+        await app.start("mixed", {"a": 1, "b": 2})
+    assert await namespace_keys(app) == before
+    await app.start("mixed", {"a": 1, "b": 1})  # the same value: one partition
+
+
+async def test_a_lagging_copy_of_the_definitions_is_brought_up_to_date(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = make_app(partitions=4)
+
+    @app.job("j", priority=3)
+    async def j(ctx: RunContext) -> None: ...
+
+    await _published(app)
+    ns = app._core
+    revs = {await app.redis.hget(k.defs(), "#rev") for k in [ns.keys, *ns.part_keys]}
+    assert revs == {b"1"}
+    # a publisher that died between the namespace's definitions and their copies
+    await ns.scripts.publish_defs([("j", '{"queue":"default","priority":5}', "default", "", 1)])
+    assert await app.redis.hget(ns.keys.defs(), "#rev") == b"2"
+    handle = await app.start("j", partition_key="k")
+    info = await app.get_run(handle.id)
+    assert info is not None and info.status == "queued"
+    for k in ns.part_keys:
+        assert await app.redis.hget(k.defs(), "#rev") == b"2"
+        assert await app.redis.hget(k.defs(), "j") == b'{"queue":"default","priority":5}'
+
+
+async def test_each_partition_knows_the_live_versions_and_failure_handlers(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = make_app(partitions=4)
+
+    @app.job("j", version=2, on_failure="h")
+    async def j(ctx: RunContext) -> None: ...
+
+    @app.job("h")
+    async def h(ctx: RunContext) -> None: ...
+
+    await _published(app)
+    ns = app._core
+    for k in ns.part_keys:
+        assert await app.redis.zrange(k.job_versions("j"), 0, -1) == [b"2"]
+        assert await app.redis.hget(k.on_failure(), "j") == b"h"
+    handle = await app.start("j", partition_key="p")
+    info = await app.get_run(handle.id)
+    assert info is not None and info.version == 2

@@ -124,12 +124,13 @@ class StateTx:
         self.starts.append(_Start(job, payload, options))
 
     async def prepared_starts(
-        self, starter: Starter
+        self, starter: Starter, near: int = 0
     ) -> list[tuple[StartRequest, tuple[str, str | None, bytes, str]]]:
-        """Each buffered start as its start call (queue resolved, payload checked)."""
+        """Each buffered start as its start call (queue resolved, payload checked; with
+        partitions, a run no key routes goes on partition `near`: the step's run's)."""
         out = []
         for s in self.starts:
-            request, [run] = await starter.prepare(s.job, [s.payload], s.options)
+            request, [run] = await starter.prepare(s.job, [s.payload], s.options, near=near)
             out.append((request, (run[0], run[1], run[2], run[3] if len(run) > 3 else "")))
         return out
 

@@ -47,6 +47,21 @@ def new_tx(ex: Execution, key: str) -> StateTx:
     return StateTx(ex.state, EventBus(ex.ns), f"{ex.run_id}:{key}")
 
 
+def _check_one_partition(ex: Execution, key: str, tx: StateTx, started: list[str]) -> None:
+    """With partitions, a transactional step commits on its run's partition: the state it
+    touches and the runs it starts must live there, and it cannot send events (they reach
+    every partition). Cross-partition commits are not available yet."""
+    ns, part = ex.ns, ex.ns.part_of(ex.run_id)
+    away = sorted(n for n in {*tx.reads, *tx.writes} if ns.part_of_name(n) != part)
+    if away or tx.events or any(ns.part_of(r) != part for r in started):
+        what = f"state {', '.join(map(repr, away))} on other partitions" if away else ""
+        what = what or ("an event" if tx.events else "a run on another partition")
+        raise NonRetriableError(
+            f"transactional step {key!r} of run {ex.run_id}: with partitions, a commit "
+            f"cannot yet touch {what} (docs/design/partitions.md)"
+        )
+
+
 def check_conflicts(max_conflicts: object) -> int:
     """`max_conflicts`, checked (a non-negative int)."""
     if not isinstance(max_conflicts, int) or isinstance(max_conflicts, bool) or max_conflicts < 0:
@@ -61,6 +76,9 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     except PayloadError as exc:
         raise NonRetriableError(str(exc)) from exc
     settings = ex.ns.settings
+    starts = tuple(await tx.prepared_starts(Starter(ex.ns), ex.ns.part_of(ex.run_id)))
+    if ex.ns.partitions > 1:
+        _check_one_partition(ex, key, tx, [run[0] for _, run in starts])
     request = TransactRequest(
         run_id=ex.run_id,
         token=ex.token,
@@ -70,7 +88,7 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
         reads=tuple(tx.reads.items()),
         writes=tuple((n, *w) for n, w in tx.writes.items()),
         events=tuple(tx.events),
-        starts=tuple(await tx.prepared_starts(Starter(ex.ns))),
+        starts=starts,
         summary=tx.summary(),
         retention_ms=settings.retention_ms,
         dedupe_ms=settings.event_dedupe_ms,

@@ -24,6 +24,7 @@ from .._core.records import (
     step_completed,
     step_failed,
 )
+from .._core.routing import check_beside
 from .._core.scripts import InvokeRequest, SleepRequest, WaitEventRequest, WaitReply
 from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, RunFailed, StaleDefinitionsError
@@ -166,6 +167,8 @@ async def invoke(
             rev = await ns.definitions.load(force=tries > 0)
             rules = ns.definitions.rules(job)
             queue = rules.queue if rules is not None else await ns.queue_for(job)
+            flow = rules.flow if rules is not None else None
+            check_beside(ns.partitions, ns.part_of(ex.run_id), job, flow, payload, "invoke")
             fields = {}  # the child's hook fields, e.g. the trace context of this step
             if ns.hooks:
                 fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}

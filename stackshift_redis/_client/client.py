@@ -49,12 +49,14 @@ class Client:
         run_at: datetime | None = None,
         priority: int | None = None,
         version: int | None = None,
+        partition_key: str | None = None,
     ) -> RunHandle:
         """Start a run of `job`; with an idempotency key, duplicates return the same run.
         `priority` (-100..100, default: the job's) orders ready runs: higher first. Under
         the job's flow control the start may be skipped (`RunHandle.skipped`). The job's
         rules are the ones its workers published (else this process's definition).
-        `version` pins the run to that job version (default: the highest live one)."""
+        `version` pins the run to that job version (default: the highest live one).
+        `partition_key`: with partitions, runs of one key share a partition."""
         keys = None if idempotency_key is None else [idempotency_key]
         options = StartOptions(
             queue_name=queue_name,
@@ -64,6 +66,7 @@ class Client:
             run_at=run_at,
             priority=priority,
             version=version,
+            partition_key=partition_key,
         )
         return (await self._start(job, [payload], options))[0]
 
@@ -79,6 +82,7 @@ class Client:
         run_at: datetime | None = None,
         priority: int | None = None,
         version: int | None = None,
+        partition_key: str | None = None,
     ) -> list[RunHandle]:
         """Start many runs of `job` in few round trips; same rules per run as `start`."""
         options = StartOptions(
@@ -89,6 +93,7 @@ class Client:
             run_at=run_at,
             priority=priority,
             version=version,
+            partition_key=partition_key,
         )
         return await self._start(job, payloads, options)
 

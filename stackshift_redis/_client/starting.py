@@ -8,6 +8,7 @@ for the next loop iteration.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,8 @@ from .._core.definitions import Rules
 from .._core.flow import check_priority
 from .._core.keys import check_name
 from .._core.namespace import Namespace
-from .._core.records import Duration, epoch_ms, millis, new_run_id
+from .._core.records import Duration, epoch_ms, millis
+from .._core.routing import pick_partition
 from .._core.scripts import NewRun, StartReply, StartRequest, fields_of
 from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, PayloadError, StaleDefinitionsError
@@ -43,6 +45,7 @@ class StartOptions:
     run_at: datetime | None = None
     priority: int | None = None
     version: int | None = None  # pin the runs to this job version (None: the highest live)
+    partition_key: str | None = None  # with partitions: where the runs go (routing.py)
     delay_ms: int = field(default=0, init=False, repr=False)
     at_ms: int = field(default=0, init=False, repr=False)  # run_at in epoch ms, or 0
     idem_ttl_ms: int | None = field(default=None, init=False, repr=False)  # if given
@@ -68,6 +71,9 @@ class StartOptions:
             object.__setattr__(self, "idem_ttl_ms", ttl_ms)
         if self.priority is not None:
             check_priority(self.priority)
+        pk = self.partition_key
+        if pk is not None and (not isinstance(pk, str) or not 0 < len(pk) <= MAX_IDEMPOTENCY_KEY):
+            raise InvalidArgumentError(f"invalid partition_key {pk!r}")
         v = self.version
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise InvalidArgumentError(f"version must be an int >= 1, not {v!r}")
@@ -127,6 +133,7 @@ class Starter:
         options: StartOptions,
         reload: bool = False,
         ids: list[str] | None = None,
+        near: int | None = None,
     ) -> tuple[StartRequest, list[NewRun]]:
         """The start call of `payloads`, checked, with the rules of the definitions loaded
         (`reload`: fetched again); a transactional step's commit makes the runs too
@@ -154,7 +161,20 @@ class Starter:
         else:
             queue = await ns.queue_for(job, options.queue_name)
         request = self._request(job, queue, rules, options, rev)
-        run_ids = ids or [new_run_id() for _ in payloads]
+        run_ids = ids or [
+            ns.new_run_id(
+                pick_partition(
+                    ns.partitions,
+                    job,
+                    rules.flow if rules is not None else None,
+                    p,
+                    options.partition_key,
+                    keys[i] if keys else None,
+                    near,
+                )
+            )
+            for i, p in enumerate(payloads)
+        ]
         runs: list[NewRun] = [
             (run_ids[i], keys[i] if keys else None, data, plans[i])
             for i, data in enumerate(encoded)
@@ -188,7 +208,7 @@ class Starter:
             return [await self._single.submit(request, runs[0])]
         out: list[Started] = []
         for lo in range(0, len(runs), MAX_BATCH):
-            out += await self._ns.scripts.start(request, runs[lo : lo + MAX_BATCH])
+            out += await self._send(request, runs[lo : lo + MAX_BATCH])
         return out
 
     def _idem_ttl_ms(self, rules: Rules | None, options: StartOptions) -> int:
@@ -199,5 +219,19 @@ class Starter:
         return self._ns.settings.idempotency_ttl_ms
 
     async def _send(self, request: StartRequest, runs: list[NewRun]) -> list[Started]:
-        """One `start` call for the single starts of one tick that share `request`."""
-        return await self._ns.scripts.start(request, runs)
+        """One `start` call for the single starts of one tick that share `request` (one per
+        partition when the runs are on several, sent concurrently)."""
+        ns = self._ns
+        if ns.partitions == 1:
+            return await ns.scripts.start(request, runs)
+        where: dict[int, list[int]] = {}
+        for i, run in enumerate(runs):
+            where.setdefault(ns.part_of(run[0]), []).append(i)
+        replies = await asyncio.gather(
+            *(ns.part_scripts(p).start(request, [runs[i] for i in at]) for p, at in where.items())
+        )
+        out: list[Started | None] = [None] * len(runs)
+        for at, reply in zip(where.values(), replies, strict=True):
+            for i, started in zip(at, reply, strict=True):
+                out[i] = started
+        return [o for o in out if o is not None]

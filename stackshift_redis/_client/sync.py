@@ -182,6 +182,7 @@ class SyncStackShift:
         run_at: datetime | None = None,
         priority: int | None = None,
         version: int | None = None,
+        partition_key: str | None = None,
     ) -> SyncRunHandle:
         """Start a run (see StackShift.start)."""
         keys = None if idempotency_key is None else [idempotency_key]
@@ -193,6 +194,7 @@ class SyncStackShift:
             run_at=run_at,
             priority=priority,
             version=version,
+            partition_key=partition_key,
         )
         [handle] = self._run(self._target._start(job, [payload], options))
         return SyncRunHandle(self, handle)
@@ -209,6 +211,7 @@ class SyncStackShift:
         run_at: datetime | None = None,
         priority: int | None = None,
         version: int | None = None,
+        partition_key: str | None = None,
     ) -> list[SyncRunHandle]:
         """Start many runs (see StackShift.start_many)."""
         options = StartOptions(
@@ -219,6 +222,7 @@ class SyncStackShift:
             run_at=run_at,
             priority=priority,
             version=version,
+            partition_key=partition_key,
         )
         handles = self._run(self._target._start(job, payloads, options))
         return [SyncRunHandle(self, h) for h in handles]

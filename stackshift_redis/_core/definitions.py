@@ -228,12 +228,29 @@ class Definitions:
             return self.rev
         task = self._loading
         if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            task = asyncio.ensure_future(self._fetch())
+            task = asyncio.ensure_future(self._fetch(force))
             self._loading = task
         return await task
 
-    async def _fetch(self) -> str:
+    async def mirror(self, raw: dict[bytes, bytes] | None = None) -> None:
+        """With partitions (P > 1): copy the namespace's definitions (`raw`, else read now)
+        into each partition's copy that is older (lua/mirror_defs.lua). A worker does it
+        after publishing; a caller whose start met a lagging copy (STALE) on reload."""
+        ns = self.ns
+        if ns.partitions == 1:
+            return
+        if raw is None:
+            raw = await ns.redis.hgetall(ns.keys.defs())
+        rev = raw.get(REV.encode(), b"0").decode()
+        flat = [x.decode() for kv in raw.items() for x in kv]
+        await asyncio.gather(
+            *(ns.part_scripts(p).mirror_defs(rev, flat) for p in range(ns.partitions))
+        )
+
+    async def _fetch(self, force: bool = False) -> str:
         raw = await self.ns.redis.hgetall(self.ns.keys.defs())
+        if force:
+            await self.mirror(raw)
         data: dict[str, dict[str, Any]] = {}
         rev = "0"
         for k, v in raw.items():

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -100,6 +101,14 @@ class Registration:
             self.queues,
             [(name, sorted(vs)) for name, vs in reg.versions.items()],
         )
+        if self.ns.partitions > 1 and reg.versions:
+            versions = [(name, sorted(vs)) for name, vs in reg.versions.items()]
+            parts = range(self.ns.partitions)
+            released = await asyncio.gather(
+                *(self.ns.part_scripts(p).register_part(self.ttl_ms, versions) for p in parts)
+            )
+            if sum(released):
+                log.info("released %d runs held for versions this worker serves", sum(released))
         if dropped:
             log.info("dropped %d job map or trigger entries no live worker registers", dropped)
         return dropped
@@ -107,13 +116,16 @@ class Registration:
     async def publish_on_failure(self) -> None:
         """Publish each registered job's failure handler (read by
         lua/lib/start_on_failure.lua when a run fails for good)."""
-        r, k, reg = self.ns.redis, self.ns.keys, self.ns.registry
+        r, reg = self.ns.redis, self.ns.registry
+        # with partitions, each partition has a copy (its runs' failures start handlers)
+        hashes = {k.on_failure() for k in [self.ns.keys, *self.ns.part_keys]}
         async with r.pipeline(transaction=False) as pipe:
             for j in reg.jobs.values():
-                if j.on_failure:
-                    pipe.hset(k.on_failure(), j.name, j.on_failure)
-                else:
-                    pipe.hdel(k.on_failure(), j.name)
+                for h in hashes:
+                    if j.on_failure:
+                        pipe.hset(h, j.name, j.on_failure)
+                    else:
+                        pipe.hdel(h, j.name)
                 if j.on_failure and j.on_failure not in reg.jobs:
                     log.info(
                         "job %s: on_failure job %s is not registered in this worker "
@@ -144,6 +156,7 @@ class Registration:
         if not defs:
             return ""
         rev = await self.ns.scripts.publish_defs(defs)
+        await self.ns.definitions.mirror()
         self.ns.definitions.clear()  # this process starts from what it published
         return rev
 

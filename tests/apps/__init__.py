@@ -4,7 +4,8 @@ deploy_jobs (Redis restarts, queue settings of several deploys, startup hooks),
 observability_jobs (logs, metrics, tracing) and operator_jobs (CLI and dashboard).
 
 Each is configured from the environment by `app_from_env`: REDIS_URL, STACKSHIFT_NAMESPACE
-and STACKSHIFT_TEST_CLUSTER (a RedisCluster client instead of a URL). Jobs record what
+STACKSHIFT_TEST_CLUSTER (a RedisCluster client instead of a URL) and
+STACKSHIFT_TEST_PARTITIONS (the namespace's partitions, 1 by default). Jobs record what
 they observe in plain Redis keys named by `obs_key`, so the test process can assert on them.
 """
 
@@ -32,6 +33,7 @@ def app_from_env(*, standalone: bool = False, **options: Any) -> StackShift:
     """The app of a worker subprocess: REDIS_URL (on a cluster run, a RedisCluster client
     unless `standalone`), STACKSHIFT_NAMESPACE, and `options` for StackShift."""
     url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+    options.setdefault("partitions", int(os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1")))
     if os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1" and not standalone:
         return StackShift(redis=RedisCluster.from_url(url), namespace=NAMESPACE, **options)
     return StackShift(url, namespace=NAMESPACE, **options)

@@ -187,6 +187,16 @@ class QueueScripts(Door):
         ]
         return int(await self.call("register", keys, args))
 
+    async def register_part(
+        self, ttl_ms: int, versions: Sequence[tuple[str, Sequence[int]]]
+    ) -> int:
+        """This partition's part of a heartbeat (P > 1): the job versions a live worker
+        serves for `ttl_ms`, releasing runs held for them here. Returns how many."""
+        k = self.keys
+        keys = [k.job_versions(j) for j, _ in versions]
+        args = [k.prefix, ttl_ms, json.dumps([[j, list(v)] for j, v in versions])]
+        return int(await self.call("register_part", keys, args))
+
     async def unregister_job(self, job: str) -> int:
         """Remove `job` from the job map, every trigger and the published definitions; the
         number of job map and trigger entries removed."""
