@@ -21,7 +21,6 @@ from datetime import datetime
 from .._core.fanout import each
 from .._core.keys import STATUSES, check_name
 from .._core.namespace import Namespace
-from .._core.partitions import route
 from .._core.records import (
     RunInfo,
     RunPage,
@@ -31,6 +30,7 @@ from .._core.records import (
     epoch_ms,
     parse_run,
 )
+from .._core.routing import idempotency_partition
 from .._core.scripts import redis_call
 from ..errors import InvalidArgumentError, RunDataError
 
@@ -177,11 +177,12 @@ async def find_run(ns: Namespace, job: str, idempotency_key: str) -> RunInfo | N
 
 async def idem_lookup(ns: Namespace, job: str, key: str) -> str | None:
     """The run id an idempotency key of `job` holds. Keys are kept per partition: the
-    key's own partition (partitions.route) is read first (one GET: all there is with one
-    partition), then every other one in one pipeline, since a run started with a
-    partition_key or a flow-control key lives on that key's partition instead; when
-    several hold one (the key came with different partition keys), the newest run."""
-    home = route(key, ns.partitions) if ns.partitions > 1 else 0
+    key's own partition (routing.idempotency_partition) is read first (one GET: all
+    there is with one partition), then every other one in one pipeline, since a run
+    started with a partition_key or a flow-control key lives on that key's partition
+    instead; when several hold one (the key came with different partition keys), the
+    newest run."""
+    home = idempotency_partition(job, key, ns.partitions) if ns.partitions > 1 else 0
     found = await ns.redis.get(ns.part_keys[home].idem(job, key))
     if found is None and ns.partitions > 1:
         async with ns.redis.pipeline(transaction=False) as pipe:

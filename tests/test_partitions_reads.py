@@ -1,0 +1,215 @@
+"""Partitions (issue 28): every read and operator action that looks across all runs sees
+every partition: listing and paging, counts, bulk cancel/retry by filter with a resumable
+cursor, queue stats and totals, minute counts, metrics gauges, lookups by idempotency
+key, and the `stackshift` command. Runs are spread over the partitions by partition_key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from stackshift_redis import RunContext, StackShift
+from stackshift_redis._client import control
+from stackshift_redis._client.inspector import Inspector
+from stackshift_redis._client.queue_view import queue_gauges
+from stackshift_redis._client.views import minute_series
+from stackshift_redis._core.fanout import merge_desc, sum_rows
+from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.routing import idempotency_partition
+from stackshift_redis._ops.cli import main
+from stackshift_redis.dashboard.ops import search_run
+
+P = 4
+KEYS = [next(f"k{i}" for i in range(100) if route(f"k{i}", P) == p) for p in range(P)]
+
+
+@pytest.fixture
+def preview(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PREVIEW_ENV, "1")
+
+
+def test_merge_and_sums() -> None:
+    lists = [["9-0", "5-0", "1-0"], ["8-1", "7-1"], [], ["6-3", "2-3"]]
+    assert merge_desc(lists, key=lambda i: i) == ["9-0", "8-1", "7-1", "6-3", "5-0", "2-3", "1-0"]
+    assert merge_desc(lists, key=lambda i: i, limit=3) == ["9-0", "8-1", "7-1"]
+    assert merge_desc([[("a", 5.0)], [("b", 7.0)]], key=lambda e: e[1]) == [("b", 7.0), ("a", 5.0)]
+    assert sum_rows([[1, None, b"2"], [3, 4, b"5"]]) == [4, 4, 7]
+    assert sum_rows([]) == []
+
+
+async def _app(make_app: Callable[..., StackShift]) -> StackShift:
+    app = make_app(partitions=P)
+
+    @app.job("a", queue="qa")
+    async def a(ctx: RunContext) -> None: ...
+
+    @app.job("b", queue="qb")
+    async def b(ctx: RunContext) -> None: ...
+
+    await app.worker().registration.setup()  # publishes the definitions (no worker runs)
+    return app
+
+
+async def _spread(app: StackShift, job: str, n: int, **options: Any) -> list[str]:
+    """n runs of `job`, round robin over the partitions; their ids."""
+    ids = [(await app.start(job, i, partition_key=KEYS[i % P], **options)).id for i in range(n)]
+    assert {app._core.part_of(i) for i in ids} == set(range(min(n, P)))
+    return ids
+
+
+async def _pages(app: StackShift, limit: int, **filters: Any) -> list[list[str]]:
+    pages, cursor = [], None
+    while True:
+        page = await app.list_runs(limit=limit, cursor=cursor, **filters)
+        pages.append([r.id for r in page])
+        cursor = page.cursor
+        if cursor is None:
+            return pages
+
+
+async def test_list_pages_every_run_once_newest_first(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = await _app(make_app)
+    a_ids = await _spread(app, "a", 14)
+    b_ids = await _spread(app, "b", 9)
+    everything = sorted(a_ids + b_ids, reverse=True)
+    for limit in (1, 5, 7, 23, 50):
+        pages = await _pages(app, limit)
+        assert [i for p in pages for i in p] == everything
+        assert all(0 < len(p) <= limit for p in pages)
+    assert [i for p in await _pages(app, 4, job="a") for i in p] == sorted(a_ids, reverse=True)
+    gone = [a_ids[0], a_ids[5], b_ids[2], b_ids[7]]  # on partitions 0, 1, 2, 3
+    for i in gone:
+        assert await app.cancel(i)
+    cancelled = [i for p in await _pages(app, 3, status="cancelled") for i in p]
+    assert cancelled == sorted(gone, reverse=True)
+    queued = [i for p in await _pages(app, 6, status="queued", job="b") for i in p]
+    assert queued == sorted(set(b_ids) - set(gone), reverse=True)
+    page = await app.list_runs(status=["queued", "cancelled"], job="a", limit=100)
+    assert {r.id: r.status for r in page} == {
+        i: ("cancelled" if i in gone else "queued") for i in a_ids
+    }
+    newest = await app.list_runs(limit=3, created_after=None)
+    assert [r.id for r in newest] == everything[:3] and newest.cursor == everything[2]
+
+
+async def test_count_and_bulk_by_filter_reach_every_partition(
+    make_app: Callable[..., StackShift], preview: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await _app(make_app)
+    a_ids = await _spread(app, "a", 22)
+    b_ids = await _spread(app, "b", 8)
+    late = await _spread(app, "a", 4, delay=timedelta(hours=1))
+    ctl = app._control
+    assert await ctl.count_runs("cancel", job="a") == 26
+    assert await ctl.count_runs("cancel", job="a", status="scheduled") == 4
+    assert await ctl.count_runs("cancel") == 34
+    assert await ctl.count_runs("retry") == 0
+    monkeypatch.setattr(control, "BATCH", 3)  # many batches, a cursor after each
+    total, cursor, cursors = 0, None, []
+    while True:
+        changed, cursor = await ctl.bulk_part("cancel", job="a", cursor=cursor, seconds=0)
+        total += changed
+        if cursor is None:
+            break
+        cursors.append(cursor)
+    assert total == 26
+    assert {c.split(".")[0] for c in cursors} == {str(p) for p in range(P)}  # resumed on each
+    assert {await app.run(i).status() for i in a_ids + late} == {"cancelled"}
+    assert {await app.run(i).status() for i in b_ids} == {"queued"}
+    assert await ctl.count_runs("retry", status="cancelled") == 26
+    assert await app.retry_runs(job="a", status="cancelled") == 26
+    assert {await app.run(i).status() for i in a_ids + late} == {"queued"}
+    assert await app.cancel_runs(status="queued") == 34
+    assert await ctl.count_runs("cancel") == 0
+    with pytest.raises(Exception, match="invalid cursor"):
+        await ctl.bulk_part("cancel", cursor=f"{P}.0|||")
+
+
+async def test_queue_stats_totals_and_gauges_are_summed(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = await _app(make_app)
+    a_ids = await _spread(app, "a", 11)
+    await _spread(app, "b", 5)
+    await _spread(app, "b", 4, delay=timedelta(hours=1))
+    for i in a_ids[:4]:
+        await app.cancel(i)
+    insp = Inspector(app._core)
+    stats = {q.name: q for q in await insp.queues()}
+    assert (stats["qa"].ready, stats["qa"].scheduled) == (7, 0)
+    assert (stats["qb"].ready, stats["qb"].scheduled, stats["qb"].delayed) == (5, 4, 4)
+    assert stats["qa"].jobs == ["a"] and stats["qa"].ready_exact
+    totals = await insp.totals()
+    assert (totals["queued"], totals["scheduled"], totals["cancelled"]) == (12, 4, 4)
+    assert sum(totals.values()) == 20
+    alive, gauges = await queue_gauges(app._core, ["qa", "qb", "idle"])
+    by_queue = {g.queue: g for g in gauges}
+    assert alive == 0
+    assert (by_queue["qa"].ready, by_queue["qb"].ready, by_queue["qb"].scheduled) == (7, 5, 4)
+    assert by_queue["idle"].ready == 0
+
+
+async def test_minute_counts_are_summed(make_app: Callable[..., StackShift], preview: None) -> None:
+    app = await _app(make_app)
+    ns = app._core
+    secs, _ = await app.redis.time()
+    now_ms = int(secs) * 1000
+    minute = now_ms // 60_000
+    for p, keys in enumerate(ns.part_keys):  # as lib/minute_counts.lua records finishes
+        await app.redis.hset(keys.minutes("qa"), mapping={f"{minute}:c": p + 1, f"{minute}:f": 1})
+    [series] = await minute_series(ns, ["qa"], now_ms)
+    assert series.completed[-1] == 1 + 2 + 3 + 4 and series.failed[-1] == P
+    assert sum(series.completed) == 10
+
+
+async def test_find_by_idempotency_key_on_any_partition(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = await _app(make_app)
+    home = await app.start("a", 1, idempotency_key="order-1")
+    assert app._core.part_of(home.id) == idempotency_partition("a", "order-1", P)
+    away_key = next(k for k in KEYS if route(k, P) != idempotency_partition("a", "o-2", P))
+    away = await app.start("a", 2, idempotency_key="o-2", partition_key=away_key)
+    assert app._core.part_of(away.id) == route(away_key, P)
+    for key, handle in (("order-1", home), ("o-2", away)):
+        found = await app.find_run("a", key)
+        assert found is not None and found.id == handle.id
+        assert await search_run(app, key, ["b", "a"]) == handle.id
+    assert await app.find_run("b", "order-1") is None
+    assert await app.find_run("a", "missing") is None
+    assert await search_run(app, away.id, []) == away.id
+
+
+async def test_the_command_lists_runs_and_queues_of_every_partition(
+    make_app: Callable[..., StackShift], preview: None, redis_url: str, is_cluster: bool
+) -> None:
+    app = await _app(make_app)
+    ids = await _spread(app, "a", 6) + await _spread(app, "b", 3)
+    base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]
+
+    async def cli(*args: str) -> Any:
+        result = await asyncio.to_thread(CliRunner().invoke, main, [*base, *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    listed, cursor = [], None
+    while True:
+        more = ["--cursor", cursor] if cursor else []
+        page = await cli("runs", "list", "--limit", "4", *more)
+        listed += [r["id"] for r in page["runs"]]
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert listed == sorted(ids, reverse=True)
+    only_b = await cli("runs", "list", "--job", "b")
+    assert [r["id"] for r in only_b["runs"]] == sorted(ids[6:], reverse=True)
+    queues = {q["name"]: q for q in await cli("queues")}
+    assert (queues["qa"]["ready"], queues["qb"]["ready"]) == (6, 3)
