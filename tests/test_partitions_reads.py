@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._client import control
+from stackshift_redis._client.events import EventBus
 from stackshift_redis._client.inspector import Inspector
 from stackshift_redis._client.queue_view import queue_gauges
 from stackshift_redis._client.views import minute_series
@@ -56,9 +57,14 @@ async def _app(make_app: Callable[..., StackShift]) -> StackShift:
     return app
 
 
+def _id(handle: Any) -> str:
+    assert isinstance(handle.id, str)
+    return handle.id
+
+
 async def _spread(app: StackShift, job: str, n: int, **options: Any) -> list[str]:
     """n runs of `job`, round robin over the partitions; their ids."""
-    ids = [(await app.start(job, i, partition_key=KEYS[i % P], **options)).id for i in range(n)]
+    ids = [_id(await app.start(job, i, partition_key=KEYS[i % P], **options)) for i in range(n)]
     assert {app._core.part_of(i) for i in ids} == set(range(min(n, P)))
     return ids
 
@@ -174,18 +180,18 @@ async def test_find_by_idempotency_key_on_any_partition(
     make_app: Callable[..., StackShift], preview: None
 ) -> None:
     app = await _app(make_app)
-    home = await app.start("a", 1, idempotency_key="order-1")
-    assert app._core.part_of(home.id) == idempotency_partition("a", "order-1", P)
+    home = _id(await app.start("a", 1, idempotency_key="order-1"))
+    assert app._core.part_of(home) == idempotency_partition("a", "order-1", P)
     away_key = next(k for k in KEYS if route(k, P) != idempotency_partition("a", "o-2", P))
-    away = await app.start("a", 2, idempotency_key="o-2", partition_key=away_key)
-    assert app._core.part_of(away.id) == route(away_key, P)
+    away = _id(await app.start("a", 2, idempotency_key="o-2", partition_key=away_key))
+    assert app._core.part_of(away) == route(away_key, P)
     for key, handle in (("order-1", home), ("o-2", away)):
         found = await app.find_run("a", key)
-        assert found is not None and found.id == handle.id
-        assert await search_run(app, key, ["b", "a"]) == handle.id
+        assert found is not None and found.id == handle
+        assert await search_run(app, key, ["b", "a"]) == handle
     assert await app.find_run("b", "order-1") is None
     assert await app.find_run("a", "missing") is None
-    assert await search_run(app, away.id, []) == away.id
+    assert await search_run(app, away, []) == away
 
 
 async def test_the_command_lists_runs_and_queues_of_every_partition(
@@ -202,7 +208,7 @@ async def test_the_command_lists_runs_and_queues_of_every_partition(
 
     listed, cursor = [], None
     while True:
-        more = ["--cursor", cursor] if cursor else []
+        more: list[str] = ["--cursor", cursor] if cursor else []
         page = await cli("runs", "list", "--limit", "4", *more)
         listed += [r["id"] for r in page["runs"]]
         cursor = page["cursor"]
@@ -213,3 +219,43 @@ async def test_the_command_lists_runs_and_queues_of_every_partition(
     assert [r["id"] for r in only_b["runs"]] == sorted(ids[6:], reverse=True)
     queues = {q["name"]: q for q in await cli("queues")}
     assert (queues["qa"]["ready"], queues["qb"]["ready"]) == (6, 3)
+
+
+async def test_recent_events_of_every_partition_once(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = await _app(make_app)
+    ns = app._core
+    bus = EventBus(ns)
+    legs = [("paid", "e1", {"n": 1}, [0, 2]), ("shipped", "e2", {"n": 2}, [3])]
+    legs.append(("paid", "e3", {"n": 3}, [1]))
+    for name, eid, data, parts in legs:  # an event's legs on some partitions
+        for p in parts:
+            reply = await ns.part_scripts(p).send_event(bus.prepare(name, data, eid))
+            assert not reply.duplicate
+        await asyncio.sleep(0.005)
+    events = await Inspector(ns).recent_events()
+    assert [(e.name, e.id, e.data) for e in events] == [
+        ("paid", "e3", {"n": 3}),
+        ("shipped", "e2", {"n": 2}),
+        ("paid", "e1", {"n": 1}),
+    ]
+    assert [e.id for e in await Inspector(ns).recent_events(per_name=1)] == ["e3", "e2"]
+
+
+async def test_waiters_of_every_partition_newest_first(
+    make_app: Callable[..., StackShift], preview: None
+) -> None:
+    app = await _app(make_app)
+    ns = app._core
+    ids = await _spread(app, "a", 8)
+    for n, run_id in enumerate(ids):  # parked as lib/add_wait.lua and move_index leave them
+        keys = ns.keys_of(run_id)
+        wait = json.dumps({"k": "event", "e": f"evt{n}", "s": "id"})
+        await app.redis.hset(keys.run(run_id), mapping={"status": "waiting", "w:pay": wait})
+        await app.redis.zadd(keys.idx_status("waiting"), {run_id: 1_000_000 + n})
+    waiters = await Inspector(ns).waiters()
+    assert [w.run_id for w in waiters] == ids[::-1]
+    assert [w.event for w in waiters] == [f"evt{n}" for n in range(7, -1, -1)]
+    assert all(w.job == "a" and w.step == "pay" and w.match_on == ["id"] for w in waiters)
+    assert [w.run_id for w in await Inspector(ns).waiters(limit=3)] == ids[:-4:-1]
