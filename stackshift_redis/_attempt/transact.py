@@ -54,7 +54,12 @@ def _check_one_partition(ex: Execution, key: str, tx: StateTx, started: list[str
     ns, part = ex.ns, ex.ns.part_of(ex.run_id)
     away = sorted(n for n in {*tx.reads, *tx.writes} if ns.part_of_name(n) != part)
     if away or tx.events or any(ns.part_of(r) != part for r in started):
-        what = f"state {', '.join(map(repr, away))} on other partitions" if away else ""
+        what = (
+            f"state {', '.join(map(repr, away))} on other partitions (a name like "
+            "'{<partition key>}:...' lives beside the runs started with that partition_key)"
+            if away
+            else ""
+        )
         what = what or ("an event" if tx.events else "a run on another partition")
         raise NonRetriableError(
             f"transactional step {key!r} of run {ex.run_id}: with partitions, a commit "
