@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -259,3 +260,48 @@ async def test_waiters_of_every_partition_newest_first(
     assert [w.event for w in waiters] == [f"evt{n}" for n in range(7, -1, -1)]
     assert all(w.job == "a" and w.step == "pay" and w.match_on == ["id"] for w in waiters)
     assert [w.run_id for w in await Inspector(ns).waiters(limit=3)] == ids[:-4:-1]
+
+
+async def test_the_dashboard_pages_searches_and_acts_on_every_partition(
+    make_app: Callable[..., StackShift], preview: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from stackshift_redis.dashboard import create_app, ops
+
+    app = await _app(make_app)
+    ids = await _spread(app, "a", 60)
+    keyed = _id(await app.start("b", 1, idempotency_key="inv-7", partition_key=KEYS[3]))
+    monkeypatch.setattr(ops, "PART_S", 0.0)  # a progress page after every batch
+    monkeypatch.setattr(control, "BATCH", 7)
+    transport = httpx.ASGITransport(app=create_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        seen: list[str] = []
+        url: str | None = "/runs?job=a"
+        while url:
+            page = await c.get(url)
+            seen += re.findall(r'data-run="([0-9a-f-]+)"', page.text)
+            nxt = re.search(r'class="next" href="([^"]+)"', page.text)
+            url = nxt.group(1).replace("&amp;", "&") if nxt else None
+        assert seen == sorted(ids, reverse=True)
+        found = await c.get("/runs", params={"q": "inv-7"})
+        assert found.status_code == 303 and found.headers["location"] == f"/runs/{keyed}"
+        token = re.search(r'name="csrf" value="([^"]+)"', (await c.get("/runs?job=a")).text)
+        assert token
+        form: dict[str, Any] = {"csrf": token.group(1), "action": "cancel", "job": "a"}
+        confirm = await c.post("/runs/bulk", data=form)
+        assert 'data-count="60"' in confirm.text
+        form.update(confirm="yes", count="60")
+        parts = 0
+        while True:
+            reply = await c.post("/runs/bulk", data=form)
+            if reply.status_code == 303:
+                break
+            parts += 1
+            cursor = re.search(r'name="cursor" value="([^"]+)"', reply.text)
+            done = re.search(r'name="done" value="(\d+)"', reply.text)
+            assert cursor and done
+            form.update(cursor=cursor.group(1), done=done.group(1))
+        assert "60+run%28s%29+cancelled" in reply.headers["location"] and parts >= P
+    assert {await app.run(i).status() for i in ids} == {"cancelled"}
+    assert await app.run(keyed).status() == "queued"
