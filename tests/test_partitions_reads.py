@@ -10,7 +10,8 @@ import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
@@ -19,9 +20,10 @@ from stackshift_redis import RunContext, StackShift
 from stackshift_redis._client import control
 from stackshift_redis._client.events import EventBus
 from stackshift_redis._client.inspector import Inspector
+from stackshift_redis._client.jobs_view import jobs_report
 from stackshift_redis._client.queue_view import queue_gauges
 from stackshift_redis._client.views import minute_series
-from stackshift_redis._core.fanout import merge_desc, sum_rows
+from stackshift_redis._core.fanout import each, merge_desc, sum_rows
 from stackshift_redis._core.partitions import PREVIEW_ENV, route
 from stackshift_redis._core.routing import idempotency_partition
 from stackshift_redis._ops.cli import main
@@ -43,6 +45,24 @@ def test_merge_and_sums() -> None:
     assert merge_desc([[("a", 5.0)], [("b", 7.0)]], key=lambda e: e[1]) == [("b", 7.0), ("a", 5.0)]
     assert sum_rows([[1, None, b"2"], [3, 4, b"5"]]) == [4, 4, 7]
     assert sum_rows([]) == []
+
+
+async def test_each_partition_ends_before_an_error_is_raised() -> None:
+    ended: list[int] = []
+
+    async def read(p: int) -> int:
+        await asyncio.sleep(0.01 * (3 - p))
+        ended.append(p)
+        if p in (1, 2):
+            raise ValueError(f"partition {p}")
+        return p * 10
+
+    with pytest.raises(ValueError, match="partition 1"):
+        await each(cast(Any, SimpleNamespace(partitions=3)), read)
+    assert sorted(ended) == [0, 1, 2]
+    ended.clear()
+    assert await each(cast(Any, SimpleNamespace(partitions=1)), read) == [0]
+    assert ended == [0]
 
 
 async def _app(make_app: Callable[..., StackShift]) -> StackShift:
@@ -162,6 +182,8 @@ async def test_queue_stats_totals_and_gauges_are_summed(
     assert alive == 0
     assert (by_queue["qa"].ready, by_queue["qb"].ready, by_queue["qb"].scheduled) == (7, 5, 4)
     assert by_queue["idle"].ready == 0
+    [report] = [r for r in await jobs_report(app._core) if r.job == "a"]
+    assert report.unfinished == {1: {"queued": 7}} and not report.capped
 
 
 async def test_minute_counts_are_summed(make_app: Callable[..., StackShift], preview: None) -> None:

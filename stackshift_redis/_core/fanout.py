@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .keys import Keys
 from .namespace import Namespace
@@ -21,10 +21,15 @@ T = TypeVar("T")
 
 
 async def each(ns: Namespace, fn: Callable[[int], Awaitable[T]]) -> list[T]:
-    """`fn(p)` for every partition p, concurrently; one plain await with one partition."""
+    """`fn(p)` for every partition p, concurrently; one plain await with one partition.
+    Every call ends before the first error (in partition order) is raised."""
     if ns.partitions == 1:
         return [await fn(0)]
-    return list(await asyncio.gather(*(fn(p) for p in range(ns.partitions))))
+    done = await asyncio.gather(*(fn(p) for p in range(ns.partitions)), return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], done)
 
 
 async def pipelined(ns: Namespace, add: Callable[[Any, int, Keys], None]) -> list[list[Any]]:
