@@ -253,12 +253,11 @@ class Control:
             part, first, position = int(where or 0), int(walk), (score, run_id)
             if part >= ns.partitions:
                 raise InvalidArgumentError(f"bulk: invalid cursor {cursor!r}")
-        total = 0
+        total, op = 0, _Op(action, job, statuses, created, reason)
         # partitions one after another, each from a pass of its own (`upto` from its server)
         for p in range(part, ns.partitions):
             if p != part:
                 first, position, upto = 0, ("", ""), ""
-            op = _Op(action, job, statuses, created, reason)
             done, total, cursor = await self._bulk_walks(
                 p, op, (first, position, upto), total, deadline, progress
             )
