@@ -6,6 +6,8 @@
 --   settle  settle the parent's wait for that child (settle_step checks the child id) and
 --           resume the parent if it is parked (lib/finish_run.lua wrote it)
 --   cancel  cancel the run (lib/cancel_run.lua: a final run stays as it is)
+--   tx_record  record a transactional step committed on another partition (transact.lua,
+--           remote commit) unless its commit token is recorded already
 -- KEYS[1] run  keys.run(run id) of the run the entry names
 -- ARGV[1] prefix (this partition's)  ARGV[2] action  ARGV[3] run id  ARGV[4] retention ms
 -- ARGV[3+2i] name_i  ARGV[4+2i] value_i: the entry's fields (as XREADGROUP gave them)
@@ -19,6 +21,7 @@
 -- @include adopt_wait.lua
 -- @include resume_waiting.lua
 -- @include cancel_run.lua
+-- @include timeline.lua
 local prefix, action, id = ARGV[1], ARGV[2], ARGV[3]
 local rk, e, now = KEYS[1], {}, now_ms()
 for i = 1, (#ARGV - 4) / 2 do e[ARGV[3 + 2 * i]] = ARGV[4 + 2 * i] end
@@ -40,6 +43,13 @@ elseif action == 'settle' then
   end
   if not settled then return 0 end
   resume_waiting(prefix, rk, id, now, e.cause)
+  return 1
+elseif action == 'tx_record' then
+  if redis.call('EXISTS', rk) == 0 or redis.call('HEXISTS', rk, 'tx:' .. e.step) == 1 then
+    return 0
+  end
+  redis.call('HSET', rk, 's:' .. e.step, e.record, 'tx:' .. e.step, e.token)
+  timeline(rk, now, 'step_completed', {step = e.step, tx = cjson.decode(e.summary)})
   return 1
 elseif action == 'cancel' then
   local out = cancel_run(prefix, id, e.reason, now, tonumber(ARGV[4]))
