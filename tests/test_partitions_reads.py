@@ -27,6 +27,7 @@ from stackshift_redis._core.fanout import each, merge_desc, sum_rows
 from stackshift_redis._core.partitions import PREVIEW_ENV, route
 from stackshift_redis._core.routing import idempotency_partition
 from stackshift_redis._ops.cli import main
+from stackshift_redis._ops.target import Target
 from stackshift_redis.dashboard.ops import search_run
 
 P = 4
@@ -242,6 +243,14 @@ async def test_the_command_lists_runs_and_queues_of_every_partition(
     assert [r["id"] for r in only_b["runs"]] == sorted(ids[6:], reverse=True)
     queues = {q["name"]: q for q in await cli("queues")}
     assert (queues["qa"]["ready"], queues["qb"]["ready"]) == (6, 3)
+    # `stackshift dashboard` makes its app before serving: with the recorded count too
+    served = await asyncio.to_thread(Target(redis_url, app.namespace, is_cluster).app)
+    try:
+        assert served._core.partitions == P
+        assert len(await served.list_runs(limit=100)) == len(ids)
+    finally:
+        await served.close()
+        await served.redis.aclose()
 
 
 async def test_recent_events_of_every_partition_once(
