@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis._client.queue_view import queue_gauges
 from stackshift_redis.metrics import register
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -61,7 +62,7 @@ async def _truth(app: StackShift) -> dict[str, dict[str, int]]:
 
 
 async def _gauges(app: StackShift) -> dict[str, dict[str, int]]:
-    _, stats = await app._core.scripts.queue_stats(sorted({j.queue for j in app.jobs.values()}))
+    _, stats = await queue_gauges(app._core, sorted({j.queue for j in app.jobs.values()}))
     return {
         s.queue: {"queued": s.ready, "scheduled": s.scheduled, "running": s.running,
                   "waiting": s.waiting}
