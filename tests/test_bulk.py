@@ -213,7 +213,8 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     """300 index entries at one score (the id-ordered queued index), every other one of
     another job: each batch goes on after the last entry it examined (binary search among
     equal scores), whether that entry left the index (cancelled) or stayed (skipped)."""
-    k = app._core.keys
+    await app._core.layout.ensure()  # (a namespace's first write records its partitions)
+    k, scripts = app._core.part_keys[0], app._core.part_scripts(0)  # ids of partition 0
     ids = [f"{i:024x}" for i in range(300)]
     for i, run_id in enumerate(ids):
         job = "a" if i % 2 == 0 else "b"
@@ -223,7 +224,7 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     cursor: tuple[str, str] = ("", "")
     upto, changed, calls = "", 0, 0
     while True:
-        n, nxt, upto = await app._core.scripts.bulk(
+        n, nxt, upto = await scripts.bulk(
             BulkRequest(
                 index=k.ord_status("queued"),
                 action="cancel",
