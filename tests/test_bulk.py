@@ -214,8 +214,9 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     another job: each batch goes on after the last entry it examined (binary search among
     equal scores), whether that entry left the index (cancelled) or stayed (skipped)."""
     await app._core.layout.ensure()  # (a namespace's first write records its partitions)
-    k, scripts = app._core.part_keys[0], app._core.part_scripts(0)  # ids of partition 0
-    ids = [f"{i:024x}" for i in range(300)]
+    k, scripts = app._core.part_keys[0], app._core.part_scripts(0)
+    tail = "-0" if app._core.partitions > 1 else ""  # ids of partition 0
+    ids = [f"{i:024x}{tail}" for i in range(300)]
     for i, run_id in enumerate(ids):
         job = "a" if i % 2 == 0 else "b"
         await app.redis.hset(k.run(run_id), mapping={"status": "queued", "job": job,
