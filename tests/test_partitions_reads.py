@@ -336,3 +336,18 @@ async def test_the_dashboard_pages_searches_and_acts_on_every_partition(
         assert "60+run%28s%29+cancelled" in reply.headers["location"] and parts >= P
     assert {await app.run(i).status() for i in ids} == {"cancelled"}
     assert await app.run(keyed).status() == "queued"
+
+
+async def test_the_command_names_the_preview_when_it_is_not_enabled(
+    make_app: Callable[..., StackShift],
+    preview: None,
+    redis_url: str,
+    is_cluster: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = await _app(make_app)
+    await app.start("a", partition_key=KEYS[1])
+    monkeypatch.delenv(PREVIEW_ENV)
+    base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]
+    result = await asyncio.to_thread(CliRunner().invoke, main, [*base, "runs", "list"])
+    assert result.exit_code == 2 and f"set {PREVIEW_ENV}=1" in result.output
