@@ -119,7 +119,7 @@ async def _runs(app: StackShift, job: str) -> list[Any]:
 
 
 async def _fields(app: StackShift, run_id: str, *names: str) -> list[str | None]:
-    vals = await app.redis.hmget(app._core.keys.run(run_id), list(names))
+    vals = await app.redis.hmget(app._core.keys_of(run_id).run(run_id), list(names))
     return [v.decode() if v is not None else None for v in vals]
 
 
