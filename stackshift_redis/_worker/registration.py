@@ -58,7 +58,7 @@ class Registration:
                 conf = local.get(q)
                 if conf is None:
                     vt = int(vis) / 1000 if vis is not None else QueueConfig(q).visibility_timeout
-                    self.confs[q] = QueueConfig(q, None, vt)
+                    self.confs[q] = QueueConfig(q, int(conc) if conc is not None else None, vt)
                     continue
                 self.confs[q] = conf
                 vis_ms = round(conf.visibility_timeout * 1000)
@@ -83,11 +83,21 @@ class Registration:
                         int(conc),
                         conf.concurrency or "unlimited",
                     )
-                if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
-                    pipe.hdel(k.queue_conf(q), "concurrency")
-                else:
-                    pipe.hset(k.queue_conf(q), "concurrency", conf.concurrency)
+                for key in self._conf_keys(q):
+                    if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
+                        pipe.hdel(key, "concurrency")
+                    else:
+                        pipe.hset(key, "concurrency", conf.concurrency)
             await pipe.execute()
+
+    def _conf_keys(self, queue: str) -> list[str]:
+        """Where a queue's concurrency limit is published: the namespace's settings and,
+        with partitions, each partition's copy (take.lua reads it there: for now the limit
+        applies per partition)."""
+        keys = [self.ns.keys.queue_conf(queue)]
+        if self.ns.partitions > 1:
+            keys += [k.queue_conf(queue) for k in self.ns.part_keys]
+        return keys
 
     async def register(self) -> int:
         """Refresh this worker's job map entries, triggers and consumed queues (a heartbeat);
