@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
+from helpers import wait_for
 
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._client import control
@@ -351,3 +352,56 @@ async def test_the_command_names_the_preview_when_it_is_not_enabled(
     base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]
     result = await asyncio.to_thread(CliRunner().invoke, main, [*base, "runs", "list"])
     assert result.exit_code == 2 and f"set {PREVIEW_ENV}=1" in result.output
+
+
+async def test_finished_and_running_runs_of_every_partition(
+    make_app: Callable[..., StackShift], preview: None, running_worker: Any
+) -> None:
+    app = make_app(partitions=P)
+    release = asyncio.Event()
+
+    @app.job("ok", queue="qw")
+    async def ok(ctx: RunContext) -> int:
+        return 1
+
+    @app.job("bad", queue="qw", retries=0)
+    async def bad(ctx: RunContext) -> None:
+        raise RuntimeError("declined")
+
+    @app.job("slow", queue="qw")
+    async def slow(ctx: RunContext) -> None:
+        await release.wait()
+
+    running_worker(app, concurrency=8)
+    oks = await _spread(app, "ok", 8)
+    bads = await _spread(app, "bad", 4)
+    slows = await _spread(app, "slow", 4)
+
+    async def settled() -> bool:
+        done = {await app.run(i).status() for i in oks}, {await app.run(i).status() for i in bads}
+        running = {await app.run(i).status() for i in slows}
+        return done == ({"completed"}, {"failed"}) and running == {"running"}
+
+    await wait_for(settled, timeout=20)
+    assert [i for p in await _pages(app, 3, status="running") for i in p] == slows[::-1]
+    listed = [i for p in await _pages(app, 5, status=["running", "failed"]) for i in p]
+    assert listed == sorted(slows + bads, reverse=True)
+    ctl = app._control
+    assert await ctl.count_runs("cancel", status="running") == 4
+    assert await ctl.count_runs("cancel", job="slow") == 4
+    assert await ctl.count_runs("retry") == 4
+    insp = Inspector(app._core)
+    [qw] = [q for q in await insp.queues() if q.name == "qw"]
+    assert (qw.running, qw.completed_1m, qw.failed_1h, qw.ready) == (4, 8, 4, 0)
+    totals = await insp.totals()
+    assert (totals["completed"], totals["failed"], totals["running"]) == (8, 4, 4)
+    [series] = await minute_series(app._core, ["qw"], await insp.server_ms())
+    assert (sum(series.completed), sum(series.failed)) == (8, 4)
+    alive, gauges = await queue_gauges(app._core, ["qw"])
+    assert alive == 1 and [(g.queue, g.running, g.ready) for g in gauges] == [("qw", 4, 0)]
+    assert await app.retry_runs(job="bad") == 4
+    await wait_for(settled, timeout=20)
+    release.set()
+    for i in slows:
+        assert await app.run(i).result(timeout=10) is None
+    assert (await insp.totals())["completed"] == 12
