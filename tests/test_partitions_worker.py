@@ -265,33 +265,38 @@ async def test_burst_mode_ends_once_every_partition_is_served(four: StackShift) 
     assert sorted(ran) == sorted(ids)
 
 
-async def test_a_queue_s_concurrency_limit_applies_per_partition(
+async def test_a_queue_s_concurrency_limit_holds_across_partitions(
     four: StackShift, running_worker: Any
 ) -> None:
     ns = four._core
     gate = asyncio.Event()
     running: set[str] = set()
-    most: dict[int, int] = {}
+    most = [0]
 
-    four.queue("lim", concurrency=1)
+    four.queue("lim", concurrency=2)
 
     @four.job("limited", queue="lim")
     async def limited(ctx: RunContext) -> None:
         running.add(ctx.run_id)
-        part = ns.part_of(ctx.run_id)
-        now = len([r for r in running if ns.part_of(r) == part])
-        most[part] = max(most.get(part, 0), now)
+        most[0] = max(most[0], len(running))
         await gate.wait()
         running.discard(ctx.run_id)
 
-    ids = [await start_on(four, 2, "limited") for _ in range(3)]
-    ids.append(await start_on(four, 1, "limited"))
+    ids = [await start_on(four, p % 4, "limited") for p in range(8)]
     running_worker(four, queues=["lim"], concurrency=10)
-    await wait_for(lambda: len(running) == 2, 15)  # one on each partition
-    await asyncio.sleep(0.3)
-    assert len(running) == 2 and most == {1: 1, 2: 1}
-    for k in [ns.keys, *ns.part_keys]:  # published with each partition's copy
-        assert await four.redis.hget(k.queue_conf("lim"), "concurrency") == b"1"
+    running_worker(four, queues=["lim"], concurrency=10)
+    await wait_for(lambda: len(running) == 2, 15)
+    await asyncio.sleep(0.5)
+    assert len(running) == 2 and most == [2]  # permits: 2 over every partition and worker
+    permits = await four.redis.zrange(ns.keys.permits("lim"), 0, -1)
+    assert len(set(permits) - {b"!starved"}) == 2  # (the other worker was refused)
+    for k in ns.part_keys:  # the limit is not copied: take.lua applies none per partition
+        assert await four.redis.hget(k.queue_conf("lim"), "concurrency") is None
     gate.set()
-    await asyncio.gather(*(four.run(i).result(timeout=15) for i in ids))
-    assert most == {1: 1, 2: 1}
+    await asyncio.gather(*(four.run(i).result(timeout=20) for i in ids))
+    assert most == [2]
+
+    async def given_back() -> bool:  # every permit returned as its run ended
+        return await four.redis.zrange(ns.keys.permits("lim"), 0, -1) in ([], [b"!starved"])
+
+    await wait_for(given_back, 10)

@@ -83,21 +83,11 @@ class Registration:
                         int(conc),
                         conf.concurrency or "unlimited",
                     )
-                for key in self._conf_keys(q):
-                    if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
-                        pipe.hdel(key, "concurrency")
-                    else:
-                        pipe.hset(key, "concurrency", conf.concurrency)
+                if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
+                    pipe.hdel(k.queue_conf(q), "concurrency")
+                else:  # (with partitions, permits.py applies it across them)
+                    pipe.hset(k.queue_conf(q), "concurrency", conf.concurrency)
             await pipe.execute()
-
-    def _conf_keys(self, queue: str) -> list[str]:
-        """Where a queue's concurrency limit is published: the namespace's settings and,
-        with partitions, each partition's copy (take.lua reads it there: for now the limit
-        applies per partition)."""
-        keys = [self.ns.keys.queue_conf(queue)]
-        if self.ns.partitions > 1:
-            keys += [k.queue_conf(queue) for k in self.ns.part_keys]
-        return keys
 
     async def register(self) -> int:
         """Refresh this worker's job map entries, triggers and consumed queues (a heartbeat);
