@@ -244,11 +244,14 @@ async def test_the_command_lists_runs_and_queues_of_every_partition(
     assert [r["id"] for r in only_b["runs"]] == sorted(ids[6:], reverse=True)
     queues = {q["name"]: q for q in await cli("queues")}
     assert (queues["qa"]["ready"], queues["qb"]["ready"]) == (6, 3)
+    keyed = _id(await app.start("b", 1, idempotency_key="inv-1", partition_key=KEYS[2]))
+    assert (await cli("runs", "find", "b", "inv-1"))["id"] == keyed
+    assert (await cli("runs", "show", keyed))["status"] == "queued"
     # `stackshift dashboard` makes its app before serving: with the recorded count too
     served = await asyncio.to_thread(Target(redis_url, app.namespace, is_cluster).app)
     try:
         assert served._core.partitions == P
-        assert len(await served.list_runs(limit=100)) == len(ids)
+        assert len(await served.list_runs(limit=100)) == len(ids) + 1
     finally:
         await served.close()
         await served.redis.aclose()
