@@ -3,10 +3,11 @@
 `register(stackshift, registry=None)` adds a `MetricsHook` to the app (counters and
 histograms of what this process executes, sends and starts) and a collector that reads
 the queues' gauges from Redis at scrape time (one `queue_stats` script call: two commands
-per queue plus two, no scans). `stackshift-worker ... --metrics-port 9100` serves the
-default registry. prometheus-client is imported when `register` is called, never when
-this module is imported. Labels are bounded: job, queue, step kind, event name; never a
-run id. Counters count what this process did: sum them across processes in PromQL.
+per queue plus two, no scans; with partitions one more call per partition, summed).
+`stackshift-worker ... --metrics-port 9100` serves the default registry.
+prometheus-client is imported when `register` is called, never when this module is
+imported. Labels are bounded: job, queue, step kind, event name; never a run id.
+Counters count what this process did: sum them across processes in PromQL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from ._attempt.parking import CancelRequested
 from ._client.client import Client
+from ._client.queue_view import queue_gauges
 from ._client.sync import SyncStackShift
 from ._core.scripts import QueueStats
 from .hooks import AttemptInput, Hook, Proceed, StepInput
@@ -192,11 +194,11 @@ class QueueCollector:
         yield workers
 
     def read(self) -> tuple[int, list[QueueStats]]:
-        """(live workers, gauges per queue): one script call."""
+        """(live workers, gauges per queue): one script call (one per partition more)."""
         reg = self._ns.registry
         queues = sorted(set(reg.queues) | {j.queue for j in reg.jobs.values()})
         return self._facade.run_with(
-            lambda client: client._core.scripts.queue_stats(queues), self._timeout
+            lambda client: queue_gauges(client._core, queues), self._timeout
         )
 
     def collect(self) -> Iterator[Any]:

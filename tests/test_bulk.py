@@ -190,13 +190,14 @@ async def test_a_pass_examines_each_entry_once_across_equal_scores(
     runs = await app.start_many("j", list(range(450)))  # one script: one score
     await asyncio.sleep(0.02)
     cut = datetime.now(UTC)
-    scores = {s for _, s in await app.redis.zrange(app._core.keys.ord_status("queued"), 0, -1,
-                                                    withscores=True)}  # fmt: skip
+    parts = app._core.part_keys
+    scores = {s for k in parts for _, s in await app.redis.zrange(k.ord_status("queued"), 0, -1,
+                                                                  withscores=True)}  # fmt: skip
     assert scores == {0}  # queued: the id-ordered index only
     assert await app.cancel_runs(created_after=cut) == 0
     assert await app.cancel_runs(created_before=cut) == 450
     ids: Sequence[str] = [r.id for r in runs]
-    assert await app.redis.zcard(app._core.keys.idx_status("cancelled")) == len(ids)
+    assert sum([await app.redis.zcard(k.idx_status("cancelled")) for k in parts]) == len(ids)
 
 
 async def test_bulk_control_on_fakeredis(fake_app: StackShift) -> None:
@@ -212,8 +213,10 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     """300 index entries at one score (the id-ordered queued index), every other one of
     another job: each batch goes on after the last entry it examined (binary search among
     equal scores), whether that entry left the index (cancelled) or stayed (skipped)."""
-    k = app._core.keys
-    ids = [f"{i:024x}" for i in range(300)]
+    await app._core.layout.ensure()  # (a namespace's first write records its partitions)
+    k, scripts = app._core.part_keys[0], app._core.part_scripts(0)
+    tail = "-0" if app._core.partitions > 1 else ""  # ids of partition 0
+    ids = [f"{i:024x}{tail}" for i in range(300)]
     for i, run_id in enumerate(ids):
         job = "a" if i % 2 == 0 else "b"
         await app.redis.hset(k.run(run_id), mapping={"status": "queued", "job": job,
@@ -222,7 +225,7 @@ async def test_the_cursor_moves_past_skipped_entries_of_one_score(app: StackShif
     cursor: tuple[str, str] = ("", "")
     upto, changed, calls = "", 0, 0
     while True:
-        n, nxt, upto = await app._core.scripts.bulk(
+        n, nxt, upto = await scripts.bulk(
             BulkRequest(
                 index=k.ord_status("queued"),
                 action="cancel",

@@ -66,7 +66,7 @@ async def test_runs_pages_follow_the_cursor(app: StackShift) -> None:
         url: str | None = "/runs"
         while url:
             page = await c.get(url)
-            seen += re.findall(r'data-run="([0-9a-f]+)"', page.text)
+            seen += re.findall(r'data-run="([0-9a-f-]+)"', page.text)
             nxt = re.search(r'class="next" href="([^"]+)"', page.text)
             url = nxt.group(1).replace("&amp;", "&") if nxt else None
     assert seen == ids[::-1]

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackshift_redis import RunContext, RunFailed, StackShift
+from stackshift_redis._client.queue_view import queue_gauges
 from stackshift_redis.metrics import register
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -49,21 +50,19 @@ def _free_port() -> int:
 async def _truth(app: StackShift) -> dict[str, dict[str, int]]:
     """Per queue and live status, how many runs have it (from the status indexes)."""
     out: dict[str, dict[str, int]] = {}
-    k = app._core.keys
     queues = sorted({j.queue for j in app.jobs.values()})
-    for status in LIVE:  # running runs have no index: they are in their queues' leases
-        keys = [k.leases(q) for q in queues] if status == "running" else [k.ord_status(status)]
-        for rid in [m for key in keys for m in await app.redis.zrange(key, 0, -1)]:
-            queue = (
-                await app.redis.hget(app._core.keys_of(rid.decode()).run(rid.decode()), "queue")
-            ).decode()
-            counts = out.setdefault(queue, dict.fromkeys(LIVE, 0))
-            counts[status] += 1
+    for k in app._core.part_keys:  # each partition's indexes
+        for status in LIVE:  # running runs have no index: they are in their queues' leases
+            keys = [k.leases(q) for q in queues] if status == "running" else [k.ord_status(status)]
+            for rid in [m for key in keys for m in await app.redis.zrange(key, 0, -1)]:
+                queue = (await app.redis.hget(k.run(rid.decode()), "queue")).decode()
+                counts = out.setdefault(queue, dict.fromkeys(LIVE, 0))
+                counts[status] += 1
     return out
 
 
 async def _gauges(app: StackShift) -> dict[str, dict[str, int]]:
-    _, stats = await app._core.scripts.queue_stats(sorted({j.queue for j in app.jobs.values()}))
+    _, stats = await queue_gauges(app._core, sorted({j.queue for j in app.jobs.values()}))
     return {
         s.queue: {"queued": s.ready, "scheduled": s.scheduled, "running": s.running,
                   "waiting": s.waiting}

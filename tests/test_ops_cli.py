@@ -272,11 +272,13 @@ async def test_queue_counters_replace_computed_counts_when_present(
     app: StackShift, cli: Cli
 ) -> None:
     _jobs(app)
-    await app.redis.hset(app._core.keys.jobs(), mapping={"ok": "cliq"})
     await app.start_many("ok", [None] * 3)
+    await app.redis.hset(app._core.keys.jobs(), mapping={"ok": "cliq"})
     (computed,) = await cli.json("queues")
     assert (computed["ready"], computed["scheduled"], computed["waiting"]) == (3, 0, 0)
     # the scripts may keep per-queue counters (metrics); the listing then reads those
-    await app.redis.hset(app._core.keys.queue_stat("cliq"), mapping={"ready": 5, "waiting": 2})
+    for keys in app._core.part_keys:  # (each partition's, summed)
+        await app.redis.hset(keys.queue_stat("cliq"), mapping={"ready": 5, "waiting": 2})
     (counted,) = await cli.json("queues")
-    assert (counted["ready"], counted["scheduled"], counted["waiting"]) == (5, 0, 2)
+    n = app._core.partitions
+    assert (counted["ready"], counted["scheduled"], counted["waiting"]) == (5 * n, 0, 2 * n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from helpers import namespace_keys
 
 from stackshift_redis import RunContext, RunPage, StackShift
 from stackshift_redis._client.inspector import Inspector
+from stackshift_redis._core.keys import Keys
 from stackshift_redis.errors import InvalidArgumentError
 
 
@@ -132,19 +134,22 @@ async def test_trimmed_finished_runs_leave_both_indexes(make_app: Any, running_w
     for r in old:
         await r.result(timeout=10)
     await asyncio.sleep(1.1)  # past retention: a later finish (1 in 16) trims old entries
-    k = app._core.keys
+    parts = app._core.part_keys
+
+    async def members(index: Callable[[Keys], str]) -> set[bytes]:
+        return {i for k in parts for i in await app.redis.zrange(index(k), 0, -1)}
+
     old_ids = {r.id.encode() for r in old}
     for _ in range(30):
         for r in await app.start_many("short", [None] * 16):
             await r.result(timeout=10)
-        by_id = set(await app.redis.zrange(k.ord_status("completed"), 0, -1))
+        by_id = await members(lambda k: k.ord_status("completed"))
         if not by_id & old_ids:
             break
     else:
         raise AssertionError("expired runs were never trimmed from the id index")
-    by_time = set(await app.redis.zrange(k.idx_status("completed"), 0, -1))
-    assert by_time == by_id
-    assert set(await app.redis.zrange(k.ord_job_status("short", "completed"), 0, -1)) == by_id
+    assert await members(lambda k: k.idx_status("completed")) == by_id
+    assert await members(lambda k: k.ord_job_status("short", "completed")) == by_id
     listed = await app.list_runs(status="completed", limit=1000)
     assert {r.id.encode() for r in listed} == by_id
 
@@ -184,10 +189,13 @@ async def test_running_runs_are_paged_from_the_leases(app: StackShift) -> None:
     app.job("a", lambda ctx: None, queue="qa")
     app.job("b", lambda ctx: None, queue="qb")
     started = [await app.start("a", i) for i in range(5)] + [await app.start("b", 9)]
-    s = app._core.scripts
+    ns = app._core
     for q in ("qa", "qb"):  # leased by a take, as a worker does (no attempt runs)
-        taken = await s.take([(q, 60_000)], 10, max_deliveries=5, retention_ms=60_000)
-        assert len(taken.taken) == (5 if q == "qa" else 1)
+        taken = [
+            await ns.part_scripts(p).take([(q, 60_000)], 10, max_deliveries=5, retention_ms=60_000)
+            for p in range(ns.partitions)
+        ]
+        assert sum(len(t.taken) for t in taken) == (5 if q == "qa" else 1)
     await app.start("a", 7)  # stays queued
     ids_a = sorted((r.id for r in started[:5]), reverse=True)
     assert await _page_all(app, 2, status="running", job="a") == ids_a

@@ -23,7 +23,9 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
+from .._core.fanout import each
 from .._core.keys import UNTIMED, check_name
 from .._core.namespace import Namespace
 from .._core.records import check_run_id, epoch_ms
@@ -36,7 +38,8 @@ BUDGET_US = 2000  # server time a batch may use before it stops (a run's work fi
 CANCELLABLE = ("queued", "scheduled", "waiting", "running")
 RETRIABLE = ("failed", "cancelled")
 Statuses = str | Sequence[str] | None
-_CURSOR = re.compile(r"^\d{1,4}\|[0-9.e+-]{0,32}\|[0-9a-f]{0,64}\|\d{0,16}$")
+# "[<partition>.]<walk>|<score>|<run id>|<upto>" (the partition only when there are several)
+_CURSOR = re.compile(r"^(\d{1,3}\.)?\d{1,4}\|[0-9.e+-]{0,32}\|[0-9a-f]{0,64}(-\d{1,3})?\|\d{0,16}$")
 Progress = Callable[[int], None] | None  # called after each batch with the count so far
 
 
@@ -75,6 +78,16 @@ def _range(created_after: datetime | None, created_before: datetime | None) -> t
     if after >= 0 and before >= 0 and after >= before:
         raise InvalidArgumentError("created_after must be earlier than created_before")
     return after, before
+
+
+class _Op(NamedTuple):
+    """What a bulk pass does, to which runs."""
+
+    action: str
+    job: str | None
+    statuses: list[str]
+    created: tuple[int, int]
+    reason: str
 
 
 class Control:
@@ -126,24 +139,30 @@ class Control:
     ) -> int:
         """How many runs `action` ('cancel' | 'retry') would change now with these filters
         (a dry run; its default statuses). Cost: one ZLEXCOUNT per status on the
-        creation-ordered index (O(log n)), in one pipeline."""
+        creation-ordered index (O(log n)), in one pipeline, per partition (summed)."""
         statuses = _action_statuses(action, status, "count_runs")
         _range(created_after, created_before)
         if job is not None:
             check_name("job", job)
         high, low = page_bounds(None, created_after, created_before)
-        k = self._ns.keys
-        running = await self._count_running(job, low, high) if "running" in statuses else 0
-        async with self._ns.redis.pipeline(transaction=False) as pipe:
-            for s in statuses:
-                if s != "running":
-                    pipe.zlexcount(k.ord_job_status(job, s) if job else k.ord_status(s), low, high)
-            return running + sum(int(n) for n in await pipe.execute())
 
-    async def _count_running(self, job: str | None, low: str, high: str) -> int:
+        async def count(p: int) -> int:
+            k = self._ns.part_keys[p]
+            running = await self._count_running(p, job, low, high) if "running" in statuses else 0
+            async with self._ns.redis.pipeline(transaction=False) as pipe:
+                for s in statuses:
+                    if s != "running":
+                        index = k.ord_job_status(job, s) if job else k.ord_status(s)
+                        pipe.zlexcount(index, low, high)
+                return running + sum(int(n) for n in await pipe.execute())
+
+        return sum(await each(self._ns, count))
+
+    async def _count_running(self, part: int, job: str | None, low: str, high: str) -> int:
         """Running runs have no index: the leases of every queue that leased runs (as many
-        as the workers' concurrency), filtered by id range and, with `job`, one HMGET."""
-        ns, k = self._ns, self._ns.keys
+        as the workers' concurrency) on partition `part`, filtered by id range and, with
+        `job`, one HMGET."""
+        ns, k = self._ns, self._ns.part_keys[part]
         queues = sorted(q.decode() for q in await ns.redis.smembers(k.leased_queues()))
         async with ns.redis.pipeline(transaction=False) as pipe:
             for q in queues:
@@ -157,10 +176,13 @@ class Control:
                 pipe.hget(k.run(i), "job")
             return sum(1 for j in await pipe.execute() if j is not None and j.decode() == job)
 
-    async def _walks(self, job: str | None, statuses: list[str]) -> list[tuple[str, str, str]]:
-        """(status, index, its order) per index a bulk pass walks: running runs in the leases
-        of every queue that leased runs, queued ones in the id-ordered index, others by time."""
-        ns, k = self._ns, self._ns.keys
+    async def _walks(
+        self, part: int, job: str | None, statuses: list[str]
+    ) -> list[tuple[str, str, str]]:
+        """(status, index, its order) per index a bulk pass walks on partition `part`:
+        running runs in the leases of every queue that leased runs, queued ones in the
+        id-ordered index, others by time."""
+        ns, k = self._ns, self._ns.part_keys[part]
         walks: list[tuple[str, str, str]] = []
         for status in statuses:
             if status == "running":
@@ -223,31 +245,59 @@ class Control:
         ns = self._ns
         if job is not None:
             check_name("job", job)
-        first, position, upto = 0, ("", ""), ""
-        if cursor is not None:  # "<walk number>|<score>|<run id>|<upto>"
+        part, first, position, upto = 0, 0, ("", ""), ""
+        if cursor is not None:  # "[<partition>.]<walk number>|<score>|<run id>|<upto>"
             if not _CURSOR.match(cursor):
                 raise InvalidArgumentError(f"bulk: invalid cursor {cursor!r}")
             n, score, run_id, upto = cursor.split("|")
-            first, position = int(n), (score, run_id)
-        walks = await self._walks(job, statuses)
-        total = 0
+            where, _, walk = n.rpartition(".")
+            part, first, position = int(where or 0), int(walk), (score, run_id)
+            if part >= ns.partitions:
+                raise InvalidArgumentError(f"bulk: invalid cursor {cursor!r}")
+        total, op = 0, _Op(action, job, statuses, created, reason)
+        # partitions one after another, each from a pass of its own (`upto` from its server)
+        for p in range(part, ns.partitions):
+            if p != part:
+                first, position, upto = 0, ("", ""), ""
+            done, total, cursor = await self._bulk_walks(
+                p, op, (first, position, upto), total, deadline, progress
+            )
+            if not done:
+                return total, cursor
+        return total, None
+
+    async def _bulk_walks(
+        self,
+        part: int,
+        op: _Op,
+        start: tuple[int, tuple[str, str], str],
+        total: int,
+        deadline: float | None,
+        progress: Progress,
+    ) -> tuple[bool, int, str | None]:
+        """The walks of partition `part` from `start` (walk, position, upto): (whether they
+        are over, the running total, the cursor to go on from when not)."""
+        ns = self._ns
+        first, position, upto = start
+        at = f"{part}." if ns.partitions > 1 else ""
+        walks = await self._walks(part, op.job, op.statuses)
         for i in range(first, len(walks)):
             status, index, order = walks[i]
             while True:
                 request = BulkRequest(
                     index=index,
-                    action=action,
+                    action=op.action,
                     status=status,
-                    job=job or "",
-                    created_ms=created,
+                    job=op.job or "",
+                    created_ms=op.created,
                     cursor=(*position, upto),
                     limit=BATCH,
-                    reason=reason,
+                    reason=op.reason,
                     retention_ms=ns.settings.retention_ms,
                     budget_us=BUDGET_US,
                     order=order,
                 )
-                changed, nxt, upto = await ns.scripts.bulk(request)
+                changed, nxt, upto = await ns.part_scripts(part).bulk(request)
                 total += changed
                 if progress is not None:
                     progress(total)
@@ -255,9 +305,9 @@ class Control:
                     break
                 position = nxt
                 if deadline is not None and time.monotonic() > deadline:
-                    return total, f"{i}|{position[0]}|{position[1]}|{upto}"
+                    return False, total, f"{at}{i}|{position[0]}|{position[1]}|{upto}"
             position = ("", "")
-        return total, None
+        return True, total, None
 
     async def replay(self, run_id: str, from_step: str | None = None) -> str:
         """Start a new run of the run's job and payload; the new run's id."""

@@ -9,48 +9,24 @@ info HASH, the event-name ZSET and the event logs. Costs are in each method's do
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .._core.keys import STATUSES
+from .._core.fanout import each, merge_desc, pipelined, sum_rows
+from .._core.keys import STATUSES, Keys
 from .._core.namespace import Namespace
 from .._core.records import Event, RunInfo, RunPage, from_ms
+from .queue_view import QueueStats as QueueStats
+from .queue_view import queue_stats
 from .reads import find_run, get_run, list_runs
 from .views import RunView, run_view
 from .views import jsonable as jsonable
 from .views import waterfall as waterfall
 
-MAX_GROUPS = 64  # ready groups counted per queue (more: the count is a lower bound)
-# Per-queue counters the scripts may keep in K.qstat (metrics): when present they replace
-# the counts computed from ready sets and per-job indexes (exact per queue, O(1)).
-COUNTERS = ("ready", "scheduled", "waiting", "unserved")
 MAX_WORKERS = 500
 MAX_EVENT_NAMES = 50
 MAX_WAITERS = 200
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    """One queue: ready (queued), scheduled, running (leased), waiting runs; paused, the
-    concurrency limit, and runs completed/failed in the last minute and hour; `unserved`:
-    queued runs held for a job version no live worker registers (not in `ready`)."""
-
-    name: str
-    ready: int
-    scheduled: int
-    running: int
-    waiting: int
-    paused: bool
-    concurrency: int | None
-    completed_1m: int
-    failed_1m: int
-    completed_1h: int
-    failed_1h: int
-    delayed: int  # entries due later: delayed starts, retries, sleep and wait timers
-    ready_exact: bool = True  # False when more than MAX_GROUPS groups had ready runs
-    jobs: list[str] = field(default_factory=list)
-    unserved: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,14 +75,6 @@ def _txt(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _ready_groups(row: dict[str, Any]) -> list[str]:
-    """The ready groups whose sets are counted (none when a counter says it)."""
-    if row["counters"].get("ready") is not None:
-        return []
-    groups: list[str] = row["groups"][:MAX_GROUPS]
-    return groups
-
-
 def worker_parts(worker_id: str) -> tuple[str, int | None]:
     """Host and pid from a worker id `host-pid-rand` (the host may contain dashes)."""
     parts = worker_id.rsplit("-", 2)
@@ -138,84 +106,11 @@ class Inspector:
         return {q: sorted(jobs) for q, jobs in sorted(by_queue.items())}
 
     async def queues(self, workers: list[WorkerInfo] | None = None) -> list[QueueStats]:
-        """Stats of every known queue. Cost: two pipelines: per queue ZCARD leases and
-        delayed, HGETALL conf, ZRANGE ring (64 groups), HMGET of the counters; per job 2
-        ZCARD + 4 ZCOUNT on the per-job status indexes; then one ZCARD per ready group
-        (<= 64 per queue, none when a `ready` counter exists). Without counters, per-queue
-        waiting/scheduled counts sum the per-job indexes of the queue's jobs (exact unless a
-        job's runs are started on several queues); finished counts always do."""
+        """Stats of every known queue (queue_view.queue_stats has the cost)."""
         names = await self.queue_names(workers)
         if not names:
             return []
-        r, k = self.ns.redis, self.ns.keys
-        now = await self.server_ms()
-        async with r.pipeline(transaction=False) as pipe:
-            for q, jobs in names.items():
-                pipe.zcard(k.leases(q))
-                pipe.zcard(k.delayed(q))
-                pipe.hgetall(k.queue_conf(q))
-                pipe.zrange(k.ring(q), 0, MAX_GROUPS)
-                pipe.hmget(k.queue_stat(q), list(COUNTERS))
-                for j in jobs:
-                    pipe.zcard(k.idx_job_status(j, "waiting"))
-                    pipe.zcard(k.idx_job_status(j, "scheduled"))
-                    for s in ("completed", "failed"):
-                        pipe.zcount(k.idx_job_status(j, s), now - 60_000, "+inf")
-                        pipe.zcount(k.idx_job_status(j, s), now - 3_600_000, "+inf")
-            replies = iter(await pipe.execute())
-        rows: list[dict[str, Any]] = []
-        for q, jobs in names.items():
-            leased, delayed, conf, groups, counters = (next(replies) for _ in range(5))
-            sums = [0] * 6
-            for _ in jobs:
-                for i in range(6):
-                    sums[i] += int(next(replies))
-            rows.append(
-                {
-                    "q": q,
-                    "jobs": jobs,
-                    "leased": leased,
-                    "delayed": delayed,
-                    "conf": conf,
-                    "groups": [_txt(g) for g in groups],
-                    "sums": sums,
-                    "counters": dict(zip(COUNTERS, counters, strict=True)),
-                }
-            )
-        async with r.pipeline(transaction=False) as pipe:
-            for row in rows:
-                for g in _ready_groups(row):
-                    pipe.zcard(k.ready(row["q"], g))
-            cards = iter(await pipe.execute())
-        out = []
-        for row in rows:
-            conf = {_txt(a): _txt(b) for a, b in row["conf"].items()}
-            counted = {c: int(v) for c, v in row["counters"].items() if v is not None}
-            ready = sum(int(next(cards)) for _ in _ready_groups(row))
-            ready = counted.get("ready", ready)
-            s = row["sums"]
-            s[0], s[1] = counted.get("waiting", s[0]), counted.get("scheduled", s[1])
-            limit = conf.get("concurrency")
-            out.append(
-                QueueStats(
-                    name=row["q"],
-                    ready=ready,
-                    scheduled=s[1],
-                    running=int(row["leased"]),
-                    waiting=s[0],
-                    paused=bool(conf.get("paused")),
-                    concurrency=int(limit) if limit else None,
-                    completed_1m=s[2],
-                    completed_1h=s[3],
-                    failed_1m=s[4],
-                    failed_1h=s[5],
-                    delayed=int(row["delayed"]),
-                    ready_exact="ready" in counted or len(row["groups"]) <= MAX_GROUPS,
-                    jobs=row["jobs"],
-                    unserved=max(counted.get("unserved", 0), 0),
-                )
-            )
-        return out
+        return await queue_stats(self.ns, names, await self.server_ms())
 
     async def workers(self) -> list[WorkerInfo]:
         """Workers with a heartbeat in the last hour, newest first. Cost: ZREVRANGE
@@ -250,19 +145,23 @@ class Inspector:
 
     async def totals(self) -> dict[str, int]:
         """Runs retained per status. Cost: one ZCARD per status (of its id-ordered index;
-        running: of the leases of each queue that leased runs)."""
-        r, k = self.ns.redis, self.ns.keys
-        queues = [q.decode() for q in await r.smembers(k.leased_queues())]
+        running: of the leases of each queue that leased runs), per partition (summed)."""
+        r = self.ns.redis
         indexed = [s for s in STATUSES if s != "running"]
-        async with r.pipeline(transaction=False) as pipe:
-            for s in indexed:
-                pipe.zcard(k.ord_status(s))
-            for q in queues:
-                pipe.zcard(k.leases(q))
-            counts = await pipe.execute()
-        totals = dict(zip(indexed, counts, strict=False))
-        totals["running"] = sum(counts[len(indexed) :])
-        return {s: int(totals[s]) for s in STATUSES}
+
+        async def count(p: int) -> list[int]:
+            k = self.ns.part_keys[p]
+            queues = [q.decode() for q in await r.smembers(k.leased_queues())]
+            async with r.pipeline(transaction=False) as pipe:
+                for s in indexed:
+                    pipe.zcard(k.ord_status(s))
+                for q in queues:
+                    pipe.zcard(k.leases(q))
+                counts = await pipe.execute()
+            return [int(n) for n in counts[: len(indexed)]] + [sum(counts[len(indexed) :])]
+
+        totals = dict(zip([*indexed, "running"], sum_rows(await each(self.ns, count)), strict=True))
+        return {s: totals[s] for s in STATUSES}
 
     async def overview(self) -> Overview:
         """Queues, workers and totals (the dashboard's first page)."""
@@ -293,25 +192,61 @@ class Inspector:
 
     async def recent_events(self, per_name: int = 20) -> list[Event]:
         """Recent events of the 50 most recently sent names, newest first. Cost: ZREVRANGE
-        of the name index, then per name ZREVRANGE of its log and HMGET of its data."""
-        r, k = self.ns.redis, self.ns.keys
-        names = [_txt(n) for n in await r.zrevrange(k.event_names(), 0, MAX_EVENT_NAMES - 1)]
-        async with r.pipeline(transaction=False) as pipe:
+        of the name index, then per name ZREVRANGE of its log and HMGET of its data. With
+        partitions, each has its own name index and logs (merged: an event sent to every
+        partition is listed once)."""
+        ns = self.ns
+        names = await self._event_names()
+
+        def add(pipe: Any, p: int, k: Keys) -> None:
             for n in names:
                 pipe.zrevrange(k.event_log(n), 0, per_name - 1, withscores=True)
-            logs = await pipe.execute()
-        async with r.pipeline(transaction=False) as pipe:
-            for n, log in zip(names, logs, strict=True):
-                pipe.hmget(k.event_data(n), [m for m, _ in log] or ["-"])
-            datas = await pipe.execute()
+
+        parts = await pipelined(ns, add)
+        logs: list[list[tuple[Any, float, int]]] = []  # per name: (id, ms, partition)
+        for i in range(len(names)):
+            merged = merge_desc(
+                [[(m, ts, p) for m, ts in part[i]] for p, part in enumerate(parts)],
+                key=lambda e: e[1],
+            )
+            log, seen = [], set()
+            for e in merged:  # an event sent to several partitions: listed once
+                if e[0] not in seen:
+                    seen.add(e[0])
+                    log.append(e)
+            logs.append(log[:per_name])
+        async with ns.redis.pipeline(transaction=False) as pipe:
+            reads: list[tuple[int, int]] = []  # (name, partition) per HMGET
+            for i, (n, log) in enumerate(zip(names, logs, strict=True)):
+                for p, k in enumerate(ns.part_keys):
+                    ids = [m for m, _, at in log if at == p]
+                    if ids or ns.partitions == 1:
+                        pipe.hmget(k.event_data(n), ids or ["-"])
+                        reads.append((i, p))
+            datas = dict(zip(reads, await pipe.execute(), strict=True))
         out: list[Event] = []
-        for n, log, data in zip(names, logs, datas, strict=True):
-            for (eid, ts), raw in zip(log, data, strict=False):
-                value = self._event_data(raw)
+        for i, (n, log) in enumerate(zip(names, logs, strict=True)):
+            raws = {p: iter(datas.get((i, p), [])) for p in range(ns.partitions)}
+            for eid, ts, p in log:
+                value = self._event_data(next(raws[p], None))
                 if isinstance(value, dict) and "data" in value:
                     value = value["data"]
                 out.append(Event(n, _txt(eid), value, from_ms(int(ts)) or datetime.min))
         return sorted(out, key=lambda e: e.ts, reverse=True)
+
+    async def _event_names(self) -> list[str]:
+        """The most recently sent event names (each partition keeps its own index)."""
+        ns, top = self.ns, MAX_EVENT_NAMES - 1
+        if ns.partitions == 1:
+            return [_txt(n) for n in await ns.redis.zrevrange(ns.keys.event_names(), 0, top)]
+        parts = await pipelined(
+            ns, lambda pipe, p, k: pipe.zrevrange(k.event_names(), 0, top, withscores=True)
+        )
+        latest: dict[str, float] = {}
+        for part in parts:
+            for n, ts in part[0]:
+                latest[_txt(n)] = max(ts, latest.get(_txt(n), ts))
+        return sorted(latest, key=lambda n: latest[n], reverse=True)[:MAX_EVENT_NAMES]
 
     def _event_data(self, raw: bytes | None) -> Any:
         """A recorded event, or a note saying it is damaged: one bad record (stored by an
@@ -325,21 +260,31 @@ class Inspector:
         """The newest waiting runs and what each waits for: one Waiter per pending wait
         (a run parked on a gather of waits has several). Cost: one ZREVRANGE of the
         waiting index, then per run (<= limit) one HGET and one HKEYS, and one HMGET of
-        its wait fields."""
-        r, k = self.ns.redis, self.ns.keys
-        ids = [_txt(i) for i in await r.zrevrange(k.idx_status("waiting"), 0, limit - 1)]
+        its wait fields. With partitions, the newest of each partition's index, merged."""
+        ns, r = self.ns, self.ns.redis
+        if ns.partitions == 1:
+            ids = [_txt(i) for i in await r.zrevrange(ns.keys.idx_status("waiting"), 0, limit - 1)]
+        else:
+            parts = await pipelined(
+                ns,
+                lambda pipe, p, k: pipe.zrevrange(
+                    k.idx_status("waiting"), 0, limit - 1, withscores=True
+                ),
+            )
+            newest = merge_desc([part[0] for part in parts], key=lambda e: e[1], limit=limit)
+            ids = [_txt(i) for i, _ in newest]
         async with r.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hget(k.run(i), "job")
-                pipe.hkeys(k.run(i))
+                pipe.hget(ns.keys_of(i).run(i), "job")
+                pipe.hkeys(ns.keys_of(i).run(i))
             rows = await pipe.execute()
         jobs = rows[0::2]
         names = [[f for f in fields if f.startswith(b"w:")] for fields in rows[1::2]]
         async with r.pipeline(transaction=False) as pipe:
             for i, fs in zip(ids, names, strict=True):
-                pipe.hmget(k.run(i), fs or ["w:"])
+                pipe.hmget(ns.keys_of(i).run(i), fs or ["w:"])
             metas = await pipe.execute()
-        scores = await self._scores(k.idx_status("waiting"), ids)
+        scores = await self._scores(ids)
         out = []
         for i, job, fs, raws, score in zip(ids, jobs, names, metas, scores, strict=True):
             for f, raw in zip(fs, raws, strict=False):
@@ -362,10 +307,10 @@ class Inspector:
                 )
         return out
 
-    async def _scores(self, key: str, ids: list[str]) -> list[Any]:
+    async def _scores(self, ids: list[str]) -> list[Any]:
         if not ids:
             return []
         async with self.ns.redis.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.zscore(key, i)
+                pipe.zscore(self.ns.keys_of(i).idx_status("waiting"), i)
             return [int(s) if s is not None else None for s in await pipe.execute()]

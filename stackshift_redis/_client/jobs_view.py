@@ -3,7 +3,8 @@ serve them) and unfinished runs per version, so operators know when old code can
 
 A view costs when it is read: it reads the definitions hash, each job's versions set, the
 workers' info, and per unfinished status index of a job the `ver` and `unsv` fields of its
-runs (pipelined; at most `MAX_RUNS` per job and status, beyond which `capped` is set).
+runs (pipelined; at most `MAX_RUNS` per job and status, beyond which `capped` is set), on
+every partition.
 Nothing is written for it on the run path.
 """
 
@@ -13,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core.fanout import each
 from .._core.namespace import Namespace
 
 UNFINISHED = ("queued", "scheduled", "running", "waiting")
@@ -66,7 +68,7 @@ async def jobs_report(ns: Namespace) -> list[JobReport]:
 
 
 async def _count(ns: Namespace, report: JobReport) -> None:
-    r, k = ns.redis, ns.keys
+    r = ns.redis
     for status in UNFINISHED:
         ids = await _ids(ns, report.job, status)
         report.capped |= len(ids) >= MAX_RUNS
@@ -74,7 +76,7 @@ async def _count(ns: Namespace, report: JobReport) -> None:
             continue
         async with r.pipeline(transaction=False) as pipe:
             for rid in ids:
-                pipe.hmget(k.run(rid), "ver", "unsv", "job")
+                pipe.hmget(ns.keys_of(rid).run(rid), "ver", "unsv", "job")
             fields: list[Any] = await pipe.execute()
         for ver, unsv, job in fields:
             if job is None or job.decode() != report.job:  # (running: every job's leases)
@@ -87,10 +89,17 @@ async def _count(ns: Namespace, report: JobReport) -> None:
 
 
 async def _ids(ns: Namespace, job: str, status: str) -> list[str]:
-    """Up to MAX_RUNS run ids of `job` in `status`: queued ones from the id-ordered index,
-    running ones from the leases of every queue that leased runs (they have no index: any
-    job's, filtered by the caller), the others from the job's time index."""
-    r, k = ns.redis, ns.keys
+    """Up to MAX_RUNS run ids of `job` in `status`, those of each partition in turn."""
+    found = await each(ns, lambda p: _part_ids(ns, p, job, status))
+    return [i for ids in found for i in ids][:MAX_RUNS]
+
+
+async def _part_ids(ns: Namespace, part: int, job: str, status: str) -> list[str]:
+    """Up to MAX_RUNS run ids of `job` in `status` on partition `part`: queued ones from
+    the id-ordered index, running ones from the leases of every queue that leased runs
+    (they have no index: any job's, filtered by the caller), the others from the job's
+    time index."""
+    r, k = ns.redis, ns.part_keys[part]
     if status == "running":
         queues = sorted(q.decode() for q in await r.smembers(k.leased_queues()))
         ids: list[str] = []

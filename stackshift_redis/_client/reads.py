@@ -7,8 +7,9 @@ and are read from their queues' leases, in the same id order. A cursor is the la
 of a page; the next page is the ids below it. A run keeps its place in that order whatever
 its status becomes, so paging never returns a run twice and never skips a run that kept a
 matching status throughout, while runs move between statuses. The ids of one page are
-read by one script (lua/list_runs.lua, one slot: the namespace's hash tag), so a run
-moving between two of the requested statuses during the read is seen exactly once.
+read by one script per partition (lua/list_runs.lua, one slot: the partition's hash tag),
+so a run moving between two of the requested statuses during the read is seen exactly once
+(a run never changes partition).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from .._core.fanout import each
 from .._core.keys import STATUSES, check_name
 from .._core.namespace import Namespace
 from .._core.records import (
@@ -28,11 +30,12 @@ from .._core.records import (
     epoch_ms,
     parse_run,
 )
+from .._core.routing import idempotency_partition
 from .._core.scripts import redis_call
 from ..errors import InvalidArgumentError, RunDataError
 
 MAX_PAGE = 10_000
-_CURSOR_RE = re.compile(r"^[0-9a-f]{11,64}$")
+_CURSOR_RE = re.compile(r"^[0-9a-f]{11,64}(-[0-9]{1,3})?$")  # a run id (its partition)
 
 
 @redis_call
@@ -131,24 +134,27 @@ async def list_runs(
 ) -> RunPage:
     """A page of runs, newest first (by creation), and the cursor of the next page.
 
-    Cost: one script call (lua/list_runs.lua: one ZREVRANGEBYLEX per status, LIMIT
-    limit+1; running runs from the queues' leases, bounded by the workers' concurrency),
-    then one pipeline of `limit` HGETALLs: bounded whatever the number of runs retained.
+    Cost: one script call per partition (lua/list_runs.lua: one ZREVRANGEBYLEX per
+    status, LIMIT limit+1; running runs from the queues' leases, bounded by the workers'
+    concurrency), then one pipeline of `limit` HGETALLs: bounded whatever the number of
+    runs retained. With partitions, each pages from the same cursor (run ids sort by
+    creation time across partitions) and their ids are merged, newest first.
     """
     statuses = check_statuses(status)
     if job is not None:
         check_name("job", job)
     check_int(limit, "limit", 1, MAX_PAGE)
     high, low = page_bounds(cursor, created_after, created_before)
-    k = ns.keys
-    page = await ns.scripts.list_runs(job or "", statuses, (high, low), limit + 1)
-    listed_as = dict(page)
+    pages = await each(
+        ns, lambda p: ns.part_scripts(p).list_runs(job or "", statuses, (high, low), limit + 1)
+    )
+    listed_as = {run_id: s for page in pages for run_id, s in page}
     ids = sorted(listed_as, reverse=True)
     next_cursor = ids[limit - 1] if len(ids) > limit else None
     ids = ids[:limit]
     async with ns.redis.pipeline(transaction=False) as pipe:
         for run_id in ids:
-            pipe.hgetall(k.run(run_id))
+            pipe.hgetall(ns.keys_of(run_id).run(run_id))
         hashes = await pipe.execute()
     runs = [_listed(i, h, ns, listed_as[i]) for i, h in zip(ids, hashes, strict=True) if h]
     if status is not None:  # a run that changed status since the index read is left out
@@ -162,9 +168,26 @@ async def find_run(ns: Namespace, job: str, idempotency_key: str) -> RunInfo | N
     check_name("job", job)
     if not isinstance(idempotency_key, str) or not idempotency_key:
         raise InvalidArgumentError("idempotency_key must be a non-empty string")
-    ik = ns.keys.idem(job, idempotency_key)
-    run_id = await ns.redis.get(ik)
+    run_id = await idem_lookup(ns, job, idempotency_key)
     if run_id is None:
         return None
-    info = await get_run(ns, run_id.decode())
+    info = await get_run(ns, run_id)
     return info if info is not None and info.job == job else None
+
+
+async def idem_lookup(ns: Namespace, job: str, key: str) -> str | None:
+    """The run id an idempotency key of `job` holds. Keys are kept per partition: the
+    key's own partition (routing.idempotency_partition) is read first (one GET: all
+    there is with one partition), then every other one in one pipeline, since a run
+    started with a partition_key or a flow-control key lives on that key's partition
+    instead; when several hold one (the key came with different partition keys), the
+    newest run."""
+    home = idempotency_partition(job, key, ns.partitions) if ns.partitions > 1 else 0
+    found = await ns.redis.get(ns.part_keys[home].idem(job, key))
+    if found is None and ns.partitions > 1:
+        async with ns.redis.pipeline(transaction=False) as pipe:
+            for p, keys in enumerate(ns.part_keys):
+                if p != home:
+                    pipe.get(keys.idem(job, key))
+            found = max((i for i in await pipe.execute() if i is not None), default=None)
+    return None if found is None else str(found.decode())

@@ -26,6 +26,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._client.inspector import jsonable
+from .._core.keys import Keys
 from ..app import StackShift
 from ..errors import InvalidArgumentError, StackShiftError
 
@@ -53,23 +54,49 @@ class Target:
     namespace: str
     cluster: bool = False
 
-    def app(self) -> StackShift:
-        """A StackShift with no jobs on this Redis and namespace (short connect timeout)."""
+    def _client(self) -> Any:
         try:
             factory: Any = RedisCluster if self.cluster else aioredis.Redis
-            client = factory.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=30)
+            return factory.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=30)
         except ValueError as exc:
             raise click.UsageError(f"invalid --redis-url {self.redis_url!r}: {exc}") from None
+
+    def app(self, partitions: int | None = None) -> StackShift:
+        """A StackShift with no jobs on this Redis and namespace (short connect timeout),
+        with the namespace's partition count (read from Redis when not given)."""
+        if partitions is None:
+            partitions = self.run(_partitions)
+        return self._app(self._client(), partitions)
+
+    def _app(self, client: Any, partitions: int) -> StackShift:
         try:
-            return StackShift(redis=client, namespace=self.namespace)
+            return StackShift(redis=client, namespace=self.namespace, partitions=partitions)
         except InvalidArgumentError as exc:
             raise click.UsageError(str(exc)) from None
+
+    async def _open(self) -> StackShift:
+        """An app with the partition count the namespace recorded (`partitions` in its
+        meta hash; 1 when none is: every namespace of one partition)."""
+        try:
+            meta = Keys(self.namespace).meta()
+        except InvalidArgumentError as exc:
+            raise click.UsageError(str(exc)) from None
+        client = self._client()
+        try:
+            raw = await client.hget(meta, "partitions")
+        except (RedisError, OSError, RedisClusterException):
+            raw = None  # the command's own first read reports it (after its usage errors)
+        try:
+            return self._app(client, int(raw) if raw else 1)
+        except BaseException:
+            await client.aclose()
+            raise
 
     def run(self, work: Callable[[StackShift], Awaitable[T]]) -> T:
         """Run `work(app)` on a fresh app; map every failure to one clear line."""
 
         async def main() -> T:
-            app = self.app()
+            app = await self._open()
             try:
                 return await work(app)
             finally:
@@ -95,6 +122,10 @@ class Target:
                 else ""
             )
             raise RedisTrouble(f"Redis at {self.redis_url} refused: {exc}{hint}") from None
+
+
+async def _partitions(app: StackShift) -> int:
+    return app._core.partitions
 
 
 def target_of(ctx: click.Context) -> Target:

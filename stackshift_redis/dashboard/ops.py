@@ -46,14 +46,15 @@ async def job_names(client: Any) -> list[str]:
 
 async def search_run(client: Any, text: str, jobs: list[str]) -> str | None:
     """A run id that exists, or the run an idempotency key of one of `jobs` points to.
-    Cost: one EXISTS, then one GET per job (<= 200) in a pipeline."""
+    Cost: one EXISTS, then one GET per job (<= 200) and partition in a pipeline."""
     ns = client._core
     if len(text) <= 256 and await ns.redis.exists(ns.keys_of(text).run(text)):
         return text
     jobs = [j for j in jobs if j][:200]
     async with ns.redis.pipeline(transaction=False) as pipe:
         for j in jobs:
-            pipe.get(ns.keys.idem(j, text))
+            for keys in ns.part_keys:  # idempotency keys are kept per partition
+                pipe.get(keys.idem(j, text))
         ids = await pipe.execute() if jobs else []
     for i in ids:
         if i is not None:
