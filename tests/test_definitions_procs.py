@@ -99,13 +99,17 @@ async def test_a_schedule_tick_and_an_invoked_child_honour_their_rules(
     await client.schedules.create("every-second", job="ticked", every=1)
     await wait_for(lambda: client.list_runs(job="ticked", status="completed"), 20)
     (tick, *_) = await client.list_runs(job="ticked", status="completed")
-    h = await client.redis.hmget(client._core.keys.run(tick.id), "group", "slots", "priority")
+    h = await client.redis.hmget(
+        client._core.keys_of(tick.id).run(tick.id), "group", "slots", "priority"
+    )
     assert h == [b"ticked/0:*", b'[["0:*",1]]', b"7"]
     parent = await client.start("parent")
     assert await parent.result(timeout=30) == [0, 1, 2]
     assert await observed(client, "max:child:x") == 1  # the child's keyed limit held
     for c in await client.list_runs(job="child"):
-        assert await client.redis.hget(client._core.keys.run(c.id), "group") == b"child/0:x"
+        assert (
+            await client.redis.hget(client._core.keys_of(c.id).run(c.id), "group") == b"child/0:x"
+        )
 
 
 async def test_a_v1_run_finishes_on_v1_code_while_a_v2_run_starts_at_once(
