@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from helpers import namespace_keys, wait_for
+from redis.crc import key_slot
 
 from stackshift_redis import Concurrency, RunContext, StackShift
 from stackshift_redis._client.schedule_parts import tick_run_id
@@ -312,3 +313,35 @@ async def test_workers_complete_interval_and_cron_ticks(
 async def _all_done(app: StackShift, job: str) -> bool:
     runs = await _runs(app, job)
     return bool(runs) and all(r["status"] == "completed" for r in runs)
+
+
+async def test_every_schedule_script_call_touches_one_slot(
+    part_app: StackShift, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule that makes P > 1 work on Redis Cluster, checked on any Redis: each call's
+    KEYS and the key prefix it derives keys from (ARGV[1]) share one slot."""
+    app, ns = part_app, part_app._core
+    calls: list[tuple[str, list[str], list[Any]]] = []
+    call = Scripts.call
+
+    async def recording(self: Scripts, name: str, keys: Any, args: Any) -> Any:
+        calls.append((name, list(keys), list(args)))
+        return await call(self, name, keys, args)
+
+    monkeypatch.setattr(Scripts, "call", recording)
+    await app.schedules.create("one", job="oj", every=1, catchup="all", overlap="cancel_other",
+                               queue_name="sq")  # fmt: skip
+    await _make_due(app, "one", 3)
+    await ScheduleDuty(ns).poll()
+    await app.schedules.trigger("one")
+    await app.schedules.pause("one")
+    await app.schedules.resume("one")
+    await app.schedules.delete("one")
+    names = {c[0] for c in calls}
+    assert {"start", "cancel", "advance_schedule", "due_schedules", "upsert_schedule"} <= names
+    assert "fire_schedule" not in names and "trigger_schedule" not in names
+    for name, keys, args in calls:
+        slots = {key_slot(k.encode()) for k in keys}
+        if args and isinstance(args[0], str) and args[0].startswith("ss:{"):
+            slots.add(key_slot(args[0].encode()))
+        assert len(slots) == 1, (name, keys, args[:1])

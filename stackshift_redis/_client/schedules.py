@@ -8,7 +8,8 @@ the same Redis work with 10,000 schedules as with 10. For each due schedule the 
 plans the ticks in Python (cron.py: cronsim, zoneinfo, catch-up) and calls
 `fire_schedule`, which creates the tick's run and advances the schedule in one script,
 compare-and-set on the next fire time it planned from: one worker wins each tick, and a
-worker dying between planning and firing skips or doubles nothing.
+worker dying between planning and firing skips or doubles nothing. With partitions
+(P > 1) the runs live on partitions and a fire takes two calls (schedule_parts.py).
 
 `Schedules` is the API (`stackshift.schedules`): create (an upsert), pause, resume,
 trigger, delete, get, list.
