@@ -11,7 +11,9 @@
 -- ARGV[16] definitions revision (lib/defs_rev.lua)  ARGV[17] the child's plan JSON or ''
 -- (its job's published rules; never rate limit, singleton or debounce: a child is always
 -- created), the child pinned to its job's highest live version.
--- A cancel requested for the parent: {'cancel'} instead of parking.
+-- A cancel requested for the parent: {'cancel'} instead of parking. A child id of another
+-- partition (its flow-control key routes it there) is created there through the outbox
+-- (lua/apply_outbox.lua): the wait is registered here, and the child's end settles it.
 -- Returns {'done', record, child id} (the child had already finished: step recorded),
 -- {'pending', child id}, {'waiting', child id} or {'parked'} (see suspend.lua).
 -- Errors: LEASE_LOST; STALE when the definitions changed since ARGV[16] (nothing written).
@@ -25,6 +27,7 @@
 -- @include park_run.lua
 -- @include defs_rev.lua
 -- @include pick_version.lua
+-- @include elsewhere.lua
 local prefix, id, step = ARGV[1], ARGV[2], ARGV[4]
 local rk = KEYS[1]
 local stale = defs_rev(prefix, ARGV[16] or '')
@@ -33,7 +36,17 @@ local f, reply = wait_begin(rk, id, ARGV[3], step)
 if not f then return reply end
 local now = now_ms()
 local child = redis.call('GET', KEYS[2])
-if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then
+local remote = elsewhere(prefix, child or ARGV[7])
+if remote and not child then
+  child = ARGV[7]
+  local fields = {}
+  if ARGV[14] ~= '' then fields = cjson.decode(ARGV[14]) end
+  fields['parent'], fields['parent_step'] = id, step
+  redis.call('XADD', K.outbox(prefix), '*', 'a', 'start', 'run', child, 'job', ARGV[5],
+    'queue', ARGV[6], 'payload', ARGV[8], 'plan', ARGV[17] or '', 'fields', cjson.encode(fields))
+  redis.call('SET', KEYS[2], child, 'PX', ARGV[10])
+  timeline(rk, now, 'child_started', {step = step, child = child})
+elseif not remote and (not child or redis.call('EXISTS', K.run(prefix, child)) == 0) then
   child = ARGV[7]
   local fields = {}
   if ARGV[14] ~= '' then fields = cjson.decode(ARGV[14]) end
@@ -46,7 +59,8 @@ if not child or redis.call('EXISTS', K.run(prefix, child)) == 0 then
   redis.call('SET', KEYS[2], child, 'PX', ARGV[10])
   timeline(rk, now, 'child_started', {step = step, child = child})
 end
-local c = redis.call('HMGET', K.run(prefix, child), 'status', 'result', 'error')
+local c = {}
+if not remote then c = redis.call('HMGET', K.run(prefix, child), 'status', 'result', 'error') end
 if c[1] == 'completed' then
   local record = ARGV[12] .. mp_pack(c[2], true)
   redis.call('HSET', rk, 's:' .. step, record)

@@ -18,6 +18,11 @@
 -- Returns {'ok', cancel 0|1, {run id, deduplicated, skipped, ...} per start, per event
 -- send_event's {duplicate, resumed, started, cancelled}} |
 -- {'done', record} (recorded already: a re-sent commit) | {'conflict', i} (read i changed).
+-- Remote commit (partitions: the state lives on another partition than the run): counts
+-- has a 5th number, 1; KEYS[1] is then keys.tx_commit(run id) on the state's partition,
+-- the lease is not checked (it is on the run's), the record and token go in that hash
+-- (expiring after retention_ms) and an outbox entry 'tx_record' records the step on the
+-- run (lua/apply_outbox.lua; the caller also applies it at once).
 -- Errors: LEASE_LOST.  Cost: O(keys + events' send cost + starts); one script call.
 -- @include now_ms.lua
 -- @include timeline.lua
@@ -26,14 +31,18 @@
 -- @include start_once.lua
 -- @include pick_version.lua
 -- @include with_version.lua
+-- @include keys.lua
 local rk, prefix, step = KEYS[1], ARGV[1], ARGV[4]
-local f, err = check_lease(rk, ARGV[2], ARGV[3])
-if not f then return redis.error_reply(err) end
-local done = redis.call('HMGET', rk, 's:' .. step, 'tx:' .. step)
-if done[2] then return {'done', done[1]} end -- (a failed attempt's record is replaced)
 local c = {}
 for n in string.gmatch(ARGV[7], '%d+') do c[#c + 1] = tonumber(n) end
-local nr, nw, ne, ns = c[1], c[2], c[3], c[4]
+local nr, nw, ne, ns, remote = c[1], c[2], c[3], c[4], c[5] == 1
+local f, err = {}, nil
+if not remote then
+  f, err = check_lease(rk, ARGV[2], ARGV[3])
+  if not f then return redis.error_reply(err) end
+end
+local done = redis.call('HMGET', rk, 's:' .. step, 'tx:' .. step)
+if done[2] then return {'done', done[1]} end -- (a failed attempt's record is replaced)
 local a = 11
 for i = 1, nr do
   local cur = redis.call('GET', KEYS[1 + i])
@@ -83,6 +92,12 @@ end
 redis.call('HSET', rk, 's:' .. step, ARGV[5], 'tx:' .. step, ARGV[6])
 local summary = cjson.decode(ARGV[11])
 if #started > 0 then summary['started'] = started end
+if remote then
+  redis.call('PEXPIRE', rk, keep)
+  redis.call('XADD', K.outbox(prefix), '*', 'a', 'tx_record', 'run', ARGV[2], 'step', step,
+    'record', ARGV[5], 'token', ARGV[6], 'summary', cjson.encode(summary))
+  return {'ok', 0, out, sent}
+end
 timeline(rk, now, 'step_completed', {step = step, tx = summary})
 if f[10] then return {'ok', 1, out, sent} end
 return {'ok', 0, out, sent}

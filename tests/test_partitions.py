@@ -15,6 +15,7 @@ from stackshift_redis._core.keys import Keys, parse
 from stackshift_redis._core.partitions import (
     PREVIEW_ENV,
     check_partitions,
+    name_route,
     partition_of,
     partition_tags,
     route,
@@ -244,3 +245,11 @@ async def test_each_partition_knows_the_live_versions_and_failure_handlers(
     handle = await app.start("j", partition_key="p")
     info = await app.get_run(handle.id)
     assert info is not None and info.version == 2
+
+
+def test_a_braced_part_of_a_state_name_routes_it_like_a_partition_key() -> None:
+    for key in ("customer:42", "a", "x{y"):
+        assert name_route("{" + key + "}:balance", 8) == route(key, 8)
+        assert name_route("pre{" + key + "}post", 8) == route(key, 8)
+    assert name_route("{}:x", 8) == route("{}:x", 8)  # empty braces: the whole name
+    assert name_route("no-braces", 8) == route("no-braces", 8)

@@ -6,7 +6,8 @@
 -- when there is no such run. Called by cancel, fire_schedule (overlap "cancel_other"),
 -- flow_gate (singleton "cancel") and cancel_on_event (CancelOn). `id` may also be a list
 -- of run ids (fail: the children of a run cancelled while running): all are cancelled,
--- with their children, 256 runs in all, and the reply is the first one's.
+-- with their children, 256 runs in all, and the reply is the first one's. A child on another
+-- partition is cancelled there, through the outbox (lua/apply_outbox.lua).
 -- @include keys.lua
 -- @include timeline.lua
 -- @include adopt_wait.lua
@@ -14,6 +15,7 @@
 -- @include unready.lua
 -- @include finish_run.lua
 -- @include unhold_unserved.lua
+-- @include elsewhere.lua
 local function cancel_run(prefix, id, reason, now, keep)
   local todo = id
   if type(id) == 'string' then todo = {id} end
@@ -22,7 +24,12 @@ local function cancel_run(prefix, id, reason, now, keep)
   while todo[i] and i <= 256 do
     local cid = todo[i]
     local rk = K.run(prefix, cid)
-    local w = redis.call('HMGET', rk, 'status', 'queue', 'job', 'group', 'unsv')
+    local w = {}
+    if elsewhere(prefix, cid) then -- a child on another partition: cancelled there
+      redis.call('XADD', K.outbox(prefix), '*', 'a', 'cancel', 'run', cid, 'reason', reason)
+    else
+      w = redis.call('HMGET', rk, 'status', 'queue', 'job', 'group', 'unsv')
+    end
     local status = w[1]
     if status and i == 1 and status ~= 'completed' and status ~= 'failed' and
         status ~= 'cancelled' then

@@ -10,7 +10,7 @@
 -- (`out`: it published, or a reader follows it) ends the stream with an {e = status} entry
 -- and expires it with the run; a run without one pays nothing for streams. A completed or
 -- failed run is counted in its queue's per-minute buckets (lib/minute_counts.lua; pre.queue,
--- else one HGET).
+-- else one HGET). A parent on another partition is settled through the outbox.
 -- @include keys.lua
 -- @include move_index.lua
 -- @include adopt_wait.lua
@@ -21,6 +21,7 @@
 -- @include flow_done.lua
 -- @include out_id.lua
 -- @include minute_counts.lua
+-- @include elsewhere.lua
 local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, entry, pre)
   flow_done(prefix, rk, id, pre)
   if not pre then
@@ -82,6 +83,11 @@ local function finish_run(prefix, rk, id, job, old, new, now, keep_ms, fields, e
     cause, value = 'child_failed', 'child run ' .. id .. ' ' .. new
     local err = redis.call('HGET', rk, 'error')
     if err then value = value .. ': ' .. tostring(cjson.decode(err).message) end
+  end
+  if elsewhere(prefix, parent) then -- the parent's partition settles it (apply_outbox)
+    redis.call('XADD', K.outbox(prefix), '*', 'a', 'settle', 'run', parent, 'step', step,
+      'cause', cause, 'value', value or '', 'child', id)
+    return
   end
   local settled = settle_step(prefix, prk, parent, step, cause, value, now, id)
   if not settled and adopt_wait(prefix, prk, parent) then -- parked by an older version

@@ -30,6 +30,7 @@ from .._core.serializer import round_trip
 from ..errors import NonRetriableError, PayloadError, TransactionConflictError
 from .execution import Execution
 from .statetx import StateTx
+from .tx_partition import check_starts, commit_partition, record_remote
 
 FAULT: Callable[[str], None] | None = None  # tests only: called "before_commit"/"after_commit"
 CONFLICT = object()  # commit(): a key read changed, run fn again
@@ -47,21 +48,6 @@ def new_tx(ex: Execution, key: str) -> StateTx:
     return StateTx(ex.state, EventBus(ex.ns), f"{ex.run_id}:{key}")
 
 
-def _check_one_partition(ex: Execution, key: str, tx: StateTx, started: list[str]) -> None:
-    """With partitions, a transactional step commits on its run's partition: the state it
-    touches and the runs it starts must live there, and it cannot send events (they reach
-    every partition). Cross-partition commits are not available yet."""
-    ns, part = ex.ns, ex.ns.part_of(ex.run_id)
-    away = sorted(n for n in {*tx.reads, *tx.writes} if ns.part_of_name(n) != part)
-    if away or tx.events or any(ns.part_of(r) != part for r in started):
-        what = f"state {', '.join(map(repr, away))} on other partitions" if away else ""
-        what = what or ("an event" if tx.events else "a run on another partition")
-        raise NonRetriableError(
-            f"transactional step {key!r} of run {ex.run_id}: with partitions, a commit "
-            f"cannot yet touch {what} (docs/design/partitions.md)"
-        )
-
-
 def check_conflicts(max_conflicts: object) -> int:
     """`max_conflicts`, checked (a non-negative int)."""
     if not isinstance(max_conflicts, int) or isinstance(max_conflicts, bool) or max_conflicts < 0:
@@ -76,9 +62,10 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     except PayloadError as exc:
         raise NonRetriableError(str(exc)) from exc
     settings = ex.ns.settings
-    starts = tuple(await tx.prepared_starts(Starter(ex.ns), ex.ns.part_of(ex.run_id)))
-    if ex.ns.partitions > 1:
-        _check_one_partition(ex, key, tx, [run[0] for _, run in starts])
+    at = commit_partition(ex, key, tx)
+    starts = tuple(await tx.prepared_starts(Starter(ex.ns), at))
+    check_starts(ex, key, at, [run[0] for _, run in starts])
+    remote = at != ex.ns.part_of(ex.run_id)
     request = TransactRequest(
         run_id=ex.run_id,
         token=ex.token,
@@ -96,9 +83,13 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     )
     if FAULT is not None:
         FAULT("before_commit")
-    reply = await ex.ns.scripts_of(ex.run_id).transact(request)
+    scripts = ex.ns.part_scripts(at)
+    reply = await (scripts.transact(request, remote=True) if remote else scripts.transact(request))
     if FAULT is not None:
         FAULT("after_commit")
+    if remote and reply.outcome != "conflict":
+        record = reply.record if reply.record is not None else request.record
+        await record_remote(ex, key, record, request.commit_token, request.summary)
     if reply.outcome == "conflict":
         return CONFLICT
     if reply.outcome == "done":  # committed by a call whose reply was lost

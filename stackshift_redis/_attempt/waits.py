@@ -24,7 +24,7 @@ from .._core.records import (
     step_completed,
     step_failed,
 )
-from .._core.routing import check_beside
+from .._core.routing import pick_partition
 from .._core.scripts import InvokeRequest, SleepRequest, WaitEventRequest, WaitReply
 from .._core.serializer import dumps_checked
 from ..errors import InvalidArgumentError, RunFailed, StaleDefinitionsError
@@ -162,13 +162,16 @@ async def invoke(
             record_prefix("completed", "result"),
             record_prefix("failed", "error"),
         )
-        child_id = ex.ns.new_run_id(ex.ns.part_of(ex.run_id))
+        child_id = ""
         for tries in range(STALE_TRIES):
             rev = await ns.definitions.load(force=tries > 0)
             rules = ns.definitions.rules(job)
             queue = rules.queue if rules is not None else await ns.queue_for(job)
             flow = rules.flow if rules is not None else None
-            check_beside(ns.partitions, ns.part_of(ex.run_id), job, flow, payload, "invoke")
+            here = ns.part_of(ex.run_id)  # the child's partition: its key's, else the parent's
+            child_id = child_id or ns.new_run_id(
+                pick_partition(ns.partitions, job, flow, payload, near=here)
+            )
             fields = {}  # the child's hook fields, e.g. the trace context of this step
             if ns.hooks:
                 fields = {f"x:{k}": v for k, v in ns.hooks.start_fields(job, queue).items()}

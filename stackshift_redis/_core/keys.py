@@ -52,6 +52,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "leased_queues": ("lq",),  # SET queues runs were ever leased from (running runs: leases)
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     "output": ("out", "{run_id}"),  # STREAM a run's output messages (capped; expires with it)
+    "outbox": ("outbox",),  # STREAM with partitions: effects on other partitions (relay.py)
+    "tx_commit": ("txc", "{run_id}"),  # HASH with partitions: s:/tx:<step> of remote commits
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order
@@ -272,6 +274,16 @@ class Keys:
     def output(self, run_id: str) -> str:
         """STREAM: a run's output messages (`ctx.publish`), capped; expires with the run."""
         return _render(self.prefix, "output", (run_id,))
+
+    def outbox(self) -> str:
+        """STREAM: with partitions, what this partition's scripts must do on another one
+        (start a child, settle a parent, cancel a child), applied by workers' relays."""
+        return _render(self.prefix, "outbox", ())
+
+    def tx_commit(self, run_id: str) -> str:
+        """HASH: with partitions, the record (s:<step>) and commit token (tx:<step>) of a
+        run's transactional steps committed on this partition, not the run's."""
+        return _render(self.prefix, "tx_commit", (run_id,))
 
     # queues
     def stream(self, queue: str) -> str:

@@ -24,7 +24,7 @@ from .definitions import Definitions
 from .jobs import Registry
 from .keys import Keys, check_name
 from .layout import Layout
-from .partitions import check_partitions, partition_of, partition_tags, route
+from .partitions import check_partitions, name_route, partition_of, partition_tags
 from .records import new_run_id
 from .scripts import Scripts, redis_call
 from .serializer import Serializer
@@ -169,8 +169,8 @@ class Namespace:
         return new_run_id(part if self.partitions > 1 else None)
 
     def part_of_name(self, name: str) -> int:
-        """The partition of a state value or lock: its name's (partitions.route)."""
-        return route(name, self.partitions) if self.partitions > 1 else 0
+        """The partition of a state value or lock (partitions.name_route)."""
+        return name_route(name, self.partitions) if self.partitions > 1 else 0
 
     def name_keys(self, name: str) -> Keys:
         """The keys of the partition of a state value or lock (by its name)."""

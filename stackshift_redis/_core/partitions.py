@@ -81,3 +81,15 @@ def route(value: str, partitions: int) -> int:
     """The partition of a routing value (a partition key, flow-control key or idempotency
     key): CRC32 mod P, the same in every process and release (never Python's `hash`)."""
     return zlib.crc32(value.encode()) % partitions
+
+
+def name_route(name: str, partitions: int) -> int:
+    """The partition of a state value or lock named `name`: the text between its first
+    `{` and the next `}` when there is some (as Redis Cluster's hash tags), else the whole
+    name. `{customer:42}:balance` lives where runs started with
+    `partition_key="customer:42"` do, so a transactional step of such a run can use it."""
+    start = name.find("{")
+    end = name.find("}", start + 1) if start >= 0 else -1
+    if end > start + 1:
+        return route(name[start + 1 : end], partitions)
+    return route(name, partitions)

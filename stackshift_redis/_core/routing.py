@@ -75,21 +75,3 @@ def pick_partition(
 def idempotency_partition(job: str, key: str, partitions: int) -> int:
     """Where a run started with only an idempotency key goes (find_run looks there first)."""
     return route(job + SEP + key, partitions)
-
-
-def check_beside(
-    partitions: int, part: int, job: str, flow: Flow | None, payload: Any, what: str
-) -> None:
-    """A run made from inside a run goes on that run's partition `part` (invoke's child,
-    a transactional step's start). InvalidArgumentError when the new run's flow-control
-    key puts it on another partition: runs made across partitions are not available yet
-    (docs/design/partitions.md)."""
-    if partitions == 1 or not flow:
-        return
-    value = flow_value(job, flow, payload)
-    if value is not None and route(value, partitions) != part:
-        raise InvalidArgumentError(
-            f"{what} of job {job!r}: its flow-control key puts the run on partition "
-            f"{route(value, partitions)}, not this run's ({part}); with partitions, a run "
-            "cannot yet start a run on another partition"
-        )

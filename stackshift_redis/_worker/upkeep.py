@@ -23,6 +23,7 @@ from .._core.keys import GROUP
 from .._core.namespace import Namespace
 from ..errors import LayoutError, StackShiftError
 from .outage import UNAVAILABLE, Outage
+from .relay import Relay
 
 log = logging.getLogger("stackshift.worker")
 MIN_REDIS = (6, 2)
@@ -77,6 +78,7 @@ class Upkeep:
         retention_s = ns.settings.retention_ms / 1000
         self.trim_every = min(30.0, max(1.0, retention_s / 2))
         self.schedules = ScheduleDuty(ns)
+        self.relay = Relay(ns, worker_id)  # partitions: effects across partitions
         self.stopped = asyncio.Event()
         self.concurrency = concurrency
         self._started_ms: float | None = None
@@ -168,6 +170,7 @@ class Upkeep:
             if self._due(f"reclaim:{q}", min(1.0, vt / 3)):
                 await scripts.reclaim(q, self.ns.settings.retention_ms)
         wait = min(wait, await self.schedules.poll())
+        await self.relay.tick()
         if self._due("heartbeat", HEARTBEAT_S):
             await self.heartbeat()
         if self._due("hygiene", HYGIENE_S):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .door import Door, ParkReply, WaitReply, _str
@@ -84,6 +85,15 @@ class RunScripts(Door):
         k = self.keys
         reply = await self.call("cancel", [k.run(run_id)], [k.prefix, run_id, reason, retention_ms])
         return (_str(reply[0]), bool(int(reply[1]))) if reply else None
+
+    async def apply_outbox(
+        self, action: str, run_id: str, fields: Sequence[bytes], retention_ms: int
+    ) -> bool:
+        """Apply an outbox entry of another partition to run `run_id` here (start, settle,
+        cancel: lua/apply_outbox.lua); True when it changed something."""
+        k = self.keys
+        args = [k.prefix, action, run_id, retention_ms, *fields]
+        return bool(await self.call("apply_outbox", [k.run(run_id)], args))
 
     async def retry(self, run_id: str) -> bool:
         """Make a failed or cancelled run ready again; False when unknown.

@@ -28,13 +28,17 @@ class TransactReply:
 class TransactScripts(Door):
     """The commit of a transactional step."""
 
-    def transact_call(self, q: TransactRequest) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of `transact` (see lua/transact.lua's header)."""
+    def transact_call(
+        self, q: TransactRequest, remote: bool = False
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of `transact` (see lua/transact.lua's header); `remote`: a commit
+        on the state's partition, not the run's."""
         k = self.keys
-        keys: list[str] = [k.run(q.run_id)]
+        keys: list[str] = [k.tx_commit(q.run_id) if remote else k.run(q.run_id)]
         keys += [k.state(name) for name, _ in q.reads]
         keys += [k.state(w[0]) for w in q.writes]
         counts = f"{len(q.reads)} {len(q.writes)} {len(q.events)} {len(q.starts)}"
+        counts += " 1" if remote else ""
         args: list[Any] = [k.prefix, q.run_id, q.token, q.step, q.record, q.commit_token]
         args += [counts, q.retention_ms or 86_400_000, q.dedupe_ms, q.log_ms, q.summary]
         args += [b"-" if seen is None else b"=" + seen for _, seen in q.reads]
@@ -53,9 +57,9 @@ class TransactScripts(Door):
             args += [json.dumps(dict(r.fields)) if r.fields else "", r.version]
         return keys, args
 
-    async def transact(self, request: TransactRequest) -> TransactReply:
+    async def transact(self, request: TransactRequest, remote: bool = False) -> TransactReply:
         """Commit a transactional step once (LeaseLostError when the lease is gone)."""
-        keys, args = self.transact_call(request)
+        keys, args = self.transact_call(request, remote)
         reply = await self.call("transact", keys, args)
         outcome = _str(reply[0])
         if outcome == "conflict":

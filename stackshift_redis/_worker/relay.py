@@ -1,0 +1,107 @@
+"""The outbox relay: with partitions, what a script must do to a run on another partition
+(start an invoked child, settle its parent's wait, cancel a child) goes in its own
+partition's outbox stream in the same atomic call (lua/lib/elsewhere.lua). Every worker
+reads the outboxes through the consumer group `relay`, applies each entry on the run's
+partition (lua/apply_outbox.lua), then acknowledges and deletes it. Entries a relay read
+but never acknowledged (it died) are claimed by another after CLAIM_IDLE_MS.
+
+At-least-once delivery plus an idempotent apply is exactly-once effect. With one
+partition there is no outbox and the relay does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from .._core.namespace import Namespace
+from ..errors import StackShiftError
+
+log = logging.getLogger("stackshift.worker")
+GROUP = "relay"
+BATCH = 100
+CLAIM_IDLE_MS = 30_000
+CLAIM_EVERY_S = 5.0
+
+
+class Relay:
+    """One worker's relay of every partition's outbox (consumer `consumer`)."""
+
+    def __init__(self, ns: Namespace, consumer: str) -> None:
+        self.ns = ns
+        self.consumer = consumer
+        self.applied = 0  # entries this relay applied (tests count effects with it)
+        self._groups = False
+        self._claim_at = 0.0
+
+    async def _create_groups(self) -> None:
+        for keys in self.ns.part_keys:
+            try:
+                await self.ns.redis.xgroup_create(keys.outbox(), GROUP, "0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._groups = True
+
+    async def tick(self) -> int:
+        """Apply what the outboxes hold now (new entries, and stale ones of dead relays);
+        returns how many entries were applied."""
+        ns = self.ns
+        if ns.partitions == 1:
+            return 0
+        if not self._groups:
+            await self._create_groups()
+        found: list[tuple[int, bytes, dict[bytes, bytes]]] = []
+        claim = time.monotonic() >= self._claim_at
+        for p, keys in enumerate(ns.part_keys):
+            entries = await self._read(keys.outbox(), claim)
+            found += [(p, entry_id, fields) for entry_id, fields in entries]
+        if claim:
+            self._claim_at = time.monotonic() + CLAIM_EVERY_S
+        done = 0
+        for p, entry_id, fields in found:
+            done += await self._apply(p, entry_id, fields)
+        return done
+
+    async def _read(self, outbox: str, claim: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        r = self.ns.redis
+        out: list[tuple[bytes, dict[bytes, bytes]]] = []
+        if claim:
+            reply: Any = await r.xautoclaim(
+                outbox, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=BATCH
+            )
+            out += [(e, f) for e, f in reply[1] if f]  # (deleted entries come back empty)
+        reply = await r.xreadgroup(GROUP, self.consumer, {outbox: ">"}, count=BATCH)
+        for _, entries in reply or []:
+            out += [(e, f) for e, f in entries if f]
+        return out
+
+    async def _apply(self, part: int, entry_id: bytes, fields: dict[bytes, bytes]) -> int:
+        ns = self.ns
+        action = fields.get(b"a", b"").decode()
+        run_id = fields.get(b"run", b"").decode()
+        rest = [x for k, v in fields.items() if k not in (b"a", b"run") for x in (k, v)]
+        try:
+            changed = await ns.scripts_of(run_id).apply_outbox(
+                action, run_id, rest, ns.settings.retention_ms
+            )
+        except StackShiftError as exc:  # a damaged entry: applying it again cannot help
+            log.error(
+                "outbox entry %s of partition %d (%s run %s) cannot be applied and is dropped: %s",
+                entry_id.decode(),
+                part,
+                action,
+                run_id,
+                exc,
+            )
+            changed = False
+        outbox = ns.part_keys[part].outbox()
+        async with ns.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(outbox, GROUP, entry_id)
+            pipe.xdel(outbox, entry_id)
+            await pipe.execute()
+        self.applied += 1
+        return int(changed)
