@@ -23,7 +23,7 @@ from stackshift_redis._client.schedule_parts import tick_run_id
 from stackshift_redis._client.schedules import ScheduleDuty, server_ms
 from stackshift_redis._core.cron import jitter_ms
 from stackshift_redis._core.keys import parse
-from stackshift_redis._core.partitions import PREVIEW_ENV
+from stackshift_redis._core.partitions import PREVIEW_ENV, partition_of
 from stackshift_redis._core.scripts import Scripts
 from stackshift_redis.errors import ScheduleNotFoundError
 
@@ -78,6 +78,16 @@ async def _no_run_on_the_namespace_tag(app: StackShift) -> None:
                 assert shape[0] != "idem", k
                 if keys is ns.keys:
                     assert shape[0] not in ("run", "idx_job_status", "ord_status"), k
+
+
+def test_a_tick_run_id_is_the_same_everywhere_and_names_its_partition() -> None:
+    tick = 1_796_457_600_000
+    rid = tick_run_id("nightly", tick, 3)
+    assert rid == tick_run_id("nightly", tick, 3) and len(rid) == 26 and rid.endswith("-3")
+    assert partition_of(rid, P) == 3 and int(rid[:11], 16) == tick  # sorts by its tick
+    others = {tick_run_id("nightly", tick + 1000, 3), tick_run_id("weekly", tick, 3)}
+    assert rid not in others and len(others) == 2
+    assert tick_run_id("nightly", tick, 3) < tick_run_id("a", tick + 1, 0)
 
 
 async def test_ticks_make_runs_on_partitions(part_app: StackShift) -> None:
