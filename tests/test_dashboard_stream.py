@@ -95,7 +95,7 @@ async def test_a_live_run_streams_as_it_publishes_with_keepalives(
     async with _client(create_app(app)) as c:
         request = asyncio.create_task(c.get(f"/runs/{run.id}/stream"))
         # the response is open (it follows the run: marked) and quiet: keepalive comments
-        await wait_for(lambda: app.redis.hexists(app._core.keys.run(run.id), "out"), 20)
+        await wait_for(lambda: app.redis.hexists(app._core.keys_of(run.id).run(run.id), "out"), 20)
         await asyncio.sleep(0.4)
         gate.set()
         evs = events((await asyncio.wait_for(request, 15)).text)

@@ -19,7 +19,7 @@ from stackshift_redis.testing import TestEnv
 
 
 async def _fields(app: StackShift, run_id: str, *names: str) -> list[Any]:
-    return list(await app.redis.hmget(app._core.keys.run(run_id), *names))
+    return list(await app.redis.hmget(app._core.keys_of(run_id).run(run_id), *names))
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "2", 1.5])

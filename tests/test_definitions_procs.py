@@ -62,7 +62,9 @@ async def test_cli_and_a_process_without_the_job_honour_concurrency_and_cancel_o
     runs = await client.list_runs(job="tenant-sync")
     assert len(runs) == 3
     for run in runs:  # every run got the job's rules: a group and a slot of its tenant
-        h = await client.redis.hmget(client._core.keys.run(run.id), "group", "slots", "cxl")
+        h = await client.redis.hmget(
+            client._core.keys_of(run.id).run(run.id), "group", "slots", "cxl"
+        )
         assert all(h), h
     await wait_for(lambda: _all(client, runs, "waiting"), 20)
     assert await observed(client, "max:tenant:t1") == 1  # one of a tenant at a time

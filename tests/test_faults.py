@@ -73,7 +73,7 @@ async def test_progress_of_a_stale_worker_never_recreates_an_expired_run(
     assert await app.get_run(run.id) is None
     with pytest.raises(LeaseLostError):  # expired: nothing re-created
         await app._core.scripts.progress(run.id, taken.token, app.serializer.dumps(0.9))
-    assert await app.redis.exists(app._core.keys.run(run.id)) == 0
+    assert await app.redis.exists(app._core.keys_of(run.id).run(run.id)) == 0
 
 
 async def test_start_refuses_a_payload_that_does_not_deserialize(app: StackShift) -> None:
@@ -94,15 +94,17 @@ async def test_an_undecodable_run_fails_alone(app: StackShift, running_worker: A
     running_worker(app)
     assert [await r.result(timeout=10) for r in good + more] == list(range(10))
     await wait_for(lambda: _raw_status_is(app, bad_id, b"failed"), timeout=10)
-    error = json.loads(await app.redis.hget(app._core.keys.run(bad_id), "error"))
+    error = json.loads(await app.redis.hget(app._core.keys_of(bad_id).run(bad_id), "error"))
     assert error["type"] == "PayloadError"
-    assert await app.redis.hget(app._core.keys.run(bad_id), "attempts") == b"1"  # no retries
+    assert (
+        await app.redis.hget(app._core.keys_of(bad_id).run(bad_id), "attempts") == b"1"
+    )  # no retries
     with pytest.raises(RunDataError, match="payload"):  # get_run says what is damaged
         await app.get_run(bad_id)
 
 
 async def _raw_status_is(app: StackShift, run_id: str, status: bytes) -> bool:
-    return bool(await app.redis.hget(app._core.keys.run(run_id), "status") == status)
+    return bool(await app.redis.hget(app._core.keys_of(run_id).run(run_id), "status") == status)
 
 
 async def _status_is(app: StackShift, run_id: str, status: str) -> bool:
@@ -130,7 +132,7 @@ async def test_a_damaged_field_fails_the_run_visibly(app: StackShift, running_wo
     app.job("j", lambda ctx: "ran")
     victim = await app.start("j")
     other = await app.start("j")
-    await app.redis.hset(app._core.keys.run(victim.id), "deliveries", "garbage")
+    await app.redis.hset(app._core.keys_of(victim.id).run(victim.id), "deliveries", "garbage")
     running_worker(app)
     assert await other.result(timeout=10) == "ran"
     await wait_for(lambda: _status_is(app, victim.id, "failed"), timeout=10)
@@ -154,10 +156,10 @@ async def test_a_queued_run_that_lost_its_ready_entry_is_requeued(
 async def test_get_run_on_a_damaged_record_raises_a_library_error(app: StackShift) -> None:
     app.job("j", lambda ctx: None)
     run = await app.start("j")
-    await app.redis.hset(app._core.keys.run(run.id), "payload", b"\xc1")
+    await app.redis.hset(app._core.keys_of(run.id).run(run.id), "payload", b"\xc1")
     with pytest.raises(RunDataError, match=run.id):
         await app.get_run(run.id)
-    await app.redis.hset(app._core.keys.run(run.id), "status", "garbage")
+    await app.redis.hset(app._core.keys_of(run.id).run(run.id), "status", "garbage")
     [listed] = await app.list_runs()  # a page lists it as damaged (tests/test_readback.py)
     assert listed.id == run.id and listed.damaged is not None
 
@@ -201,7 +203,7 @@ async def _all_finished(app: StackShift, runs: list[Any]) -> bool:
     """Every run completed, or completed and expired already (a short retention)."""
     async with app.redis.pipeline(transaction=False) as pipe:
         for r in runs:
-            pipe.hget(app._core.keys.run(r.id), "status")
+            pipe.hget(app._core.keys_of(r.id).run(r.id), "status")
         statuses = await pipe.execute()
     return all(s in (b"completed", None) for s in statuses)
 

@@ -183,7 +183,7 @@ async def test_a_poisoned_run_gives_its_slot_back(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="q", concurrency=Concurrency(1, key="k"))
     r1 = await app.start("j", {"k": "a"})
     r2 = await app.start("j", {"k": "a"})
-    await app.redis.hset(app._core.keys.run(r1.id), "deliveries", 5)
+    await app.redis.hset(app._core.keys_of(r1.id).run(r1.id), "deliveries", 5)
     reply = await app._core.scripts.take([("q", 30_000)], 5, **OPTS)
     assert reply.dropped == [(r1.id, "q", "poison")]
     assert [t.run_id for t in reply.taken] == [r2.id]
@@ -298,7 +298,7 @@ async def test_singleton_cancel_replaces_the_old_run(app: StackShift) -> None:
     [t] = await _take(app, 5)
     assert t.run_id == newer.id
     newest = await app.start("j", {"acct": 1})  # the running one is flagged
-    assert await app.redis.hget(app._core.keys.run(newer.id), "cancel") is not None
+    assert await app.redis.hget(app._core.keys_of(newer.id).run(newer.id), "cancel") is not None
     assert await newest.status() == "queued"
 
 
@@ -321,7 +321,7 @@ async def test_cancel_on_event_in_any_state(app: StackShift) -> None:
     assert await queued.status() == "cancelled"
     sent = await app.send_event("order.cancelled", {"order_id": 2})
     assert sent.cancelled == [running.id]
-    assert await app.redis.hget(app._core.keys.run(running.id), "cancel") is not None
+    assert await app.redis.hget(app._core.keys_of(running.id).run(running.id), "cancel") is not None
     assert (await app.send_event("order.cancelled", {"order_id": 99})).cancelled == []
     await asyncio.sleep(0.3)  # the account rule's timeout has passed
     assert (await app.send_event("account.closed", {"account": {"id": "y"}})).cancelled == []
@@ -366,7 +366,9 @@ async def test_runs_started_by_events_are_flow_controlled(app: StackShift) -> No
         sent = await app.send_event("user.signup", {"team": "t1", "i": i})
         started += sent.started
     assert len(started) == 2  # the third start was over the rate limit
-    fields = await app.redis.hmget(app._core.keys.run(started[0]), "group", "priority")
+    fields = await app.redis.hmget(
+        app._core.keys_of(started[0]).run(started[0]), "group", "priority"
+    )
     assert fields == [b"on_signup/0:t1", b"7"]
     assert [t.run_id for t in await _take(app, 5)] == [started[0]]  # one at a time per team
     with pytest.raises(InvalidArgumentError, match="Concurrency key"):

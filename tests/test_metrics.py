@@ -54,7 +54,9 @@ async def _truth(app: StackShift) -> dict[str, dict[str, int]]:
     for status in LIVE:  # running runs have no index: they are in their queues' leases
         keys = [k.leases(q) for q in queues] if status == "running" else [k.ord_status(status)]
         for rid in [m for key in keys for m in await app.redis.zrange(key, 0, -1)]:
-            queue = (await app.redis.hget(app._core.keys.run(rid.decode()), "queue")).decode()
+            queue = (
+                await app.redis.hget(app._core.keys_of(rid.decode()).run(rid.decode()), "queue")
+            ).decode()
             counts = out.setdefault(queue, dict.fromkeys(LIVE, 0))
             counts[status] += 1
     return out

@@ -126,7 +126,7 @@ async def test_escape_key_names_converts_layout_1_and_the_runs_finish(
     assert await _convert(app, limit=1000) >= 1
     assert sorted(k.decode() for k in await namespace_keys(app)) == before
     for run in (charge, held):
-        h = await app.redis.hgetall(app._core.keys.run(run.id))
+        h = await app.redis.hgetall(app._core.keys_of(run.id).run(run.id))
         for field in FIELDS:
             if field.encode() in h:
                 assert h[field.encode()].decode() in before, (run.id, field)

@@ -95,7 +95,7 @@ async def test_poison_starts_a_handler(app: StackShift, running_worker: Any) -> 
     _register_handler(app, seen)
     app.job("crashy", lambda ctx: None, on_failure="on-fail")
     run = await app.start("crashy", "p")
-    await app.redis.hset(app._core.keys.run(run.id), "deliveries", app.max_deliveries)
+    await app.redis.hset(app._core.keys_of(run.id).run(run.id), "deliveries", app.max_deliveries)
     running_worker(app)
     await wait_for(lambda: len(seen) == 1)
     assert seen[0]["error"]["type"] == "PoisonRunError"

@@ -41,7 +41,7 @@ async def test_tail_follows_a_live_run_until_it_completes(
     await wait_for(lambda: _status(app, run.id, "waiting"), 10)
     following = asyncio.create_task(tail(app, redis_url, is_cluster, run.id))
     # the command is following the waiting run (it marks the run once it printed the status)
-    await wait_for(lambda: app.redis.hexists(app._core.keys.run(run.id), "out"), 20)
+    await wait_for(lambda: app.redis.hexists(app._core.keys_of(run.id).run(run.id), "out"), 20)
     await app.send_event("go", {"id": "s1"})
     result = await asyncio.wait_for(following, 30)
     assert result.exit_code == 0, result.output

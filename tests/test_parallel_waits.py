@@ -133,7 +133,7 @@ async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
     await app.send_event("paid", {"order": 1})
     assert await run.result(timeout=10) == "paid"  # not an hour later
     assert after_wait == [{"event"}]
-    fields = await app.redis.hkeys(app._core.keys.run(run.id))
+    fields = await app.redis.hkeys(app._core.keys_of(run.id).run(run.id))
     assert not [f for f in fields if f.startswith((b"w:", b"wait_n"))]
     assert await app.redis.zcard(app._core.keys.delayed("default")) == 0
     assert await app.redis.exists(app._core.keys.event_shapes("paid")) == 0
@@ -420,7 +420,7 @@ async def test_a_wait_whose_branch_is_cancelled_is_dropped_at_the_next_park(
     run = await app.start("j")
     running_worker(app)
     await wait_for(lambda: _is(run, "waiting"))
-    fields = await app.redis.hkeys(app._core.keys.run(run.id))
+    fields = await app.redis.hkeys(app._core.keys_of(run.id).run(run.id))
     assert b"w:after" in fields and b"w:w" not in fields  # dropped when the run parked
     assert (await app.send_event("late", {"id": 1})).resumed == []
     assert await run.result(timeout=10) == "done"

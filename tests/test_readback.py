@@ -165,8 +165,8 @@ async def test_a_damaged_run_does_not_fail_a_page(
 async def test_only_the_damaged_fields_are_left_out(app: StackShift) -> None:
     app.job("j", lambda ctx: None, queue="rb")
     run = await app.start("j", {"a": 1})
-    await app.redis.hset(app._core.keys.run(run.id), "status", "garbage")
-    await app.redis.hset(app._core.keys.run(run.id), "progress", b"\xc1")
+    await app.redis.hset(app._core.keys_of(run.id).run(run.id), "status", "garbage")
+    await app.redis.hset(app._core.keys_of(run.id).run(run.id), "progress", b"\xc1")
     [info] = await app.list_runs()
     assert info.id == run.id and info.status == "queued"  # the index it is listed in
     assert info.payload == {"a": 1} and info.job == "j" and info.progress is None

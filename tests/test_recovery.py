@@ -56,7 +56,7 @@ async def _expire_lease(app: StackShift, queue: str, run_id: str) -> None:
     """Make the run's current lease expire now and recover the run, as if its worker had
     stalled (retried if the worker renews the lease between the two calls; any worker's
     reclaim may be the one that recovers it)."""
-    rk = app._core.keys.run(run_id)
+    rk = app._core.keys_of(run_id).run(run_id)
     token = await app.redis.hget(rk, "token")
     assert token is not None
     for _ in range(50):
@@ -150,7 +150,7 @@ async def test_stale_worker_cannot_record_over_new_owner(
     first.queue("f", visibility_timeout=30)
     stale = running_worker(first, queues=["f"], concurrency=1)
     await asyncio.wait_for(started.wait(), 10)
-    token = (await first.redis.hget(first._core.keys.run(run.id), "token")).decode()
+    token = (await first.redis.hget(first._core.keys_of(run.id).run(run.id), "token")).decode()
 
     fresh = running_worker(second, queues=["f"])
     await wait_for(lambda: _is_live(second, fresh.id), timeout=10)

@@ -251,7 +251,7 @@ async def test_finished_runs_expire_and_queues_stay_empty(
         await app.redis.exists(app._core.keys.ready("default", "0"), app._core.keys.ring("default"))
         == 0
     )
-    ttl = await app.redis.pttl(app._core.keys.run(runs[0].id))
+    ttl = await app.redis.pttl(app._core.keys_of(runs[0].id).run(runs[0].id))
     assert 0 < ttl <= 1000
     await asyncio.sleep(1.2)
     assert await app.get_run(runs[0].id) is None

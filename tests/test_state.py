@@ -155,7 +155,7 @@ async def test_lock_error_when_not_acquired_and_backoff(
 
 
 async def test_token_checked_release(st_app: StackShift) -> None:
-    st, r, key = st_app.state, st_app.redis, st_app._core.keys.lock("job")
+    st, r, key = st_app.state, st_app.redis, st_app._core.name_keys("job").lock("job")
     a = st.lock("job", ttl=5, wait=0)
     with pytest.raises(LockError, match="lost"):
         async with a:
@@ -179,7 +179,7 @@ async def _hold(st: State, name: str) -> Any:
 
 
 async def test_lock_extended_while_held(st_app: StackShift) -> None:
-    st, r, key = st_app.state, st_app.redis, st_app._core.keys.lock("long")
+    st, r, key = st_app.state, st_app.redis, st_app._core.name_keys("long").lock("long")
     # TTLs of a second: a loaded machine's event loop can stall for a fifth of one
     async with st.lock("long", ttl=1, wait=0) as lock:
         for _ in range(5):  # 2.5 s, two and a half TTLs
@@ -193,7 +193,7 @@ async def test_lock_extended_while_held(st_app: StackShift) -> None:
 
 
 async def test_lock_lost_while_held(st_app: StackShift) -> None:
-    st, r, key = st_app.state, st_app.redis, st_app._core.keys.lock("taken")
+    st, r, key = st_app.state, st_app.redis, st_app._core.name_keys("taken").lock("taken")
     with pytest.raises(LockError, match="lost"):
         async with st.lock("taken", ttl=0.15, wait=0) as lock:
             await r.set(key, "someone-else")
@@ -203,7 +203,7 @@ async def test_lock_lost_while_held(st_app: StackShift) -> None:
     # an error in the block wins; the loss is noted on it
     with pytest.raises(KeyError) as info:
         async with st.lock("taken2", ttl=5, wait=0):
-            await r.delete(st_app._core.keys.lock("taken2"))
+            await r.delete(st_app._core.name_keys("taken2").lock("taken2"))
             raise KeyError("body")
     assert any("lost" in note for note in info.value.__notes__)
 
@@ -240,8 +240,13 @@ async def test_bad_input_writes_nothing(make_app: Callable[..., StackShift]) -> 
     for amount in [1.5, True, "1", 2**63]:
         with pytest.raises(InvalidArgumentError):
             await st.incr("bad", amount)  # type: ignore[arg-type]
-    assert await app.redis.exists(app._core.keys.state("bad"), app._core.keys.lock("bad")) == 0
-    await app.redis.set(app._core.keys.state("raw"), b"\xc1garbage")
+    assert (
+        await app.redis.exists(
+            app._core.name_keys("bad").state("bad"), app._core.name_keys("bad").lock("bad")
+        )
+        == 0
+    )
+    await app.redis.set(app._core.name_keys("raw").state("raw"), b"\xc1garbage")
     with pytest.raises(PayloadError):
         await st.get("raw")
 
@@ -279,7 +284,7 @@ def test_sync_state(redis_server: RedisServer, loop_runner: Runner) -> None:
             with pytest.raises(LockError):
                 st.lock("L", wait=0.05).acquire()
         assert not lock.held
-        assert loop_runner(app.redis.exists(app._core.keys.lock("L"))) == 0
+        assert loop_runner(app.redis.exists(app._core.name_keys("L").lock("L"))) == 0
     finally:
         loop_runner(redis_server.close_app(app))
 

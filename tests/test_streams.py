@@ -72,7 +72,7 @@ async def test_messages_in_order_by_topic_and_after_an_id(
 
 
 async def _count(app: StackShift, run_id: str, n: int) -> bool:
-    return int(await app.redis.xlen(app._core.keys.output(run_id))) >= n
+    return int(await app.redis.xlen(app._core.keys_of(run_id).output(run_id))) >= n
 
 
 async def test_a_failed_attempts_messages_stay_with_its_attempt_number(
@@ -140,7 +140,7 @@ async def test_the_cap_keeps_the_newest_messages(app: StackShift, running_worker
     running_worker(app)
     await run.result(timeout=10)
     assert [m.data for m in await read(run)] == [7, 8, 9, 10, 11]
-    key = app._core.keys.output(run.id)
+    key = app._core.keys_of(run.id).output(run.id)
     assert await app.redis.xlen(key) == 6  # the 5 newest, and the end entry
     with pytest.raises(InvalidArgumentError, match="max_stream_messages"):
         app.job("bad", lambda ctx: None, max_stream_messages=0)
@@ -157,7 +157,9 @@ async def test_nothing_is_left_after_retention(make_app: Any, running_worker: An
     talking = await app.start("talk")
     followed = await app.start("quiet", delay=0.3)
     reader = asyncio.create_task(read(followed))  # marks it: its finish ends the stream
-    await wait_for(lambda: app.redis.hexists(app._core.keys.run(followed.id), "out"), 10)
+    await wait_for(
+        lambda: app.redis.hexists(app._core.keys_of(followed.id).run(followed.id), "out"), 10
+    )
     running_worker(app)
     await talking.result(timeout=10)
     assert await asyncio.wait_for(reader, 10) == []
@@ -187,7 +189,7 @@ async def test_a_retried_run_keeps_its_stream_and_publishes_again(
     run = await app.start("once")
     running_worker(app)
     await wait_for(lambda: _status(run, "failed"), 10)
-    out, rk = app._core.keys.output(run.id), app._core.keys.run(run.id)
+    out, rk = app._core.keys_of(run.id).output(run.id), app._core.keys_of(run.id).run(run.id)
     assert await app.redis.pttl(out) > 0
     await app.pause_queue("default")  # the retried run stays queued
     await app.retry(run.id)
@@ -212,7 +214,7 @@ async def test_a_stale_token_is_refused_and_a_resent_call_adds_nothing(app: Stac
     again = await scripts.publish(req(taken.token, 1, b"\xa1a"))  # re-sent
     second = await scripts.publish(req(taken.token, 2, b"\xa1b"))
     assert first == again != second
-    assert await app.redis.xlen(app._core.keys.output(run.id)) == 2
+    assert await app.redis.xlen(app._core.keys_of(run.id).output(run.id)) == 2
     with pytest.raises(LeaseLostError):
         await scripts.publish(req("999", 3, b"\xa1c"))  # another take's token
     await scripts.run_batch([scripts.complete_call(run.id, taken.token, b"\xc0", 60_000)])

@@ -287,7 +287,7 @@ async def test_reads_see_own_writes_and_incr_keeps_the_ttl(
     running_worker(app)
     assert await run.result(timeout=10) == [{"x": 1}, "d", "gone", 42]
     assert await app.state.get("ttl") == 42
-    assert 0 < await app.redis.pttl(app._core.keys.state("ttl")) <= 100_000
+    assert 0 < await app.redis.pttl(app._core.name_keys("ttl").state("ttl")) <= 100_000
 
 
 async def test_starts_are_idempotent_like_start(app: StackShift, running_worker: Any) -> None:
