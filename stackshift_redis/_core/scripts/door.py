@@ -8,6 +8,7 @@ Error replies (`CODE detail`) become stackshift errors here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -24,6 +26,7 @@ from ..keys import Keys
 from ..luasrc import script_names, source
 
 CONNECTION_ERRORS = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+CLUSTER_CONCURRENT = 8  # calls of one batch in flight at once on a Redis Cluster
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -240,9 +243,20 @@ class Door:
         else:
             pipe.eval(self._sources[name], len(keys), *keys, *args)
 
+    async def _call_or_error(self, c: ScriptCall, room: asyncio.Semaphore) -> Any:
+        try:
+            async with room:
+                return await self.call(c.script, c.keys, c.args)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            return exc
+
     async def run_batch(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Run prepared calls in one round trip; per call its reply or its exception.
-        Connection errors propagate (the caller decides whether to retry)."""
+        """Run prepared calls in one round trip (on a Redis Cluster, concurrently: a cluster
+        pipeline would send each script's text, which Redis hashes on every call); per
+        call its reply or its exception. Connection errors propagate (the caller decides
+        whether to retry)."""
         await self._pass_gate()
         if len(calls) == 1:
             c = calls[0]
@@ -252,6 +266,9 @@ class Door:
                 raise
             except Exception as exc:
                 return [exc]
+        if isinstance(self.redis, RedisCluster):  # concurrent EVALSHA: see queue_call
+            room = asyncio.Semaphore(CLUSTER_CONCURRENT)  # a node's pool refuses, not waits
+            return list(await asyncio.gather(*(self._call_or_error(c, room) for c in calls)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in calls:
                 await self.queue_call(pipe, c.script, c.keys, c.args)
