@@ -18,6 +18,7 @@ calling it again is safe: what was done already no longer matches.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -276,12 +277,25 @@ class Control:
         return new_id
 
     async def pause_queue(self, name: str) -> bool:
-        """Pause a queue: workers claim none of its runs until resumed. False if paused."""
-        return await self._ns.scripts.pause_queue(check_name("queue", name))
+        """Pause a queue: workers claim none of its runs until resumed. False if paused.
+        With P > 1 every partition's copy of the queue's settings is paused first (take.lua
+        reads `paused` there), then the namespace-wide one (which operators read)."""
+        queue, ns = check_name("queue", name), self._ns
+        if ns.partitions > 1:
+            await asyncio.gather(
+                *(ns.part_scripts(p).pause_queue(queue) for p in range(ns.partitions))
+            )
+        return await ns.scripts.pause_queue(queue)
 
     async def resume_queue(self, name: str) -> bool:
-        """Resume a paused queue and wake its workers. False if it was not paused."""
-        return await self._ns.scripts.resume_queue(check_name("queue", name))
+        """Resume a paused queue and wake its workers. False if it was not paused.
+        With P > 1 every partition is resumed (and its workers woken), then the namespace."""
+        queue, ns = check_name("queue", name), self._ns
+        if ns.partitions > 1:
+            await asyncio.gather(
+                *(ns.part_scripts(p).resume_queue(queue) for p in range(ns.partitions))
+            )
+        return await ns.scripts.resume_queue(queue)
 
 
 def _in_range(run_id: str, low: str, high: str) -> bool:

@@ -9,6 +9,8 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from .._core.namespace import Namespace
 from .._core.output import StreamMessage, check_message_id, check_topic
 from .._core.records import Duration, RunInfo, RunStatus, seconds
@@ -98,17 +100,38 @@ class RunHandle:
 
 
 class ResultWaiter:
-    """Resolves result() waits from keys.done(): one XREAD BLOCK loop for all waiters."""
+    """Resolves result() waits from the done streams (keys.done(), one per partition):
+    one XREAD BLOCK loop for all waiters. With P > 1 one loop reads every partition's
+    stream in one XREAD on standalone Redis; on a Redis Cluster (no XREAD across slots)
+    each partition with awaited runs has its own loop."""
 
     def __init__(self, ns: Namespace) -> None:
         self._ns = ns
         self._futures: dict[str, list[asyncio.Future[None]]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._last_id = b"0-0"
+        self._readers: dict[int, tuple[asyncio.Task[None], asyncio.Future[None]]] = {}
+        self._last_ids: dict[str, Any] = {}  # done stream key -> the last entry read
         self._watch_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.tails = Tails(ns)
         """The readers of run output streams (RunHandle.stream)."""
+
+    def _group(self, run_id: str) -> int:
+        """Which reader serves a run: 0 (the only one) unless P > 1 on a cluster, where it
+        is the run's partition."""
+        if self._ns.partitions == 1 or not isinstance(self._ns.redis, RedisCluster):
+            return 0
+        return self._ns.part_of(run_id)
+
+    def _parts(self, group: int) -> list[int]:
+        """The partitions whose done streams reader `group` reads."""
+        if self._ns.partitions > 1 and isinstance(self._ns.redis, RedisCluster):
+            return [group]
+        return list(range(self._ns.partitions))
+
+    def _awaited(self, group: int) -> list[str]:
+        """The awaited runs reader `group` serves."""
+        if self._ns.partitions == 1 or not isinstance(self._ns.redis, RedisCluster):
+            return list(self._futures)
+        return [run_id for run_id in self._futures if self._group(run_id) == group]
 
     async def _watch(self, run_id: str) -> tuple[str, Any, Any] | None:
         """`scripts.watch`, with at most _MAX_WATCHES in flight (a thousand waiters at once)."""
@@ -125,7 +148,7 @@ class ResultWaiter:
         self._futures.setdefault(run_id, []).append(fut)
         try:
             async with asyncio.timeout(timeout):
-                await self._ensure_reader()
+                await self._ensure_reader(self._group(run_id))
                 while True:
                     reply = await self._watch(run_id)
                     if reply is None:
@@ -144,33 +167,43 @@ class ResultWaiter:
             if not waiters:
                 self._futures.pop(run_id, None)
 
-    async def _ensure_reader(self) -> None:
-        """Start the reader once; it learns the stream's last id before anyone watches."""
-        if self._task is None or self._task.done():
-            self._ready = asyncio.get_running_loop().create_future()
-            self._task = asyncio.create_task(self._read(self._ready), name="stackshift-results")
-        assert self._ready is not None
-        await asyncio.shield(self._ready)
+    async def _ensure_reader(self, group: int) -> None:
+        """Start reader `group` once; it learns its streams' last ids before anyone watches."""
+        reader = self._readers.get(group)
+        if reader is None or reader[0].done():
+            ready = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._read(group, ready), name="stackshift-results")
+            reader = self._readers[group] = (task, ready)
+        await asyncio.shield(reader[1])
 
     def _resolve(self, run_id: str) -> None:
         for fut in self._futures.pop(run_id, []):
             if not fut.done():
                 fut.set_result(None)
 
-    async def _read(self, ready: asyncio.Future[None]) -> None:
-        redis, key = self._ns.redis, self._ns.keys.done()
+    async def _read(self, group: int, ready: asyncio.Future[None]) -> None:
+        redis = self._ns.redis
+        keys = [self._ns.part_keys[p].done() for p in self._parts(group)]
         try:
-            last = await redis.xrevrange(key, count=1)
+            if len(keys) == 1:
+                lasts = [await redis.xrevrange(keys[0], count=1)]
+            else:
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.xrevrange(key, count=1)
+                    lasts = await pipe.execute()
         except Exception as exc:
             ready.set_exception(exc)
             return
-        self._last_id = last[0][0] if last else b"0-0"
+        for key, last in zip(keys, lasts, strict=True):
+            self._last_ids[key] = last[0][0] if last else b"0-0"
         ready.set_result(None)
         loop, block = asyncio.get_running_loop(), block_ms(redis)
         next_check = loop.time() + _SAFETY_CHECK_S
-        while self._futures:
+        while self._awaited(group):
             try:
-                reply = await redis.xread({key: self._last_id}, count=1000, block=block)
+                streams = {key: self._last_ids[key] for key in keys}
+                reply = await redis.xread(streams, count=1000, block=block)
             except asyncio.CancelledError:
                 raise
             except Exception:  # connection trouble: back off, then re-check everything
@@ -178,17 +211,18 @@ class ResultWaiter:
                 reply, next_check = None, 0.0
             if not reply:
                 if loop.time() >= next_check:
-                    await self._recheck()
+                    await self._recheck(group)
                     next_check = loop.time() + _SAFETY_CHECK_S
                 continue
-            for _stream, entries in reply:
+            for stream, entries in reply:
+                key = stream.decode() if isinstance(stream, bytes) else str(stream)
                 for entry_id, fields in entries:
-                    self._last_id = entry_id
+                    self._last_ids[key] = entry_id
                     self._resolve(fields[b"r"].decode())
 
-    async def _recheck(self) -> None:
+    async def _recheck(self, group: int) -> None:
         """Quiet (or a notification lost to a reconnect): one pipelined status check."""
-        ids = list(self._futures)
+        ids = self._awaited(group)
         with contextlib.suppress(Exception):
             async with self._ns.redis.pipeline(transaction=False) as pipe:
                 for run_id in ids:
@@ -199,17 +233,16 @@ class ResultWaiter:
                     self._resolve(run_id)
 
     async def close(self) -> None:
-        """Stop the reader task.
+        """Stop the reader tasks.
 
         redis-py can lose a cancellation that lands mid-command (the blocking XREAD is then
         re-sent, redis/redis-py#2028), so the cancel is repeated until the task ends.
         """
         await self.tails.close()
-        task, self._task = self._task, None
-        if task is None:
-            return
-        while not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.1)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        readers, self._readers = list(self._readers.values()), {}
+        for task, _ in readers:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

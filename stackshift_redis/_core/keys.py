@@ -62,6 +62,7 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "delayed": ("q", "{queue}", "delayed"),  # ZSET run id -> due ms (delays, retries, timers)
     "leases": ("q", "{queue}", "leases"),  # ZSET run id -> lease expiry ms of claimed runs
     "queue_conf": ("q", "{queue}", "conf"),  # HASH queue settings shared by every process
+    "permits": ("q", "{queue}", "permits"),  # ZSET partitions: the queue's concurrency permits
     "minutes": ("q", "{queue}", "min"),  # HASH '<minute>:c|f' -> runs completed|failed (1 h)
     "workers": ("workers",),  # ZSET worker id -> heartbeat expiry ms
     "worker_info": ("winfo",),  # HASH worker id -> JSON {host, pid, queues, concurrency, ...}
@@ -319,6 +320,11 @@ class Keys:
     def queue_conf(self, queue: str) -> str:
         """HASH: queue settings shared by every process (concurrency, visibility)."""
         return _render(self.prefix, "queue_conf", (queue,))
+
+    def permits(self, queue: str) -> str:
+        """ZSET: with partitions, permit id -> expiry ms of the queue's runs running now,
+        against its global concurrency limit (lua/permits.lua; namespace tag)."""
+        return _render(self.prefix, "permits", (queue,))
 
     def workers(self) -> str:
         """ZSET: worker id -> heartbeat expiry (ms)."""

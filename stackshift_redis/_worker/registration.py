@@ -58,7 +58,7 @@ class Registration:
                 conf = local.get(q)
                 if conf is None:
                     vt = int(vis) / 1000 if vis is not None else QueueConfig(q).visibility_timeout
-                    self.confs[q] = QueueConfig(q, None, vt)
+                    self.confs[q] = QueueConfig(q, int(conc) if conc is not None else None, vt)
                     continue
                 self.confs[q] = conf
                 vis_ms = round(conf.visibility_timeout * 1000)
@@ -85,7 +85,7 @@ class Registration:
                     )
                 if conf.concurrency == 0:  # queue(name, concurrency=0): lift the limit
                     pipe.hdel(k.queue_conf(q), "concurrency")
-                else:
+                else:  # (with partitions, permits.py applies it across them)
                     pipe.hset(k.queue_conf(q), "concurrency", conf.concurrency)
             await pipe.execute()
 

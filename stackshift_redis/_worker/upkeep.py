@@ -73,8 +73,8 @@ class Upkeep:
         self.on_heartbeat = on_heartbeat
         self.outage = outage
         self._next: dict[str, float] = {}
-        self._control_id: Any = "0-0"
-        self._reconcile_at = 0
+        self._control_ids: list[Any] = ["0-0"] * ns.partitions  # a cursor per partition
+        self._reconcile_at = [0] * ns.partitions
         retention_s = ns.settings.retention_ms / 1000
         self.trim_every = min(30.0, max(1.0, retention_s / 2))
         self.schedules = ScheduleDuty(ns)
@@ -90,9 +90,9 @@ class Upkeep:
         (registration.py publishes jobs, triggers and queue settings)."""
         if check:
             await self.check_server()
-        r, k = self.ns.redis, self.ns.keys
-        last = await r.xrevrange(k.control(), count=1)
-        self._control_id = last[0][0] if last else "0-0"
+        for p, k in enumerate(self.ns.part_keys):
+            last = await self.ns.redis.xrevrange(k.control(), count=1)
+            self._control_ids[p] = last[0][0] if last else "0-0"
         await self.heartbeat()
         await self.schedules.sync_jobs()
 
@@ -156,19 +156,21 @@ class Upkeep:
     async def tick(self) -> float:
         """One round of duties; returns seconds until the next round."""
         wait = self.poll_interval
-        scripts = self.ns.scripts
+        ns = self.ns
         held = self.held()
         if held:
             await self.read_control(held)
         for q in self.queues:
-            _, next_ms = await scripts.promote(q)
-            if next_ms >= 0:
-                wait = min(wait, next_ms / 1000)
+            for p in range(ns.partitions):
+                _, next_ms = await ns.part_scripts(p).promote(q)
+                if next_ms >= 0:
+                    wait = min(wait, next_ms / 1000)
             vt = self.conf(q).visibility_timeout
             if self._due(f"renew:{q}", vt / 3):
                 await self.renew(q, vt)
             if self._due(f"reclaim:{q}", min(1.0, vt / 3)):
-                await scripts.reclaim(q, self.ns.settings.retention_ms)
+                for p in range(ns.partitions):
+                    await ns.part_scripts(p).reclaim(q, ns.settings.retention_ms)
         wait = min(wait, await self.schedules.poll())
         await self.relay.tick()
         if self._due("heartbeat", HEARTBEAT_S):
@@ -200,36 +202,39 @@ class Upkeep:
         """Re-queue queued runs that lost their ready entry (a crash mid-script, damaged
         data): a bounded walk of the queued index, resumed where the last round stopped."""
         repaired = 0
-        for _ in range(RECONCILE_BATCHES):
-            _, fixed, self._reconcile_at = await self.ns.scripts.reconcile(
-                self._reconcile_at, RECONCILE_BATCH, self.ns.settings.retention_ms
-            )
-            repaired += fixed
-            if self._reconcile_at == 0:
-                break
+        for p in range(self.ns.partitions):
+            for _ in range(RECONCILE_BATCHES):
+                _, fixed, self._reconcile_at[p] = await self.ns.part_scripts(p).reconcile(
+                    self._reconcile_at[p], RECONCILE_BATCH, self.ns.settings.retention_ms
+                )
+                repaired += fixed
+                if self._reconcile_at[p] == 0:
+                    break
         if repaired:
             log.warning("re-queued %d queued runs that were missing from their queue", repaired)
 
     async def trim(self) -> int:
-        """Drop finished-run index entries older than the retention (bounded)."""
-        k = self.ns.keys
+        """Drop finished-run index entries older than the retention (bounded), on each
+        partition (with its done and control streams)."""
         jobs = set(self.ns.registry.jobs)
-        jobs |= {j.decode() for j in await self.ns.redis.hkeys(k.jobs())}
-        indexes = [(k.idx_status(s), k.ord_status(s)) for s in FINAL]
-        indexes += [
-            (k.idx_job_status(job, s), k.ord_job_status(job, s))
-            for job in sorted(jobs)
-            for s in FINAL
-        ]
+        jobs |= {j.decode() for j in await self.ns.redis.hkeys(self.ns.keys.jobs())}
         removed = 0
-        for lo in range(0, len(indexes), 50):
-            for _ in range(TRIM_ROUNDS):  # each call bounded; more calls while it has work
-                n = await self.ns.scripts.trim(
-                    indexes[lo : lo + 50], self.ns.settings.retention_ms, TRIM_LIMIT, 60_000
-                )
-                removed += n
-                if n < TRIM_LIMIT:
-                    break
+        for p, k in enumerate(self.ns.part_keys):
+            indexes = [(k.idx_status(s), k.ord_status(s)) for s in FINAL]
+            indexes += [
+                (k.idx_job_status(job, s), k.ord_job_status(job, s))
+                for job in sorted(jobs)
+                for s in FINAL
+            ]
+            scripts = self.ns.part_scripts(p)
+            for lo in range(0, len(indexes), 50):
+                for _ in range(TRIM_ROUNDS):  # each call bounded; more calls while it has work
+                    n = await scripts.trim(
+                        indexes[lo : lo + 50], self.ns.settings.retention_ms, TRIM_LIMIT, 60_000
+                    )
+                    removed += n
+                    if n < TRIM_LIMIT:
+                        break
         return removed
 
     async def due_now(self) -> float:
@@ -244,33 +249,52 @@ class Upkeep:
         None when nothing is scheduled: a TestEnv moves its clock from one to the next."""
         soonest: int | None = None
         for q in self.queues:
-            _, wait = await self.ns.scripts.promote(q)
-            if wait >= 0 and (soonest is None or wait < soonest):
-                soonest = wait
+            for p in range(self.ns.partitions):
+                _, wait = await self.ns.part_scripts(p).promote(q)
+                if wait >= 0 and (soonest is None or wait < soonest):
+                    soonest = wait
         _, wait, _ = await self.ns.scripts.due_schedules(0)  # the next schedule tick
         if wait >= 0 and (soonest is None or wait < soonest):
             soonest = wait
         return soonest
 
     async def read_control(self, held: list[tuple[Execution, asyncio.Task[None]]]) -> None:
-        """Flag running attempts whose runs were cancelled (they stop at their next step)."""
+        """Flag running attempts whose runs were cancelled (they stop at their next step):
+        each partition's control stream, from its own cursor (one pipeline when P > 1)."""
         by_id = {ex.run_id: ex for ex, _ in held}
-        reply = await self.ns.redis.xread({self.ns.keys.control(): self._control_id}, count=500)
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                self._control_id = entry_id
-                ex = by_id.get(fields.get(b"cancel", b"").decode())
-                if ex is not None:
-                    ex.cancel_requested = True
+        ns = self.ns
+        if ns.partitions == 1:
+            replies = [await ns.redis.xread({ns.keys.control(): self._control_ids[0]}, count=500)]
+        else:
+            async with ns.redis.pipeline(transaction=False) as pipe:
+                for p, k in enumerate(ns.part_keys):
+                    pipe.xread({k.control(): self._control_ids[p]}, count=500)
+                replies = await pipe.execute()
+        for p, reply in enumerate(replies):
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    self._control_ids[p] = entry_id
+                    ex = by_id.get(fields.get(b"cancel", b"").decode())
+                    if ex is not None:
+                        ex.cancel_requested = True
 
     async def renew(self, queue: str, vt: float) -> None:
-        """Extend the leases of runs this worker holds in `queue`."""
+        """Extend the leases of runs this worker holds in `queue` (per partition)."""
         held = [(ex, task) for ex, task in self.held() if ex.queue == queue and not ex.finished]
+        by_part: dict[int, list[tuple[Execution, asyncio.Task[None]]]] = {}
+        for ex, task in held:
+            by_part.setdefault(self.ns.part_of(ex.run_id), []).append((ex, task))
+        for p, runs in sorted(by_part.items()):
+            await self._renew_part(p, queue, runs, vt)
+
+    async def _renew_part(
+        self, part: int, queue: str, held: list[tuple[Execution, asyncio.Task[None]]], vt: float
+    ) -> None:
         for lo in range(0, len(held), 200):
             chunk = held[lo : lo + 200]
             pairs = [(ex.run_id, ex.token) for ex, _ in chunk]
             sent = time.monotonic()
-            states = await self.ns.scripts.renew(queue, pairs, round(vt * 1000))
+            states = await self.ns.part_scripts(part).renew(queue, pairs, round(vt * 1000))
             for (ex, task), state in zip(chunk, states, strict=True):
                 if ex.finished:  # its outcome is being recorded
                     continue
@@ -324,31 +348,33 @@ class Upkeep:
         """Delete consumers whose worker is gone (its heartbeat expired; a consumer is named
         by its worker id) or that have been idle for long. Ticket reads use NOACK, so no
         consumer has pending entries to lose."""
-        r, k = self.ns.redis, self.ns.keys
         live = set(await self.live_workers())
         for q in self.queues:
             vt_ms = self.conf(q).visibility_timeout * 1000
-            try:
-                consumers = await r.xinfo_consumers(k.stream(q), GROUP)
-            except ResponseError:  # the stream or group is gone: the fetch loop recovers it
-                continue
-            for c in consumers:
-                name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
-                if name == self.worker_id:
+            for p, k in enumerate(self.ns.part_keys):
+                try:
+                    consumers = await self.ns.redis.xinfo_consumers(k.stream(q), GROUP)
+                except ResponseError:  # the stream or group is gone: the fetch loop recovers it
                     continue
-                if name not in live or c["idle"] > max(600_000, 10 * vt_ms):
-                    await self.ns.scripts.drop_consumer(q, name)
+                for c in consumers:
+                    name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                    if name == self.worker_id:
+                        continue
+                    if name not in live or c["idle"] > max(600_000, 10 * vt_ms):
+                        await self.ns.part_scripts(p).drop_consumer(q, name)
 
     async def nothing_due(self) -> bool:
-        """For burst mode: no queue has a run ready (and unpaused) or due now."""
-        r, k = self.ns.redis, self.ns.keys
+        """For burst mode: no queue has a run ready (and unpaused) or due now, on any
+        partition."""
+        r = self.ns.redis
         for q in self.queues:
-            _, next_ms = await self.ns.scripts.promote(q)
-            if next_ms == 0:
-                return False
-            paused = await r.hexists(k.queue_conf(q), "paused")
-            if not paused and await r.exists(k.ring(q)):
-                return False
+            for p, k in enumerate(self.ns.part_keys):
+                _, next_ms = await self.ns.part_scripts(p).promote(q)
+                if next_ms == 0:
+                    return False
+                paused = await r.hexists(k.queue_conf(q), "paused")
+                if not paused and await r.exists(k.ring(q)):
+                    return False
         return True
 
     async def teardown(self, write: bool = True) -> None:
@@ -363,7 +389,8 @@ class Upkeep:
             await self.ns.redis.zrem(self.ns.keys.workers(), self.worker_id)
             await self.ns.redis.hdel(self.ns.keys.worker_info(), self.worker_id)
             for q in self.queues:
-                await self.ns.scripts.drop_consumer(q, self.worker_id)
+                for p in range(self.ns.partitions):
+                    await self.ns.part_scripts(p).drop_consumer(q, self.worker_id)
 
     async def live_workers(self) -> list[str]:
         """Ids of workers whose heartbeat has not expired."""

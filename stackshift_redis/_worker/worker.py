@@ -171,6 +171,7 @@ class Worker:
             try:
                 await _finish_task(fetch, self.block_ms / 1000 + 1)
                 await self._drain()
+                await self.dispatcher.permits.close()
                 self.upkeep.stopped.set()
                 await _finish_task(duties, 5)
                 await self.upkeep.teardown(write=self.refused is None)
@@ -257,11 +258,14 @@ class Worker:
                 ids,
                 more,
             )
-        for queue in {q for q, _, _ in cut_off}:
-            held = [(run_id, token) for q, run_id, token in cut_off if q == queue]
+        groups: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        for q, run_id, token in cut_off:  # per queue and partition
+            groups.setdefault((q, self.ns.part_of(run_id)), []).append((run_id, token))
+        for (queue, part), held in groups.items():
+            scripts = self.ns.part_scripts(part)
             with contextlib.suppress(Exception):
-                await self.ns.scripts.renew(queue, held, -1)
-                await self.ns.scripts.reclaim(queue, self.ns.settings.retention_ms)
+                await scripts.renew(queue, held, -1)
+                await scripts.reclaim(queue, self.ns.settings.retention_ms)
 
     # taking runs
     async def _fetch_loop(self) -> None:
@@ -377,6 +381,7 @@ class Worker:
             held = self.running.get(ex.run_id)
             if held is not None and held[0] is ex:  # not a newer attempt of the same run
                 del self.running[ex.run_id]
+                self.dispatcher.permits.finished(ex.run_id)
             self._slot_freed.set()
 
     # finishing, batched: one pipeline for the outcomes ready in one loop iteration

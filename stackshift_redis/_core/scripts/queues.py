@@ -187,6 +187,15 @@ class QueueScripts(Door):
         ]
         return int(await self.call("register", keys, args))
 
+    async def permits(
+        self, queue: str, op: str, limit: int, lease_ms: int, ids: Sequence[str]
+    ) -> Any:
+        """A queue's concurrency permits with partitions (lua/permits.lua): take -> the
+        granted ids, renew -> how many are held, give -> 1 when a worker was refused."""
+        args = [op, limit, lease_ms, *ids]
+        keys = [self.keys.permits(queue), self.keys.queue_conf(queue)]
+        return await self.call("permits", keys, args)
+
     async def register_part(
         self, ttl_ms: int, versions: Sequence[tuple[str, Sequence[int]]]
     ) -> int:
