@@ -421,7 +421,7 @@ async def test_jitter_delays_each_tick_once(app: StackShift) -> None:
     (tick,) = await _ticks(app, [run])
     assert tick - made in (0, 1000)
     assert run.status == "scheduled"  # waits for tick + its jitter, then runs
-    due = await app.redis.zscore(app._core.keys.delayed("jq"), run.id)
+    due = await app.redis.zscore(app._core.keys_of(run.id).delayed("jq"), run.id)
     assert due == tick + jitter_ms("jit", tick, 3_600_000)
 
 

@@ -8,7 +8,8 @@ the same Redis work with 10,000 schedules as with 10. For each due schedule the 
 plans the ticks in Python (cron.py: cronsim, zoneinfo, catch-up) and calls
 `fire_schedule`, which creates the tick's run and advances the schedule in one script,
 compare-and-set on the next fire time it planned from: one worker wins each tick, and a
-worker dying between planning and firing skips or doubles nothing.
+worker dying between planning and firing skips or doubles nothing. With partitions
+(P > 1) the runs live on partitions and a fire takes two calls (schedule_parts.py).
 
 `Schedules` is the API (`stackshift.schedules`): create (an upsert), pause, resume,
 trigger, delete, get, list.
@@ -30,9 +31,10 @@ from .._core.namespace import Namespace
 from .._core.records import Duration, from_ms, millis, new_run_id
 from .._core.scripts import DueSchedule, FireScheduleRequest, UpsertScheduleRequest
 from .._core.serializer import dumps_checked
-from ..errors import InvalidArgumentError, ScheduleNotFoundError, StaleDefinitionsError
+from ..errors import ScheduleNotFoundError, StaleDefinitionsError
 from .events import match_key
 from .handles import RunHandle
+from .schedule_parts import fire_parts, trigger_parts
 
 log = logging.getLogger("stackshift.schedules")
 POLL_S = 0.5  # an idle worker looks for due schedules this often (new ones are seen then)
@@ -93,11 +95,6 @@ async def upsert(
     origin: str = "api",
 ) -> None:
     """Validate everything, then create or update the schedule in one script call."""
-    if ns.partitions > 1:  # fire_schedule makes runs on the namespace's tag
-        raise InvalidArgumentError(
-            f"schedule {name!r}: schedules are not available with partitions yet "
-            "(docs/design/partitions.md)"
-        )
     check_name("schedule", name)
     check_name("job", job)
     cadence = make_cadence(cron, every, timezone)
@@ -194,8 +191,15 @@ class Schedules:
     async def trigger(self, name: str) -> RunHandle:
         """Start a run of the schedule now (overlap not applied); its ticks are unchanged.
         ScheduleNotFoundError when there is no such schedule."""
+        ns = self._ns
+        check_name("schedule", name)
+        if ns.partitions > 1:  # the run on a partition, then the schedule (schedule_parts.py)
+            made = await trigger_parts(ns, name, await server_ms(ns))
+            if made is None:
+                raise ScheduleNotFoundError(f"no schedule {name!r}")
+            return self._handle(made)
         run_id = new_run_id()
-        if not await self._ns.scripts.trigger_schedule(check_name("schedule", name), run_id):
+        if not await ns.scripts.trigger_schedule(name, run_id):
             raise ScheduleNotFoundError(f"no schedule {name!r}")
         return self._handle(run_id)
 
@@ -306,6 +310,14 @@ class ScheduleDuty:
         if rules is None or not (rules.flow or rules.priority):
             return ""
         raw = await ns.redis.hget(ns.keys.schedule(d.name), "payload")
+        return self._plan_of(d, raw)
+
+    def _plan_of(self, d: DueSchedule, raw: bytes | None) -> str:
+        """The plan of the schedule's runs for its stored payload `raw` (see `_plan`)."""
+        ns = self.ns
+        rules = ns.definitions.rules(d.job)
+        if rules is None or not (rules.flow or rules.priority):
+            return ""
         try:
             payload = ns.serializer.loads(raw) if raw is not None else None
             return rules.plan(payload, match_key, rules.priority)
@@ -327,6 +339,12 @@ class ScheduleDuty:
                 self._warned.add((d.name, d.rev))
                 log.error("schedule %r cannot be planned (%s); fix it with create()", d.name, exc)
             return None
+        if ns.partitions > 1:  # runs on partitions: two steps (schedule_parts.py)
+            await ns.definitions.load()
+            jitters = [(t, jitter_ms(d.name, t, d.jitter_ms)) for t in ticks]
+            reply = await fire_parts(ns, d, jitters, new_next, lambda raw: self._plan_of(d, raw))
+            self._log(d, len(ticks), reply)
+            return None if reply is None else reply[0]
         plan_ = [(t, new_run_id(), jitter_ms(d.name, t, d.jitter_ms)) for t in ticks]
         for tries in range(STALE_TRIES):
             rev = await ns.definitions.load(force=tries > 0)
@@ -345,15 +363,19 @@ class ScheduleDuty:
                 continue
         else:
             return None
+        self._log(d, len(ticks), reply)
+        return None if reply is None else reply[0]
+
+    @staticmethod
+    def _log(d: DueSchedule, ticks: int, reply: tuple[list[str], int] | None) -> None:
         if reply is None:
-            return None
+            return
         created, skipped = reply
-        if len(ticks) > 1 or skipped or not ticks:
+        if ticks > 1 or skipped or not ticks:
             log.info(
                 "schedule %r: %d due ticks, %d runs created, %d skipped (overlap)",
                 d.name,
-                len(ticks),
+                ticks,
                 len(created),
                 skipped,
             )
-        return created

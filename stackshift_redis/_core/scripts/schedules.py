@@ -62,6 +62,23 @@ class ScheduleScripts(Door):
             await self.call("trigger_schedule", [k.schedule(name)], [k.prefix, name, run_id])
         )
 
+    async def advance_schedule(
+        self,
+        name: str,
+        last_run: str,
+        due: DueSchedule | None = None,
+        next_ms: int = 0,
+        handled: int = 0,
+    ) -> bool:
+        """With partitions: advance the schedule `due` (if still current) to `next_ms`,
+        recording `handled` (the newest tick) and `last_run` (''); without `due`, record a
+        manual trigger's `last_run`. False when stale (or the schedule is gone)."""
+        k = self.keys
+        args: list[Any] = [name, "trigger", last_run, 0, "", 0, 0]
+        if due is not None:
+            args = [name, "fire", last_run, due.next_ms, due.rev, next_ms, handled]
+        return bool(await self.call("advance_schedule", [k.schedule(name), k.schedules()], args))
+
     async def control_schedule(self, name: str, op: str, next_ms: int = 0, rev: str = "") -> int:
         """pause | resume | delete: 1 done, 0 no such schedule, -1 changed since `rev`."""
         k = self.keys
