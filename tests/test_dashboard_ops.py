@@ -57,8 +57,8 @@ async def test_bulk_cancel_and_retry_confirm_with_the_count(app: StackShift) -> 
 
 async def test_queue_and_schedule_buttons(app: StackShift) -> None:
     app.job("tick", lambda ctx: None, queue="dq")
-    await app._core.redis.hset(app._core.keys.jobs(), "tick", "dq")
     await app.schedules.create("hourly", job="tick", cron="0 * * * *")
+    await app._core.redis.hset(app._core.keys.jobs(), "tick", "dq")  # (after the first write)
     async with _client(create_app(app)) as c:
         home = (await c.get("/")).text
         assert 'data-queue-action="pause"' in home

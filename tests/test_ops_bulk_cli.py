@@ -14,8 +14,10 @@ from stackshift_redis._ops.cli import main
 
 
 class Cli:
-    def __init__(self, url: str, namespace: str, cluster: bool) -> None:
+    def __init__(self, url: str, namespace: str, cluster: bool, partitions: int = 1) -> None:
         self.base = ["--redis-url", url, "--namespace", namespace, *(["--cluster"] * cluster)]
+        if partitions > 1:  # (STACKSHIFT_TEST_PARTITIONS: the command may write first)
+            self.base += ["--partitions", str(partitions)]
 
     async def __call__(self, *args: str, input: str | None = None) -> Result:
         runner = CliRunner()
@@ -24,7 +26,7 @@ class Cli:
 
 @pytest.fixture
 def cli(app: StackShift, redis_url: str, is_cluster: bool) -> Cli:
-    return Cli(redis_url, app.namespace, is_cluster)
+    return Cli(redis_url, app.namespace, is_cluster, app._core.partitions)
 
 
 async def test_bulk_retry_dry_run_confirm_and_yes(app: StackShift, cli: Cli) -> None:

@@ -20,8 +20,10 @@ from stackshift_redis._ops.cli import main
 class Cli:
     """Runs `stackshift --redis-url URL --namespace NS ...` in a thread (it owns its loop)."""
 
-    def __init__(self, url: str, namespace: str, cluster: bool) -> None:
+    def __init__(self, url: str, namespace: str, cluster: bool, partitions: int = 1) -> None:
         self.base = ["--redis-url", url, "--namespace", namespace, *(["--cluster"] * cluster)]
+        if partitions > 1:  # (STACKSHIFT_TEST_PARTITIONS: the command may write first)
+            self.base += ["--partitions", str(partitions)]
 
     async def __call__(self, *args: str) -> Result:
         runner = CliRunner()
@@ -35,7 +37,7 @@ class Cli:
 
 @pytest.fixture
 def cli(app: StackShift, redis_url: str, is_cluster: bool) -> Cli:
-    return Cli(redis_url, app.namespace, is_cluster)
+    return Cli(redis_url, app.namespace, is_cluster, app._core.partitions)
 
 
 def _jobs(app: StackShift) -> None:

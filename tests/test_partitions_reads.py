@@ -408,3 +408,25 @@ async def test_finished_and_running_runs_of_every_partition(
     for i in slows:
         assert await app.run(i).result(timeout=10) is None
     assert (await insp.totals())["completed"] == 12
+
+
+async def test_the_command_takes_the_partition_count_of_a_new_namespace(
+    make_app: Callable[..., StackShift], preview: None, redis_url: str, is_cluster: bool
+) -> None:
+    app = make_app(partitions=P)
+    base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]
+
+    async def cli(*args: str) -> Any:
+        return await asyncio.to_thread(CliRunner().invoke, main, [*base, *args])
+
+    paused = await cli("--partitions", str(P), "queues", "pause", "q1")  # its first write
+    assert paused.exit_code == 0 and "queue q1: paused" in paused.output
+    assert await app.pause_queue("q1") is False  # the namespace has P partitions
+    assert (await cli("queues", "resume", "q1")).exit_code == 0  # the recorded count
+    wrong = await cli("--partitions", "2", "runs", "list")
+    assert wrong.exit_code == 2 and f"has {P} partition(s), not 2" in wrong.output
+    one = make_app(partitions=1)
+    await one.state.set("a", 1)
+    base[3] = one.namespace
+    wrong = await cli("--partitions", str(P), "runs", "list")
+    assert wrong.exit_code == 2 and f"has 1 partition(s), not {P}" in wrong.output

@@ -57,10 +57,20 @@ from .target import (
     envvar="STACKSHIFT_REDIS_CLUSTER",
     help="The URL is a node of a Redis Cluster (env STACKSHIFT_REDIS_CLUSTER=1).",
 )
+@click.option(
+    "--partitions",
+    envvar="STACKSHIFT_PARTITIONS",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="The namespace's partition count (env STACKSHIFT_PARTITIONS); by default the one "
+    "it recorded (1 when none is). Give it for a namespace nothing has written yet.",
+)
 @click.pass_context
-def main(ctx: click.Context, redis_url: str, namespace: str, cluster: bool) -> None:
+def main(
+    ctx: click.Context, redis_url: str, namespace: str, cluster: bool, partitions: int | None
+) -> None:
     """Inspect and control stackshift runs, queues, workers, events and schedules."""
-    ctx.obj = Target(redis_url, namespace, cluster)
+    ctx.obj = Target(redis_url, namespace, cluster, partitions)
 
 
 # runs

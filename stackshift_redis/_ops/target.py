@@ -48,11 +48,13 @@ class RedisTrouble(click.ClickException):
 
 @dataclass
 class Target:
-    """Where the commands point: a Redis URL and a namespace."""
+    """Where the commands point: a Redis URL and a namespace (and its partition count,
+    when given: else the one the namespace recorded)."""
 
     redis_url: str
     namespace: str
     cluster: bool = False
+    partitions: int | None = None
 
     def _client(self) -> Any:
         try:
@@ -76,18 +78,26 @@ class Target:
 
     async def _open(self) -> StackShift:
         """An app with the partition count the namespace recorded (`partitions` in its
-        meta hash; 1 when none is: every namespace of one partition)."""
+        meta hash; 1 when none is: every namespace of one partition), or the one given
+        (--partitions: a usage error when the namespace recorded another)."""
         try:
             meta = Keys(self.namespace).meta()
         except InvalidArgumentError as exc:
             raise click.UsageError(str(exc)) from None
         client = self._client()
         try:
-            raw = await client.hget(meta, "partitions")
+            layout, raw = await client.hmget(meta, ["layout", "partitions"])
         except (RedisError, OSError, RedisClusterException):
-            raw = None  # the command's own first read reports it (after its usage errors)
+            layout = raw = None  # the command's own first read reports it (after usage errors)
         try:
-            return self._app(client, int(raw) if raw else 1)
+            recorded = int(raw) if raw else (1 if layout else None)  # (1 is not recorded)
+            given = self.partitions
+            if given is not None and recorded is not None and given != recorded:
+                raise click.UsageError(
+                    f"namespace {self.namespace!r} has {recorded} partition(s), not {given} "
+                    "(--partitions / STACKSHIFT_PARTITIONS)"
+                )
+            return self._app(client, given or recorded or 1)
         except BaseException:
             await client.aclose()
             raise
