@@ -93,6 +93,13 @@ def is_cluster(redis_server: RedisServer) -> bool:
     return redis_server.is_cluster
 
 
+@pytest.fixture(autouse=True)
+def _one_partition(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked one_partition keep one partition (their apps and worker processes)."""
+    if request.node.get_closest_marker("one_partition") is not None:
+        monkeypatch.setenv("STACKSHIFT_TEST_PARTITIONS", "1")
+
+
 @pytest.fixture
 def namespace() -> str:
     """A namespace no other test uses."""

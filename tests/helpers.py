@@ -99,7 +99,7 @@ class RedisServer:
     def app(self, namespace: str | None = None, **kwargs: Any) -> StackShift:
         """An app in `namespace` (fresh by default); close it with `close_app`."""
         ns = namespace or f"t{uuid.uuid4().hex[:12]}"
-        kwargs.setdefault("partitions", TEST_PARTITIONS)
+        kwargs.setdefault("partitions", int(os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1")))
         if self.is_cluster:
             return StackShift(redis=self.client(), namespace=ns, **kwargs)
         return StackShift(self.url, namespace=ns, **kwargs)
