@@ -231,3 +231,9 @@ class OwnRedis:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+
+
+async def zcard_parts(app: StackShift, key_of: Callable[[Any], str]) -> int:
+    """ZCARD of `key_of(keys)` summed over the app's partitions (with one partition: the
+    namespace's one key), for counts of runs that spread over partitions."""
+    return sum([await app.redis.zcard(key_of(k)) for k in app._core.part_keys])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import namespace_keys
+from helpers import namespace_keys, zcard_parts
 
 from stackshift_redis import PayloadError, StackShift, UnknownJobError
 from stackshift_redis._core.batching import TickBatcher
@@ -27,7 +27,7 @@ async def test_start_creates_a_queued_run(app: StackShift) -> None:
     assert info is not None
     assert (info.job, info.queue, info.payload, info.attempts) == ("echo", "q1", {"a": 1}, 0)
     assert [e["type"] for e in info.timeline] == ["queued"]
-    assert await app.redis.zcard(app._core.keys.ready("q1", "0")) == 1
+    assert await app.redis.zcard(app._core.keys_of(run.id).ready("q1", "0")) == 1
 
 
 async def test_run_ids_are_unique_and_sortable(app: StackShift) -> None:
@@ -44,8 +44,8 @@ async def test_fifty_concurrent_duplicates_make_one_run(app: StackShift) -> None
     )
     assert len({r.id for r in runs}) == 1
     assert sum(not r.deduplicated for r in runs) == 1
-    assert await app.redis.zcard(app._core.keys.ready("pay", "0")) == 1
-    assert await app.redis.zcard(app._core.keys.ord_status("queued")) == 1
+    assert await zcard_parts(app, lambda k: k.ready("pay", "0")) == 1
+    assert await zcard_parts(app, lambda k: k.ord_status("queued")) == 1
 
 
 async def test_idempotency_is_scoped_by_job_and_expires(app: StackShift) -> None:
@@ -54,7 +54,7 @@ async def test_idempotency_is_scoped_by_job_and_expires(app: StackShift) -> None
     r1 = await app.start("a", idempotency_key="k", idempotency_ttl=1)  # outlives a stall
     r2 = await app.start("b", idempotency_key="k")
     assert r1.id != r2.id
-    ttl = await app.redis.pttl(app._core.keys.idem("a", "k"))
+    ttl = await app.redis.pttl(app._core.keys_of(r1.id).idem("a", "k"))
     assert 0 < ttl <= 1000
     await asyncio.sleep(1.1)
     r3 = await app.start("a", idempotency_key="k")
@@ -65,7 +65,7 @@ async def test_start_many_is_bulk_and_deduplicates(app: StackShift) -> None:
     app.job("img", lambda ctx: None, queue="media")
     runs = await app.start_many("img", [{"i": i} for i in range(1200)])
     assert len({r.id for r in runs}) == 1200
-    assert await app.redis.zcard(app._core.keys.ready("media", "0")) == 1200
+    assert await zcard_parts(app, lambda k: k.ready("media", "0")) == 1200
     keyed = await app.start_many(
         "img", [{"i": 1}, {"i": 2}, {"i": 3}], idempotency_keys=["x", "y", "x"]
     )
@@ -78,9 +78,11 @@ async def test_delay_and_run_at_schedule(app: StackShift) -> None:
     r1 = await app.start("later", delay=timedelta(seconds=60))
     r2 = await app.start("later", run_at=datetime.now(UTC) + timedelta(hours=1))
     assert await r1.status() == "scheduled" and await r2.status() == "scheduled"
-    scores = dict(await app.redis.zrange(app._core.keys.delayed("default"), 0, -1, withscores=True))
-    assert scores[r2.id.encode()] - scores[r1.id.encode()] > 3_000_000
-    assert await app.redis.exists(app._core.keys.ready("default", "0")) == 0
+    s1 = await app.redis.zscore(app._core.keys_of(r1.id).delayed("default"), r1.id)
+    s2 = await app.redis.zscore(app._core.keys_of(r2.id).delayed("default"), r2.id)
+    assert s2 - s1 > 3_000_000
+    assert await zcard_parts(app, lambda k: k.delayed("default")) == 2
+    assert await zcard_parts(app, lambda k: k.ready("default", "0")) == 0
 
 
 async def test_unknown_job_writes_nothing(app: StackShift) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
 import time
@@ -21,6 +22,11 @@ from stackshift_redis.errors import InvalidArgumentError
 T = TypeVar("T")
 
 
+def _state_key(app: StackShift, name: str) -> str:
+    """The key of state `name` (on the partition its name routes to)."""
+    return app._core.name_keys(name).state(name)
+
+
 @pytest.fixture(params=["real", "fake"])
 def st_app(request: pytest.FixtureRequest) -> StackShift:
     """The same test on the real Redis and on fakeredis."""
@@ -29,7 +35,7 @@ def st_app(request: pytest.FixtureRequest) -> StackShift:
 
 
 async def test_set_get_delete_with_ttl(st_app: StackShift) -> None:
-    st, r, k = st_app.state, st_app.redis, st_app._core.keys
+    st, r, sk = st_app.state, st_app.redis, functools.partial(_state_key, st_app)
     values: list[Any] = [
         {"a": [1, 2.5, None]},
         "text",
@@ -54,11 +60,11 @@ async def test_set_get_delete_with_ttl(st_app: StackShift) -> None:
         assert await st.get(f"v{i}", default="missing") == value
         assert type(await st.get(f"v{i}")) is type(value)
     await st.set("p", 0.25, ttl=10)
-    assert 9000 < await r.pttl(k.state("p")) <= 10000
+    assert 9000 < await r.pttl(sk("p")) <= 10000
     await st.set("p", 0.5, ttl=timedelta(minutes=1))
-    assert 59000 < await r.pttl(k.state("p")) <= 60000
+    assert 59000 < await r.pttl(sk("p")) <= 60000
     await st.set("p", 0.75)  # no ttl: the old expiry is cleared
-    assert await r.pttl(k.state("p")) == -1
+    assert await r.pttl(sk("p")) == -1
     assert await st.get("p") == 0.75
     assert await st.delete("p") is True
     assert await st.delete("p") is False
@@ -73,16 +79,16 @@ async def test_short_ttl_expires(st_app: StackShift) -> None:
 
 
 async def test_incr_ttl_on_creation_only(st_app: StackShift) -> None:
-    st, r, k = st_app.state, st_app.redis, st_app._core.keys
+    st, r, sk = st_app.state, st_app.redis, functools.partial(_state_key, st_app)
     assert await st.incr("c", ttl=10) == 1
-    assert 9000 < await r.pttl(k.state("c")) <= 10000
-    await r.pexpire(k.state("c"), 5000)
+    assert 9000 < await r.pttl(sk("c")) <= 10000
+    await r.pexpire(sk("c"), 5000)
     assert await st.incr("c", 5, ttl=100) == 6
-    assert 4000 < await r.pttl(k.state("c")) <= 5000  # unchanged by later calls
+    assert 4000 < await r.pttl(sk("c")) <= 5000  # unchanged by later calls
     assert await st.incr("c", -10) == -4
     assert await st.get("c") == -4
     assert await st.incr("plain") == 1
-    assert await r.pttl(k.state("plain")) == -1
+    assert await r.pttl(sk("plain")) == -1
     await st.set("n", 41)  # ints set() stores are counters too
     assert await st.incr("n") == 42
     await st.set("word", "hi")
@@ -98,11 +104,11 @@ async def test_incr_is_atomic(st_app: StackShift) -> None:
 
 
 async def test_mark_first_time_only(st_app: StackShift) -> None:
-    st, r, k = st_app.state, st_app.redis, st_app._core.keys
+    st, r, sk = st_app.state, st_app.redis, functools.partial(_state_key, st_app)
     firsts = await asyncio.gather(*(st.mark("welcome:u1", ttl=86400) for _ in range(20)))
     assert firsts.count(True) == 1
     assert await st.mark("welcome:u1", ttl=timedelta(days=1)) is False
-    assert 86_399_000 < await r.pttl(k.state("welcome:u1")) <= 86_400_000
+    assert 86_399_000 < await r.pttl(sk("welcome:u1")) <= 86_400_000
     assert await st.get("welcome:u1") is True
     assert await st.mark("short", ttl=0.05) is True
     await asyncio.sleep(0.1)
@@ -125,7 +131,7 @@ async def test_lock_mutual_exclusion(st_app: StackShift) -> None:
 
     await asyncio.gather(*(contender() for _ in range(20)))
     assert (done, max_holders) == (20, 1)
-    assert await st_app.redis.exists(st_app._core.keys.lock("invoice:42")) == 0
+    assert await st_app.redis.exists(st_app._core.name_keys("invoice:42").lock("invoice:42")) == 0
 
 
 async def test_lock_error_when_not_acquired_and_backoff(
