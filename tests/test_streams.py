@@ -164,7 +164,7 @@ async def test_nothing_is_left_after_retention(make_app: Any, running_worker: An
     await talking.result(timeout=10)
     assert await asyncio.wait_for(reader, 10) == []
     for run in (talking, followed):
-        keys = app._core.keys
+        keys = app._core.keys_of(run.id)
         ttl_run = await app.redis.pttl(keys.run(run.id))
         ttl_out = await app.redis.pttl(keys.output(run.id))
         assert 0 < ttl_out <= ttl_run <= 1000  # set in the same script: it never outlives
@@ -203,7 +203,7 @@ async def test_a_retried_run_keeps_its_stream_and_publishes_again(
 async def test_a_stale_token_is_refused_and_a_resent_call_adds_nothing(app: StackShift) -> None:
     app.job("j", lambda ctx: None)
     run = await app.start("j")
-    scripts = app._core.scripts
+    scripts = app._core.scripts_of(run.id)
     reply = await scripts.take([("default", 30_000)], 1, max_deliveries=5, retention_ms=60_000)
     taken = reply.taken[0]
 
@@ -313,7 +313,7 @@ async def test_a_run_that_never_publishes_pays_no_extra_command(
     app.job("noop", lambda ctx: None)
     seen: list[list[str]] = []
     monitor = aioredis.from_url(redis_url)
-    prefix = app._core.keys.prefix
+    prefixes = {app._core.keys.prefix, *(k.prefix for k in app._core.part_keys)}
 
     async def watch() -> None:
         async with monitor.monitor() as m:
@@ -342,7 +342,7 @@ async def test_a_run_that_never_publishes_pays_no_extra_command(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await monitor.aclose()
-    mine = [c for c in seen if any(prefix in a for a in c)]
+    mine = [c for c in seen if any(p in a for a in c for p in prefixes)]
     assert any(c[0].upper() == "PEXPIRE" for c in mine)  # the run's finish was watched
     assert not [c for c in mine if any(":out:" in a for a in c)]
     with_out = [c for c in mine if "out" in c[2:]]
