@@ -17,7 +17,6 @@ from stackshift_redis import (
     RunFailed,
     StackShift,
 )
-from stackshift_redis._core.records import new_run_id
 from stackshift_redis._core.scripts import StartRequest
 
 
@@ -244,23 +243,25 @@ async def test_finished_runs_expire_and_queues_stay_empty(
         await r.result(timeout=10)
 
     async def tickets() -> int:
-        return int(await app.redis.xlen(app._core.keys.stream("default")))
+        return sum([await app.redis.xlen(k.stream("default")) for k in app._core.part_keys])
 
     await wait_for(lambda: tickets_gone(tickets))  # the stale tickets are trimmed
-    assert (
-        await app.redis.exists(app._core.keys.ready("default", "0"), app._core.keys.ring("default"))
-        == 0
-    )
+    for k in app._core.part_keys:
+        assert await app.redis.exists(k.ready("default", "0"), k.ring("default")) == 0
     ttl = await app.redis.pttl(app._core.keys_of(runs[0].id).run(runs[0].id))
     assert 0 < ttl <= 1000
     await asyncio.sleep(1.2)
     assert await app.get_run(runs[0].id) is None
     # finishing trims expired index entries, amortized: on ids ending in "0" (1 in 16)
-    trimming_id = new_run_id()[:-1] + "0"
+    # (with partitions: the id's own last character, not its partition's; the last one)
+    fresh = app._core.new_run_id(app._core.partitions - 1)
+    trimming_id = fresh[:23] + "0" + fresh[24:]
     request = StartRequest(job="j", queue="default", idem_ttl_ms=1000)
-    await app._core.scripts.start(request, [(trimming_id, None, app.serializer.dumps(None))])
+    scripts = app._core.scripts_of(trimming_id)
+    await scripts.start(request, [(trimming_id, None, app.serializer.dumps(None))])
     await app.run(trimming_id).result(timeout=10)
-    assert await app.redis.zcard(app._core.keys.idx_status("completed")) == 1
+    keys = app._core.keys_of(trimming_id)
+    assert await app.redis.zcard(keys.idx_status("completed")) == 1
 
 
 async def tickets_gone(count: Any) -> bool:
@@ -273,7 +274,7 @@ async def test_stale_ready_entry_never_runs_twice(app: StackShift, running_worke
     run = await app.start("once")
     running_worker(app)
     await run.result(timeout=10)
-    k = app._core.keys
+    k = app._core.keys_of(run.id)
     await app.redis.zadd(k.ready("default", "0"), {run.id: 1})  # a stale ready entry
     await app.redis.zadd(k.ring("default"), {"0": 1})
     await app.redis.xadd(k.stream("default"), {"t": "1"})  # and its ticket
@@ -334,3 +335,31 @@ async def test_forced_stop_hands_cut_off_runs_back_at_once(app: StackShift) -> N
     finally:
         await second.stop(force=True)
         await second_task
+
+
+async def test_finishing_trims_on_the_ids_own_last_character(make_app: Any) -> None:
+    """The amortized trim (1 finish in 16) is chosen by the id's last character before a
+    partition suffix (`-<p>`): not on every finish of partition 0, never on partition 3."""
+    app: StackShift = make_app()
+    app.job("j", lambda ctx: None, queue="t")
+    part = app._core.partitions - 1
+    scripts, keys = app._core.part_scripts(part), app._core.part_keys[part]
+    request = StartRequest(job="j", queue="t", idem_ttl_ms=1000)
+
+    async def finish(last: str) -> str:
+        fresh = app._core.new_run_id(part)
+        rid = fresh[:23] + last + fresh[24:]
+        await scripts.start(request, [(rid, None, app.serializer.dumps(None))])
+        reply = await scripts.take([("t", 30_000)], 1, max_deliveries=5, retention_ms=1000)
+        [taken] = reply.taken
+        call = scripts.complete_call(rid, taken.token, b"\xc0", 1000)
+        assert await scripts.run_batch([call]) == [1]
+        return rid
+
+    first = await finish("1")
+    await asyncio.sleep(1.1)  # past the retention
+    second = await finish("1")  # not a trimming id: the expired entry stays
+    assert await app.redis.zcard(keys.idx_status("completed")) == 2
+    third = await finish("0")
+    done = await app.redis.zrange(keys.idx_status("completed"), 0, -1)
+    assert sorted(done) == sorted([second.encode(), third.encode()]) and first.encode() not in done

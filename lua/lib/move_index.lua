@@ -7,7 +7,8 @@
 -- entered it) and running no index at all: running runs are the members of their
 -- queues' leases (list_runs.lua reads them there), bounded by the workers' concurrency.
 -- keep_ms > 0 (a final status): up to 256 entries older than keep_ms are trimmed from both,
--- on 1 call in 16 (chosen by the run id's last character) so the trim cost is amortized.
+-- on 1 call in 16 (chosen by the run id's 24th character: its last, before a partition's
+-- `-<p>`) so the trim cost is amortized.
 -- @include keys.lua
 local UNTIMED = {queued = true, running = true}
 local function move_index(prefix, id, job, old, new, now, keep_ms)
@@ -29,7 +30,7 @@ local function move_index(prefix, id, job, old, new, now, keep_ms)
   local by_job = K.idx_job_status(prefix, job, new)
   redis.call('ZADD', by_status, now, id)
   redis.call('ZADD', by_job, now, id)
-  if keep_ms > 0 and string.byte(id, -1) % 16 == 0 then
+  if keep_ms > 0 and string.byte(id, math.min(#id, 24)) % 16 == 0 then
     local horizon = string.format('%d', now - keep_ms)
     for _, pair in ipairs({{by_status, ord_status}, {by_job, ord_job}}) do
       local expired = redis.call('ZRANGEBYSCORE', pair[1], '-inf', horizon, 'LIMIT', 0, 256)
