@@ -105,19 +105,21 @@ async def test_poison_starts_a_handler(app: StackShift, running_worker: Any) -> 
 async def test_a_replayed_fail_call_starts_no_second_handler(app: StackShift) -> None:
     app.job("on-fail", lambda ctx: None, queue="handlers")
     app.job("j", lambda ctx: None, on_failure="on-fail")
-    await app.redis.hset(app._core.keys.on_failure(), "j", "on-fail")  # as a worker publishes
+    for h in {k.on_failure() for k in [app._core.keys, *app._core.part_keys]}:
+        await app.redis.hset(h, "j", "on-fail")  # as a worker publishes (every partition)
     run = await app.start("j")
-    [taken] = (await app._core.scripts.take([("default", 30_000)], 1, max_deliveries=5,
-                                      retention_ms=60_000)).taken  # fmt: skip
+    scripts = app._core.scripts_of(run.id)
+    [taken] = (await scripts.take([("default", 30_000)], 1, max_deliveries=5,
+                                  retention_ms=60_000)).taken  # fmt: skip
     err = '{"type": "ValueError", "message": "bad", "traceback": ""}'
-    call = app._core.scripts.fail_call(
+    call = scripts.fail_call(
         FailRequest(
             run_id=run.id, token=taken.token, error_json=err, outcome="failed", retention_ms=60_000
         )
     )
-    assert await app._core.scripts.run_batch([call]) == [b"failed"]
+    assert await scripts.run_batch([call]) == [b"failed"]
     # a lost reply: the call sent again is recognised as done and writes nothing
-    assert await app._core.scripts.run_batch([call]) == [b"failed"]
+    assert await scripts.run_batch([call]) == [b"failed"]
     assert len(await _handler_runs(app, "on-fail")) == 1
     [hid] = await _handler_runs(app, "on-fail")
     handler = await app.get_run(hid)

@@ -67,8 +67,8 @@ async def test_a_completion_whose_lease_was_taken_is_lost_not_completed(
         # renewal is 10 s away)
         await _until(lambda: "reclaim:default" in workers[0].upkeep._next)
         # before the finish: the lease expires and another worker takes the run
-        scripts = app._core.scripts
-        await app.redis.zadd(app._core.keys.leases("default"), {ctx.run_id: 1})
+        scripts = app._core.scripts_of(ctx.run_id)
+        await app.redis.zadd(app._core.keys_of(ctx.run_id).leases("default"), {ctx.run_id: 1})
         await scripts.reclaim("default", 60_000)  # (or the worker's own reclaim duty did)
         reply = await scripts.take([("default", 60_000)], 1, taker="other", **TAKE)
         stolen.extend(reply.taken)
@@ -115,7 +115,7 @@ async def test_a_finish_redis_does_not_confirm_is_unconfirmed(app: StackShift) -
         resources={},
     )  # fmt: skip
     run = await app.start("quick")
-    [taken] = (await ns.scripts.take([("default", 60_000)], 1, **TAKE)).taken
+    [taken] = (await ns.scripts_of(str(run.id)).take([("default", 60_000)], 1, **TAKE)).taken
     await executor.run(executor.build(taken, 0.0))
     assert [c.script for c in sent] == ["complete"]
     assert outcomes.seen == [(run.id, "unconfirmed", "RedisUnavailableError")]
