@@ -89,13 +89,14 @@ async def test_a_poison_failure_says_that_leases_expired(
     app = make_app(max_deliveries=2)
     app.job("p", lambda ctx: None)
     run = await app.start("p")
+    scripts = app._core.scripts_of(run.id)
     for _ in range(2):  # taken, its lease expires while "running", recovered
-        reply = await app._core.scripts.take([("default", 1)], 1, max_deliveries=2,
-                                       retention_ms=60_000)  # fmt: skip
+        reply = await scripts.take([("default", 1)], 1, max_deliveries=2,
+                                   retention_ms=60_000)  # fmt: skip
         assert [t.run_id for t in reply.taken] == [run.id]
         await asyncio.sleep(0.01)
-        assert await app._core.scripts.reclaim("default", 60_000) == [run.id]
-    reply = await app._core.scripts.take([("default", 1)], 1, max_deliveries=2, retention_ms=60_000)
+        assert await scripts.reclaim("default", 60_000) == [run.id]
+    reply = await scripts.take([("default", 1)], 1, max_deliveries=2, retention_ms=60_000)
     assert reply.dropped == [(run.id, "default", "poison")]
     info = await app.get_run(run.id)
     assert info is not None and info.error is not None

@@ -299,7 +299,7 @@ async def test_waiting_run_survives_its_worker_dying(app: StackShift) -> None:
 async def test_invoke_of_an_already_finished_child_returns_at_once(
     app: StackShift, running_worker: Any
 ) -> None:
-    from stackshift_redis._core.records import new_run_id
+    from stackshift_redis._core.routing import idempotency_partition
 
     app.job("double", lambda ctx: ctx.payload * 2)
 
@@ -307,13 +307,19 @@ async def test_invoke_of_an_already_finished_child_returns_at_once(
     async def parent(ctx: RunContext) -> Any:
         return await ctx.step.invoke("child", job="double", payload=21)
 
-    parent_id = new_run_id()
+    ns = app._core
+    parts = range(ns.partitions)  # the child (by its idempotency key) and the parent share one
+    parent_id = next(
+        pid
+        for pid in (ns.new_run_id(p) for _ in range(100) for p in parts)
+        if idempotency_partition("double", f"invoke:{pid}:child", ns.partitions) == ns.part_of(pid)
+    )
     child = await app.start("double", 21, idempotency_key=f"invoke:{parent_id}:child")
     await app.worker(poll_interval=0.05, block_ms=100).run(burst=True)
     assert await child.result(timeout=15) == 42
     payload = app.serializer.dumps(None)
     request = StartRequest(job="parent", queue="default", idem_ttl_ms=1000)
-    await app._core.scripts.start(request, [(parent_id, None, payload)])
+    await ns.scripts_of(parent_id).start(request, [(parent_id, None, payload)])
     running_worker(app)
     assert await app.run(parent_id).result(timeout=10) == 42
     info = await app.get_run(parent_id)
