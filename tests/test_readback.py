@@ -113,7 +113,7 @@ async def _damaged_run(app: StackShift, running_worker: Any) -> str:
     request = SendEventRequest(
         "paid", "legacy", raw, flat, ser.dumps(None), 60_000, 60_000, {}, uuid.uuid4().hex
     )
-    await app._core.scripts.send_event(request)
+    await app._core.scripts_of(run.id).send_event(request)  # the waiter's partition
     await wait_for(lambda: _is(app, run.id, "failed"), timeout=10)
     for i in range(3):
         assert await app.run((await app.start("fine", i)).id).result(timeout=10) == "ok"
