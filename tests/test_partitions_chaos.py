@@ -1,0 +1,71 @@
+"""Partitions under a worker's death (issue 28, chaos): a worker process SIGKILLed while a
+child invoked on another partition runs. The child is recovered on its partition, its end
+settles its parent through the outbox, and nothing is lost or applied twice (counted)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from apps import obs_key
+from helpers import spawn_worker, wait_for
+
+from stackshift_redis import StackShift
+from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.routing import SEP
+
+APP = "tests.apps.partition_jobs:app"
+
+
+@pytest.fixture
+def client(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
+    monkeypatch.setenv(PREVIEW_ENV, "1")
+    return make_app(partitions=4)
+
+
+async def test_a_worker_killed_mid_invoke_across_partitions_loses_nothing(
+    client: StackShift, redis_url: str, procs: list[Any]
+) -> None:
+    ns = client._core
+    parents = []
+    for i in range(6):
+        key = f"customer:{i}"
+        here = route(key, 4)
+        account = next(  # a child key that routes the child off its parent's partition
+            f"acct{i}-{j}" for j in range(100) if route(f"sync_account{SEP}acct{i}-{j}", 4) != here
+        )
+        payload = {"account": account, "hang": i == 0}
+        handle = await client.start("pay", payload, partition_key=key, queue_name="chaos")
+        parents.append((handle, account))
+    procs.append(spawn_worker(redis_url, client.namespace, "--queue", "chaos", target=APP))
+
+    async def hang_pid() -> int:
+        raw = await client.redis.get(obs_key(client.namespace, "hang_pid"))
+        return int(raw) if raw else 0
+
+    await wait_for(hang_pid, timeout=20)
+    os.kill(await hang_pid(), signal.SIGKILL)  # mid-step of a child on another partition
+    procs.append(spawn_worker(redis_url, client.namespace, "--queue", "chaos", target=APP))
+
+    for handle, account in parents:
+        assert await handle.result(timeout=30) == f"applied {account}"
+    for handle, account in parents:
+        count = await client.redis.get(obs_key(client.namespace, f"recorded:{account}"))
+        assert count == b"1"  # the step after the kill ran once
+        applied = await client.redis.get(obs_key(client.namespace, f"apply:{account}"))
+        assert applied == (b"2" if account == parents[0][1] else b"1")  # the killed one again
+        info = await client.get_run(handle.id)
+        assert info is not None and info.status == "completed"
+        kid = next(e["child"] for e in info.timeline if e["type"] == "child_started")
+        assert ns.part_of(kid) != ns.part_of(handle.id)
+        settled = [e for e in info.timeline if e["type"] == "child_completed"]
+        assert len(settled) == 1  # the parent was settled once
+
+    async def outboxes_empty() -> bool:
+        lengths = [await client.redis.xlen(k.outbox()) for k in ns.part_keys]
+        return sum(lengths) == 0
+
+    await wait_for(outboxes_empty, timeout=10)
