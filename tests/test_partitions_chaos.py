@@ -53,10 +53,11 @@ async def test_a_worker_killed_mid_invoke_across_partitions_loses_nothing(
     for handle, account in parents:
         assert await handle.result(timeout=30) == f"applied {account}"
     for handle, account in parents:
-        count = await client.redis.get(obs_key(client.namespace, f"recorded:{account}"))
-        assert count == b"1"  # the step after the kill ran once
+        assert await client.state.get(f"recorded:{account}") == 1  # committed once
         applied = await client.redis.get(obs_key(client.namespace, f"apply:{account}"))
-        assert applied == (b"2" if account == parents[0][1] else b"1")  # the killed one again
+        # a plain step is at-least-once: the hanging one ran again; any other step the
+        # kill interrupted too
+        assert applied == b"2" if account == parents[0][1] else applied in (b"1", b"2")
         info = await client.get_run(handle.id)
         assert info is not None and info.status == "completed"
         kid = next(e["child"] for e in info.timeline if e["type"] == "child_started")
