@@ -1,14 +1,15 @@
 """The app of partition chaos tests (`stackshift-worker tests.apps.partition_jobs:app`):
 four partitions whatever STACKSHIFT_TEST_PARTITIONS says (the test sets the preview
 variable). A parent invokes a child whose concurrency key puts it on another partition;
-the child's first step hangs on its first execution, so the test can kill its worker."""
+the child's first step hangs on its first execution, so the test can kill its worker; its
+second counts in a transactional step (a commit on the counter's partition)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
-from stackshift_redis import Concurrency, RunContext
+from stackshift_redis import Concurrency, RunContext, StateTx
 
 from . import app_from_env, obs
 
@@ -29,10 +30,10 @@ async def sync_account(ctx: RunContext) -> str:
 
     done = await ctx.step.run("apply", apply)
 
-    async def record() -> None:
-        await app.redis.incr(obs(f"recorded:{account}"))
+    async def record(tx: StateTx) -> int:  # exactly once, even if its worker is killed
+        return await tx.incr(f"recorded:{account}")
 
-    await ctx.step.run("record", record)
+    await ctx.step.transact("record", record)
     return str(done)
 
 
