@@ -109,7 +109,7 @@ async def test_sleep_and_event_in_one_gather_wait_for_both(
     assert waits[0]["steps"] == ["nap", "go"] and waits[0]["kinds"] == ["sleep", "event"]
     assert "sleep_done" in _types(info) and "event_received" in _types(info)
     assert time.monotonic() - t0 < 5
-    assert await app.redis.exists(app._core.keys.event_shapes("go")) == 0
+    assert await app.redis.exists(app._core.keys_of(run.id).event_shapes("go")) == 0
 
 
 async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
@@ -141,7 +141,7 @@ async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
     fields = await app.redis.hkeys(app._core.keys_of(run.id).run(run.id))
     assert not [f for f in fields if f.startswith((b"w:", b"wait_n"))]
     assert await app.redis.zcard(delayed) == 0
-    assert await app.redis.exists(app._core.keys.event_shapes("paid")) == 0
+    assert await app.redis.exists(app._core.keys_of(run.id).event_shapes("paid")) == 0
     gc.collect()
     assert "never retrieved" not in caplog.text
 
@@ -253,7 +253,7 @@ async def test_cancelling_a_parent_cancels_every_child_it_waits_for(
     assert await app.cancel(run.id, reason="stop") is True
     children = await app.list_runs(job="waiter")
     assert sorted(c.status for c in children) == ["cancelled"] * 3
-    assert await app.redis.hgetall(app._core.keys.event_shapes("never")) == {}
+    assert await app.redis.hgetall(app._core.keys_of(run.id).event_shapes("never")) == {}
 
 
 async def _count(app: StackShift, job: str, status: str, n: int) -> bool:
