@@ -156,7 +156,14 @@ class TestEnv:
 
     async def _set_clock(self, ms: int) -> None:
         self._now_ms = ms
-        await self._redis.set(self.app._core.keys.clock(), ms)
+        for key in self._clock_keys():
+            await self._redis.set(key, ms)
+
+    def _clock_keys(self) -> list[str]:
+        """The clock key of the namespace's tag and of each partition (one key with P = 1):
+        every script reads the clock of the keys it is bound to."""
+        ns = self.app._core
+        return list(dict.fromkeys([ns.keys.clock(), *(k.clock() for k in ns.part_keys)]))
 
     # lifecycle
     async def __aenter__(self) -> TestEnv:
@@ -167,7 +174,8 @@ class TestEnv:
         ns = self.app._core
         server = fakeredis.FakeServer()
         self._redis = fakeredis.FakeAsyncRedis(server=server)
-        await self._redis.set(ns.keys.clock(), self._now_ms)
+        for key in self._clock_keys():
+            await self._redis.set(key, self._now_ms)
         await self.app.close()  # the result reader and sync facade reconnect to fakeredis
         self._previous = ns.swap_client(self._redis, virtual_clock=True)
         self._previous_clock = clock.use(self._clock_ns)

@@ -17,11 +17,13 @@ import pytest
 from helpers import namespace_keys, observed, spawn_worker, wait_for
 
 from stackshift_redis import PayloadError, StackShift
+from stackshift_redis._core.partitions import route
 from stackshift_redis._core.records import new_run_id
 from stackshift_redis._core.scripts import StartRequest
 from stackshift_redis.errors import LeaseLostError, RunDataError
 
 OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
+PART_KEY = "p0"  # with partitions: the runs of the foreign entries' test go to its partition
 
 
 @pytest.mark.parametrize("with_progress", [False, True])
@@ -64,15 +66,16 @@ async def test_progress_of_a_stale_worker_never_recreates_an_expired_run(
 ) -> None:
     app: StackShift = make_app(retention=1)
     run = await app.start("j", queue_name="s")
-    [taken] = (await app._core.scripts.take([("s", 30_000)], 1, **OPTS)).taken
-    done = app._core.scripts.complete_call(run.id, taken.token, app.serializer.dumps(1), 1000)
-    assert await app._core.scripts.run_batch([done]) == [1]
+    scripts = app._core.scripts_of(run.id)
+    [taken] = (await scripts.take([("s", 30_000)], 1, **OPTS)).taken
+    done = scripts.complete_call(run.id, taken.token, app.serializer.dumps(1), 1000)
+    assert await scripts.run_batch([done]) == [1]
     with pytest.raises(LeaseLostError):  # finished: fenced out
-        await app._core.scripts.progress(run.id, taken.token, app.serializer.dumps(0.5))
+        await scripts.progress(run.id, taken.token, app.serializer.dumps(0.5))
     await asyncio.sleep(1.2)
     assert await app.get_run(run.id) is None
     with pytest.raises(LeaseLostError):  # expired: nothing re-created
-        await app._core.scripts.progress(run.id, taken.token, app.serializer.dumps(0.9))
+        await scripts.progress(run.id, taken.token, app.serializer.dumps(0.9))
     assert await app.redis.exists(app._core.keys_of(run.id).run(run.id)) == 0
 
 
@@ -86,10 +89,10 @@ async def test_start_refuses_a_payload_that_does_not_deserialize(app: StackShift
 async def test_an_undecodable_run_fails_alone(app: StackShift, running_worker: Any) -> None:
     app.job("j", lambda ctx: ctx.payload)
     good = await app.start_many("j", list(range(5)))
-    bad_id = new_run_id()
+    bad_id = app._core.new_run_id(app._core.partitions - 1)  # on the last partition
     request = StartRequest(job="j", queue="default", idem_ttl_ms=1000)
     # stored by another client whose serializer differs
-    await app._core.scripts.start(request, [(bad_id, None, b"\xc1")])
+    await app._core.scripts_of(bad_id).start(request, [(bad_id, None, b"\xc1")])
     more = await app.start_many("j", list(range(5, 10)))
     running_worker(app)
     assert [await r.result(timeout=10) for r in good + more] == list(range(10))
@@ -116,11 +119,11 @@ async def test_foreign_entries_are_dropped_and_the_rest_runs(
     app: StackShift, running_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     app.job("j", lambda ctx: ctx.payload)
-    k = app._core.keys
+    k = app._core.part_keys[route(PART_KEY, app._core.partitions)]  # the runs' partition
     await app.redis.xadd(k.stream("default"), {"garbage": "\x00\xff"})  # not a ticket
     await app.redis.zadd(k.ready("default", "0"), {"not-a-run": 0})  # not a run
     await app.redis.zadd(k.ring("default"), {"0": 0})
-    runs = await app.start_many("j", [1, 2, 3])
+    runs = await app.start_many("j", [1, 2, 3], partition_key=PART_KEY)
     with caplog.at_level(logging.ERROR, logger="stackshift.worker"):
         running_worker(app)
         assert [await r.result(timeout=10) for r in runs] == [1, 2, 3]
@@ -146,7 +149,8 @@ async def test_a_queued_run_that_lost_its_ready_entry_is_requeued(
 ) -> None:
     app.job("j", lambda ctx: "ran")
     run = await app.start("j")
-    await app.redis.zrem(app._core.keys.ready("default", "0"), run.id)  # lost mid-crash
+    ready = app._core.keys_of(run.id).ready("default", "0")
+    assert await app.redis.zrem(ready, run.id) == 1  # lost mid-crash
     running_worker(app)  # its reconcile duty (first round at start) finds the run
     assert await run.result(timeout=10) == "ran"
     info = await app.get_run(run.id)

@@ -16,7 +16,7 @@ from typing import Any
 from helpers import wait_for
 
 from stackshift_redis import RunContext, RunFailed, StackShift
-from stackshift_redis._core.records import new_run_id, record_prefix, step_completed
+from stackshift_redis._core.records import record_prefix, step_completed
 from stackshift_redis._core.scripts import InvokeRequest, SleepRequest
 
 
@@ -31,13 +31,17 @@ def _types(info: Any) -> list[str]:
 def _count_parks(app: StackShift) -> list[list[str]]:
     """Record every `park` call of the app's scripts (the steps it was called with)."""
     calls: list[list[str]] = []
-    park = app._core.scripts.park
+    for part in range(app._core.partitions):  # every partition's scripts (one with P = 1)
+        scripts = app._core.part_scripts(part)
 
-    async def counted(run_id: str, token: str, steps: list[str]) -> Any:
-        calls.append(list(steps))
-        return await park(run_id, token, steps)
+        def counting(park: Any) -> Any:
+            async def counted(run_id: str, token: str, steps: list[str]) -> Any:
+                calls.append(list(steps))
+                return await park(run_id, token, steps)
 
-    app._core.scripts.park = counted  # type: ignore[method-assign]
+            return counted
+
+        scripts.park = counting(scripts.park)  # type: ignore[method-assign]
     return calls
 
 
@@ -105,7 +109,7 @@ async def test_sleep_and_event_in_one_gather_wait_for_both(
     assert waits[0]["steps"] == ["nap", "go"] and waits[0]["kinds"] == ["sleep", "event"]
     assert "sleep_done" in _types(info) and "event_received" in _types(info)
     assert time.monotonic() - t0 < 5
-    assert await app.redis.exists(app._core.keys.event_shapes("go")) == 0
+    assert await app.redis.exists(app._core.keys_of(run.id).event_shapes("go")) == 0
 
 
 async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
@@ -127,7 +131,8 @@ async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
     run = await app.start("race")
     running_worker(app)
     await wait_for(lambda: _is(run, "waiting"))
-    assert await app.redis.zcard(app._core.keys.delayed("default")) == 1  # the deadline's timer
+    delayed = app._core.keys_of(run.id).delayed("default")
+    assert await app.redis.zcard(delayed) == 1  # the deadline's timer
     gc.collect()  # a task whose exception nobody read would be reported now
     assert after_wait == []  # parking stopped the handler inside asyncio.wait
     await app.send_event("paid", {"order": 1})
@@ -135,8 +140,8 @@ async def test_a_race_finishes_with_the_first_wait_and_drops_the_other(
     assert after_wait == [{"event"}]
     fields = await app.redis.hkeys(app._core.keys_of(run.id).run(run.id))
     assert not [f for f in fields if f.startswith((b"w:", b"wait_n"))]
-    assert await app.redis.zcard(app._core.keys.delayed("default")) == 0
-    assert await app.redis.exists(app._core.keys.event_shapes("paid")) == 0
+    assert await app.redis.zcard(delayed) == 0
+    assert await app.redis.exists(app._core.keys_of(run.id).event_shapes("paid")) == 0
     gc.collect()
     assert "never retrieved" not in caplog.text
 
@@ -248,15 +253,16 @@ async def test_cancelling_a_parent_cancels_every_child_it_waits_for(
     assert await app.cancel(run.id, reason="stop") is True
     children = await app.list_runs(job="waiter")
     assert sorted(c.status for c in children) == ["cancelled"] * 3
-    assert await app.redis.hgetall(app._core.keys.event_shapes("never")) == {}
+    assert await app.redis.hgetall(app._core.keys_of(run.id).event_shapes("never")) == {}
 
 
 async def _count(app: StackShift, job: str, status: str, n: int) -> bool:
     return len(await app.list_runs(job=job, status=status)) == n
 
 
-async def _take_one(app: StackShift) -> Any:
-    reply = await app._core.scripts.take(
+async def _take_one(app: StackShift, part: int = 0) -> Any:
+    """Take one run of partition `part`'s default queue (its only one with P = 1)."""
+    reply = await app._core.part_scripts(part).take(
         [("default", 30_000)], 1, max_deliveries=5, retention_ms=60_000, taker="t"
     )
     [taken] = reply.taken
@@ -268,8 +274,9 @@ async def test_registered_waits_survive_a_lost_attempt(app: StackShift) -> None:
     registered (no second child), and a child that finished meanwhile is settled."""
     app.job("kid", lambda ctx: None)
     app.job("p", lambda ctx: None)
-    await app.start("p")
-    t = await _take_one(app)
+    part = app._core.part_of((await app.start("p")).id)
+    sc, k = app._core.part_scripts(part), app._core.part_keys[part]
+    t = await _take_one(app, part)
     recs = (step_completed(b"\xc0"), record_prefix("completed", "result"), b"")
 
     def invoke() -> InvokeRequest:
@@ -279,34 +286,34 @@ async def test_registered_waits_survive_a_lost_attempt(app: StackShift) -> None:
             step="a",
             job="kid",
             queue="default",
-            child_id=new_run_id(),
+            child_id=app._core.new_run_id(part),
             payload=b"\xc0",
             timeout_ms=-1,
             idem_ttl_ms=60_000,
             records=recs,
         )
 
-    first = await app._core.scripts.invoke(invoke())
-    again = await app._core.scripts.invoke(invoke())  # re-sent after a lost reply: same child
+    first = await sc.invoke(invoke())
+    again = await sc.invoke(invoke())  # re-sent after a lost reply: same child
     assert first.outcome == again.outcome == "pending" and first.child == again.child
     none = step_completed(b"\xc0")
     assert (
-        await app._core.scripts.sleep(
+        await sc.sleep(
             SleepRequest(
                 run_id=t.run_id, token=t.token, step="s", rel_ms=60_000, until_ms=-1, record=none
             )
         )
     ).outcome == ("pending")
-    await app.redis.zadd(app._core.keys.leases("default"), {t.run_id: 1})  # its worker died
-    assert await app._core.scripts.reclaim("default", 60_000) == [t.run_id]
-    kid = await _take_one(app)
+    await app.redis.zadd(k.leases("default"), {t.run_id: 1})  # its worker died
+    assert await sc.reclaim("default", 60_000) == [t.run_id]
+    kid = await _take_one(app, part)
     assert kid.run_id == first.child
-    done = app._core.scripts.complete_call(kid.run_id, kid.token, b"\xa2ok", 60_000)
-    await app._core.scripts.run_batch([done])
-    again_p = await _take_one(app)
+    done = sc.complete_call(kid.run_id, kid.token, b"\xa2ok", 60_000)
+    await sc.run_batch([done])
+    again_p = await _take_one(app, part)
     assert again_p.run_id == t.run_id and sorted(again_p.pending) == ["s"]
     assert [s.decode() for s in again_p.steps[::2]] == ["a"]  # settled while queued
-    reply = await app._core.scripts.park(again_p.run_id, again_p.token, ["s"])
+    reply = await sc.park(again_p.run_id, again_p.token, ["s"])
     assert reply.parked
     assert await app.get_run(t.run_id) is not None
     assert await app.run(t.run_id).status() == "waiting"
@@ -317,8 +324,8 @@ async def test_a_run_parked_by_the_previous_version_resumes(app: StackShift) -> 
     on an event (its waiter set member is the bare run id)."""
     app.job("j", lambda ctx: None)
     run = await app.start("j")
-    t = await _take_one(app)
-    k = app._core.keys
+    t = await _take_one(app, app._core.part_of(run.id))
+    k = app._core.keys_of(run.id)
     shape, vkey = "id", json.dumps(["1"])
     rk = k.run(run.id)
     await app.redis.hset(rk, mapping={
@@ -433,11 +440,12 @@ async def test_a_parent_parked_by_the_previous_version_resumes_when_its_child_en
     for a child) is settled and resumed when the child completes."""
     app.job("p", lambda ctx: None)
     app.job("kid", lambda ctx: None)
-    parent = await app.start("p")
-    await _take_one(app)
-    k = app._core.keys
+    parent = await app.start("p", partition_key="pk")  # with its child (partitions)
+    part = app._core.part_of(parent.id)
+    await _take_one(app, part)
+    k = app._core.part_keys[part]
     await app.redis.zrem(k.leases("default"), parent.id)
-    child = await app.start("kid")
+    child = await app.start("kid", partition_key="pk")
     await app.redis.hset(k.run(child.id), mapping={"parent": parent.id, "parent_step": "c"})
     await app.redis.hset(k.run(parent.id), mapping={
         "status": "waiting", "wait_kind": "child", "wait_step": "c", "wait_child": child.id,
@@ -445,10 +453,10 @@ async def test_a_parent_parked_by_the_previous_version_resumes_when_its_child_en
         "wait_ok_rec": record_prefix("completed", "result"),
         "wait_fail_rec": record_prefix("failed", "error"),
     })  # fmt: skip
-    t = await _take_one(app)
+    t = await _take_one(app, part)
     assert t.run_id == child.id
-    done = app._core.scripts.complete_call(t.run_id, t.token, b"\xa2ok", 60_000)
-    await app._core.scripts.run_batch([done])
+    done = app._core.part_scripts(part).complete_call(t.run_id, t.token, b"\xa2ok", 60_000)
+    await app._core.part_scripts(part).run_batch([done])
     assert await parent.status() == "queued"
     fields = await app.redis.hkeys(k.run(parent.id))
     assert b"s:c" in fields and b"wait_kind" not in fields and b"w:c" not in fields

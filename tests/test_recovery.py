@@ -24,7 +24,12 @@ _count = observed
 
 
 async def _consumers(app: StackShift, queue: str) -> set[str]:
-    rows = await app.redis.xinfo_consumers(app._core.keys.stream(queue), GROUP)
+    """The consumers of the queue's stream (of every partition's that exists, with P > 1)."""
+    rows: list[Any] = []
+    for k in app._core.part_keys:
+        if app._core.partitions > 1 and not await app.redis.exists(k.stream(queue)):
+            continue
+        rows += await app.redis.xinfo_consumers(k.stream(queue), GROUP)
     return {r["name"].decode() if isinstance(r["name"], bytes) else r["name"] for r in rows}
 
 
@@ -60,8 +65,9 @@ async def _expire_lease(app: StackShift, queue: str, run_id: str) -> None:
     token = await app.redis.hget(rk, "token")
     assert token is not None
     for _ in range(50):
-        await app.redis.eval(_EXPIRE, 2, app._core.keys.leases(queue), rk, run_id, token)
-        await app._core.scripts.reclaim(queue, app.retention_ms)
+        leases = app._core.keys_of(run_id).leases(queue)
+        await app.redis.eval(_EXPIRE, 2, leases, rk, run_id, token)
+        await app._core.scripts_of(run_id).reclaim(queue, app.retention_ms)
         if await app.redis.hget(rk, "token") != token:
             return
     raise AssertionError("the lease could not be expired")
@@ -159,13 +165,14 @@ async def test_stale_worker_cannot_record_over_new_owner(
     await _expire_lease(first, "f", run.id)
     assert await run.result(timeout=10) == "second"
 
-    late = first._core.scripts.complete_call(
+    late = first._core.scripts_of(run.id).complete_call(
         run.id, token, first.serializer.dumps("first"), first.retention_ms
     )
-    [result] = await first._core.scripts.run_batch([late])
+    [result] = await first._core.scripts_of(run.id).run_batch([late])
     assert isinstance(result, LeaseLostError)
     with pytest.raises(LeaseLostError):
-        await first._core.scripts.record_step(run.id, token, "late", b"x", "step_completed")
+        late_step = first._core.scripts_of(run.id).record_step
+        await late_step(run.id, token, "late", b"x", "step_completed")
 
     gate.set()  # the stale attempt ends now (or was already stopped as lost)
     await wait_for(lambda: not stale.running, timeout=10)
@@ -181,18 +188,19 @@ async def test_a_new_claim_never_reuses_a_lease_token(app: StackShift) -> None:
     app.queue("s", visibility_timeout=30)
     run = await app.start("anything", queue_name="s")
     opts: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
-    [first] = (await app._core.scripts.take([("s", 30_000)], 1, **opts)).taken
+    scripts = app._core.scripts_of(run.id)
+    [first] = (await scripts.take([("s", 30_000)], 1, **opts)).taken
     assert first.run_id == run.id
 
-    await app.redis.zadd(app._core.keys.leases("s"), {run.id: 0})  # worker "a" stalls
-    assert await app._core.scripts.reclaim("s", app.retention_ms) == [run.id]
-    [second] = (await app._core.scripts.take([("s", 30_000)], 1, **opts)).taken
+    await app.redis.zadd(app._core.keys_of(run.id).leases("s"), {run.id: 0})  # "a" stalls
+    assert await scripts.reclaim("s", app.retention_ms) == [run.id]
+    [second] = (await scripts.take([("s", 30_000)], 1, **opts)).taken
     assert second.run_id == run.id and second.token != first.token
 
-    stale = app._core.scripts.complete_call(
+    stale = scripts.complete_call(
         run.id, first.token, app.serializer.dumps("stale"), app.retention_ms
     )
-    [result] = await app._core.scripts.run_batch([stale])
+    [result] = await scripts.run_batch([stale])
     assert isinstance(result, LeaseLostError)  # the stalled worker "a" is fenced out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from helpers import skip_on_cluster, spawn_worker, wait_for
+from helpers import skip_on_cluster, skip_with_partitions, spawn_worker, wait_for
 from test_lost_replies import DroppingProxy
 
 from stackshift_redis import StackShift
@@ -83,6 +83,12 @@ async def _values(app: StackShift, names: list[str]) -> list[int]:
     return out
 
 
+# tests/apps/transact_jobs.py's parent commits an event, and state of two names
+NOT_YET = (
+    "a transactional step cannot send events (tx.send_event) nor commit state of several partitions"
+)
+
+
 async def _exactly_once(
     app: StackShift, worker_url: str, fault: str, p: float, timeout: float
 ) -> Fleet:
@@ -138,6 +144,7 @@ async def _all_completed(app: StackShift, ids: list[str]) -> bool:
 
 @skip_on_cluster  # 1,000 runs per fault: once, on standalone Redis (CI time)
 @pytest.mark.parametrize("point", ["before_commit", "after_commit"])
+@skip_with_partitions(NOT_YET)
 async def test_sigkill_at_the_commit(make_app: Any, redis_url: str, point: str) -> None:
     app = make_app()
     fleet = await _exactly_once(app, redis_url, f"{point}:kill", 0.004, timeout=240)
@@ -146,6 +153,7 @@ async def test_sigkill_at_the_commit(make_app: Any, redis_url: str, point: str) 
 
 
 @skip_on_cluster
+@skip_with_partitions(NOT_YET)
 async def test_a_commit_arriving_after_its_lease_writes_nothing(
     make_app: Any, redis_url: str
 ) -> None:
@@ -156,6 +164,7 @@ async def test_a_commit_arriving_after_its_lease_writes_nothing(
 
 
 @skip_on_cluster  # the proxy fronts one server
+@skip_with_partitions(NOT_YET)
 async def test_lost_commit_replies(make_app: Any, redis_url: str) -> None:
     app = make_app()
     u = urlparse(redis_url)
