@@ -3,7 +3,8 @@
 partition's outbox stream in the same atomic call (lua/lib/elsewhere.lua). Every worker
 reads the outboxes through the consumer group `relay`, applies each entry on the run's
 partition (lua/apply_outbox.lua), then acknowledges and deletes it. Entries a relay read
-but never acknowledged (it died) are claimed by another after CLAIM_IDLE_MS.
+but never acknowledged are read again by it every CLAIM_EVERY_S (a lost reply), and
+claimed by another after CLAIM_IDLE_MS (it died).
 
 At-least-once delivery plus an idempotent apply is exactly-once effect. With one
 partition there is no outbox and the relay does nothing.
@@ -83,11 +84,15 @@ class Relay:
     async def _read_group(self, outbox: str, claim: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
         r = self.ns.redis
         out: list[tuple[bytes, dict[bytes, bytes]]] = []
-        if claim:
+        if claim:  # this relay's own unacknowledged entries (a reply lost), then others'
+            mine: Any = await r.xreadgroup(GROUP, self.consumer, {outbox: "0"}, count=BATCH)
+            for _, entries in mine or []:
+                out += [(e, f) for e, f in entries if f]
             reply: Any = await r.xautoclaim(
                 outbox, GROUP, self.consumer, CLAIM_IDLE_MS, start_id="0-0", count=BATCH
             )
-            out += [(e, f) for e, f in reply[1] if f]  # (deleted entries come back empty)
+            seen = {e for e, _ in out}
+            out += [(e, f) for e, f in reply[1] if f and e not in seen]  # (deleted: empty)
         reply = await r.xreadgroup(GROUP, self.consumer, {outbox: ">"}, count=BATCH)
         for _, entries in reply or []:
             out += [(e, f) for e, f in entries if f]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -26,7 +27,22 @@ from ..keys import Keys
 from ..luasrc import script_names, source
 
 CONNECTION_ERRORS = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)
-CLUSTER_CONCURRENT = 8  # calls of one batch in flight at once on a Redis Cluster
+CLUSTER_CONCURRENT = 32  # fanned-out calls in flight at once per Redis Cluster client
+_ROOMS: weakref.WeakKeyDictionary[Any, tuple[Any, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
+
+
+def cluster_room(redis: Any) -> asyncio.Semaphore:
+    """The limit shared by every fanned-out call (a batch, an event's legs) on one
+    RedisCluster client: a node's pool refuses a connection past its max_connections
+    (100 by default) instead of waiting, so concurrent batches must share one bound."""
+    loop = asyncio.get_running_loop()
+    found = _ROOMS.get(redis)
+    if found is None or found[0] is not loop:
+        found = (loop, asyncio.Semaphore(CLUSTER_CONCURRENT))
+        _ROOMS[redis] = found
+    return found[1]
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -267,7 +283,7 @@ class Door:
             except Exception as exc:
                 return [exc]
         if isinstance(self.redis, RedisCluster):  # concurrent EVALSHA: see queue_call
-            room = asyncio.Semaphore(CLUSTER_CONCURRENT)  # a node's pool refuses, not waits
+            room = cluster_room(self.redis)
             return list(await asyncio.gather(*(self._call_or_error(c, room) for c in calls)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in calls:

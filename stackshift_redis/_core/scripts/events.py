@@ -12,12 +12,12 @@ from redis.exceptions import ResponseError
 
 from ...errors import RedisUnavailableError, StaleDefinitionsError, from_redis_error
 from .door import (
-    CLUSTER_CONCURRENT,
     CONNECTION_ERRORS,
     Door,
     ScriptCall,
     SendReply,
     _str,
+    cluster_room,
     unavailable,
 )
 from .requests import SendEventRequest
@@ -72,7 +72,7 @@ async def send_legs(
     calls = [(door, door.send_event_call(request, leg=True)) for door, request in legs]
     results: list[Any]
     if isinstance(redis, RedisCluster):
-        room = asyncio.Semaphore(CLUSTER_CONCURRENT)  # a node's pool refuses, not waits
+        room = cluster_room(redis)  # shared by every fan-out on this client
 
         async def leg(door: EventScripts, c: ScriptCall) -> Any:
             async with room:
