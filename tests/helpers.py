@@ -249,3 +249,13 @@ def skip_with_partitions(limitation: str) -> pytest.MarkDecorator:
         os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1") != "1",
         reason=f"not yet with partitions: {limitation} (docs/guides/scaling-out.md)",
     )
+
+
+# --- p4-g3: apps on a server of their own (STACKSHIFT_TEST_PARTITIONS) ---
+
+
+def own_app(url: str, namespace: str, **kwargs: Any) -> StackShift:
+    """An app at `url` (a server a test started itself) with the suite's partition count,
+    like its worker processes (tests/apps): STACKSHIFT_TEST_PARTITIONS, 1 by default."""
+    kwargs.setdefault("partitions", int(os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1")))
+    return StackShift(url, namespace=namespace, **kwargs)

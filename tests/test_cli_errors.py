@@ -85,7 +85,7 @@ async def test_a_flushall_under_a_blocked_worker_is_one_warning(
 ) -> None:
     import shutil
 
-    from helpers import OwnRedis, spawn_worker, wait_for
+    from helpers import OwnRedis, own_app, spawn_worker, wait_for
 
     server = OwnRedis()
     server.start()
@@ -94,7 +94,7 @@ async def test_a_flushall_under_a_blocked_worker_is_one_warning(
         env = {"STACKSHIFT_TEST_CLUSTER": "0"}
         procs.append(spawn_worker(server.url, "flushed", log=log, env=env,
                                   target="tests.apps.ops_jobs:app"))  # fmt: skip
-        app = StackShift(server.url, namespace="flushed")
+        app = own_app(server.url, "flushed")
         try:
             await wait_for(lambda: app.redis.zcard(app._core.keys.workers()), 20)
             await asyncio.sleep(0.5)  # blocked on its ticket streams

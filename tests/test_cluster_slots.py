@@ -71,6 +71,7 @@ REQUIRED = {
     "follow",
     "transact",
 }
+SINGLE_TAG_ONLY = {"fire_schedule", "trigger_schedule"}  # one script for a tick's run
 VARIABLE = {"transact"}  # KEYS and ARGV counted by an argument (the header says how)
 
 
@@ -166,6 +167,7 @@ def test_keys_of_a_namespace_share_its_slot() -> None:
 async def test_every_script_call_touches_one_slot(
     app: StackShift, running_worker: Any, script_calls: list[Call]
 ) -> None:
+    parts = app._core.partitions  # (STACKSHIFT_TEST_PARTITIONS: each call on one partition)
     app.queue("default", visibility_timeout=2)  # renew and reclaim run every ~0.67 s
     attempts: dict[str, int] = {}
 
@@ -178,7 +180,7 @@ async def test_every_script_call_touches_one_slot(
         await ctx.step.sleep("nap", 0.05)
         evt = await ctx.step.wait_for_event("w", event="go", match={"id": ctx.payload})
         kid = await ctx.step.invoke("kid", job="child", payload=21)
-        await ctx.step.transact("tx", _tx_all)
+        await ctx.step.transact("tx", _tx_all if parts == 1 else _tx_partitioned)
         await ctx.step.run("slow", asyncio.sleep, 1.0)  # outlives a renew interval
         assert evt is not None
         return a + kid + evt.data["v"]
@@ -198,9 +200,10 @@ async def test_every_script_call_touches_one_slot(
         return "fixed"
 
     app.job("parked", lambda ctx: None)
+    one = None if parts == 1 else "k"  # with partitions a job's rules share one key
     app.job(
         "gated", lambda ctx: ctx.payload["n"], concurrency=Concurrency(1, key="k"),
-        throttle=Throttle(100, 1), rate_limit=RateLimit(100, 60),
+        throttle=Throttle(100, 1, key=one), rate_limit=RateLimit(100, 60, key=one),
         cancel_on=CancelOn("stop", match="k"),
     )  # fmt: skip
     app.job("single", lambda ctx: None, singleton=Singleton(mode="cancel"))
@@ -254,20 +257,23 @@ async def test_every_script_call_touches_one_slot(
     assert await app.schedules.delete("sched")
 
     assert script_calls, "no script call was recorded"
-    prefix_slot = _slot(app._core.keys.prefix)
+    # the namespace's tag and its partitions' tags (with one partition: the namespace's)
+    tag_slots = {_slot(k.prefix) for k in [app._core.keys, *app._core.part_keys]}
     for name, keys, args in script_calls:
         assert keys, f"{name}: a script call without KEYS cannot be routed by slot"
         slots = {_slot(key) for key in keys}
-        assert slots == {prefix_slot}, f"{name} touches slots {slots}: {keys}"
+        assert len(slots) == 1 and slots <= tag_slots, f"{name} touches slots {slots}: {keys}"
         derived = [a for a in args if isinstance(a, str) and a.startswith("ss:{")]
-        assert all(_slot(a) == prefix_slot for a in derived), f"{name}: ARGV {derived}"
+        assert all({_slot(a)} == slots for a in derived), f"{name}: ARGV {derived}"
     for name, keys, args in script_calls:
         if name in VARIABLE:
             continue
         spec = header_spec(name)
         assert matches(spec["KEYS"], len(keys)), f"{name}: {len(keys)} KEYS vs its header"
         assert matches(spec["ARGV"], len(args)), f"{name}: {len(args)} ARGV vs its header"
-    missing = REQUIRED - {name for name, _, _ in script_calls}
+    # with partitions a tick's run is started on its partition, then the schedule advances
+    required = REQUIRED if parts == 1 else REQUIRED - SINGLE_TAG_ONLY | {"advance_schedule"}
+    missing = required - {name for name, _, _ in script_calls}
     assert not missing, f"the workload did not exercise {sorted(missing)}"
 
 
@@ -278,6 +284,16 @@ async def _tx_all(tx: Any) -> None:
     tx.delete("tx:gone")
     tx.send_event("tx.done", {"k": "z"})
     tx.start("child", 4, idempotency_key="tx-child")
+
+
+async def _tx_partitioned(tx: Any) -> None:
+    """_tx_all with partitions: its state on one partition (one braced part), and neither
+    tx.send_event nor a start an idempotency key routes elsewhere (docs/guides/scaling-out.md:
+    not yet with partitions)."""
+    await tx.incr("{tx}:n")
+    tx.set("{tx}:v", {"a": 1}, ttl=60)
+    tx.delete("{tx}:gone")
+    tx.start("child", 4)
 
 
 async def _waits_for_event(run: Any) -> bool:

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from helpers import observed, spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import StackShift
+from stackshift_redis._client.queue_view import queue_gauges
 from stackshift_redis._ops.cli import main
 from stackshift_redis.dashboard import create_app
 
@@ -173,7 +174,7 @@ async def test_a_run_pinned_to_an_unserved_version_waits_queued_then_runs(
     await wait_for(lambda: _queue_unserved(redis_url, ns, is_cluster, 2), 20)
     table = await _cli(redis_url, ns, is_cluster, "queues")
     assert "+2 unserved" in table.output, table.output
-    _, gauges = await client._core.scripts.queue_stats(["defs"])
+    _, gauges = await queue_gauges(client._core, ["defs"])  # the metrics' (every partition)
     assert [(g.ready, g.unserved) for g in gauges if g.queue == "defs"] == [(0, 2)]
     asgi = httpx.ASGITransport(app=create_app(client))
     async with httpx.AsyncClient(transport=asgi, base_url="http://t") as web:

@@ -111,6 +111,7 @@ async def test_a_client_on_a_newer_layout_refuses_with_one_line_and_writes_nothi
         await late.state.set("k", 1)
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 async def test_two_processes_at_once_migrate_once_and_the_second_check_runs_nothing(
     make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,6 +132,7 @@ async def test_two_processes_at_once_migrate_once_and_the_second_check_runs_noth
     assert seen["calls"] == 5
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 async def test_a_process_that_lost_the_lock_waits_then_resumes_at_the_saved_cursor(
     app: StackShift, make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -152,6 +154,7 @@ async def test_a_process_that_lost_the_lock_waits_then_resumes_at_the_saved_curs
     assert (await meta(app))["layout"] == str(L)
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 async def test_a_failing_step_releases_the_lock_and_the_next_process_resumes_at_once(
     app: StackShift, make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,6 +176,7 @@ async def test_a_failing_step_releases_the_lock_and_the_next_process_resumes_at_
     assert (await meta(app))["layout"] == str(L)
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 async def test_workers_sweep_again_while_an_old_release_worker_is_alive(
     app: StackShift, make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,6 +229,7 @@ async def test_a_running_worker_stops_on_a_newer_layout_and_writes_nothing_more(
     assert await app.redis.zscore(app._core.keys.workers(), worker.id) is not None  # kept
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 async def test_a_worker_waiting_for_another_process_s_migration_stops_when_asked(
     app: StackShift, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -252,6 +257,7 @@ async def _status(app: StackShift, run_id: str, status: str) -> bool:
     return info is not None and info.status == status
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 async def test_stackshift_layout_show_migrate_and_sweep(
     app: StackShift, redis_url: str, is_cluster: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

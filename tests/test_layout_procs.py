@@ -74,6 +74,7 @@ def ms(info: Any, field: str) -> int:
     return int(getattr(info, field).timestamp() * 1000)
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 @pytest.mark.timeout(90)
 async def test_two_new_workers_at_once_migrate_once_and_touch_no_run_before_it_is_done(
     app: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path
@@ -104,6 +105,7 @@ async def test_two_new_workers_at_once_migrate_once_and_touch_no_run_before_it_i
     assert not any("Traceback" in t for t in texts)
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 @pytest.mark.timeout(90)
 async def test_sigkill_of_the_migrating_process_halfway_the_next_one_finishes_it(
     app: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path
@@ -223,6 +225,7 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
     assert f"migration step test-step-{L + 1} (test items): 4 converted" in text
 
 
+@pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration
 @pytest.mark.timeout(120)
 async def test_rollback_release_6707af1_runs_on_a_migrated_namespace_and_is_seen(
     app: StackShift, make_app: Any, redis_url: str, is_cluster: bool,

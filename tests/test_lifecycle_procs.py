@@ -50,10 +50,10 @@ async def test_on_failure_exactly_once_when_workers_are_killed_around_the_failur
         request = FailRequest(
             run_id=run.id, token=token, error_json=err, outcome="failed", retention_ms=60_000
         )
-        return app._core.scripts.fail_call(request)
+        return app._core.scripts_of(run.id).fail_call(request)
 
     again, late = fail(str(info.executions)), fail(str(info.executions - 1))
-    replies = await app._core.scripts.run_batch([again, late])
+    replies = await app._core.scripts_of(run.id).run_batch([again, late])
     assert replies[0] == b"failed" and isinstance(replies[1], LeaseLostError)
     assert await _handler_runs(app) == [handler]
     # 3: runs the handler, once
@@ -84,8 +84,13 @@ async def test_pause_and_resume_with_two_worker_processes(
     await wait_for(lambda: _status_is(app, long.id, "running"), 20)
     assert await app.pause_queue(q) is True
     assert await app.pause_queue(q) is False  # paused already
-    runs = [await app.start("ordered", {"i": i, "s": 0.2}, queue_name=q) for i in range(20)]
-    delayed = await app.start("ordered", {"i": 99}, queue_name=q, delay=0.2)
+    # one partition key: a queue is taken in order within a partition (with partitions)
+    pk = "ordered"
+    runs = [
+        await app.start("ordered", {"i": i, "s": 0.2}, queue_name=q, partition_key=pk)
+        for i in range(20)
+    ]
+    delayed = await app.start("ordered", {"i": 99}, queue_name=q, partition_key=pk, delay=0.2)
     # the running run finishes (1.5 s, later on a loaded machine); nothing else is claimed
     await wait_for(lambda: _status_is(app, long.id, "completed"), 20)
     await wait_for(lambda: _status_is(app, delayed.id, "queued"), 20)  # due: ready, held

@@ -20,6 +20,9 @@ from stackshift_redis._core.keys import SHAPES, parse
 from stackshift_redis._core.migrate_indexes import drop_untimed_indexes
 from stackshift_redis._core.migrate_keys import escape_key_names
 
+# conversions of layout 1, which has one tag (one partition)
+pytestmark = pytest.mark.one_partition
+
 FIELDS = ("sgl", "idem_key")  # run hash fields that name a key
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import OwnRedis, RedisServer, spawn_worker, wait_exit, wait_for
+from helpers import OwnRedis, RedisServer, own_app, spawn_worker, wait_exit, wait_for
 
 from stackshift_redis import StackShift
 
@@ -38,7 +38,7 @@ async def test_worker_recovers_after_redis_restarts_empty(
     log = _log(tmp_path, "worker.log")
     procs.append(spawn_worker(own_redis.url, namespace, "-q", "life", log=log, env=STANDALONE,
                               target=TARGET))  # fmt: skip
-    app = StackShift(own_redis.url, namespace=namespace)
+    app = own_app(own_redis.url, namespace)
     try:
         run = await app.start("echo", 1, queue_name="life")
         assert await run.result(timeout=20) == 1
@@ -46,7 +46,7 @@ async def test_worker_recovers_after_redis_restarts_empty(
         await asyncio.sleep(1.0)
         own_redis.start()
         await app.close()
-        app = StackShift(own_redis.url, namespace=namespace)
+        app = own_app(own_redis.url, namespace)
         # the worker re-publishes its job map by itself: a start by name works again
         await wait_for(lambda: app.redis.hget(app._core.keys.jobs(), "echo"), 15)
         started = time.monotonic()
@@ -75,7 +75,7 @@ async def test_worker_started_before_redis_waits_for_it(
     await asyncio.sleep(1.0)
     assert procs[0].poll() is None
     own_redis.start()
-    app = StackShift(own_redis.url, namespace=namespace)
+    app = own_app(own_redis.url, namespace)
     try:
         run = await app.start("echo", "late", queue_name="life")
         assert await run.result(timeout=20) == "late"

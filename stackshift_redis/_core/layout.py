@@ -94,9 +94,19 @@ class Found:
         return cls(v[0], v[1], bool(v[2]), v[3], v[4], v[5], v[6], v[7], *v[8:9])
 
 
+# layout 1's markers that workers of a partitioned namespace also write on its tag, on their
+# own (heartbeat, job map): after Redis lost the namespace (FLUSHALL, a restart without
+# persistence) they come back before any layout check, so they cannot tell layout 1 there
+WORKER_WRITTEN = ("jobs", "workers")
+
+
 def old_layout_markers(ns: _Namespace) -> list[str]:
-    """Keys that a namespace of layout 1 with any data has (keys.py: frozen names)."""
-    return layout1_markers(ns.keys)
+    """Keys that a namespace of layout 1 with any data has (keys.py: frozen names); with
+    partitions, not those its workers rewrite on their own (WORKER_WRITTEN)."""
+    markers = layout1_markers(ns.keys)
+    if ns.partitions == 1:
+        return markers
+    return [m for m in markers if m[len(ns.keys.prefix) :] not in WORKER_WRITTEN]
 
 
 class Layout:

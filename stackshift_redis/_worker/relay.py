@@ -40,12 +40,15 @@ class Relay:
 
     async def _create_groups(self) -> None:
         for keys in self.ns.part_keys:
-            try:
-                await self.ns.redis.xgroup_create(keys.outbox(), GROUP, "0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await self._create_group(keys.outbox())
         self._groups = True
+
+    async def _create_group(self, outbox: str) -> None:
+        try:
+            await self.ns.redis.xgroup_create(outbox, GROUP, "0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     async def tick(self) -> int:
         """Apply what the outboxes hold now (new entries, and stale ones of dead relays);
@@ -68,6 +71,17 @@ class Relay:
         return done
 
     async def _read(self, outbox: str, claim: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        try:
+            return await self._read_group(outbox, claim)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the outbox (FLUSHALL, a restart without persistence; the worker's
+            # recovery logs it once): its group again, and the next tick reads it
+            await self._create_group(outbox)
+            return []
+
+    async def _read_group(self, outbox: str, claim: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
         r = self.ns.redis
         out: list[tuple[bytes, dict[bytes, bytes]]] = []
         if claim:  # this relay's own unacknowledged entries (a reply lost), then others'
