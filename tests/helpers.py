@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,17 @@ from typing import IO, Any
 
 import pytest
 from apps import obs_key
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis_procs import RedisProcError, ServerBinary, find_server, free_port, ping
+from redis.exceptions import RedisError
+from redis_procs import (
+    RedisProcError,
+    ServerBinary,
+    create_cluster,
+    find_server,
+    free_port,
+    ping,
+)
 
 from stackshift_redis import StackShift
 from stackshift_redis._core.namespace import client_from_url
@@ -36,6 +46,7 @@ TEST_PARTITIONS = int(os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1"))
 if TEST_PARTITIONS > 1:
     os.environ["STACKSHIFT_PREVIEW_PARTITIONS"] = "1"
 skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
+only_on_cluster = pytest.mark.skipif(not CLUSTER, reason="needs a Redis Cluster")
 WORKER_ENTRY = "_stackshift_redis_worker"  # the module the `stackshift-worker` command runs
 
 
@@ -201,12 +212,15 @@ async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int | None
 class OwnRedis:
     """A server a test starts, kills and starts again on one port and directory (the
     session's binary): without persistence (a restart loses every key), or with `aof`
-    (appendfsync always: a restart keeps every acknowledged write)."""
+    (appendfsync always: a restart keeps every acknowledged write). With
+    `cluster_node_timeout_ms` it is a cluster node (see `OwnCluster`)."""
 
-    def __init__(self, aof: bool = False) -> None:
-        self.port = free_port()
+    def __init__(self, aof: bool = False, cluster_node_timeout_ms: int = 0) -> None:
+        self.cluster = cluster_node_timeout_ms > 0  # a cluster node (nodes.conf in its dir)
+        self.port = free_port(cluster=self.cluster)
         self.dir = tempfile.mkdtemp(prefix="ss-own-redis-")
         self.aof = aof
+        self.node_timeout_ms = cluster_node_timeout_ms
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -215,6 +229,10 @@ class OwnRedis:
 
     def start(self) -> None:
         persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else []
+        if self.cluster:  # same dir and port: nodes.conf keeps the node's id and slots
+            persist += ["--cluster-enabled", "yes", "--cluster-config-file",
+                        os.path.join(self.dir, "nodes.conf"),
+                        "--cluster-node-timeout", str(self.node_timeout_ms)]  # fmt: skip
         self.proc = subprocess.Popen(
             [server_binary().server, "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", *persist, "--dir", self.dir],
@@ -231,6 +249,59 @@ class OwnRedis:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+
+
+class OwnCluster:
+    """A Redis Cluster of 3 masters (no replicas) a test starts, whose single masters it kills
+    (SIGKILL) and starts again in place: each node an `OwnRedis` cluster node with `aof`.
+    With no replicas a master down past the node timeout fails its slots (and, from the
+    other masters' view, the cluster); restarts here are shorter than `node_timeout_ms`."""
+
+    def __init__(self, masters: int = 3, aof: bool = True, node_timeout_ms: int = 5000) -> None:
+        self.nodes = [OwnRedis(aof, node_timeout_ms) for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        """The seed node's URL."""
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        """Start every node and create the cluster (returns at cluster_state:ok)."""
+        try:
+            for node in self.nodes:
+                node.start()
+            create_cluster([n.port for n in self.nodes], server_binary().cli)
+        except BaseException:
+            self.stop()
+            raise
+
+    def client(self) -> ClusterClient:
+        """A new asyncio cluster client; the caller closes it (aclose)."""
+        return ClusterClient(host="127.0.0.1", port=self.nodes[0].port)
+
+    def index_of(self, port: int) -> int:
+        """Which node listens on `port`."""
+        return next(i for i, n in enumerate(self.nodes) if n.port == port)
+
+    async def healthy(self) -> bool:
+        """Every node answers and reports cluster_state:ok."""
+        for node in self.nodes:
+            client = Redis(host="127.0.0.1", port=node.port, socket_timeout=2)
+            try:
+                info = await client.cluster("info")
+            except RedisError:
+                return False
+            finally:
+                await client.aclose()
+            if str(info.get("cluster_state")) != "ok":
+                return False
+        return True
+
+    def stop(self) -> None:
+        """SIGKILL every node and remove their dirs."""
+        for node in self.nodes:
+            node.stop()
+            shutil.rmtree(node.dir, ignore_errors=True)
 
 
 async def zcard_parts(app: StackShift, key_of: Callable[[Any], str]) -> int:

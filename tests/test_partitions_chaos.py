@@ -1,22 +1,35 @@
 """Partitions under a worker's death (issue 28, chaos): a worker process SIGKILLed while a
 child invoked on another partition runs. The child is recovered on its partition, its end
 settles its parent through the outbox, and nothing is lost or applied twice (counted); and
-Redis killed mid-run and started again from its AOF."""
+Redis killed mid-run and started again from its AOF: a standalone server, or one master of
+a 3-master cluster (the one holding the most partitions) while the others keep serving."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from apps import obs_key
-from helpers import OwnRedis, kill_all, skip_on_cluster, spawn_worker, wait_for
+from helpers import (
+    OwnCluster,
+    OwnRedis,
+    kill_all,
+    only_on_cluster,
+    skip_on_cluster,
+    spawn_worker,
+    wait_for,
+)
+from redis.exceptions import ClusterDownError
 
-from stackshift_redis import StackShift
+from stackshift_redis import RunContext, StackShift
 from stackshift_redis._core.partitions import PREVIEW_ENV, route
 from stackshift_redis._core.routing import SEP
 
@@ -84,28 +97,9 @@ async def test_runs_across_partitions_survive_a_redis_restart_from_its_aof(
     server.start()
     app = StackShift(server.url, namespace=namespace, partitions=4)
     try:
-        parents = []
-        for i in range(30):
-            key = f"c{i}"
-            account = next(
-                f"a{i}-{j}"
-                for j in range(100)
-                if route(f"sync_account{SEP}a{i}-{j}", 4) != route(key, 4)
-            )
-            handle = await app.start(
-                "pay", {"account": account}, partition_key=key, queue_name="chaos"
-            )
-            parents.append((handle, account))
+        parents = await _start_pays(app, 30)
         procs.append(spawn_worker(server.url, namespace, "--queue", "chaos", target=APP))
-
-        async def some_done() -> bool:
-            done = 0
-            for handle, _ in parents:
-                info = await app.get_run(handle.id)
-                done += info is not None and info.status == "completed"
-            return done >= 3
-
-        await wait_for(some_done, timeout=20)
+        await wait_for(lambda: _completed(app, parents, 3), timeout=20)
         server.stop()  # SIGKILL mid-run: the AOF (appendfsync always) holds every write
         await asyncio.sleep(1.0)
         server.start()
@@ -119,6 +113,115 @@ async def test_runs_across_partitions_survive_a_redis_restart_from_its_aof(
         await app.close()
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@only_on_cluster  # a cluster of its own: one master restarted in place
+async def test_runs_across_partitions_survive_a_cluster_master_restart_from_its_aof(
+    namespace: str, procs: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(PREVIEW_ENV, "1")
+    cluster = OwnCluster(aof=True, node_timeout_ms=5000)  # the outage below is ~1 s
+    cluster.start()
+    client = cluster.client()
+    app = StackShift(redis=client, namespace=namespace, partitions=4)
+    log_path = tmp_path / "worker.log"
+    try:
+        parents = await _start_pays(app, 30)
+        ns = app._core
+        ports = [client.get_node_from_key(k.prefix).port for k in ns.part_keys]
+        victim = cluster.nodes[cluster.index_of(max(ports, key=ports.count))]
+        with log_path.open("wb") as log:
+            procs.append(
+                spawn_worker(cluster.url, namespace, "--queue", "chaos", target=APP, log=log)
+            )
+        await wait_for(lambda: _completed(app, parents, 3), timeout=20)
+        done_before = await _completed(app, parents, 0)
+        victim.stop()  # SIGKILL mid-run: its AOF (appendfsync always) holds every write
+        await asyncio.sleep(1.0)
+        victim.start()  # same port and dir: nodes.conf keeps its node id and slots
+        began = time.monotonic()
+        await wait_for(cluster.healthy, timeout=20)
+        healthy_after = time.monotonic() - began
+        for handle, account in parents:
+            assert await handle.result(timeout=40) == f"applied {account}"
+        settled = recorded = 0
+        for handle, account in parents:
+            recorded += await app.state.get(f"recorded:{account}")
+            info = await app.get_run(handle.id)
+            assert info is not None and info.status == "completed"
+            kids = [e["child"] for e in info.timeline if e["type"] == "child_started"]
+            assert len(kids) == 1 and ns.part_of(kids[0]) != ns.part_of(handle.id)
+            settled += len([e for e in info.timeline if e["type"] == "child_completed"])
+        assert (recorded, settled) == (30, 30)  # each child committed once, each parent once
+        assert await _drained(app)
+        assert procs[0].poll() is None  # the worker lived through the restart
+        held = ports.count(victim.port)
+        print(f"master held {held}/4 partitions; {done_before}/30 done before the kill; ")
+        print(f"cluster_state:ok {healthy_after:.1f}s after its start")
+    finally:
+        kill_all(procs)
+        await app.close()
+        await client.aclose()
+        cluster.stop()
+    text = log_path.read_text(errors="replace")
+    assert text.count("Traceback") <= 2, text[-4000:]  # a line per failure, no storm
+
+
+async def test_a_cluster_down_for_a_while_is_one_line_and_the_worker_goes_on(
+    app: StackShift,
+    running_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CLUSTERDOWN (a restarted master answers so for 2 s) is an outage: the worker says so
+    once and backs off, as for a refused connection, not a traceback per loop turn."""
+
+    @app.job("echo")
+    async def echo(ctx: RunContext) -> Any:
+        return ctx.payload
+
+    caplog.set_level(logging.INFO, "stackshift.worker")
+    running_worker(app)
+    assert await (await app.start("echo", 1)).result(timeout=10) == 1
+
+    async def cluster_down(*args: Any, **kwargs: Any) -> Any:
+        raise ClusterDownError("The cluster is down")
+
+    def said(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    with monkeypatch.context() as m:
+        m.setattr(app.redis, "evalsha", cluster_down)  # every script call of the worker
+        await wait_for(lambda: said("cannot reach Redis"), timeout=10)
+        await asyncio.sleep(1.5)  # down for several turns of its loops (backoff from 0.5 s)
+    assert await (await app.start("echo", 2)).result(timeout=15) == 2
+    await wait_for(lambda: said("is reachable again"), timeout=10)
+    assert said("cannot reach Redis") == 1 and "cluster is down" in caplog.text
+    assert not [r for r in caplog.records if r.exc_info], caplog.text  # no traceback
+
+
+async def _start_pays(app: StackShift, n: int) -> list[tuple[Any, str]]:
+    """Start `n` parents whose child is routed (by its account) off the parent's partition."""
+    parents = []
+    for i in range(n):
+        key = f"c{i}"
+        account = next(
+            f"a{i}-{j}"
+            for j in range(100)
+            if route(f"sync_account{SEP}a{i}-{j}", 4) != route(key, 4)
+        )
+        handle = await app.start("pay", {"account": account}, partition_key=key, queue_name="chaos")
+        parents.append((handle, account))
+    return parents
+
+
+async def _completed(app: StackShift, parents: list[tuple[Any, str]], at_least: int) -> int:
+    """How many parents completed when at least `at_least` did, else 0."""
+    done = 0
+    for handle, _ in parents:
+        info = await app.get_run(handle.id)
+        done += info is not None and info.status == "completed"
+    return done if done >= at_least else 0
 
 
 async def _drained(app: StackShift) -> bool:

@@ -5,11 +5,13 @@ there at least once; every apply is idempotent, so each effect happens once."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import msgpack
 import pytest
+from redis.exceptions import ClusterDownError
 
-from stackshift_redis import RunContext, StackShift
+from stackshift_redis import RedisUnavailableError, RunContext, StackShift
 from stackshift_redis._core.partitions import PREVIEW_ENV
 from stackshift_redis._worker import relay as relay_mod
 from stackshift_redis._worker.relay import Relay
@@ -81,3 +83,28 @@ async def test_an_entry_a_dead_relay_read_is_claimed_and_applied_once(
     assert info is not None and info.status == "cancelled"
     kinds = [e["type"] for e in info.timeline]
     assert kinds.count("cancelled") == 1
+
+
+async def test_an_entry_whose_partition_is_down_is_kept_and_applied_later(
+    app: StackShift, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await app.worker().registration.setup()
+    ns = app._core
+    handle = await app.start("j", partition_key="k3")
+    source = (ns.part_of(handle.id) + 1) % 4
+    await _entry(app, source, a="cancel", run=handle.id, reason="r")
+
+    async def cluster_down(*args: Any, **kwargs: Any) -> Any:  # a master restarting
+        raise ClusterDownError("The cluster is down")
+
+    relay = Relay(ns, "w1")
+    with monkeypatch.context() as m:
+        m.setattr(app.redis, "evalsha", cluster_down)  # every script call; reads go on
+        with pytest.raises(RedisUnavailableError, match="cluster is down"):
+            await relay.tick()  # the worker's upkeep loop: one line, then backoff
+    assert await app.redis.xlen(ns.part_keys[source].outbox()) == 1  # not dropped
+    relay._claim_at = 0.0  # its own unacknowledged entries are read again
+    assert await relay.tick() == 1
+    info = await app.get_run(handle.id)
+    assert info is not None and info.status == "cancelled"
+    assert await app.redis.xlen(ns.part_keys[source].outbox()) == 0

@@ -14,13 +14,22 @@ from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from redis.exceptions import ClusterDownError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._core.namespace import Namespace
 
 log = logging.getLogger("stackshift.worker")
-UNAVAILABLE = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError)
+# CLUSTERDOWN (a cluster master restarting): down for a while too, not a failure of the loop
+UNAVAILABLE = (
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 10.0
 
@@ -51,35 +60,37 @@ def cause(exc: BaseException) -> str:
 
 
 class Outage:
-    """Tracks whether Redis is reachable for one worker; shared by its loops."""
+    """Tracks whether Redis is reachable for one worker; shared by its loops. On a cluster
+    one master down fails some loops' calls while others reach the rest: Redis counts as
+    reachable again once every loop that failed has succeeded (no line per turn)."""
 
     def __init__(self, ns: Namespace) -> None:
         self.ns = ns
         self.since: float | None = None
-        self._delay = BACKOFF_FIRST_S
+        self._failing: dict[str, float] = {}  # loop -> its next backoff delay
 
     @property
     def down(self) -> bool:
-        """True while the last Redis call of a loop failed to connect."""
+        """True while the last Redis call of some loop failed to connect."""
         return self.since is not None
 
-    async def failed(self, exc: BaseException) -> None:
-        """A call failed to reach Redis: log it once, then sleep with backoff."""
+    async def failed(self, exc: BaseException, loop: str = "setup") -> None:
+        """A call of `loop` failed to reach Redis: log it once, then sleep with backoff."""
         if self.since is None:
             self.since = time.monotonic()
-            self._delay = BACKOFF_FIRST_S
             log.error(
                 "cannot reach Redis at %s: %s; retrying with backoff until it is reachable",
                 describe_server(self.ns),
                 cause(exc),
             )
-        delay = self._delay
-        self._delay = min(BACKOFF_CAP_S, self._delay * 2)
+        delay = self._failing.get(loop, BACKOFF_FIRST_S)
+        self._failing[loop] = min(BACKOFF_CAP_S, delay * 2)
         await asyncio.sleep(delay)
 
-    def ok(self) -> None:
-        """A call reached Redis: log the recovery once."""
-        if self.since is not None:
+    def ok(self, loop: str = "setup") -> None:
+        """A call of `loop` reached Redis: log the recovery once no loop is failing."""
+        self._failing.pop(loop, None)
+        if self.since is not None and not self._failing:
             log.warning(
                 "Redis at %s is reachable again (after %.1fs)",
                 describe_server(self.ns),

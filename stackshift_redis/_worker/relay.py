@@ -19,7 +19,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from .._core.namespace import Namespace
-from ..errors import StackShiftError
+from ..errors import LayoutError, RedisUnavailableError, StackShiftError
 
 log = logging.getLogger("stackshift.worker")
 GROUP = "relay"
@@ -107,6 +107,8 @@ class Relay:
             changed = await ns.scripts_of(run_id).apply_outbox(
                 action, run_id, rest, ns.settings.retention_ms
             )
+        except (RedisUnavailableError, LayoutError):
+            raise  # not now (the run's partition is down, a newer layout): kept, read again
         except StackShiftError as exc:  # a damaged entry: applying it again cannot help
             log.error(
                 "outbox entry %s of partition %d (%s run %s) cannot be applied and is dropped: %s",

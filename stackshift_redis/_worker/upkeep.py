@@ -136,11 +136,11 @@ class Upkeep:
         while not self.stopped.is_set():
             try:
                 wait = await self.tick()
-                self.outage.ok()
+                self.outage.ok("upkeep")
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
-                await self.outage.failed(exc)
+                await self.outage.failed(exc, "upkeep")
                 wait = 0.0
             except LayoutError as exc:
                 if self.on_refused is None:

@@ -272,11 +272,11 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 await self._fetch_once()
-                self.outage.ok()
+                self.outage.ok("fetch")
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE as exc:
-                await self.outage.failed(exc)
+                await self.outage.failed(exc, "fetch")
             except LayoutError as exc:
                 self.refuse(exc)
             except Exception:

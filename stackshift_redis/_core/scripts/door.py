@@ -18,15 +18,23 @@ from typing import Any, ParamSpec, TypeVar
 
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...errors import RedisUnavailableError, from_redis_error
 from ..keys import Keys
 from ..luasrc import script_names, source
 
-CONNECTION_ERRORS = (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)
+# a cluster that answers CLUSTERDOWN (a master restarting, slots not served) runs nothing:
+# unavailable for a while, like a refused connection, and as safe to send again
+CONNECTION_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+)
 CLUSTER_CONCURRENT = 32  # fanned-out calls in flight at once per Redis Cluster client
 _ROOMS: weakref.WeakKeyDictionary[Any, tuple[Any, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
 
@@ -237,12 +245,12 @@ class Door:
                 return await script(keys=list(keys), args=list(args))
             except NoScriptError:  # lost again between redis-py's load and call (a restart)
                 return await script(keys=list(keys), args=list(args))
-        except ResponseError as exc:
-            raise from_redis_error(exc) from exc
         except RedisUnavailableError:
             raise
-        except CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:  # before ResponseError: CLUSTERDOWN is one
             raise unavailable(exc) from exc
+        except ResponseError as exc:
+            raise from_redis_error(exc) from exc
 
     async def queue_call(
         self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]
