@@ -137,22 +137,24 @@ async def test_runs_across_partitions_survive_a_cluster_master_restart_from_its_
         await wait_for(lambda: _completed(app, parents, 3), timeout=20)
         done_before = await _completed(app, parents, 0)
         victim.stop()  # SIGKILL mid-run: its AOF (appendfsync always) holds every write
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the outage: well within the node timeout
         victim.start()  # same port and dir: nodes.conf keeps its node id and slots
         began = time.monotonic()
         await wait_for(cluster.healthy, timeout=20)
         healthy_after = time.monotonic() - began
         for handle, account in parents:
             assert await handle.result(timeout=40) == f"applied {account}"
-        settled = recorded = 0
+        recorded, started, settled = [], [], []  # per parent: counted, not summed
         for handle, account in parents:
-            recorded += await app.state.get(f"recorded:{account}")
+            recorded.append(await app.state.get(f"recorded:{account}"))
             info = await app.get_run(handle.id)
             assert info is not None and info.status == "completed"
             kids = [e["child"] for e in info.timeline if e["type"] == "child_started"]
-            assert len(kids) == 1 and ns.part_of(kids[0]) != ns.part_of(handle.id)
-            settled += len([e for e in info.timeline if e["type"] == "child_completed"])
-        assert (recorded, settled) == (30, 30)  # each child committed once, each parent once
+            assert all(ns.part_of(kid) != ns.part_of(handle.id) for kid in kids)
+            started.append(len(kids))
+            settled.append(len([e for e in info.timeline if e["type"] == "child_completed"]))
+        assert recorded == [1] * 30  # each child's transactional step committed once
+        assert started == settled == [1] * 30  # one child each, each parent settled once
         assert await _drained(app)
         assert procs[0].poll() is None  # the worker lived through the restart
         held = ports.count(victim.port)
@@ -164,7 +166,9 @@ async def test_runs_across_partitions_survive_a_cluster_master_restart_from_its_
         await client.aclose()
         cluster.stop()
     text = log_path.read_text(errors="replace")
-    assert text.count("Traceback") <= 2, text[-4000:]  # a line per failure, no storm
+    assert "Traceback" not in text, text[-4000:]  # a line per outage, no storm
+    assert "is dropped" not in text, text[-4000:]  # every outbox entry applied
+    assert text.count("cannot reach Redis") <= 1, text[-4000:]  # once per outage
 
 
 async def test_a_cluster_down_for_a_while_is_one_line_and_the_worker_goes_on(
