@@ -5,6 +5,7 @@ a cancel reaching it, and a transactional step whose state lives on another part
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -144,3 +145,29 @@ async def test_state_of_one_commit_on_two_partitions_fails_the_step_with_one_lin
     with pytest.raises(RunFailed, match="must share a partition"):
         await run.result(timeout=20)
     assert await app.state.get(first) is None
+
+
+async def test_parents_parking_on_children_elsewhere_log_no_lost_lease(
+    app: StackShift, running_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A parent parks on its child (its lease ends with the park): a lease renewal that
+    meets it meanwhile is not a lease lost to another worker (no warning, no cancel)."""
+    app.queue("q", visibility_timeout=2)  # renewals every 0.67 s
+
+    @app.job("child", queue="q", concurrency=Concurrency(4, key="account"))
+    async def child(ctx: RunContext) -> int:
+        return 1
+
+    @app.job("parent", queue="q")
+    async def parent(ctx: RunContext) -> int:
+        return int(await ctx.step.invoke("c", job="child", payload=ctx.payload))
+
+    caplog.set_level(logging.INFO, "stackshift.worker")
+    runs = [
+        await app.start("parent", {"account": f"a{i}"}, partition_key=f"c{i}", queue_name="q")
+        for i in range(20)
+    ]
+    running_worker(app)
+    assert [await r.result(timeout=20) for r in runs] == [1] * 20
+    lost = [r.getMessage() for r in caplog.records if "lease lost" in r.getMessage()]
+    assert not lost, lost

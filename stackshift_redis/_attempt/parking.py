@@ -61,6 +61,7 @@ class Parking:
         self.parked = False
         self.closed = False  # the handler returned or raised
         self._sending = False  # a park call is in flight
+        self.parking_calls = 0  # calls in flight that may park the run (and end its lease)
         self.root: asyncio.Task[Any] | None = None  # the task running the handler
         self.sync = False  # a plain-function handler: its waits come one at a time
         self.active = 0  # steps running and waits being registered
@@ -69,6 +70,12 @@ class Parking:
         self._awaited: dict[str, tuple[asyncio.Future[bytes], str]] = {}
         self._parker: asyncio.Task[None] | None = None
         self._order: dict[str, int] = {}  # wait step -> when the handler began it
+
+    @property
+    def ending(self) -> bool:
+        """The attempt parked the run, or a call that may park it is in flight: a lease
+        found gone meanwhile was ended by the park, not lost to another worker."""
+        return self.parked or self.parking_calls > 0
 
     def begin(self, step: str) -> None:
         """A wait step begins (in the handler's order: a park lists its steps so)."""
@@ -190,12 +197,14 @@ class Parking:
                 if not steps or self.closed:
                     return
                 self._sending = True
+                self.parking_calls += 1
                 try:
                     reply = await self.ns.scripts_of(self.run_id).park(
                         self.run_id, self.token, steps
                     )
                 finally:
                     self._sending = False
+                    self.parking_calls -= 1
                 if reply.cancel:  # not parked: the attempt stops
                     cancel = CancelRequested(f"run {self.run_id} cancelled", run_id=self.run_id)
                     for _, fut, _ in self._still_awaited(steps):

@@ -56,7 +56,12 @@ async def _register(
     if key in parking.registered:
         return None
     await ex.flush_patches()  # a patch answer is stored before any later step
-    reply = await register(await parking.alone())
+    park = await parking.alone()
+    parking.parking_calls += int(park)
+    try:
+        reply = await register(park)
+    finally:
+        parking.parking_calls -= int(park)
     if reply.parked:
         raise parking.parked_now(key, kind, here=reply.outcome == "waiting")
     if reply.outcome == "cancel":

@@ -298,6 +298,8 @@ class Upkeep:
             for (ex, task), state in zip(chunk, states, strict=True):
                 if ex.finished:  # its outcome is being recorded
                     continue
+                if state == "lost" and ex.parking.ending:  # its own park ended the lease
+                    continue
                 if state != "lost":
                     ex.confirmed(sent)
                 if state == "cancel":
