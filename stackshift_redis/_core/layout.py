@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import InvalidArgumentError, LayoutError
 from .keys import Keys, layout1_markers
@@ -63,6 +63,7 @@ SWEEP_EVERY_S = 300.0  # at most one sweep per namespace this often
 SWEEP_AFTER_S = 3600.0  # sweeps go on this long after a migration (old clients are unseen)
 SWEEP_PAUSE_S = 0.01  # between two batches of a sweep (it shares Redis with the work)
 
+_Refusal = TypeVar("_Refusal", LayoutError, InvalidArgumentError)
 _MIGRATING: contextvars.ContextVar[bool] = contextvars.ContextVar("migrating", default=False)
 
 
@@ -166,13 +167,18 @@ class Layout:
             if migrating
             else f"has storage layout {layout}, written by"
         )
-        self._refused = LayoutError(
-            f"namespace {ns!r} {what} a newer stackshift-redis than this one (layout "
-            f"{self.mine}): this process does not write to it; run the newer release (see the "
-            "Deploying guide, 'Upgrades and rollbacks')"
+        return self._remember(
+            LayoutError(
+                f"namespace {ns!r} {what} a newer stackshift-redis than this one (layout "
+                f"{self.mine}): this process does not write to it; run the newer release (see "
+                "the Deploying guide, 'Upgrades and rollbacks')"
+            )
         )
-        self._checked_at = time.monotonic()
-        return self._refused
+
+    def _remember(self, exc: _Refusal) -> _Refusal:
+        """Keep a refusal: every gate until the next check raises it again."""
+        self._refused, self._checked_at = exc, time.monotonic()
+        return exc
 
     async def _check(self) -> Found:
         ns = self._ns
@@ -185,13 +191,13 @@ class Layout:
         )
         found = self.found = Found.of(reply)
         if found.partitions:
-            self._refused = InvalidArgumentError(
-                f"namespace {ns.namespace!r} has {found.partitions} partition(s), not "
-                f"{ns.partitions}: every client and worker of a namespace must pass the same "
-                "partitions=; this process writes nothing to it"
+            raise self._remember(
+                InvalidArgumentError(
+                    f"namespace {ns.namespace!r} has {found.partitions} partition(s), not "
+                    f"{ns.partitions}: every client and worker of a namespace must pass the "
+                    "same partitions=; this process writes nothing to it"
+                )
             )
-            self._checked_at = time.monotonic()
-            raise self._refused
         if max(found.layout, found.next) > self.mine:
             raise self._refuse(max(found.layout, found.next), found.next > found.layout)
         self._refused = None
