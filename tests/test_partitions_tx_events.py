@@ -54,6 +54,13 @@ def _jobs(app: StackShift) -> None:
         evt = await ctx.step.wait_for_event("paid", event="paid", match={"batch": ctx.payload})
         return evt.data["amount"] if evt else None
 
+    @app.job("looker")
+    async def looker(ctx: RunContext) -> Any:
+        evt = await ctx.step.wait_for_event(
+            "w", event="paid", match={"batch": ctx.payload}, lookback=60, timeout=1
+        )
+        return evt.id if evt else None
+
     @app.job("kicked", on_event="paid")
     async def kicked(ctx: RunContext) -> Any:
         assert ctx.event is not None
@@ -138,6 +145,8 @@ async def test_a_commit_resumes_waiters_on_every_partition_and_starts_once(
     assert info is not None
     [entry] = [e for e in info.timeline if e.get("step") == "pay"]
     assert entry["tx"]["events"] == [["paid", event_id]]
+    lookers = [await app.start("looker", "b1", partition_key=key_on(p, "l")) for p in range(P)]
+    assert [await r.result(timeout=15) for r in lookers] == [event_id] * P  # every log has it
 
 
 async def test_a_resent_commit_sends_its_event_once(
