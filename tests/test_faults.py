@@ -213,9 +213,9 @@ async def _all_finished(app: StackShift, runs: list[Any]) -> bool:
 
 
 async def _used_memory(app: StackShift) -> int:
-    from helpers import node_of
+    from helpers import used_memory
 
-    return int((await app.redis.info("memory", **node_of(app)))["used_memory"])
+    return await used_memory(app)
 
 
 async def test_a_resent_start_is_not_a_duplicate_of_itself(app: StackShift) -> None:
