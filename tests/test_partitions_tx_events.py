@@ -236,3 +236,22 @@ async def test_an_event_entry_applied_twice_has_one_effect(
     assert relay.applied == 2 * (P - 1) and await _drained(app, at)
     await _resumed_once(app, runs)
     await _one_kicked(app, event_id)
+
+
+@pytest.mark.timeout(30)
+async def test_in_a_testenv() -> None:
+    """The same on fakeredis, in virtual time (the relay runs in TestEnv's upkeep)."""
+    from stackshift_redis.testing import TestEnv
+
+    app = StackShift(redis_url="redis://127.0.0.1:1/0", namespace="shop", partitions=P)
+    _jobs(app)
+    async with TestEnv(app) as env:
+        runs = [str((await app.start("order", "t", partition_key=key_on(p))).id) for p in range(P)]
+        await env.advance(1)
+        event_id = id_off(app._core.part_of_name(STATE))
+        payer = await app.start("payer", {"batch": "t", "id": event_id})
+        assert await payer.result(timeout=5) == 1
+        assert [await app.run(r).result(timeout=5) for r in runs] == [5] * P
+        await env.advance(1)
+        [kicked] = await _kicked(app)
+        assert await app.run(kicked).result(timeout=5) == event_id
