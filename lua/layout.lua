@@ -19,7 +19,9 @@
 --     swept_at, now, partitions}. A process of an older layout than `layout` or `next` is
 --     refused, and so is one whose partition count (ARGV[9]) is not the recorded one
 --     (`partitions`, only written when above 1; a namespace with a layout or old data and
---     none recorded has 1): nothing is written, and `partitions` is the recorded count.
+--     none recorded has 1): nothing is written, and `partitions` is the recorded count (a
+--     count above 1 that differs is told before a newer layout: a namespace with
+--     partitions records layout 5 or more, layout.py PARTITIONED).
 --     Otherwise `seen:<ARGV[2]>` is set to now (one write per check), and a new namespace
 --     records its layout (and its partition count above 1); `partitions` is then 0.
 --   lock: {1, meta as a flat list, now} when the lock is taken (`next` set to ARGV[2]),
@@ -39,10 +41,11 @@ local function num(field) return tonumber(redis.call('HGET', KEYS[1], field) or 
 if op == 'check' then
   local now = now_ms()
   local layout, nxt = num('layout'), num('next')
+  local parts, recorded = tonumber(ARGV[9] or '1'), num('partitions')
+  if recorded > 1 and recorded ~= parts then return {layout, nxt, 0, 0, 0, 0, 0, now, recorded} end
   if layout > mine or nxt > mine then return {layout, nxt, 0, 0, 0, 0, 0, now, 0} end
   local old = 0
   if layout == 0 and #KEYS > 4 and redis.call('EXISTS', unpack(KEYS, 5)) > 0 then old = 1 end
-  local parts, recorded = tonumber(ARGV[9] or '1'), num('partitions')
   if recorded == 0 and (layout ~= 0 or old == 1) then recorded = 1 end
   if recorded ~= 0 and recorded ~= parts then return {layout, nxt, old, 0, 0, 0, 0, now, recorded} end
   if layout == 0 and old == 0 then  -- a new namespace: given this layout, no step to run

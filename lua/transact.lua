@@ -23,6 +23,13 @@
 -- the lease is not checked (it is on the run's), the record and token go in that hash
 -- (expiring after retention_ms) and an outbox entry 'tx_record' records the step on the
 -- run (lua/apply_outbox.lua; the caller also applies it at once).
+-- Partitioned events (P>1): counts has a 6th number, 1 (the 5th is then 0 or 1); each event
+-- has a 9th argument, JSON [[partition, triggers JSON, plans JSON], ...] of the other
+-- partitions' legs. The event's 6 keys are this partition's and its leg is sent here
+-- (emit_event with the leg flag: the triggers and plans given are this leg's, its KEYS
+-- triggers key is not read); every other leg is an outbox entry 'event' naming its
+-- partition (applied as send_event's leg there by the relay, and by the caller at once),
+-- with call token <commit token>:<e>, so each leg has its effect once.
 -- Errors: LEASE_LOST.  Cost: O(keys + events' send cost + starts); one script call.
 -- @include now_ms.lua
 -- @include timeline.lua
@@ -35,7 +42,7 @@
 local rk, prefix, step = KEYS[1], ARGV[1], ARGV[4]
 local c = {}
 for n in string.gmatch(ARGV[7], '%d+') do c[#c + 1] = tonumber(n) end
-local nr, nw, ne, ns, remote = c[1], c[2], c[3], c[4], c[5] == 1
+local nr, nw, ne, ns, remote, legs = c[1], c[2], c[3], c[4], c[5] == 1, c[6] == 1
 local f, err = {}, nil
 if not remote then
   f, err = check_lease(rk, ARGV[2], ARGV[3])
@@ -68,8 +75,19 @@ local keep = ARGV[8]
 local sent = {}
 for e = 1, ne do
   local ek = {KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4], KEYS[kb + 5], KEYS[kb + 6]}
-  sent[e] = emit_event(ek, {prefix, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
-    ARGV[9], ARGV[10], ARGV[a + 6], ARGV[6] .. ':' .. e, ARGV[a + 7], keep, ARGV[a + 8]})
+  local ea = {prefix, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+    ARGV[9], ARGV[10], ARGV[a + 6], ARGV[6] .. ':' .. e, ARGV[a + 7], keep, ARGV[a + 8]}
+  if legs then -- this partition's leg here; every other one's through the outbox
+    ea[14], ea[15] = '', '1'
+    for _, leg in ipairs(cjson.decode(ARGV[a + 9])) do
+      redis.call('XADD', K.outbox(prefix), '*', 'a', 'event', 'part', leg[1], 'name', ea[2],
+        'id', ea[3], 'bytes', ea[4], 'flat', ea[5], 'payload', ea[6], 'triggers', leg[2],
+        'plans', leg[3], 'fields', ea[11], 'token', ea[10], 'dedupe', ea[7], 'log', ea[8],
+        'keep', keep)
+    end
+    a = a + 1
+  end
+  sent[e] = emit_event(ek, ea)
   kb, a = kb + 6, a + 8
 end
 local now = now_ms()

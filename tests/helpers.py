@@ -141,6 +141,21 @@ def node_of(app: StackShift) -> Any:
     return {}
 
 
+async def used_memory(app: StackShift) -> int:
+    """used_memory of the servers holding the namespace: on a cluster, the sum over the
+    masters of its tags (one with one partition; several with partitions)."""
+    client = app.redis
+    if not isinstance(client, RedisCluster):
+        return int((await client.info("memory"))["used_memory"])
+    keys = [app._core.keys, *app._core.part_keys]
+    nodes = {client.get_node_from_key(k.prefix).name: k.prefix for k in keys}
+    total = 0
+    for prefix in nodes.values():
+        node = client.get_node_from_key(prefix)
+        total += int((await client.info("memory", target_nodes=node))["used_memory"])
+    return total
+
+
 async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
     """Poll an async or sync predicate until truthy (tests only)."""
     deadline = time.monotonic() + timeout

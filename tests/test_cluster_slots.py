@@ -287,12 +287,13 @@ async def _tx_all(tx: Any) -> None:
 
 
 async def _tx_partitioned(tx: Any) -> None:
-    """_tx_all with partitions: its state on one partition (one braced part), and neither
-    tx.send_event nor a start an idempotency key routes elsewhere (docs/guides/scaling-out.md:
-    not yet with partitions)."""
+    """_tx_all with partitions: its state on one partition (one braced part), and no start
+    an idempotency key routes elsewhere (docs/guides/scaling-out.md: not yet with
+    partitions). Its event goes to the other partitions through the outbox."""
     await tx.incr("{tx}:n")
     tx.set("{tx}:v", {"a": 1}, ttl=60)
     tx.delete("{tx}:gone")
+    tx.send_event("tx.done", {"k": "z"})
     tx.start("child", 4)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import wait_for
+from helpers import TEST_PARTITIONS, wait_for
 from upgrade.loader import dump_namespace
 
 from stackshift_redis import StackShift
@@ -22,6 +22,7 @@ from stackshift_redis.errors import LayoutError
 
 Items = dict[str, Any]
 L = layout.LAYOUT
+LP = layout.layout_for(TEST_PARTITIONS)  # the layout of this suite's apps
 
 
 def counting_step(app: StackShift, n: int, per_call: int = 2, name: str = "count",
@@ -77,7 +78,7 @@ async def test_a_new_namespace_records_the_layout_and_the_gate_costs_one_call_pe
         await app.state.set(f"k{i}", i)
     assert calls.count("layout") == 1  # one check for 40 writes: nothing per run
     m = await meta(app)
-    assert m["layout"] == str(layout.LAYOUT) and "next" not in m and f"seen:{L}" in m
+    assert m["layout"] == str(LP) and "next" not in m and f"seen:{LP}" in m
 
 
 async def test_a_client_on_a_newer_layout_refuses_with_one_line_and_writes_nothing(
@@ -86,7 +87,7 @@ async def test_a_client_on_a_newer_layout_refuses_with_one_line_and_writes_nothi
     first = make_app()
     first.job("noop", lambda ctx: None)
     run = await first.start("noop", {}, queue_name="lay")
-    await first.redis.hset(first._core.keys.meta(), "layout", layout.LAYOUT + 1)
+    await first.redis.hset(first._core.keys.meta(), "layout", LP + 1)
     before = await _dump(first)
     app = make_app(first.namespace)
     app.job("noop", lambda ctx: None)
@@ -99,15 +100,15 @@ async def test_a_client_on_a_newer_layout_refuses_with_one_line_and_writes_nothi
         with pytest.raises(LayoutError) as err:
             await call
         text = str(err.value)
-        assert "\n" not in text and f"has storage layout {layout.LAYOUT + 1}" in text
+        assert "\n" not in text and f"has storage layout {LP + 1}" in text
         assert "does not write to it" in text and "Upgrades and rollbacks" in text
     assert await _dump(app) == before
     info = await app.get_run(run.id)  # reads are not refused
     assert info is not None and info.status == "queued"
     # a migration to a newer layout under way refuses the same way
-    await app.redis.hset(app._core.keys.meta(), mapping={"layout": L, "next": L + 1})
+    await app.redis.hset(app._core.keys.meta(), mapping={"layout": LP, "next": LP + 1})
     late = make_app(first.namespace)
-    with pytest.raises(LayoutError, match=f"is being migrated to storage layout {L + 1}"):
+    with pytest.raises(LayoutError, match=f"is being migrated to storage layout {LP + 1}"):
         await late.state.set("k", 1)
 
 
@@ -222,8 +223,8 @@ async def test_a_running_worker_stops_on_a_newer_layout_and_writes_nothing_more(
     task = asyncio.create_task(worker.run())
     run = await app.start("noop", {}, queue_name="lay")
     await wait_for(lambda: _status(app, run.id, "completed"), 10)
-    await app.redis.hset(app._core.keys.meta(), "layout", layout.LAYOUT + 1)
-    with pytest.raises(LayoutError, match=f"has storage layout {L + 1}"):
+    await app.redis.hset(app._core.keys.meta(), "layout", LP + 1)
+    with pytest.raises(LayoutError, match=f"has storage layout {LP + 1}"):
         await asyncio.wait_for(task, 10)
     assert worker.refused is not None
     assert await app.redis.zscore(app._core.keys.workers(), worker.id) is not None  # kept
@@ -299,7 +300,7 @@ async def test_a_newer_migration_that_begins_between_check_and_lock_is_refused(
     await make_layout1(app)
     lay = make_app(app.namespace)._core.layout
     found = layout.Found(0, 0, True, 0, 0, 0, 0, 0)  # what its check read
-    await app.redis.hset(app._core.keys.meta(), "next", layout.LAYOUT + 1)  # then, a newer one
-    with pytest.raises(LayoutError, match=f"being migrated to storage layout {L + 1} by a newer"):
+    await app.redis.hset(app._core.keys.meta(), "next", LP + 1)  # then, a newer one
+    with pytest.raises(LayoutError, match=f"being migrated to storage layout {LP + 1} by a newer"):
         await lay._migrate(found)
     assert not await app.redis.exists(app._core.keys.migrating())

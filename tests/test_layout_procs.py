@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from apps import obs_key
-from helpers import ROOT, spawn_worker, wait_exit, wait_for
+from helpers import ROOT, TEST_PARTITIONS, spawn_worker, wait_exit, wait_for
 from upgrade.loader import dump_namespace
 
 from stackshift_redis import RunHandle, StackShift
@@ -31,6 +31,7 @@ from stackshift_redis.errors import LayoutError
 
 APP = "tests.apps.layout_jobs:app"
 L = layout.LAYOUT
+LP = layout.layout_for(TEST_PARTITIONS)  # the layout of this suite's apps
 STEP = f"mig:test-step-{L}"
 
 
@@ -145,15 +146,15 @@ async def test_a_newer_layout_is_refused_with_one_line_and_nothing_is_written(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     run = await app.start("mark", {"i": 1}, queue_name="lay")
-    await app.redis.hset(app._core.keys.meta(), "layout", layout.LAYOUT + 1)
+    await app.redis.hset(app._core.keys.meta(), "layout", LP + 1)
     before = await _dump(app)
     log = tmp_path / "w.log"
     procs.append(spawn(redis_url, app, log))
     assert await wait_exit(procs[0], 30) == 1
     lines = log.read_text().splitlines()
     assert [ln for ln in lines if "layout" in ln] == [
-        f"Error: namespace {app.namespace!r} has storage layout {layout.LAYOUT + 1}, written "
-        f"by a newer stackshift-redis than this one (layout {layout.LAYOUT}): this process "
+        f"Error: namespace {app.namespace!r} has storage layout {LP + 1}, written "
+        f"by a newer stackshift-redis than this one (layout {LP}): this process "
         "does not write to it; run the newer release (see the Deploying guide, 'Upgrades "
         "and rollbacks')"
     ]
@@ -173,13 +174,13 @@ async def test_a_running_worker_meeting_a_newer_layout_exits_non_zero_with_one_l
     procs.append(spawn(redis_url, app, log, LAYOUT_RECHECK_S="0.5"))
     run = await app.start("mark", {"i": 1}, queue_name="lay")
     assert await run.result(timeout=20) == {"i": 1}
-    await app.redis.hset(app._core.keys.meta(), "layout", layout.LAYOUT + 1)
+    await app.redis.hset(app._core.keys.meta(), "layout", LP + 1)
     assert await wait_exit(procs[0], 15) == 1
     text = log.read_text()
     assert [ln for ln in text.splitlines() if "layout" in ln] == [
         ln for ln in text.splitlines() if ln.startswith("Error: namespace")
     ]
-    assert "Traceback" not in text and f"has storage layout {layout.LAYOUT + 1}" in text
+    assert "Traceback" not in text and f"has storage layout {LP + 1}" in text
 
 
 @pytest.mark.timeout(90)
@@ -187,8 +188,8 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
     app: StackShift, redis_url: str, procs: list[subprocess.Popen[bytes]], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Release N (layout L, this code) runs a worker and a client; release N+1 (layout L+1:
-    this code with LAYOUT=L+1 and a test step) starts. It announces the migration, waits
+    """Release N (layout LP, this code) runs a worker and a client; release N+1 (layout LP+1:
+    this code with LAYOUT=LP+1 and a test step) starts. It announces the migration, waits
     until N's processes have re-checked, and converts only once they stopped writing."""
     monkeypatch.setattr(layout, "RECHECK_S", 1.0)  # this test process: a client of N
     timing = {"LAYOUT_RECHECK_S": "1", "LAYOUT_DRAIN_MARGIN_S": "0.5"}
@@ -197,7 +198,7 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
     handles = [await app.start("mark", {"i": 0}, queue_name="lay")]
     assert await handles[0].result(timeout=20) == {"i": 0}
     await app.redis.zadd(obs(app, "items"), {f"i{i:04d}": 0 for i in range(4)})
-    procs.append(spawn(redis_url, app, new_log, LAYOUT_TARGET=str(layout.LAYOUT + 1),
+    procs.append(spawn(redis_url, app, new_log, LAYOUT_TARGET=str(LP + 1),
                        LAYOUT_STEP="1", **timing))  # fmt: skip
     refused: LayoutError | None = None
     while refused is None:  # the client of N starts runs until it is refused
@@ -206,14 +207,14 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
         except LayoutError as exc:
             refused = exc
         await asyncio.sleep(0.05)
-    assert f"is being migrated to storage layout {L + 1}" in str(refused)
+    assert f"is being migrated to storage layout {LP + 1}" in str(refused)
     assert await wait_exit(procs[0], 20) == 1  # N's worker: one line, exit 1
-    assert f"is being migrated to storage layout {L + 1}" in old_log.read_text()
-    await wait_for(lambda: _layout_is(app, layout.LAYOUT + 1), 30)
+    assert f"is being migrated to storage layout {LP + 1}" in old_log.read_text()
+    await wait_for(lambda: _layout_is(app, LP + 1), 30)
     await wait_for(lambda: all_completed(app, handles), 30)  # N+1 runs what N left
     m = await meta(app)
     first = await num(app, "first_ms")
-    assert first >= int(m[f"seen:{L}"]) + 1000  # N's last check + its recheck interval
+    assert first >= int(m[f"seen:{LP}"]) + 1000  # N's last check + its recheck interval
     for h in handles:  # nothing written to any run while the step converted
         info = await app.get_run(h.id)
         assert info is not None and info.status == "completed"
@@ -221,8 +222,8 @@ async def test_rolling_deploy_the_older_release_stops_before_the_newer_one_conve
             at = int(entry["at"].timestamp() * 1000)
             assert not first <= at <= int(m["migrated_at"]), entry
     text = new_log.read_text()
-    assert f"processes of layout [{L}] checked it" in text and "stopped writing" in text
-    assert f"migration step test-step-{L + 1} (test items): 4 converted" in text
+    assert f"processes of layout [{LP}] checked it" in text and "stopped writing" in text
+    assert f"migration step test-step-{LP + 1} (test items): 4 converted" in text
 
 
 @pytest.mark.one_partition  # a namespace of layout 1 (one tag) and its migration

@@ -11,6 +11,7 @@ from helpers import namespace_keys
 from redis.crc import key_slot
 
 from stackshift_redis import Concurrency, InvalidArgumentError, RunContext, StackShift, Throttle
+from stackshift_redis._core import layout
 from stackshift_redis._core.keys import Keys, parse
 from stackshift_redis._core.partitions import (
     PREVIEW_ENV,
@@ -117,6 +118,32 @@ async def test_the_partition_count_is_recorded_and_another_is_refused(
             await app.state.incr("c")
     assert await namespace_keys(four) == before
     assert await make_app(namespace, partitions=4).state.get("a") == 1
+
+
+async def test_a_partitioned_namespace_records_a_layout_releases_before_partitions_refuse(
+    make_app: Callable[..., StackShift], preview: None, namespace: str
+) -> None:
+    four = make_app(namespace, partitions=4)
+    await four.state.set("a", 1)
+    meta = await four.redis.hgetall(four._core.keys.meta())
+    # the last release before partitions wrote layout 4, and a release refuses any layout
+    # above its own (test_layout.py): it cannot write runs where no partitioned worker looks
+    assert int(meta[b"layout"]) == layout.PARTITIONED > 4 and meta[b"partitions"] == b"4"
+    assert layout.layout_for(1) == layout.LAYOUT and layout.layout_for(4) == layout.PARTITIONED
+
+
+async def test_a_namespace_of_the_partitions_preview_is_given_the_partitioned_layout(
+    make_app: Callable[..., StackShift], preview: None, namespace: str
+) -> None:
+    first = make_app(namespace, partitions=4)
+    meta = first._core.keys.meta()
+    await first.redis.hset(meta, mapping={"layout": 4, "partitions": 4})  # the preview's
+    app = make_app(namespace, partitions=4)
+    await app.state.set("a", 1)  # the check migrates it: no step, the layout recorded
+    assert int(await app.redis.hget(meta, "layout")) == layout.PARTITIONED
+    assert await app.redis.hget(meta, "migrated_from") == b"4"
+    with pytest.raises(InvalidArgumentError, match="has 4 partition"):
+        await make_app(namespace, partitions=1).state.get("a")
 
 
 async def test_a_namespace_of_one_partition_refuses_more(

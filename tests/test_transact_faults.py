@@ -83,10 +83,8 @@ async def _values(app: StackShift, names: list[str]) -> list[int]:
     return out
 
 
-# tests/apps/transact_jobs.py's parent commits an event, and state of two names
-NOT_YET = (
-    "a transactional step cannot send events (tx.send_event) nor commit state of several partitions"
-)
+# tests/apps/transact_jobs.py's parent commits state of two names (two partitions)
+NOT_YET = "a transactional step cannot commit state of several partitions"
 
 
 async def _exactly_once(

@@ -41,6 +41,7 @@ class StateTx:
         self.reads: dict[str, bytes | None] = {}  # name -> bytes seen (None: absent)
         self.writes: dict[str, tuple[str, bytes, int]] = {}  # name -> (op, bytes, ttl_ms)
         self.events: list[SendEventRequest] = []
+        self.event_data: list[Any] = []  # each event's data (its legs' routing, partitions)
         self.starts: list[_Start] = []
 
     def _local(self, name: str) -> tuple[bool, bytes | None]:
@@ -97,6 +98,7 @@ class StateTx:
         and position, so a re-run of the step sends the same event)."""
         event_id = id if id is not None else f"{self._event_id}:{len(self.events) + 1}"
         self.events.append(self._events.prepare(name, data, event_id))
+        self.event_data.append(data)
 
     def start(
         self,

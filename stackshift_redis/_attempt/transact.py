@@ -30,9 +30,15 @@ from .._core.serializer import round_trip
 from ..errors import NonRetriableError, PayloadError, TransactionConflictError
 from .execution import Execution
 from .statetx import StateTx
-from .tx_partition import check_starts, commit_partition, record_remote
+from .tx_partition import (
+    check_starts,
+    commit_partition,
+    event_legs,
+    record_remote,
+    send_other_legs,
+)
 
-FAULT: Callable[[str], None] | None = None  # tests only: called "before_commit"/"after_commit"
+FAULT: Callable[[str], None] | None = None  # tests: "before_commit", "after_commit", "event_legs"
 CONFLICT = object()  # commit(): a key read changed, run fn again
 
 
@@ -66,20 +72,23 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     starts = tuple(await tx.prepared_starts(Starter(ex.ns), at))
     check_starts(ex, key, at, [run[0] for _, run in starts])
     remote = at != ex.ns.part_of(ex.run_id)
+    commit_token = uuid.uuid4().hex
+    events, legs = await event_legs(ex, tx, at, commit_token)
     request = TransactRequest(
         run_id=ex.run_id,
         token=ex.token,
         step=key,
         record=step_completed(data),
-        commit_token=uuid.uuid4().hex,
+        commit_token=commit_token,
         reads=tuple(tx.reads.items()),
         writes=tuple((n, *w) for n, w in tx.writes.items()),
-        events=tuple(tx.events),
+        events=events,
         starts=starts,
         summary=tx.summary(),
         retention_ms=settings.retention_ms,
         dedupe_ms=settings.event_dedupe_ms,
         log_ms=settings.event_log_ms,
+        legs=legs,
     )
     if FAULT is not None:
         FAULT("before_commit")
@@ -100,8 +109,11 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     ex.steps[key] = {"status": "completed", "result": stored}
     if reply.cancel:
         ex.cancel_requested = True
+    sent = reply.events
+    if legs:  # partitions: the legs the commit left in its outbox, now
+        sent = await send_other_legs(ex, request, sent, FAULT)
     if ex.ns.hooks:  # as send_event tells them
-        for e, (duplicate, resumed, started) in zip(tx.events, reply.events, strict=False):
+        for e, (duplicate, resumed, started) in zip(tx.events, sent, strict=False):
             if not duplicate:
                 ex.ns.hooks.event_sent(e.name, resumed, started)
     return stored

@@ -5,13 +5,28 @@ the run's (the usual commit, fenced by the lease), or another one (a remote comm
 lua/transact.lua: the record is kept there and copied to the run, at once by the caller
 and durably through the outbox). A name's braced part routes it like a partition_key
 (`{customer:42}:balance`), which is how related values are kept together.
+
+An event goes as one leg per partition, as send_event (_client/events.py): the commit
+sends the leg of its own partition and writes every other leg in its outbox (an entry
+'event', applied by the relay); the caller applies those legs at once too. Each leg is
+deduplicated by the event id and the call token <commit token>:<e>, so it counts once.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from .._client.events import EventBus, merge_replies
+from .._core.scripts import SendEventRequest, TransactRequest, send_legs
 from ..errors import NonRetriableError
 from .execution import Execution
 from .statetx import StateTx
+
+log = logging.getLogger("stackshift.worker")
+Legs = tuple[tuple[tuple[int, SendEventRequest], ...], ...]
+Sent = tuple[tuple[bool, list[str], list[str]], ...]  # per event: duplicate, resumed, started
 
 
 def _refuse(ex: Execution, key: str, what: str) -> NonRetriableError:
@@ -35,8 +50,6 @@ def commit_partition(ex: Execution, key: str, tx: StateTx) -> int:
             f"the state of one commit must share a partition, and {names} do not: give "
             "them one braced part, e.g. '{customer:42}:balance' and '{customer:42}:orders'",
         )
-    if tx.events:
-        raise _refuse(ex, key, "a commit cannot send events yet")
     return parts.pop() if parts else ns.part_of(ex.run_id)
 
 
@@ -58,3 +71,43 @@ async def record_remote(ex: Execution, key: str, record: bytes, token: str, summ
     await ex.ns.scripts_of(ex.run_id).apply_outbox(
         "tx_record", ex.run_id, fields, ex.ns.settings.retention_ms
     )
+
+
+async def event_legs(
+    ex: Execution, tx: StateTx, at: int, token: str
+) -> tuple[tuple[SendEventRequest, ...], Legs]:
+    """The commit's events (with one partition: as buffered; with more: the legs of
+    partition `at`) and, with more, each event's (partition, leg) for the others."""
+    if ex.ns.partitions == 1 or not tx.events:
+        return tuple(tx.events), ()
+    bus = EventBus(ex.ns)
+    here: list[SendEventRequest] = []
+    others: list[tuple[tuple[int, SendEventRequest], ...]] = []
+    for e, (request, data) in enumerate(zip(tx.events, tx.event_data, strict=True), 1):
+        legs = await bus.leg_requests(replace(request, call_token=f"{token}:{e}"), data)
+        here.append(legs[at])
+        others.append(tuple((p, leg) for p, leg in enumerate(legs) if p != at))
+    return tuple(here), tuple(others)
+
+
+async def send_other_legs(
+    ex: Execution, request: TransactRequest, sent: Sent, fault: Callable[[str], None] | None
+) -> Sent:
+    """Apply at once the legs a commit wrote to its outbox (waiters on other partitions
+    resume now, not at the next relay tick); `sent` merged with their outcomes. Should
+    this fail, the relay applies them (the commit is done): `sent` is returned as it is."""
+    ns = ex.ns
+    calls = [(ns.part_scripts(p), leg) for legs in request.legs for p, leg in legs]
+    try:
+        if fault is not None:
+            fault("event_legs")
+        replies = iter(await send_legs(ns.redis, calls))
+    except Exception as exc:  # the outbox holds them: the relay sends them
+        log.warning("run %s: events of a commit left to the relay: %r", ex.run_id, exc)
+        return sent
+    out = []
+    for (duplicate, resumed, started), legs in zip(sent, request.legs, strict=True):
+        more = [next(replies) for _ in legs]
+        m = merge_replies(more)
+        out.append((duplicate and m.duplicate, resumed + m.resumed, started + m.started))
+    return tuple(out)

@@ -95,6 +95,16 @@ def decode_event(value: Any) -> Event | None:
     return Event(name=value["name"], id=value["id"], data=value.get("data"), ts=ts)
 
 
+def merge_replies(replies: list[SendReply]) -> SendReply:
+    """One reply for the legs of a send: a duplicate when every leg was."""
+    return SendReply(
+        duplicate=all(r.duplicate for r in replies),
+        resumed=[r for reply in replies for r in reply.resumed],
+        started=[r for reply in replies for r in reply.started],
+        cancelled=[r for reply in replies for r in reply.cancelled],
+    )
+
+
 class EventBus:
     """Sends events in one namespace."""
 
@@ -141,6 +151,14 @@ class EventBus:
         per id (its own event_seen; a re-send with the id completes a send cut short).
         Each run the event triggers starts on one leg: its flow-control key's partition,
         else the event id's (the same on a re-send of the id, so it starts once)."""
+        ns = self._ns
+        legs = await self.leg_requests(request, data)
+        replies = await send_legs(ns.redis, [(ns.part_scripts(p), q) for p, q in enumerate(legs)])
+        return merge_replies(replies)
+
+    async def leg_requests(self, request: SendEventRequest, data: Any) -> list[SendEventRequest]:
+        """With partitions > 1: the send_event call of each partition's leg (index: the
+        partition), each given the triggered runs it starts (and their plans)."""
         ns, q = self._ns, request
         jobs = dict(q.local_triggers)  # registered here; then those of live workers
         stored = await ns.redis.hgetall(ns.keys.triggers(q.name))
@@ -152,24 +170,14 @@ class EventBus:
         for job, queue in jobs.items():
             flow = rules[job].flow if job in rules else None
             starts[pick_partition(ns.partitions, job, flow, data, near=home)][job] = queue
-        legs = [
-            (
-                ns.part_scripts(p),
-                replace(
-                    q,
-                    local_triggers=starts[p],
-                    plans={j: plan for j, plan in q.plans.items() if j in starts[p]},
-                ),
+        return [
+            replace(
+                q,
+                local_triggers=starts[p],
+                plans={j: plan for j, plan in q.plans.items() if j in starts[p]},
             )
             for p in range(ns.partitions)
         ]
-        replies = await send_legs(ns.redis, legs)
-        return SendReply(
-            duplicate=all(r.duplicate for r in replies),
-            resumed=[r for reply in replies for r in reply.resumed],
-            started=[r for reply in replies for r in reply.started],
-            cancelled=[r for reply in replies for r in reply.cancelled],
-        )
 
     def _plans(self, name: str, data: Any) -> dict[str, str]:
         """Flow-control plans of the runs the event starts, from the definitions loaded

@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import InvalidArgumentError, LayoutError
 from .keys import Keys, layout1_markers
@@ -50,6 +50,10 @@ log = logging.getLogger("stackshift.layout")
 LAYOUT = 4  # the layout this code writes (1: commit 6707af1, which recorded none; 2: the
 # same data, its version recorded; 3: key names of names with ':' escaped, issue 23;
 # 4: no time index for queued and running runs, issue 22)
+PARTITIONED = 5  # the least layout of a namespace made with partitions > 1: layout 4's data
+# spread over several tags, which a release before partitions (layout 4 and older) must
+# refuse to write to. No step leads there (a namespace never changes its partition count);
+# the next change of stored data is layout 6, for namespaces with and without partitions.
 LOCK_MS = 30_000  # the migration lock's TTL, renewed by its holder every third of it
 RECHECK_S = 30.0  # a live process reads the version again after this long (every release)
 DRAIN_MARGIN_S = 5.0  # added to RECHECK_S when waiting for older processes to notice
@@ -59,6 +63,7 @@ SWEEP_EVERY_S = 300.0  # at most one sweep per namespace this often
 SWEEP_AFTER_S = 3600.0  # sweeps go on this long after a migration (old clients are unseen)
 SWEEP_PAUSE_S = 0.01  # between two batches of a sweep (it shares Redis with the work)
 
+_Refusal = TypeVar("_Refusal", LayoutError, InvalidArgumentError)
 _MIGRATING: contextvars.ContextVar[bool] = contextvars.ContextVar("migrating", default=False)
 
 
@@ -109,6 +114,11 @@ def old_layout_markers(ns: _Namespace) -> list[str]:
     return [m for m in markers if m[len(ns.keys.prefix) :] not in WORKER_WRITTEN]
 
 
+def layout_for(partitions: int) -> int:
+    """The layout a process with `partitions` partitions writes and checks for."""
+    return LAYOUT if partitions == 1 else max(LAYOUT, PARTITIONED)
+
+
 class Layout:
     """The layout check of one namespace in this process (see the module docstring)."""
 
@@ -120,6 +130,11 @@ class Layout:
         self._sweep_hint = False
         self.found: Found | None = None  # the last check's reading
         self.worker = False  # a worker's checks also read the oldest live worker's layout
+
+    @property
+    def mine(self) -> int:
+        """The layout this process writes (layout_for its partition count)."""
+        return layout_for(self._ns.partitions)
 
     async def gate(self) -> float:
         """The door's gate: ensure the layout; the monotonic time of the next check."""
@@ -140,7 +155,7 @@ class Layout:
                     raise self._refused
                 return
             found = await self._check()
-            if found.layout < LAYOUT:
+            if found.layout < self.mine:
                 await self._migrate(found)
                 await self._check()  # what a sweep decides on
             self._checked_at = time.monotonic()
@@ -152,33 +167,38 @@ class Layout:
             if migrating
             else f"has storage layout {layout}, written by"
         )
-        self._refused = LayoutError(
-            f"namespace {ns!r} {what} a newer stackshift-redis than this one (layout "
-            f"{LAYOUT}): this process does not write to it; run the newer release (see the "
-            "Deploying guide, 'Upgrades and rollbacks')"
+        return self._remember(
+            LayoutError(
+                f"namespace {ns!r} {what} a newer stackshift-redis than this one (layout "
+                f"{self.mine}): this process does not write to it; run the newer release (see "
+                "the Deploying guide, 'Upgrades and rollbacks')"
+            )
         )
-        self._checked_at = time.monotonic()
-        return self._refused
+
+    def _remember(self, exc: _Refusal) -> _Refusal:
+        """Keep a refusal: every gate until the next check raises it again."""
+        self._refused, self._checked_at = exc, time.monotonic()
+        return exc
 
     async def _check(self) -> Found:
         ns = self._ns
         reply = await ns.scripts.layout(
             "check",
-            layout=LAYOUT,
+            layout=self.mine,
             markers=old_layout_markers(ns),
             workers=self.worker,
             partitions=ns.partitions,
         )
         found = self.found = Found.of(reply)
         if found.partitions:
-            self._refused = InvalidArgumentError(
-                f"namespace {ns.namespace!r} has {found.partitions} partition(s), not "
-                f"{ns.partitions}: every client and worker of a namespace must pass the same "
-                "partitions=; this process writes nothing to it"
+            raise self._remember(
+                InvalidArgumentError(
+                    f"namespace {ns.namespace!r} has {found.partitions} partition(s), not "
+                    f"{ns.partitions}: every client and worker of a namespace must pass the "
+                    "same partitions=; this process writes nothing to it"
+                )
             )
-            self._checked_at = time.monotonic()
-            raise self._refused
-        if max(found.layout, found.next) > LAYOUT:
+        if max(found.layout, found.next) > self.mine:
             raise self._refuse(max(found.layout, found.next), found.next > found.layout)
         self._refused = None
         self._sweep_hint = True
@@ -189,7 +209,7 @@ class Layout:
         old = found.layout > 0 or found.old_data
         while True:
             token = uuid.uuid4().hex
-            reply = await ns.scripts.layout("lock", layout=LAYOUT, token=token, lock_ms=LOCK_MS)
+            reply = await ns.scripts.layout("lock", layout=self.mine, token=token, lock_ms=LOCK_MS)
             code = int(reply[0])
             if code == 3:  # a newer release came first
                 recorded, nxt = int(reply[1]), int(reply[2])
@@ -203,7 +223,7 @@ class Layout:
                         "%d -> %d; waiting for it (its lock expires in %.0f s if it died)",
                         ns.namespace,
                         start,
-                        LAYOUT,
+                        self.mine,
                         max(0, int(reply[1])) / 1000,
                     )
                     told = True
@@ -242,10 +262,10 @@ class Layout:
         seen = {
             int(f[5:]): int(v) for f, v in meta.items() if f.startswith("seen:") and f[5:].isdigit()
         }
-        older = [at for layout, at in seen.items() if layout < LAYOUT]
+        older = [at for layout, at in seen.items() if layout < self.mine]
         wait = (max(older, default=0) - now_ms) / 1000 + RECHECK_S + DRAIN_MARGIN_S
         if older and wait > 0:
-            layouts = sorted(layout for layout in seen if layout < LAYOUT)
+            layouts = sorted(layout for layout in seen if layout < self.mine)
             log.warning(
                 "namespace %r: processes of layout %s checked it %.0f s ago: waiting %.0f s "
                 "until they have seen this migration and stopped writing",
@@ -263,7 +283,7 @@ class Layout:
             "namespace %r: migrating the storage layout %d -> %d (%d steps)%s",
             ns.namespace,
             start,
-            LAYOUT,
+            self.mine,
             len(steps),
             "" if old else ": a new namespace",
         )
@@ -302,14 +322,14 @@ class Layout:
             "namespace %r: storage layout %d -> %d migrated in %.1f s",
             ns.namespace,
             start,
-            LAYOUT,
+            self.mine,
             time.monotonic() - began,
         )
         return True
 
     async def _op(self, op: str, token: str, *, step: str = "", cursor: str = "") -> bool:
         reply = await self._ns.scripts.layout(
-            op, layout=LAYOUT, token=token, lock_ms=LOCK_MS, step=step, cursor=cursor
+            op, layout=self.mine, token=token, lock_ms=LOCK_MS, step=step, cursor=cursor
         )
         return bool(reply)
 
@@ -323,9 +343,9 @@ class Layout:
     def _sweep_from(self) -> int | None:
         """The layout whose later steps a sweep runs again now, or None."""
         f = self.found
-        if f is None or f.layout != LAYOUT or f.next:
+        if f is None or f.layout != self.mine or f.next:
             return None
-        bases = [f.oldest_worker] if 0 < f.oldest_worker < LAYOUT else []
+        bases = [f.oldest_worker] if 0 < f.oldest_worker < self.mine else []
         if f.migrated_from and f.now - f.migrated_at < SWEEP_AFTER_S * 1000:
             bases.append(f.migrated_from)
         if not bases or f.now - f.swept_at < SWEEP_EVERY_S * 1000:
@@ -348,7 +368,7 @@ class Layout:
         token, ns = uuid.uuid4().hex, self._ns
         every = round(SWEEP_EVERY_S * 1000) if after is None else 0
         got = await ns.scripts.layout(
-            "sweep", layout=LAYOUT, token=token, lock_ms=LOCK_MS, extra=every
+            "sweep", layout=self.mine, token=token, lock_ms=LOCK_MS, extra=every
         )
         if not got:
             return False

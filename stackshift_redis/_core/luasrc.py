@@ -17,7 +17,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from .keys import PLANS, SHAPES
+from .key_shapes import PLANS, SHAPES
 
 _INCLUDE = re.compile(r"^-- @include ([a-z_]+\.lua)\s*$")
 _PACKAGE = Path(__file__).resolve().parent.parent  # stackshift_redis/
@@ -27,7 +27,7 @@ def lua_keys() -> str:
     """The Lua table `K`: `K.<shape>(prefix, args...)` renders a key as `Keys` does
     (`K_esc` escapes a part as `escape`)."""
     lines = [
-        "-- keys: rendered from stackshift_redis/_core/keys.py SHAPES",
+        "-- keys: rendered from stackshift_redis/_core/key_shapes.py SHAPES",
         "local K = {}",
         "local K_escaped = {}  -- part -> escaped part, within one script call",
         "local function K_esc(s)",

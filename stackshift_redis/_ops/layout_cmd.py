@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from .._core.layout import LAYOUT
 from .._core.migrations import steps_after
 from ..app import StackShift
 from .target import Refused, emit_json, json_option, target_of
@@ -44,7 +43,7 @@ async def read_status(app: StackShift) -> dict[str, Any]:
     return {
         "namespace": ns.namespace,
         "layout": num("layout"),
-        "this_code": LAYOUT,
+        "this_code": ns.layout.mine,
         "next": num("next"),
         "lock_ms_left": max(lock_ms, 0),
         "steps": {f[4:]: v for f, v in meta.items() if f.startswith("mig:")},

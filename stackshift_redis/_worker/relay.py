@@ -19,6 +19,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from .._core.namespace import Namespace
+from .._core.scripts import leg_of_entry
 from ..errors import LayoutError, RedisUnavailableError, StackShiftError
 
 log = logging.getLogger("stackshift.worker")
@@ -104,12 +105,15 @@ class Relay:
         run_id = fields.get(b"run", b"").decode()
         rest = [x for k, v in fields.items() if k not in (b"a", b"run") for x in (k, v)]
         try:
-            changed = await ns.scripts_of(run_id).apply_outbox(
-                action, run_id, rest, ns.settings.retention_ms
-            )
+            if action == "event":  # names a partition, not a run: send_event's leg there
+                changed = await self._send_leg(fields)
+            else:
+                changed = await ns.scripts_of(run_id).apply_outbox(
+                    action, run_id, rest, ns.settings.retention_ms
+                )
         except (RedisUnavailableError, LayoutError):
-            raise  # not now (the run's partition is down, a newer layout): kept, read again
-        except StackShiftError as exc:  # a damaged entry: applying it again cannot help
+            raise  # not now (the target partition is down, a newer layout): kept, read again
+        except (StackShiftError, KeyError, ValueError) as exc:  # damaged: again cannot help
             log.error(
                 "outbox entry %s of partition %d (%s run %s) cannot be applied and is dropped: %s",
                 entry_id.decode(),
@@ -126,3 +130,13 @@ class Relay:
             await pipe.execute()
         self.applied += 1
         return int(changed)
+
+    async def _send_leg(self, fields: dict[bytes, bytes]) -> bool:
+        """Apply an entry 'event' (a transactional step's event, lua/transact.lua): the leg
+        of its partition, deduplicated there by the event id and call token (applied
+        again, it has its effect once). True unless it was a duplicate."""
+        to, request = leg_of_entry(fields)
+        if not 0 <= to < self.ns.partitions:
+            raise ValueError(f"no partition {to}")
+        reply = await self.ns.part_scripts(to).send_event(request, leg=True)
+        return not reply.duplicate

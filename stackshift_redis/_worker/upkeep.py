@@ -17,7 +17,6 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from .._attempt.execution import Execution
 from .._client.schedules import ScheduleDuty
-from .._core import layout
 from .._core.jobs import QueueConfig
 from .._core.keys import GROUP
 from .._core.namespace import Namespace
@@ -331,7 +330,7 @@ class Upkeep:
             "running": len(self.held()),
             "at": round(now_ms),
             "started": round(self._started_ms),
-            "layout": layout.LAYOUT,
+            "layout": self.ns.layout.mine,
             "versions": {j: sorted(v) for j, v in self.ns.registry.versions.items()},
         }
         async with self.ns.redis.pipeline(transaction=False) as pipe:

@@ -28,7 +28,7 @@ from .door import (
     redis_call,
     unavailable,
 )
-from .events import EventScripts, send_legs
+from .events import EventScripts, leg_of_entry, send_legs
 from .namespace import NamespaceScripts
 from .output import OutputScripts
 from .queues import QueueScripts
@@ -95,6 +95,7 @@ __all__ = [
     "WaitEventRequest",
     "WaitReply",
     "fields_of",
+    "leg_of_entry",
     "redis_call",
     "send_legs",
     "unavailable",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -53,12 +53,12 @@ class EventScripts(Door):
             args.append("1")
         return ScriptCall("send_event", "", keys, args)
 
-    async def send_event(self, request: SendEventRequest) -> SendReply:
+    async def send_event(self, request: SendEventRequest, leg: bool = False) -> SendReply:
         """Record an event once; resume matching waiters; start triggered jobs (with the
         hook `fields`, {"x:<name>": value}, stored on each started run, and `plans`: the
         flow-control plan JSON of local triggered jobs, see flow.py); cancel runs whose
-        CancelOn rules match."""
-        c = self.send_event_call(request)
+        CancelOn rules match. `leg`: as send_event_call."""
+        c = self.send_event_call(request, leg)
         return send_reply(await self.call(c.script, c.keys, c.args))
 
 
@@ -100,3 +100,25 @@ async def send_legs(
     if errors:
         raise errors[0]
     return [send_reply(r) for r in results]
+
+
+def leg_of_entry(fields: Mapping[bytes, bytes]) -> tuple[int, SendEventRequest]:
+    """(partition, send_event leg) of an outbox entry 'event' (lua/transact.lua writes it:
+    a transactional step's event, for a partition other than the commit's)."""
+    f = {k.decode(): v for k, v in fields.items()}
+    text = {k: v.decode() for k, v in f.items() if k not in ("bytes", "payload")}
+    request = SendEventRequest(
+        name=text["name"],
+        event_id=text["id"],
+        encoded=f["bytes"],
+        flat_json=text["flat"],
+        payload=f["payload"],
+        dedupe_ms=int(text["dedupe"]),
+        log_ms=int(text["log"]),
+        local_triggers=json.loads(text["triggers"]),
+        call_token=text["token"],
+        fields=json.loads(text["fields"]) if text["fields"] else {},
+        retention_ms=int(text["keep"]),
+        plans=json.loads(text["plans"]),
+    )
+    return int(text["part"]), request

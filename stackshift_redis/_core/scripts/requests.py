@@ -201,7 +201,7 @@ class TransactRequest:
     """One commit of a transactional step (`transact`): reads are (state name, raw bytes
     seen or None), writes (name, op 's' | 'k' | 'd', bytes, ttl_ms), events prepared
     send_event requests, starts (StartRequest, one NewRun) pairs; `summary` is the JSON the
-    timeline entry carries (what the commit applied)."""
+    timeline entry carries (what the commit applied); `legs`: see lua/transact.lua."""
 
     run_id: str
     token: str
@@ -216,3 +216,6 @@ class TransactRequest:
     retention_ms: int
     dedupe_ms: int
     log_ms: int
+    # with partitions: per event, the (partition, send_event call) of its legs on the
+    # partitions other than the commit's (events then hold the commit partition's legs)
+    legs: tuple[tuple[tuple[int, SendEventRequest], ...], ...] = ()

@@ -38,18 +38,27 @@ class TransactScripts(Door):
         keys += [k.state(name) for name, _ in q.reads]
         keys += [k.state(w[0]) for w in q.writes]
         counts = f"{len(q.reads)} {len(q.writes)} {len(q.events)} {len(q.starts)}"
-        counts += " 1" if remote else ""
+        if q.legs:  # partitioned events: a 6th count (the 5th: remote or not)
+            counts += f" {int(remote)} 1"
+        elif remote:
+            counts += " 1"
         args: list[Any] = [k.prefix, q.run_id, q.token, q.step, q.record, q.commit_token]
         args += [counts, q.retention_ms or 86_400_000, q.dedupe_ms, q.log_ms, q.summary]
         args += [b"-" if seen is None else b"=" + seen for _, seen in q.reads]
         for _, op, data, ttl_ms in q.writes:
             args += [op, data, ttl_ms]
-        for e in q.events:
+        for i, e in enumerate(q.events):
             keys += [k.event_seen(e.event_id), k.event_log(e.name), k.event_data(e.name)]
             keys += [k.event_shapes(e.name), k.triggers(e.name), k.event_names()]
             args += [e.name, e.event_id, e.encoded, e.flat_json, e.payload]
             args += [json.dumps(e.local_triggers), json.dumps(e.fields) if e.fields else ""]
             args += [json.dumps(e.plans)]
+            if q.legs:
+                others = [
+                    [str(p), json.dumps(leg.local_triggers), json.dumps(leg.plans)]
+                    for p, leg in q.legs[i]
+                ]
+                args.append(json.dumps(others))
         for r, (run_id, idem, payload, plan) in q.starts:
             keys += [k.run(run_id), k.idem(r.job, idem) if idem is not None else k.run(run_id)]
             args += [r.job, r.queue, run_id, "1" if idem is not None else "0", payload, plan]
