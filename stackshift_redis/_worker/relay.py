@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from .._core.namespace import Namespace
 from .._core.scripts import leg_of_entry
-from ..errors import StackShiftError
+from ..errors import LayoutError, RedisUnavailableError, StackShiftError
 
 log = logging.getLogger("stackshift.worker")
 GROUP = "relay"
@@ -111,6 +111,8 @@ class Relay:
                 changed = await ns.scripts_of(run_id).apply_outbox(
                     action, run_id, rest, ns.settings.retention_ms
                 )
+        except (RedisUnavailableError, LayoutError):
+            raise  # not the entry's fault: it stays pending, read again after CLAIM_EVERY_S
         except (StackShiftError, KeyError, ValueError) as exc:  # damaged: again cannot help
             log.error(
                 "outbox entry %s of partition %d (%s run %s) cannot be applied and is dropped: %s",
