@@ -11,10 +11,12 @@ import msgpack
 import pytest
 from redis.exceptions import ClusterDownError
 
-from stackshift_redis import RedisUnavailableError, RunContext, StackShift
+from stackshift_redis import RunContext, StackShift
 from stackshift_redis._core.partitions import PREVIEW_ENV
+from stackshift_redis._core.scripts import Scripts
 from stackshift_redis._worker import relay as relay_mod
 from stackshift_redis._worker.relay import Relay
+from stackshift_redis.errors import RedisUnavailableError
 
 
 @pytest.fixture
@@ -85,7 +87,32 @@ async def test_an_entry_a_dead_relay_read_is_claimed_and_applied_once(
     assert kinds.count("cancelled") == 1
 
 
-async def test_an_entry_whose_partition_is_down_is_kept_and_applied_later(
+async def test_an_entry_whose_apply_meets_no_redis_stays_and_is_applied_later(
+    app: StackShift, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await app.worker().registration.setup()
+    ns = app._core
+    handle = await app.start("j", partition_key="k3")
+    await _entry(app, 0, a="cancel", run=handle.id, reason="r")
+    relay = Relay(ns, "w1")
+    original = Scripts.apply_outbox
+
+    async def unreachable(*args: object, **kwargs: object) -> bool:
+        raise RedisUnavailableError("Redis unavailable: Connection refused")
+
+    monkeypatch.setattr(Scripts, "apply_outbox", unreachable)
+    with pytest.raises(RedisUnavailableError):  # the upkeep loop logs one line and retries
+        await relay.tick()
+    assert await app.redis.xlen(ns.part_keys[0].outbox()) == 1  # kept: not a damaged entry
+    monkeypatch.setattr(Scripts, "apply_outbox", original)
+    relay._claim_at = 0.0  # its own unacknowledged entries are read again
+    assert await relay.tick() == 1
+    info = await app.get_run(handle.id)
+    assert info is not None and info.status == "cancelled"
+    assert await app.redis.xlen(ns.part_keys[0].outbox()) == 0
+
+
+async def test_an_entry_whose_partition_answers_clusterdown_is_kept_and_applied_later(
     app: StackShift, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await app.worker().registration.setup()

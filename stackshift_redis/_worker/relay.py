@@ -112,7 +112,7 @@ class Relay:
                     action, run_id, rest, ns.settings.retention_ms
                 )
         except (RedisUnavailableError, LayoutError):
-            raise  # not now (the target partition is down, a newer layout): kept, read again
+            raise  # not the entry's fault: it stays pending, read again after CLAIM_EVERY_S
         except (StackShiftError, KeyError, ValueError) as exc:  # damaged: again cannot help
             log.error(
                 "outbox entry %s of partition %d (%s run %s) cannot be applied and is dropped: %s",
