@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import wait_for
 
-from stackshift_redis import Concurrency, RunContext, StackShift, StateTx
+from stackshift_redis import Concurrency, RunContext, Singleton, StackShift, StateTx
 from stackshift_redis._attempt import transact as tx_mod
 from stackshift_redis._core.partitions import PREVIEW_ENV, route
 from stackshift_redis._core.routing import SEP, idempotency_partition
@@ -225,3 +225,41 @@ async def test_an_entry_applied_twice_makes_one_run_and_a_key_dedupes(
     assert await app.get_run(keyed) is None  # deduplicated: never made
     assert await app.redis.get(ns.keys_of(keyed).tx_start(keyed)) == str(first.id).encode()
     assert await app.run(str(first.id)).result(timeout=15) == {"first": True}
+
+
+async def test_a_skipped_start_stays_skipped_when_applied_again(
+    make_app: Callable[..., StackShift], running_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(partitions=P)
+    ns = app._core
+    at = ns.part_of_name(STATE)
+    key = next(k for i in range(1000) if route(f"solo{SEP}{(k := f's{i}')}", P) != at)
+
+    @app.job("solo", singleton=Singleton(key="k"))
+    async def solo(ctx: RunContext) -> None: ...
+
+    async def go(tx: StateTx) -> int:
+        tx.start("solo", {"k": key})
+        return int(await tx.incr(STATE))
+
+    @app.job("stepper")
+    async def stepper(ctx: RunContext) -> Any:
+        return await ctx.step.transact("go", go)
+
+    async def no_relay(self: Relay) -> int:
+        return 0
+
+    monkeypatch.setattr(Relay, "tick", no_relay)
+    older = await app.start("solo", {"k": key}, delay=60)  # unfinished: a new start is skipped
+    running_worker(app, concurrency=4)
+    run = await app.start("stepper", partition_key=key_on(at))
+    assert await run.result(timeout=15) == 1
+    [(_, fields)] = await app.redis.xrange(ns.part_keys[at].outbox())
+    far = fields[b"run"].decode()
+    assert ns.part_of(far) == ns.part_of(str(older.id)) != at
+    assert await app.get_run(far) is None  # skipped by the caller's apply: the singleton's
+    assert await app.cancel(str(older.id)) is True  # a start now would be made...
+    monkeypatch.undo()
+    assert await Relay(ns, "late").tick() == 0  # ...but the entry was applied already
+    assert await app.get_run(far) is None
+    assert [r.id for r in await app.list_runs(job="solo", limit=10)] == [str(older.id)]
