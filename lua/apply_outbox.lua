@@ -8,6 +8,10 @@
 --   cancel  cancel the run (lib/cancel_run.lua: a final run stays as it is)
 --   tx_record  record a transactional step committed on another partition (transact.lua,
 --           remote commit) unless its commit token is recorded already
+--   tx_start  a transactional step's start of a run on this partition (transact.lua): as
+--           start does (lib/start_once.lua: idempotency key, flow control), once: its
+--           outcome is kept in keys.tx_start(run id) (retention ms), so a second apply, even
+--           of a start that was skipped or merged, changes nothing
 -- KEYS[1] run  keys.run(run id) of the run the entry names
 -- ARGV[1] prefix (this partition's)  ARGV[2] action  ARGV[3] run id  ARGV[4] retention ms
 -- ARGV[3+2i] name_i  ARGV[4+2i] value_i: the entry's fields (as XREADGROUP gave them)
@@ -22,6 +26,8 @@
 -- @include resume_waiting.lua
 -- @include cancel_run.lua
 -- @include timeline.lua
+-- @include start_once.lua
+-- @include with_version.lua
 local prefix, action, id = ARGV[1], ARGV[2], ARGV[3]
 local rk, e, now = KEYS[1], {}, now_ms()
 for i = 1, (#ARGV - 4) / 2 do e[ARGV[3 + 2 * i]] = ARGV[4 + 2 * i] end
@@ -50,6 +56,20 @@ elseif action == 'tx_record' then
   end
   redis.call('HSET', rk, 's:' .. e.step, e.record, 'tx:' .. e.step, e.token)
   timeline(rk, now, 'step_completed', {step = e.step, tx = cjson.decode(e.summary)})
+  return 1
+elseif action == 'tx_start' then
+  local mark = K.tx_start(prefix, id)
+  if redis.call('EXISTS', mark) == 1 or redis.call('EXISTS', rk) == 1 then return 0 end
+  local extra = {}
+  if e.fields ~= '' then extra = cjson.decode(e.fields) end
+  extra = with_version(extra, pick_version(prefix, e.job, tonumber(e.ver), now))
+  local due = tonumber(e.made) + tonumber(e.delay)
+  if tonumber(e.at) > 0 then due = tonumber(e.at) end
+  local idem, ik = e.idem == '1', rk
+  if idem then ik = K.idem(prefix, e.job, e.key) end
+  local rid = start_once(prefix, e.job, e.queue, rk, ik, id, idem, e.payload, e.plan, extra,
+    now, due, tonumber(ARGV[4]), e.ttl)
+  redis.call('SET', mark, rid, 'PX', ARGV[4])
   return 1
 elseif action == 'cancel' then
   local out = cancel_run(prefix, id, e.reason, now, tonumber(ARGV[4]))

@@ -21,8 +21,10 @@
 -- Remote commit (partitions: the state lives on another partition than the run): counts
 -- has a 5th number, 1; KEYS[1] is then keys.tx_commit(run id) on the state's partition,
 -- the lease is not checked (it is on the run's), the record and token go in that hash
--- (expiring after retention_ms) and an outbox entry 'tx_record' records the step on the
--- run (lua/apply_outbox.lua; the caller also applies it at once).
+-- (expiring after retention_ms), with the timeline summary (j:<step>, started runs
+-- included), and an outbox entry 'tx_record' records the step on the run
+-- (lua/apply_outbox.lua; the caller also applies it at once). The reply then has a 5th
+-- and 6th element (the commit's ms, that summary); {'done', record, summary} when done.
 -- Partitioned events (P>1): counts has a 6th number, 1 (the 5th is then 0 or 1); each event
 -- has a 9th argument, JSON [[partition, triggers JSON, plans JSON], ...] of the other
 -- partitions' legs. The event's 6 keys are this partition's and its leg is sent here
@@ -30,6 +32,12 @@
 -- triggers key is not read); every other leg is an outbox entry 'event' naming its
 -- partition (applied as send_event's leg there by the relay, and by the caller at once),
 -- with call token <commit token>:<e>, so each leg has its effect once.
+-- Starts on other partitions (P>1): counts has a 7th number nx (the 5th and 6th are then
+-- 0 or 1) and, after the starts, nx more (no KEYS): job, queue, run id, has_idem, the
+-- idempotency key ('' without), payload, plan JSON, delay_ms, at_ms, idem_ttl_ms, fields
+-- JSON, version; each an outbox entry 'tx_start' (made: this call's ms), applied on the
+-- run's partition by the relay (and by the caller at once); the reply then has a 5th
+-- element, that ms. Their run ids are listed in the timeline entry as started.
 -- Errors: LEASE_LOST.  Cost: O(keys + events' send cost + starts); one script call.
 -- @include now_ms.lua
 -- @include timeline.lua
@@ -43,13 +51,20 @@ local rk, prefix, step = KEYS[1], ARGV[1], ARGV[4]
 local c = {}
 for n in string.gmatch(ARGV[7], '%d+') do c[#c + 1] = tonumber(n) end
 local nr, nw, ne, ns, remote, legs = c[1], c[2], c[3], c[4], c[5] == 1, c[6] == 1
+local nx = c[7] or 0
 local f, err = {}, nil
 if not remote then
   f, err = check_lease(rk, ARGV[2], ARGV[3])
   if not f then return redis.error_reply(err) end
 end
-local done = redis.call('HMGET', rk, 's:' .. step, 'tx:' .. step)
-if done[2] then return {'done', done[1]} end -- (a failed attempt's record is replaced)
+local done
+if remote then -- (its timeline summary too)
+  done = redis.call('HMGET', rk, 's:' .. step, 'tx:' .. step, 'j:' .. step)
+  if done[2] then return {'done', done[1], done[3]} end
+else
+  done = redis.call('HMGET', rk, 's:' .. step, 'tx:' .. step)
+  if done[2] then return {'done', done[1]} end -- (a failed attempt's record is replaced)
+end
 local a = 11
 for i = 1, nr do
   local cur = redis.call('GET', KEYS[1 + i])
@@ -107,15 +122,27 @@ for s = 1, ns do
   if rid ~= '' then started[#started + 1] = rid end
   kb, a = kb + 2, a + 11
 end
+for _ = 1, nx do -- runs on other partitions: through the outbox
+  redis.call('XADD', K.outbox(prefix), '*', 'a', 'tx_start', 'run', ARGV[a + 3],
+    'job', ARGV[a + 1], 'queue', ARGV[a + 2], 'idem', ARGV[a + 4], 'key', ARGV[a + 5],
+    'payload', ARGV[a + 6], 'plan', ARGV[a + 7], 'delay', ARGV[a + 8], 'at', ARGV[a + 9],
+    'made', now, 'ttl', ARGV[a + 10], 'fields', ARGV[a + 11], 'ver', ARGV[a + 12])
+  started[#started + 1] = ARGV[a + 3]
+  a = a + 12
+end
 redis.call('HSET', rk, 's:' .. step, ARGV[5], 'tx:' .. step, ARGV[6])
 local summary = cjson.decode(ARGV[11])
 if #started > 0 then summary['started'] = started end
 if remote then
+  local js = cjson.encode(summary)
+  redis.call('HSET', rk, 'j:' .. step, js)
   redis.call('PEXPIRE', rk, keep)
   redis.call('XADD', K.outbox(prefix), '*', 'a', 'tx_record', 'run', ARGV[2], 'step', step,
-    'record', ARGV[5], 'token', ARGV[6], 'summary', cjson.encode(summary))
-  return {'ok', 0, out, sent}
+    'record', ARGV[5], 'token', ARGV[6], 'summary', js)
+  return {'ok', 0, out, sent, now, js}
 end
 timeline(rk, now, 'step_completed', {step = step, tx = summary})
-if f[10] then return {'ok', 1, out, sent} end
-return {'ok', 0, out, sent}
+local cancel = 0
+if f[10] then cancel = 1 end
+if nx > 0 then return {'ok', cancel, out, sent, now} end
+return {'ok', cancel, out, sent}

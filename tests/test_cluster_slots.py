@@ -287,13 +287,15 @@ async def _tx_all(tx: Any) -> None:
 
 
 async def _tx_partitioned(tx: Any) -> None:
-    """_tx_all with partitions: its state on one partition (one braced part), and no start
-    an idempotency key routes elsewhere (docs/guides/scaling-out.md: not yet with
-    partitions). Its event goes to the other partitions through the outbox."""
+    """_tx_all with partitions: its state on one partition (one braced part). Its event
+    goes to the other partitions through the outbox, and so does its keyed start ("tx-child"
+    routes off {tx}'s partition at P=4: an outbox entry 'tx_start'); its unkeyed start is
+    made by the commit."""
     await tx.incr("{tx}:n")
     tx.set("{tx}:v", {"a": 1}, ttl=60)
     tx.delete("{tx}:gone")
     tx.send_event("tx.done", {"k": "z"})
+    tx.start("child", 4, idempotency_key="tx-child")
     tx.start("child", 4)
 
 

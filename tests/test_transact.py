@@ -304,8 +304,10 @@ async def test_starts_are_idempotent_like_start(app: StackShift, running_worker:
         return await ctx.step.transact("s", fn, ctx.payload)
 
     app.job("child", lambda ctx: ctx.payload)
-    # with partitions a commit starts runs on its own partition only: the parents go to
-    # the one of the child's idempotency key (routing.idempotency_partition)
+    # with partitions the parents go to the partition of the child's idempotency key
+    # (routing.idempotency_partition), so the commit makes the run and its timeline lists
+    # the deduplicated one (a start routed elsewhere is listed by the id it was given;
+    # tests/test_partitions_tx_start.py)
     by_key = "child" + SEP + "once"
     runs = [await app.start("j", i, partition_key=by_key) for i in range(2)]
     running_worker(app)

@@ -129,7 +129,7 @@ class StateTx:
         self, starter: Starter, near: int = 0
     ) -> list[tuple[StartRequest, tuple[str, str | None, bytes, str]]]:
         """Each buffered start as its start call (queue resolved, payload checked; with
-        partitions, a run no key routes goes on partition `near`: the step's run's)."""
+        partitions, a run no key routes goes on partition `near`: the commit's)."""
         out = []
         for s in self.starts:
             request, [run] = await starter.prepare(s.job, [s.payload], s.options, near=near)

@@ -31,14 +31,16 @@ from ..errors import NonRetriableError, PayloadError, TransactionConflictError
 from .execution import Execution
 from .statetx import StateTx
 from .tx_partition import (
-    check_starts,
     commit_partition,
     event_legs,
     record_remote,
     send_other_legs,
+    split_starts,
+    start_far,
 )
 
-FAULT: Callable[[str], None] | None = None  # tests: "before_commit", "after_commit", "event_legs"
+# tests: "before_commit", "after_commit", "event_legs", "far_starts"
+FAULT: Callable[[str], None] | None = None
 CONFLICT = object()  # commit(): a key read changed, run fn again
 
 
@@ -69,8 +71,7 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
         raise NonRetriableError(str(exc)) from exc
     settings = ex.ns.settings
     at = commit_partition(ex, key, tx)
-    starts = tuple(await tx.prepared_starts(Starter(ex.ns), at))
-    check_starts(ex, key, at, [run[0] for _, run in starts])
+    starts, far = split_starts(ex, at, tuple(await tx.prepared_starts(Starter(ex.ns), at)))
     remote = at != ex.ns.part_of(ex.run_id)
     commit_token = uuid.uuid4().hex
     events, legs = await event_legs(ex, tx, at, commit_token)
@@ -89,6 +90,7 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
         dedupe_ms=settings.event_dedupe_ms,
         log_ms=settings.event_log_ms,
         legs=legs,
+        far_starts=far,
     )
     if FAULT is not None:
         FAULT("before_commit")
@@ -98,7 +100,8 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
         FAULT("after_commit")
     if remote and reply.outcome != "conflict":
         record = reply.record if reply.record is not None else request.record
-        await record_remote(ex, key, record, request.commit_token, request.summary)
+        summary = reply.summary or request.summary  # (with the runs started)
+        await record_remote(ex, key, record, request.commit_token, summary)
     if reply.outcome == "conflict":
         return CONFLICT
     if reply.outcome == "done":  # committed by a call whose reply was lost
@@ -109,6 +112,8 @@ async def commit(ex: Execution, key: str, tx: StateTx, value: Any) -> Any:
     ex.steps[key] = {"status": "completed", "result": stored}
     if reply.cancel:
         ex.cancel_requested = True
+    if far:  # partitions: the runs the commit left in its outbox, now
+        await start_far(ex, request, reply.made, FAULT)
     sent = reply.events
     if legs:  # partitions: the legs the commit left in its outbox, now
         sent = await send_other_legs(ex, request, sent, FAULT)

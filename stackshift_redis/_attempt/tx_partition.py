@@ -10,22 +10,29 @@ An event goes as one leg per partition, as send_event (_client/events.py): the c
 sends the leg of its own partition and writes every other leg in its outbox (an entry
 'event', applied by the relay); the caller applies those legs at once too. Each leg is
 deduplicated by the event id and the call token <commit token>:<e>, so it counts once.
+
+A start (`tx.start`) goes on its run's partition, as `start`: one its flow-control or
+idempotency key routes to another partition than the commit's is an outbox entry
+'tx_start' written by the commit, applied there once (lua/apply_outbox.lua keeps its
+outcome), at once by the caller and durably by the relay.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from .._client.events import EventBus, merge_replies
-from .._core.scripts import SendEventRequest, TransactRequest, send_legs
+from .._core.scripts import SendEventRequest, StartRequest, TransactRequest, send_legs
 from ..errors import NonRetriableError
 from .execution import Execution
 from .statetx import StateTx
 
 log = logging.getLogger("stackshift.worker")
 Legs = tuple[tuple[tuple[int, SendEventRequest], ...], ...]
+Starts = tuple[tuple[StartRequest, tuple[str, str | None, bytes, str]], ...]
 Sent = tuple[tuple[bool, list[str], list[str]], ...]  # per event: duplicate, resumed, started
 
 
@@ -53,14 +60,37 @@ def commit_partition(ex: Execution, key: str, tx: StateTx) -> int:
     return parts.pop() if parts else ns.part_of(ex.run_id)
 
 
-def check_starts(ex: Execution, key: str, at: int, run_ids: list[str]) -> None:
-    """The runs a commit on partition `at` starts must live there."""
-    if any(ex.ns.part_of(r) != at for r in run_ids):
-        raise _refuse(
-            ex,
-            key,
-            f"a commit on partition {at} can only start runs there (no key, or a key of it)",
-        )
+def split_starts(ex: Execution, at: int, starts: Starts) -> tuple[Starts, Starts]:
+    """(starts of runs on partition `at`, made by the commit; the others, sent)."""
+    here = tuple(s for s in starts if ex.ns.part_of(s[1][0]) == at)
+    return here, tuple(s for s in starts if ex.ns.part_of(s[1][0]) != at)
+
+
+async def start_far(
+    ex: Execution, request: TransactRequest, made: int, fault: Callable[[str], None] | None
+) -> None:
+    """Apply at once the starts a commit wrote to its outbox (the runs start now, not at
+    the next relay tick). Should this fail, the relay applies them (the commit is done)."""
+    ns = ex.ns
+    try:
+        if fault is not None:
+            fault("far_starts")
+        for r, (run_id, idem, payload, plan) in request.far_starts:
+            fields: list[bytes] = [b"job", r.job.encode(), b"queue", r.queue.encode()]
+            fields += [b"idem", b"1" if idem is not None else b"0", b"key", (idem or "").encode()]
+            fields += [b"payload", payload, b"plan", plan.encode(), b"delay", b"%d" % r.delay_ms]
+            fields += [b"at", b"%d" % r.at_ms, b"made", b"%d" % made]
+            fields += [b"ttl", b"%d" % r.idem_ttl_ms, b"fields", _fields_json(r).encode()]
+            fields += [b"ver", b"%d" % r.version]
+            await ns.scripts_of(run_id).apply_outbox(
+                "tx_start", run_id, fields, ns.settings.retention_ms
+            )
+    except Exception as exc:  # the outbox holds them: the relay applies them
+        log.warning("run %s: starts of a commit left to the relay: %r", ex.run_id, exc)
+
+
+def _fields_json(r: StartRequest) -> str:
+    return json.dumps(dict(r.fields)) if r.fields else ""
 
 
 async def record_remote(ex: Execution, key: str, record: bytes, token: str, summary: str) -> None:

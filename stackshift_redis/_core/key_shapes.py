@@ -43,7 +43,8 @@ SHAPES: dict[str, tuple[str, ...]] = {
     "take": ("take", "{taker}"),  # STRING a taker's last take id | its runs (JSON, 60 s)
     "output": ("out", "{run_id}"),  # STREAM a run's output messages (capped; expires with it)
     "outbox": ("outbox",),  # STREAM with partitions: effects on other partitions (relay.py)
-    "tx_commit": ("txc", "{run_id}"),  # HASH with partitions: s:/tx:<step> of remote commits
+    "tx_commit": ("txc", "{run_id}"),  # HASH with partitions: s:/tx:/j:<step> of remote commits
+    "tx_start": ("txs", "{run_id}"),  # STRING with partitions: outcome of a tx.start applied
     # queues
     "stream": ("q", "{queue}", "stream"),  # STREAM wake-up tickets; consumer group `workers`
     "ready": ("q", "{queue}", "ready", "{group}"),  # ZSET ready run ids of a group, by order

@@ -141,9 +141,15 @@ class Keys:
         return render(self.prefix, "outbox", ())
 
     def tx_commit(self, run_id: str) -> str:
-        """HASH: with partitions, the record (s:<step>) and commit token (tx:<step>) of a
-        run's transactional steps committed on this partition, not the run's."""
+        """HASH: with partitions, the record (s:<step>), commit token (tx:<step>) and
+        timeline summary (j:<step>) of a run's transactional steps committed on this
+        partition, not the run's."""
         return render(self.prefix, "tx_commit", (run_id,))
+
+    def tx_start(self, run_id: str) -> str:
+        """STRING: with partitions, the run id (or '') a transactional step's start of run
+        `run_id`, routed here through the outbox, ended in: it is applied once."""
+        return render(self.prefix, "tx_start", (run_id,))
 
     # queues
     def stream(self, queue: str) -> str:

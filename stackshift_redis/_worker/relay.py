@@ -1,5 +1,6 @@
 """The outbox relay: with partitions, what a script must do to a run on another partition
-(start an invoked child, settle its parent's wait, cancel a child) goes in its own
+(start an invoked child, settle its parent's wait, cancel a child, record a transactional
+step, send an event's leg, make a transactional step's start) goes in its own
 partition's outbox stream in the same atomic call (lua/lib/elsewhere.lua). Every worker
 reads the outboxes through the consumer group `relay`, applies each entry on the run's
 partition (lua/apply_outbox.lua), then acknowledges and deletes it. Entries a relay read

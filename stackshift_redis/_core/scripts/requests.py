@@ -219,3 +219,6 @@ class TransactRequest:
     # with partitions: per event, the (partition, send_event call) of its legs on the
     # partitions other than the commit's (events then hold the commit partition's legs)
     legs: tuple[tuple[tuple[int, SendEventRequest], ...], ...] = ()
+    # with partitions: the starts of runs on other partitions than the commit's (outbox
+    # entries 'tx_start'), as `starts`
+    far_starts: tuple[tuple[StartRequest, tuple[str, str | None, bytes, str]], ...] = ()

@@ -23,6 +23,8 @@ class TransactReply:
     events: tuple[tuple[bool, list[str], list[str]], ...] = ()  # duplicate, resumed, started
     record: bytes | None = None
     changed: str | None = None
+    made: int = 0  # with far starts: the commit's ms (their outbox entries' 'made')
+    summary: str | None = None  # a remote commit's timeline summary (as tx_record has it)
 
 
 class TransactScripts(Door):
@@ -38,8 +40,10 @@ class TransactScripts(Door):
         keys += [k.state(name) for name, _ in q.reads]
         keys += [k.state(w[0]) for w in q.writes]
         counts = f"{len(q.reads)} {len(q.writes)} {len(q.events)} {len(q.starts)}"
-        if q.legs:  # partitioned events: a 6th count (the 5th: remote or not)
-            counts += f" {int(remote)} 1"
+        if q.legs or q.far_starts:  # partitions: a 6th count, events' legs (5th: remote)
+            counts += f" {int(remote)} {int(bool(q.legs))}"
+            if q.far_starts:  # and a 7th: starts on other partitions
+                counts += f" {len(q.far_starts)}"
         elif remote:
             counts += " 1"
         args: list[Any] = [k.prefix, q.run_id, q.token, q.step, q.record, q.commit_token]
@@ -64,6 +68,10 @@ class TransactScripts(Door):
             args += [r.job, r.queue, run_id, "1" if idem is not None else "0", payload, plan]
             args += [r.delay_ms, r.at_ms, r.idem_ttl_ms]
             args += [json.dumps(dict(r.fields)) if r.fields else "", r.version]
+        for r, (run_id, idem, payload, plan) in q.far_starts:
+            args += [r.job, r.queue, run_id, "1" if idem is not None else "0", idem or ""]
+            args += [payload, plan, r.delay_ms, r.at_ms, r.idem_ttl_ms]
+            args += [json.dumps(dict(r.fields)) if r.fields else "", r.version]
         return keys, args
 
     async def transact(self, request: TransactRequest, remote: bool = False) -> TransactReply:
@@ -74,7 +82,8 @@ class TransactScripts(Door):
         if outcome == "conflict":
             return TransactReply(outcome, changed=request.reads[int(reply[1]) - 1][0])
         if outcome == "done":
-            return TransactReply(outcome, record=reply[1])
+            summary = _str(reply[2]) if len(reply) > 2 and reply[2] else None
+            return TransactReply(outcome, record=reply[1], summary=summary)
         flat = reply[2]
         started = tuple(
             (_str(flat[i]) or None, bool(int(flat[i + 1])), _str(flat[i + 2]) or None)
@@ -83,4 +92,13 @@ class TransactScripts(Door):
         events = tuple(
             (bool(int(e[0])), [_str(r) for r in e[1]], [_str(r) for r in e[2]]) for e in reply[3]
         )
-        return TransactReply(outcome, cancel=bool(int(reply[1])), started=started, events=events)
+        made = int(reply[4]) if len(reply) > 4 else 0
+        summary = _str(reply[5]) if len(reply) > 5 else None
+        return TransactReply(
+            outcome,
+            cancel=bool(int(reply[1])),
+            started=started,
+            events=events,
+            made=made,
+            summary=summary,
+        )
