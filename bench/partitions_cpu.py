@@ -47,7 +47,7 @@ from redis.crc import key_slot
 from bench.partitions_jobs import make_app
 from stackshift_redis import StackShift
 from stackshift_redis._core.keys import Keys
-from stackshift_redis._core.partitions import PREVIEW_ENV, partition_tags
+from stackshift_redis._core.partitions import partition_tags
 from tests.redis_procs import LocalCluster, find_server, start_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,7 +236,7 @@ async def workload(
 
 def _workers(port: int, ns: str, partitions: int, folder: str, a: Any) -> list[Any]:
     env = {**os.environ, "PBENCH_PORT": str(port), "PBENCH_NS": ns, "PBENCH_P": str(partitions),
-           "PBENCH_DIR": folder, PREVIEW_ENV: "1"}  # fmt: skip
+           "PBENCH_DIR": folder}  # fmt: skip
     cmd = [sys.executable, "-m", "stackshift_redis.cli", "bench.partitions_jobs:app",
            "--concurrency", str(a.concurrency), "--log-level", "warning"]  # fmt: skip
     log = open(os.path.join(folder, "workers.log"), "ab")  # noqa: SIM115 (closed with them)
@@ -247,7 +247,6 @@ def _workers(port: int, ns: str, partitions: int, folder: str, a: Any) -> list[A
 def one(partitions: int, a: Any) -> Result:
     """A fresh cluster, workers and the workload at `partitions`."""
     ns = f"pb{uuid.uuid4().hex[:8]}"
-    os.environ[PREVIEW_ENV] = "1"
     folder = tempfile.mkdtemp(prefix="pbench-")
     cluster: LocalCluster = start_cluster(find_server(), 3, ARGS)
     procs: list[Any] = []

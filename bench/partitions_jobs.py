@@ -7,7 +7,7 @@ returns (`done-<pid>`), and `waiter` does so before it waits (`waiting-<pid>`): 
 benchmark counts the lines instead of polling Redis, whose CPU it measures.
 
 Configured from the environment: PBENCH_PORT (a cluster node), PBENCH_NS, PBENCH_P,
-PBENCH_DIR (and STACKSHIFT_PREVIEW_PARTITIONS=1 for more than one partition).
+PBENCH_DIR.
 """
 
 from __future__ import annotations

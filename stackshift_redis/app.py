@@ -15,7 +15,7 @@ from ._core.jobs import BackoffFn, JobDef, QueueConfig, make_job, make_queue
 from ._core.keys import check_name
 from ._core.namespace import Namespace, Settings, check_url
 from ._core.output import DEFAULT_MAX_MESSAGES
-from ._core.partitions import check_partitions, check_preview
+from ._core.partitions import check_partitions
 from ._core.records import Duration, check_int, millis
 from ._core.serializer import DEFAULT_MAX_BYTES, MsgpackSerializer, Serializer
 from ._worker.worker import Worker
@@ -65,7 +65,7 @@ class StackShift(Client):
             url = "redis://localhost:6379/0"
         if url is not None:
             check_url(url)
-        check_preview(check_partitions(partitions))  # (a preview above 1: partitions.py)
+        check_partitions(partitions)
         ns = Namespace(
             namespace=namespace,
             partitions=partitions,

@@ -41,10 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = os.environ.get("STACKSHIFT_TEST_CLUSTER") == "1"
 CLUSTER_NODES = 3
 # STACKSHIFT_TEST_PARTITIONS=4 runs the suite's apps (and worker subprocesses) with 4
-# partitions; more than one is a preview the library refuses without this variable
+# partitions
 TEST_PARTITIONS = int(os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1"))
-if TEST_PARTITIONS > 1:
-    os.environ["STACKSHIFT_PREVIEW_PARTITIONS"] = "1"
 skip_on_cluster = pytest.mark.skipif(CLUSTER, reason="needs a standalone Redis")
 only_on_cluster = pytest.mark.skipif(not CLUSTER, reason="needs a Redis Cluster")
 WORKER_ENTRY = "_stackshift_redis_worker"  # the module the `stackshift-worker` command runs

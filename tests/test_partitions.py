@@ -14,7 +14,6 @@ from stackshift_redis import Concurrency, InvalidArgumentError, RunContext, Stac
 from stackshift_redis._core import layout
 from stackshift_redis._core.keys import Keys, parse
 from stackshift_redis._core.partitions import (
-    PREVIEW_ENV,
     check_partitions,
     name_route,
     partition_of,
@@ -23,11 +22,6 @@ from stackshift_redis._core.partitions import (
 )
 from stackshift_redis._core.records import new_run_id
 from stackshift_redis._core.routing import idempotency_partition
-
-
-@pytest.fixture
-def preview(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
 
 
 def test_one_partition_is_the_namespace_tag() -> None:
@@ -78,15 +72,8 @@ def test_a_bad_partition_count_is_refused(bad: object) -> None:
         check_partitions(bad)
 
 
-def test_more_than_one_partition_is_a_preview(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PREVIEW_ENV, raising=False)
-    with pytest.raises(InvalidArgumentError, match=PREVIEW_ENV):
-        StackShift("redis://localhost:1/0", partitions=4)
-    StackShift("redis://localhost:1/0", partitions=1)
-
-
 async def test_state_lives_on_the_partition_of_its_name(
-    make_app: Callable[..., StackShift], preview: None
+    make_app: Callable[..., StackShift],
 ) -> None:
     app = make_app(partitions=4)
     ns = app._core
@@ -105,7 +92,7 @@ async def test_state_lives_on_the_partition_of_its_name(
 
 
 async def test_the_partition_count_is_recorded_and_another_is_refused(
-    make_app: Callable[..., StackShift], preview: None, namespace: str
+    make_app: Callable[..., StackShift], namespace: str
 ) -> None:
     four = make_app(namespace, partitions=4)
     await four.state.set("a", 1)
@@ -121,7 +108,7 @@ async def test_the_partition_count_is_recorded_and_another_is_refused(
 
 
 async def test_a_partitioned_namespace_records_a_layout_releases_before_partitions_refuse(
-    make_app: Callable[..., StackShift], preview: None, namespace: str
+    make_app: Callable[..., StackShift], namespace: str
 ) -> None:
     four = make_app(namespace, partitions=4)
     await four.state.set("a", 1)
@@ -133,7 +120,7 @@ async def test_a_partitioned_namespace_records_a_layout_releases_before_partitio
 
 
 async def test_a_namespace_of_the_partitions_preview_is_given_the_partitioned_layout(
-    make_app: Callable[..., StackShift], preview: None, namespace: str
+    make_app: Callable[..., StackShift], namespace: str
 ) -> None:
     first = make_app(namespace, partitions=4)
     meta = first._core.keys.meta()
@@ -147,7 +134,7 @@ async def test_a_namespace_of_the_partitions_preview_is_given_the_partitioned_la
 
 
 async def test_a_namespace_of_one_partition_refuses_more(
-    make_app: Callable[..., StackShift], preview: None, namespace: str
+    make_app: Callable[..., StackShift], namespace: str
 ) -> None:
     one = make_app(namespace, partitions=1)
     await one.state.set("a", 1)
@@ -164,9 +151,7 @@ async def _published(app: StackShift) -> None:
     await app.worker().registration.setup()
 
 
-async def test_runs_go_to_the_partition_of_their_key(
-    make_app: Callable[..., StackShift], preview: None
-) -> None:
+async def test_runs_go_to_the_partition_of_their_key(make_app: Callable[..., StackShift]) -> None:
     app = make_app(partitions=4)
 
     @app.job("plain")
@@ -189,7 +174,7 @@ async def test_runs_go_to_the_partition_of_their_key(
 
 
 async def test_an_idempotency_key_is_one_run_on_one_partition(
-    make_app: Callable[..., StackShift], preview: None
+    make_app: Callable[..., StackShift],
 ) -> None:
     app = make_app(partitions=4)
 
@@ -205,9 +190,7 @@ async def test_an_idempotency_key_is_one_run_on_one_partition(
     assert app._core.part_of(first.id) == idempotency_partition("pay", "order-9", 4)
 
 
-async def test_runs_of_one_flow_key_share_a_partition(
-    make_app: Callable[..., StackShift], preview: None
-) -> None:
+async def test_runs_of_one_flow_key_share_a_partition(make_app: Callable[..., StackShift]) -> None:
     app = make_app(partitions=4)
 
     @app.job("sync", concurrency=Concurrency(limit=1, key="account"), rate_limit=None)
@@ -231,7 +214,7 @@ async def test_runs_of_one_flow_key_share_a_partition(
 
 
 async def test_a_lagging_copy_of_the_definitions_is_brought_up_to_date(
-    make_app: Callable[..., StackShift], preview: None
+    make_app: Callable[..., StackShift],
 ) -> None:
     app = make_app(partitions=4)
 
@@ -254,7 +237,7 @@ async def test_a_lagging_copy_of_the_definitions_is_brought_up_to_date(
 
 
 async def test_each_partition_knows_the_live_versions_and_failure_handlers(
-    make_app: Callable[..., StackShift], preview: None
+    make_app: Callable[..., StackShift],
 ) -> None:
     app = make_app(partitions=4)
 

@@ -13,13 +13,12 @@ import pytest
 from helpers import wait_for
 
 from stackshift_redis import Concurrency, RunContext, RunFailed, StackShift, StateTx
-from stackshift_redis._core.partitions import PREVIEW_ENV, name_route, route
+from stackshift_redis._core.partitions import name_route, route
 from stackshift_redis._core.routing import SEP
 
 
 @pytest.fixture
-def app(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
+def app(make_app: Callable[..., StackShift]) -> StackShift:
     return make_app(partitions=4)
 
 

@@ -30,15 +30,14 @@ from helpers import (
 from redis.exceptions import ClusterDownError
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.partitions import route
 from stackshift_redis._core.routing import SEP
 
 APP = "tests.apps.partition_jobs:app"
 
 
 @pytest.fixture
-def client(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
+def client(make_app: Callable[..., StackShift]) -> StackShift:
     return make_app(partitions=4)
 
 
@@ -90,9 +89,8 @@ async def test_a_worker_killed_mid_invoke_across_partitions_loses_nothing(
 
 @skip_on_cluster  # one server restarted in place (it holds every partition)
 async def test_runs_across_partitions_survive_a_redis_restart_from_its_aof(
-    namespace: str, procs: list[Any], monkeypatch: pytest.MonkeyPatch
+    namespace: str, procs: list[Any]
 ) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
     server = OwnRedis(aof=True)
     server.start()
     app = StackShift(server.url, namespace=namespace, partitions=4)
@@ -117,9 +115,8 @@ async def test_runs_across_partitions_survive_a_redis_restart_from_its_aof(
 
 @only_on_cluster  # a cluster of its own: one master restarted in place
 async def test_runs_across_partitions_survive_a_cluster_master_restart_from_its_aof(
-    namespace: str, procs: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    namespace: str, procs: list[Any], tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
     cluster = OwnCluster(aof=True, node_timeout_ms=5000)  # the outage below is ~1 s
     cluster.start()
     client = cluster.client()

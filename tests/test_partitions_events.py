@@ -17,16 +17,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from test_lost_replies import DroppingProxy
 
 from stackshift_redis import CancelOn, Concurrency, RunContext, StackShift
-from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.partitions import route
 from stackshift_redis._core.routing import pick_partition
 from stackshift_redis._core.scripts import send_legs
 
 P = 4
-
-
-@pytest.fixture(autouse=True)
-def preview(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
 
 
 def key_on(part: int, salt: str = "") -> str:

@@ -12,7 +12,6 @@ import pytest
 from redis.exceptions import ClusterDownError
 
 from stackshift_redis import RunContext, StackShift
-from stackshift_redis._core.partitions import PREVIEW_ENV
 from stackshift_redis._core.scripts import Scripts
 from stackshift_redis._worker import relay as relay_mod
 from stackshift_redis._worker.relay import Relay
@@ -20,8 +19,7 @@ from stackshift_redis.errors import RedisUnavailableError
 
 
 @pytest.fixture
-def app(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
+def app(make_app: Callable[..., StackShift]) -> StackShift:
     app = make_app(partitions=4)
 
     @app.job("j")

@@ -25,7 +25,7 @@ from stackshift_redis._client.jobs_view import jobs_report
 from stackshift_redis._client.queue_view import queue_gauges
 from stackshift_redis._client.views import minute_series
 from stackshift_redis._core.fanout import each, merge_desc, sum_rows
-from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.partitions import route
 from stackshift_redis._core.routing import idempotency_partition
 from stackshift_redis._ops.cli import main
 from stackshift_redis._ops.target import Target
@@ -33,11 +33,6 @@ from stackshift_redis.dashboard.ops import search_run
 
 P = 4
 KEYS = [next(f"k{i}" for i in range(100) if route(f"k{i}", P) == p) for p in range(P)]
-
-
-@pytest.fixture
-def preview(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
 
 
 def test_merge_and_sums() -> None:
@@ -102,9 +97,7 @@ async def _pages(app: StackShift, limit: int, **filters: Any) -> list[list[str]]
             return pages
 
 
-async def test_list_pages_every_run_once_newest_first(
-    make_app: Callable[..., StackShift], preview: None
-) -> None:
+async def test_list_pages_every_run_once_newest_first(make_app: Callable[..., StackShift]) -> None:
     app = await _app(make_app)
     a_ids = await _spread(app, "a", 14)
     b_ids = await _spread(app, "b", 9)
@@ -130,7 +123,7 @@ async def test_list_pages_every_run_once_newest_first(
 
 
 async def test_count_and_bulk_by_filter_reach_every_partition(
-    make_app: Callable[..., StackShift], preview: None, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = await _app(make_app)
     a_ids = await _spread(app, "a", 22)
@@ -163,7 +156,7 @@ async def test_count_and_bulk_by_filter_reach_every_partition(
 
 
 async def test_queue_stats_totals_and_gauges_are_summed(
-    make_app: Callable[..., StackShift], preview: None
+    make_app: Callable[..., StackShift],
 ) -> None:
     app = await _app(make_app)
     a_ids = await _spread(app, "a", 11)
@@ -188,7 +181,7 @@ async def test_queue_stats_totals_and_gauges_are_summed(
     assert report.unfinished == {1: {"queued": 7}} and not report.capped
 
 
-async def test_minute_counts_are_summed(make_app: Callable[..., StackShift], preview: None) -> None:
+async def test_minute_counts_are_summed(make_app: Callable[..., StackShift]) -> None:
     app = await _app(make_app)
     ns = app._core
     secs, _ = await app.redis.time()
@@ -202,7 +195,7 @@ async def test_minute_counts_are_summed(make_app: Callable[..., StackShift], pre
 
 
 async def test_find_by_idempotency_key_on_any_partition(
-    make_app: Callable[..., StackShift], preview: None
+    make_app: Callable[..., StackShift],
 ) -> None:
     app = await _app(make_app)
     home = _id(await app.start("a", 1, idempotency_key="order-1"))
@@ -220,7 +213,7 @@ async def test_find_by_idempotency_key_on_any_partition(
 
 
 async def test_the_command_lists_runs_and_queues_of_every_partition(
-    make_app: Callable[..., StackShift], preview: None, redis_url: str, is_cluster: bool
+    make_app: Callable[..., StackShift], redis_url: str, is_cluster: bool
 ) -> None:
     app = await _app(make_app)
     ids = await _spread(app, "a", 6) + await _spread(app, "b", 3)
@@ -257,9 +250,7 @@ async def test_the_command_lists_runs_and_queues_of_every_partition(
         await served.redis.aclose()
 
 
-async def test_recent_events_of_every_partition_once(
-    make_app: Callable[..., StackShift], preview: None
-) -> None:
+async def test_recent_events_of_every_partition_once(make_app: Callable[..., StackShift]) -> None:
     app = await _app(make_app)
     ns = app._core
     bus = EventBus(ns)
@@ -279,9 +270,7 @@ async def test_recent_events_of_every_partition_once(
     assert [e.id for e in await Inspector(ns).recent_events(per_name=1)] == ["e3", "e2"]
 
 
-async def test_waiters_of_every_partition_newest_first(
-    make_app: Callable[..., StackShift], preview: None
-) -> None:
+async def test_waiters_of_every_partition_newest_first(make_app: Callable[..., StackShift]) -> None:
     app = await _app(make_app)
     ns = app._core
     ids = await _spread(app, "a", 8)
@@ -298,7 +287,7 @@ async def test_waiters_of_every_partition_newest_first(
 
 
 async def test_the_dashboard_pages_searches_and_acts_on_every_partition(
-    make_app: Callable[..., StackShift], preview: None, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import httpx
 
@@ -342,23 +331,8 @@ async def test_the_dashboard_pages_searches_and_acts_on_every_partition(
     assert await app.run(keyed).status() == "queued"
 
 
-async def test_the_command_names_the_preview_when_it_is_not_enabled(
-    make_app: Callable[..., StackShift],
-    preview: None,
-    redis_url: str,
-    is_cluster: bool,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    app = await _app(make_app)
-    await app.start("a", partition_key=KEYS[1])
-    monkeypatch.delenv(PREVIEW_ENV)
-    base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]
-    result = await asyncio.to_thread(CliRunner().invoke, main, [*base, "runs", "list"])
-    assert result.exit_code == 2 and f"set {PREVIEW_ENV}=1" in result.output
-
-
 async def test_finished_and_running_runs_of_every_partition(
-    make_app: Callable[..., StackShift], preview: None, running_worker: Any
+    make_app: Callable[..., StackShift], running_worker: Any
 ) -> None:
     app = make_app(partitions=P)
     release = asyncio.Event()
@@ -411,7 +385,7 @@ async def test_finished_and_running_runs_of_every_partition(
 
 
 async def test_the_command_takes_the_partition_count_of_a_new_namespace(
-    make_app: Callable[..., StackShift], preview: None, redis_url: str, is_cluster: bool
+    make_app: Callable[..., StackShift], redis_url: str, is_cluster: bool
 ) -> None:
     app = make_app(partitions=P)
     base = ["--redis-url", redis_url, "--namespace", app.namespace, *(["--cluster"] * is_cluster)]

@@ -23,7 +23,7 @@ from stackshift_redis._client.schedule_parts import tick_run_id
 from stackshift_redis._client.schedules import ScheduleDuty, server_ms
 from stackshift_redis._core.cron import jitter_ms
 from stackshift_redis._core.keys import parse
-from stackshift_redis._core.partitions import PREVIEW_ENV, partition_of
+from stackshift_redis._core.partitions import partition_of
 from stackshift_redis._core.scripts import Scripts
 from stackshift_redis.errors import ScheduleNotFoundError
 
@@ -31,8 +31,7 @@ P = 4
 
 
 @pytest.fixture
-def part_app(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
+def part_app(make_app: Callable[..., StackShift]) -> StackShift:
     return make_app(partitions=P)
 
 

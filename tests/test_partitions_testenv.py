@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stackshift_redis import Concurrency, RunContext, StackShift
-from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.partitions import route
 from stackshift_redis._core.routing import SEP
 from stackshift_redis.testing import TestEnv
 
@@ -20,8 +20,7 @@ P = 4
 
 
 @pytest.fixture
-def app(monkeypatch: pytest.MonkeyPatch) -> StackShift:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
+def app() -> StackShift:
     return StackShift(redis_url=OFFLINE, namespace="shop", partitions=P)
 
 

@@ -15,17 +15,12 @@ from helpers import wait_for
 
 from stackshift_redis import Concurrency, RunContext, Singleton, StackShift, StateTx
 from stackshift_redis._attempt import transact as tx_mod
-from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.partitions import route
 from stackshift_redis._core.routing import SEP, idempotency_partition
 from stackshift_redis._worker.relay import Relay
 
 P = 4
 STATE = "{tx}:n"  # the commit's state: the commit runs on its partition
-
-
-@pytest.fixture(autouse=True)
-def preview(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
 
 
 def key_on(part: int, off: bool = False) -> str:

@@ -20,7 +20,6 @@ from test_partitions_worker import P, _dispatcher, four, key_on, start_on
 
 from stackshift_redis import RunCancelled, RunContext, StackShift
 from stackshift_redis._core.keys import GROUP
-from stackshift_redis._core.partitions import PREVIEW_ENV
 
 __all__ = ["four"]  # the fixture, shared with test_partitions_worker.py
 OPTS: dict[str, Any] = {"max_deliveries": 5, "retention_ms": 60_000}
@@ -144,9 +143,8 @@ async def test_hygiene_drops_a_gone_consumer_on_every_partition(four: StackShift
 
 
 async def test_expired_index_entries_are_trimmed_on_every_partition(
-    make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch, running_worker: Any
+    make_app: Callable[..., StackShift], running_worker: Any
 ) -> None:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
     app = make_app(partitions=P, retention=1)
     ns = app._core
     app.job("j", lambda ctx: None)
@@ -162,7 +160,7 @@ async def test_expired_index_entries_are_trimmed_on_every_partition(
         assert await app.redis.zscore(ns.keys_of(run_id).ord_status("completed"), run_id) is None
 
 
-PROC_ENV = {"STACKSHIFT_TEST_PARTITIONS": str(P), PREVIEW_ENV: "1"}
+PROC_ENV = {"STACKSHIFT_TEST_PARTITIONS": str(P)}
 
 
 async def test_a_killed_worker_process_s_run_is_recovered_on_its_partition(

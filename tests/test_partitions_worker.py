@@ -18,15 +18,14 @@ from helpers import wait_for
 from stackshift_redis import RunContext, StackShift
 from stackshift_redis._core.jobs import QueueConfig
 from stackshift_redis._core.keys import GROUP
-from stackshift_redis._core.partitions import PREVIEW_ENV, route
+from stackshift_redis._core.partitions import route
 from stackshift_redis._worker.dispatch import Dispatcher
 
 P = 4
 
 
 @pytest.fixture
-def four(make_app: Callable[..., StackShift], monkeypatch: pytest.MonkeyPatch) -> StackShift:
-    monkeypatch.setenv(PREVIEW_ENV, "1")
+def four(make_app: Callable[..., StackShift]) -> StackShift:
     app = make_app(partitions=P)
     app.job("noop", lambda ctx: None)
     return app

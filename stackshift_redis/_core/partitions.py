@@ -13,7 +13,6 @@ lookup by id then goes to one slot, and ids still sort by creation time across p
 
 from __future__ import annotations
 
-import os
 import zlib
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -21,7 +20,6 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from ..errors import InvalidArgumentError
 
 MAX_PARTITIONS = 256
-PREVIEW_ENV = "STACKSHIFT_PREVIEW_PARTITIONS"
 ID_LENGTH = 24  # hex digits of an id without its partition (records.new_run_id)
 
 
@@ -32,16 +30,6 @@ def check_partitions(value: object) -> int:
             f"partitions must be an int from 1 to {MAX_PARTITIONS}, not {value!r}"
         )
     return value
-
-
-def check_preview(partitions: int) -> None:
-    """More than one partition is a preview until every operation crosses partitions
-    (docs/design/partitions.md): refused unless STACKSHIFT_PREVIEW_PARTITIONS=1."""
-    if partitions > 1 and os.environ.get(PREVIEW_ENV) != "1":
-        raise InvalidArgumentError(
-            f"partitions={partitions}: more than one partition is not available in this "
-            f"release yet (a preview for development: set {PREVIEW_ENV}=1)"
-        )
 
 
 def partition_tags(namespace: str, partitions: int) -> list[str]:
