@@ -328,7 +328,7 @@ async def zcard_parts(app: StackShift, key_of: Callable[[Any], str]) -> int:
 
 def skip_with_partitions(limitation: str) -> pytest.MarkDecorator:
     """Skip a test of `limitation`, a documented one of partitions (docs/guides/
-    scaling-out.md "Not yet with partitions"), when the suite runs with more than one."""
+    scaling-out.md "Limits"), when the suite runs with more than one."""
     return pytest.mark.skipif(
         os.environ.get("STACKSHIFT_TEST_PARTITIONS", "1") != "1",
         reason=f"not yet with partitions: {limitation} (docs/guides/scaling-out.md)",

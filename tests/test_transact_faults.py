@@ -3,7 +3,9 @@
 commit replies lost, and workers SIGSTOPped before their commit until their lease expired
 (the commit arrives late and must write nothing). Each run commits a per-run counter, a
 shared bucket counter, an event (its on_event run commits a counter too) and a child run
-(which commits its own counter): every one must be applied exactly once."""
+(which commits its own counter): every one must be applied exactly once. With partitions
+the event's other legs and a child routed elsewhere by its idempotency key go through the
+commit's outbox: exactly once too."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from helpers import skip_on_cluster, skip_with_partitions, spawn_worker, wait_for
+from apps.transact_jobs import bucket_name, counter_name
+from helpers import skip_on_cluster, spawn_worker, wait_for, zcard_parts
 from test_lost_replies import DroppingProxy
 
 from stackshift_redis import StackShift
@@ -75,16 +78,12 @@ class Fleet:
 
 
 async def _values(app: StackShift, names: list[str]) -> list[int]:
-    k = app._core.keys
+    ns = app._core  # a state name's key is on its partition (skip_on_cluster: one MGET)
     out: list[int] = []
     for lo in range(0, len(names), 500):
-        raw = await app.redis.mget([k.state(n) for n in names[lo : lo + 500]])
+        raw = await app.redis.mget([ns.name_keys(n).state(n) for n in names[lo : lo + 500]])
         out += [int(v or 0) for v in raw]
     return out
-
-
-# tests/apps/transact_jobs.py's parent commits state of two names (two partitions)
-NOT_YET = "a transactional step cannot commit state of several partitions"
 
 
 async def _exactly_once(
@@ -99,7 +98,8 @@ async def _exactly_once(
 
     runs = await app.start_many("tx_parent", list(range(N)), queue_name="tx")
     fleet = Fleet(spawn, 2)
-    names = [f"{kind}:{i}" for kind in ("c", "child", "ev") for i in range(N)]
+    names = [counter_name(i) for i in range(N)]
+    names += [f"{kind}:{i}" for kind in ("child", "ev") for i in range(N)]
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -118,7 +118,7 @@ async def _exactly_once(
     values = await _values(app, names)
     wrong = [n for n, v in zip(names, values, strict=True) if v != 1]
     assert not wrong, wrong[:20]
-    buckets = await _values(app, [f"bucket:{b}" for b in range(BUCKETS)])
+    buckets = await _values(app, [bucket_name(b) for b in range(BUCKETS)])
     assert buckets == [N // BUCKETS] * BUCKETS
     results = [(await app.get_run(r.id)).result for r in runs]  # type: ignore[union-attr]
     for b in range(BUCKETS):  # each run of a bucket wrote a distinct value: serializable
@@ -130,8 +130,7 @@ async def _exactly_once(
 
 async def _children_done(app: StackShift) -> bool:
     """Every tx_child run completed (one per parent: none made twice)."""
-    key = app._core.keys.idx_job_status("tx_child", "completed")
-    return int(await app.redis.zcard(key)) == N
+    return await zcard_parts(app, lambda k: k.idx_job_status("tx_child", "completed")) == N
 
 
 async def _left(app: StackShift, names: list[str]) -> int:
@@ -139,17 +138,16 @@ async def _left(app: StackShift, names: list[str]) -> int:
 
 
 async def _all_completed(app: StackShift, ids: list[str]) -> bool:
-    k = app._core.keys
+    ns = app._core
     async with app.redis.pipeline(transaction=False) as pipe:
         for rid in ids:
-            pipe.hget(k.run(rid), "status")
+            pipe.hget(ns.keys_of(rid).run(rid), "status")
         statuses = await pipe.execute()
     return all(s == b"completed" for s in statuses)
 
 
 @skip_on_cluster  # 1,000 runs per fault: once, on standalone Redis (CI time)
 @pytest.mark.parametrize("point", ["before_commit", "after_commit"])
-@skip_with_partitions(NOT_YET)
 async def test_sigkill_at_the_commit(make_app: Any, redis_url: str, point: str) -> None:
     app = make_app()
     fleet = await _exactly_once(app, redis_url, f"{point}:kill", 0.004, timeout=240)
@@ -158,7 +156,6 @@ async def test_sigkill_at_the_commit(make_app: Any, redis_url: str, point: str) 
 
 
 @skip_on_cluster
-@skip_with_partitions(NOT_YET)
 async def test_a_commit_arriving_after_its_lease_writes_nothing(
     make_app: Any, redis_url: str
 ) -> None:
@@ -169,7 +166,6 @@ async def test_a_commit_arriving_after_its_lease_writes_nothing(
 
 
 @skip_on_cluster  # the proxy fronts one server
-@skip_with_partitions(NOT_YET)
 async def test_lost_commit_replies(make_app: Any, redis_url: str) -> None:
     app = make_app()
     u = urlparse(redis_url)

@@ -33,11 +33,22 @@ if _AT:
     tx_mod.FAULT = _fault
 
 
+def counter_name(i: int) -> str:
+    """Run i's own counter: braced by its bucket, so that with partitions it shares the
+    partition of the bucket counter its commit also writes (docs/guides/scaling-out.md)."""
+    return f"{{bucket:{i % BUCKETS}}}:c:{i}"
+
+
+def bucket_name(b: int) -> str:
+    """The counter shared by the runs of bucket b."""
+    return f"{{bucket:{b}}}:total"
+
+
 async def _parent(tx: StateTx, i: int) -> int:
-    await tx.incr(f"c:{i}")
-    total = await tx.incr(f"bucket:{i % BUCKETS}")
-    tx.send_event("tx.ev", {"i": i})
-    tx.start("tx_child", i)
+    await tx.incr(counter_name(i))
+    total = await tx.incr(bucket_name(i % BUCKETS))
+    tx.send_event("tx.ev", {"i": i})  # with partitions: a leg per partition
+    tx.start("tx_child", i, idempotency_key=f"child-{i}")  # routed by its key
     return total
 
 
