@@ -14,22 +14,12 @@ from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.exceptions import ClusterDownError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from .._core.namespace import Namespace
+from .._core.scripts import CONNECTION_ERRORS
 
 log = logging.getLogger("stackshift.worker")
-# CLUSTERDOWN (a cluster master restarting): down for a while too, not a failure of the loop
-UNAVAILABLE = (
-    ConnectionError,
-    TimeoutError,
-    OSError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-)
+# what the Lua door counts as unreachable (CLUSTERDOWN included), and a socket's OSError
+UNAVAILABLE = (*CONNECTION_ERRORS, OSError)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_CAP_S = 10.0
 
